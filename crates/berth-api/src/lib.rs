@@ -1,0 +1,1 @@
+//! `berth-api`: berth resource types: the ModelService custom resource and its validation.

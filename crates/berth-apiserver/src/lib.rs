@@ -1,0 +1,1 @@
+//! `berth-apiserver`: Kubernetes-compatible REST API server for berth.

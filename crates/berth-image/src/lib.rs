@@ -1,0 +1,1 @@
+//! `berth-image`: OCI image content store, layouts, distribution client and Dockerfile builds.

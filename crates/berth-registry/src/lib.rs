@@ -1,0 +1,1 @@
+//! `berth-registry`: OCI distribution-spec registry server.

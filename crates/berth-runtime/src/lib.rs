@@ -1,0 +1,1 @@
+//! `berth-runtime`: berth embedded CRI runtime: images, snapshots, pod sandboxes, containers.

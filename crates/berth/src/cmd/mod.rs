@@ -1,0 +1,14 @@
+//! One module per subcommand (or group of closely related subcommands).
+
+pub mod apply;
+pub mod bench;
+pub mod crd;
+pub mod delete;
+pub mod describe;
+pub mod get;
+pub mod image;
+pub mod registry;
+pub mod runtime;
+pub mod scale;
+pub mod server;
+pub mod shim;

@@ -1,0 +1,107 @@
+//! `berth`: one binary for every role (design.md section 1).
+//!
+//! `main` stays synchronous on purpose: `berth shim` must start its container while the process is
+//! still single-threaded (libcontainer forks), so no tokio runtime exists before a subcommand asks
+//! for one through [`rt::block_on`].
+
+mod cmd;
+mod rt;
+
+use clap::{Parser, Subcommand};
+
+/// berth: a declarative orchestrator for ML model services.
+#[derive(Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter, e.g. `info` or `berth_apiserver=debug` (also BERTH_LOG).
+    #[arg(long, global = true, env = "BERTH_LOG", default_value = "info")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane: API server, controllers, registry and (unless disabled) a local agent.
+    Server(cmd::server::Args),
+    /// Apply a configuration to resources by file name or stdin (server-side apply).
+    Apply(cmd::apply::Args),
+    /// Display one or many resources.
+    Get(cmd::get::Args),
+    /// Show details of a resource or group of resources.
+    Describe(cmd::describe::Args),
+    /// Delete resources by file names, stdin, or kind and names.
+    Delete(cmd::delete::Args),
+    /// Set a new size for a ModelService.
+    Scale(cmd::scale::Args),
+    /// Print the ModelService CustomResourceDefinition as YAML.
+    Crd(cmd::crd::Args),
+    /// Build an image from a Dockerfile.
+    Build(cmd::image::BuildArgs),
+    /// Push an image to a registry.
+    Push(cmd::image::PushArgs),
+    /// Pull an image from a registry.
+    Pull(cmd::image::PullArgs),
+    /// List local images.
+    Images(cmd::image::ImagesArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(cmd::image::TagArgs),
+    /// Remove local images.
+    Rmi(cmd::image::RmiArgs),
+    /// Log in to a registry.
+    Login(cmd::image::LoginArgs),
+    /// Run the OCI distribution registry on its own.
+    Registry(cmd::registry::Args),
+    /// Run the CRI runtime on its own.
+    Runtime(cmd::runtime::Args),
+    /// Per-container supervisor (started by the runtime).
+    #[command(hide = true)]
+    Shim(cmd::shim::Args),
+    /// Benchmarks that compare berth with a peer measured in the same run.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // The shim logs to its own file; everything else logs to stderr.
+    if !matches!(cli.command, Command::Shim(_)) {
+        init_tracing(&cli.log_level);
+    }
+    let result = match cli.command {
+        Command::Server(a) => cmd::server::run(a),
+        Command::Apply(a) => cmd::apply::run(a),
+        Command::Get(a) => cmd::get::run(a),
+        Command::Describe(a) => cmd::describe::run(a),
+        Command::Delete(a) => cmd::delete::run(a),
+        Command::Scale(a) => cmd::scale::run(a),
+        Command::Crd(a) => cmd::crd::run(a),
+        Command::Build(a) => cmd::image::build(a),
+        Command::Push(a) => cmd::image::push(a),
+        Command::Pull(a) => cmd::image::pull(a),
+        Command::Images(a) => cmd::image::images(a),
+        Command::Tag(a) => cmd::image::tag(a),
+        Command::Rmi(a) => cmd::image::rmi(a),
+        Command::Login(a) => cmd::image::login(a),
+        Command::Registry(a) => cmd::registry::run(a),
+        Command::Runtime(a) => cmd::runtime::run(a),
+        Command::Shim(a) => cmd::shim::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

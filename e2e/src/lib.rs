@@ -1,4 +1,16 @@
-//! Helpers for end-to-end tests: locating the `berth` binary and running it as a user would.
+//! Helpers for end-to-end tests: locating the `berth` binary and running it, and the peers
+//! (docker-registry, skopeo, runc), as a user would.
+//!
+//! One module per concern, each owned by the part it serves:
+//! - [`server`]: a `berth server` under test (`TestServer`);
+//! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers;
+//! - [`images`]: small OCI test images (busybox-static) built on the fly;
+//! - [`runtime`]: a `berth runtime` under test and a CRI client to it.
+
+pub mod images;
+pub mod peer;
+pub mod runtime;
+pub mod server;
 
 use std::path::PathBuf;
 
@@ -20,4 +32,20 @@ pub fn berth_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// The root of the source checkout (for manifests and examples used by tests).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e/ sits in the repository root")
+        .to_path_buf()
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
 }

@@ -1,1 +1,3 @@
 //! `berth-apiserver`: Kubernetes-compatible REST API server for berth.
+
+pub mod resources;

@@ -23,6 +23,7 @@ pub mod gc;
 pub mod manifest;
 pub mod name;
 pub mod storage;
+pub mod tls;
 mod upload;
 
 use std::fs::File;
@@ -106,7 +107,31 @@ impl Registry {
 
     /// Serves plain HTTP on `listener` until the process ends.
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> io::Result<()> {
+        self.serve_until(listener, std::future::pending()).await
+    }
+
+    /// Serves plain HTTP on `listener` until `shutdown` completes, then finishes in-flight requests.
+    pub async fn serve_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
         tracing::info!(addr = ?listener.local_addr().ok(), auth = ?self.state.auth.mode(), "registry listening");
-        axum::serve(listener, self.router()).await
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Serves HTTPS on `listener` with a PEM certificate chain and key until `shutdown`.
+    pub async fn serve_tls_until(
+        &self,
+        listener: tokio::net::TcpListener,
+        cert: &Path,
+        key: &Path,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> io::Result<()> {
+        let config = tls::server_config(cert, key)?;
+        tracing::info!(addr = ?listener.local_addr().ok(), auth = ?self.state.auth.mode(), "registry listening (TLS)");
+        tls::serve(listener, config, self.router(), shutdown).await
     }
 }

@@ -116,9 +116,9 @@ async fn handle(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError> 
     let method = req.method().clone();
     match route {
         Route::Token => Ok(token(st, req.headers())),
-        Route::Base => base(st, req.headers()),
+        Route::Base => base(st, &req),
         Route::Catalog => {
-            authorize(st, req.headers(), None, Access::Pull)?;
+            authorize(st, &req, None, Access::Pull)?;
             listing::catalog(st, req.uri()).await
         }
         Route::Tags(name) => {
@@ -157,12 +157,12 @@ fn access_of(m: &Method) -> Access {
 fn authorize_repo(st: &AppState, req: &Request, name: &str, access: Access) -> Result<RepoName, ApiError> {
     let repo = RepoName::parse(name)
         .ok_or_else(|| ApiError::new(ErrorCode::NameInvalid, format!("invalid repository name {name:?}")))?;
-    authorize(st, req.headers(), Some(&repo), access)?;
+    authorize(st, req, Some(&repo), access)?;
     Ok(repo)
 }
 
-fn authorize(st: &AppState, headers: &HeaderMap, repo: Option<&RepoName>, access: Access) -> Result<(), ApiError> {
-    if st.auth.allows(headers, access) {
+fn authorize(st: &AppState, req: &Request, repo: Option<&RepoName>, access: Access) -> Result<(), ApiError> {
+    if st.auth.allows(req.headers(), access) {
         return Ok(());
     }
     let scope = match (repo, access) {
@@ -170,13 +170,17 @@ fn authorize(st: &AppState, headers: &HeaderMap, repo: Option<&RepoName>, access
         (Some(r), Access::Push) => format!(",scope=\"repository:{r}:pull,push\""),
         (None, _) => ",scope=\"registry:catalog:*\"".to_string(),
     };
-    Err(unauthorized(st, headers, &scope))
+    Err(unauthorized(st, req, &scope))
 }
 
-fn unauthorized(st: &AppState, headers: &HeaderMap, scope: &str) -> ApiError {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+/// The challenge pointing clients at this registry's token endpoint, on the host they used
+/// (the `Host` header in HTTP/1.1, the URI authority in HTTP/2).
+fn unauthorized(st: &AppState, req: &Request, scope: &str) -> ApiError {
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
         .unwrap_or("localhost");
     let scheme = if st.tls { "https" } else { "http" };
     let challenge = format!("Bearer realm=\"{scheme}://{host}/token\",service=\"{SERVICE}\"{scope}");
@@ -186,11 +190,11 @@ fn unauthorized(st: &AppState, headers: &HeaderMap, scope: &str) -> ApiError {
 /// `GET /v2/`: 200 when the caller may use the registry at all. With auth enabled, anonymous
 /// callers get the challenge, which is how clients learn where to fetch tokens (they ask for a
 /// pull-only token when they have no credentials).
-fn base(st: &AppState, headers: &HeaderMap) -> Result<Response, ApiError> {
-    if st.auth.mode() == crate::AuthMode::None || st.auth.authenticated(headers) {
+fn base(st: &AppState, req: &Request) -> Result<Response, ApiError> {
+    if st.auth.mode() == crate::AuthMode::None || st.auth.authenticated(req.headers()) {
         return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response());
     }
-    Err(unauthorized(st, headers, ""))
+    Err(unauthorized(st, req, ""))
 }
 
 /// `GET /token`: a bearer token for the presented Basic credentials (or an anonymous one).

@@ -1,0 +1,223 @@
+//! `berth registry` against the real `skopeo`: push an OCI image built on the fly (busybox-static
+//! layer, via `umoci`), pull it back byte for byte, with and without credentials; garbage
+//! collection through `berth registry gc`; and a copy into Debian's docker-registry.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_e2e::peer::{self, DockerRegistry, skopeo, skopeo_copy, skopeo_raw_manifest};
+use berth_e2e::{berth_bin, free_port};
+
+/// A `berth registry` process with its own data dir, stopped on drop.
+struct BerthRegistry {
+    child: Child,
+    port: u16,
+    data: tempfile::TempDir,
+}
+
+impl BerthRegistry {
+    fn start(auth: &str) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        Self::start_in(data, auth)
+    }
+
+    fn start_in(data: tempfile::TempDir, auth: &str) -> Self {
+        let port = free_port();
+        let log = std::fs::File::create(data.path().join("registry.log")).unwrap();
+        let child = Command::new(berth_bin())
+            .args(["registry", "--port", &port.to_string(), "--registry-auth", auth, "--data-dir"])
+            .arg(data.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut reg = BerthRegistry { child, port, data };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(reg.child.try_wait().unwrap().is_none(), "berth registry exited:\n{}", reg.log());
+            if peer::http_status(&reg.host(), "/v2/").is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "berth registry did not start:\n{}", reg.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn creds(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("registry/credentials")).unwrap().trim().to_string()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, wait for a clean exit, and hand back the data dir.
+    fn stop(mut self) -> tempfile::TempDir {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "berth registry did not exit cleanly ({status}):\n{}", self.log());
+        let data = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.data, data)
+    }
+}
+
+impl Drop for BerthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An OCI layout at `<dir>/oci` with tag `base`: an empty umoci image plus /bin/busybox.
+fn busybox_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("oci");
+    let umoci = |args: &[&str]| {
+        let out = Command::new("umoci").args(args).output().expect("umoci installed");
+        assert!(out.status.success(), "umoci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let l = layout.to_str().unwrap();
+    umoci(&["init", "--layout", l]);
+    umoci(&["new", "--image", &format!("{l}:base")]);
+    umoci(&["insert", "--image", &format!("{l}:base"), "/bin/busybox", "/bin/busybox"]);
+    // Drop the blobs of the empty image `insert` replaced, so the layout holds one image.
+    umoci(&["gc", "--layout", l]);
+    layout
+}
+
+/// Every blob file of an OCI layout: name -> bytes.
+fn layout_blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The manifest digest a layout's index.json lists for `tag`.
+fn layout_manifest_digest(layout: &Path) -> String {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"].as_str().unwrap().to_string()
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn skopeo_pushes_with_credentials_and_pulls_anonymously_byte_for_byte() {
+    let work = tempfile::tempdir().unwrap();
+    let src = busybox_layout(work.path());
+    let reg = BerthRegistry::start("push");
+    let dest = format!("docker://{}/e2e/busybox:v1", reg.host());
+    skopeo_copy(&format!("oci:{}:base", src.display()), &dest, Some(&reg.creds())).unwrap();
+
+    // The registry serves the exact manifest bytes that were pushed.
+    let want = layout_manifest_digest(&src);
+    let raw = skopeo_raw_manifest(&dest, None).unwrap();
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw)), want);
+
+    // An anonymous pull gets every blob back unchanged.
+    let pulled = work.path().join("pulled");
+    skopeo_copy(&dest, &format!("oci:{}:v1", pulled.display()), None).unwrap();
+    assert_eq!(layout_manifest_digest(&pulled), want);
+    let (got, sent) = (layout_blobs(&pulled), layout_blobs(&src));
+    let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&got), names(&sent));
+    assert_eq!(names(&got).len(), 3, "manifest, config and the busybox layer");
+    assert!(got == sent, "pulled blobs differ from the pushed ones");
+
+    let tags = skopeo(&["list-tags", "--tls-verify=false", &format!("docker://{}/e2e/busybox", reg.host())]).unwrap();
+    let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
+    assert_eq!(tags["Tags"], serde_json::json!(["v1"]));
+}
+
+#[test]
+fn push_without_credentials_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let src = busybox_layout(work.path());
+    let reg = BerthRegistry::start("push");
+    let err = skopeo_copy(&format!("oci:{}:base", src.display()), &format!("docker://{}/e2e/anon:v1", reg.host()), None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("unauthorized") || err.contains("401"), "{err}");
+    let wrong = skopeo_copy(&format!("oci:{}:base", src.display()), &format!("docker://{}/e2e/anon:v1", reg.host()), Some("berth:wrong"));
+    assert!(wrong.is_err());
+    // Nothing of it is visible.
+    assert!(skopeo_raw_manifest(&format!("docker://{}/e2e/anon:v1", reg.host()), None).is_err());
+    assert!(!reg.data.path().join("registry/repos/e2e/anon").exists());
+}
+
+#[test]
+fn auth_all_requires_credentials_to_pull() {
+    let work = tempfile::tempdir().unwrap();
+    let src = busybox_layout(work.path());
+    let reg = BerthRegistry::start("all");
+    let dest = format!("docker://{}/private/busybox:v1", reg.host());
+    skopeo_copy(&format!("oci:{}:base", src.display()), &dest, Some(&reg.creds())).unwrap();
+    assert!(skopeo_raw_manifest(&dest, None).is_err());
+    let raw = skopeo_raw_manifest(&dest, Some(&reg.creds())).unwrap();
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw)), layout_manifest_digest(&src));
+}
+
+#[test]
+fn gc_after_delete_frees_the_image_and_refuses_while_serving() {
+    let work = tempfile::tempdir().unwrap();
+    let src = busybox_layout(work.path());
+    let reg = BerthRegistry::start("push");
+    let dest = format!("docker://{}/gc/busybox:v1", reg.host());
+    skopeo_copy(&format!("oci:{}:base", src.display()), &dest, Some(&reg.creds())).unwrap();
+    let gc = |data: &Path| Command::new(berth_bin()).args(["registry", "gc", "--data-dir"]).arg(data).output().unwrap();
+
+    let busy = gc(reg.data.path());
+    assert!(!busy.status.success(), "gc must refuse while the registry serves the directory");
+
+    let out = skopeo(&["delete", "--tls-verify=false", "--creds", &reg.creds(), &dest]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let data = reg.stop();
+    let out = gc(data.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Manifest, config and the busybox layer.
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("removed 3 blobs"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(std::fs::read_dir(data.path().join("registry/blobs/sha256")).unwrap().count(), 0);
+}
+
+#[test]
+fn copy_between_berth_and_docker_registry() {
+    let work = tempfile::tempdir().unwrap();
+    let src = busybox_layout(work.path());
+    let berth = BerthRegistry::start("none");
+    let peer = DockerRegistry::start().unwrap();
+    let in_berth = format!("docker://{}/mirror/busybox:v1", berth.host());
+    let in_peer = format!("docker://{}/mirror/busybox:v1", peer.host());
+    skopeo_copy(&format!("oci:{}:base", src.display()), &in_berth, None).unwrap();
+    skopeo_copy(&in_berth, &in_peer, None).unwrap();
+    let back = format!("docker://{}/mirror/back:v1", berth.host());
+    skopeo_copy(&in_peer, &back, None).unwrap();
+    let want = layout_manifest_digest(&src);
+    for r in [&in_peer, &back] {
+        let raw = skopeo_raw_manifest(r, None).unwrap();
+        assert_eq!(format!("sha256:{}", sha256_hex(&raw)), want, "{r}");
+    }
+}

@@ -217,7 +217,12 @@ impl Auth {
             g => g,
         };
         let token = random_hex(32);
-        lock(&self.tokens).insert(token.clone(), (grant, Instant::now() + TOKEN_TTL));
+        let now = Instant::now();
+        let mut tokens = lock(&self.tokens);
+        // Drop expired tokens here too, so anonymous token requests cannot grow the map forever.
+        tokens.retain(|_, (_, exp)| *exp > now);
+        tokens.insert(token.clone(), (grant, now + TOKEN_TTL));
+        drop(tokens);
         Some(TokenResponse {
             access_token: token.clone(),
             token,

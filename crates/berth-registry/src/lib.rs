@@ -54,6 +54,22 @@ pub enum OpenError {
     Io(#[from] io::Error),
 }
 
+/// Opens the registry in `data_dir`, binds `addr` and serves plain HTTP in a background task
+/// until `shutdown` completes. Returns the bound address (useful with port 0) and the task.
+/// This is what `berth server` calls.
+pub async fn start(
+    data_dir: &Path,
+    addr: std::net::SocketAddr,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<io::Result<()>>), OpenError> {
+    let registry = Registry::open(data_dir, config)?;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move { registry.serve_until(listener, shutdown).await });
+    Ok((bound, task))
+}
+
 /// An open registry: storage, upload sessions and access control.
 pub struct Registry {
     state: Arc<api::AppState>,

@@ -135,3 +135,49 @@ async fn wait_for_signal() {
         }
     }
 }
+
+/// The registry flags of `berth server` (flatten into its `Args`), and the call that starts it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerRegistryArgs {
+    /// Port of the embedded OCI registry.
+    #[arg(long, default_value_t = 5000)]
+    pub registry_port: u16,
+    /// Do not run the embedded OCI registry.
+    #[arg(long)]
+    pub disable_registry: bool,
+    /// Who must authenticate to the registry: none, push (anonymous pull) or all.
+    #[arg(long, default_value = "push", value_parser = parse_auth)]
+    pub registry_auth: AuthMode,
+}
+
+impl ServerRegistryArgs {
+    /// Starts the registry for `berth server` (unless disabled) on `address:registry_port` with
+    /// storage in `data_dir/registry`, serving in the background until `shutdown` completes.
+    /// Returns the bound address, or `None` when disabled.
+    // Called by `berth server`; unused until that command is wired (see the registry report).
+    #[allow(dead_code)]
+    pub async fn start(
+        &self,
+        data_dir: &std::path::Path,
+        address: IpAddr,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        if self.disable_registry {
+            return Ok(None);
+        }
+        let config = Config { auth: self.registry_auth, tls: false };
+        let addr = std::net::SocketAddr::new(address, self.registry_port);
+        let (bound, task) = berth_registry::start(data_dir, addr, config, shutdown)
+            .await
+            .with_context(|| format!("starting the registry on {addr}"))?;
+        tokio::spawn(async move {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "registry stopped"),
+                Err(e) => tracing::error!(error = %e, "registry task failed"),
+            }
+        });
+        tracing::info!(addr = %bound, "registry started");
+        Ok(Some(bound))
+    }
+}

@@ -32,6 +32,10 @@ pub struct Args {
     /// Path of Debian's distribution registry.
     #[arg(long, default_value = "/usr/bin/docker-registry")]
     docker_registry: PathBuf,
+    /// Binary to run as `BIN registry --port P --data-dir D --registry-auth none` for berth's
+    /// side (default: this executable).
+    #[arg(long)]
+    berth_bin: Option<PathBuf>,
 }
 
 /// Runs `berth bench registry`.
@@ -55,7 +59,7 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
     for run in 0..args.runs {
         for (name, figures) in [("berth", &mut berth), ("docker-registry", &mut peer)] {
             let server = match name {
-                "berth" => Server::berth(&work.join(format!("berth-{run}")))?,
+                "berth" => Server::berth(args.berth_bin.as_deref(), &work.join(format!("berth-{run}")))?,
                 _ => Server::docker_registry(&args.docker_registry, &work.join(format!("peer-{run}")))?,
             };
             let (push, pull) = push_pull(&server, &layout, &work.join(format!("pulled-{name}-{run}")))?;
@@ -137,10 +141,14 @@ struct Server {
 }
 
 impl Server {
-    /// `berth registry` (this binary) without auth, storage under `dir`.
-    fn berth(dir: &Path) -> Result<Self> {
+    /// `berth registry` (`bin`, default this executable) without auth, storage under `dir`.
+    fn berth(bin: Option<&Path>, dir: &Path) -> Result<Self> {
         let port = free_port()?;
-        let child = Command::new(std::env::current_exe()?)
+        let bin = match bin {
+            Some(b) => b.to_path_buf(),
+            None => std::env::current_exe()?,
+        };
+        let child = Command::new(bin)
             .args(["registry", "--registry-auth", "none", "--port", &port.to_string(), "--data-dir"])
             .arg(dir)
             .env("BERTH_LOG", "warn")

@@ -1,0 +1,180 @@
+//! Garbage collection: dependents (by `ownerReferences`) of deleted owners are deleted in the
+//! background, objects of a deleted namespace are removed, and the Orphan / Foreground
+//! propagation policies are carried out.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use berth_store::{KeyValue, RangeOptions, WatchEvent};
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::resources::ResourceInfo;
+use crate::state::ApiServer;
+
+/// The distinct storage prefixes of all served resources (events are served twice, stored once).
+fn prefixes(srv: &ApiServer) -> Vec<(String, bool)> {
+    let mut seen = BTreeSet::new();
+    srv.registry
+        .all()
+        .into_iter()
+        .filter(|r| seen.insert(r.storage_prefix.clone()))
+        .map(|r| (r.storage_prefix.clone(), r.namespaced))
+        .collect()
+}
+
+fn owner_uids(v: &Value) -> Vec<&str> {
+    v["metadata"]["ownerReferences"].as_array().into_iter().flatten().filter_map(|o| o["uid"].as_str()).collect()
+}
+
+/// Stored objects whose ownerReferences name `owner`'s uid.
+async fn dependents(srv: &ApiServer, owner: &Value) -> Vec<(KeyValue, Value)> {
+    let Some(uid) = owner["metadata"]["uid"].as_str() else { return Vec::new() };
+    let ns = owner["metadata"]["namespace"].as_str();
+    let mut out = Vec::new();
+    for (prefix, namespaced) in prefixes(srv) {
+        let p = match (namespaced, ns) {
+            (true, Some(ns)) => format!("{prefix}/{ns}/"),
+            _ => format!("{prefix}/"),
+        };
+        let Ok(res) = srv.store.range(&p, RangeOptions::default()).await else { continue };
+        for kv in res.kvs {
+            if let Ok(v) = serde_json::from_slice::<Value>(&kv.value) {
+                if owner_uids(&v).contains(&uid) {
+                    out.push((kv, v));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether anything is owned by `owner`.
+pub async fn has_dependents(srv: &ApiServer, owner: &Value) -> bool {
+    !dependents(srv, owner).await.is_empty()
+}
+
+/// Strips `owner` from the ownerReferences of its dependents (propagationPolicy=Orphan).
+pub async fn orphan_dependents(srv: &ApiServer, owner: &Value) {
+    let uid = owner["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    for (kv, mut v) in dependents(srv, owner).await {
+        if let Some(refs) = v["metadata"]["ownerReferences"].as_array_mut() {
+            refs.retain(|o| o["uid"].as_str() != Some(&uid));
+        }
+        if let Ok(bytes) = serde_json::to_vec(&v) {
+            if let Err(e) = srv.store.update(&kv.key, bytes, kv.mod_revision).await {
+                tracing::warn!(key = %kv.key, error = %e, "orphaning dependent");
+            }
+        }
+    }
+}
+
+/// Deletes every dependent of `owner` (dependents with finalizers get a deletionTimestamp).
+async fn delete_dependents(srv: &ApiServer, owner: &Value) {
+    for (kv, mut v) in dependents(srv, owner).await {
+        let has_finalizers = v["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let result = if has_finalizers {
+            if v["metadata"].get("deletionTimestamp").is_some() {
+                continue;
+            }
+            v["metadata"]["deletionTimestamp"] = Value::String(crate::object::now());
+            match serde_json::to_vec(&v) {
+                Ok(bytes) => srv.store.update(&kv.key, bytes, kv.mod_revision).await.map(|_| ()),
+                Err(_) => continue,
+            }
+        } else {
+            srv.store.delete(&kv.key, kv.mod_revision).await.map(|_| ())
+        };
+        if let Err(e) = result {
+            tracing::debug!(key = %kv.key, error = %e, "garbage collecting dependent");
+        }
+    }
+}
+
+/// Foreground deletion: delete dependents, wait until they are gone, then drop the
+/// `foregroundDeletion` finalizer (which completes the owner's deletion).
+pub fn spawn_foreground(srv: Arc<ApiServer>, r: Arc<ResourceInfo>, owner: Value) {
+    tokio::spawn(async move {
+        delete_dependents(&srv, &owner).await;
+        for _ in 0..600 {
+            if !has_dependents(&srv, &owner).await {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let name = owner["metadata"]["name"].as_str().unwrap_or_default();
+        let key = r.key(owner["metadata"]["namespace"].as_str(), name);
+        for _ in 0..10 {
+            let Ok(Some(kv)) = srv.store.get(&key).await else { return };
+            let Ok(mut v) = serde_json::from_slice::<Value>(&kv.value) else { return };
+            if let Some(f) = v["metadata"]["finalizers"].as_array_mut() {
+                f.retain(|x| x != "foregroundDeletion");
+            }
+            let empty = v["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+            let res = if empty {
+                srv.store.delete(&key, kv.mod_revision).await.map(|_| ())
+            } else {
+                match serde_json::to_vec(&v) {
+                    Ok(b) => srv.store.update(&key, b, kv.mod_revision).await.map(|_| ()),
+                    Err(_) => return,
+                }
+            };
+            if res.is_ok() {
+                return;
+            }
+        }
+    });
+}
+
+/// Deletes everything stored in namespace `ns`.
+async fn purge_namespace(srv: &ApiServer, ns: &str) {
+    for (prefix, namespaced) in prefixes(srv) {
+        if !namespaced {
+            continue;
+        }
+        let Ok(res) = srv.store.range(&format!("{prefix}/{ns}/"), RangeOptions::default()).await else { continue };
+        for kv in res.kvs {
+            if let Err(e) = srv.store.delete(&kv.key, kv.mod_revision).await {
+                tracing::debug!(key = %kv.key, error = %e, "purging namespace");
+            }
+        }
+    }
+}
+
+/// Runs the collector until the store closes: follows deletions from the current revision.
+pub async fn run(srv: Arc<ApiServer>) {
+    loop {
+        let from = match srv.store.current_revision().await {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        let mut stream = match srv.store.watch("/registry/", from).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "garbage collector cannot watch");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(WatchEvent::Delete { prev, .. }) => {
+                    let Ok(owner) = serde_json::from_slice::<Value>(&prev.value) else { continue };
+                    if prev.key.starts_with("/registry/namespaces/") {
+                        if let Some(ns) = owner["metadata"]["name"].as_str() {
+                            purge_namespace(&srv, ns).await;
+                        }
+                    }
+                    delete_dependents(&srv, &owner).await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // Lagged: rescan from now on (dependents of owners deleted meanwhile are
+                    // found because their owner uid no longer exists — checked on the next pass).
+                    tracing::warn!(error = %e, "garbage collector watch ended; restarting");
+                    break;
+                }
+            }
+        }
+    }
+}

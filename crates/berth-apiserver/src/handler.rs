@@ -1,0 +1,116 @@
+//! The single catch-all request handler: authentication, path parsing and dispatch to discovery,
+//! OpenAPI and the REST verbs.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{Method, Request};
+use serde_json::json;
+
+use crate::error::{ApiError, ApiResult};
+use crate::path::{self, ApiPath};
+use crate::query::Query;
+use crate::rest::{self, Ctx, json_response};
+use crate::state::ApiServer;
+
+/// Largest accepted request body.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Handles every request.
+pub async fn handle(State(srv): State<Arc<ApiServer>>, req: Request<Body>) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    match dispatch(srv, req).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(%method, %uri, code = e.code, reason = e.reason, message = %e.message, "request failed");
+            e.into_response()
+        }
+    }
+}
+
+fn text(body: &'static str) -> Response {
+    ([(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// The `/version` document (k8s-openapi's `Info` requires every field).
+pub fn version_info() -> serde_json::Value {
+    json!({
+        "major": "1", "minor": "33", "gitVersion": format!("v1.33.0-berth.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "unknown", "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rust", "compiler": "rustc", "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    })
+}
+
+async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response> {
+    let path = req.uri().path().to_string();
+    match path.as_str() {
+        "/healthz" | "/readyz" | "/livez" => return Ok(text("ok")),
+        "/version" | "/version/" => return Ok(json_response(200, &version_info(), &[])),
+        _ => {}
+    }
+    let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let identity = srv.auth.authenticate(auth)?;
+    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    if path == "/openapi/v3" || path.starts_with("/openapi/v3/") {
+        return crate::surface::openapi(&srv, &path, &accept);
+    }
+    if path == "/openapi/v2" {
+        return Err(ApiError::no_route());
+    }
+    let Some(api_path) = path::parse(&path) else { return Err(ApiError::no_route()) };
+    let rp = match api_path {
+        ApiPath::Resource(rp) => rp,
+        other => return crate::surface::discovery(&srv, &other, &accept),
+    };
+    let r = srv.registry.lookup(&rp.group, &rp.version, &rp.resource).ok_or_else(ApiError::no_route)?;
+    if !identity.allowed(&r.group, &r.plural) {
+        let verb = req.method().as_str().to_lowercase();
+        let ns = rp.namespace.as_deref().map(|n| format!(" in the namespace \"{n}\"")).unwrap_or_default();
+        return Err(ApiError::forbidden(format!(
+            "{} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\"{ns}",
+            r.plural, identity.user(), r.plural, r.group
+        )));
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
+    let ctx = Ctx {
+        srv,
+        r,
+        query: Query::parse(parts.uri.query()),
+        path: rp,
+        headers: parts.headers,
+        identity,
+    };
+    verb(ctx, &parts.method, &body).await
+}
+
+async fn verb(ctx: Ctx, method: &Method, body: &bytes::Bytes) -> ApiResult<Response> {
+    let sub = ctx.path.subresource.clone();
+    let has_name = ctx.path.name.is_some();
+    match (sub.as_deref(), has_name, method.as_str()) {
+        (None, false, "GET") if ctx.query.flag("watch") => rest::watch::watch(ctx).await,
+        (None, false, "GET") => rest::read::list(&ctx).await,
+        (None, false, "POST") => rest::write::create(&ctx, body).await,
+        (None, false, "DELETE") => rest::delete::delete_collection(&ctx, body).await,
+        (None, true, "GET") => rest::read::get(&ctx).await,
+        (None, true, "PUT") => rest::write::update(&ctx, body, None).await,
+        (None, true, "PATCH") => rest::patch::patch(&ctx, body, None).await,
+        (None, true, "DELETE") => rest::delete::delete(&ctx, body).await,
+        (Some("status"), true, m) if ctx.r.status_subresource => match m {
+            "GET" => rest::read::get(&ctx).await,
+            "PUT" => rest::write::update(&ctx, body, Some("status")).await,
+            "PATCH" => rest::patch::patch(&ctx, body, Some("status")).await,
+            _ => Err(ApiError::method_not_allowed()),
+        },
+        (Some("scale"), true, _) if ctx.r.scale.is_some() => rest::sub::scale(&ctx, method, body).await,
+        (Some("binding"), true, "POST") if ctx.r.builtin && ctx.r.plural == "pods" => rest::sub::binding(&ctx, body).await,
+        (Some(other), true, _) => match crate::extensions::handle(&ctx, other, method, body).await {
+            Some(resp) => resp,
+            None => Err(ApiError::no_route()),
+        },
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}

@@ -1,0 +1,168 @@
+//! Starting the API server: TLS material, tokens, kubeconfig, bootstrap objects, the HTTPS
+//! listener (HTTP/1.1 + HTTP/2) and the background garbage collector.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_store::Store;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::auth::Authenticator;
+use crate::resources::Registry;
+use crate::state::{ApiServer, Options, Validator};
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// TLS material.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Token files.
+    #[error(transparent)]
+    Token(#[from] crate::auth::TokenError),
+    /// File or socket I/O.
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    /// Bootstrapping objects failed.
+    #[error("bootstrap: {0}")]
+    Bootstrap(#[from] crate::error::ApiError),
+}
+
+/// What to start.
+pub struct Config {
+    /// The data dir; the server keeps its files under `<data_dir>/server/`.
+    pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Tunables.
+    pub options: Options,
+    /// CRDs to install (or update) at start, e.g. ModelService's.
+    pub install_crds: Vec<Value>,
+    /// Extra validators keyed by `group/Kind`.
+    pub validators: HashMap<String, Validator>,
+}
+
+/// A running server.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// The kubeconfig written for this server.
+    pub kubeconfig: PathBuf,
+    /// Shared state (store, registry, ...).
+    pub state: Arc<ApiServer>,
+    accept: JoinHandle<()>,
+    gc: JoinHandle<()>,
+}
+
+impl Running {
+    /// Serves until the accept loop ends (it only ends on a listener error).
+    pub async fn wait(self) {
+        let _ = self.accept.await;
+        self.gc.abort();
+    }
+
+    /// Stops accepting connections and stops background tasks.
+    pub fn stop(&self) {
+        self.accept.abort();
+        self.gc.abort();
+    }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
+    let what = what.into();
+    move |source| ServerError::Io { what, source }
+}
+
+/// Creates the namespaces every cluster has.
+async fn bootstrap_namespaces(srv: &ApiServer) -> Result<(), ServerError> {
+    let Some(ns) = srv.registry.lookup("", "v1", "namespaces") else { return Ok(()) };
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let key = ns.key(None, name);
+        if srv.store.get(&key).await.map_err(crate::error::ApiError::from)?.is_some() {
+            continue;
+        }
+        let obj = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name,
+            "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": crate::object::now(),
+            "labels": {"kubernetes.io/metadata.name": name}},
+            "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}});
+        match srv.store.create(&key, crate::object::encode(&obj, &ns)?).await {
+            Ok(_) | Err(berth_store::StoreError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(crate::error::ApiError::from(e).into()),
+        }
+    }
+    Ok(())
+}
+
+/// Starts the server over `store`.
+pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, ServerError> {
+    let server_dir = cfg.data_dir.join("server");
+    std::fs::create_dir_all(&server_dir).map_err(io(format!("creating {}", server_dir.display())))?;
+    let tls = crate::tls::load_or_create(&server_dir.join("tls"))?;
+    let tls_config = crate::tls::server_config(&tls)?;
+    let auth = Authenticator::load_or_create(&server_dir)?;
+    let state = Arc::new(ApiServer {
+        store,
+        registry: Arc::new(Registry::with_builtins()),
+        auth,
+        validators: cfg.validators,
+        options: cfg.options,
+    });
+    bootstrap_namespaces(&state).await?;
+    crate::crd::bootstrap(&state, &cfg.install_crds).await?;
+
+    let listener = TcpListener::bind(cfg.listen).await.map_err(io(format!("binding {}", cfg.listen)))?;
+    let addr = listener.local_addr().map_err(io("local address"))?;
+    let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let url = format!("https://{host}:{}", addr.port());
+    let kubeconfig = server_dir.join("kubeconfig.yaml");
+    let tmp = server_dir.join("kubeconfig.yaml.tmp");
+    // Written via rename so a reader never sees half a file (tests wait for it to appear).
+    std::fs::write(&tmp, crate::kubeconfig::render(&url, &tls.ca_pem, state.auth.admin_token())).map_err(io("writing kubeconfig"))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io("kubeconfig permissions"))?;
+    }
+    std::fs::rename(&tmp, &kubeconfig).map_err(io("writing kubeconfig"))?;
+
+    let app = axum::Router::new().fallback(crate::handler::handle).with_state(state.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
+    let accept = tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let app = app.clone();
+            tokio::spawn(async move {
+                let tls = match acceptor.accept(tcp).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+                let svc = TowerToHyperService::new(app);
+                if let Err(e) = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                    .await
+                {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+    });
+    let gc = tokio::spawn(crate::gc::run(state.clone()));
+    tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
+    Ok(Running { addr, kubeconfig, state, accept, gc })
+}

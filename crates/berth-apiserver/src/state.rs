@@ -1,0 +1,51 @@
+//! The shared state of a running API server.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_store::Store;
+use serde_json::Value;
+
+use crate::auth::Authenticator;
+use crate::error::Cause;
+use crate::resources::Registry;
+
+/// Extra validation of one kind (e.g. ModelService from berth-api): returns every problem found.
+pub type Validator = Arc<dyn Fn(&Value) -> Vec<Cause> + Send + Sync>;
+
+/// Tunables of the server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Answer discovery only in the legacy format (APIVersions/APIGroupList/APIResourceList).
+    pub legacy_discovery: bool,
+    /// How often an idle watch with `allowWatchBookmarks` gets a BOOKMARK.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { legacy_discovery: false, bookmark_interval: Duration::from_secs(30) }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct ApiServer {
+    /// The object store.
+    pub store: Arc<dyn Store>,
+    /// Served resources.
+    pub registry: Arc<Registry>,
+    /// Token table.
+    pub auth: Authenticator,
+    /// Extra validators keyed by `group/Kind`.
+    pub validators: HashMap<String, Validator>,
+    /// Tunables.
+    pub options: Options,
+}
+
+impl ApiServer {
+    /// The validator of a kind, if one was registered.
+    pub fn validator(&self, group: &str, kind: &str) -> Option<&Validator> {
+        self.validators.get(&format!("{group}/{kind}"))
+    }
+}

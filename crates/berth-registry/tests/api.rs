@@ -409,3 +409,77 @@ async fn errors_use_the_spec_json_form() {
     assert_eq!(v["errors"][0]["code"], "MANIFEST_UNKNOWN");
     assert!(v["errors"][0]["message"].is_string());
 }
+
+#[tokio::test]
+async fn sha512_blobs_are_accepted() {
+    let reg = start(AuthMode::None).await;
+    let data = b"sha512 content";
+    let d = berth_registry::digest::Digest::of(berth_registry::digest::Algorithm::Sha512, data);
+    let r = reg.client.post(reg.url(&format!("/v2/app/blobs/uploads/?digest={d}"))).body(data.to_vec()).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(header(&r, "docker-content-digest"), d.to_string());
+    let r = reg.client.get(reg.url(&format!("/v2/app/blobs/{d}"))).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), data);
+    // Chunked, announced with digest-algorithm.
+    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/?digest-algorithm=sha512")).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = reg.location(&r);
+    reg.client.patch(&loc).body(data.to_vec()).send().await.unwrap();
+    assert_eq!(reg.client.put(format!("{loc}?digest={d}")).send().await.unwrap().status(), 201);
+    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/?digest-algorithm=md5")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn docker_schema2_manifest_round_trips() {
+    let reg = start(AuthMode::None).await;
+    let cd = reg.push_blob("app", b"{}").await;
+    let ld = reg.push_blob("app", b"gz").await;
+    let ty = "application/vnd.docker.distribution.manifest.v2+json";
+    let m = serde_json::to_vec_pretty(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": ty,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": cd.to_string(), "size": 2},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": ld.to_string(), "size": 2},
+                   {"mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "digest": sha256(b"windows base").to_string(),
+                    "size": 12, "urls": ["https://example.invalid/layer"]}]
+    }))
+    .unwrap();
+    let r = reg.put_manifest("app", "latest", ty, &m).await;
+    assert_eq!(r.status(), 201, "foreign layers need not be pushed");
+    let r = reg.client.get(reg.url("/v2/app/manifests/latest")).send().await.unwrap();
+    assert_eq!(header(&r, "content-type"), ty);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &m[..]);
+}
+
+#[tokio::test]
+async fn unfinished_upload_leaves_nothing_visible() {
+    let reg = start(AuthMode::None).await;
+    let before = reg.snapshot();
+    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.unwrap();
+    let loc = reg.location(&r);
+    assert_eq!(reg.client.patch(&loc).body(vec![9u8; 4096]).send().await.unwrap().status(), 202);
+    let d = sha256(&[9u8; 4096]);
+    assert_eq!(reg.client.head(reg.url(&format!("/v2/app/blobs/{d}"))).send().await.unwrap().status(), 404);
+    // Only the staging area changed.
+    assert_eq!(reg.snapshot(), before);
+    assert_eq!(std::fs::read_dir(reg.storage_root().join("uploads")).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn manifest_put_with_tag_parameters() {
+    let reg = start(AuthMode::None).await;
+    let (m, md, _) = reg.push_image("app", "v1", b"l").await;
+    let r = reg
+        .client
+        .put(reg.url(&format!("/v2/app/manifests/{md}?tag=a&tag=b")))
+        .header("content-type", OCI_MANIFEST)
+        .body(m.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let tags: Vec<_> = r.headers().get_all("oci-tag").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert_eq!(tags, ["a", "b"]);
+    let v: serde_json::Value = reg.client.get(reg.url("/v2/app/tags/list")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["a", "b", "v1"]));
+}

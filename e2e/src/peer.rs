@@ -44,11 +44,7 @@ impl DockerRegistry {
             .stderr(log)
             .spawn()
             .with_context(|| format!("spawn {DOCKER_REGISTRY_BIN}"))?;
-        let mut reg = DockerRegistry {
-            child,
-            port,
-            dir,
-        };
+        let mut reg = DockerRegistry { child, port, dir };
         reg.wait_ready(Duration::from_secs(20))?;
         Ok(reg)
     }
@@ -133,11 +129,7 @@ pub fn skopeo(args: &[&str]) -> Result<Output> {
 /// `skopeo copy SRC DST` with TLS verification off on both sides and optional `user:password`
 /// credentials for the destination; fails with skopeo's stderr if it fails.
 pub fn skopeo_copy(src: &str, dst: &str, dest_creds: Option<&str>) -> Result<()> {
-    let mut args = vec![
-        "copy",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-    ];
+    let mut args = vec!["copy", "--src-tls-verify=false", "--dest-tls-verify=false"];
     if let Some(creds) = dest_creds {
         args.push("--dest-creds");
         args.push(creds);

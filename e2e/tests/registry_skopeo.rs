@@ -26,7 +26,14 @@ impl BerthRegistry {
         let port = free_port();
         let log = std::fs::File::create(data.path().join("registry.log")).unwrap();
         let child = Command::new(berth_bin())
-            .args(["registry", "--port", &port.to_string(), "--registry-auth", auth, "--data-dir"])
+            .args([
+                "registry",
+                "--port",
+                &port.to_string(),
+                "--registry-auth",
+                auth,
+                "--data-dir",
+            ])
             .arg(data.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -36,11 +43,19 @@ impl BerthRegistry {
         let mut reg = BerthRegistry { child, port, data };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            assert!(reg.child.try_wait().unwrap().is_none(), "berth registry exited:\n{}", reg.log());
+            assert!(
+                reg.child.try_wait().unwrap().is_none(),
+                "berth registry exited:\n{}",
+                reg.log()
+            );
             if peer::http_status(&reg.host(), "/v2/").is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "berth registry did not start:\n{}", reg.log());
+            assert!(
+                Instant::now() < deadline,
+                "berth registry did not start:\n{}",
+                reg.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         reg
@@ -51,7 +66,10 @@ impl BerthRegistry {
     }
 
     fn creds(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("registry/credentials")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.data.path().join("registry/credentials"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     fn log(&self) -> String {
@@ -63,7 +81,11 @@ impl BerthRegistry {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
-        assert!(status.success(), "berth registry did not exit cleanly ({status}):\n{}", self.log());
+        assert!(
+            status.success(),
+            "berth registry did not exit cleanly ({status}):\n{}",
+            self.log()
+        );
         let data = tempfile::tempdir().unwrap();
         std::mem::replace(&mut self.data, data)
     }
@@ -80,13 +102,26 @@ impl Drop for BerthRegistry {
 fn busybox_layout(dir: &Path) -> PathBuf {
     let layout = dir.join("oci");
     let umoci = |args: &[&str]| {
-        let out = Command::new("umoci").args(args).output().expect("umoci installed");
-        assert!(out.status.success(), "umoci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("umoci")
+            .args(args)
+            .output()
+            .expect("umoci installed");
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     let l = layout.to_str().unwrap();
     umoci(&["init", "--layout", l]);
     umoci(&["new", "--image", &format!("{l}:base")]);
-    umoci(&["insert", "--image", &format!("{l}:base"), "/bin/busybox", "/bin/busybox"]);
+    umoci(&[
+        "insert",
+        "--image",
+        &format!("{l}:base"),
+        "/bin/busybox",
+        "/bin/busybox",
+    ]);
     // Drop the blobs of the empty image `insert` replaced, so the layout holds one image.
     umoci(&["gc", "--layout", l]);
     layout
@@ -98,7 +133,10 @@ fn layout_blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         .collect();
     out.sort();
@@ -107,8 +145,12 @@ fn layout_blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// The manifest digest a layout's index.json lists for `tag`.
 fn layout_manifest_digest(layout: &Path) -> String {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    index["manifests"][0]["digest"].as_str().unwrap().to_string()
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -122,7 +164,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
             c.wait_with_output()
         })
         .unwrap();
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -131,7 +178,12 @@ fn skopeo_pushes_with_credentials_and_pulls_anonymously_byte_for_byte() {
     let src = busybox_layout(work.path());
     let reg = BerthRegistry::start("push");
     let dest = format!("docker://{}/e2e/busybox:v1", reg.host());
-    skopeo_copy(&format!("oci:{}:base", src.display()), &dest, Some(&reg.creds())).unwrap();
+    skopeo_copy(
+        &format!("oci:{}:base", src.display()),
+        &dest,
+        Some(&reg.creds()),
+    )
+    .unwrap();
 
     // The registry serves the exact manifest bytes that were pushed.
     let want = layout_manifest_digest(&src);
@@ -145,10 +197,19 @@ fn skopeo_pushes_with_credentials_and_pulls_anonymously_byte_for_byte() {
     let (got, sent) = (layout_blobs(&pulled), layout_blobs(&src));
     let names = |v: &[(String, Vec<u8>)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
     assert_eq!(names(&got), names(&sent));
-    assert_eq!(names(&got).len(), 3, "manifest, config and the busybox layer");
+    assert_eq!(
+        names(&got).len(),
+        3,
+        "manifest, config and the busybox layer"
+    );
     assert!(got == sent, "pulled blobs differ from the pushed ones");
 
-    let tags = skopeo(&["list-tags", "--tls-verify=false", &format!("docker://{}/e2e/busybox", reg.host())]).unwrap();
+    let tags = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/e2e/busybox", reg.host()),
+    ])
+    .unwrap();
     let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
     assert_eq!(tags["Tags"], serde_json::json!(["v1"]));
 }
@@ -158,11 +219,22 @@ fn push_without_credentials_is_refused() {
     let work = tempfile::tempdir().unwrap();
     let src = busybox_layout(work.path());
     let reg = BerthRegistry::start("push");
-    let err = skopeo_copy(&format!("oci:{}:base", src.display()), &format!("docker://{}/e2e/anon:v1", reg.host()), None)
-        .unwrap_err()
-        .to_string();
-    assert!(err.to_lowercase().contains("unauthorized") || err.contains("401"), "{err}");
-    let wrong = skopeo_copy(&format!("oci:{}:base", src.display()), &format!("docker://{}/e2e/anon:v1", reg.host()), Some("berth:wrong"));
+    let err = skopeo_copy(
+        &format!("oci:{}:base", src.display()),
+        &format!("docker://{}/e2e/anon:v1", reg.host()),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.to_lowercase().contains("unauthorized") || err.contains("401"),
+        "{err}"
+    );
+    let wrong = skopeo_copy(
+        &format!("oci:{}:base", src.display()),
+        &format!("docker://{}/e2e/anon:v1", reg.host()),
+        Some("berth:wrong"),
+    );
     assert!(wrong.is_err());
     // Nothing of it is visible.
     assert!(skopeo_raw_manifest(&format!("docker://{}/e2e/anon:v1", reg.host()), None).is_err());
@@ -175,10 +247,18 @@ fn auth_all_requires_credentials_to_pull() {
     let src = busybox_layout(work.path());
     let reg = BerthRegistry::start("all");
     let dest = format!("docker://{}/private/busybox:v1", reg.host());
-    skopeo_copy(&format!("oci:{}:base", src.display()), &dest, Some(&reg.creds())).unwrap();
+    skopeo_copy(
+        &format!("oci:{}:base", src.display()),
+        &dest,
+        Some(&reg.creds()),
+    )
+    .unwrap();
     assert!(skopeo_raw_manifest(&dest, None).is_err());
     let raw = skopeo_raw_manifest(&dest, Some(&reg.creds())).unwrap();
-    assert_eq!(format!("sha256:{}", sha256_hex(&raw)), layout_manifest_digest(&src));
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&raw)),
+        layout_manifest_digest(&src)
+    );
 }
 
 #[test]
@@ -187,20 +267,58 @@ fn gc_after_delete_frees_the_image_and_refuses_while_serving() {
     let src = busybox_layout(work.path());
     let reg = BerthRegistry::start("push");
     let dest = format!("docker://{}/gc/busybox:v1", reg.host());
-    skopeo_copy(&format!("oci:{}:base", src.display()), &dest, Some(&reg.creds())).unwrap();
-    let gc = |data: &Path| Command::new(berth_bin()).args(["registry", "gc", "--data-dir"]).arg(data).output().unwrap();
+    skopeo_copy(
+        &format!("oci:{}:base", src.display()),
+        &dest,
+        Some(&reg.creds()),
+    )
+    .unwrap();
+    let gc = |data: &Path| {
+        Command::new(berth_bin())
+            .args(["registry", "gc", "--data-dir"])
+            .arg(data)
+            .output()
+            .unwrap()
+    };
 
     let busy = gc(reg.data.path());
-    assert!(!busy.status.success(), "gc must refuse while the registry serves the directory");
+    assert!(
+        !busy.status.success(),
+        "gc must refuse while the registry serves the directory"
+    );
 
-    let out = skopeo(&["delete", "--tls-verify=false", "--creds", &reg.creds(), &dest]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = skopeo(&[
+        "delete",
+        "--tls-verify=false",
+        "--creds",
+        &reg.creds(),
+        &dest,
+    ])
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let data = reg.stop();
     let out = gc(data.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Manifest, config and the busybox layer.
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("removed 3 blobs"), "{}", String::from_utf8_lossy(&out.stdout));
-    assert_eq!(std::fs::read_dir(data.path().join("registry/blobs/sha256")).unwrap().count(), 0);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("removed 3 blobs"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_dir(data.path().join("registry/blobs/sha256"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[test]

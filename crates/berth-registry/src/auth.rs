@@ -85,7 +85,10 @@ impl Credentials {
             Ok(s) => {
                 let line = s.lines().next().unwrap_or("");
                 let (user, password) = line.split_once(':').ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("{} is not `user:password`", path.display()))
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} is not `user:password`", path.display()),
+                    )
                 })?;
                 Ok(Credentials {
                     user: user.to_string(),
@@ -181,17 +184,27 @@ impl Auth {
     }
 
     fn grant_of(&self, headers: &HeaderMap) -> Grant {
-        let Some(value) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        let Some(value) = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
             return Grant::Nothing;
         };
         if let Some(b) = value.strip_prefix("Basic ") {
-            return if self.basic_ok(b) { Grant::PushAndPull } else { Grant::Nothing };
+            return if self.basic_ok(b) {
+                Grant::PushAndPull
+            } else {
+                Grant::Nothing
+            };
         }
         if let Some(t) = value.strip_prefix("Bearer ") {
             let mut tokens = lock(&self.tokens);
             let now = Instant::now();
             tokens.retain(|_, (_, exp)| *exp > now);
-            return tokens.get(t.trim()).map(|(g, _)| *g).unwrap_or(Grant::Nothing);
+            return tokens
+                .get(t.trim())
+                .map(|(g, _)| *g)
+                .unwrap_or(Grant::Nothing);
         }
         Grant::Nothing
     }
@@ -244,7 +257,12 @@ fn rfc3339_now() -> String {
         .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -257,7 +275,15 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let mp = (5 * doy + 2) / 153;
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { era * 400 + yoe + 1 } else { era * 400 + yoe }, m, d)
+    (
+        if m <= 2 {
+            era * 400 + yoe + 1
+        } else {
+            era * 400 + yoe
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]

@@ -88,7 +88,9 @@ impl FromStr for Digest {
         let (alg, hex) = s.split_once(':').ok_or_else(bad)?;
         let alg = Algorithm::from_name(alg).ok_or_else(bad)?;
         let ok = hex.len() == alg.hex_len()
-            && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !ok {
             return Err(bad());
         }
@@ -154,7 +156,13 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(d, Digest::of(Algorithm::Sha256, b""));
-        for bad in ["sha256:abc", "md5:00", "sha256:../../etc/passwd", "sha256", "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"] {
+        for bad in [
+            "sha256:abc",
+            "md5:00",
+            "sha256:../../etc/passwd",
+            "sha256",
+            "SHA256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
     }

@@ -119,7 +119,9 @@ impl ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
-            StorageError::DigestMismatch { .. } => ApiError::new(ErrorCode::DigestInvalid, e.to_string()),
+            StorageError::DigestMismatch { .. } => {
+                ApiError::new(ErrorCode::DigestInvalid, e.to_string())
+            }
             StorageError::Corrupt(_) => ApiError::new(ErrorCode::BlobUnknown, e.to_string()),
             StorageError::Io(_) => {
                 tracing::error!(error = %e, "registry storage failure");

@@ -62,7 +62,13 @@ pub async fn start(
     addr: std::net::SocketAddr,
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<io::Result<()>>), OpenError> {
+) -> Result<
+    (
+        std::net::SocketAddr,
+        tokio::task::JoinHandle<io::Result<()>>,
+    ),
+    OpenError,
+> {
     let registry = Registry::open(data_dir, config)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -85,7 +91,11 @@ pub fn registry_dir(data_dir: &Path) -> PathBuf {
 pub(crate) fn take_lock(root: &Path) -> Result<File, OpenError> {
     std::fs::create_dir_all(root)?;
     let path = root.join("lock");
-    let f = File::options().create(true).truncate(false).write(true).open(&path)?;
+    let f = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(path)),
@@ -108,7 +118,9 @@ impl Registry {
             tls: config.tls,
             _lock: lock,
         };
-        Ok(Registry { state: Arc::new(state) })
+        Ok(Registry {
+            state: Arc::new(state),
+        })
     }
 
     /// The account allowed to push (`user`, `password`).

@@ -91,11 +91,17 @@ impl Manifest {
                 }
             }
         }
-        let subject = raw.subject.as_ref().map(|s| parse_digest(&s.digest)).transpose()?;
-        let artifact_type = raw
-            .artifact_type
-            .clone()
-            .or_else(|| raw.config.as_ref().and_then(|c| c.media_type.clone()).filter(|_| !is_index));
+        let subject = raw
+            .subject
+            .as_ref()
+            .map(|s| parse_digest(&s.digest))
+            .transpose()?;
+        let artifact_type = raw.artifact_type.clone().or_else(|| {
+            raw.config
+                .as_ref()
+                .and_then(|c| c.media_type.clone())
+                .filter(|_| !is_index)
+        });
         Ok(Manifest {
             media_type,
             blobs,
@@ -138,7 +144,9 @@ fn media_type_of(raw: &Raw, content_type: Option<&str>) -> Result<String, Manife
         (None, None) => OCI_MANIFEST.to_string(),
     };
     if !known.contains(&chosen.as_str()) {
-        return Err(ManifestError::MediaType(format!("unsupported manifest media type {chosen:?}")));
+        return Err(ManifestError::MediaType(format!(
+            "unsupported manifest media type {chosen:?}"
+        )));
     }
     Ok(chosen)
 }

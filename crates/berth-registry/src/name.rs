@@ -18,7 +18,9 @@ impl RepoName {
         if s.is_empty() || s.len() > MAX_NAME {
             return None;
         }
-        s.split('/').all(valid_component).then(|| RepoName(s.to_string()))
+        s.split('/')
+            .all(valid_component)
+            .then(|| RepoName(s.to_string()))
     }
 
     /// The name as a string.
@@ -109,7 +111,9 @@ mod tests {
         for good in ["a", "library/busybox", "a.b_c__d--e/f-1", "x/y/z"] {
             assert!(RepoName::parse(good).is_some(), "{good}");
         }
-        for bad in ["", "..", "a/../b", "/a", "a/", "A", "a//b", "a___b", "a.-b", "-a", "a/./b"] {
+        for bad in [
+            "", "..", "a/../b", "/a", "a/", "A", "a//b", "a___b", "a.-b", "-a", "a/./b",
+        ] {
             assert!(RepoName::parse(bad).is_none(), "{bad}");
         }
     }

@@ -82,7 +82,10 @@ impl Storage {
 
     /// Where the bytes of `digest` live.
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root.join("blobs").join(d.algorithm().name()).join(d.hex())
+        self.root
+            .join("blobs")
+            .join(d.algorithm().name())
+            .join(d.hex())
     }
 
     /// The staging file of upload `id`.
@@ -95,11 +98,17 @@ impl Storage {
     }
 
     fn layer_link(&self, repo: &RepoName, d: &Digest) -> PathBuf {
-        self.repo_dir(repo).join("_layers").join(d.algorithm().name()).join(d.hex())
+        self.repo_dir(repo)
+            .join("_layers")
+            .join(d.algorithm().name())
+            .join(d.hex())
     }
 
     fn manifest_link(&self, repo: &RepoName, d: &Digest) -> PathBuf {
-        self.repo_dir(repo).join("_manifests").join(d.algorithm().name()).join(d.hex())
+        self.repo_dir(repo)
+            .join("_manifests")
+            .join(d.algorithm().name())
+            .join(d.hex())
     }
 
     fn tags_dir(&self, repo: &RepoName) -> PathBuf {
@@ -169,10 +178,11 @@ impl Storage {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|t| t.as_nanos())
             .unwrap_or(0);
-        let dest = self
-            .root
-            .join("quarantine")
-            .join(format!("{}-{}-{nanos}", d.algorithm().name(), d.hex()));
+        let dest = self.root.join("quarantine").join(format!(
+            "{}-{}-{nanos}",
+            d.algorithm().name(),
+            d.hex()
+        ));
         tracing::error!(digest = %d, to = %dest.display(), "stored blob does not match its digest; quarantined");
         lock(&self.verified).remove(d);
         tokio::fs::rename(self.blob_path(d), dest).await
@@ -208,14 +218,20 @@ impl Storage {
             self.remember_verified(d, &path).await;
         }
         if let Some(s) = subject {
-            let entry = self.referrers_dir(repo, s).join(format!("{}-{}", d.algorithm().name(), d.hex()));
+            let entry =
+                self.referrers_dir(repo, s)
+                    .join(format!("{}-{}", d.algorithm().name(), d.hex()));
             write_atomic(&entry, b"").await?;
         }
         write_atomic(&self.manifest_link(repo, d), media_type.as_bytes()).await
     }
 
     /// The bytes and media type of manifest `d` in `repo`, verified against the digest.
-    pub async fn get_manifest(&self, repo: &RepoName, d: &Digest) -> Result<Option<(Vec<u8>, String)>, StorageError> {
+    pub async fn get_manifest(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+    ) -> Result<Option<(Vec<u8>, String)>, StorageError> {
         let media_type = match tokio::fs::read_to_string(self.manifest_link(repo, d)).await {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -240,7 +256,12 @@ impl Storage {
 
     /// Removes manifest `d` from `repo`, with every tag pointing at it and its referrers entry.
     /// False if the repo did not have it.
-    pub async fn delete_manifest(&self, repo: &RepoName, d: &Digest, subject: Option<&Digest>) -> io::Result<bool> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        d: &Digest,
+        subject: Option<&Digest>,
+    ) -> io::Result<bool> {
         if !remove_if_exists(&self.manifest_link(repo, d)).await? {
             return Ok(false);
         }
@@ -252,7 +273,9 @@ impl Storage {
             }
         }
         if let Some(s) = subject {
-            let entry = self.referrers_dir(repo, s).join(format!("{}-{}", d.algorithm().name(), d.hex()));
+            let entry =
+                self.referrers_dir(repo, s)
+                    .join(format!("{}-{}", d.algorithm().name(), d.hex()));
             remove_if_exists(&entry).await?;
         }
         Ok(true)
@@ -269,7 +292,11 @@ impl Storage {
 
     /// Points tag `t` at `d` (atomically replacing the old target).
     pub async fn set_tag(&self, repo: &RepoName, t: &Tag, d: &Digest) -> io::Result<()> {
-        write_atomic(&self.tags_dir(repo).join(t.as_str()), d.to_string().as_bytes()).await
+        write_atomic(
+            &self.tags_dir(repo).join(t.as_str()),
+            d.to_string().as_bytes(),
+        )
+        .await
     }
 
     /// Removes tag `t`; false if it did not exist.
@@ -382,7 +409,11 @@ fn walk_repos(dir: &Path, prefix: &str, out: &mut Vec<String>) -> io::Result<()>
         if name.starts_with('_') {
             is_repo = true;
         } else if entry.file_type()?.is_dir() {
-            let child = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            let child = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
             walk_repos(&entry.path(), &child, out)?;
         }
     }

@@ -139,7 +139,10 @@ impl Session {
             Err(e) => {
                 self.offset = saved.0;
                 self.hasher = saved.1;
-                let f = tokio::fs::OpenOptions::new().write(true).open(&self.path).await?;
+                let f = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&self.path)
+                    .await?;
                 f.set_len(self.offset).await?;
                 Err(e)
             }
@@ -147,7 +150,10 @@ impl Session {
     }
 
     async fn write_body(&mut self, body: Body, expected: Option<u64>) -> Result<u64, AppendError> {
-        let file = tokio::fs::OpenOptions::new().append(true).open(&self.path).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .await?;
         let mut w = BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut stream = body.into_data_stream();
         let mut n = 0u64;

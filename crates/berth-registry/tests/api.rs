@@ -6,7 +6,10 @@ use berth_registry::AuthMode;
 use common::{OCI_INDEX, OCI_MANIFEST, image_manifest, sha256, start};
 
 fn header(r: &reqwest::Response, name: &str) -> String {
-    r.headers().get(name).map(|v| v.to_str().unwrap().to_string()).unwrap_or_default()
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -14,21 +17,36 @@ async fn base_endpoint_advertises_api_version() {
     let reg = start(AuthMode::None).await;
     let r = reg.client.get(reg.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(
+        header(&r, "docker-distribution-api-version"),
+        "registry/2.0"
+    );
 }
 
 #[tokio::test]
 async fn chunked_upload_with_status_and_streamed_append() {
     let reg = start(AuthMode::None).await;
     let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let r = reg.client.post(reg.url("/v2/lib/app/blobs/uploads/")).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url("/v2/lib/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(header(&r, "range"), "0-0");
     assert!(!header(&r, "docker-upload-uuid").is_empty());
     let loc = reg.location(&r);
 
     // First chunk with Content-Range.
-    let r = reg.client.patch(&loc).header("content-range", "0-99999").body(data[..100_000].to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .patch(&loc)
+        .header("content-range", "0-99999")
+        .body(data[..100_000].to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(header(&r, "range"), "0-99999");
     let loc = reg.location(&r);
@@ -39,13 +57,25 @@ async fn chunked_upload_with_status_and_streamed_append() {
     assert_eq!(header(&r, "range"), "0-99999");
 
     // Second chunk without Content-Range: appended at the current offset (docker/containerd).
-    let r = reg.client.patch(&loc).body(data[100_000..250_000].to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .patch(&loc)
+        .body(data[100_000..250_000].to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     assert_eq!(header(&r, "range"), "0-249999");
 
     // Closing PUT carries the last chunk.
     let d = sha256(&data);
-    let r = reg.client.put(format!("{loc}?digest={d}")).body(data[250_000..].to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .put(format!("{loc}?digest={d}"))
+        .body(data[250_000..].to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(header(&r, "docker-content-digest"), d.to_string());
     let blob = reg.location(&r);
@@ -62,44 +92,106 @@ async fn chunked_upload_with_status_and_streamed_append() {
 #[tokio::test]
 async fn out_of_order_and_repeated_chunks_get_416() {
     let reg = start(AuthMode::None).await;
-    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let loc = reg.location(&r);
-    let r = reg.client.patch(&loc).header("content-range", "10-19").body(vec![1u8; 10]).send().await.unwrap();
+    let r = reg
+        .client
+        .patch(&loc)
+        .header("content-range", "10-19")
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(header(&r, "range"), "0-0");
-    let r = reg.client.patch(&loc).header("content-range", "0-9").body(vec![1u8; 10]).send().await.unwrap();
+    let r = reg
+        .client
+        .patch(&loc)
+        .header("content-range", "0-9")
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     // Retrying the chunk that was already accepted is out of order too.
-    let r = reg.client.patch(&loc).header("content-range", "0-9").body(vec![1u8; 10]).send().await.unwrap();
+    let r = reg
+        .client
+        .patch(&loc)
+        .header("content-range", "0-9")
+        .body(vec![1u8; 10])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(header(&r, "range"), "0-9");
     let d = sha256(&[1u8; 10]);
-    let r = reg.client.put(format!("{loc}?digest={d}")).send().await.unwrap();
+    let r = reg
+        .client
+        .put(format!("{loc}?digest={d}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
 }
 
 #[tokio::test]
 async fn cancelled_upload_is_unknown_afterwards() {
     let reg = start(AuthMode::None).await;
-    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let loc = reg.location(&r);
-    reg.client.patch(&loc).body(vec![5u8; 100]).send().await.unwrap();
+    reg.client
+        .patch(&loc)
+        .body(vec![5u8; 100])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(reg.client.delete(&loc).send().await.unwrap().status(), 204);
     let r = reg.client.get(&loc).send().await.unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("BLOB_UPLOAD_UNKNOWN"));
-    assert_eq!(std::fs::read_dir(reg.storage_root().join("uploads")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(reg.storage_root().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
 }
 
 #[tokio::test]
 async fn post_then_put_monolithic_upload() {
     let reg = start(AuthMode::None).await;
-    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let loc = reg.location(&r);
     let d = sha256(b"whole blob");
-    let r = reg.client.put(format!("{loc}?digest={d}")).body("whole blob").send().await.unwrap();
+    let r = reg
+        .client
+        .put(format!("{loc}?digest={d}"))
+        .body("whole blob")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let r = reg.client.head(reg.url(&format!("/v2/app/blobs/{d}"))).send().await.unwrap();
+    let r = reg
+        .client
+        .head(reg.url(&format!("/v2/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-length"), "10");
 }
@@ -110,16 +202,40 @@ async fn range_reads_return_206_and_416() {
     let data = b"0123456789abcdef";
     let d = reg.push_blob("app", data).await;
     let url = reg.url(&format!("/v2/app/blobs/{d}"));
-    let r = reg.client.get(&url).header("range", "bytes=2-5").send().await.unwrap();
+    let r = reg
+        .client
+        .get(&url)
+        .header("range", "bytes=2-5")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(header(&r, "content-range"), "bytes 2-5/16");
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"2345");
-    let r = reg.client.get(&url).header("range", "bytes=10-").send().await.unwrap();
+    let r = reg
+        .client
+        .get(&url)
+        .header("range", "bytes=10-")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"abcdef");
-    let r = reg.client.get(&url).header("range", "bytes=-3").send().await.unwrap();
+    let r = reg
+        .client
+        .get(&url)
+        .header("range", "bytes=-3")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), b"def");
-    let r = reg.client.get(&url).header("range", "bytes=16-20").send().await.unwrap();
+    let r = reg
+        .client
+        .get(&url)
+        .header("range", "bytes=16-20")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 416);
     assert_eq!(header(&r, "content-range"), "bytes */16");
 }
@@ -134,10 +250,20 @@ async fn blobs_are_per_repository_until_mounted() {
     assert!(r.text().await.unwrap().contains("BLOB_UNKNOWN"));
 
     // Mount from a repository that does not have it: a plain session instead.
-    let r = reg.client.post(reg.url(&format!("/v2/team/b/blobs/uploads/?mount={d}&from=team/c"))).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url(&format!("/v2/team/b/blobs/uploads/?mount={d}&from=team/c")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
 
-    let r = reg.client.post(reg.url(&format!("/v2/team/b/blobs/uploads/?mount={d}&from=team/a"))).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url(&format!("/v2/team/b/blobs/uploads/?mount={d}&from=team/a")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(header(&r, "docker-content-digest"), d.to_string());
     assert_eq!(reg.location(&r), in_b);
@@ -168,10 +294,25 @@ async fn manifests_by_tag_and_digest_keep_exact_bytes() {
                        "platform": {"architecture": "amd64", "os": "linux"}}]
     }))
     .unwrap();
-    let r = reg.put_manifest("app", "multi", "application/vnd.docker.distribution.manifest.list.v2+json", &list).await;
+    let r = reg
+        .put_manifest(
+            "app",
+            "multi",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+            &list,
+        )
+        .await;
     assert_eq!(r.status(), 201);
-    let r = reg.client.get(reg.url("/v2/app/manifests/multi")).send().await.unwrap();
-    assert_eq!(header(&r, "content-type"), "application/vnd.docker.distribution.manifest.list.v2+json");
+    let r = reg
+        .client
+        .get(reg.url("/v2/app/manifests/multi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "content-type"),
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
 }
 
 #[tokio::test]
@@ -179,33 +320,83 @@ async fn tags_and_catalog_paginate_with_link() {
     let reg = start(AuthMode::None).await;
     let (m, _, _) = reg.push_image("app", "t1", b"l").await;
     for t in ["t2", "t3", "t4", "t5"] {
-        assert_eq!(reg.put_manifest("app", t, OCI_MANIFEST, &m).await.status(), 201);
+        assert_eq!(
+            reg.put_manifest("app", t, OCI_MANIFEST, &m).await.status(),
+            201
+        );
     }
-    let r = reg.client.get(reg.url("/v2/app/tags/list?n=2")).send().await.unwrap();
-    assert_eq!(header(&r, "link"), "</v2/app/tags/list?n=2&last=t2>; rel=\"next\"");
+    let r = reg
+        .client
+        .get(reg.url("/v2/app/tags/list?n=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "link"),
+        "</v2/app/tags/list?n=2&last=t2>; rel=\"next\""
+    );
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v, serde_json::json!({"name": "app", "tags": ["t1", "t2"]}));
-    let r = reg.client.get(reg.url("/v2/app/tags/list?n=2&last=t2")).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url("/v2/app/tags/list?n=2&last=t2"))
+        .send()
+        .await
+        .unwrap();
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["tags"], serde_json::json!(["t3", "t4"]));
-    let r = reg.client.get(reg.url("/v2/app/tags/list?n=2&last=t4")).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url("/v2/app/tags/list?n=2&last=t4"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&r, "link"), "");
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["tags"], serde_json::json!(["t5"]));
-    let r = reg.client.get(reg.url("/v2/app/tags/list?n=0")).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url("/v2/app/tags/list?n=0"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&r, "link"), "");
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["tags"], serde_json::json!([]));
-    let r = reg.client.get(reg.url("/v2/nothing/tags/list")).send().await.unwrap();
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["tags"],
+        serde_json::json!([])
+    );
+    let r = reg
+        .client
+        .get(reg.url("/v2/nothing/tags/list"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("NAME_UNKNOWN"));
 
     reg.push_blob("z/last", b"x").await;
     reg.push_blob("b/nested/repo", b"x").await;
-    let r = reg.client.get(reg.url("/v2/_catalog?n=2")).send().await.unwrap();
-    assert_eq!(header(&r, "link"), "</v2/_catalog?n=2&last=b%2Fnested%2Frepo>; rel=\"next\"");
+    let r = reg
+        .client
+        .get(reg.url("/v2/_catalog?n=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        header(&r, "link"),
+        "</v2/_catalog?n=2&last=b%2Fnested%2Frepo>; rel=\"next\""
+    );
     let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["repositories"], serde_json::json!(["app", "b/nested/repo"]));
-    let r = reg.client.get(reg.url("/v2/_catalog?n=2&last=b%2Fnested%2Frepo")).send().await.unwrap();
+    assert_eq!(
+        v["repositories"],
+        serde_json::json!(["app", "b/nested/repo"])
+    );
+    let r = reg
+        .client
+        .get(reg.url("/v2/_catalog?n=2&last=b%2Fnested%2Frepo"))
+        .send()
+        .await
+        .unwrap();
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["repositories"], serde_json::json!(["z/last"]));
 }
@@ -214,22 +405,74 @@ async fn tags_and_catalog_paginate_with_link() {
 async fn delete_tag_manifest_and_blob() {
     let reg = start(AuthMode::None).await;
     let (m, md, ld) = reg.push_image("app", "v1", b"layer").await;
-    assert_eq!(reg.put_manifest("app", "v2", OCI_MANIFEST, &m).await.status(), 201);
+    assert_eq!(
+        reg.put_manifest("app", "v2", OCI_MANIFEST, &m)
+            .await
+            .status(),
+        201
+    );
 
     // Deleting a tag removes only that tag.
-    let r = reg.client.delete(reg.url("/v2/app/manifests/v1")).send().await.unwrap();
+    let r = reg
+        .client
+        .delete(reg.url("/v2/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    assert_eq!(reg.client.get(reg.url("/v2/app/manifests/v1")).send().await.unwrap().status(), 404);
-    assert_eq!(reg.client.get(reg.url("/v2/app/manifests/v2")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        reg.client
+            .get(reg.url("/v2/app/manifests/v1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        reg.client
+            .get(reg.url("/v2/app/manifests/v2"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // Deleting by digest removes the manifest and every tag on it.
-    let r = reg.client.delete(reg.url(&format!("/v2/app/manifests/{md}"))).send().await.unwrap();
+    let r = reg
+        .client
+        .delete(reg.url(&format!("/v2/app/manifests/{md}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let r = reg.client.get(reg.url(&format!("/v2/app/manifests/{md}"))).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url(&format!("/v2/app/manifests/{md}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.text().await.unwrap().contains("MANIFEST_UNKNOWN"));
-    assert_eq!(reg.client.get(reg.url("/v2/app/manifests/v2")).send().await.unwrap().status(), 404);
-    let v: serde_json::Value = reg.client.get(reg.url("/v2/app/tags/list")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        reg.client
+            .get(reg.url("/v2/app/manifests/v2"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let v: serde_json::Value = reg
+        .client
+        .get(reg.url("/v2/app/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["tags"], serde_json::json!([]));
 
     let blob = reg.url(&format!("/v2/app/blobs/{ld}"));
@@ -243,47 +486,107 @@ async fn referrers_list_and_filter_by_artifact_type() {
     let reg = start(AuthMode::None).await;
     let (m, md, _) = reg.push_image("app", "v1", b"layer").await;
     let empty = reg.push_blob("app", b"{}").await;
-    let subject = format!(r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{md}","size":{}}}"#, m.len());
+    let subject = format!(
+        r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{md}","size":{}}}"#,
+        m.len()
+    );
     let mut pushed = Vec::new();
-    for (kind, note) in [("application/vnd.example.sbom", "sbom"), ("application/vnd.example.sig", "sig")] {
-        let mut a: serde_json::Value = serde_json::from_slice(&image_manifest(&empty, 2, &empty, 2, Some(("subject", &subject)))).unwrap();
+    for (kind, note) in [
+        ("application/vnd.example.sbom", "sbom"),
+        ("application/vnd.example.sig", "sig"),
+    ] {
+        let mut a: serde_json::Value = serde_json::from_slice(&image_manifest(
+            &empty,
+            2,
+            &empty,
+            2,
+            Some(("subject", &subject)),
+        ))
+        .unwrap();
         a["artifactType"] = kind.into();
         a["annotations"] = serde_json::json!({ "note": note });
         let bytes = serde_json::to_vec(&a).unwrap();
         let d = sha256(&bytes);
-        let r = reg.put_manifest("app", &d.to_string(), OCI_MANIFEST, &bytes).await;
+        let r = reg
+            .put_manifest("app", &d.to_string(), OCI_MANIFEST, &bytes)
+            .await;
         assert_eq!(r.status(), 201);
         assert_eq!(header(&r, "oci-subject"), md.to_string());
         pushed.push(d);
     }
-    let r = reg.client.get(reg.url(&format!("/v2/app/referrers/{md}"))).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url(&format!("/v2/app/referrers/{md}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "content-type"), OCI_INDEX);
     let v: serde_json::Value = r.json().await.unwrap();
-    let mut got: Vec<String> = v["manifests"].as_array().unwrap().iter().map(|d| d["digest"].as_str().unwrap().to_string()).collect();
+    let mut got: Vec<String> = v["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap().to_string())
+        .collect();
     got.sort();
     let mut want: Vec<String> = pushed.iter().map(|d| d.to_string()).collect();
     want.sort();
     assert_eq!(got, want);
 
-    let r = reg.client.get(reg.url(&format!("/v2/app/referrers/{md}?artifactType=application/vnd.example.sig"))).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url(&format!(
+            "/v2/app/referrers/{md}?artifactType=application/vnd.example.sig"
+        )))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&r, "oci-filters-applied"), "artifactType");
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(v["manifests"][0]["digest"], pushed[1].to_string());
-    assert_eq!(v["manifests"][0]["artifactType"], "application/vnd.example.sig");
+    assert_eq!(
+        v["manifests"][0]["artifactType"],
+        "application/vnd.example.sig"
+    );
     assert_eq!(v["manifests"][0]["annotations"]["note"], "sig");
 
     // Unknown subject: an empty list, not 404. Bad digest: 400.
     let other = sha256(b"nothing");
-    let v: serde_json::Value = reg.client.get(reg.url(&format!("/v2/app/referrers/{other}"))).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = reg
+        .client
+        .get(reg.url(&format!("/v2/app/referrers/{other}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["manifests"], serde_json::json!([]));
-    let r = reg.client.get(reg.url("/v2/app/referrers/sha256:xyz")).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url("/v2/app/referrers/sha256:xyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     // Deleting a referrer removes it from the list.
-    reg.client.delete(reg.url(&format!("/v2/app/manifests/{}", pushed[0]))).send().await.unwrap();
-    let v: serde_json::Value = reg.client.get(reg.url(&format!("/v2/app/referrers/{md}"))).send().await.unwrap().json().await.unwrap();
+    reg.client
+        .delete(reg.url(&format!("/v2/app/manifests/{}", pushed[0])))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = reg
+        .client
+        .get(reg.url(&format!("/v2/app/referrers/{md}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
 }
 
@@ -293,20 +596,48 @@ async fn digest_mismatch_stores_nothing() {
     reg.push_image("app", "v1", b"layer").await;
     let before = reg.snapshot();
     let wrong = sha256(b"something else");
-    let r = reg.client.post(reg.url(&format!("/v2/app/blobs/uploads/?digest={wrong}"))).body("payload").send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url(&format!("/v2/app/blobs/uploads/?digest={wrong}")))
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("DIGEST_INVALID"));
     // Chunked path too.
-    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let loc = reg.location(&r);
     reg.client.patch(&loc).body("payload").send().await.unwrap();
-    let r = reg.client.put(format!("{loc}?digest={wrong}")).send().await.unwrap();
+    let r = reg
+        .client
+        .put(format!("{loc}?digest={wrong}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // Manifest PUT by a digest its bytes do not hash to.
-    let r = reg.put_manifest("app", &wrong.to_string(), OCI_MANIFEST, br#"{"schemaVersion":2,"layers":[]}"#).await;
+    let r = reg
+        .put_manifest(
+            "app",
+            &wrong.to_string(),
+            OCI_MANIFEST,
+            br#"{"schemaVersion":2,"layers":[]}"#,
+        )
+        .await;
     assert_eq!(r.status(), 400);
     assert_eq!(reg.snapshot(), before);
-    let r = reg.client.get(reg.url(&format!("/v2/app/blobs/{}", sha256(b"payload")))).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url(&format!("/v2/app/blobs/{}", sha256(b"payload"))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -324,9 +655,17 @@ async fn manifest_naming_missing_blob_is_rejected() {
     assert_eq!(reg.snapshot(), before);
     // A missing subject is fine.
     let ld = reg.push_blob("app", b"layer").await;
-    let subject = format!(r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":3}}"#, sha256(b"absent"));
+    let subject = format!(
+        r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":3}}"#,
+        sha256(b"absent")
+    );
     let m = image_manifest(&cd, 2, &ld, 5, Some(("subject", &subject)));
-    assert_eq!(reg.put_manifest("app", "v1", OCI_MANIFEST, &m).await.status(), 201);
+    assert_eq!(
+        reg.put_manifest("app", "v1", OCI_MANIFEST, &m)
+            .await
+            .status(),
+        201
+    );
 }
 
 #[tokio::test]
@@ -334,7 +673,12 @@ async fn invalid_repository_names_are_rejected() {
     let reg = start(AuthMode::None).await;
     let before = reg.snapshot();
     for name in ["UPPER", "a//b", "a/.b", "a/%00", "a/_manifests", "-x"] {
-        let r = reg.client.post(reg.url(&format!("/v2/{name}/blobs/uploads/"))).send().await.unwrap();
+        let r = reg
+            .client
+            .post(reg.url(&format!("/v2/{name}/blobs/uploads/")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "{name}");
         assert!(r.text().await.unwrap().contains("NAME_INVALID"), "{name}");
     }
@@ -394,16 +738,37 @@ async fn corrupted_blob_is_never_served() {
     assert!(r.text().await.unwrap().contains("BLOB_UNKNOWN"));
     assert_eq!(reg.client.head(&url).send().await.unwrap().status(), 404);
     // Kept aside for inspection, not deleted.
-    assert_eq!(std::fs::read_dir(reg.storage_root().join("quarantine")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(reg.storage_root().join("quarantine"))
+            .unwrap()
+            .count(),
+        1
+    );
     // Pushing the right content again repairs it.
     reg.push_blob("app", &data).await;
-    assert_eq!(reg.client.get(&url).send().await.unwrap().bytes().await.unwrap().as_ref(), &data[..]);
+    assert_eq!(
+        reg.client
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        &data[..]
+    );
 }
 
 #[tokio::test]
 async fn errors_use_the_spec_json_form() {
     let reg = start(AuthMode::None).await;
-    let r = reg.client.get(reg.url(&format!("/v2/app/manifests/{}", sha256(b"x")))).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url(&format!("/v2/app/manifests/{}", sha256(b"x"))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["errors"][0]["code"], "MANIFEST_UNKNOWN");
@@ -415,18 +780,52 @@ async fn sha512_blobs_are_accepted() {
     let reg = start(AuthMode::None).await;
     let data = b"sha512 content";
     let d = berth_registry::digest::Digest::of(berth_registry::digest::Algorithm::Sha512, data);
-    let r = reg.client.post(reg.url(&format!("/v2/app/blobs/uploads/?digest={d}"))).body(data.to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url(&format!("/v2/app/blobs/uploads/?digest={d}")))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     assert_eq!(header(&r, "docker-content-digest"), d.to_string());
-    let r = reg.client.get(reg.url(&format!("/v2/app/blobs/{d}"))).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url(&format!("/v2/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.bytes().await.unwrap().as_ref(), data);
     // Chunked, announced with digest-algorithm.
-    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/?digest-algorithm=sha512")).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/?digest-algorithm=sha512"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
     let loc = reg.location(&r);
-    reg.client.patch(&loc).body(data.to_vec()).send().await.unwrap();
-    assert_eq!(reg.client.put(format!("{loc}?digest={d}")).send().await.unwrap().status(), 201);
-    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/?digest-algorithm=md5")).send().await.unwrap();
+    reg.client
+        .patch(&loc)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        reg.client
+            .put(format!("{loc}?digest={d}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let r = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/?digest-algorithm=md5"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }
 
@@ -446,7 +845,12 @@ async fn docker_schema2_manifest_round_trips() {
     .unwrap();
     let r = reg.put_manifest("app", "latest", ty, &m).await;
     assert_eq!(r.status(), 201, "foreign layers need not be pushed");
-    let r = reg.client.get(reg.url("/v2/app/manifests/latest")).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url("/v2/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(header(&r, "content-type"), ty);
     assert_eq!(r.bytes().await.unwrap().as_ref(), &m[..]);
 }
@@ -455,14 +859,41 @@ async fn docker_schema2_manifest_round_trips() {
 async fn unfinished_upload_leaves_nothing_visible() {
     let reg = start(AuthMode::None).await;
     let before = reg.snapshot();
-    let r = reg.client.post(reg.url("/v2/app/blobs/uploads/")).send().await.unwrap();
+    let r = reg
+        .client
+        .post(reg.url("/v2/app/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
     let loc = reg.location(&r);
-    assert_eq!(reg.client.patch(&loc).body(vec![9u8; 4096]).send().await.unwrap().status(), 202);
+    assert_eq!(
+        reg.client
+            .patch(&loc)
+            .body(vec![9u8; 4096])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        202
+    );
     let d = sha256(&[9u8; 4096]);
-    assert_eq!(reg.client.head(reg.url(&format!("/v2/app/blobs/{d}"))).send().await.unwrap().status(), 404);
+    assert_eq!(
+        reg.client
+            .head(reg.url(&format!("/v2/app/blobs/{d}")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     // Only the staging area changed.
     assert_eq!(reg.snapshot(), before);
-    assert_eq!(std::fs::read_dir(reg.storage_root().join("uploads")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(reg.storage_root().join("uploads"))
+            .unwrap()
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -478,8 +909,21 @@ async fn manifest_put_with_tag_parameters() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let tags: Vec<_> = r.headers().get_all("oci-tag").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let tags: Vec<_> = r
+        .headers()
+        .get_all("oci-tag")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
     assert_eq!(tags, ["a", "b"]);
-    let v: serde_json::Value = reg.client.get(reg.url("/v2/app/tags/list")).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = reg
+        .client
+        .get(reg.url("/v2/app/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["tags"], serde_json::json!(["a", "b", "v1"]));
 }

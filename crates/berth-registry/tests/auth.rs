@@ -8,11 +8,16 @@ use berth_registry::AuthMode;
 use common::{TestRegistry, sha256, start};
 
 fn challenge(r: &reqwest::Response) -> String {
-    r.headers()["www-authenticate"].to_str().unwrap().to_string()
+    r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn token(reg: &TestRegistry, creds: Option<(&str, &str)>) -> reqwest::Response {
-    let mut req = reg.client.get(reg.url("/token?service=berth-registry&scope=repository:app:pull,push"));
+    let mut req = reg
+        .client
+        .get(reg.url("/token?service=berth-registry&scope=repository:app:pull,push"));
     if let Some((u, p)) = creds {
         req = req.basic_auth(u, Some(p));
     }
@@ -47,10 +52,19 @@ async fn credentials_file_is_private_and_stable() {
 async fn push_mode_allows_anonymous_pull_and_refuses_anonymous_push() {
     let reg = start(AuthMode::Push).await;
     let data = b"layer bytes";
-    let r = reg.client.post(upload_url(&reg, data)).body(data.to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .post(upload_url(&reg, data))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let c = challenge(&r);
-    assert!(c.starts_with(&format!("Bearer realm=\"{}/token\"", reg.base)), "{c}");
+    assert!(
+        c.starts_with(&format!("Bearer realm=\"{}/token\"", reg.base)),
+        "{c}"
+    );
     assert!(c.contains("scope=\"repository:app:pull,push\""), "{c}");
     assert!(r.text().await.unwrap().contains("UNAUTHORIZED"));
     assert!(!reg.storage_root().join("repos/app").exists());
@@ -61,11 +75,23 @@ async fn push_mode_allows_anonymous_pull_and_refuses_anonymous_push() {
     assert!(challenge(&r).starts_with("Bearer realm="));
 
     // Basic credentials push directly.
-    let r = reg.client.post(upload_url(&reg, data)).basic_auth(&reg.user, Some(&reg.password)).body(data.to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .post(upload_url(&reg, data))
+        .basic_auth(&reg.user, Some(&reg.password))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
 
     // Anyone pulls.
-    let r = reg.client.get(reg.url(&format!("/v2/app/blobs/{}", sha256(data)))).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url(&format!("/v2/app/blobs/{}", sha256(data))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -75,19 +101,46 @@ async fn tokens_grant_push_only_to_the_account() {
     let data = b"via token";
 
     let anon = bearer(&reg, None).await;
-    let r = reg.client.post(upload_url(&reg, data)).bearer_auth(&anon).body(data.to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .post(upload_url(&reg, data))
+        .bearer_auth(&anon)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "an anonymous token is pull-only");
 
     let r = token(&reg, Some((&reg.user, "wrong"))).await;
     assert_eq!(r.status(), 401);
 
     let t = bearer(&reg, Some((&reg.user, &reg.password))).await;
-    let r = reg.client.get(reg.url("/v2/")).bearer_auth(&t).send().await.unwrap();
+    let r = reg
+        .client
+        .get(reg.url("/v2/"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = reg.client.post(upload_url(&reg, data)).bearer_auth(&t).body(data.to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .post(upload_url(&reg, data))
+        .bearer_auth(&t)
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
 
-    let r = reg.client.post(upload_url(&reg, data)).bearer_auth("made-up").body(data.to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .post(upload_url(&reg, data))
+        .bearer_auth("made-up")
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -95,15 +148,34 @@ async fn tokens_grant_push_only_to_the_account() {
 async fn all_mode_protects_pulls_too() {
     let reg = start(AuthMode::All).await;
     let data = b"secret layer";
-    let r = reg.client.post(upload_url(&reg, data)).basic_auth(&reg.user, Some(&reg.password)).body(data.to_vec()).send().await.unwrap();
+    let r = reg
+        .client
+        .post(upload_url(&reg, data))
+        .basic_auth(&reg.user, Some(&reg.password))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let url = reg.url(&format!("/v2/app/blobs/{}", sha256(data)));
     let r = reg.client.get(&url).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(challenge(&r).contains("scope=\"repository:app:pull\""));
-    assert_eq!(token(&reg, None).await.status(), 401, "no anonymous tokens in `all` mode");
+    assert_eq!(
+        token(&reg, None).await.status(),
+        401,
+        "no anonymous tokens in `all` mode"
+    );
     let t = bearer(&reg, Some((&reg.user, &reg.password))).await;
     let r = reg.client.get(&url).bearer_auth(&t).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(reg.client.get(reg.url("/v2/_catalog")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        reg.client
+            .get(reg.url("/v2/_catalog"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
 }

@@ -17,18 +17,36 @@ use crate::name::RepoName;
 /// Read buffer for streamed blobs.
 const READ_BUFFER: usize = 256 * 1024;
 
-pub(super) async fn handle(st: &Arc<AppState>, repo: RepoName, digest: &str, req: Request) -> Result<Response, ApiError> {
-    let d: Digest = digest
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::DigestInvalid, format!("invalid digest {digest:?}")))?;
+pub(super) async fn handle(
+    st: &Arc<AppState>,
+    repo: RepoName,
+    digest: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let d: Digest = digest.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::DigestInvalid,
+            format!("invalid digest {digest:?}"),
+        )
+    })?;
     let method = req.method().clone();
     match method {
-        Method::GET | Method::HEAD => serve(st, &repo, &d, req.headers(), method == Method::GET).await,
+        Method::GET | Method::HEAD => {
+            serve(st, &repo, &d, req.headers(), method == Method::GET).await
+        }
         Method::DELETE => {
-            if st.storage.unlink_blob(&repo, &d).await.map_err(crate::storage::StorageError::from)? {
+            if st
+                .storage
+                .unlink_blob(&repo, &d)
+                .await
+                .map_err(crate::storage::StorageError::from)?
+            {
                 Ok(empty(StatusCode::ACCEPTED, &[]))
             } else {
-                Err(ApiError::new(ErrorCode::BlobUnknown, format!("blob {d} unknown to repository")))
+                Err(ApiError::new(
+                    ErrorCode::BlobUnknown,
+                    format!("blob {d} unknown to repository"),
+                ))
             }
         }
         _ => Err(ApiError::new(ErrorCode::Unsupported, "method not allowed")),
@@ -51,7 +69,12 @@ fn parse_range(value: &str, size: u64) -> Result<ByteRange, ()> {
             (size.saturating_sub(n), size.checked_sub(1).ok_or(())?)
         }
         (a, "") => (a.parse().map_err(|_| ())?, size.checked_sub(1).ok_or(())?),
-        (a, b) => (a.parse().map_err(|_| ())?, b.parse::<u64>().map_err(|_| ())?.min(size.saturating_sub(1))),
+        (a, b) => (
+            a.parse().map_err(|_| ())?,
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1)),
+        ),
     };
     if start > end || start >= size {
         return Err(());
@@ -59,12 +82,27 @@ fn parse_range(value: &str, size: u64) -> Result<ByteRange, ()> {
     Ok(ByteRange { start, end })
 }
 
-async fn serve(st: &AppState, repo: &RepoName, d: &Digest, req_headers: &http::HeaderMap, with_body: bool) -> Result<Response, ApiError> {
-    let unknown = || ApiError::new(ErrorCode::BlobUnknown, format!("blob {d} unknown to repository"));
+async fn serve(
+    st: &AppState,
+    repo: &RepoName,
+    d: &Digest,
+    req_headers: &http::HeaderMap,
+    with_body: bool,
+) -> Result<Response, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::BlobUnknown,
+            format!("blob {d} unknown to repository"),
+        )
+    };
     if !st.storage.repo_has_blob(repo, d).await {
         return Err(unknown());
     }
-    let size = st.storage.verified_blob_size(d).await?.ok_or_else(unknown)?;
+    let size = st
+        .storage
+        .verified_blob_size(d)
+        .await?
+        .ok_or_else(unknown)?;
     let range = match req_headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
         None => None,
         Some(v) => Some(parse_range(v, size).map_err(|()| {
@@ -84,7 +122,10 @@ async fn serve(st: &AppState, repo: &RepoName, d: &Digest, req_headers: &http::H
         ("accept-ranges", "bytes".to_string()),
     ];
     if let Some(r) = &range {
-        headers.push(("content-range", format!("bytes {}-{}/{size}", r.start, r.end)));
+        headers.push((
+            "content-range",
+            format!("bytes {}-{}/{size}", r.start, r.end),
+        ));
     }
     let mut resp = empty(status, &headers);
     if with_body {
@@ -92,7 +133,9 @@ async fn serve(st: &AppState, repo: &RepoName, d: &Digest, req_headers: &http::H
             .await
             .map_err(crate::storage::StorageError::from)?;
         if start > 0 {
-            file.seek(SeekFrom::Start(start)).await.map_err(crate::storage::StorageError::from)?;
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(crate::storage::StorageError::from)?;
         }
         let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), READ_BUFFER);
         *resp.body_mut() = Body::from_stream(stream);

@@ -29,7 +29,13 @@ fn page(all: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>,
 }
 
 /// A JSON response with an RFC 5988 `Link` to the next page when truncated.
-fn paged(body: serde_json::Value, base: &str, items: &[String], more: bool, n: Option<usize>) -> Response {
+fn paged(
+    body: serde_json::Value,
+    base: &str,
+    items: &[String],
+    more: bool,
+    n: Option<usize>,
+) -> Response {
     let mut resp = axum::Json(body).into_response();
     if let (true, Some(last), Some(n)) = (more, items.last(), n) {
         let last = percent_encoding::utf8_percent_encode(last, percent_encoding::NON_ALPHANUMERIC);
@@ -41,39 +47,70 @@ fn paged(body: serde_json::Value, base: &str, items: &[String], more: bool, n: O
     resp
 }
 
-pub(super) async fn tags(st: &Arc<AppState>, repo: &RepoName, uri: &http::Uri) -> Result<Response, ApiError> {
+pub(super) async fn tags(
+    st: &Arc<AppState>,
+    repo: &RepoName,
+    uri: &http::Uri,
+) -> Result<Response, ApiError> {
     let (n, last) = pagination(uri)?;
     let all = st
         .storage
         .tags(repo)
         .await
         .map_err(StorageError::from)?
-        .ok_or_else(|| ApiError::new(ErrorCode::NameUnknown, format!("repository {repo} unknown")))?;
+        .ok_or_else(|| {
+            ApiError::new(ErrorCode::NameUnknown, format!("repository {repo} unknown"))
+        })?;
     let (items, more) = page(all, n, last.as_deref());
     let body = serde_json::json!({ "name": repo.as_str(), "tags": items });
-    Ok(paged(body, &format!("/v2/{repo}/tags/list"), &items, more, n))
+    Ok(paged(
+        body,
+        &format!("/v2/{repo}/tags/list"),
+        &items,
+        more,
+        n,
+    ))
 }
 
 pub(super) async fn catalog(st: &Arc<AppState>, uri: &http::Uri) -> Result<Response, ApiError> {
     let (n, last) = pagination(uri)?;
-    let all = st.storage.repositories().await.map_err(StorageError::from)?;
+    let all = st
+        .storage
+        .repositories()
+        .await
+        .map_err(StorageError::from)?;
     let (items, more) = page(all, n, last.as_deref());
     let body = serde_json::json!({ "repositories": items });
     Ok(paged(body, "/v2/_catalog", &items, more, n))
 }
 
-pub(super) async fn referrers(st: &Arc<AppState>, repo: &RepoName, digest: &str, uri: &http::Uri) -> Result<Response, ApiError> {
-    let subject: Digest = digest
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::DigestInvalid, format!("invalid digest {digest:?}")))?;
+pub(super) async fn referrers(
+    st: &Arc<AppState>,
+    repo: &RepoName,
+    digest: &str,
+    uri: &http::Uri,
+) -> Result<Response, ApiError> {
+    let subject: Digest = digest.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::DigestInvalid,
+            format!("invalid digest {digest:?}"),
+        )
+    })?;
     let filter = query_param(uri, "artifactType");
     let mut descriptors = Vec::new();
     // An unknown subject (or repository) is not an error: the list is just empty.
-    for d in st.storage.referrers(repo, &subject).await.map_err(StorageError::from)? {
+    for d in st
+        .storage
+        .referrers(repo, &subject)
+        .await
+        .map_err(StorageError::from)?
+    {
         let Ok(Some((bytes, media_type))) = st.storage.get_manifest(repo, &d).await else {
             continue;
         };
-        let Ok(m) = Manifest::parse(&bytes, None) else { continue };
+        let Ok(m) = Manifest::parse(&bytes, None) else {
+            continue;
+        };
         if filter.is_some() && m.artifact_type != filter {
             continue;
         }
@@ -90,11 +127,19 @@ pub(super) async fn referrers(st: &Arc<AppState>, repo: &RepoName, digest: &str,
         }
         descriptors.push(desc);
     }
-    let body = serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors });
-    let mut resp = (StatusCode::OK, [(header::CONTENT_TYPE, OCI_INDEX)], body.to_string()).into_response();
+    let body =
+        serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors });
+    let mut resp = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, OCI_INDEX)],
+        body.to_string(),
+    )
+        .into_response();
     if filter.is_some() {
-        resp.headers_mut()
-            .insert("oci-filters-applied", http::HeaderValue::from_static("artifactType"));
+        resp.headers_mut().insert(
+            "oci-filters-applied",
+            http::HeaderValue::from_static("artifactType"),
+        );
     }
     Ok(resp)
 }

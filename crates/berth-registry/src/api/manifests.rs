@@ -18,7 +18,12 @@ use crate::storage::StorageError;
 /// Largest manifest accepted (the spec asks registries to accept at least 4 MiB).
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
 
-pub(super) async fn handle(st: &Arc<AppState>, repo: RepoName, reference: &str, req: Request) -> Result<Response, ApiError> {
+pub(super) async fn handle(
+    st: &Arc<AppState>,
+    repo: RepoName,
+    reference: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
     let r = Reference::parse(reference).ok_or_else(|| bad_reference(reference))?;
     let method = req.method().clone();
     match method {
@@ -31,9 +36,15 @@ pub(super) async fn handle(st: &Arc<AppState>, repo: RepoName, reference: &str, 
 
 fn bad_reference(reference: &str) -> ApiError {
     if reference.contains(':') {
-        ApiError::new(ErrorCode::DigestInvalid, format!("invalid digest {reference:?}"))
+        ApiError::new(
+            ErrorCode::DigestInvalid,
+            format!("invalid digest {reference:?}"),
+        )
     } else {
-        ApiError::new(ErrorCode::ManifestInvalid, format!("invalid tag {reference:?}"))
+        ApiError::new(
+            ErrorCode::ManifestInvalid,
+            format!("invalid tag {reference:?}"),
+        )
     }
 }
 
@@ -42,20 +53,42 @@ fn manifest_unknown(r: &Reference) -> ApiError {
         Reference::Tag(t) => t.as_str().to_string(),
         Reference::Digest(d) => d.to_string(),
     };
-    ApiError::new(ErrorCode::ManifestUnknown, format!("manifest {what} unknown"))
+    ApiError::new(
+        ErrorCode::ManifestUnknown,
+        format!("manifest {what} unknown"),
+    )
 }
 
 /// The digest a reference names in `repo`, if any.
-async fn resolve(st: &AppState, repo: &RepoName, r: &Reference) -> Result<Option<Digest>, ApiError> {
+async fn resolve(
+    st: &AppState,
+    repo: &RepoName,
+    r: &Reference,
+) -> Result<Option<Digest>, ApiError> {
     match r {
         Reference::Digest(d) => Ok(Some(d.clone())),
-        Reference::Tag(t) => Ok(st.storage.resolve_tag(repo, t).await.map_err(StorageError::from)?),
+        Reference::Tag(t) => Ok(st
+            .storage
+            .resolve_tag(repo, t)
+            .await
+            .map_err(StorageError::from)?),
     }
 }
 
-async fn get(st: &AppState, repo: &RepoName, r: &Reference, with_body: bool) -> Result<Response, ApiError> {
-    let d = resolve(st, repo, r).await?.ok_or_else(|| manifest_unknown(r))?;
-    let (bytes, media_type) = st.storage.get_manifest(repo, &d).await?.ok_or_else(|| manifest_unknown(r))?;
+async fn get(
+    st: &AppState,
+    repo: &RepoName,
+    r: &Reference,
+    with_body: bool,
+) -> Result<Response, ApiError> {
+    let d = resolve(st, repo, r)
+        .await?
+        .ok_or_else(|| manifest_unknown(r))?;
+    let (bytes, media_type) = st
+        .storage
+        .get_manifest(repo, &d)
+        .await?
+        .ok_or_else(|| manifest_unknown(r))?;
     let mut resp = empty(
         StatusCode::OK,
         &[
@@ -73,13 +106,17 @@ async fn get(st: &AppState, repo: &RepoName, r: &Reference, with_body: bool) -> 
 /// Reads the body, refusing (413) anything over [`MAX_MANIFEST`] without buffering it.
 async fn read_limited(body: Body) -> Result<Vec<u8>, ApiError> {
     let too_big = || {
-        ApiError::new(ErrorCode::ManifestInvalid, format!("manifest larger than {MAX_MANIFEST} bytes"))
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        ApiError::new(
+            ErrorCode::ManifestInvalid,
+            format!("manifest larger than {MAX_MANIFEST} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
     };
     let mut out = Vec::new();
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(ErrorCode::ManifestInvalid, format!("reading body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::new(ErrorCode::ManifestInvalid, format!("reading body: {e}")))?;
         if out.len() + chunk.len() > MAX_MANIFEST {
             return Err(too_big());
         }
@@ -88,15 +125,23 @@ async fn read_limited(body: Body) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-async fn put(st: &AppState, repo: &RepoName, r: Reference, req: Request) -> Result<Response, ApiError> {
+async fn put(
+    st: &AppState,
+    repo: &RepoName,
+    r: Reference,
+    req: Request,
+) -> Result<Response, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_MANIFEST) {
-        return Err(ApiError::new(ErrorCode::ManifestInvalid, format!("manifest larger than {MAX_MANIFEST} bytes"))
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE));
+        return Err(ApiError::new(
+            ErrorCode::ManifestInvalid,
+            format!("manifest larger than {MAX_MANIFEST} bytes"),
+        )
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE));
     }
     let content_type = req
         .headers()
@@ -111,7 +156,11 @@ async fn put(st: &AppState, repo: &RepoName, r: Reference, req: Request) -> Resu
         Reference::Digest(want) => {
             let got = Digest::of(want.algorithm(), &bytes);
             if &got != want {
-                return Err(StorageError::DigestMismatch { expected: want.clone(), actual: got }.into());
+                return Err(StorageError::DigestMismatch {
+                    expected: want.clone(),
+                    actual: got,
+                }
+                .into());
             }
             got
         }
@@ -127,7 +176,10 @@ async fn put(st: &AppState, repo: &RepoName, r: Reference, req: Request) -> Resu
         tags.push(t);
     }
     for t in &tags {
-        st.storage.set_tag(repo, t, &d).await.map_err(StorageError::from)?;
+        st.storage
+            .set_tag(repo, t, &d)
+            .await
+            .map_err(StorageError::from)?;
     }
     tracing::debug!(%repo, digest = %d, tags = tags.len(), "manifest stored");
     let mut headers = vec![
@@ -161,12 +213,18 @@ fn tag_params(uri: &http::Uri) -> Result<Vec<Tag>, ApiError> {
 async fn check_references(st: &AppState, repo: &RepoName, m: &Manifest) -> Result<(), ApiError> {
     for b in &m.blobs {
         if !st.storage.repo_has_blob(repo, b).await {
-            return Err(ApiError::new(ErrorCode::ManifestBlobUnknown, format!("blob {b} unknown to repository")));
+            return Err(ApiError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("blob {b} unknown to repository"),
+            ));
         }
     }
     for c in &m.children {
         if !st.storage.has_manifest(repo, c).await {
-            return Err(ApiError::new(ErrorCode::ManifestBlobUnknown, format!("manifest {c} unknown to repository")));
+            return Err(ApiError::new(
+                ErrorCode::ManifestBlobUnknown,
+                format!("manifest {c} unknown to repository"),
+            ));
         }
     }
     Ok(())
@@ -174,14 +232,21 @@ async fn check_references(st: &AppState, repo: &RepoName, m: &Manifest) -> Resul
 
 async fn delete(st: &AppState, repo: &RepoName, r: &Reference) -> Result<Response, ApiError> {
     let deleted = match r {
-        Reference::Tag(t) => st.storage.delete_tag(repo, t).await.map_err(StorageError::from)?,
+        Reference::Tag(t) => st
+            .storage
+            .delete_tag(repo, t)
+            .await
+            .map_err(StorageError::from)?,
         Reference::Digest(d) => {
             // The subject is needed to drop the referrers entry; unreadable manifests have none.
             let subject = match st.storage.get_manifest(repo, d).await {
                 Ok(Some((bytes, _))) => Manifest::parse(&bytes, None).ok().and_then(|m| m.subject),
                 _ => None,
             };
-            st.storage.delete_manifest(repo, d, subject.as_ref()).await.map_err(StorageError::from)?
+            st.storage
+                .delete_manifest(repo, d, subject.as_ref())
+                .await
+                .map_err(StorageError::from)?
         }
     };
     if deleted {

@@ -35,9 +35,7 @@ const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/
 
 /// The registry's router (serve it at the root of a host).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .fallback(dispatch)
-        .with_state(state)
+    Router::new().fallback(dispatch).with_state(state)
 }
 
 /// What a `/v2/...` path names.
@@ -68,10 +66,19 @@ fn route(path: &str) -> Option<Route> {
     let segs: Vec<&str> = rest.split('/').collect();
     let n = segs.len();
     let name = |k: usize| segs[..n - k].join("/");
-    let seg = |back: usize| if n > back { Some(segs[n - 1 - back]) } else { None };
+    let seg = |back: usize| {
+        if n > back {
+            Some(segs[n - 1 - back])
+        } else {
+            None
+        }
+    };
     if n >= 4 && seg(2) == Some("blobs") && seg(1) == Some("uploads") {
         let id = segs[n - 1];
-        return Some(Route::Upload(name(3), (!id.is_empty()).then(|| id.to_string())));
+        return Some(Route::Upload(
+            name(3),
+            (!id.is_empty()).then(|| id.to_string()),
+        ));
     }
     if n >= 3 && seg(1) == Some("blobs") && seg(0) == Some("uploads") {
         return Some(Route::Upload(name(2), None));
@@ -111,7 +118,8 @@ async fn dispatch(State(st): State<Arc<AppState>>, req: Request) -> Response {
 
 async fn handle(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let Some(route) = route(req.uri().path()) else {
-        return Err(ApiError::new(ErrorCode::NameInvalid, "unknown path").with_status(StatusCode::NOT_FOUND));
+        return Err(ApiError::new(ErrorCode::NameInvalid, "unknown path")
+            .with_status(StatusCode::NOT_FOUND));
     };
     let method = req.method().clone();
     match route {
@@ -154,14 +162,28 @@ fn access_of(m: &Method) -> Access {
 }
 
 /// Validates the name, then checks access (so a bad name is NAME_INVALID even when anonymous).
-fn authorize_repo(st: &AppState, req: &Request, name: &str, access: Access) -> Result<RepoName, ApiError> {
-    let repo = RepoName::parse(name)
-        .ok_or_else(|| ApiError::new(ErrorCode::NameInvalid, format!("invalid repository name {name:?}")))?;
+fn authorize_repo(
+    st: &AppState,
+    req: &Request,
+    name: &str,
+    access: Access,
+) -> Result<RepoName, ApiError> {
+    let repo = RepoName::parse(name).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::NameInvalid,
+            format!("invalid repository name {name:?}"),
+        )
+    })?;
     authorize(st, req, Some(&repo), access)?;
     Ok(repo)
 }
 
-fn authorize(st: &AppState, req: &Request, repo: Option<&RepoName>, access: Access) -> Result<(), ApiError> {
+fn authorize(
+    st: &AppState,
+    req: &Request,
+    repo: Option<&RepoName>,
+    access: Access,
+) -> Result<(), ApiError> {
     if st.auth.allows(req.headers(), access) {
         return Ok(());
     }
@@ -180,11 +202,17 @@ fn unauthorized(st: &AppState, req: &Request, scope: &str) -> ApiError {
         .uri()
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
         .unwrap_or("localhost");
     let scheme = if st.tls { "https" } else { "http" };
-    let challenge = format!("Bearer realm=\"{scheme}://{host}/token\",service=\"{SERVICE}\"{scope}");
-    ApiError::new(ErrorCode::Unauthorized, "authentication required").with_header(header::WWW_AUTHENTICATE, &challenge)
+    let challenge =
+        format!("Bearer realm=\"{scheme}://{host}/token\",service=\"{SERVICE}\"{scope}");
+    ApiError::new(ErrorCode::Unauthorized, "authentication required")
+        .with_header(header::WWW_AUTHENTICATE, &challenge)
 }
 
 /// `GET /v2/`: 200 when the caller may use the registry at all. With auth enabled, anonymous
@@ -192,7 +220,12 @@ fn unauthorized(st: &AppState, req: &Request, scope: &str) -> ApiError {
 /// pull-only token when they have no credentials).
 fn base(st: &AppState, req: &Request) -> Result<Response, ApiError> {
     if st.auth.mode() == crate::AuthMode::None || st.auth.authenticated(req.headers()) {
-        return Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response());
+        return Ok((
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response());
     }
     Err(unauthorized(st, req, ""))
 }
@@ -215,7 +248,8 @@ fn pagination(uri: &http::Uri) -> Result<(Option<usize>, Option<String>), ApiErr
         match k.as_str() {
             "n" => {
                 n = Some(v.parse().map_err(|_| {
-                    ApiError::new(ErrorCode::Unsupported, "n must be a number").with_status(StatusCode::BAD_REQUEST)
+                    ApiError::new(ErrorCode::Unsupported, "n must be a number")
+                        .with_status(StatusCode::BAD_REQUEST)
                 })?)
             }
             "last" => last = Some(v),
@@ -246,7 +280,10 @@ fn decode(s: &str) -> String {
 
 /// First value of query parameter `key`.
 fn query_param(uri: &http::Uri, key: &str) -> Option<String> {
-    query_pairs(uri).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    query_pairs(uri)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
 }
 
 /// An empty-bodied response with the given status and headers.
@@ -254,7 +291,8 @@ fn empty(status: StatusCode, headers: &[(&str, String)]) -> Response {
     let mut resp = Response::new(Body::empty());
     *resp.status_mut() = status;
     for (k, v) in headers {
-        if let (Ok(name), Ok(value)) = (header::HeaderName::try_from(*k), HeaderValue::from_str(v)) {
+        if let (Ok(name), Ok(value)) = (header::HeaderName::try_from(*k), HeaderValue::from_str(v))
+        {
             resp.headers_mut().insert(name, value);
         }
     }

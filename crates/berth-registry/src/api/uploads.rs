@@ -15,7 +15,12 @@ use crate::name::RepoName;
 use crate::storage::{StorageError, hash_file};
 use crate::upload::{AppendError, Session};
 
-pub(super) async fn handle(st: &Arc<AppState>, repo: RepoName, id: Option<String>, req: Request) -> Result<Response, ApiError> {
+pub(super) async fn handle(
+    st: &Arc<AppState>,
+    repo: RepoName,
+    id: Option<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
     match (req.method().clone(), id) {
         (Method::POST, None) => start(st, repo, req).await,
         (Method::PATCH, Some(id)) => patch(st, &repo, &id, req).await,
@@ -43,7 +48,10 @@ async fn start(st: &Arc<AppState>, repo: RepoName, req: Request) -> Result<Respo
         if let Some(from) = query_param(&uri, "from").and_then(|f| RepoName::parse(&f))
             && st.storage.repo_has_blob(&from, &d).await
         {
-            st.storage.link_blob(&repo, &d).await.map_err(StorageError::from)?;
+            st.storage
+                .link_blob(&repo, &d)
+                .await
+                .map_err(StorageError::from)?;
             tracing::debug!(%repo, %from, digest = %d, "mounted blob");
             return Ok(created(&repo, &d));
         }
@@ -52,11 +60,19 @@ async fn start(st: &Arc<AppState>, repo: RepoName, req: Request) -> Result<Respo
     let alg = match query_param(&uri, "digest-algorithm") {
         None => None,
         Some(a) => Some(Algorithm::from_name(&a).ok_or_else(|| {
-            ApiError::new(ErrorCode::Unsupported, format!("unsupported digest algorithm {a:?}")).with_status(StatusCode::BAD_REQUEST)
+            ApiError::new(
+                ErrorCode::Unsupported,
+                format!("unsupported digest algorithm {a:?}"),
+            )
+            .with_status(StatusCode::BAD_REQUEST)
         })?),
     };
-    let digest = query_param(&uri, "digest").map(|d| parse_digest(&d)).transpose()?;
-    let alg = alg.or(digest.as_ref().map(Digest::algorithm)).unwrap_or(Algorithm::Sha256);
+    let digest = query_param(&uri, "digest")
+        .map(|d| parse_digest(&d))
+        .transpose()?;
+    let alg = alg
+        .or(digest.as_ref().map(Digest::algorithm))
+        .unwrap_or(Algorithm::Sha256);
     let storage = &st.storage;
     let id = st
         .uploads
@@ -78,20 +94,34 @@ async fn start(st: &Arc<AppState>, repo: RepoName, req: Request) -> Result<Respo
     finish(st, &repo, &id, &mut s, &digest).await
 }
 
-async fn patch(st: &Arc<AppState>, repo: &RepoName, id: &str, req: Request) -> Result<Response, ApiError> {
+async fn patch(
+    st: &Arc<AppState>,
+    repo: &RepoName,
+    id: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
     let mut s = session(st, repo, id).await?;
     let expected = check_range(req.headers(), &s, repo, id)?;
-    s.append(req.into_body(), expected).await.map_err(append_error)?;
+    s.append(req.into_body(), expected)
+        .await
+        .map_err(append_error)?;
     Ok(accepted(repo, id, s.offset, StatusCode::ACCEPTED))
 }
 
-async fn put(st: &Arc<AppState>, repo: &RepoName, id: &str, req: Request) -> Result<Response, ApiError> {
+async fn put(
+    st: &Arc<AppState>,
+    repo: &RepoName,
+    id: &str,
+    req: Request,
+) -> Result<Response, ApiError> {
     let digest = query_param(req.uri(), "digest")
         .ok_or_else(|| ApiError::new(ErrorCode::DigestInvalid, "digest query parameter required"))
         .and_then(|d| parse_digest(&d))?;
     let mut s = session(st, repo, id).await?;
     let expected = check_range(req.headers(), &s, repo, id)?;
-    s.append(req.into_body(), expected).await.map_err(append_error)?;
+    s.append(req.into_body(), expected)
+        .await
+        .map_err(append_error)?;
     finish(st, repo, id, &mut s, &digest).await
 }
 
@@ -101,9 +131,23 @@ async fn status(st: &Arc<AppState>, repo: &RepoName, id: &str) -> Result<Respons
 }
 
 /// Locks session `id` of `repo` (waiting for a concurrent request on it to finish).
-async fn session(st: &AppState, repo: &RepoName, id: &str) -> Result<OwnedMutexGuard<Session>, ApiError> {
-    let unknown = || ApiError::new(ErrorCode::BlobUploadUnknown, format!("upload {id:?} unknown"));
-    let guard = st.uploads.get(repo, id).ok_or_else(unknown)?.lock_owned().await;
+async fn session(
+    st: &AppState,
+    repo: &RepoName,
+    id: &str,
+) -> Result<OwnedMutexGuard<Session>, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::BlobUploadUnknown,
+            format!("upload {id:?} unknown"),
+        )
+    };
+    let guard = st
+        .uploads
+        .get(repo, id)
+        .ok_or_else(unknown)?
+        .lock_owned()
+        .await;
     if guard.closed {
         return Err(unknown());
     }
@@ -112,7 +156,13 @@ async fn session(st: &AppState, repo: &RepoName, id: &str) -> Result<OwnedMutexG
 
 /// Verifies the received bytes against `digest` and moves them into place; on a mismatch the
 /// upload is discarded and nothing is stored.
-async fn finish(st: &AppState, repo: &RepoName, id: &str, s: &mut Session, digest: &Digest) -> Result<Response, ApiError> {
+async fn finish(
+    st: &AppState,
+    repo: &RepoName,
+    id: &str,
+    s: &mut Session,
+    digest: &Digest,
+) -> Result<Response, ApiError> {
     let actual = if s.hasher.algorithm() == digest.algorithm() {
         s.hasher.clone().finish()
     } else {
@@ -125,7 +175,11 @@ async fn finish(st: &AppState, repo: &RepoName, id: &str, s: &mut Session, diges
     if &actual != digest {
         s.discard().await;
         st.uploads.forget(id);
-        return Err(StorageError::DigestMismatch { expected: digest.clone(), actual }.into());
+        return Err(StorageError::DigestMismatch {
+            expected: digest.clone(),
+            actual,
+        }
+        .into());
     }
     if let Err(e) = st.storage.commit_blob(&s.path, digest).await {
         s.discard().await;
@@ -134,7 +188,10 @@ async fn finish(st: &AppState, repo: &RepoName, id: &str, s: &mut Session, diges
     }
     s.closed = true;
     st.uploads.forget(id);
-    st.storage.link_blob(repo, digest).await.map_err(StorageError::from)?;
+    st.storage
+        .link_blob(repo, digest)
+        .await
+        .map_err(StorageError::from)?;
     tracing::debug!(%repo, %digest, size = s.offset, "blob stored");
     Ok(created(repo, digest))
 }
@@ -142,19 +199,36 @@ async fn finish(st: &AppState, repo: &RepoName, id: &str, s: &mut Session, diges
 /// Checks `Content-Range: <start>-<end>` against the session offset (416 when it does not
 /// continue the upload) and returns the number of bytes the body must carry, if known. A PATCH
 /// without Content-Range appends at the current offset (docker and containerd stream that way).
-fn check_range(headers: &HeaderMap, s: &Session, repo: &RepoName, id: &str) -> Result<Option<u64>, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()) else {
+fn check_range(
+    headers: &HeaderMap,
+    s: &Session,
+    repo: &RepoName,
+    id: &str,
+) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers
+        .get(header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+    else {
         return Ok(content_length(headers));
     };
-    let spec = value.trim().trim_start_matches("bytes").trim_start_matches(['=', ' ']);
+    let spec = value
+        .trim()
+        .trim_start_matches("bytes")
+        .trim_start_matches(['=', ' ']);
     let parsed = spec
         .split_once('-')
         .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)));
     let invalid = || {
-        ApiError::new(ErrorCode::BlobUploadInvalid, format!("Content-Range {value:?} does not continue the upload at {}", s.offset))
-            .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-            .with_header(header::LOCATION, &upload_location(repo, id))
-            .with_header(header::RANGE, &range_value(s.offset))
+        ApiError::new(
+            ErrorCode::BlobUploadInvalid,
+            format!(
+                "Content-Range {value:?} does not continue the upload at {}",
+                s.offset
+            ),
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .with_header(header::LOCATION, &upload_location(repo, id))
+        .with_header(header::RANGE, &range_value(s.offset))
     };
     match parsed {
         Some((start, end)) if start == s.offset && end >= start => Ok(Some(end - start + 1)),

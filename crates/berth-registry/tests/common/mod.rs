@@ -41,7 +41,11 @@ impl TestRegistry {
     /// Resolves a (possibly relative) Location against the registry.
     pub fn location(&self, resp: &reqwest::Response) -> String {
         let loc = resp.headers()["location"].to_str().unwrap();
-        if loc.starts_with("http") { loc.to_string() } else { self.url(loc) }
+        if loc.starts_with("http") {
+            loc.to_string()
+        } else {
+            self.url(loc)
+        }
     }
 
     /// Monolithic POST ?digest= upload.
@@ -58,7 +62,13 @@ impl TestRegistry {
         d
     }
 
-    pub async fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> reqwest::Response {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> reqwest::Response {
         self.client
             .put(self.url(&format!("/v2/{repo}/manifests/{reference}")))
             .header("content-type", media_type)
@@ -70,7 +80,12 @@ impl TestRegistry {
 
     /// Pushes config + one layer and an OCI manifest naming them under `tag`; returns
     /// (manifest bytes, manifest digest, layer digest).
-    pub async fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> (Vec<u8>, Digest, Digest) {
+    pub async fn push_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        layer: &[u8],
+    ) -> (Vec<u8>, Digest, Digest) {
         let config = br#"{"architecture":"amd64","os":"linux"}"#;
         let cd = self.push_blob(repo, config).await;
         let ld = self.push_blob(repo, layer).await;
@@ -113,7 +128,13 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
-pub fn image_manifest(cd: &Digest, csize: usize, ld: &Digest, lsize: usize, extra: Option<(&str, &str)>) -> Vec<u8> {
+pub fn image_manifest(
+    cd: &Digest,
+    csize: usize,
+    ld: &Digest,
+    lsize: usize,
+    extra: Option<(&str, &str)>,
+) -> Vec<u8> {
     let mut m = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,

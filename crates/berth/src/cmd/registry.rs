@@ -60,7 +60,8 @@ struct GcArgs {
 }
 
 fn parse_auth(s: &str) -> Result<AuthMode, String> {
-    s.parse().map_err(|e: berth_registry::auth::UnknownAuthMode| e.to_string())
+    s.parse()
+        .map_err(|e: berth_registry::auth::UnknownAuthMode| e.to_string())
 }
 
 impl DataDir {
@@ -79,7 +80,9 @@ fn default_data_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(x).join("berth");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/berth")
 }
 
@@ -93,7 +96,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn run_gc(args: GcArgs) -> anyhow::Result<()> {
     let dir = args.data.resolve();
-    let report = berth_registry::gc(&dir).with_context(|| format!("garbage collection in {}", dir.display()))?;
+    let report = berth_registry::gc(&dir)
+        .with_context(|| format!("garbage collection in {}", dir.display()))?;
     println!(
         "removed {} blobs ({} bytes), kept {}, removed {} repository links",
         report.blobs_removed, report.bytes_freed, report.blobs_kept, report.links_removed
@@ -104,16 +108,26 @@ fn run_gc(args: GcArgs) -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let dir = args.data.resolve();
     let tls = args.tls_cert.is_some();
-    let registry = Registry::open(&dir, Config { auth: args.registry_auth, tls })
-        .with_context(|| format!("opening registry in {}", dir.display()))?;
+    let registry = Registry::open(
+        &dir,
+        Config {
+            auth: args.registry_auth,
+            tls,
+        },
+    )
+    .with_context(|| format!("opening registry in {}", dir.display()))?;
     let addr = std::net::SocketAddr::new(args.address, args.port);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let shutdown = async {
         wait_for_signal().await;
         tracing::info!("shutting down registry");
     };
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        registry.serve_tls_until(listener, cert, key, shutdown).await?;
+        registry
+            .serve_tls_until(listener, cert, key, shutdown)
+            .await?;
     } else {
         registry.serve_until(listener, shutdown).await?;
     }
@@ -165,7 +179,10 @@ impl ServerRegistryArgs {
         if self.disable_registry {
             return Ok(None);
         }
-        let config = Config { auth: self.registry_auth, tls: false };
+        let config = Config {
+            auth: self.registry_auth,
+            tls: false,
+        };
         let addr = std::net::SocketAddr::new(address, self.registry_port);
         let (bound, task) = berth_registry::start(data_dir, addr, config, shutdown)
             .await

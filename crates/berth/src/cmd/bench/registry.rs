@@ -40,7 +40,10 @@ pub struct Args {
 
 /// Runs `berth bench registry`.
 pub fn run(args: Args) -> Result<()> {
-    anyhow::ensure!(args.layers > 0 && args.size_mb > 0 && args.runs > 0, "sizes and runs must be positive");
+    anyhow::ensure!(
+        args.layers > 0 && args.size_mb > 0 && args.runs > 0,
+        "sizes and runs must be positive"
+    );
     let work = tempfile_dir()?;
     let result = bench(&args, &work);
     let _ = std::fs::remove_dir_all(&work);
@@ -52,18 +55,34 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
     let started = Instant::now();
     let bytes = write_layout(&layout, args.layers, args.size_mb * 1_000_000 / args.layers)?;
     let mb = bytes as f64 / 1e6;
-    eprintln!("generated {mb:.1} MB image ({} layers) in {:.1?}", args.layers, started.elapsed());
+    eprintln!(
+        "generated {mb:.1} MB image ({} layers) in {:.1?}",
+        args.layers,
+        started.elapsed()
+    );
 
     let mut berth = Figures::default();
     let mut peer = Figures::default();
     for run in 0..args.runs {
         for (name, figures) in [("berth", &mut berth), ("docker-registry", &mut peer)] {
             let server = match name {
-                "berth" => Server::berth(args.berth_bin.as_deref(), &work.join(format!("berth-{run}")))?,
-                _ => Server::docker_registry(&args.docker_registry, &work.join(format!("peer-{run}")))?,
+                "berth" => Server::berth(
+                    args.berth_bin.as_deref(),
+                    &work.join(format!("berth-{run}")),
+                )?,
+                _ => Server::docker_registry(
+                    &args.docker_registry,
+                    &work.join(format!("peer-{run}")),
+                )?,
             };
-            let (push, pull) = push_pull(&server, &layout, &work.join(format!("pulled-{name}-{run}")))?;
-            eprintln!("run {}: {name:<16} push {:>7.1} MB/s  pull {:>7.1} MB/s", run + 1, mb / push, mb / pull);
+            let (push, pull) =
+                push_pull(&server, &layout, &work.join(format!("pulled-{name}-{run}")))?;
+            eprintln!(
+                "run {}: {name:<16} push {:>7.1} MB/s  pull {:>7.1} MB/s",
+                run + 1,
+                mb / push,
+                mb / pull
+            );
             figures.push.push(push);
             figures.pull.push(pull);
         }
@@ -87,7 +106,10 @@ fn median(v: &[f64]) -> f64 {
 fn report(mb: f64, berth: &Figures, peer: &Figures) {
     let (bp, bl) = (mb / median(&berth.push), mb / median(&berth.pull));
     let (pp, pl) = (mb / median(&peer.push), mb / median(&peer.pull));
-    println!("registry throughput, {mb:.1} MB image, skopeo copy over loopback (median of {} runs)", berth.push.len());
+    println!(
+        "registry throughput, {mb:.1} MB image, skopeo copy over loopback (median of {} runs)",
+        berth.push.len()
+    );
     println!("{:<18}{:>14}{:>14}", "", "push MB/s", "pull MB/s");
     println!("{:<18}{bp:>14.1}{bl:>14.1}", "berth");
     println!("{:<18}{pp:>14.1}{pl:>14.1}", "docker-registry");
@@ -106,24 +128,40 @@ fn push_pull(server: &Server, layout: &Path, pulled: &Path) -> Result<(f64, f64)
     let pull = t.elapsed().as_secs_f64();
     let want = std::fs::read(layout.join("index.json"))?;
     let got = std::fs::read(pulled.join("index.json"))?;
-    anyhow::ensure!(manifest_digest(&want)? == manifest_digest(&got)?, "pulled image differs from the pushed one");
+    anyhow::ensure!(
+        manifest_digest(&want)? == manifest_digest(&got)?,
+        "pulled image differs from the pushed one"
+    );
     std::fs::remove_dir_all(pulled)?;
     Ok((push, pull))
 }
 
 fn manifest_digest(index: &[u8]) -> Result<String> {
     let v: serde_json::Value = serde_json::from_slice(index)?;
-    v["manifests"][0]["digest"].as_str().map(str::to_string).context("index.json without manifest")
+    v["manifests"][0]["digest"]
+        .as_str()
+        .map(str::to_string)
+        .context("index.json without manifest")
 }
 
 fn skopeo_copy(src: &str, dst: &str) -> Result<()> {
     let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false", src, dst])
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            src,
+            dst,
+        ])
         .stdin(Stdio::null())
         .output()
         .context("running skopeo (is it installed?)")?;
     if !out.status.success() {
-        bail!("skopeo copy {src} {dst}: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "skopeo copy {src} {dst}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -149,7 +187,14 @@ impl Server {
             None => std::env::current_exe()?,
         };
         let child = Command::new(bin)
-            .args(["registry", "--registry-auth", "none", "--port", &port.to_string(), "--data-dir"])
+            .args([
+                "registry",
+                "--registry-auth",
+                "none",
+                "--port",
+                &port.to_string(),
+                "--data-dir",
+            ])
             .arg(dir)
             .env("BERTH_LOG", "warn")
             .stdin(Stdio::null())
@@ -209,13 +254,18 @@ impl Drop for Server {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn get_status(host: &str, path: &str) -> Result<u16> {
     let mut s = TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut head = [0u8; 12];
     s.read_exact(&mut head)?;
     Ok(std::str::from_utf8(&head[9..12])?.parse()?)
@@ -227,7 +277,8 @@ fn write_layout(dir: &Path, layers: u64, layer_size: u64) -> Result<u64> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs)?;
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    let mut rng = SplitMix64(Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id()));
+    let mut rng =
+        SplitMix64(Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id()));
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
     let mut total = 0;
@@ -270,7 +321,12 @@ fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
 
 /// One layer: `size` random bytes as a gzip member of stored deflate blocks. Returns the blob
 /// digest, the blob size and the digest of the uncompressed bytes (the diff ID).
-fn write_layer(blobs: &Path, index: u64, size: u64, rng: &mut SplitMix64) -> Result<(Digest, u64, Digest)> {
+fn write_layer(
+    blobs: &Path,
+    index: u64,
+    size: u64,
+    rng: &mut SplitMix64,
+) -> Result<(Digest, u64, Digest)> {
     let tmp = blobs.join(format!(".layer-{index}"));
     let mut out = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, File::create(&tmp)?),
@@ -356,18 +412,26 @@ impl Default for Crc32 {
         for (i, slot) in table.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *slot = c;
         }
-        Crc32 { table, value: 0xffff_ffff }
+        Crc32 {
+            table,
+            value: 0xffff_ffff,
+        }
     }
 }
 
 impl Crc32 {
     fn update(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.value = self.table[((self.value ^ u32::from(b)) & 0xff) as usize] ^ (self.value >> 8);
+            self.value =
+                self.table[((self.value ^ u32::from(b)) & 0xff) as usize] ^ (self.value >> 8);
         }
     }
 
@@ -396,7 +460,11 @@ mod tests {
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
         let out = Command::new("gzip").arg("-dc").arg(&path).output().unwrap();
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(out.stdout.len(), 200_000);
         assert_eq!(Digest::of(Algorithm::Sha256, &out.stdout), diff_id);
     }

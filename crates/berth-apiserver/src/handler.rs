@@ -75,6 +75,7 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         )));
     }
     let (parts, body) = req.into_parts();
+    reject_binary_body(&parts.headers)?;
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
     let ctx = Ctx {
         srv,
@@ -85,6 +86,15 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         identity,
     };
     verb(ctx, &parts.method, &body).await
+}
+
+/// Protobuf and CBOR bodies are not served; a 415 makes client-go retry the request as JSON.
+fn reject_binary_body(headers: &http::HeaderMap) -> ApiResult<()> {
+    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/cbor") || ct.contains("+cbor") {
+        return Err(ApiError::unsupported_media_type(ct));
+    }
+    Ok(())
 }
 
 async fn verb(ctx: Ctx, method: &Method, body: &bytes::Bytes) -> ApiResult<Response> {

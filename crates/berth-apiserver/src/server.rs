@@ -100,6 +100,40 @@ async fn bootstrap_namespaces(srv: &ApiServer) -> Result<(), ServerError> {
     Ok(())
 }
 
+/// The key written before a start-up compaction (outside every resource prefix).
+const COMPACT_MARKER: &str = "/berth/compaction-marker";
+
+/// Writes the marker (so the current revision is new) and compacts everything before it.
+async fn compact_now(srv: &ApiServer) -> Result<(), ServerError> {
+    let err = |e: berth_store::StoreError| ServerError::Bootstrap(e.into());
+    let stamp = crate::object::now().into_bytes();
+    let rev = match srv.store.get(COMPACT_MARKER).await.map_err(err)? {
+        Some(kv) => srv.store.update(COMPACT_MARKER, stamp, kv.mod_revision).await.map_err(err)?.mod_revision,
+        None => srv.store.create(COMPACT_MARKER, stamp).await.map_err(err)?.mod_revision,
+    };
+    srv.store.compact(rev).await.map_err(err)?;
+    tracing::info!(revision = rev, "compacted history at start");
+    Ok(())
+}
+
+/// Compacts history periodically to the revision seen one interval earlier.
+async fn compactor(srv: Arc<ApiServer>) {
+    let Some(every) = srv.options.compact_interval else { return };
+    let mut previous: Option<i64> = None;
+    loop {
+        tokio::time::sleep(every).await;
+        if let (Some(rev), Ok(compacted)) = (previous, srv.store.compacted_revision().await) {
+            if rev > compacted {
+                match srv.store.compact(rev).await {
+                    Ok(()) => tracing::debug!(revision = rev, "compacted"),
+                    Err(e) => tracing::warn!(error = %e, "compaction failed"),
+                }
+            }
+        }
+        previous = srv.store.current_revision().await.ok();
+    }
+}
+
 /// Starts the server over `store`.
 pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, ServerError> {
     let server_dir = cfg.data_dir.join("server");
@@ -162,7 +196,13 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
             });
         }
     });
-    let gc = tokio::spawn(crate::gc::run(state.clone()));
+    if state.options.compact_on_start {
+        compact_now(&state).await?;
+    }
+    let gc_state = state.clone();
+    let gc = tokio::spawn(async move {
+        tokio::join!(crate::gc::run(gc_state.clone()), compactor(gc_state));
+    });
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
     Ok(Running { addr, kubeconfig, state, accept, gc })
 }

@@ -21,11 +21,22 @@ pub struct Options {
     pub legacy_discovery: bool,
     /// How often an idle watch with `allowWatchBookmarks` gets a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// How often history is compacted (to the revision seen one interval earlier, like
+    /// kube-apiserver); `None` disables compaction.
+    pub compact_interval: Option<Duration>,
+    /// Compact all history once at start (after one marker write), so every older
+    /// resourceVersion is expired: for tests of client relisting, and for operators.
+    pub compact_on_start: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { legacy_discovery: false, bookmark_interval: Duration::from_secs(30) }
+        Options {
+            legacy_discovery: false,
+            bookmark_interval: Duration::from_secs(30),
+            compact_interval: Some(Duration::from_secs(300)),
+            compact_on_start: false,
+        }
     }
 }
 

@@ -109,7 +109,17 @@ async fn run(ctx: &Ctx, sel: &Selectors, start: Start, tx: &mpsc::Sender<Bytes>)
     let prefix = ctx.r.collection_prefix(ctx.namespace());
     let bookmarks = ctx.query.flag("allowWatchBookmarks");
     let from = match start {
-        Start::After(rev) => rev,
+        Start::After(rev) => {
+            // A revision the store has never reached means the client saw a different (e.g. lost)
+            // history: make it relist, as for an expired revision.
+            match ctx.srv.store.current_revision().await {
+                Ok(cur) if rev > cur => {
+                    return send_error(tx, ctx, ApiError::expired(format!("too large resource version: {rev} (current {cur})"))).await;
+                }
+                Ok(_) => rev,
+                Err(e) => return send_error(tx, ctx, e.into()).await,
+            }
+        }
         Start::Snapshot { bookmark_end, at_least } => {
             match initial_events(ctx, sel, &prefix, tx, at_least).await {
                 Ok(Some(rev)) => {

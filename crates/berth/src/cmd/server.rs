@@ -27,6 +27,9 @@ pub struct Args {
     /// Serve only legacy discovery (APIVersions/APIGroupList), not aggregated discovery.
     #[arg(long)]
     pub legacy_discovery: bool,
+    /// Compact all history once at start (every older resourceVersion becomes expired).
+    #[arg(long, hide = true)]
+    pub compact_on_start: bool,
     /// Keep objects in memory only (nothing survives a restart; for experiments and tests).
     #[arg(long, hide = true)]
     pub ephemeral: bool,
@@ -55,7 +58,10 @@ fn open_store(args: &Args, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn
     }
     let dir = data_dir.join("server");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(Arc::new(berth_apiserver::memstore::MemStore::new()))
+    // An fsynced write log replayed at start; the redb backend replaces it once berth-store has one.
+    let log = dir.join("store.log");
+    let store = berth_apiserver::memstore::MemStore::open_logged(&log).with_context(|| format!("opening {}", log.display()))?;
+    Ok(Arc::new(store))
 }
 
 /// The CRDs berth itself serves (ModelService), as JSON.
@@ -75,7 +81,11 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = Config {
         data_dir: data_dir.clone(),
         listen: SocketAddr::new(args.bind_address, args.api_port),
-        options: Options { legacy_discovery: args.legacy_discovery, ..Options::default() },
+        options: Options {
+            legacy_discovery: args.legacy_discovery,
+            compact_on_start: args.compact_on_start,
+            ..Options::default()
+        },
         install_crds: builtin_crds(),
         validators: Default::default(),
     };

@@ -85,7 +85,156 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
     out
 }
 
+/// The OpenAPI component name of a kind: reversed group + version + kind
+/// (`dev.berth.v1alpha1.ModelService`, `io.k8s.api.core.v1.Pod` for core).
+fn schema_id(r: &ResourceInfo) -> String {
+    if r.group.is_empty() {
+        return format!("io.k8s.api.core.v1.{}", r.kind);
+    }
+    let mut parts: Vec<&str> = r.group.split('.').collect();
+    parts.reverse();
+    format!("{}.{}.{}", parts.join("."), r.version, r.kind)
+}
+
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
+
+fn object_meta_schema() -> Value {
+    let s = |d: &str| json!({"type": "string", "description": d});
+    json!({"type": "object", "description": "ObjectMeta is metadata that all persisted resources must have.",
+        "properties": {
+            "name": s("Name must be unique within a namespace."),
+            "generateName": s("Optional prefix used by the server to generate a unique name."),
+            "namespace": s("Namespace defines the space within which each name must be unique."),
+            "uid": s("UID is the unique in time and space value for this object."),
+            "resourceVersion": s("An opaque value that represents the internal version of this object."),
+            "generation": {"type": "integer", "format": "int64", "description": "A sequence number representing a specific generation of the desired state."},
+            "creationTimestamp": s("CreationTimestamp is a timestamp representing the server time when this object was created."),
+            "deletionTimestamp": s("DeletionTimestamp is RFC 3339 date and time at which this resource will be deleted."),
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Map of string keys and values for organizing and categorizing objects."},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Unstructured key value map stored with a resource."},
+            "finalizers": {"type": "array", "items": {"type": "string"}, "description": "Must be empty before the object is deleted from the registry."},
+            "ownerReferences": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}, "description": "Objects depended by this object."},
+            "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}, "description": "Field ownership of this object."},
+        }})
+}
+
+/// The component schema of a resource: the CRD's structural schema, or an open object for built-ins.
+fn kind_schema(r: &ResourceInfo) -> Value {
+    let mut schema = r.schema.clone().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    if !schema.is_object() {
+        schema = json!({"type": "object"});
+    }
+    schema["properties"]["apiVersion"] = json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."});
+    schema["properties"]["kind"] = json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."});
+    schema["properties"]["metadata"] = json!({"allOf": [{"$ref": format!("#/components/schemas/{OBJECT_META}")}],
+        "description": "Standard object's metadata."});
+    if schema.get("description").is_none() {
+        schema["description"] = json!(format!("{} is served by berth.", r.kind));
+    }
+    schema["x-kubernetes-group-version-kind"] = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+    schema
+}
+
+fn query_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "query", "description": description, "schema": {"type": "string", "uniqueItems": true}})
+}
+
+fn operations(r: &ResourceInfo) -> (Value, Value) {
+    let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+    let reference = json!({"$ref": format!("#/components/schemas/{}", schema_id(r))});
+    let ok = json!({"200": {"description": "OK", "content": {"application/json": {"schema": reference}}}});
+    let write_params = json!([
+        query_param("dryRun", "When present, indicates that modifications should not be persisted."),
+        query_param("fieldManager", "fieldManager is a name associated with the actor or entity that is making these changes."),
+        query_param("fieldValidation", "fieldValidation instructs the server on how to handle objects in the request containing unknown or duplicate fields: Ignore, Warn or Strict."),
+    ]);
+    let mut patch_params = write_params.clone();
+    if let Some(a) = patch_params.as_array_mut() {
+        a.push(query_param("force", "Force is going to \"force\" Apply requests."));
+    }
+    let mut patch_types = serde_json::Map::new();
+    for ct in ["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"] {
+        patch_types.insert(ct.into(), json!({"schema": {"type": "object"}}));
+    }
+    let op = |action: &str, extra: Value| {
+        let mut o = json!({"operationId": format!("{action}{}", r.kind), "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": gvk, "responses": ok});
+        if let (Some(o), Some(e)) = (o.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        o
+    };
+    let item = json!({
+        "get": op("get", json!({})),
+        "put": op("put", json!({"parameters": write_params, "requestBody": {"content": {"application/json": {"schema": reference}}}})),
+        "patch": op("patch", json!({"parameters": patch_params, "requestBody": {"content": patch_types}})),
+        "delete": op("delete", json!({})),
+    });
+    let collection = json!({
+        "get": op("list", json!({})),
+        "post": op("post", json!({"parameters": write_params, "requestBody": {"content": {"application/json": {"schema": reference}}}})),
+    });
+    (item, collection)
+}
+
+fn gv_prefix(group: &str, version: &str) -> String {
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
+}
+
+/// The OpenAPI v3 document of one group version.
+fn gv_document(resources: &[std::sync::Arc<ResourceInfo>]) -> Value {
+    let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
+    schemas.insert(OBJECT_META.into(), object_meta_schema());
+    for r in resources {
+        let base = format!("/{}", gv_prefix(&r.group, &r.version));
+        let coll = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        let (item, collection) = operations(r);
+        paths.insert(format!("{coll}/{{name}}"), item);
+        paths.insert(coll, collection);
+        schemas.insert(schema_id(r), kind_schema(r));
+    }
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
+        "paths": paths, "components": {"schemas": schemas}})
+}
+
+fn hash_of(v: &Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha512::digest(v.to_string().as_bytes());
+    hex::encode(&digest[..32]).to_uppercase()
+}
+
 /// Answers `/openapi/v3` and `/openapi/v3/<group-version path>`.
-pub fn openapi(_srv: &ApiServer, _path: &str, _accept: &str) -> ApiResult<Response> {
-    Err(ApiError::no_route())
+pub fn openapi(srv: &ApiServer, path: &str, _accept: &str) -> ApiResult<Response> {
+    let all = srv.registry.all();
+    let mut gvs: Vec<(String, String)> = Vec::new();
+    for r in &all {
+        let gv = (r.group.clone(), r.version.clone());
+        if !gvs.contains(&gv) {
+            gvs.push(gv);
+        }
+    }
+    let doc_of = |g: &str, v: &str| {
+        let rs: Vec<_> = all.iter().filter(|r| r.group == g && r.version == v).cloned().collect();
+        gv_document(&rs)
+    };
+    let rest = path.trim_start_matches("/openapi/v3").trim_matches('/');
+    if rest.is_empty() {
+        let mut paths = serde_json::Map::new();
+        for (g, v) in &gvs {
+            let p = gv_prefix(g, v);
+            let url = format!("/openapi/v3/{p}?hash={}", hash_of(&doc_of(g, v)));
+            paths.insert(p, json!({"serverRelativeURL": url}));
+        }
+        return Ok(respond("application/json", &json!({"paths": paths})));
+    }
+    let (g, v) = gvs
+        .iter()
+        .find(|(g, v)| gv_prefix(g, v) == rest)
+        .ok_or_else(ApiError::no_route)?;
+    Ok(respond("application/json", &doc_of(g, v)))
 }

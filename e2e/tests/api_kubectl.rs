@@ -1,0 +1,226 @@
+//! The real `kubectl` against `berth server`: apply (client- and server-side), printer columns,
+//! scale, explain, delete, watch, api-resources, and bad input that must change nothing.
+
+use std::path::Path;
+use std::process::Output;
+
+use berth_e2e::server::TestServer;
+
+/// The ModelService CRD as a user would apply it (subresources, printer columns, schema).
+const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: modelservices.berth.dev
+spec:
+  group: berth.dev
+  scope: Namespaced
+  names: {kind: ModelService, plural: modelservices, singular: modelservice, shortNames: [ms], categories: [all]}
+  versions:
+  - name: v1alpha1
+    served: true
+    storage: true
+    subresources:
+      status: {}
+      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
+    additionalPrinterColumns:
+    - {name: Image, type: string, jsonPath: .spec.image}
+    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
+    - {name: Ready, type: integer, jsonPath: .status.readyReplicas}
+    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
+    schema:
+      openAPIV3Schema:
+        type: object
+        description: A model service run as replicated pods.
+        required: [spec]
+        properties:
+          spec:
+            type: object
+            description: The desired state of the model service.
+            required: [image]
+            properties:
+              image: {type: string, minLength: 1, description: Container image of the model server.}
+              replicas: {type: integer, minimum: 0, description: Number of pods.}
+              port: {type: integer, minimum: 1, maximum: 65535, description: Port the model server listens on.}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              readyReplicas: {type: integer}
+              selector: {type: string}
+"#;
+
+const CHURN: &str = "apiVersion: berth.dev/v1alpha1
+kind: ModelService
+metadata:
+  name: churn-model
+spec:
+  image: registry.local/churn:1
+  replicas: 2
+  port: 8080
+";
+
+fn run(server: &TestServer, args: &[&str]) -> Output {
+    server.kubectl().args(args).output().expect("run kubectl")
+}
+
+/// Runs kubectl, asserting success; returns stdout.
+fn ok(server: &TestServer, args: &[&str]) -> String {
+    let out = run(server, args);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs kubectl, asserting failure; returns stderr.
+fn fails(server: &TestServer, args: &[&str]) -> String {
+    let out = run(server, args);
+    assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// A server with the CRD applied, and a directory for manifests.
+async fn setup() -> (TestServer, tempfile::TempDir) {
+    let server = TestServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let crd = write(dir.path(), "crd.yaml", CRD);
+    ok(&server, &["apply", "-f", &crd]);
+    ok(&server, &["wait", "--for=condition=established", "crd/modelservices.berth.dev", "--timeout=20s"]);
+    (server, dir)
+}
+
+#[tokio::test]
+async fn apply_get_scale_explain_delete() {
+    let (server, dir) = setup().await;
+    let examples = dir.path().join("examples");
+    std::fs::create_dir(&examples).unwrap();
+    write(&examples, "churn.yaml", CHURN);
+    write(&examples, "config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: churn-config\ndata:\n  threshold: \"0.5\"\n");
+    let examples = examples.to_string_lossy().into_owned();
+
+    let first = ok(&server, &["apply", "-f", &examples]);
+    assert!(first.contains("modelservice.berth.dev/churn-model created"), "{first}");
+    assert!(first.contains("configmap/churn-config created"), "{first}");
+    let second = ok(&server, &["apply", "-f", &examples]);
+    assert!(second.contains("modelservice.berth.dev/churn-model unchanged"), "{second}");
+    assert!(second.contains("configmap/churn-config unchanged"), "{second}");
+
+    let table = ok(&server, &["get", "ms"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "IMAGE", "REPLICAS", "READY", "AGE"]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["churn-model", "registry.local/churn:1", "2"]);
+
+    let yaml = ok(&server, &["get", "ms", "churn-model", "-o", "yaml"]);
+    let obj: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    assert_eq!(obj["spec"]["image"], "registry.local/churn:1");
+    assert_eq!(obj["metadata"]["generation"], 1);
+    assert!(obj["metadata"]["uid"].is_string());
+
+    ok(&server, &["scale", "ms", "churn-model", "--replicas=5"]);
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "5");
+
+    let explain = ok(&server, &["explain", "ms.spec"]);
+    assert!(explain.contains("image") && explain.contains("Container image of the model server."), "{explain}");
+
+    let resources = ok(&server, &["api-resources"]);
+    let ms_line = resources.lines().find(|l| l.starts_with("modelservices ")).unwrap_or_else(|| panic!("{resources}"));
+    assert!(ms_line.split_whitespace().eq(["modelservices", "ms", "berth.dev/v1alpha1", "true", "ModelService"]), "{ms_line}");
+
+    // `kubectl delete -f` returns (its wait for the deletion finishes) and the objects are gone.
+    let deleted = ok(&server, &["delete", "-f", &examples, "--timeout=30s"]);
+    assert!(deleted.contains("modelservice.berth.dev \"churn-model\" deleted"), "{deleted}");
+    let err = fails(&server, &["get", "ms", "churn-model"]);
+    assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+}
+
+#[tokio::test]
+async fn server_side_apply_conflicts_and_force() {
+    let (server, dir) = setup().await;
+    let mine = write(dir.path(), "mine.yaml", CHURN);
+    let theirs = write(dir.path(), "theirs.yaml", &CHURN.replace("replicas: 2", "replicas: 7"));
+    let out = ok(&server, &["apply", "--server-side", "-f", &mine]);
+    assert!(out.contains("serverside-applied"), "{out}");
+    ok(&server, &["apply", "--server-side", "-f", &mine]);
+
+    let err = fails(&server, &["apply", "--server-side", "--field-manager=other", "-f", &theirs]);
+    assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "2");
+
+    ok(&server, &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", &theirs]);
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "7");
+}
+
+#[tokio::test]
+async fn get_watch_prints_a_row() {
+    let (server, dir) = setup().await;
+    let churn = write(dir.path(), "churn.yaml", CHURN);
+    ok(&server, &["apply", "-f", &churn]);
+    let child = server
+        .kubectl()
+        .args(["get", "ms", "-w"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The watch never ends by itself: read until the row shows up, then kill it.
+    let pid = child.id();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = Vec::new();
+        let stdout = child.stdout.unwrap();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.starts_with("churn-model");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    let lines = reader.join().unwrap();
+    assert!(lines.iter().any(|l| l.starts_with("churn-model") && l.contains("registry.local/churn:1")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn bad_input_changes_nothing() {
+    let (server, dir) = setup().await;
+    let before = ok(&server, &["get", "ms,cm", "-A", "-o", "name"]);
+
+    let malformed = write(dir.path(), "malformed.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n");
+    fails(&server, &["apply", "-f", &malformed]);
+
+    let unknown_kind = write(dir.path(), "kind.yaml", "apiVersion: berth.dev/v1alpha1\nkind: Bogus\nmetadata: {name: x}\n");
+    fails(&server, &["apply", "-f", &unknown_kind]);
+
+    let wrong_version = write(dir.path(), "version.yaml", "apiVersion: berth.dev/v9\nkind: ModelService\nmetadata: {name: x}\nspec: {image: a}\n");
+    let err = fails(&server, &["apply", "-f", &wrong_version]);
+    assert!(err.contains("berth.dev/v9"), "{err}");
+
+    let invalid = write(dir.path(), "invalid.yaml", "apiVersion: berth.dev/v1alpha1\nkind: ModelService\nmetadata: {name: bad}\nspec: {replicas: -1, port: 70000}\n");
+    let err = fails(&server, &["apply", "-f", &invalid]);
+    for field in ["spec.image", "spec.replicas", "spec.port"] {
+        assert!(err.contains(field), "{field} not named in: {err}");
+    }
+
+    let unknown_field = write(dir.path(), "unknown.yaml", "apiVersion: berth.dev/v1alpha1\nkind: ModelService\nmetadata: {name: unk}\nspec: {image: a, foo: 1}\n");
+    let err = fails(&server, &["apply", "-f", &unknown_field]);
+    assert!(err.contains("unknown field \"spec.foo\""), "{err}");
+
+    assert_eq!(ok(&server, &["get", "ms,cm", "-A", "-o", "name"]), before);
+}

@@ -1,0 +1,149 @@
+//! kube-rs against ModelServices (a CRD served by `berth server`): CRUD, status and scale
+//! subresources, generation, finalizers, and garbage collection of owned Pods.
+
+use std::time::Duration;
+
+use berth_e2e::server::TestServer;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+fn crd() -> Value {
+    json!({"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+      "metadata":{"name":"modelservices.berth.dev"},
+      "spec":{"group":"berth.dev","scope":"Namespaced",
+        "names":{"kind":"ModelService","plural":"modelservices","shortNames":["ms"]},
+        "versions":[{"name":"v1alpha1","served":true,"storage":true,
+          "subresources":{"status":{},"scale":{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas"}},
+          "schema":{"openAPIV3Schema":{"type":"object","required":["spec"],"properties":{
+            "spec":{"type":"object","required":["image"],"properties":{
+              "image":{"type":"string"},"replicas":{"type":"integer","minimum":0}}},
+            "status":{"type":"object","properties":{"replicas":{"type":"integer"},"readyReplicas":{"type":"integer"}}}}}}}]}})
+}
+
+fn resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("berth.dev", "v1alpha1", "ModelService"), "modelservices")
+}
+
+fn ms(name: &str, replicas: i64) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion":"berth.dev/v1alpha1","kind":"ModelService",
+        "metadata":{"name":name},"spec":{"image":"img:1","replicas":replicas}}))
+    .unwrap()
+}
+
+async fn setup() -> (TestServer, Api<DynamicObject>, kube::Client) {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"),
+    );
+    let created = crds.create(&PostParams::default(), &serde_json::from_value(crd()).unwrap()).await.unwrap();
+    let established = created.data["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["type"] == "Established" && c["status"] == "True");
+    assert!(established, "{:?}", created.data["status"]);
+    let api = Api::namespaced_with(client.clone(), "default", &resource());
+    (server, api, client)
+}
+
+fn status_code(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.reason.clone()),
+        other => panic!("expected API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn modelservice_crud_status_scale_and_generation() {
+    let (_server, api, _) = setup().await;
+    let created = api.create(&PostParams::default(), &ms("churn", 2)).await.unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+
+    // Status written through the main resource is ignored; through /status it sticks and does
+    // not bump the generation.
+    let mut with_status = created.clone();
+    with_status.data["status"] = json!({"replicas": 9});
+    let after = api.replace("churn", &PostParams::default(), &with_status).await.unwrap();
+    assert!(after.data.get("status").is_none(), "{:?}", after.data);
+    assert_eq!(after.metadata.generation, Some(1));
+    let st = api
+        .patch_status("churn", &PatchParams::default(), &Patch::Merge(json!({"status":{"replicas":2,"readyReplicas":1},"spec":{"replicas":100}})))
+        .await
+        .unwrap();
+    assert_eq!(st.data["status"]["readyReplicas"], 1);
+    assert_eq!(st.data["spec"]["replicas"], 2, "/status must not change spec");
+    assert_eq!(st.metadata.generation, Some(1));
+
+    // A spec change bumps the generation; a label change does not.
+    let spec = api.patch("churn", &PatchParams::default(), &Patch::Merge(json!({"spec":{"replicas":3}}))).await.unwrap();
+    assert_eq!(spec.metadata.generation, Some(2));
+    let label = api.patch("churn", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"labels":{"a":"b"}}}))).await.unwrap();
+    assert_eq!(label.metadata.generation, Some(2));
+
+    // Scale subresource reads and writes spec.replicas.
+    let scale = api.get_scale("churn").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(3));
+    assert_eq!(scale.status.unwrap().replicas, 2);
+    api.patch_scale("churn", &PatchParams::default(), &Patch::Merge(json!({"spec":{"replicas":6}}))).await.unwrap();
+    assert_eq!(api.get("churn").await.unwrap().data["spec"]["replicas"], 6);
+
+    // Custom resources need a resourceVersion on update (422), and a stale one is 409.
+    let mut no_rv = api.get("churn").await.unwrap();
+    no_rv.metadata.resource_version = None;
+    assert_eq!(status_code(api.replace("churn", &PostParams::default(), &no_rv).await.unwrap_err()).0, 422);
+    assert_eq!(status_code(api.replace("churn", &PostParams::default(), &created).await.unwrap_err()), (409, "Conflict".into()));
+
+    // Invalid spec: 422 naming the field; nothing stored.
+    let (code, reason) = status_code(api.create(&PostParams::default(), &ms("neg", -1)).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (422, "Invalid"));
+    assert!(api.get_opt("neg").await.unwrap().is_none());
+
+    // dryRun=All validates without storing.
+    api.create(&PostParams { dry_run: true, ..Default::default() }, &ms("dry", 1)).await.unwrap();
+    assert!(api.get_opt("dry").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let (_server, api, _) = setup().await;
+    let mut obj = ms("held", 1);
+    obj.metadata.finalizers = Some(vec!["berth.dev/test".into()]);
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    api.delete("held", &DeleteParams::default()).await.unwrap();
+    let pending = api.get("held").await.unwrap();
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    api.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata":{"finalizers":null}}))).await.unwrap();
+    assert!(api.get_opt("held").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_modelservice_deletes_the_pods_it_owns() {
+    let (_server, api, client) = setup().await;
+    let owner = api.create(&PostParams::default(), &ms("owner", 2)).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod = |name: &str, owned: bool| -> Pod {
+        let mut p = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":name,"labels":{"app":"owner"}},
+            "spec":{"containers":[{"name":"c","image":"img:1"}]}});
+        if owned {
+            p["metadata"]["ownerReferences"] = json!([{"apiVersion":"berth.dev/v1alpha1","kind":"ModelService",
+                "name":"owner","uid": owner.metadata.uid.clone().unwrap(),"controller":true,"blockOwnerDeletion":true}]);
+        }
+        serde_json::from_value(p).unwrap()
+    };
+    for (name, owned) in [("owner-a", true), ("owner-b", true), ("bystander", false)] {
+        pods.create(&PostParams::default(), &pod(name, owned)).await.unwrap();
+    }
+    api.delete("owner", &DeleteParams::background()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left: Vec<String> = pods.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|p| p.metadata.name).collect();
+        if left == ["bystander"] {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "owned pods not collected: {left:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

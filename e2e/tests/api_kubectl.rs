@@ -91,7 +91,11 @@ fn write(dir: &Path, name: &str, content: &str) -> String {
 
 /// A server with the CRD applied, and a directory for manifests.
 async fn setup() -> (TestServer, tempfile::TempDir) {
-    let server = TestServer::start().await.unwrap();
+    setup_with(&[]).await
+}
+
+async fn setup_with(args: &[&str]) -> (TestServer, tempfile::TempDir) {
+    let server = TestServer::start_with(args).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let crd = write(dir.path(), "crd.yaml", CRD);
     ok(&server, &["apply", "-f", &crd]);
@@ -223,4 +227,35 @@ async fn bad_input_changes_nothing() {
     assert!(err.contains("unknown field \"spec.foo\""), "{err}");
 
     assert_eq!(ok(&server, &["get", "ms,cm", "-A", "-o", "name"]), before);
+}
+
+#[tokio::test]
+async fn legacy_discovery_mode_still_serves_kubectl() {
+    let (server, dir) = setup_with(&["--legacy-discovery"]).await;
+    let resources = ok(&server, &["api-resources"]);
+    assert!(resources.lines().any(|l| l.starts_with("modelservices ") && l.contains(" ms ")), "{resources}");
+    let explain = ok(&server, &["explain", "ms.spec"]);
+    assert!(explain.contains("Container image of the model server."), "{explain}");
+    let churn = write(dir.path(), "churn.yaml", CHURN);
+    assert!(ok(&server, &["apply", "-f", &churn]).contains("created"));
+    ok(&server, &["scale", "ms", "churn-model", "--replicas=4"]);
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "4");
+}
+
+#[tokio::test]
+async fn kube_rs_discovery_aggregated_and_legacy() {
+    let (server, _dir) = setup().await;
+    let client = server.client().await.unwrap();
+    for discovery in [
+        kube::Discovery::new(client.clone()).run_aggregated().await.unwrap(),
+        kube::Discovery::new(client.clone()).run().await.unwrap(),
+    ] {
+        let group = discovery.get("berth.dev").expect("berth.dev discovered");
+        let (ar, caps) = group.recommended_kind("ModelService").expect("ModelService discovered");
+        assert_eq!(ar.plural, "modelservices");
+        assert_eq!(caps.scope, kube::discovery::Scope::Namespaced);
+        assert!(caps.subresources.iter().any(|(sub, _)| sub.plural == "modelservices/scale" || sub.plural == "scale"), "{:?}", caps.subresources);
+        assert!(discovery.get("").and_then(|g| g.recommended_kind("ConfigMap")).is_some());
+        assert!(discovery.get("coordination.k8s.io").and_then(|g| g.recommended_kind("Lease")).is_some());
+    }
 }

@@ -12,9 +12,81 @@ fn respond(content_type: &str, body: &Value) -> Response {
     ([(http::header::CONTENT_TYPE, content_type.to_string())], body.to_string()).into_response()
 }
 
+/// The aggregated discovery media type (KEP-3352).
+const AGGREGATED: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the Accept header asks for aggregated discovery v2 before plain JSON.
+fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').next().is_some_and(|first| {
+        let params: Vec<&str> = first.split(';').map(str::trim).collect();
+        params.contains(&"g=apidiscovery.k8s.io") && params.contains(&"v=v2") && params.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+fn aggregated_resource(r: &ResourceInfo) -> Value {
+    let kind = |g: &str, v: &str, k: &str| json!({"group": g, "version": v, "kind": k});
+    let mut subs = Vec::new();
+    if r.status_subresource {
+        subs.push(json!({"subresource": "status", "responseKind": kind(&r.group, &r.version, &r.kind), "verbs": ["get", "patch", "update"]}));
+    }
+    if r.scale.is_some() {
+        subs.push(json!({"subresource": "scale", "responseKind": kind("autoscaling", "v1", "Scale"), "verbs": ["get", "patch", "update"]}));
+    }
+    for s in &r.extra_subresources {
+        subs.push(json!({"subresource": s.name, "responseKind": kind(&s.group, &s.version, &s.kind), "verbs": s.verbs}));
+    }
+    let mut e = json!({"resource": r.plural, "singularResource": r.singular,
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "responseKind": kind(&r.group, &r.version, &r.kind), "verbs": STANDARD_VERBS, "subresources": subs});
+    if !r.short_names.is_empty() {
+        e["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        e["categories"] = json!(r.categories);
+    }
+    e
+}
+
+/// The APIGroupDiscoveryList for the core group (`core`) or all named groups.
+fn aggregated(all: &[std::sync::Arc<ResourceInfo>], core: bool) -> Value {
+    let mut groups: Vec<String> = Vec::new();
+    for r in all.iter().filter(|r| r.group.is_empty() == core) {
+        if !groups.contains(&r.group) {
+            groups.push(r.group.clone());
+        }
+    }
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            let mut versions: Vec<String> = Vec::new();
+            for r in all.iter().filter(|r| &r.group == g) {
+                if !versions.contains(&r.version) {
+                    versions.push(r.version.clone());
+                }
+            }
+            let vs: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let rs: Vec<Value> = all.iter().filter(|r| &r.group == g && &r.version == v).map(|r| aggregated_resource(r)).collect();
+                    json!({"version": v, "resources": rs, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g}, "versions": vs})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
 /// Answers `/api`, `/apis`, `/apis/G` and `/api/v1`, `/apis/G/V`.
-pub fn discovery(srv: &ApiServer, path: &ApiPath, _accept: &str) -> ApiResult<Response> {
+pub fn discovery(srv: &ApiServer, path: &ApiPath, accept: &str) -> ApiResult<Response> {
     let all = srv.registry.all();
+    if !srv.options.legacy_discovery && wants_aggregated(accept) {
+        match path {
+            ApiPath::CoreRoot => return Ok(respond(AGGREGATED, &aggregated(&all, true))),
+            ApiPath::GroupsRoot => return Ok(respond(AGGREGATED, &aggregated(&all, false))),
+            _ => {}
+        }
+    }
     match path {
         ApiPath::CoreRoot => Ok(respond("application/json", &json!({"kind":"APIVersions","versions":["v1"],
             "serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":""}]}))),

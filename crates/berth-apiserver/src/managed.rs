@@ -127,13 +127,12 @@ pub fn record_update(obj: &mut Value, manager: &str, api_version: &str, subresou
     entries.retain(|e| is_mine(e) || e["fieldsV1"].as_object().is_some_and(|m| !m.is_empty()));
     let has_changes = changed.as_object().is_some_and(|m| !m.is_empty());
     match entries.iter_mut().find(|e| is_mine(e)) {
-        Some(e) => {
-            if has_changes {
-                merge_sets(&mut e["fieldsV1"], changed);
-                e["time"] = json!(time);
-                e["apiVersion"] = json!(api_version);
-            }
+        Some(e) if has_changes => {
+            merge_sets(&mut e["fieldsV1"], changed);
+            e["time"] = json!(time);
+            e["apiVersion"] = json!(api_version);
         }
+        Some(_) => {}
         None if has_changes => {
             let mut e = json!({"manager": manager, "operation": "Update", "apiVersion": api_version,
                 "time": time, "fieldsType": "FieldsV1", "fieldsV1": changed});

@@ -117,7 +117,7 @@ fn host_addresses() -> Vec<IpAddr> {
         let lines: Vec<&str> = trie.lines().collect();
         for pair in lines.windows(2) {
             if pair[1].contains("/32 host LOCAL") {
-                if let Some(ip) = pair[0].trim().trim_start_matches("|-- ").parse::<IpAddr>().ok() {
+                if let Ok(ip) = pair[0].trim().trim_start_matches("|-- ").parse::<IpAddr>() {
                     if !ips.contains(&ip) {
                         ips.push(ip);
                     }

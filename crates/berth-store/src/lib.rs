@@ -13,6 +13,15 @@ use std::pin::Pin;
 
 use futures::Stream;
 
+mod codec;
+mod compaction;
+mod redb_store;
+mod watch;
+mod writer;
+
+pub use compaction::{compact_once, spawn_auto_compaction};
+pub use redb_store::{RedbStore, StoreOptions};
+
 /// A global store revision. Starts at 0 for an empty store; the first write has revision 1.
 pub type Revision = i64;
 
@@ -59,7 +68,10 @@ pub struct RangeResult {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {
     /// A key was created or updated. `prev` is its value before this write, if it existed.
-    Put { kv: KeyValue, prev: Option<KeyValue> },
+    Put {
+        kv: KeyValue,
+        prev: Option<KeyValue>,
+    },
     /// A key was deleted at `revision`. `prev` is the value it had.
     Delete { prev: KeyValue, revision: Revision },
 }
@@ -97,13 +109,23 @@ pub enum StoreError {
     NotFound { key: String },
     /// `update`/`delete` expected another modification revision.
     #[error("key {key} was modified: expected revision {expected}, found {}", current.mod_revision)]
-    Conflict { key: String, expected: Revision, current: KeyValue },
+    Conflict {
+        key: String,
+        expected: Revision,
+        current: KeyValue,
+    },
     /// The revision asked for has been compacted away.
     #[error("revision {requested} has been compacted (compacted through {compacted})")]
-    Compacted { requested: Revision, compacted: Revision },
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
     /// The revision asked for is newer than the store's current revision.
     #[error("revision {requested} is in the future (current revision {current})")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     /// A watcher did not keep up with the write rate and was dropped; it must re-list.
     #[error("watcher fell behind and was dropped")]
     WatcherLagged,

@@ -53,27 +53,27 @@ impl TestServer {
     async fn wait_ready(&mut self, within: Duration) -> Result<()> {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("berth server exited with {status}; log:\n{}", self.log());
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                bail!("berth server exited with {status}; log:\n{}", self.log());
             }
-            if self.kubeconfig().exists() {
-                if let Ok(client) = self.client().await {
-                    // kube's request builder gives `GET /readyz?…` (the query is ignored there).
-                    let req = kube::core::Request::new("/readyz").list(&Default::default())?;
-                    if let Ok(body) = client.request_text(req).await {
-                        if body.trim() == "ok" {
-                            return Ok(());
-                        }
-                    }
-                }
+            if self.kubeconfig().exists() && self.ready().await {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("berth server not ready after {within:?}; log:\n{}", self.log());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Whether `/readyz` answers `ok`.
+    async fn ready(&self) -> bool {
+        let Ok(client) = self.client().await else { return false };
+        // kube's request builder gives `GET /readyz?…` (the query is ignored there).
+        let Ok(req) = kube::core::Request::new("/readyz").list(&Default::default()) else { return false };
+        client.request_text(req).await.is_ok_and(|body| body.trim() == "ok")
     }
 
     /// The data dir (`--data-dir`).

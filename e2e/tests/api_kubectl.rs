@@ -170,7 +170,7 @@ async fn get_watch_prints_a_row() {
     let (server, dir) = setup().await;
     let churn = write(dir.path(), "churn.yaml", CHURN);
     ok(&server, &["apply", "-f", &churn]);
-    let child = server
+    let mut child = server
         .kubectl()
         .args(["get", "ms", "-w"])
         .stdout(std::process::Stdio::piped())
@@ -178,11 +178,10 @@ async fn get_watch_prints_a_row() {
         .spawn()
         .unwrap();
     // The watch never ends by itself: read until the row shows up, then kill it.
-    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
         use std::io::BufRead;
         let mut lines = Vec::new();
-        let stdout = child.stdout.unwrap();
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
             let done = line.starts_with("churn-model");
             lines.push(line);
@@ -196,7 +195,8 @@ async fn get_watch_prints_a_row() {
     while !reader.is_finished() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    let _ = child.kill();
+    let _ = child.wait();
     let lines = reader.join().unwrap();
     assert!(lines.iter().any(|l| l.starts_with("churn-model") && l.contains("registry.local/churn:1")), "{lines:?}");
 }

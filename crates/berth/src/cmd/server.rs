@@ -58,9 +58,8 @@ fn open_store(args: &Args, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn
     }
     let dir = data_dir.join("server");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // An fsynced write log replayed at start; the redb backend replaces it once berth-store has one.
-    let log = dir.join("store.log");
-    let store = berth_apiserver::memstore::MemStore::open_logged(&log).with_context(|| format!("opening {}", log.display()))?;
+    let path = dir.join("state.redb");
+    let store = berth_store::RedbStore::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
     Ok(Arc::new(store))
 }
 

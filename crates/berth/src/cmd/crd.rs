@@ -1,4 +1,9 @@
-//! `berth crd`.
+//! `berth crd`: prints the ModelService CustomResourceDefinition, for installing berth's API into
+//! another Kubernetes cluster (`berth crd | kubectl apply -f -`).
+
+use std::io::Write;
+
+use anyhow::Context;
 
 /// Arguments of `berth crd`.
 #[derive(clap::Args)]
@@ -6,5 +11,7 @@ pub struct Args {}
 
 /// Runs `berth crd`.
 pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`berth crd` is not available in this build yet")
+    let yaml = berth_api::crd_yaml().context("serializing the CRD")?;
+    std::io::stdout().write_all(yaml.as_bytes()).context("writing to stdout")?;
+    Ok(())
 }

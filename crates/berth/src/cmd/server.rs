@@ -1,12 +1,14 @@
 //! `berth server`: the control plane (API server, embedded registry; controllers and the local
 //! agent are wired in by their parts).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use berth_apiserver::{Config, Options};
+use berth_apiserver::error::Cause;
+use berth_apiserver::{Config, Options, Validator};
 
 /// Arguments of `berth server`.
 #[derive(clap::Args)]
@@ -65,7 +67,18 @@ fn open_store(args: &Args, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn
 
 /// The CRDs berth itself serves (ModelService), as JSON.
 fn builtin_crds() -> Vec<serde_json::Value> {
-    Vec::new()
+    vec![berth_api::crd_json()]
+}
+
+/// Validation beyond the CRD schema: berth-api's ModelService rules, every problem as a cause.
+fn validators() -> HashMap<String, Validator> {
+    let modelservice: Validator = Arc::new(|obj: &serde_json::Value| {
+        berth_api::validate_value(obj)
+            .into_iter()
+            .map(|e| Cause { reason: e.reason().to_string(), message: e.message(), field: e.field.clone() })
+            .collect()
+    });
+    HashMap::from([("berth.dev/ModelService".to_string(), modelservice)])
 }
 
 /// Runs `berth server`.
@@ -86,7 +99,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             ..Options::default()
         },
         install_crds: builtin_crds(),
-        validators: Default::default(),
+        validators: validators(),
     };
     let running = berth_apiserver::start(config, store).await.context("starting the API server")?;
     eprintln!("berth server: API on https://{} (kubeconfig {})", running.addr, running.kubeconfig.display());

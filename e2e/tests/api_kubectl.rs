@@ -6,58 +6,27 @@ use std::process::Output;
 
 use berth_e2e::server::TestServer;
 
-/// The ModelService CRD as a user would apply it (subresources, printer columns, schema).
-const CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: modelservices.berth.dev
-spec:
-  group: berth.dev
-  scope: Namespaced
-  names: {kind: ModelService, plural: modelservices, singular: modelservice, shortNames: [ms], categories: [all]}
-  versions:
-  - name: v1alpha1
-    served: true
-    storage: true
-    subresources:
-      status: {}
-      scale: {specReplicasPath: .spec.replicas, statusReplicasPath: .status.replicas, labelSelectorPath: .status.selector}
-    additionalPrinterColumns:
-    - {name: Image, type: string, jsonPath: .spec.image}
-    - {name: Replicas, type: integer, jsonPath: .spec.replicas}
-    - {name: Ready, type: integer, jsonPath: .status.readyReplicas}
-    - {name: Age, type: date, jsonPath: .metadata.creationTimestamp}
-    schema:
-      openAPIV3Schema:
-        type: object
-        description: A model service run as replicated pods.
-        required: [spec]
-        properties:
-          spec:
-            type: object
-            description: The desired state of the model service.
-            required: [image]
-            properties:
-              image: {type: string, minLength: 1, description: Container image of the model server.}
-              replicas: {type: integer, minimum: 0, description: Number of pods.}
-              port: {type: integer, minimum: 1, maximum: 65535, description: Port the model server listens on.}
-          status:
-            type: object
-            properties:
-              replicas: {type: integer}
-              readyReplicas: {type: integer}
-              selector: {type: string}
-"#;
+/// The example manifests shipped with berth.
+fn examples_dir() -> String {
+    berth_e2e::repo_root().join("manifests/examples").to_string_lossy().into_owned()
+}
 
-const CHURN: &str = "apiVersion: berth.dev/v1alpha1
-kind: ModelService
-metadata:
-  name: churn-model
-spec:
-  image: registry.local/churn:1
-  replicas: 2
-  port: 8080
-";
+/// The churn-model example (one ModelService).
+fn churn() -> String {
+    std::fs::read_to_string(berth_e2e::repo_root().join("manifests/examples/churn-model.yaml")).unwrap()
+}
+
+/// The `kubectl get` header for ModelServices, from the CRD's printer columns (priority 0).
+fn expected_header() -> Vec<String> {
+    let crd = berth_api::crd_json();
+    let mut cols = vec!["NAME".to_string()];
+    for c in crd["spec"]["versions"][0]["additionalPrinterColumns"].as_array().unwrap() {
+        if c["priority"].as_i64().unwrap_or(0) == 0 {
+            cols.extend(c["name"].as_str().unwrap().to_uppercase().split_whitespace().map(String::from));
+        }
+    }
+    cols
+}
 
 fn run(server: &TestServer, args: &[&str]) -> Output {
     server.kubectl().args(args).output().expect("run kubectl")
@@ -89,7 +58,7 @@ fn write(dir: &Path, name: &str, content: &str) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// A server with the CRD applied, and a directory for manifests.
+/// A server with the ModelService CRD established, and a directory for manifests.
 async fn setup() -> (TestServer, tempfile::TempDir) {
     setup_with(&[]).await
 }
@@ -97,37 +66,29 @@ async fn setup() -> (TestServer, tempfile::TempDir) {
 async fn setup_with(args: &[&str]) -> (TestServer, tempfile::TempDir) {
     let server = TestServer::start_with(args).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let crd = write(dir.path(), "crd.yaml", CRD);
-    ok(&server, &["apply", "-f", &crd]);
+    // berth server installs the ModelService CRD at start.
     ok(&server, &["wait", "--for=condition=established", "crd/modelservices.berth.dev", "--timeout=20s"]);
     (server, dir)
 }
 
 #[tokio::test]
 async fn apply_get_scale_explain_delete() {
-    let (server, dir) = setup().await;
-    let examples = dir.path().join("examples");
-    std::fs::create_dir(&examples).unwrap();
-    write(&examples, "churn.yaml", CHURN);
-    write(&examples, "config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: churn-config\ndata:\n  threshold: \"0.5\"\n");
-    let examples = examples.to_string_lossy().into_owned();
-
+    let (server, _dir) = setup().await;
+    let examples = examples_dir();
     let first = ok(&server, &["apply", "-f", &examples]);
     assert!(first.contains("modelservice.berth.dev/churn-model created"), "{first}");
-    assert!(first.contains("configmap/churn-config created"), "{first}");
     let second = ok(&server, &["apply", "-f", &examples]);
     assert!(second.contains("modelservice.berth.dev/churn-model unchanged"), "{second}");
-    assert!(second.contains("configmap/churn-config unchanged"), "{second}");
 
     let table = ok(&server, &["get", "ms"]);
-    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "IMAGE", "REPLICAS", "READY", "AGE"]);
+    let header: Vec<String> = table.lines().next().unwrap().split_whitespace().map(String::from).collect();
+    assert_eq!(header, expected_header(), "{table}");
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..3], ["churn-model", "registry.local/churn:1", "2"]);
+    assert_eq!(&row[..3], ["churn-model", "localhost:5000/churn-model:v1", "3"], "{table}");
 
     let yaml = ok(&server, &["get", "ms", "churn-model", "-o", "yaml"]);
     let obj: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
-    assert_eq!(obj["spec"]["image"], "registry.local/churn:1");
+    assert_eq!(obj["spec"]["image"], "localhost:5000/churn-model:v1");
     assert_eq!(obj["metadata"]["generation"], 1);
     assert!(obj["metadata"]["uid"].is_string());
 
@@ -135,7 +96,7 @@ async fn apply_get_scale_explain_delete() {
     assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "5");
 
     let explain = ok(&server, &["explain", "ms.spec"]);
-    assert!(explain.contains("image") && explain.contains("Container image of the model server."), "{explain}");
+    assert!(explain.contains("image\t<string> -required-"), "{explain}");
 
     let resources = ok(&server, &["api-resources"]);
     let ms_line = resources.lines().find(|l| l.starts_with("modelservices ")).unwrap_or_else(|| panic!("{resources}"));
@@ -151,16 +112,24 @@ async fn apply_get_scale_explain_delete() {
 #[tokio::test]
 async fn server_side_apply_conflicts_and_force() {
     let (server, dir) = setup().await;
-    let mine = write(dir.path(), "mine.yaml", CHURN);
-    let theirs = write(dir.path(), "theirs.yaml", &CHURN.replace("replicas: 2", "replicas: 7"));
+    let mine = write(dir.path(), "mine.yaml", &churn());
+    let theirs = write(dir.path(), "theirs.yaml", &churn().replace("replicas: 3", "replicas: 7"));
     let out = ok(&server, &["apply", "--server-side", "-f", &mine]);
     assert!(out.contains("serverside-applied"), "{out}");
     ok(&server, &["apply", "--server-side", "-f", &mine]);
 
     let err = fails(&server, &["apply", "--server-side", "--field-manager=other", "-f", &theirs]);
     assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
-    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "2");
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "3");
 
+    ok(&server, &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", &theirs]);
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "7");
+
+    // A change by an Update manager (kubectl scale) also conflicts with a later apply.
+    ok(&server, &["scale", "ms", "churn-model", "--replicas=5"]);
+    let err = fails(&server, &["apply", "--server-side", "--field-manager=other", "-f", &theirs]);
+    assert!(err.contains("conflict") && err.contains(".spec.replicas"), "{err}");
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "5");
     ok(&server, &["apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", &theirs]);
     assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "7");
 }
@@ -168,7 +137,7 @@ async fn server_side_apply_conflicts_and_force() {
 #[tokio::test]
 async fn get_watch_prints_a_row() {
     let (server, dir) = setup().await;
-    let churn = write(dir.path(), "churn.yaml", CHURN);
+    let churn = write(dir.path(), "churn.yaml", &churn());
     ok(&server, &["apply", "-f", &churn]);
     let mut child = server
         .kubectl()
@@ -198,7 +167,7 @@ async fn get_watch_prints_a_row() {
     let _ = child.kill();
     let _ = child.wait();
     let lines = reader.join().unwrap();
-    assert!(lines.iter().any(|l| l.starts_with("churn-model") && l.contains("registry.local/churn:1")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("churn-model") && l.contains("localhost:5000/churn-model:v1")), "{lines:?}");
 }
 
 #[tokio::test]
@@ -216,9 +185,13 @@ async fn bad_input_changes_nothing() {
     let err = fails(&server, &["apply", "-f", &wrong_version]);
     assert!(err.contains("berth.dev/v9"), "{err}");
 
-    let invalid = write(dir.path(), "invalid.yaml", "apiVersion: berth.dev/v1alpha1\nkind: ModelService\nmetadata: {name: bad}\nspec: {replicas: -1, port: 70000}\n");
+    let invalid = write(
+        dir.path(),
+        "invalid.yaml",
+        "apiVersion: berth.dev/v1alpha1\nkind: ModelService\nmetadata: {name: bad}\nspec: {image: 'Bad Image!!', replicas: -1, ports: [{containerPort: 0}]}\n",
+    );
     let err = fails(&server, &["apply", "-f", &invalid]);
-    for field in ["spec.image", "spec.replicas", "spec.port"] {
+    for field in ["spec.image", "spec.replicas", "spec.ports[0].containerPort"] {
         assert!(err.contains(field), "{field} not named in: {err}");
     }
 
@@ -235,8 +208,8 @@ async fn legacy_discovery_mode_still_serves_kubectl() {
     let resources = ok(&server, &["api-resources"]);
     assert!(resources.lines().any(|l| l.starts_with("modelservices ") && l.contains(" ms ")), "{resources}");
     let explain = ok(&server, &["explain", "ms.spec"]);
-    assert!(explain.contains("Container image of the model server."), "{explain}");
-    let churn = write(dir.path(), "churn.yaml", CHURN);
+    assert!(explain.contains("image\t<string> -required-"), "{explain}");
+    let churn = write(dir.path(), "churn.yaml", &churn());
     assert!(ok(&server, &["apply", "-f", &churn]).contains("created"));
     ok(&server, &["scale", "ms", "churn-model", "--replicas=4"]);
     assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "4");

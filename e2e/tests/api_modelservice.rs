@@ -8,17 +8,27 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
-fn crd() -> Value {
+/// A CRD a user might add (not one berth serves by itself).
+fn widget_crd() -> Value {
     json!({"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
-      "metadata":{"name":"modelservices.berth.dev"},
-      "spec":{"group":"berth.dev","scope":"Namespaced",
-        "names":{"kind":"ModelService","plural":"modelservices","shortNames":["ms"]},
-        "versions":[{"name":"v1alpha1","served":true,"storage":true,
-          "subresources":{"status":{},"scale":{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas"}},
-          "schema":{"openAPIV3Schema":{"type":"object","required":["spec"],"properties":{
-            "spec":{"type":"object","required":["image"],"properties":{
-              "image":{"type":"string"},"replicas":{"type":"integer","minimum":0}}},
-            "status":{"type":"object","properties":{"replicas":{"type":"integer"},"readyReplicas":{"type":"integer"}}}}}}}]}})
+      "metadata":{"name":"widgets.example.com"},
+      "spec":{"group":"example.com","scope":"Namespaced","names":{"kind":"Widget","plural":"widgets"},
+        "versions":[{"name":"v1","served":true,"storage":true,
+          "schema":{"openAPIV3Schema":{"type":"object","properties":{
+            "spec":{"type":"object","required":["size"],"properties":{"size":{"type":"integer"}}}}}}}]}})
+}
+
+fn crd_api(client: &kube::Client) -> Api<DynamicObject> {
+    Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"),
+    )
+}
+
+fn established(crd: &DynamicObject) -> bool {
+    crd.data["status"]["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Established" && c["status"] == "True"))
 }
 
 fn resource() -> ApiResource {
@@ -34,19 +44,40 @@ fn ms(name: &str, replicas: i64) -> DynamicObject {
 async fn setup() -> (TestServer, Api<DynamicObject>, kube::Client) {
     let server = TestServer::start().await.unwrap();
     let client = server.client().await.unwrap();
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"),
-    );
-    let created = crds.create(&PostParams::default(), &serde_json::from_value(crd()).unwrap()).await.unwrap();
-    let established = created.data["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|c| c["type"] == "Established" && c["status"] == "True");
-    assert!(established, "{:?}", created.data["status"]);
+    // berth server installs the ModelService CRD at start.
+    let crd = crd_api(&client).get("modelservices.berth.dev").await.unwrap();
+    assert!(established(&crd), "{:?}", crd.data["status"]);
+    assert_eq!(crd.data["status"]["acceptedNames"]["listKind"], "ModelServiceList");
     let api = Api::namespaced_with(client.clone(), "default", &resource());
     (server, api, client)
+}
+
+#[tokio::test]
+async fn a_created_crd_is_served_at_once() {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    let created = crd_api(&client).create(&PostParams::default(), &serde_json::from_value(widget_crd()).unwrap()).await.unwrap();
+    assert!(established(&created), "{:?}", created.data["status"]);
+    assert_eq!(created.data["spec"]["names"]["singular"], "widget");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("example.com", "v1", "Widget"), "widgets"),
+    );
+    let w: DynamicObject = serde_json::from_value(json!({"apiVersion":"example.com/v1","kind":"Widget",
+        "metadata":{"name":"w"},"spec":{"size":3,"color":"red"}}))
+    .unwrap();
+    let stored = widgets.create(&PostParams::default(), &w).await.unwrap();
+    // Pruned to the structural schema.
+    assert_eq!(stored.data["spec"], json!({"size": 3}));
+    // `required` is enforced.
+    let bad: DynamicObject = serde_json::from_value(json!({"apiVersion":"example.com/v1","kind":"Widget",
+        "metadata":{"name":"bad"},"spec":{}}))
+    .unwrap();
+    assert_eq!(status_code(widgets.create(&PostParams::default(), &bad).await.unwrap_err()).0, 422);
+    // Deleting the CRD stops serving it.
+    crd_api(&client).delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
+    assert_eq!(status_code(widgets.list(&ListParams::default()).await.unwrap_err()).0, 404);
 }
 
 fn status_code(e: kube::Error) -> (u16, String) {

@@ -232,3 +232,23 @@ async fn kube_rs_discovery_aggregated_and_legacy() {
         assert!(discovery.get("coordination.k8s.io").and_then(|g| g.recommended_kind("Lease")).is_some());
     }
 }
+
+#[tokio::test]
+async fn pods_print_like_kubernetes_and_label_patches_work() {
+    let (server, dir) = setup().await;
+    let pod = write(dir.path(), "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web}\nspec:\n  containers: [{name: c, image: busybox}]\n");
+    assert!(ok(&server, &["apply", "-f", &pod]).contains("pod/web created"));
+    let table = ok(&server, &["get", "pods", "-o", "wide"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..4], ["web", "0/1", "Pending", "0"], "{table}");
+    ok(&server, &["label", "pod", "web", "tier=model"]);
+    assert_eq!(ok(&server, &["get", "pods", "-l", "tier=model", "-o", "name"]).trim(), "pod/web");
+    assert!(ok(&server, &["get", "pods", "-l", "tier!=model", "-o", "name"]).trim().is_empty());
+    // Client-side apply of a changed built-in object is a strategic merge patch.
+    let changed = write(dir.path(), "pod2.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: web, labels: {extra: x}}\nspec:\n  containers: [{name: c, image: busybox}]\n");
+    assert!(ok(&server, &["apply", "-f", &changed]).contains("pod/web configured"));
+    let labels = ok(&server, &["get", "pod", "web", "-o", "jsonpath={.metadata.labels}"]);
+    assert!(labels.contains("\"extra\":\"x\"") && labels.contains("\"tier\":\"model\""), "{labels}");
+}

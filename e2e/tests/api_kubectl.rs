@@ -252,3 +252,28 @@ async fn pods_print_like_kubernetes_and_label_patches_work() {
     let labels = ok(&server, &["get", "pod", "web", "-o", "jsonpath={.metadata.labels}"]);
     assert!(labels.contains("\"extra\":\"x\"") && labels.contains("\"tier\":\"model\""), "{labels}");
 }
+
+#[tokio::test]
+async fn recorder_events_show_in_kubectl_describe() {
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let (server, _dir) = setup().await;
+    ok(&server, &["apply", "-f", &examples_dir()]);
+    let client = server.client().await.unwrap();
+    let ms: kube::Api<berth_api::ModelService> = kube::Api::namespaced(client.clone(), "default");
+    let obj = ms.get("churn-model").await.unwrap();
+    let recorder = Recorder::new(client, Reporter { controller: "berth-test".into(), instance: Some("t-1".into()) });
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Scaled".into(),
+        note: Some("scaled to 3 replicas".into()),
+        action: "Scale".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &obj.object_ref(&())).await.unwrap();
+    // A repeat is merged into the same event (a merge patch of events.k8s.io/v1).
+    recorder.publish(&ev, &obj.object_ref(&())).await.unwrap();
+    let described = ok(&server, &["describe", "ms", "churn-model"]);
+    let events = described.split("Events:").nth(1).unwrap_or_default();
+    assert!(events.contains("Scaled") && events.contains("scaled to 3 replicas"), "{described}");
+}

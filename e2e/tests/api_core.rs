@@ -38,7 +38,8 @@ async fn binding_and_graceful_pod_deletion() {
     let server = TestServer::start().await.unwrap();
     let client = server.client().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.create(&PostParams::default(), &pod("p")).await.unwrap();
+    let created = pods.create(&PostParams::default(), &pod("p")).await.unwrap();
+    assert_eq!(created.status.and_then(|s| s.phase).as_deref(), Some("Pending"));
     bind(&client, "p", "node-1").await.unwrap();
     let bound = pods.get("p").await.unwrap();
     assert_eq!(bound.spec.as_ref().unwrap().node_name.as_deref(), Some("node-1"));
@@ -105,7 +106,8 @@ async fn lease_put_creates_and_namespace_deletion_removes_contents() {
     assert_eq!(leases.get("node-1").await.unwrap().spec.unwrap().holder_identity.as_deref(), Some("node-1"));
 
     let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"team"}})).unwrap()).await.unwrap();
+    let ns = nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"team"}})).unwrap()).await.unwrap();
+    assert_eq!(ns.status.and_then(|s| s.phase).as_deref(), Some("Active"));
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "team");
     cms.create(&PostParams::default(), &serde_json::from_value(json!({"metadata":{"name":"c"}})).unwrap()).await.unwrap();
     nss.delete("team", &DeleteParams::default()).await.unwrap();

@@ -118,6 +118,7 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, operation: &str) -> ApiRes
         }
     }
     let warnings = admit(ctx, &mut obj)?;
+    default_status(ctx, &mut obj);
     let now = object::now();
     let manager = ctx.field_manager();
     {
@@ -157,6 +158,24 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, operation: &str) -> ApiRes
     let stored = object::decode(&kv, &ctx.r)?;
     crd::after_write(&ctx.srv, &ctx.r, &stored);
     Ok((201, stored, warnings))
+}
+
+/// Status a new object of some built-in kinds starts with (like kube-apiserver's strategies).
+fn default_status(ctx: &Ctx, obj: &mut Value) {
+    if !ctx.r.builtin || !ctx.r.group.is_empty() {
+        return;
+    }
+    let phase = match ctx.r.plural.as_str() {
+        "namespaces" => "Active",
+        "pods" => "Pending",
+        _ => return,
+    };
+    if obj["status"]["phase"].as_str().unwrap_or_default().is_empty() {
+        if !obj["status"].is_object() {
+            obj["status"] = json!({});
+        }
+        obj["status"]["phase"] = json!(phase);
+    }
 }
 
 /// Applies the update rules to `new` given the stored `old`: server-owned metadata is kept,

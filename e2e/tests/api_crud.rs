@@ -98,3 +98,32 @@ async fn create_in_missing_namespace_is_404() {
     assert_eq!(err.code, 404);
     assert!(err.message.contains("namespaces \"nope\" not found"), "{}", err.message);
 }
+
+#[tokio::test]
+async fn bad_selectors_are_400() {
+    let server = TestServer::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
+    let err = api_err(cms.list(&ListParams::default().fields("data.k=v")).await.unwrap_err());
+    assert_eq!(err.code, 400);
+    assert!(err.message.contains("field label not supported: data.k"), "{}", err.message);
+    let err = api_err(cms.list(&ListParams::default().labels("a in b")).await.unwrap_err());
+    assert_eq!(err.code, 400);
+}
+
+#[tokio::test]
+async fn continue_token_of_a_compacted_snapshot_is_410() {
+    let mut server = TestServer::start().await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
+    for n in ["a", "b", "c"] {
+        cms.create(&PostParams::default(), &cm(n, "v")).await.unwrap();
+    }
+    let page = cms.list(&ListParams::default().limit(1)).await.unwrap();
+    let token = page.metadata.continue_.unwrap();
+    server.stop().unwrap();
+    server.start_again(&["--compact-on-start"]).await.unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
+    let err = api_err(cms.list(&ListParams::default().limit(1).continue_token(&token)).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
+    // A fresh list works.
+    assert_eq!(cms.list(&ListParams::default()).await.unwrap().items.len(), 3);
+}

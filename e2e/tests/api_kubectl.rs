@@ -94,6 +94,11 @@ async fn apply_get_scale_explain_delete() {
 
     ok(&server, &["scale", "ms", "churn-model", "--replicas=5"]);
     assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "5");
+    // With a precondition kubectl reads the Scale and writes it back with PUT.
+    let err = fails(&server, &["scale", "ms", "churn-model", "--current-replicas=4", "--replicas=6"]);
+    assert!(err.contains("Expected replicas to be 4, was 5"), "{err}");
+    ok(&server, &["scale", "ms", "churn-model", "--current-replicas=5", "--replicas=6"]);
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "6");
 
     let explain = ok(&server, &["explain", "ms.spec"]);
     assert!(explain.contains("image\t<string> -required-"), "{explain}");
@@ -276,4 +281,20 @@ async fn recorder_events_show_in_kubectl_describe() {
     let described = ok(&server, &["describe", "ms", "churn-model"]);
     let events = described.split("Events:").nth(1).unwrap_or_default();
     assert!(events.contains("Scaled") && events.contains("scaled to 3 replicas"), "{described}");
+}
+
+#[tokio::test]
+async fn unknown_fields_warn_or_fail_by_validation_mode() {
+    let (server, dir) = setup().await;
+    let manifest = churn().replace("  replicas: 3\n", "  replicas: 3\n  colour: blue\n");
+    let path = write(dir.path(), "unknown.yaml", &manifest);
+    let err = fails(&server, &["apply", "-f", &path]);
+    assert!(err.contains("unknown field \"spec.colour\""), "{err}");
+    let out = server.kubectl().args(["apply", "--validate=warn", "-f", &path]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Warning") && stderr.contains("spec.colour"), "{stderr}");
+    // The unknown field was pruned, the rest stored.
+    let spec = ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec}"]);
+    assert!(!spec.contains("colour") && spec.contains("churn-model:v1"), "{spec}");
 }

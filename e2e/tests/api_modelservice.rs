@@ -178,3 +178,58 @@ async fn deleting_a_modelservice_deletes_the_pods_it_owns() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Creates an owner with two owned pods; returns the pods API.
+async fn owner_with_pods(api: &Api<DynamicObject>, client: &kube::Client, name: &str) -> Api<Pod> {
+    let owner = api.create(&PostParams::default(), &ms(name, 2)).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for i in 0..2 {
+        let p: Pod = serde_json::from_value(json!({"apiVersion":"v1","kind":"Pod",
+            "metadata":{"name":format!("{name}-{i}"),"ownerReferences":[{"apiVersion":"berth.dev/v1alpha1","kind":"ModelService",
+                "name":name,"uid":owner.metadata.uid.clone().unwrap(),"controller":true,"blockOwnerDeletion":true}]},
+            "spec":{"containers":[{"name":"c","image":"img:1"}]}}))
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    pods
+}
+
+#[tokio::test]
+async fn orphan_and_foreground_propagation() {
+    let (_server, api, client) = setup().await;
+    let pods = owner_with_pods(&api, &client, "orph").await;
+    api.delete("orph", &DeleteParams::orphan()).await.unwrap();
+    assert!(api.get_opt("orph").await.unwrap().is_none());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = pods.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(left.len(), 2, "orphaned pods stay");
+    assert!(left.iter().all(|p| p.metadata.owner_references.as_ref().is_none_or(|r| r.is_empty())));
+
+    let pods = owner_with_pods(&api, &client, "fg").await;
+    api.delete("fg", &DeleteParams::foreground()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let owner_gone = api.get_opt("fg").await.unwrap().is_none();
+        let fg_pods = pods.list(&ListParams::default()).await.unwrap().items.into_iter()
+            .filter(|p| p.metadata.name.as_deref().is_some_and(|n| n.starts_with("fg-"))).count();
+        if owner_gone {
+            assert_eq!(fg_pods, 0, "foreground deletion removes dependents before the owner");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "foreground deletion did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn delete_collection_with_a_label_selector() {
+    let (_server, api, _) = setup().await;
+    for (name, team) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        let mut o = ms(name, 1);
+        o.metadata.labels = Some([("team".to_string(), team.to_string())].into());
+        api.create(&PostParams::default(), &o).await.unwrap();
+    }
+    api.delete_collection(&DeleteParams::default(), &ListParams::default().labels("team=x")).await.unwrap();
+    let left: Vec<String> = api.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|o| o.metadata.name).collect();
+    assert_eq!(left, ["c"]);
+}

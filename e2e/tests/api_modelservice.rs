@@ -233,3 +233,29 @@ async fn delete_collection_with_a_label_selector() {
     let left: Vec<String> = api.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|o| o.metadata.name).collect();
     assert_eq!(left, ["c"]);
 }
+
+#[tokio::test]
+async fn controller_style_server_side_apply() {
+    let (_server, api, client) = setup().await;
+    api.create(&PostParams::default(), &ms("ctl", 2)).await.unwrap();
+    // Status through SSA on /status (what a kube-rs controller does), forced.
+    let pp = PatchParams::apply("berth-controller").force();
+    let status = json!({"apiVersion":"berth.dev/v1alpha1","kind":"ModelService","status":{"replicas":2,"readyReplicas":2}});
+    let out = api.patch_status("ctl", &pp, &Patch::Apply(&status)).await.unwrap();
+    assert_eq!(out.data["status"]["readyReplicas"], 2);
+    assert_eq!(out.data["spec"]["replicas"], 2);
+    let mf = out.metadata.managed_fields.unwrap_or_default();
+    assert!(mf.iter().any(|m| m.manager.as_deref() == Some("berth-controller") && m.subresource.as_deref() == Some("status")), "{mf:?}");
+
+    // Apply creates a missing child; applying it again is a no-op that keeps its uid.
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let child = json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"ctl-0","labels":{"app":"ctl"}},
+        "spec":{"containers":[{"name":"c","image":"img:1"}]}});
+    let first = pods.patch("ctl-0", &pp, &Patch::Apply(&child)).await.unwrap();
+    let second = pods.patch("ctl-0", &pp, &Patch::Apply(&child)).await.unwrap();
+    assert_eq!(first.metadata.uid, second.metadata.uid);
+    assert_eq!(second.metadata.labels.unwrap()["app"], "ctl");
+    // Apply without a fieldManager is rejected.
+    let err = pods.patch("ctl-0", &PatchParams::default(), &Patch::Apply(&child)).await.unwrap_err();
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 400 || s.code == 422), "{err:?}");
+}

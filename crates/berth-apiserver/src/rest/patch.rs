@@ -108,8 +108,15 @@ async fn apply(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Response
     if applied["metadata"].get("managedFields").is_some() {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
-    if object::name(&applied) != Some(ctx.name()) {
-        return Err(ApiError::bad_request("the name of the object in the apply body does not match the URL"));
+    // A body without a name (common for status applies) addresses the object in the URL.
+    match object::name(&applied) {
+        None => {
+            object::meta_mut(&mut applied).insert("name".into(), Value::String(ctx.name().to_string()));
+        }
+        Some(n) if n != ctx.name() => {
+            return Err(ApiError::bad_request("the name of the object in the apply body does not match the URL"));
+        }
+        Some(_) => {}
     }
     if ctx.r.namespaced {
         if let Some(ns) = object::meta_str(&applied, "namespace") {

@@ -191,6 +191,10 @@ pub fn merge_update(ctx: &Ctx, old: &Value, mut new: Value, sub: Option<&str>) -
                 m.remove("status");
             }
         }
+        // Field ownership is the one piece of metadata a status write carries (apply records it).
+        if let Some(mf) = new["metadata"].get("managedFields") {
+            object::meta_mut(&mut merged).insert("managedFields".into(), mf.clone());
+        }
         return Ok(merged);
     }
     if r.status_subresource && !(r.builtin && r.plural == "customresourcedefinitions") {

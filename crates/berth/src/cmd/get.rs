@@ -1,10 +1,253 @@
-//! `berth get`.
+//! `berth get`: lists or shows objects as the server's Table (the columns each kind declares),
+//! or as YAML/JSON/names, optionally watching for changes.
+
+// The client helpers live in src/client/; until main.rs declares `mod client;` they are compiled
+// as a child of this module (shared by apply, describe, delete and scale through `super::get`).
+#[path = "../client/mod.rs"]
+pub mod client;
+
+use std::io::Write;
+
+use anyhow::Context;
+use futures::StreamExt;
+use kube::api::{DynamicObject, ListParams, WatchEvent, WatchParams};
+use kube::core::Request;
+use kube::Resource;
+use serde_json::{Value, json};
+
+use client::connect::{Conn, ConnArgs};
+use client::discovery::{Catalog, Kind};
+use client::errors::explain;
+use client::table::{self, TABLE_ACCEPT, Table};
+
+/// Output formats of `berth get`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The table with priority columns too.
+    Wide,
+    /// Objects as YAML.
+    Yaml,
+    /// Objects as JSON.
+    Json,
+    /// `kind.group/name` per object.
+    Name,
+}
 
 /// Arguments of `berth get`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// KIND [NAME...] or KIND/NAME... (kinds by plural, singular, short name or Kind).
+    #[arg(required = true)]
+    pub targets: Vec<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Output>,
+    /// After listing, watch for changes.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Label selector, e.g. `app=churn-model`.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// List across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Do not print the header line.
+    #[arg(long)]
+    pub no_headers: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
 
 /// Runs `berth get`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`berth get` is not available in this build yet")
+pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::rt::block_on(get(args))?
+}
+
+/// What one command prints for one kind.
+struct Query<'a> {
+    conn: &'a Conn,
+    kind: &'a Kind,
+    names: Vec<String>,
+    namespace: Option<String>,
+}
+
+impl Query<'_> {
+    /// The collection URL (`/apis/G/V/namespaces/NS/PLURAL`).
+    fn url(&self) -> String {
+        DynamicObject::url_path(&self.kind.ar, self.namespace.as_deref())
+    }
+
+    fn list_params(&self, selector: Option<&str>) -> ListParams {
+        let mut lp = ListParams::default();
+        if let Some(s) = selector {
+            lp = lp.labels(s);
+        }
+        lp
+    }
+}
+
+async fn get(args: Args) -> anyhow::Result<()> {
+    let targets = client::target::parse(&args.targets)?;
+    let conn = args.conn.connect().await?;
+    let catalog = Catalog::load(&conn.client).await?;
+    let mut failed = Vec::new();
+    let mut printed_any = false;
+    for target in &targets {
+        let kind = catalog.find(&target.kind)?;
+        let namespace = match (kind.namespaced, args.all_namespaces && target.names.is_empty()) {
+            (true, false) => Some(conn.namespace.clone()),
+            _ => None,
+        };
+        let q = Query { conn: &conn, kind, names: target.names.clone(), namespace };
+        let (printed, errs) = match args.output {
+            Some(Output::Yaml | Output::Json | Output::Name) => print_objects(&q, &args).await?,
+            _ => print_table(&q, &args).await?,
+        };
+        printed_any |= printed;
+        failed.extend(errs);
+    }
+    if !printed_any && failed.is_empty() && args.output != Some(Output::Name) && !args.watch {
+        if args.all_namespaces {
+            eprintln!("No resources found");
+        } else {
+            eprintln!("No resources found in {} namespace.", conn.namespace);
+        }
+    }
+    finish(failed)
+}
+
+/// Prints the errors of objects that could not be read; fails when there were any.
+pub fn finish(failed: Vec<anyhow::Error>) -> anyhow::Result<()> {
+    let Some(last) = failed.len().checked_sub(1) else { return Ok(()) };
+    for e in &failed[..last] {
+        eprintln!("{e:#}");
+    }
+    let mut failed = failed;
+    Err(failed.remove(last))
+}
+
+/// Fetches the Table for the query (one request per named object, else one list).
+async fn fetch_table(q: &Query<'_>, selector: Option<&str>) -> anyhow::Result<(Table, Vec<anyhow::Error>)> {
+    let request = Request::new(q.url());
+    if q.names.is_empty() {
+        let mut req = request.list(&q.list_params(selector))?;
+        req.headers_mut().insert("accept", TABLE_ACCEPT.parse()?);
+        let t: Table = q.conn.client.request(req).await.map_err(explain)?;
+        return Ok((t, Vec::new()));
+    }
+    let mut merged = Table::default();
+    let mut errs = Vec::new();
+    for name in &q.names {
+        let mut req = request.get(name, &Default::default())?;
+        req.headers_mut().insert("accept", TABLE_ACCEPT.parse()?);
+        match q.conn.client.request::<Table>(req).await {
+            Ok(t) => {
+                merged.column_definitions = t.column_definitions;
+                merged.rows.extend(t.rows);
+                merged.metadata = t.metadata;
+            }
+            Err(e) => errs.push(explain(e)),
+        }
+    }
+    Ok((merged, errs))
+}
+
+async fn print_table(q: &Query<'_>, args: &Args) -> anyhow::Result<(bool, Vec<anyhow::Error>)> {
+    let (t, errs) = fetch_table(q, args.selector.as_deref()).await?;
+    let opts = table::Options { wide: args.output == Some(Output::Wide), namespace: q.namespace.is_none() && q.kind.namespaced };
+    let mut lines = Vec::new();
+    if !args.no_headers && (!t.rows.is_empty() || args.watch) {
+        lines.push(table::header(&t, opts));
+    }
+    lines.extend(table::rows(&t, opts));
+    let widths = table::widths(&lines);
+    let mut out = std::io::stdout().lock();
+    for line in &lines {
+        writeln!(out, "{}", table::format_line(line, &widths))?;
+    }
+    out.flush()?;
+    drop(out);
+    if args.watch {
+        let rv = t.metadata["resourceVersion"].as_str().unwrap_or("0").to_string();
+        watch_rows(q, args, &rv, opts, widths).await?;
+    }
+    Ok((!t.rows.is_empty(), errs))
+}
+
+/// Streams one table row per change, aligned with the rows already printed.
+async fn watch_rows(q: &Query<'_>, args: &Args, rv: &str, opts: table::Options, mut widths: Vec<usize>) -> anyhow::Result<()> {
+    let mut wp = WatchParams::default().timeout(290);
+    if let Some(s) = &args.selector {
+        wp = wp.labels(s);
+    }
+    if let [name] = q.names.as_slice() {
+        wp = wp.fields(&format!("metadata.name={name}"));
+    }
+    let mut rv = rv.to_string();
+    loop {
+        let mut req = Request::new(q.url()).watch(&wp, &rv)?;
+        req.headers_mut().insert("accept", TABLE_ACCEPT.parse()?);
+        let stream = q.conn.client.request_events::<Value>(req).await.map_err(explain)?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let obj = match event.map_err(explain)? {
+                WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o,
+                WatchEvent::Bookmark(b) => {
+                    rv = b.metadata.resource_version;
+                    continue;
+                }
+                WatchEvent::Error(e) => anyhow::bail!("watch: {}", e.message),
+            };
+            let t: Table = serde_json::from_value(obj.clone()).context("decoding a watched Table")?;
+            if let Some(v) = t.metadata["resourceVersion"].as_str().or_else(|| t.rows.first().and_then(|r| r.object["metadata"]["resourceVersion"].as_str())) {
+                rv = v.to_string();
+            }
+            for row in table::rows(&t, opts) {
+                let grown = table::widths(std::slice::from_ref(&row));
+                widths = widths.iter().zip(grown.iter().chain(std::iter::repeat(&0))).map(|(a, b)| *a.max(b)).collect();
+                println!("{}", table::format_line(&row, &widths));
+            }
+        }
+    }
+}
+
+/// Prints objects as YAML, JSON or names.
+async fn print_objects(q: &Query<'_>, args: &Args) -> anyhow::Result<(bool, Vec<anyhow::Error>)> {
+    let (objects, errs) = fetch_objects(q, args.selector.as_deref()).await?;
+    let single = q.names.len() == 1 && objects.len() == 1;
+    let text = match args.output {
+        Some(Output::Name) => objects.iter().map(|o| format!("{}/{}\n", q.kind.object_prefix(), o["metadata"]["name"].as_str().unwrap_or(""))).collect(),
+        Some(Output::Json) if single => serde_json::to_string_pretty(&objects[0])? + "\n",
+        Some(Output::Json) => serde_json::to_string_pretty(&as_list(objects.clone()))? + "\n",
+        _ if single => serde_yaml::to_string(&objects[0])?,
+        _ => serde_yaml::to_string(&as_list(objects.clone()))?,
+    };
+    print!("{text}");
+    Ok((!objects.is_empty(), errs))
+}
+
+/// Objects as JSON, with apiVersion and kind filled in (lists may omit them per item).
+async fn fetch_objects(q: &Query<'_>, selector: Option<&str>) -> anyhow::Result<(Vec<Value>, Vec<anyhow::Error>)> {
+    let request = Request::new(q.url());
+    let mut objects = Vec::new();
+    let mut errs = Vec::new();
+    if q.names.is_empty() {
+        let list: Value = q.conn.client.request(request.list(&q.list_params(selector))?).await.map_err(explain)?;
+        objects.extend(list["items"].as_array().cloned().unwrap_or_default());
+    }
+    for name in &q.names {
+        match q.conn.client.request::<Value>(request.get(name, &Default::default())?).await {
+            Ok(o) => objects.push(o),
+            Err(e) => errs.push(explain(e)),
+        }
+    }
+    for o in &mut objects {
+        o["apiVersion"] = json!(q.kind.ar.api_version);
+        o["kind"] = json!(q.kind.ar.kind);
+    }
+    Ok((objects, errs))
+}
+
+fn as_list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
 }

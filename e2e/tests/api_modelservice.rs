@@ -167,16 +167,25 @@ async fn deleting_a_modelservice_deletes_the_pods_it_owns() {
     for (name, owned) in [("owner-a", true), ("owner-b", true), ("bystander", false)] {
         pods.create(&PostParams::default(), &pod(name, owned)).await.unwrap();
     }
+    // One owned pod already runs on a node: it is stopped gracefully, not yanked away.
+    let mut running = pod("owner-run", true);
+    running.spec.as_mut().unwrap().node_name = Some("node-1".into());
+    pods.create(&PostParams::default(), &running).await.unwrap();
     api.delete("owner", &DeleteParams::background()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let left: Vec<String> = pods.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|p| p.metadata.name).collect();
-        if left == ["bystander"] {
+        let left: Vec<Pod> = pods.list(&ListParams::default()).await.unwrap().items;
+        let names: Vec<String> = left.iter().filter_map(|p| p.metadata.name.clone()).collect();
+        let run_terminating = left.iter().any(|p| p.metadata.name.as_deref() == Some("owner-run") && p.metadata.deletion_timestamp.is_some());
+        if names == ["bystander", "owner-run"] && run_terminating {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "owned pods not collected: {left:?}");
+        assert!(tokio::time::Instant::now() < deadline, "owned pods not collected: {names:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The node agent confirms with a zero grace period.
+    pods.delete("owner-run", &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.unwrap();
+    assert!(pods.get_opt("owner-run").await.unwrap().is_none());
 }
 
 /// Creates an owner with two owned pods; returns the pods API.

@@ -69,15 +69,32 @@ pub async fn orphan_dependents(srv: &ApiServer, owner: &Value) {
     }
 }
 
-/// Deletes every dependent of `owner` (dependents with finalizers get a deletionTimestamp).
+/// The grace period a collected pod gets: running on a node means its agent must stop it first
+/// (like a user's DELETE), so it is only marked; `None` = delete at once.
+fn pod_grace(key: &str, v: &Value) -> Option<i64> {
+    if !key.starts_with("/registry/pods/") {
+        return None;
+    }
+    let phase = v["status"]["phase"].as_str().unwrap_or_default();
+    let scheduled = !v["spec"]["nodeName"].as_str().unwrap_or_default().is_empty();
+    (scheduled && !matches!(phase, "Succeeded" | "Failed"))
+        .then(|| v["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30).max(0))
+        .filter(|g| *g > 0)
+}
+
+/// Deletes every dependent of `owner`. Dependents with finalizers, and pods still running on a
+/// node, get a deletionTimestamp instead (their finalizer holders or agents finish the job).
 async fn delete_dependents(srv: &ApiServer, owner: &Value) {
     for (kv, mut v) in dependents(srv, owner).await {
         let has_finalizers = v["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-        let result = if has_finalizers {
+        let grace = pod_grace(&kv.key, &v);
+        let result = if has_finalizers || grace.is_some() {
             if v["metadata"].get("deletionTimestamp").is_some() {
                 continue;
             }
-            v["metadata"]["deletionTimestamp"] = Value::String(crate::object::now());
+            let when = chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0));
+            v["metadata"]["deletionTimestamp"] = Value::String(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            v["metadata"]["deletionGracePeriodSeconds"] = Value::from(grace.unwrap_or(0));
             match serde_json::to_vec(&v) {
                 Ok(bytes) => srv.store.update(&kv.key, bytes, kv.mod_revision).await.map(|_| ()),
                 Err(_) => continue,
@@ -176,5 +193,22 @@ pub async fn run(srv: Arc<ApiServer>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_running_scheduled_pods_are_collected_gracefully() {
+        let running = json!({"spec":{"nodeName":"n1","terminationGracePeriodSeconds":5},"status":{"phase":"Running"}});
+        assert_eq!(pod_grace("/registry/pods/default/p", &running), Some(5));
+        let pending = json!({"spec":{},"status":{"phase":"Pending"}});
+        assert_eq!(pod_grace("/registry/pods/default/p", &pending), None);
+        let done = json!({"spec":{"nodeName":"n1"},"status":{"phase":"Succeeded"}});
+        assert_eq!(pod_grace("/registry/pods/default/p", &done), None);
+        assert_eq!(pod_grace("/registry/configmaps/default/p", &running), None);
     }
 }

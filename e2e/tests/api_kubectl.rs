@@ -298,3 +298,15 @@ async fn unknown_fields_warn_or_fail_by_validation_mode() {
     let spec = ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec}"]);
     assert!(!spec.contains("colour") && spec.contains("churn-model:v1"), "{spec}");
 }
+
+#[tokio::test]
+async fn kubectl_create_of_core_kinds() {
+    let (server, _dir) = setup().await;
+    ok(&server, &["create", "namespace", "team"]);
+    ok(&server, &["create", "configmap", "cfg", "-n", "team", "--from-literal=a=b"]);
+    ok(&server, &["create", "secret", "generic", "pw", "-n", "team", "--from-literal=pw=hunter2"]);
+    assert_eq!(ok(&server, &["get", "ns", "team", "-o", "jsonpath={.status.phase}"]), "Active");
+    assert_eq!(ok(&server, &["get", "cm", "cfg", "-n", "team", "-o", "jsonpath={.data.a}"]), "b");
+    assert_eq!(ok(&server, &["get", "secret", "pw", "-n", "team", "-o", "jsonpath={.data.pw}"]), "aHVudGVyMg==");
+    assert_eq!(ok(&server, &["get", "secret", "pw", "-n", "team", "-o", "jsonpath={.type}"]), "Opaque");
+}

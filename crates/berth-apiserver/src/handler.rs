@@ -74,9 +74,15 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
             r.plural, identity.user(), r.plural, r.group
         )));
     }
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let mut body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
+    if is_protobuf(&parts.headers) {
+        // kubectl's typed commands send protobuf; translate the kinds we know, else 415 (JSON retry).
+        let obj = crate::protobuf::to_json(&body).ok_or_else(|| ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf"))?;
+        body = bytes::Bytes::from(obj.to_string());
+        parts.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    }
     reject_binary_body(&parts.headers)?;
-    let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
     let ctx = Ctx {
         srv,
         r,
@@ -86,6 +92,13 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         identity,
     };
     verb(ctx, &parts.method, &body).await
+}
+
+fn is_protobuf(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/vnd.kubernetes.protobuf"))
 }
 
 /// Protobuf and CBOR bodies are not served; a 415 makes client-go retry the request as JSON.

@@ -20,6 +20,7 @@ pub mod memstore;
 pub mod object;
 pub mod patching;
 pub mod path;
+pub mod protobuf;
 pub mod query;
 pub mod resources;
 pub mod rest;

@@ -165,6 +165,10 @@ fn default_status(ctx: &Ctx, obj: &mut Value) {
     if !ctx.r.builtin || !ctx.r.group.is_empty() {
         return;
     }
+    if ctx.r.plural == "secrets" && obj["type"].as_str().unwrap_or_default().is_empty() {
+        obj["type"] = json!("Opaque");
+        return;
+    }
     let phase = match ctx.r.plural.as_str() {
         "namespaces" => "Active",
         "pods" => "Pending",

@@ -23,11 +23,6 @@ pub struct Kind {
 }
 
 impl Kind {
-    /// `plural.group` (or `plural` for core), as servers name resources in messages.
-    pub fn resource_name(&self) -> String {
-        qualify(&self.ar.plural, &self.ar.group)
-    }
-
     /// `kind.group` in lowercase (or `kind` for core), as kubectl prints objects:
     /// `modelservice.berth.dev/churn-model created`.
     pub fn object_prefix(&self) -> String {
@@ -106,6 +101,7 @@ impl Catalog {
     }
 
     /// A catalog of the given kinds (for tests).
+    #[cfg(test)]
     pub fn from_kinds(kinds: Vec<Kind>) -> Catalog {
         Catalog { kinds }
     }
@@ -214,7 +210,6 @@ mod tests {
     fn prefixes() {
         let c = catalog();
         assert_eq!(c.find("ms").unwrap().object_prefix(), "modelservice.berth.dev");
-        assert_eq!(c.find("ms").unwrap().resource_name(), "modelservices.berth.dev");
         assert_eq!(c.find("pod").unwrap().object_prefix(), "pod");
     }
 }

@@ -123,6 +123,7 @@ pub fn format_line(cells: &[String], widths: &[usize]) -> String {
 }
 
 /// Lines aligned as a block.
+#[cfg(test)]
 pub fn align(lines: &[Vec<String>]) -> String {
     let w = widths(lines);
     lines.iter().map(|l| format_line(l, &w) + "\n").collect()

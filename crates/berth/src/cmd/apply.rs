@@ -84,6 +84,9 @@ async fn apply(args: Args) -> anyhow::Result<()> {
     for (doc, kind, namespace) in plan {
         match apply_one(&conn.client, doc, kind, namespace.as_deref(), &params).await {
             Ok(outcome) => println!("{}/{} {}", kind.object_prefix(), doc.name(), outcome.word()),
+            Err(e) if e.to_string().starts_with("Error from server (Conflict): Apply failed") => failed.push(anyhow::anyhow!(
+                "{e}\nThe fields above are owned by other managers (e.g. `berth scale`); re-run with --force-conflicts to take them over."
+            )),
             Err(e) => failed.push(e),
         }
     }
@@ -118,7 +121,23 @@ async fn apply_one(client: &kube::Client, doc: &Doc, kind: &Kind, namespace: Opt
     }
     let after = api.patch(doc.name(), params, &Patch::Apply(&body)).await.map_err(explain)?;
     let rv_before = before.as_ref().and_then(|o| o.metadata.resource_version.as_deref());
-    Ok(Outcome::from_versions(rv_before, after.metadata.resource_version.as_deref()))
+    let outcome = Outcome::from_versions(rv_before, after.metadata.resource_version.as_deref());
+    // A server may record a no-op apply (fresh managedFields timestamps, a new resourceVersion);
+    // the object itself did not change, which is what "unchanged" tells the user.
+    if outcome == Outcome::Configured && before.as_ref().map(content) == Some(content(&after)) {
+        return Ok(Outcome::Unchanged);
+    }
+    Ok(outcome)
+}
+
+/// The object without bookkeeping that changes on every write.
+fn content(obj: &DynamicObject) -> serde_json::Value {
+    let mut v = serde_json::to_value(obj).unwrap_or_default();
+    if let Some(meta) = v["metadata"].as_object_mut() {
+        meta.remove("managedFields");
+        meta.remove("resourceVersion");
+    }
+    v
 }
 
 #[cfg(test)]

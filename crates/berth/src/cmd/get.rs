@@ -54,6 +54,9 @@ pub struct Args {
     /// Do not print the header line.
     #[arg(long)]
     pub no_headers: bool,
+    /// Keep metadata.managedFields in YAML/JSON output.
+    #[arg(long)]
+    pub show_managed_fields: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -213,7 +216,14 @@ async fn watch_rows(q: &Query<'_>, args: &Args, rv: &str, opts: table::Options, 
 
 /// Prints objects as YAML, JSON or names.
 async fn print_objects(q: &Query<'_>, args: &Args) -> anyhow::Result<(bool, Vec<anyhow::Error>)> {
-    let (objects, errs) = fetch_objects(q, args.selector.as_deref()).await?;
+    let (mut objects, errs) = fetch_objects(q, args.selector.as_deref()).await?;
+    if !args.show_managed_fields {
+        for o in &mut objects {
+            if let Some(meta) = o["metadata"].as_object_mut() {
+                meta.remove("managedFields");
+            }
+        }
+    }
     let single = q.names.len() == 1 && objects.len() == 1;
     let text = match args.output {
         Some(Output::Name) => objects.iter().map(|o| format!("{}/{}\n", q.kind.object_prefix(), o["metadata"]["name"].as_str().unwrap_or(""))).collect(),

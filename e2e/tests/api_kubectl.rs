@@ -80,6 +80,16 @@ async fn apply_get_scale_explain_delete() {
     let second = ok(&server, &["apply", "-f", &examples]);
     assert!(second.contains("modelservice.berth.dev/churn-model unchanged"), "{second}");
 
+    // `kubectl diff` (server-side dry run) sees no difference, then one, without changing anything.
+    ok(&server, &["diff", "-f", &examples]);
+    let edited = tempfile::tempdir().unwrap();
+    let scaled = write(edited.path(), "churn.yaml", &churn().replace("replicas: 3", "replicas: 4"));
+    let diff = run(&server, &["diff", "-f", &scaled]);
+    assert_eq!(diff.status.code(), Some(1), "{}", String::from_utf8_lossy(&diff.stderr));
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("+  replicas: 4"));
+    assert!(ok(&server, &["apply", "--dry-run=server", "-f", &scaled]).contains("configured (server dry run)"));
+    assert_eq!(ok(&server, &["get", "ms", "churn-model", "-o", "jsonpath={.spec.replicas}"]), "3");
+
     let table = ok(&server, &["get", "ms"]);
     let header: Vec<String> = table.lines().next().unwrap().split_whitespace().map(String::from).collect();
     assert_eq!(header, expected_header(), "{table}");

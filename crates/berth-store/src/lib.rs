@@ -47,8 +47,8 @@ pub struct KeyValue {
 #[derive(Debug, Clone, Default)]
 pub struct RangeOptions {
     /// Read the state as of this revision (`None` = the current revision). A revision at or below
-    /// the compacted revision is [`StoreError::Compacted`]; one above the current revision is
-    /// [`StoreError::FutureRevision`].
+    /// the compacted revision is [`StoreError::Compacted`] (unless it is the current revision, which is
+    /// always readable); one above the current revision is [`StoreError::FutureRevision`].
     pub revision: Option<Revision>,
     /// Return at most this many keys (`None` = all). `more` in the result says whether keys remain.
     pub limit: Option<usize>,

@@ -405,7 +405,7 @@ async fn auto_compaction_keeps_the_newest_revisions_and_stops_with_the_store() {
     }
     let task = berth_store::spawn_auto_compaction(&s, Duration::from_millis(20), 3);
     // Wait (bounded, not timed) for a round to run.
-    for _ in 0..500 {
+    for _ in 0..3000 {
         if s.compacted_revision().await.unwrap() == 7 {
             break;
         }

@@ -18,6 +18,8 @@ pub struct Kind {
     pub short_names: Vec<String>,
     /// Subresources, e.g. `status`, `scale`.
     pub subresources: Vec<String>,
+    /// Categories, e.g. `all` (so `get all` lists this kind).
+    pub categories: Vec<String>,
     /// Whether this is the group's preferred version (only those resolve by name).
     pub preferred: bool,
 }
@@ -115,6 +117,15 @@ impl Catalog {
             .ok_or_else(|| DiscoveryError::UnknownName(name.to_string()))
     }
 
+    /// Resolves a kind name, or a category (`all`) to every kind in it.
+    pub fn find_many(&self, name: &str) -> Result<Vec<&Kind>, DiscoveryError> {
+        if let Ok(kind) = self.find(name) {
+            return Ok(vec![kind]);
+        }
+        let members: Vec<&Kind> = self.kinds.iter().filter(|k| k.preferred && k.categories.iter().any(|c| c == name)).collect();
+        if members.is_empty() { Err(DiscoveryError::UnknownName(name.to_string())) } else { Ok(members) }
+    }
+
     /// Resolves a manifest's `apiVersion` and `kind`.
     pub fn by_gvk(&self, api_version: &str, kind: &str) -> Result<&Kind, DiscoveryError> {
         self.kinds.iter().find(|k| k.ar.api_version == api_version && k.ar.kind == kind).ok_or_else(|| {
@@ -140,13 +151,16 @@ pub fn parse_resource_list(list: &Value, group: &str, version: &str, preferred: 
             let plural = r["name"].as_str().unwrap_or_default().to_string();
             let kind = r["kind"].as_str().unwrap_or_default().to_string();
             let singular = r["singularName"].as_str().filter(|s| !s.is_empty()).map_or_else(|| kind.to_lowercase(), String::from);
-            let short_names = r["shortNames"].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect();
+            let strings = |key: &str| -> Vec<String> {
+                r[key].as_array().into_iter().flatten().filter_map(|s| s.as_str().map(String::from)).collect()
+            };
             Kind {
                 ar: ApiResource { group: group.into(), version: version.into(), api_version: api_version.clone(), kind, plural },
                 namespaced: r["namespaced"].as_bool().unwrap_or(false),
                 singular,
-                short_names,
+                short_names: strings("shortNames"),
                 subresources: Vec::new(),
+                categories: strings("categories"),
                 preferred,
             }
         })
@@ -172,7 +186,7 @@ mod tests {
             {"name": "pods/status", "namespaced": true, "kind": "Pod"},
             {"name": "events", "singularName": "event", "namespaced": true, "kind": "Event", "shortNames": ["ev"]}]});
         let berth = json!({"resources": [
-            {"name": "modelservices", "singularName": "modelservice", "namespaced": true, "kind": "ModelService", "shortNames": ["ms"]},
+            {"name": "modelservices", "singularName": "modelservice", "namespaced": true, "kind": "ModelService", "shortNames": ["ms"], "categories": ["all"]},
             {"name": "modelservices/scale", "namespaced": true, "kind": "Scale"}]});
         let events = json!({"resources": [{"name": "events", "singularName": "event", "namespaced": true, "kind": "Event"}]});
         let mut kinds = parse_resource_list(&core, "", "v1", true);
@@ -196,6 +210,15 @@ mod tests {
         let c = catalog();
         assert_eq!(c.find("events").unwrap().ar.group, "");
         assert_eq!(c.find("events.events.k8s.io").unwrap().ar.group, "events.k8s.io");
+    }
+
+    #[test]
+    fn categories_expand() {
+        let c = catalog();
+        let all: Vec<&str> = c.find_many("all").unwrap().iter().map(|k| k.ar.kind.as_str()).collect();
+        assert_eq!(all, ["ModelService"]);
+        assert_eq!(c.find_many("po").unwrap().len(), 1);
+        assert!(c.find_many("nothing").is_err());
     }
 
     #[test]

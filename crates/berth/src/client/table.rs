@@ -53,6 +53,16 @@ pub struct Options {
     pub namespace: bool,
 }
 
+/// Prefixes each row's name (the first column) with `kind.group/`, as kubectl does when one
+/// command lists several kinds.
+pub fn prefix_names(table: &mut Table, prefix: &str) {
+    for row in &mut table.rows {
+        if let Some(Value::String(name)) = row.cells.first_mut() {
+            *name = format!("{prefix}/{name}");
+        }
+    }
+}
+
 /// The header line's cells.
 pub fn header(table: &Table, opts: Options) -> Vec<String> {
     let mut out = Vec::new();

@@ -72,6 +72,8 @@ struct Query<'a> {
     kind: &'a Kind,
     names: Vec<String>,
     namespace: Option<String>,
+    /// Several kinds in one command: names get a `kind.group/` prefix.
+    several: bool,
 }
 
 impl Query<'_> {
@@ -95,16 +97,23 @@ async fn get(args: Args) -> anyhow::Result<()> {
     let catalog = Catalog::load(&conn.client).await?;
     let mut failed = Vec::new();
     let mut printed_any = false;
+    let mut kinds = Vec::new();
     for target in &targets {
-        let kind = catalog.find(&target.kind)?;
-        let namespace = match (kind.namespaced, args.all_namespaces && target.names.is_empty()) {
+        // `get cm,ms` lists several kinds.
+        for name in target.kind.split(',').filter(|n| !n.is_empty()) {
+            kinds.extend(catalog.find_many(name)?.into_iter().map(|k| (k, target.names.clone())));
+        }
+    }
+    let several = kinds.len() > 1;
+    for (kind, names) in kinds {
+        let namespace = match (kind.namespaced, args.all_namespaces && names.is_empty()) {
             (true, false) => Some(conn.namespace.clone()),
             _ => None,
         };
-        let q = Query { conn: &conn, kind, names: target.names.clone(), namespace };
+        let q = Query { conn: &conn, kind, names, namespace, several };
         let (printed, errs) = match args.output {
             Some(Output::Yaml | Output::Json | Output::Name) => print_objects(&q, &args).await?,
-            _ => print_table(&q, &args).await?,
+            _ => print_table(&q, &args, printed_any).await?,
         };
         printed_any |= printed;
         failed.extend(errs);
@@ -155,8 +164,14 @@ async fn fetch_table(q: &Query<'_>, selector: Option<&str>) -> anyhow::Result<(T
     Ok((merged, errs))
 }
 
-async fn print_table(q: &Query<'_>, args: &Args) -> anyhow::Result<(bool, Vec<anyhow::Error>)> {
-    let (t, errs) = fetch_table(q, args.selector.as_deref()).await?;
+async fn print_table(q: &Query<'_>, args: &Args, after_other_table: bool) -> anyhow::Result<(bool, Vec<anyhow::Error>)> {
+    let (mut t, errs) = fetch_table(q, args.selector.as_deref()).await?;
+    if q.several {
+        table::prefix_names(&mut t, &q.kind.object_prefix());
+    }
+    if after_other_table && !t.rows.is_empty() {
+        println!();
+    }
     let opts = table::Options { wide: args.output == Some(Output::Wide), namespace: q.namespace.is_none() && q.kind.namespaced };
     let mut lines = Vec::new();
     if !args.no_headers && (!t.rows.is_empty() || args.watch) {

@@ -33,7 +33,9 @@ pub enum ImageRefError {
     #[error("invalid registry host {0:?}")]
     Registry(String),
     /// A bad repository path component.
-    #[error("invalid repository path component {0:?} (lowercase letters, digits and separators . _ __ -)")]
+    #[error(
+        "invalid repository path component {0:?} (lowercase letters, digits and separators . _ __ -)"
+    )]
     Component(String),
     /// A bad tag.
     #[error("invalid tag {0:?} (up to 128 of [A-Za-z0-9_.-], not starting with . or -)")]
@@ -56,7 +58,10 @@ impl ImageRef {
         // A ':' after the last '/' starts the tag; one before it is a registry port.
         let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
         let (name, tag) = match rest[last_slash..].find(':') {
-            Some(i) => (&rest[..last_slash + i], Some(parse_tag(&rest[last_slash + i + 1..])?)),
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(parse_tag(&rest[last_slash + i + 1..])?),
+            ),
             None => (rest, None),
         };
         if name.len() > NAME_MAX {
@@ -96,7 +101,9 @@ impl fmt::Display for ImageRef {
 /// is `localhost` (docker's rule, so `library/busybox` stays a repository).
 fn split_registry(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (Some(first), rest),
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (Some(first), rest)
+        }
         _ => (None, name),
     }
 }
@@ -122,10 +129,8 @@ fn check_registry(reg: &str) -> Result<(), ImageRefError> {
     if !host.is_empty() && !host.split('.').all(component_ok) {
         return Err(bad());
     }
-    if let Some(p) = port {
-        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
-            return Err(bad());
-        }
+    if port.is_some_and(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit())) {
+        return Err(bad());
     }
     Ok(())
 }
@@ -140,7 +145,11 @@ fn check_component(c: &str) -> Result<(), ImageRefError> {
     let mut sep = String::new();
     for ch in c.chars() {
         if alnum(ch) {
-            let ok = sep.is_empty() || sep == "." || sep == "_" || sep == "__" || sep.chars().all(|s| s == '-');
+            let ok = sep.is_empty()
+                || sep == "."
+                || sep == "_"
+                || sep == "__"
+                || sep.chars().all(|s| s == '-');
             if !ok {
                 return Err(bad());
             }
@@ -156,22 +165,35 @@ fn check_component(c: &str) -> Result<(), ImageRefError> {
 
 fn parse_tag(t: &str) -> Result<String, ImageRefError> {
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let ok = t.len() <= 128 && t.starts_with(word) && t.chars().all(|c| word(c) || c == '.' || c == '-');
-    if ok { Ok(t.to_string()) } else { Err(ImageRefError::Tag(t.to_string())) }
+    let ok =
+        t.len() <= 128 && t.starts_with(word) && t.chars().all(|c| word(c) || c == '.' || c == '-');
+    if ok {
+        Ok(t.to_string())
+    } else {
+        Err(ImageRefError::Tag(t.to_string()))
+    }
 }
 
 fn parse_digest(d: &str) -> Result<String, ImageRefError> {
     let bad = || ImageRefError::Digest(d.to_string());
     let (alg, hex) = d.split_once(':').ok_or_else(bad)?;
     let alg_ok = !alg.is_empty()
-        && alg.split(['+', '.', '_', '-']).all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        && alg.split(['+', '.', '_', '-']).all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
     let hex_ok = hex.len() >= 32 && hex.chars().all(|c| c.is_ascii_hexdigit());
     let len_ok = match alg {
         "sha256" => hex.len() == 64,
         "sha512" => hex.len() == 128,
         _ => true,
     };
-    if alg_ok && hex_ok && len_ok { Ok(d.to_string()) } else { Err(bad()) }
+    if alg_ok && hex_ok && len_ok {
+        Ok(d.to_string())
+    } else {
+        Err(bad())
+    }
 }
 
 #[cfg(test)]
@@ -186,7 +208,10 @@ mod tests {
         assert_eq!(r.repository, "team/churn-model");
         assert_eq!(r.tag.as_deref(), Some("v1"));
         assert_eq!(r.digest.as_deref(), Some(d.as_str()));
-        assert_eq!(r.to_string(), format!("localhost:5000/team/churn-model:v1@{d}"));
+        assert_eq!(
+            r.to_string(),
+            format!("localhost:5000/team/churn-model:v1@{d}")
+        );
     }
 
     #[test]
@@ -196,7 +221,10 @@ mod tests {
         assert_eq!(r.repository, "library/busybox");
         assert_eq!(r.tag, None);
         let r = ImageRef::parse("busybox:1.36").unwrap();
-        assert_eq!((r.repository.as_str(), r.tag.as_deref()), ("busybox", Some("1.36")));
+        assert_eq!(
+            (r.repository.as_str(), r.tag.as_deref()),
+            ("busybox", Some("1.36"))
+        );
         assert!(ImageRef::parse("localhost/x").unwrap().registry.is_some());
         assert!(ImageRef::parse("[::1]:5000/x").unwrap().registry.is_some());
     }
@@ -219,7 +247,10 @@ mod tests {
         ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} accepted");
         }
-        assert_eq!(ImageRef::parse("a___b"), Err(ImageRefError::Component("a___b".into())));
+        assert_eq!(
+            ImageRef::parse("a___b"),
+            Err(ImageRefError::Component("a___b".into()))
+        );
         assert!(ImageRef::parse("a__b.c-d---e").is_ok());
     }
 }

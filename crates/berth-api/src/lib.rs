@@ -38,14 +38,18 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 
 /// The printer columns of the served version (for server-side Tables).
 pub fn printer_columns() -> Vec<CustomResourceColumnDefinition> {
-    served_version().and_then(|v| v.additional_printer_columns).unwrap_or_default()
+    served_version()
+        .and_then(|v| v.additional_printer_columns)
+        .unwrap_or_default()
 }
 
 /// The scale subresource paths of the served version.
 pub fn scale_subresource() -> Option<CustomResourceSubresourceScale> {
-    served_version().and_then(|v| v.subresources).and_then(|s| s.scale)
+    served_version()
+        .and_then(|v| v.subresources)
+        .and_then(|s| s.scale)
 }
 
-fn served_version() -> Option<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion> {
+fn served_version() -> Option<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinitionVersion>{
     crd().spec.versions.into_iter().next()
 }

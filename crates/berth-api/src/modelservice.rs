@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ContainerPort, EnvVar, Probe, ResourceRequirements, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    ContainerPort, EnvVar, Probe, ResourceRequirements, SecurityContext,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
@@ -15,6 +17,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The desired state of a ModelService.
+// Each printcolumn repeats keys like `type_`, which clippy mistakes for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "berth.dev",
@@ -33,9 +37,24 @@ use serde::{Deserialize, Serialize};
         status_replicas_path = ".status.replicas",
         label_selector_path = ".status.selector"
     ),
-    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image", description = "Container image"),
-    printcolumn(name = "Desired", type_ = "integer", json_path = ".spec.replicas", description = "Desired replicas"),
-    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas", description = "Ready replicas"),
+    printcolumn(
+        name = "Image",
+        type_ = "string",
+        json_path = ".spec.image",
+        description = "Container image"
+    ),
+    printcolumn(
+        name = "Desired",
+        type_ = "integer",
+        json_path = ".spec.replicas",
+        description = "Desired replicas"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyReplicas",
+        description = "Ready replicas"
+    ),
     printcolumn(
         name = "Up-To-Date",
         type_ = "integer",
@@ -49,8 +68,18 @@ use serde::{Deserialize, Serialize};
         description = "Replicas ready for at least minReadySeconds",
         priority = 1
     ),
-    printcolumn(name = "Port", type_ = "integer", json_path = ".spec.service.port", description = "Service port", priority = 1),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Port",
+        type_ = "integer",
+        json_path = ".spec.service.port",
+        description = "Service port",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelServiceSpec {
@@ -142,16 +171,22 @@ pub const DEFAULT_ROLLING_BOUND: &str = "25%";
 impl ModelServiceSpec {
     /// `maxSurge`, defaulted.
     pub fn max_surge(&self) -> IntOrString {
-        self.rolling_update().and_then(|r| r.max_surge.clone()).unwrap_or_else(default_bound)
+        self.rolling_update()
+            .and_then(|r| r.max_surge.clone())
+            .unwrap_or_else(default_bound)
     }
 
     /// `maxUnavailable`, defaulted.
     pub fn max_unavailable(&self) -> IntOrString {
-        self.rolling_update().and_then(|r| r.max_unavailable.clone()).unwrap_or_else(default_bound)
+        self.rolling_update()
+            .and_then(|r| r.max_unavailable.clone())
+            .unwrap_or_else(default_bound)
     }
 
     fn rolling_update(&self) -> Option<&RollingUpdate> {
-        self.strategy.as_ref().and_then(|s| s.rolling_update.as_ref())
+        self.strategy
+            .as_ref()
+            .and_then(|s| s.rolling_update.as_ref())
     }
 }
 

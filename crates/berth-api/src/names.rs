@@ -24,7 +24,9 @@ fn is_label(s: &str) -> bool {
 pub fn validate_dns1123_label(name: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if name.len() > DNS1123_LABEL_MAX {
-        errs.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+        errs.push(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters"
+        ));
     }
     if !is_label(name) {
         errs.push(
@@ -40,7 +42,9 @@ pub fn validate_dns1123_label(name: &str) -> Vec<String> {
 pub fn validate_dns1123_subdomain(name: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if name.len() > DNS1123_SUBDOMAIN_MAX {
-        errs.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX} characters"));
+        errs.push(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX} characters"
+        ));
     }
     if !name.split('.').all(is_label) {
         errs.push(
@@ -60,7 +64,9 @@ pub fn validate_port_name(name: &str) -> Vec<String> {
         errs.push("must be no more than 15 characters".to_string());
     }
     if !name.chars().all(|c| is_lower_alnum(c) || c == '-') {
-        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
+        errs.push(
+            "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string(),
+        );
     }
     if name.contains("--") {
         errs.push("must not contain consecutive hyphens".to_string());
@@ -77,7 +83,9 @@ pub fn validate_port_name(name: &str) -> Vec<String> {
 /// Problems with `name` as an environment variable name (`[-._a-zA-Z][-._a-zA-Z0-9]*`).
 pub fn validate_env_var_name(name: &str) -> Vec<String> {
     let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-    let ok = !name.is_empty() && name.chars().all(allowed) && !name.starts_with(|c: char| c.is_ascii_digit());
+    let ok = !name.is_empty()
+        && name.chars().all(allowed)
+        && !name.starts_with(|c: char| c.is_ascii_digit());
     if ok {
         Vec::new()
     } else {
@@ -91,7 +99,9 @@ pub fn validate_env_var_name(name: &str) -> Vec<String> {
 
 fn is_label_value_body(s: &str) -> bool {
     let alnum = |c: char| c.is_ascii_alphanumeric();
-    s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.')) && s.starts_with(alnum) && s.ends_with(alnum)
+    s.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+        && s.starts_with(alnum)
+        && s.ends_with(alnum)
 }
 
 /// Problems with `value` as a label value (empty, or at most 63 of `[A-Za-z0-9_.-]` starting and
@@ -99,7 +109,9 @@ fn is_label_value_body(s: &str) -> bool {
 pub fn validate_label_value(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1123_LABEL_MAX {
-        errs.push(format!("must be no more than {DNS1123_LABEL_MAX} characters"));
+        errs.push(format!(
+            "must be no more than {DNS1123_LABEL_MAX} characters"
+        ));
     }
     if !value.is_empty() && !is_label_value_body(value) {
         errs.push(
@@ -120,7 +132,11 @@ pub fn validate_label_key(key: &str) -> Vec<String> {
     };
     let mut errs = Vec::new();
     if let Some(prefix) = prefix {
-        errs.extend(validate_dns1123_subdomain(prefix).into_iter().map(|e| format!("prefix part {e}")));
+        errs.extend(
+            validate_dns1123_subdomain(prefix)
+                .into_iter()
+                .map(|e| format!("prefix part {e}")),
+        );
     }
     if name.is_empty() || name.len() > DNS1123_LABEL_MAX || !is_label_value_body(name) {
         errs.push(
@@ -150,7 +166,10 @@ mod tests {
     fn dns_subdomains() {
         assert!(validate_dns1123_subdomain("modelservices.berth.dev").is_empty());
         for bad in ["", "a..b", ".a", "A.b", "a.-b"] {
-            assert!(!validate_dns1123_subdomain(bad).is_empty(), "{bad:?} accepted");
+            assert!(
+                !validate_dns1123_subdomain(bad).is_empty(),
+                "{bad:?} accepted"
+            );
         }
     }
 

@@ -62,8 +62,18 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(error_type: ErrorType, field: impl Into<String>, value: Option<Value>, detail: impl Into<String>) -> Self {
-        FieldError { error_type, field: field.into(), value, detail: detail.into() }
+    fn new(
+        error_type: ErrorType,
+        field: impl Into<String>,
+        value: Option<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            error_type,
+            field: field.into(),
+            value,
+            detail: detail.into(),
+        }
     }
 
     /// A missing value.
@@ -84,7 +94,12 @@ impl FieldError {
     /// An unsupported value.
     pub fn not_supported(field: impl Into<String>, value: Value, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-        Self::new(ErrorType::NotSupported, field, Some(value), format!("supported values: {}", list.join(", ")))
+        Self::new(
+            ErrorType::NotSupported,
+            field,
+            Some(value),
+            format!("supported values: {}", list.join(", ")),
+        )
     }
 
     /// The `metav1.StatusCause` reason, e.g. `FieldValueInvalid`.
@@ -101,11 +116,17 @@ impl FieldError {
             ErrorType::NotSupported => format!("Unsupported value: {}", self.value_text()),
             ErrorType::TooLong => "Too long".to_string(),
         };
-        if self.detail.is_empty() { head } else { format!("{head}: {}", self.detail) }
+        if self.detail.is_empty() {
+            head
+        } else {
+            format!("{head}: {}", self.detail)
+        }
     }
 
     fn value_text(&self) -> String {
-        self.value.as_ref().map_or_else(|| "null".to_string(), Value::to_string)
+        self.value
+            .as_ref()
+            .map_or_else(|| "null".to_string(), Value::to_string)
     }
 }
 
@@ -137,12 +158,23 @@ fn shape_error(e: &serde_path_to_error::Error<serde_json::Error>) -> FieldError 
     let path = if path == "." { String::new() } else { path };
     let msg = e.inner().to_string();
     // serde words a missing field "missing field `x`"; Kubernetes calls that a required value.
-    if let Some(field) = msg.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
-        let full = if path.is_empty() { field.to_string() } else { format!("{path}.{field}") };
+    if let Some(field) = msg
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split('`').next())
+    {
+        let full = if path.is_empty() {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        };
         return FieldError::required(full, "");
     }
     let detail = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-    let field = if path.is_empty() { "<root>".to_string() } else { path };
+    let field = if path.is_empty() {
+        "<root>".to_string()
+    } else {
+        path
+    };
     FieldError::new(ErrorType::Invalid, field, None, detail)
 }
 
@@ -150,13 +182,18 @@ fn validate_metadata(ms: &ModelService, errs: &mut Vec<FieldError>) {
     let meta = &ms.metadata;
     match meta.name.as_deref() {
         None | Some("") if meta.generate_name.is_some() => {}
-        None | Some("") => errs.push(FieldError::required("metadata.name", "name or generateName is required")),
+        None | Some("") => errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        )),
         Some(name) => {
             for e in names::validate_dns1123_label(name) {
                 errs.push(FieldError::invalid("metadata.name", json!(name), e));
             }
             if name.len() > MAX_NAME_LEN && name.len() <= names::DNS1123_LABEL_MAX {
-                let detail = format!("must be no more than {MAX_NAME_LEN} characters (pod names add a suffix)");
+                let detail = format!(
+                    "must be no more than {MAX_NAME_LEN} characters (pod names add a suffix)"
+                );
                 errs.push(FieldError::invalid("metadata.name", json!(name), detail));
             }
         }
@@ -171,7 +208,11 @@ fn validate_metadata(ms: &ModelService, errs: &mut Vec<FieldError>) {
 fn validate_spec(spec: &ModelServiceSpec, errs: &mut Vec<FieldError>) {
     validate_image(&spec.image, errs);
     if spec.replicas < 0 {
-        errs.push(FieldError::invalid("spec.replicas", json!(spec.replicas), "must be greater than or equal to 0"));
+        errs.push(FieldError::invalid(
+            "spec.replicas",
+            json!(spec.replicas),
+            "must be greater than or equal to 0",
+        ));
     }
     validate_env(spec, errs);
     validate_ports(&spec.ports, errs);
@@ -197,10 +238,17 @@ fn validate_spec(spec: &ModelServiceSpec, errs: &mut Vec<FieldError>) {
         }
     }
     if let Some(sc) = &spec.security_context {
-        for (field, id) in [("runAsUser", sc.run_as_user), ("runAsGroup", sc.run_as_group)] {
+        for (field, id) in [
+            ("runAsUser", sc.run_as_user),
+            ("runAsGroup", sc.run_as_group),
+        ] {
             if let Some(id) = id.filter(|id| *id < 0) {
                 let path = format!("spec.securityContext.{field}");
-                errs.push(FieldError::invalid(path, json!(id), "must be greater than or equal to 0"));
+                errs.push(FieldError::invalid(
+                    path,
+                    json!(id),
+                    "must be greater than or equal to 0",
+                ));
             }
         }
     }
@@ -210,7 +258,11 @@ fn validate_image(image: &str, errs: &mut Vec<FieldError>) {
     if image.is_empty() {
         errs.push(FieldError::required("spec.image", ""));
     } else if let Err(e) = ImageRef::parse(image) {
-        errs.push(FieldError::invalid("spec.image", json!(image), format!("not an image reference: {e}")));
+        errs.push(FieldError::invalid(
+            "spec.image",
+            json!(image),
+            format!("not an image reference: {e}"),
+        ));
     }
 }
 
@@ -220,12 +272,23 @@ fn validate_env(spec: &ModelServiceSpec, errs: &mut Vec<FieldError>) {
         if env.name.is_empty() {
             errs.push(FieldError::required(format!("{path}.name"), ""));
         }
-        for e in names::validate_env_var_name(&env.name).into_iter().filter(|_| !env.name.is_empty()) {
-            errs.push(FieldError::invalid(format!("{path}.name"), json!(env.name), e));
+        for e in names::validate_env_var_name(&env.name)
+            .into_iter()
+            .filter(|_| !env.name.is_empty())
+        {
+            errs.push(FieldError::invalid(
+                format!("{path}.name"),
+                json!(env.name),
+                e,
+            ));
         }
         if env.value.as_deref().is_some_and(|v| !v.is_empty()) && env.value_from.is_some() {
             let detail = "may not be specified when `value` is not empty";
-            errs.push(FieldError::invalid(format!("{path}.valueFrom"), json!(""), detail));
+            errs.push(FieldError::invalid(
+                format!("{path}.valueFrom"),
+                json!(""),
+                detail,
+            ));
         }
     }
 }
@@ -241,10 +304,17 @@ fn validate_ports(ports: &[ContainerPort], errs: &mut Vec<FieldError>) {
         }
         let protocol = port.protocol.as_deref().unwrap_or("TCP");
         if !matches!(protocol, "TCP" | "UDP" | "SCTP") {
-            errs.push(FieldError::not_supported(format!("{path}.protocol"), json!(protocol), &["SCTP", "TCP", "UDP"]));
+            errs.push(FieldError::not_supported(
+                format!("{path}.protocol"),
+                json!(protocol),
+                &["SCTP", "TCP", "UDP"],
+            ));
         }
         if !numbers_seen.insert((port.container_port, protocol)) {
-            errs.push(FieldError::duplicate(format!("{path}.containerPort"), json!(port.container_port)));
+            errs.push(FieldError::duplicate(
+                format!("{path}.containerPort"),
+                json!(port.container_port),
+            ));
         }
         if let Some(name) = port.name.as_deref() {
             for e in names::validate_port_name(name) {
@@ -259,16 +329,28 @@ fn validate_ports(ports: &[ContainerPort], errs: &mut Vec<FieldError>) {
 
 fn check_port_number(path: &str, port: i32, errs: &mut Vec<FieldError>) {
     if !(1..=65535).contains(&port) {
-        errs.push(FieldError::invalid(path, json!(port), "must be between 1 and 65535, inclusive"));
+        errs.push(FieldError::invalid(
+            path,
+            json!(port),
+            "must be between 1 and 65535, inclusive",
+        ));
     }
 }
 
 /// A port given as a number must be in range; given as a name it must name one of `ports`.
-fn check_port_ref(path: &str, port: &IntOrString, ports: &[ContainerPort], errs: &mut Vec<FieldError>) {
+fn check_port_ref(
+    path: &str,
+    port: &IntOrString,
+    ports: &[ContainerPort],
+    errs: &mut Vec<FieldError>,
+) {
     match port {
         IntOrString::Int(n) => check_port_number(path, *n, errs),
         IntOrString::String(name) => {
-            if !ports.iter().any(|p| p.name.as_deref() == Some(name.as_str())) {
+            if !ports
+                .iter()
+                .any(|p| p.name.as_deref() == Some(name.as_str()))
+            {
                 let detail = "must be a port number or the name of a port in spec.ports";
                 errs.push(FieldError::invalid(path, json!(name), detail));
             }
@@ -276,17 +358,41 @@ fn check_port_ref(path: &str, port: &IntOrString, ports: &[ContainerPort], errs:
     }
 }
 
-fn validate_probe(path: &str, p: &Probe, ports: &[ContainerPort], single_success: bool, errs: &mut Vec<FieldError>) {
-    let handlers = [p.exec.is_some(), p.http_get.is_some(), p.tcp_socket.is_some(), p.grpc.is_some()];
+fn validate_probe(
+    path: &str,
+    p: &Probe,
+    ports: &[ContainerPort],
+    single_success: bool,
+    errs: &mut Vec<FieldError>,
+) {
+    let handlers = [
+        p.exec.is_some(),
+        p.http_get.is_some(),
+        p.tcp_socket.is_some(),
+        p.grpc.is_some(),
+    ];
     match handlers.iter().filter(|h| **h).count() {
         0 => errs.push(FieldError::required(path, "must specify a handler type")),
         1 => {}
-        _ => errs.push(FieldError::new(ErrorType::Invalid, path, None, "may not specify more than 1 handler type")),
+        _ => errs.push(FieldError::new(
+            ErrorType::Invalid,
+            path,
+            None,
+            "may not specify more than 1 handler type",
+        )),
     }
     if let Some(h) = &p.http_get {
         check_port_ref(&format!("{path}.httpGet.port"), &h.port, ports, errs);
-        if let Some(scheme) = h.scheme.as_deref().filter(|s| !matches!(*s, "HTTP" | "HTTPS")) {
-            errs.push(FieldError::not_supported(format!("{path}.httpGet.scheme"), json!(scheme), &["HTTP", "HTTPS"]));
+        if let Some(scheme) = h
+            .scheme
+            .as_deref()
+            .filter(|s| !matches!(*s, "HTTP" | "HTTPS"))
+        {
+            errs.push(FieldError::not_supported(
+                format!("{path}.httpGet.scheme"),
+                json!(scheme),
+                &["HTTP", "HTTPS"],
+            ));
         }
     }
     if let Some(t) = &p.tcp_socket {
@@ -305,38 +411,63 @@ fn validate_probe(path: &str, p: &Probe, ports: &[ContainerPort], single_success
     for (field, value, min) in numbers {
         if let Some(v) = value.filter(|v| *v < min) {
             let detail = format!("must be greater than or equal to {min}");
-            errs.push(FieldError::invalid(format!("{path}.{field}"), json!(v), detail));
+            errs.push(FieldError::invalid(
+                format!("{path}.{field}"),
+                json!(v),
+                detail,
+            ));
         }
     }
     if single_success && p.success_threshold.is_some_and(|s| s > 1) {
         let detail = "must be 1 for liveness and startup probes";
-        errs.push(FieldError::invalid(format!("{path}.successThreshold"), json!(p.success_threshold), detail));
+        errs.push(FieldError::invalid(
+            format!("{path}.successThreshold"),
+            json!(p.success_threshold),
+            detail,
+        ));
     }
 }
 
 fn validate_resources(r: &ResourceRequirements, errs: &mut Vec<FieldError>) {
-    let parse_all = |kind: &str, list: &Option<BTreeMap<String, Quantity>>, errs: &mut Vec<FieldError>| {
-        let mut values = BTreeMap::new();
-        for (name, q) in list.iter().flatten() {
-            let path = format!("spec.resources.{kind}[{name}]");
-            match parse_quantity(&q.0) {
-                Ok(v) if v < 0.0 => errs.push(FieldError::invalid(path, json!(q.0), "must be greater than or equal to 0")),
-                Ok(v) => {
-                    values.insert(name.clone(), v);
+    let parse_all =
+        |kind: &str, list: &Option<BTreeMap<String, Quantity>>, errs: &mut Vec<FieldError>| {
+            let mut values = BTreeMap::new();
+            for (name, q) in list.iter().flatten() {
+                let path = format!("spec.resources.{kind}[{name}]");
+                match parse_quantity(&q.0) {
+                    Ok(v) if v < 0.0 => errs.push(FieldError::invalid(
+                        path,
+                        json!(q.0),
+                        "must be greater than or equal to 0",
+                    )),
+                    Ok(v) => {
+                        values.insert(name.clone(), v);
+                    }
+                    Err(e) => errs.push(FieldError::invalid(path, json!(q.0), e.to_string())),
                 }
-                Err(e) => errs.push(FieldError::invalid(path, json!(q.0), e.to_string())),
             }
-        }
-        values
-    };
+            values
+        };
     let limits = parse_all("limits", &r.limits, errs);
     let requests = parse_all("requests", &r.requests, errs);
     for (name, request) in &requests {
         if limits.get(name).is_some_and(|limit| request > limit) {
-            let raw_limit = r.limits.as_ref().and_then(|l| l.get(name)).map_or(String::new(), |q| q.0.clone());
-            let raw_req = r.requests.as_ref().and_then(|l| l.get(name)).map_or(String::new(), |q| q.0.clone());
+            let raw_limit = r
+                .limits
+                .as_ref()
+                .and_then(|l| l.get(name))
+                .map_or(String::new(), |q| q.0.clone());
+            let raw_req = r
+                .requests
+                .as_ref()
+                .and_then(|l| l.get(name))
+                .map_or(String::new(), |q| q.0.clone());
             let detail = format!("must be less than or equal to {name} limit of {raw_limit}");
-            errs.push(FieldError::invalid(format!("spec.resources.requests[{name}]"), json!(raw_req), detail));
+            errs.push(FieldError::invalid(
+                format!("spec.resources.requests[{name}]"),
+                json!(raw_req),
+                detail,
+            ));
         }
     }
 }
@@ -347,7 +478,11 @@ fn validate_node_selector(selector: &BTreeMap<String, String>, errs: &mut Vec<Fi
             errs.push(FieldError::invalid("spec.nodeSelector", json!(key), e));
         }
         for e in names::validate_label_value(value) {
-            errs.push(FieldError::invalid(format!("spec.nodeSelector[{key}]"), json!(value), e));
+            errs.push(FieldError::invalid(
+                format!("spec.nodeSelector[{key}]"),
+                json!(value),
+                e,
+            ));
         }
     }
 }
@@ -361,7 +496,10 @@ fn bound_value(v: &IntOrString, max_percent: Option<u32>) -> Result<i64, String>
             let pct: u32 = s
                 .strip_suffix('%')
                 .and_then(|n| n.parse().ok())
-                .ok_or_else(|| "a valid percent string must be a numeric string followed by an ending '%'".to_string())?;
+                .ok_or_else(|| {
+                    "a valid percent string must be a numeric string followed by an ending '%'"
+                        .to_string()
+                })?;
             match max_percent {
                 Some(max) if pct > max => Err(format!("must not be greater than {max}%")),
                 _ => Ok(i64::from(pct)),
@@ -379,13 +517,25 @@ fn validate_strategy(spec: &ModelServiceSpec, errs: &mut Vec<FieldError>) {
         IntOrString::String(s) => json!(s),
     };
     if let Err(e) = &surge {
-        errs.push(FieldError::invalid(format!("{base}.maxSurge"), value(spec.max_surge()), e.clone()));
+        errs.push(FieldError::invalid(
+            format!("{base}.maxSurge"),
+            value(spec.max_surge()),
+            e.clone(),
+        ));
     }
     if let Err(e) = &unavailable {
-        errs.push(FieldError::invalid(format!("{base}.maxUnavailable"), value(spec.max_unavailable()), e.clone()));
+        errs.push(FieldError::invalid(
+            format!("{base}.maxUnavailable"),
+            value(spec.max_unavailable()),
+            e.clone(),
+        ));
     }
     if surge == Ok(0) && unavailable == Ok(0) {
         let detail = "may not be 0 when `maxSurge` is 0";
-        errs.push(FieldError::invalid(format!("{base}.maxUnavailable"), value(spec.max_unavailable()), detail));
+        errs.push(FieldError::invalid(
+            format!("{base}.maxUnavailable"),
+            value(spec.max_unavailable()),
+            detail,
+        ));
     }
 }

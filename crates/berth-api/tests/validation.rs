@@ -23,7 +23,10 @@ fn churn() -> Value {
 }
 
 fn fields(obj: &Value) -> Vec<(String, &'static str)> {
-    validate_value(obj).into_iter().map(|e| (e.field.clone(), e.reason())).collect()
+    validate_value(obj)
+        .into_iter()
+        .map(|e| (e.field.clone(), e.reason()))
+        .collect()
 }
 
 #[test]
@@ -70,7 +73,10 @@ fn every_problem_is_reported_with_its_path() {
         ("spec.service.port", "FieldValueInvalid"),
     ];
     for (field, reason) in want {
-        assert!(got.contains(&(field.to_string(), reason)), "missing {field} {reason} in {got:?}");
+        assert!(
+            got.contains(&(field.to_string(), reason)),
+            "missing {field} {reason} in {got:?}"
+        );
     }
     assert_eq!(got.len(), want.len(), "unexpected extra errors: {got:?}");
 }
@@ -80,21 +86,34 @@ fn messages_read_like_kube_apiserver() {
     let mut obj = churn();
     obj["spec"]["replicas"] = json!(-1);
     let errs = validate_value(&obj);
-    assert_eq!(errs[0].to_string(), "spec.replicas: Invalid value: -1: must be greater than or equal to 0");
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+    );
     obj["spec"]["image"] = json!("");
     let errs = validate_value(&obj);
-    assert!(errs.iter().any(|e| e.to_string() == "spec.image: Required value"), "{errs:?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string() == "spec.image: Required value"),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn names_must_leave_room_for_pod_suffixes() {
     let mut obj = churn();
     obj["metadata"]["name"] = json!("a".repeat(47));
-    assert_eq!(fields(&obj), vec![("metadata.name".to_string(), "FieldValueInvalid")]);
+    assert_eq!(
+        fields(&obj),
+        vec![("metadata.name".to_string(), "FieldValueInvalid")]
+    );
     obj["metadata"]["name"] = json!("a".repeat(46));
     assert_eq!(fields(&obj), vec![]);
     obj["metadata"].as_object_mut().unwrap().remove("name");
-    assert_eq!(fields(&obj), vec![("metadata.name".to_string(), "FieldValueRequired")]);
+    assert_eq!(
+        fields(&obj),
+        vec![("metadata.name".to_string(), "FieldValueRequired")]
+    );
 }
 
 #[test]
@@ -107,10 +126,16 @@ fn probes_need_exactly_one_handler_and_known_ports() {
     assert_eq!(
         got,
         vec![
-            ("spec.readinessProbe.tcpSocket.port".to_string(), "FieldValueInvalid"),
+            (
+                "spec.readinessProbe.tcpSocket.port".to_string(),
+                "FieldValueInvalid"
+            ),
             ("spec.livenessProbe".to_string(), "FieldValueRequired"),
             ("spec.startupProbe".to_string(), "FieldValueInvalid"),
-            ("spec.startupProbe.successThreshold".to_string(), "FieldValueInvalid"),
+            (
+                "spec.startupProbe.successThreshold".to_string(),
+                "FieldValueInvalid"
+            ),
         ]
     );
 }
@@ -119,19 +144,35 @@ fn probes_need_exactly_one_handler_and_known_ports() {
 fn rolling_update_bounds() {
     let mut obj = churn();
     obj["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}});
-    assert_eq!(fields(&obj), vec![("spec.strategy.rollingUpdate.maxUnavailable".to_string(), "FieldValueInvalid")]);
-    obj["spec"]["strategy"] = json!({"rollingUpdate": {"maxSurge": "lots", "maxUnavailable": "150%"}});
+    assert_eq!(
+        fields(&obj),
+        vec![(
+            "spec.strategy.rollingUpdate.maxUnavailable".to_string(),
+            "FieldValueInvalid"
+        )]
+    );
+    obj["spec"]["strategy"] =
+        json!({"rollingUpdate": {"maxSurge": "lots", "maxUnavailable": "150%"}});
     assert_eq!(
         fields(&obj),
         vec![
-            ("spec.strategy.rollingUpdate.maxSurge".to_string(), "FieldValueInvalid"),
-            ("spec.strategy.rollingUpdate.maxUnavailable".to_string(), "FieldValueInvalid"),
+            (
+                "spec.strategy.rollingUpdate.maxSurge".to_string(),
+                "FieldValueInvalid"
+            ),
+            (
+                "spec.strategy.rollingUpdate.maxUnavailable".to_string(),
+                "FieldValueInvalid"
+            ),
         ]
     );
     let ms: ModelService = serde_json::from_value(churn()).unwrap();
     let mut defaulted = ms.clone();
     defaulted.spec.strategy = None;
-    assert_eq!(defaulted.spec.max_surge(), k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("25%".into()));
+    assert_eq!(
+        defaulted.spec.max_surge(),
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("25%".into())
+    );
 }
 
 #[test]
@@ -140,7 +181,10 @@ fn requests_may_not_exceed_limits() {
     obj["spec"]["resources"] = json!({"requests": {"cpu": "2"}, "limits": {"cpu": "500m"}});
     let errs = validate_value(&obj);
     assert_eq!(errs.len(), 1);
-    assert_eq!(errs[0].to_string(), "spec.resources.requests[cpu]: Invalid value: \"2\": must be less than or equal to cpu limit of 500m");
+    assert_eq!(
+        errs[0].to_string(),
+        "spec.resources.requests[cpu]: Invalid value: \"2\": must be less than or equal to cpu limit of 500m"
+    );
 }
 
 #[test]
@@ -153,7 +197,10 @@ fn wrong_shapes_name_the_field() {
     let mut obj = churn();
     obj.as_object_mut().unwrap().remove("spec");
     let errs = validate_value(&obj);
-    assert_eq!((errs[0].field.as_str(), errs[0].error_type), ("spec", ErrorType::Required));
+    assert_eq!(
+        (errs[0].field.as_str(), errs[0].error_type),
+        ("spec", ErrorType::Required)
+    );
     let mut obj = churn();
     obj["spec"]["imagePullPolicy"] = json!("Sometimes");
     assert_eq!(validate_value(&obj)[0].field, "spec.imagePullPolicy");

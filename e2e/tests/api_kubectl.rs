@@ -113,6 +113,10 @@ async fn apply_get_scale_explain_delete() {
     let explain = ok(&server, &["explain", "ms.spec"]);
     assert!(explain.contains("image\t<string> -required-"), "{explain}");
 
+    // Built-in kinds are documented too (their published schemas).
+    let explain = ok(&server, &["explain", "pod.spec.containers.image"]);
+    assert!(explain.contains("Container image name."), "{explain}");
+
     let resources = ok(&server, &["api-resources"]);
     let ms_line = resources.lines().find(|l| l.starts_with("modelservices ")).unwrap_or_else(|| panic!("{resources}"));
     assert!(ms_line.split_whitespace().eq(["modelservices", "ms", "berth.dev/v1alpha1", "true", "ModelService"]), "{ms_line}");

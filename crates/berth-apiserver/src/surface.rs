@@ -160,6 +160,9 @@ fn resource_entries(r: &ResourceInfo) -> Vec<Value> {
 /// The OpenAPI component name of a kind: reversed group + version + kind
 /// (`dev.berth.v1alpha1.ModelService`, `io.k8s.api.core.v1.Pod` for core).
 fn schema_id(r: &ResourceInfo) -> String {
+    if let Some((id, _, _)) = builtin_schema(r) {
+        return id.clone();
+    }
     if r.group.is_empty() {
         return format!("io.k8s.api.core.v1.{}", r.kind);
     }
@@ -188,6 +191,69 @@ fn object_meta_schema() -> Value {
             "ownerReferences": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}, "description": "Objects depended by this object."},
             "managedFields": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}, "description": "Field ownership of this object."},
         }})
+}
+
+/// A published schema: (component id, schema, the component schemas it references).
+type PublishedSchema = (String, Value, serde_json::Map<String, Value>);
+
+/// The published schema of a built-in kind (from k8s-openapi), with `$ref`s pointing into
+/// `#/components/schemas/`.
+fn builtin_schema(r: &ResourceInfo) -> Option<&'static PublishedSchema> {
+    use std::collections::HashMap;
+    use std::sync::OnceLock;
+    static CACHE: OnceLock<HashMap<(&'static str, &'static str), PublishedSchema>> = OnceLock::new();
+    macro_rules! schema_of {
+        ($t:ty) => {
+            serde_json::to_value(k8s_openapi::schemars::schema_for!($t)).unwrap_or(Value::Null)
+        };
+    }
+    let cache = CACHE.get_or_init(|| {
+        use k8s_openapi::api::{coordination, core::v1 as core, events};
+        let raw = [
+            (("", "Namespace"), schema_of!(core::Namespace)),
+            (("", "Pod"), schema_of!(core::Pod)),
+            (("", "Node"), schema_of!(core::Node)),
+            (("", "Service"), schema_of!(core::Service)),
+            (("", "Endpoints"), schema_of!(core::Endpoints)),
+            (("", "Event"), schema_of!(core::Event)),
+            (("", "ConfigMap"), schema_of!(core::ConfigMap)),
+            (("", "Secret"), schema_of!(core::Secret)),
+            (("coordination.k8s.io", "Lease"), schema_of!(coordination::v1::Lease)),
+            (("events.k8s.io", "Event"), schema_of!(events::v1::Event)),
+        ];
+        raw.into_iter()
+            .filter_map(|(k, mut v)| {
+                rewrite_refs(&mut v);
+                let id = v.get("title")?.as_str()?.to_string();
+                let defs = v.as_object_mut()?.remove("$defs").and_then(|d| d.as_object().cloned()).unwrap_or_default();
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("$schema");
+                    m.remove("title");
+                }
+                Some((k, (id, v, defs)))
+            })
+            .collect()
+    });
+    if !r.builtin {
+        return None;
+    }
+    cache.iter().find(|((g, k), _)| *g == r.group && *k == r.kind).map(|(_, v)| v)
+}
+
+/// Points JSON-Schema `$defs` references at OpenAPI components.
+fn rewrite_refs(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if let Some(Value::String(r)) = m.get_mut("$ref") {
+                if let Some(name) = r.strip_prefix("#/$defs/") {
+                    *r = format!("#/components/schemas/{name}");
+                }
+            }
+            m.values_mut().for_each(rewrite_refs);
+        }
+        Value::Array(a) => a.iter_mut().for_each(rewrite_refs),
+        _ => {}
+    }
 }
 
 /// The component schema of a resource: the CRD's structural schema, or an open object for built-ins.
@@ -268,7 +334,17 @@ fn gv_document(resources: &[std::sync::Arc<ResourceInfo>]) -> Value {
         let (item, collection) = operations(r);
         paths.insert(format!("{coll}/{{name}}"), item);
         paths.insert(coll, collection);
-        schemas.insert(schema_id(r), kind_schema(r));
+        match builtin_schema(r) {
+            Some((_, schema, defs)) => {
+                let mut schema = schema.clone();
+                schema["x-kubernetes-group-version-kind"] = json!([{"group": r.group, "version": r.version, "kind": r.kind}]);
+                schemas.insert(schema_id(r), schema);
+                schemas.extend(defs.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            None => {
+                schemas.insert(schema_id(r), kind_schema(r));
+            }
+        }
     }
     json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths, "components": {"schemas": schemas}})

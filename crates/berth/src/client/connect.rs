@@ -34,27 +34,41 @@ impl ConnArgs {
     /// Reads the kubeconfig and builds a client.
     pub async fn connect(&self) -> anyhow::Result<Conn> {
         let kubeconfig = self.read_kubeconfig()?;
-        let options = KubeConfigOptions { context: self.context.clone(), ..Default::default() };
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
             .await
             .context("loading the kubeconfig")?;
-        let namespace = self.namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
+        let namespace = self
+            .namespace
+            .clone()
+            .unwrap_or_else(|| config.default_namespace.clone());
         let client = kube::Client::try_from(config).context("building the API client")?;
-        Ok(Conn { client, namespace, namespace_explicit: self.namespace.is_some() })
+        Ok(Conn {
+            client,
+            namespace,
+            namespace_explicit: self.namespace.is_some(),
+        })
     }
 
     fn read_kubeconfig(&self) -> anyhow::Result<Kubeconfig> {
         if let Some(path) = &self.kubeconfig {
-            return Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()));
+            return Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()));
         }
-        if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
-            if let Some(kc) = Kubeconfig::from_env().context("reading $KUBECONFIG")? {
-                return Ok(kc);
-            }
+        if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty())
+            && let Some(kc) = Kubeconfig::from_env().context("reading $KUBECONFIG")?
+        {
+            return Ok(kc);
         }
         let path = default_kubeconfig();
         Kubeconfig::read_from(&path).with_context(|| {
-            format!("reading kubeconfig {} (is `berth server` running? or pass --kubeconfig)", path.display())
+            format!(
+                "reading kubeconfig {} (is `berth server` running? or pass --kubeconfig)",
+                path.display()
+            )
         })
     }
 }

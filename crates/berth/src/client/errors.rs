@@ -20,14 +20,29 @@ pub fn server_error(status: &Status) -> String {
         .details
         .iter()
         .flat_map(|d| d.causes.iter())
-        .map(|c| if c.field.is_empty() { c.message.clone() } else { format!("{}: {}", c.field, c.message) })
+        .map(|c| {
+            if c.field.is_empty() {
+                c.message.clone()
+            } else {
+                format!("{}: {}", c.field, c.message)
+            }
+        })
         .collect();
     if status.reason == "Invalid" && !causes.is_empty() {
-        let (kind, name) = status.details.as_ref().map_or((String::new(), String::new()), |d| (d.kind.clone(), d.name.clone()));
+        let (kind, name) = status
+            .details
+            .as_ref()
+            .map_or((String::new(), String::new()), |d| {
+                (d.kind.clone(), d.name.clone())
+            });
         let lines: String = causes.iter().map(|c| format!("\n* {c}")).collect();
         return format!("The {kind} \"{name}\" is invalid: {lines}");
     }
-    let reason = if status.reason.is_empty() { "Unknown".to_string() } else { status.reason.clone() };
+    let reason = if status.reason.is_empty() {
+        "Unknown".to_string()
+    } else {
+        status.reason.clone()
+    };
     format!("Error from server ({reason}): {}", status.message)
 }
 
@@ -46,18 +61,25 @@ mod tests {
 
     #[test]
     fn not_found_reads_like_kubectl() {
-        let s = status(serde_json::json!({"status": "Failure", "code": 404, "reason": "NotFound",
-            "message": "modelservices.berth.dev \"x\" not found"}));
-        assert_eq!(server_error(&s), "Error from server (NotFound): modelservices.berth.dev \"x\" not found");
+        let s = status(
+            serde_json::json!({"status": "Failure", "code": 404, "reason": "NotFound",
+            "message": "modelservices.berth.dev \"x\" not found"}),
+        );
+        assert_eq!(
+            server_error(&s),
+            "Error from server (NotFound): modelservices.berth.dev \"x\" not found"
+        );
     }
 
     #[test]
     fn invalid_lists_every_cause() {
-        let s = status(serde_json::json!({"status": "Failure", "code": 422, "reason": "Invalid",
+        let s = status(
+            serde_json::json!({"status": "Failure", "code": 422, "reason": "Invalid",
             "message": "ModelService.berth.dev \"x\" is invalid: [...]",
             "details": {"name": "x", "kind": "ModelService", "causes": [
                 {"reason": "FieldValueInvalid", "field": "spec.replicas", "message": "Invalid value: -1: must be greater than or equal to 0"},
-                {"reason": "FieldValueRequired", "field": "spec.image", "message": "Required value"}]}}));
+                {"reason": "FieldValueRequired", "field": "spec.image", "message": "Required value"}]}}),
+        );
         assert_eq!(
             server_error(&s),
             "The ModelService \"x\" is invalid: \n* spec.replicas: Invalid value: -1: must be greater than or equal to 0\n* spec.image: Required value"

@@ -25,7 +25,9 @@ impl Doc {
 
     /// `metadata.namespace`, if set.
     pub fn namespace(&self) -> Option<&str> {
-        self.obj["metadata"]["namespace"].as_str().filter(|s| !s.is_empty())
+        self.obj["metadata"]["namespace"]
+            .as_str()
+            .filter(|s| !s.is_empty())
     }
 
     /// `apiVersion`.
@@ -72,10 +74,22 @@ pub enum ManifestError {
 impl std::fmt::Display for ManifestError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ManifestError::Io { path, source } => write!(f, "the path \"{path}\" could not be read: {source}"),
-            ManifestError::Parse { source_name, message } => write!(f, "error parsing {source_name}: {message}"),
-            ManifestError::Incomplete { source_name, index, message } => {
-                write!(f, "error validating \"{source_name}\": document {index}: {message}")
+            ManifestError::Io { path, source } => {
+                write!(f, "the path \"{path}\" could not be read: {source}")
+            }
+            ManifestError::Parse {
+                source_name,
+                message,
+            } => write!(f, "error parsing {source_name}: {message}"),
+            ManifestError::Incomplete {
+                source_name,
+                index,
+                message,
+            } => {
+                write!(
+                    f,
+                    "error validating \"{source_name}\": document {index}: {message}"
+                )
             }
             ManifestError::Empty(verb) => write!(f, "no objects passed to {verb}"),
         }
@@ -90,7 +104,12 @@ pub fn read_all(files: &[String], recursive: bool, verb: &str) -> Result<Vec<Doc
     for f in files {
         if f == "-" {
             let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map_err(|source| ManifestError::Io { path: "-".into(), source })?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|source| ManifestError::Io {
+                    path: "-".into(),
+                    source,
+                })?;
             docs.extend(parse_docs(&text, "STDIN")?);
             continue;
         }
@@ -106,7 +125,10 @@ pub fn read_all(files: &[String], recursive: bool, verb: &str) -> Result<Vec<Doc
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> ManifestError {
-    ManifestError::Io { path: path.display().to_string(), source }
+    ManifestError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 /// The manifest files under `path`: itself if a file, else its `.yaml`/`.yml`/`.json` files in
@@ -128,7 +150,10 @@ fn expand(path: &Path, recursive: bool, top: bool) -> Result<Vec<PathBuf>, Manif
     for entry in entries {
         if entry.is_dir() {
             out.extend(expand(&entry, recursive, false)?);
-        } else if entry.extension().is_some_and(|x| x == "yaml" || x == "yml" || x == "json") {
+        } else if entry
+            .extension()
+            .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+        {
             out.push(entry);
         }
     }
@@ -139,8 +164,10 @@ fn expand(path: &Path, recursive: bool, top: bool) -> Result<Vec<PathBuf>, Manif
 pub fn parse_docs(text: &str, source: &str) -> Result<Vec<Doc>, ManifestError> {
     let mut docs = Vec::new();
     for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(de)
-            .map_err(|e| ManifestError::Parse { source_name: source.to_string(), message: e.to_string() })?;
+        let value = Value::deserialize(de).map_err(|e| ManifestError::Parse {
+            source_name: source.to_string(),
+            message: e.to_string(),
+        })?;
         let incomplete = |message: &str| ManifestError::Incomplete {
             source_name: source.to_string(),
             index: i + 1,
@@ -151,11 +178,21 @@ pub fn parse_docs(text: &str, source: &str) -> Result<Vec<Doc>, ManifestError> {
             Value::Object(_) => {}
             _ => return Err(incomplete("not an object")),
         }
-        let is_list = value["kind"].as_str().is_some_and(|k| k == "List" || k.ends_with("List")) && value["items"].is_array();
-        let objects = if is_list { value["items"].as_array().cloned().unwrap_or_default() } else { vec![value] };
+        let is_list = value["kind"]
+            .as_str()
+            .is_some_and(|k| k == "List" || k.ends_with("List"))
+            && value["items"].is_array();
+        let objects = if is_list {
+            value["items"].as_array().cloned().unwrap_or_default()
+        } else {
+            vec![value]
+        };
         for obj in objects {
             check(&obj).map_err(incomplete)?;
-            docs.push(Doc { source: source.to_string(), obj });
+            docs.push(Doc {
+                source: source.to_string(),
+                obj,
+            });
         }
     }
     Ok(docs)
@@ -204,7 +241,10 @@ mod tests {
     #[test]
     fn incomplete_objects_are_rejected() {
         let err = parse_docs("apiVersion: v1\nmetadata: {name: a}\n", "f.yaml").unwrap_err();
-        assert_eq!(err.to_string(), "error validating \"f.yaml\": document 1: kind not set");
+        assert_eq!(
+            err.to_string(),
+            "error validating \"f.yaml\": document 1: kind not set"
+        );
         let err = parse_docs("- a\n- b\n", "f.yaml").unwrap_err();
         assert!(err.to_string().contains("not an object"));
     }
@@ -217,11 +257,25 @@ mod tests {
         std::fs::write(dir.path().join("a.yml"), cm("a")).unwrap();
         std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
         std::fs::create_dir(dir.path().join("sub")).unwrap();
-        std::fs::write(dir.path().join("sub/c.json"), r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#).unwrap();
+        std::fs::write(
+            dir.path().join("sub/c.json"),
+            r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}"#,
+        )
+        .unwrap();
         let d = dir.path().display().to_string();
-        let names = |docs: Vec<Doc>| docs.iter().map(|x| x.name().to_string()).collect::<Vec<_>>();
-        assert_eq!(names(read_all(&[d.clone()], false, "apply").unwrap()), ["a", "b"]);
-        assert_eq!(names(read_all(&[d], true, "apply").unwrap()), ["a", "b", "c"]);
+        let names = |docs: Vec<Doc>| {
+            docs.iter()
+                .map(|x| x.name().to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(read_all(std::slice::from_ref(&d), false, "apply").unwrap()),
+            ["a", "b"]
+        );
+        assert_eq!(
+            names(read_all(&[d], true, "apply").unwrap()),
+            ["a", "b", "c"]
+        );
         let empty = tempfile::tempdir().unwrap();
         let err = read_all(&[empty.path().display().to_string()], false, "apply").unwrap_err();
         assert_eq!(err.to_string(), "no objects passed to apply");

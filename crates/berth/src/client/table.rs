@@ -82,16 +82,29 @@ pub fn rows(table: &Table, opts: Options) -> Vec<Vec<String>> {
         .map(|row| {
             let mut out = Vec::new();
             if opts.namespace {
-                out.push(row.object["metadata"]["namespace"].as_str().unwrap_or("").to_string());
+                out.push(
+                    row.object["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                );
             }
-            out.extend(columns.iter().map(|i| cell_text(row.cells.get(*i).unwrap_or(&Value::Null))));
+            out.extend(
+                columns
+                    .iter()
+                    .map(|i| cell_text(row.cells.get(*i).unwrap_or(&Value::Null))),
+            );
             out
         })
         .collect()
 }
 
 fn visible(table: &Table, opts: Options) -> impl Iterator<Item = (usize, &Column)> {
-    table.column_definitions.iter().enumerate().filter(move |(_, c)| opts.wide || c.priority == 0)
+    table
+        .column_definitions
+        .iter()
+        .enumerate()
+        .filter(move |(_, c)| opts.wide || c.priority == 0)
 }
 
 /// A cell as kubectl prints it.
@@ -112,7 +125,12 @@ pub fn widths(lines: &[Vec<String>]) -> Vec<usize> {
     let n = lines.iter().map(Vec::len).max().unwrap_or(0);
     (0..n)
         .map(|i| {
-            let longest = lines.iter().filter_map(|l| l.get(i)).map(|c| c.chars().count()).max().unwrap_or(0);
+            let longest = lines
+                .iter()
+                .filter_map(|l| l.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0);
             (longest + 3).max(10)
         })
         .collect()
@@ -147,7 +165,11 @@ pub fn human_age(seconds: i64) -> String {
     let s = seconds.max(0);
     let (m, h, d) = (s / 60, s / 3600, s / 86400);
     let with_rest = |big: i64, unit: &str, rest: i64, rest_unit: &str| {
-        if rest == 0 { format!("{big}{unit}") } else { format!("{big}{unit}{rest}{rest_unit}") }
+        if rest == 0 {
+            format!("{big}{unit}")
+        } else {
+            format!("{big}{unit}{rest}{rest_unit}")
+        }
     };
     match s {
         _ if s < 120 => format!("{s}s"),
@@ -212,11 +234,23 @@ mod tests {
 
     #[test]
     fn wide_and_all_namespaces() {
-        let out = render(Options { wide: true, namespace: true });
+        let out = render(Options {
+            wide: true,
+            namespace: true,
+        });
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "NAMESPACE   NAME          IMAGE                           READY     PORT      AGE");
-        assert_eq!(lines[1], "default     churn-model   localhost:5000/churn-model:v1   3         8000      5m12s");
-        assert_eq!(lines[2], "team-a      x             busybox                         <none>    <none>    2d");
+        assert_eq!(
+            lines[0],
+            "NAMESPACE   NAME          IMAGE                           READY     PORT      AGE"
+        );
+        assert_eq!(
+            lines[1],
+            "default     churn-model   localhost:5000/churn-model:v1   3         8000      5m12s"
+        );
+        assert_eq!(
+            lines[2],
+            "team-a      x             busybox                         <none>    <none>    2d"
+        );
     }
 
     #[test]

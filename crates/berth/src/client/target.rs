@@ -40,14 +40,20 @@ pub fn parse(args: &[String]) -> Result<Vec<Target>, TargetError> {
         if args[1..].iter().any(|a| a.contains('/')) {
             return Err(TargetError::Mixed);
         }
-        return Ok(vec![Target { kind: first.clone(), names: args[1..].to_vec() }]);
+        return Ok(vec![Target {
+            kind: first.clone(),
+            names: args[1..].to_vec(),
+        }]);
     }
     let mut targets: Vec<Target> = Vec::new();
     for arg in args {
         let (kind, name) = arg.split_once('/').ok_or(TargetError::Mixed)?;
         match targets.iter_mut().find(|t| t.kind == kind) {
             Some(t) => t.names.push(name.to_string()),
-            None => targets.push(Target { kind: kind.to_string(), names: vec![name.to_string()] }),
+            None => targets.push(Target {
+                kind: kind.to_string(),
+                names: vec![name.to_string()],
+            }),
         }
     }
     Ok(targets)
@@ -63,17 +69,38 @@ mod tests {
 
     #[test]
     fn kind_then_names() {
-        assert_eq!(parse(&s(&["ms", "a", "b"])).unwrap(), vec![Target { kind: "ms".into(), names: s(&["a", "b"]) }]);
-        assert_eq!(parse(&s(&["ms"])).unwrap(), vec![Target { kind: "ms".into(), names: vec![] }]);
+        assert_eq!(
+            parse(&s(&["ms", "a", "b"])).unwrap(),
+            vec![Target {
+                kind: "ms".into(),
+                names: s(&["a", "b"])
+            }]
+        );
+        assert_eq!(
+            parse(&s(&["ms"])).unwrap(),
+            vec![Target {
+                kind: "ms".into(),
+                names: vec![]
+            }]
+        );
     }
 
     #[test]
     fn slash_form_groups_by_kind() {
         let got = parse(&s(&["ms/a", "pod/p", "ms/b"])).unwrap();
-        assert_eq!(got, vec![
-            Target { kind: "ms".into(), names: s(&["a", "b"]) },
-            Target { kind: "pod".into(), names: s(&["p"]) },
-        ]);
+        assert_eq!(
+            got,
+            vec![
+                Target {
+                    kind: "ms".into(),
+                    names: s(&["a", "b"])
+                },
+                Target {
+                    kind: "pod".into(),
+                    names: s(&["p"])
+                },
+            ]
+        );
     }
 
     #[test]

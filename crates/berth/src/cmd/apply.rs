@@ -79,7 +79,10 @@ async fn apply(args: Args) -> anyhow::Result<()> {
         let namespace = namespace_for(doc, kind, &conn.namespace, conn.namespace_explicit)?;
         plan.push((doc, kind, namespace));
     }
-    let params = PatchParams { force: args.force_conflicts, ..PatchParams::apply(FIELD_MANAGER) };
+    let params = PatchParams {
+        force: args.force_conflicts,
+        ..PatchParams::apply(FIELD_MANAGER)
+    };
     let mut failed = Vec::new();
     for (doc, kind, namespace) in plan {
         match apply_one(&conn.client, doc, kind, namespace.as_deref(), &params).await {
@@ -95,7 +98,12 @@ async fn apply(args: Args) -> anyhow::Result<()> {
 
 /// The namespace an object goes to: its own, else `-n`/the context's; an object naming another
 /// namespace than an explicit `-n` is refused like kubectl does.
-fn namespace_for(doc: &Doc, kind: &Kind, current: &str, explicit: bool) -> anyhow::Result<Option<String>> {
+fn namespace_for(
+    doc: &Doc,
+    kind: &Kind,
+    current: &str,
+    explicit: bool,
+) -> anyhow::Result<Option<String>> {
     if !kind.namespaced {
         return Ok(None);
     }
@@ -108,7 +116,13 @@ fn namespace_for(doc: &Doc, kind: &Kind, current: &str, explicit: bool) -> anyho
     }
 }
 
-async fn apply_one(client: &kube::Client, doc: &Doc, kind: &Kind, namespace: Option<&str>, params: &PatchParams) -> anyhow::Result<Outcome> {
+async fn apply_one(
+    client: &kube::Client,
+    doc: &Doc,
+    kind: &Kind,
+    namespace: Option<&str>,
+    params: &PatchParams,
+) -> anyhow::Result<Outcome> {
     let api: Api<DynamicObject> = match namespace {
         Some(ns) => Api::namespaced_with(client.clone(), ns, &kind.ar),
         None => Api::all_with(client.clone(), &kind.ar),
@@ -119,8 +133,13 @@ async fn apply_one(client: &kube::Client, doc: &Doc, kind: &Kind, namespace: Opt
     if let Some(meta) = body["metadata"].as_object_mut() {
         meta.remove("resourceVersion");
     }
-    let after = api.patch(doc.name(), params, &Patch::Apply(&body)).await.map_err(explain)?;
-    let rv_before = before.as_ref().and_then(|o| o.metadata.resource_version.as_deref());
+    let after = api
+        .patch(doc.name(), params, &Patch::Apply(&body))
+        .await
+        .map_err(explain)?;
+    let rv_before = before
+        .as_ref()
+        .and_then(|o| o.metadata.resource_version.as_deref());
     let outcome = Outcome::from_versions(rv_before, after.metadata.resource_version.as_deref());
     // A server may record a no-op apply (fresh managedFields timestamps, a new resourceVersion);
     // the object itself did not change, which is what "unchanged" tells the user.
@@ -147,8 +166,14 @@ mod tests {
     #[test]
     fn outcome_follows_resource_versions() {
         assert_eq!(Outcome::from_versions(None, Some("5")), Outcome::Created);
-        assert_eq!(Outcome::from_versions(Some("5"), Some("5")), Outcome::Unchanged);
-        assert_eq!(Outcome::from_versions(Some("5"), Some("7")), Outcome::Configured);
+        assert_eq!(
+            Outcome::from_versions(Some("5"), Some("5")),
+            Outcome::Unchanged
+        );
+        assert_eq!(
+            Outcome::from_versions(Some("5"), Some("7")),
+            Outcome::Configured
+        );
         assert_eq!(Outcome::Configured.word(), "configured");
     }
 }

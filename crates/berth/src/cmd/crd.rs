@@ -12,6 +12,8 @@ pub struct Args {}
 /// Runs `berth crd`.
 pub fn run(_args: Args) -> anyhow::Result<()> {
     let yaml = berth_api::crd_yaml().context("serializing the CRD")?;
-    std::io::stdout().write_all(yaml.as_bytes()).context("writing to stdout")?;
+    std::io::stdout()
+        .write_all(yaml.as_bytes())
+        .context("writing to stdout")?;
     Ok(())
 }

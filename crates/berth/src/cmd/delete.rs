@@ -38,7 +38,9 @@ pub struct Args {
 /// Parses `90`, `30s`, `2m`, `1h`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
@@ -64,10 +66,18 @@ async fn delete(args: Args) -> anyhow::Result<()> {
     if args.files.is_empty() == args.targets.is_empty() {
         anyhow::bail!("give either -f FILENAME or KIND NAME..., not both or neither");
     }
-    let docs = if args.files.is_empty() { Vec::new() } else { manifest::read_all(&args.files, args.recursive, "delete")? };
+    let docs = if args.files.is_empty() {
+        Vec::new()
+    } else {
+        manifest::read_all(&args.files, args.recursive, "delete")?
+    };
     let conn = args.conn.connect().await?;
     let catalog = Catalog::load(&conn.client).await?;
-    let items = if docs.is_empty() { items_from_args(&args, &conn, &catalog)? } else { items_from_docs(&docs, &conn, &catalog)? };
+    let items = if docs.is_empty() {
+        items_from_args(&args, &conn, &catalog)?
+    } else {
+        items_from_docs(&docs, &conn, &catalog)?
+    };
     let mut failed = Vec::new();
     let mut deleted = Vec::new();
     for item in &items {
@@ -93,7 +103,11 @@ async fn delete(args: Args) -> anyhow::Result<()> {
     super::get::finish(failed)
 }
 
-fn items_from_args<'a>(args: &Args, conn: &Conn, catalog: &'a Catalog) -> anyhow::Result<Vec<Item<'a>>> {
+fn items_from_args<'a>(
+    args: &Args,
+    conn: &Conn,
+    catalog: &'a Catalog,
+) -> anyhow::Result<Vec<Item<'a>>> {
     let mut items = Vec::new();
     for t in target::parse(&args.targets)? {
         let kind = catalog.find(&t.kind)?;
@@ -101,17 +115,31 @@ fn items_from_args<'a>(args: &Args, conn: &Conn, catalog: &'a Catalog) -> anyhow
             anyhow::bail!("resource(s) were provided, but no name was specified");
         }
         let namespace = kind.namespaced.then(|| conn.namespace.clone());
-        items.extend(t.names.into_iter().map(|name| Item { kind, namespace: namespace.clone(), name }));
+        items.extend(t.names.into_iter().map(|name| Item {
+            kind,
+            namespace: namespace.clone(),
+            name,
+        }));
     }
     Ok(items)
 }
 
-fn items_from_docs<'a>(docs: &[manifest::Doc], conn: &Conn, catalog: &'a Catalog) -> anyhow::Result<Vec<Item<'a>>> {
+fn items_from_docs<'a>(
+    docs: &[manifest::Doc],
+    conn: &Conn,
+    catalog: &'a Catalog,
+) -> anyhow::Result<Vec<Item<'a>>> {
     docs.iter()
         .map(|doc| {
             let kind = catalog.by_gvk(doc.api_version(), doc.kind())?;
-            let namespace = kind.namespaced.then(|| doc.namespace().unwrap_or(&conn.namespace).to_string());
-            Ok(Item { kind, namespace, name: doc.name().to_string() })
+            let namespace = kind
+                .namespaced
+                .then(|| doc.namespace().unwrap_or(&conn.namespace).to_string());
+            Ok(Item {
+                kind,
+                namespace,
+                name: doc.name().to_string(),
+            })
         })
         .collect()
 }
@@ -124,13 +152,20 @@ fn api_for(client: &kube::Client, item: &Item<'_>) -> Api<DynamicObject> {
 }
 
 /// Polls until the object is absent (or replaced by a new one with another uid).
-async fn wait_gone(api: &Api<DynamicObject>, name: &str, uid: Option<&str>, deadline: Instant) -> anyhow::Result<()> {
+async fn wait_gone(
+    api: &Api<DynamicObject>,
+    name: &str,
+    uid: Option<&str>,
+    deadline: Instant,
+) -> anyhow::Result<()> {
     loop {
         match api.get_opt(name).await.map_err(explain)? {
             None => return Ok(()),
             Some(o) if uid.is_some() && o.metadata.uid.as_deref() != uid => return Ok(()),
             Some(_) if Instant::now() >= deadline => {
-                anyhow::bail!("timed out waiting for \"{name}\" to be deleted (it may have finalizers)")
+                anyhow::bail!(
+                    "timed out waiting for \"{name}\" to be deleted (it may have finalizers)"
+                )
             }
             Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

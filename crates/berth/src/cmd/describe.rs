@@ -76,10 +76,17 @@ async fn describe(args: Args) -> anyhow::Result<()> {
 }
 
 /// The core/v1 Events about `obj`, oldest first.
-async fn events_for(client: &kube::Client, events: &ApiResource, obj: &Value) -> anyhow::Result<Vec<Value>> {
+async fn events_for(
+    client: &kube::Client,
+    events: &ApiResource,
+    obj: &Value,
+) -> anyhow::Result<Vec<Value>> {
     let meta = &obj["metadata"];
     let name = meta["name"].as_str().unwrap_or_default();
-    let mut selector = format!("involvedObject.name={name},involvedObject.kind={}", obj["kind"].as_str().unwrap_or_default());
+    let mut selector = format!(
+        "involvedObject.name={name},involvedObject.kind={}",
+        obj["kind"].as_str().unwrap_or_default()
+    );
     if let Some(uid) = meta["uid"].as_str() {
         selector.push_str(&format!(",involvedObject.uid={uid}"));
     }
@@ -90,8 +97,15 @@ async fn events_for(client: &kube::Client, events: &ApiResource, obj: &Value) ->
         }
         None => Api::all_with(client.clone(), events),
     };
-    let list = api.list(&ListParams::default().fields(&selector)).await.map_err(explain)?;
-    let mut out: Vec<Value> = list.items.iter().filter_map(|e| serde_json::to_value(e).ok()).collect();
+    let list = api
+        .list(&ListParams::default().fields(&selector))
+        .await
+        .map_err(explain)?;
+    let mut out: Vec<Value> = list
+        .items
+        .iter()
+        .filter_map(|e| serde_json::to_value(e).ok())
+        .collect();
     // Servers that ignore the field selector still give a correct answer.
     out.retain(|e| e["involvedObject"]["name"].as_str() == Some(name));
     out.sort_by_key(|e| last_seen(e).to_string());
@@ -109,20 +123,27 @@ fn last_seen(e: &Value) -> &str {
 /// The whole description of one object.
 pub fn render(obj: &Value, events: &[Value]) -> String {
     let meta = &obj["metadata"];
-    let mut head = vec![
-        field("Name:", meta["name"].as_str().unwrap_or("")),
-    ];
+    let mut head = vec![field("Name:", meta["name"].as_str().unwrap_or(""))];
     if let Some(ns) = meta["namespace"].as_str() {
         head.push(field("Namespace:", ns));
     }
     head.push(field("Labels:", &pairs(&meta["labels"])));
     head.push(field("Annotations:", &pairs(&meta["annotations"])));
-    head.push(field("API Version:", obj["apiVersion"].as_str().unwrap_or("")));
+    head.push(field(
+        "API Version:",
+        obj["apiVersion"].as_str().unwrap_or(""),
+    ));
     head.push(field("Kind:", obj["kind"].as_str().unwrap_or("")));
     let mut out = indent("", &head, "");
     let mut rest = meta.clone();
     if let Some(m) = rest.as_object_mut() {
-        for k in ["name", "namespace", "labels", "annotations", "managedFields"] {
+        for k in [
+            "name",
+            "namespace",
+            "labels",
+            "annotations",
+            "managedFields",
+        ] {
             m.remove(k);
         }
     }
@@ -150,9 +171,11 @@ fn field(key: &str, value: &str) -> Vec<String> {
 /// `a=b,c=d` lines of a string map, or `<none>`.
 fn pairs(map: &Value) -> String {
     match map.as_object() {
-        Some(m) if !m.is_empty() => {
-            m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join("\n              ")
-        }
+        Some(m) if !m.is_empty() => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join("\n              "),
         _ => "<none>".to_string(),
     }
 }
@@ -162,7 +185,10 @@ pub fn title(key: &str) -> String {
     let mut words: Vec<String> = Vec::new();
     let mut current = String::new();
     for c in key.chars() {
-        if c.is_uppercase() && !current.is_empty() && !current.chars().last().is_some_and(char::is_uppercase) {
+        if c.is_uppercase()
+            && !current.is_empty()
+            && !current.chars().last().is_some_and(char::is_uppercase)
+        {
             words.push(std::mem::take(&mut current));
         }
         current.push(c);
@@ -174,7 +200,9 @@ pub fn title(key: &str) -> String {
             "uid" | "url" | "ip" | "api" => w.to_uppercase(),
             _ => {
                 let mut cs = w.chars();
-                cs.next().map(|f| f.to_uppercase().chain(cs).collect()).unwrap_or_default()
+                cs.next()
+                    .map(|f| f.to_uppercase().chain(cs).collect())
+                    .unwrap_or_default()
             }
         })
         .collect::<Vec<_>>()
@@ -195,12 +223,21 @@ fn nested(v: &Value, depth: usize) -> String {
     let mut out = String::new();
     match v {
         Value::Object(m) => {
-            let width = m.iter().filter(|(_, x)| !is_nested(x)).map(|(k, _)| title(k).len() + 1).max().unwrap_or(0);
+            let width = m
+                .iter()
+                .filter(|(_, x)| !is_nested(x))
+                .map(|(k, _)| title(k).len() + 1)
+                .max()
+                .unwrap_or(0);
             for (k, x) in m {
                 if is_nested(x) {
                     out.push_str(&format!("{pad}{}:\n{}", title(k), nested(x, depth + 1)));
                 } else {
-                    out.push_str(&format!("{pad}{:<width$}  {}\n", format!("{}:", title(k)), scalar(x)));
+                    out.push_str(&format!(
+                        "{pad}{:<width$}  {}\n",
+                        format!("{}:", title(k)),
+                        scalar(x)
+                    ));
                 }
             }
         }
@@ -223,11 +260,20 @@ fn is_nested(v: &Value) -> bool {
 
 fn conditions_table(conditions: &[Value]) -> String {
     let mut lines = vec![
-        ["Type", "Status", "Reason", "Message"].map(String::from).to_vec(),
-        ["----", "------", "------", "-------"].map(String::from).to_vec(),
+        ["Type", "Status", "Reason", "Message"]
+            .map(String::from)
+            .to_vec(),
+        ["----", "------", "------", "-------"]
+            .map(String::from)
+            .to_vec(),
     ];
     for c in conditions {
-        lines.push(["type", "status", "reason", "message"].iter().map(|k| c[*k].as_str().unwrap_or("").to_string()).collect());
+        lines.push(
+            ["type", "status", "reason", "message"]
+                .iter()
+                .map(|k| c[*k].as_str().unwrap_or("").to_string())
+                .collect(),
+        );
     }
     indent("  Conditions:\n", &lines, "    ")
 }
@@ -237,11 +283,18 @@ fn events_table(events: &[Value]) -> String {
         return "Events:  <none>\n".to_string();
     }
     let mut lines = vec![
-        ["Type", "Reason", "Age", "From", "Message"].map(String::from).to_vec(),
-        ["----", "------", "----", "----", "-------"].map(String::from).to_vec(),
+        ["Type", "Reason", "Age", "From", "Message"]
+            .map(String::from)
+            .to_vec(),
+        ["----", "------", "----", "----", "-------"]
+            .map(String::from)
+            .to_vec(),
     ];
     for e in events {
-        let from = e["source"]["component"].as_str().or_else(|| e["reportingComponent"].as_str()).unwrap_or("");
+        let from = e["source"]["component"]
+            .as_str()
+            .or_else(|| e["reportingComponent"].as_str())
+            .unwrap_or("");
         lines.push(vec![
             e["type"].as_str().unwrap_or("").to_string(),
             e["reason"].as_str().unwrap_or("").to_string(),
@@ -266,7 +319,14 @@ fn event_age(e: &Value) -> String {
 /// A heading then an aligned block with each line indented.
 fn indent(heading: &str, lines: &[Vec<String>], pad: &str) -> String {
     let widths: Vec<usize> = (0..lines[0].len())
-        .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0) + 2)
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
         .collect();
     let mut out = heading.to_string();
     for l in lines {
@@ -308,8 +368,10 @@ mod tests {
             "status": {"readyReplicas": 2, "conditions": [
                 {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "2 of 3 ready"}]}
         });
-        let events = vec![json!({"type": "Normal", "reason": "ScalingUp", "message": "created pod churn-model-x",
-            "source": {"component": "modelservice-controller"}, "lastTimestamp": "2020-01-01T00:00:00Z"})];
+        let events = vec![
+            json!({"type": "Normal", "reason": "ScalingUp", "message": "created pod churn-model-x",
+            "source": {"component": "modelservice-controller"}, "lastTimestamp": "2020-01-01T00:00:00Z"}),
+        ];
         let out = render(&obj, &events);
         let want_lines = [
             "Name:         churn-model",
@@ -334,16 +396,28 @@ mod tests {
             "  Type    Reason     Age",
         ];
         for line in want_lines {
-            assert!(out.lines().any(|l| l.starts_with(line)), "missing {line:?} in:\n{out}");
+            assert!(
+                out.lines().any(|l| l.starts_with(line)),
+                "missing {line:?} in:\n{out}"
+            );
         }
-        assert!(!out.contains("managedFields") && !out.contains("Managed Fields"), "{out}");
+        assert!(
+            !out.contains("managedFields") && !out.contains("Managed Fields"),
+            "{out}"
+        );
         assert!(out.contains("Normal  ScalingUp"), "{out}");
-        assert!(out.contains("modelservice-controller  created pod churn-model-x"), "{out}");
+        assert!(
+            out.contains("modelservice-controller  created pod churn-model-x"),
+            "{out}"
+        );
     }
 
     #[test]
     fn no_events() {
-        let out = render(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}), &[]);
+        let out = render(
+            &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+            &[],
+        );
         assert!(out.ends_with("Events:  <none>\n"), "{out}");
         assert!(!out.contains("Namespace:"));
     }

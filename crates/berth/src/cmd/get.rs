@@ -10,9 +10,9 @@ use std::io::Write;
 
 use anyhow::Context;
 use futures::StreamExt;
+use kube::Resource;
 use kube::api::{DynamicObject, ListParams, WatchEvent, WatchParams};
 use kube::core::Request;
-use kube::Resource;
 use serde_json::{Value, json};
 
 use client::connect::{Conn, ConnArgs};
@@ -101,7 +101,12 @@ async fn get(args: Args) -> anyhow::Result<()> {
     for target in &targets {
         // `get cm,ms` lists several kinds.
         for name in target.kind.split(',').filter(|n| !n.is_empty()) {
-            kinds.extend(catalog.find_many(name)?.into_iter().map(|k| (k, target.names.clone())));
+            kinds.extend(
+                catalog
+                    .find_many(name)?
+                    .into_iter()
+                    .map(|k| (k, target.names.clone())),
+            );
         }
     }
     let several = kinds.len() > 1;
@@ -110,7 +115,13 @@ async fn get(args: Args) -> anyhow::Result<()> {
             (true, false) => Some(conn.namespace.clone()),
             _ => None,
         };
-        let q = Query { conn: &conn, kind, names, namespace, several };
+        let q = Query {
+            conn: &conn,
+            kind,
+            names,
+            namespace,
+            several,
+        };
         let (printed, errs) = match args.output {
             Some(Output::Yaml | Output::Json | Output::Name) => print_objects(&q, &args).await?,
             _ => print_table(&q, &args, printed_any).await?,
@@ -130,7 +141,9 @@ async fn get(args: Args) -> anyhow::Result<()> {
 
 /// Prints the errors of objects that could not be read; fails when there were any.
 pub fn finish(failed: Vec<anyhow::Error>) -> anyhow::Result<()> {
-    let Some(last) = failed.len().checked_sub(1) else { return Ok(()) };
+    let Some(last) = failed.len().checked_sub(1) else {
+        return Ok(());
+    };
     for e in &failed[..last] {
         eprintln!("{e:#}");
     }
@@ -139,7 +152,10 @@ pub fn finish(failed: Vec<anyhow::Error>) -> anyhow::Result<()> {
 }
 
 /// Fetches the Table for the query (one request per named object, else one list).
-async fn fetch_table(q: &Query<'_>, selector: Option<&str>) -> anyhow::Result<(Table, Vec<anyhow::Error>)> {
+async fn fetch_table(
+    q: &Query<'_>,
+    selector: Option<&str>,
+) -> anyhow::Result<(Table, Vec<anyhow::Error>)> {
     let request = Request::new(q.url());
     if q.names.is_empty() {
         let mut req = request.list(&q.list_params(selector))?;
@@ -164,7 +180,11 @@ async fn fetch_table(q: &Query<'_>, selector: Option<&str>) -> anyhow::Result<(T
     Ok((merged, errs))
 }
 
-async fn print_table(q: &Query<'_>, args: &Args, after_other_table: bool) -> anyhow::Result<(bool, Vec<anyhow::Error>)> {
+async fn print_table(
+    q: &Query<'_>,
+    args: &Args,
+    after_other_table: bool,
+) -> anyhow::Result<(bool, Vec<anyhow::Error>)> {
     let (mut t, errs) = fetch_table(q, args.selector.as_deref()).await?;
     if q.several {
         table::prefix_names(&mut t, &q.kind.object_prefix());
@@ -172,7 +192,10 @@ async fn print_table(q: &Query<'_>, args: &Args, after_other_table: bool) -> any
     if after_other_table && !t.rows.is_empty() {
         println!();
     }
-    let opts = table::Options { wide: args.output == Some(Output::Wide), namespace: q.namespace.is_none() && q.kind.namespaced };
+    let opts = table::Options {
+        wide: args.output == Some(Output::Wide),
+        namespace: q.namespace.is_none() && q.kind.namespaced,
+    };
     let mut lines = Vec::new();
     if !args.no_headers && (!t.rows.is_empty() || args.watch) {
         lines.push(table::header(&t, opts));
@@ -186,14 +209,23 @@ async fn print_table(q: &Query<'_>, args: &Args, after_other_table: bool) -> any
     out.flush()?;
     drop(out);
     if args.watch {
-        let rv = t.metadata["resourceVersion"].as_str().unwrap_or("0").to_string();
+        let rv = t.metadata["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
         watch_rows(q, args, &rv, opts, widths).await?;
     }
     Ok((!t.rows.is_empty(), errs))
 }
 
 /// Streams one table row per change, aligned with the rows already printed.
-async fn watch_rows(q: &Query<'_>, args: &Args, rv: &str, opts: table::Options, mut widths: Vec<usize>) -> anyhow::Result<()> {
+async fn watch_rows(
+    q: &Query<'_>,
+    args: &Args,
+    rv: &str,
+    opts: table::Options,
+    mut widths: Vec<usize>,
+) -> anyhow::Result<()> {
     let mut wp = WatchParams::default().timeout(290);
     if let Some(s) = &args.selector {
         wp = wp.labels(s);
@@ -205,7 +237,12 @@ async fn watch_rows(q: &Query<'_>, args: &Args, rv: &str, opts: table::Options, 
     loop {
         let mut req = Request::new(q.url()).watch(&wp, &rv)?;
         req.headers_mut().insert("accept", TABLE_ACCEPT.parse()?);
-        let stream = q.conn.client.request_events::<Value>(req).await.map_err(explain)?;
+        let stream = q
+            .conn
+            .client
+            .request_events::<Value>(req)
+            .await
+            .map_err(explain)?;
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             let obj = match event.map_err(explain)? {
@@ -216,13 +253,22 @@ async fn watch_rows(q: &Query<'_>, args: &Args, rv: &str, opts: table::Options, 
                 }
                 WatchEvent::Error(e) => anyhow::bail!("watch: {}", e.message),
             };
-            let t: Table = serde_json::from_value(obj.clone()).context("decoding a watched Table")?;
-            if let Some(v) = t.metadata["resourceVersion"].as_str().or_else(|| t.rows.first().and_then(|r| r.object["metadata"]["resourceVersion"].as_str())) {
+            let t: Table =
+                serde_json::from_value(obj.clone()).context("decoding a watched Table")?;
+            if let Some(v) = t.metadata["resourceVersion"].as_str().or_else(|| {
+                t.rows
+                    .first()
+                    .and_then(|r| r.object["metadata"]["resourceVersion"].as_str())
+            }) {
                 rv = v.to_string();
             }
             for row in table::rows(&t, opts) {
                 let grown = table::widths(std::slice::from_ref(&row));
-                widths = widths.iter().zip(grown.iter().chain(std::iter::repeat(&0))).map(|(a, b)| *a.max(b)).collect();
+                widths = widths
+                    .iter()
+                    .zip(grown.iter().chain(std::iter::repeat(&0)))
+                    .map(|(a, b)| *a.max(b))
+                    .collect();
                 println!("{}", table::format_line(&row, &widths));
             }
         }
@@ -241,7 +287,16 @@ async fn print_objects(q: &Query<'_>, args: &Args) -> anyhow::Result<(bool, Vec<
     }
     let single = q.names.len() == 1 && objects.len() == 1;
     let text = match args.output {
-        Some(Output::Name) => objects.iter().map(|o| format!("{}/{}\n", q.kind.object_prefix(), o["metadata"]["name"].as_str().unwrap_or(""))).collect(),
+        Some(Output::Name) => objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}\n",
+                    q.kind.object_prefix(),
+                    o["metadata"]["name"].as_str().unwrap_or("")
+                )
+            })
+            .collect(),
         Some(Output::Json) if single => serde_json::to_string_pretty(&objects[0])? + "\n",
         Some(Output::Json) => serde_json::to_string_pretty(&as_list(objects.clone()))? + "\n",
         _ if single => serde_yaml::to_string(&objects[0])?,
@@ -252,16 +307,29 @@ async fn print_objects(q: &Query<'_>, args: &Args) -> anyhow::Result<(bool, Vec<
 }
 
 /// Objects as JSON, with apiVersion and kind filled in (lists may omit them per item).
-async fn fetch_objects(q: &Query<'_>, selector: Option<&str>) -> anyhow::Result<(Vec<Value>, Vec<anyhow::Error>)> {
+async fn fetch_objects(
+    q: &Query<'_>,
+    selector: Option<&str>,
+) -> anyhow::Result<(Vec<Value>, Vec<anyhow::Error>)> {
     let request = Request::new(q.url());
     let mut objects = Vec::new();
     let mut errs = Vec::new();
     if q.names.is_empty() {
-        let list: Value = q.conn.client.request(request.list(&q.list_params(selector))?).await.map_err(explain)?;
+        let list: Value = q
+            .conn
+            .client
+            .request(request.list(&q.list_params(selector))?)
+            .await
+            .map_err(explain)?;
         objects.extend(list["items"].as_array().cloned().unwrap_or_default());
     }
     for name in &q.names {
-        match q.conn.client.request::<Value>(request.get(name, &Default::default())?).await {
+        match q
+            .conn
+            .client
+            .request::<Value>(request.get(name, &Default::default())?)
+            .await
+        {
             Ok(o) => objects.push(o),
             Err(e) => errs.push(explain(e)),
         }

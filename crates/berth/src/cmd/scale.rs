@@ -29,7 +29,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 async fn scale(args: Args) -> anyhow::Result<()> {
     if args.replicas < 0 {
-        anyhow::bail!("The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0");
+        anyhow::bail!(
+            "The --replicas=COUNT flag is required, and COUNT must be greater than or equal to 0"
+        );
     }
     let targets = target::parse(&args.targets)?;
     let conn = args.conn.connect().await?;
@@ -38,7 +40,10 @@ async fn scale(args: Args) -> anyhow::Result<()> {
     for t in targets {
         let kind = catalog.find(&t.kind)?;
         if !kind.subresources.iter().any(|s| s == "scale") {
-            anyhow::bail!("{} cannot be scaled (it has no scale subresource)", kind.ar.plural);
+            anyhow::bail!(
+                "{} cannot be scaled (it has no scale subresource)",
+                kind.ar.plural
+            );
         }
         if t.names.is_empty() {
             anyhow::bail!("resource(s) were provided, but no name was specified");
@@ -49,7 +54,10 @@ async fn scale(args: Args) -> anyhow::Result<()> {
             Api::all_with(conn.client.clone(), &kind.ar)
         };
         let patch = json!({"spec": {"replicas": args.replicas}});
-        let params = PatchParams { field_manager: Some("berth-scale".into()), ..Default::default() };
+        let params = PatchParams {
+            field_manager: Some("berth-scale".into()),
+            ..Default::default()
+        };
         for name in &t.names {
             match api.patch_scale(name, &params, &Patch::Merge(&patch)).await {
                 Ok(_) => println!("{}/{name} scaled", kind.object_prefix()),

@@ -332,45 +332,111 @@ async fn namespaces_stdin_multi_documents_and_all_namespaces() {
     assert_eq!(model_services(&server, None).await.len(), 1);
 }
 
+/// A running `berth get ... -w` whose stdout lines arrive on a channel; killed on drop.
+struct Watching {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watching {
+    fn start(server: &TestServer, args: &[&str]) -> Watching {
+        let mut child = berth(server)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watching { child, lines }
+    }
+
+    /// The next line (the timeout guards against hanging forever; it is not a timing assertion).
+    fn next(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a line from berth get -w")
+    }
+
+    /// Skips lines until one satisfies `f`.
+    fn until(&self, f: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self.next();
+            if f(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn get_watch_streams_rows() {
     let server = TestServer::start().await.unwrap();
     ok(&server, &["apply", "-f", &examples()]);
-    let mut child = berth(&server)
-        .args(["get", "ms", "-w"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    // A guard against hanging forever, not a timing assertion.
-    let next = || {
-        rx.recv_timeout(Duration::from_secs(60))
-            .expect("a line from berth get -w")
-    };
-    assert!(next().starts_with("NAME"));
+    let w = Watching::start(&server, &["get", "ms", "-w"]);
+    assert!(w.next().starts_with("NAME"));
     assert_eq!(
-        cells(&next())[0][..3],
+        cells(&w.next())[0][..3],
         ["churn-model", "localhost:5000/churn-model:v1", "3"]
     );
     ok(&server, &["scale", "ms", "churn-model", "--replicas", "7"]);
-    let row = loop {
-        let line = next();
-        if cells(&line)[0].get(2).is_some_and(|d| d == "7") {
-            break line;
-        }
-    };
+    let row = w.until(|l| cells(l)[0].get(2).is_some_and(|d| d == "7"));
     assert!(row.starts_with("churn-model "), "{row}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_watch_streams_yaml_documents() {
+    let server = TestServer::start().await.unwrap();
+    ok(&server, &["apply", "-f", &examples()]);
+    let w = Watching::start(&server, &["get", "ms", "churn-model", "-w", "-o", "yaml"]);
+    assert_eq!(w.next(), "---");
+    w.until(|l| l == "  replicas: 3");
+    ok(&server, &["scale", "ms", "churn-model", "--replicas", "4"]);
+    w.until(|l| l == "---");
+    w.until(|l| l == "  replicas: 4");
+    let err = fails(&server, &["get", "ms,cm", "-w"], None);
+    assert!(err.contains("single resource type"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubeconfig_flag_wins_over_the_environment() {
+    let server = TestServer::start().await.unwrap();
+    ok(&server, &["apply", "-f", &examples()]);
+    let out = berth(&server)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .args(["get", "ms", "-o", "name", "--kubeconfig"])
+        .arg(server.kubeconfig())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "modelservice.berth.dev/churn-model\n"
+    );
+    let out = berth(&server)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .args(["get", "ms"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("KUBECONFIG"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

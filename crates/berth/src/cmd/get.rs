@@ -110,6 +110,9 @@ async fn get(args: Args) -> anyhow::Result<()> {
         }
     }
     let several = kinds.len() > 1;
+    if several && args.watch {
+        anyhow::bail!("you may only specify a single resource type with --watch");
+    }
     for (kind, names) in kinds {
         let namespace = match (kind.namespaced, args.all_namespaces && names.is_empty()) {
             (true, false) => Some(conn.namespace.clone()),
@@ -226,6 +229,31 @@ async fn watch_rows(
     opts: table::Options,
     mut widths: Vec<usize>,
 ) -> anyhow::Result<()> {
+    watch(q, args, rv, true, |obj| {
+        let t: Table = serde_json::from_value(obj).context("decoding a watched Table")?;
+        for row in table::rows(&t, opts) {
+            let grown = table::widths(std::slice::from_ref(&row));
+            widths = widths
+                .iter()
+                .zip(grown.iter().chain(std::iter::repeat(&0)))
+                .map(|(a, b)| *a.max(b))
+                .collect();
+            println!("{}", table::format_line(&row, &widths));
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Watches the query's objects from `rv` (as Tables when `tables`), calling `on_object` per
+/// added, modified or deleted object; reconnects when the server ends a watch.
+async fn watch(
+    q: &Query<'_>,
+    args: &Args,
+    rv: &str,
+    tables: bool,
+    mut on_object: impl FnMut(Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut wp = WatchParams::default().timeout(290);
     if let Some(s) = &args.selector {
         wp = wp.labels(s);
@@ -236,7 +264,9 @@ async fn watch_rows(
     let mut rv = rv.to_string();
     loop {
         let mut req = Request::new(q.url()).watch(&wp, &rv)?;
-        req.headers_mut().insert("accept", TABLE_ACCEPT.parse()?);
+        if tables {
+            req.headers_mut().insert("accept", TABLE_ACCEPT.parse()?);
+        }
         let stream = q
             .conn
             .client
@@ -253,67 +283,94 @@ async fn watch_rows(
                 }
                 WatchEvent::Error(e) => anyhow::bail!("watch: {}", e.message),
             };
-            let t: Table =
-                serde_json::from_value(obj.clone()).context("decoding a watched Table")?;
-            if let Some(v) = t.metadata["resourceVersion"].as_str().or_else(|| {
-                t.rows
-                    .first()
-                    .and_then(|r| r.object["metadata"]["resourceVersion"].as_str())
-            }) {
-                rv = v.to_string();
+            if let Some(v) = resource_version(&obj) {
+                rv = v;
             }
-            for row in table::rows(&t, opts) {
-                let grown = table::widths(std::slice::from_ref(&row));
-                widths = widths
-                    .iter()
-                    .zip(grown.iter().chain(std::iter::repeat(&0)))
-                    .map(|(a, b)| *a.max(b))
-                    .collect();
-                println!("{}", table::format_line(&row, &widths));
-            }
+            on_object(obj)?;
         }
     }
 }
 
-/// Prints objects as YAML, JSON or names.
+/// The resourceVersion of a watched object or one-row Table.
+fn resource_version(obj: &Value) -> Option<String> {
+    let from_row = || obj["rows"][0]["object"]["metadata"]["resourceVersion"].as_str();
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|v| !v.is_empty())
+        .or_else(from_row)
+        .map(String::from)
+}
+
+/// Prints objects as YAML, JSON or names (with `-w`, one document per object and change).
 async fn print_objects(q: &Query<'_>, args: &Args) -> anyhow::Result<(bool, Vec<anyhow::Error>)> {
-    let (mut objects, errs) = fetch_objects(q, args.selector.as_deref()).await?;
-    if !args.show_managed_fields {
-        for o in &mut objects {
-            if let Some(meta) = o["metadata"].as_object_mut() {
-                meta.remove("managedFields");
-            }
-        }
+    let (mut objects, errs, rv) = fetch_objects(q, args.selector.as_deref()).await?;
+    for o in &mut objects {
+        tidy(q, o, args);
     }
     let single = q.names.len() == 1 && objects.len() == 1;
     let text = match args.output {
+        _ if args.watch => objects
+            .iter()
+            .map(|o| render_one(q, args, o))
+            .collect::<Result<String, _>>()?,
         Some(Output::Name) => objects
             .iter()
-            .map(|o| {
-                format!(
-                    "{}/{}\n",
-                    q.kind.object_prefix(),
-                    o["metadata"]["name"].as_str().unwrap_or("")
-                )
-            })
-            .collect(),
-        Some(Output::Json) if single => serde_json::to_string_pretty(&objects[0])? + "\n",
+            .map(|o| render_one(q, args, o))
+            .collect::<Result<String, _>>()?,
+        Some(Output::Json) if single => render_one(q, args, &objects[0])?,
         Some(Output::Json) => serde_json::to_string_pretty(&as_list(objects.clone()))? + "\n",
         _ if single => serde_yaml::to_string(&objects[0])?,
         _ => serde_yaml::to_string(&as_list(objects.clone()))?,
     };
     print!("{text}");
+    if args.watch {
+        watch(q, args, &rv, false, |mut obj| {
+            tidy(q, &mut obj, args);
+            print!("{}", render_one(q, args, &obj)?);
+            Ok(())
+        })
+        .await?;
+    }
     Ok((!objects.is_empty(), errs))
+}
+
+/// Hides managedFields (unless asked for) and fills in apiVersion and kind (list items may
+/// omit them).
+fn tidy(q: &Query<'_>, obj: &mut Value, args: &Args) {
+    obj["apiVersion"] = json!(q.kind.ar.api_version);
+    obj["kind"] = json!(q.kind.ar.kind);
+    if !args.show_managed_fields
+        && let Some(meta) = obj["metadata"].as_object_mut()
+    {
+        meta.remove("managedFields");
+    }
+}
+
+/// One object in the chosen format; YAML documents start with `---` when watching.
+fn render_one(q: &Query<'_>, args: &Args, obj: &Value) -> anyhow::Result<String> {
+    Ok(match args.output {
+        Some(Output::Name) => {
+            format!(
+                "{}/{}\n",
+                q.kind.object_prefix(),
+                obj["metadata"]["name"].as_str().unwrap_or("")
+            )
+        }
+        Some(Output::Json) => serde_json::to_string_pretty(obj)? + "\n",
+        _ if args.watch => format!("---\n{}", serde_yaml::to_string(obj)?),
+        _ => serde_yaml::to_string(obj)?,
+    })
 }
 
 /// Objects as JSON, with apiVersion and kind filled in (lists may omit them per item).
 async fn fetch_objects(
     q: &Query<'_>,
     selector: Option<&str>,
-) -> anyhow::Result<(Vec<Value>, Vec<anyhow::Error>)> {
+) -> anyhow::Result<(Vec<Value>, Vec<anyhow::Error>, String)> {
     let request = Request::new(q.url());
     let mut objects = Vec::new();
     let mut errs = Vec::new();
+    let mut rv = String::from("0");
     if q.names.is_empty() {
         let list: Value = q
             .conn
@@ -322,6 +379,10 @@ async fn fetch_objects(
             .await
             .map_err(explain)?;
         objects.extend(list["items"].as_array().cloned().unwrap_or_default());
+        rv = list["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
     }
     for name in &q.names {
         match q
@@ -330,15 +391,25 @@ async fn fetch_objects(
             .request::<Value>(request.get(name, &Default::default())?)
             .await
         {
-            Ok(o) => objects.push(o),
+            Ok(o) => {
+                // Watching named objects starts after the newest of them.
+                if let Some(v) = resource_version(&o).filter(|v| newer(v, &rv)) {
+                    rv = v;
+                }
+                objects.push(o);
+            }
             Err(e) => errs.push(explain(e)),
         }
     }
-    for o in &mut objects {
-        o["apiVersion"] = json!(q.kind.ar.api_version);
-        o["kind"] = json!(q.kind.ar.kind);
+    Ok((objects, errs, rv))
+}
+
+/// Whether resourceVersion `a` is newer than `b` (berth's are store revisions, so numeric).
+fn newer(a: &str, b: &str) -> bool {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => true,
     }
-    Ok((objects, errs))
 }
 
 fn as_list(items: Vec<Value>) -> Value {

@@ -330,6 +330,14 @@ async fn namespaces_stdin_multi_documents_and_all_namespaces() {
         "modelservice.berth.dev \"churn-model\" deleted\n"
     );
     assert_eq!(model_services(&server, None).await.len(), 1);
+    let out = run(&server, &["delete", "ms", "-n", "team-a", "-l", "app=other"], None);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "No resources found");
+    assert_eq!(
+        ok(&server, &["delete", "ms", "-n", "team-a", "-l", "app=churn-model"]),
+        "modelservice.berth.dev \"churn-model\" deleted\n"
+    );
+    assert!(model_services(&server, None).await.is_empty());
 }
 
 /// A running `berth get ... -w` whose stdout lines arrive on a channel; killed on drop.

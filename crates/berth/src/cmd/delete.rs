@@ -31,6 +31,12 @@ pub struct Args {
     /// Treat "not found" as success.
     #[arg(long)]
     pub ignore_not_found: bool,
+    /// Delete the objects of KIND matching this label selector (instead of names).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// Delete every object of KIND in the namespace.
+    #[arg(long)]
+    pub all: bool,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -74,10 +80,13 @@ async fn delete(args: Args) -> anyhow::Result<()> {
     let conn = args.conn.connect().await?;
     let catalog = Catalog::load(&conn.client).await?;
     let items = if docs.is_empty() {
-        items_from_args(&args, &conn, &catalog)?
+        items_from_args(&args, &conn, &catalog).await?
     } else {
         items_from_docs(&docs, &conn, &catalog)?
     };
+    if items.is_empty() {
+        eprintln!("No resources found");
+    }
     let mut failed = Vec::new();
     let mut deleted = Vec::new();
     for item in &items {
@@ -103,7 +112,7 @@ async fn delete(args: Args) -> anyhow::Result<()> {
     super::get::finish(failed)
 }
 
-fn items_from_args<'a>(
+async fn items_from_args<'a>(
     args: &Args,
     conn: &Conn,
     catalog: &'a Catalog,
@@ -111,17 +120,52 @@ fn items_from_args<'a>(
     let mut items = Vec::new();
     for t in target::parse(&args.targets)? {
         let kind = catalog.find(&t.kind)?;
-        if t.names.is_empty() {
-            anyhow::bail!("resource(s) were provided, but no name was specified");
-        }
         let namespace = kind.namespaced.then(|| conn.namespace.clone());
-        items.extend(t.names.into_iter().map(|name| Item {
+        let by_query = args.selector.is_some() || args.all;
+        let names = match (t.names.is_empty(), by_query) {
+            (false, false) => t.names,
+            (true, true) => {
+                list_names(conn, kind, namespace.as_deref(), args.selector.as_deref()).await?
+            }
+            (true, false) => anyhow::bail!("resource(s) were provided, but no name was specified"),
+            (false, true) => {
+                anyhow::bail!("name cannot be provided when a selector or --all is specified")
+            }
+        };
+        items.extend(names.into_iter().map(|name| Item {
             kind,
             namespace: namespace.clone(),
             name,
         }));
     }
     Ok(items)
+}
+
+/// The names of the objects of `kind` matching `selector` (all of them when `None`).
+async fn list_names(
+    conn: &Conn,
+    kind: &Kind,
+    namespace: Option<&str>,
+    selector: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let api = api_for(
+        &conn.client,
+        &Item {
+            kind,
+            namespace: namespace.map(String::from),
+            name: String::new(),
+        },
+    );
+    let mut lp = kube::api::ListParams::default();
+    if let Some(s) = selector {
+        lp = lp.labels(s);
+    }
+    let list = api.list(&lp).await.map_err(explain)?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|o| o.metadata.name)
+        .collect())
 }
 
 fn items_from_docs<'a>(

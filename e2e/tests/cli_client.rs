@@ -330,11 +330,21 @@ async fn namespaces_stdin_multi_documents_and_all_namespaces() {
         "modelservice.berth.dev \"churn-model\" deleted\n"
     );
     assert_eq!(model_services(&server, None).await.len(), 1);
-    let out = run(&server, &["delete", "ms", "-n", "team-a", "-l", "app=other"], None);
+    let out = run(
+        &server,
+        &["delete", "ms", "-n", "team-a", "-l", "app=other"],
+        None,
+    );
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "No resources found");
     assert_eq!(
-        ok(&server, &["delete", "ms", "-n", "team-a", "-l", "app=churn-model"]),
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "No resources found"
+    );
+    assert_eq!(
+        ok(
+            &server,
+            &["delete", "ms", "-n", "team-a", "-l", "app=churn-model"]
+        ),
         "modelservice.berth.dev \"churn-model\" deleted\n"
     );
     assert!(model_services(&server, None).await.is_empty());
@@ -569,4 +579,20 @@ async fn an_unreachable_server_is_reported() {
         None,
     );
     assert!(err.contains("Unable to connect to the server"), "{err}");
+}
+
+#[test]
+fn crd_command_prints_the_committed_manifest() {
+    let out = Command::new(berth_e2e::berth_bin())
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(
+        berth_e2e::repo_root().join("manifests/crds/modelservices.berth.dev.yaml"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+    let crd: Value = serde_yaml::from_slice(&out.stdout).unwrap();
+    assert_eq!(crd["metadata"]["name"], "modelservices.berth.dev");
 }

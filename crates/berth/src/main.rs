@@ -4,6 +4,7 @@
 //! still single-threaded (libcontainer forks), so no tokio runtime exists before a subcommand asks
 //! for one through [`rt::block_on`].
 
+mod client;
 mod cmd;
 mod rt;
 

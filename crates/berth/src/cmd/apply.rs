@@ -6,10 +6,10 @@
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 
-use super::get::client::connect::ConnArgs;
-use super::get::client::discovery::{Catalog, Kind};
-use super::get::client::errors::explain;
-use super::get::client::manifest::{self, Doc};
+use crate::client::connect::ConnArgs;
+use crate::client::discovery::{Catalog, Kind};
+use crate::client::errors::explain;
+use crate::client::manifest::{self, Doc};
 
 /// The field manager berth's applies own fields as.
 pub const FIELD_MANAGER: &str = "berth";

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject};
 
-use super::get::client::connect::{Conn, ConnArgs};
-use super::get::client::discovery::{Catalog, Kind};
-use super::get::client::errors::{explain, is_not_found};
-use super::get::client::{manifest, target};
+use crate::client::connect::{Conn, ConnArgs};
+use crate::client::discovery::{Catalog, Kind};
+use crate::client::errors::{explain, is_not_found};
+use crate::client::{manifest, target};
 
 /// Arguments of `berth delete`.
 #[derive(clap::Args)]

@@ -6,11 +6,11 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::ApiResource;
 use serde_json::Value;
 
-use super::get::client::connect::ConnArgs;
-use super::get::client::discovery::Catalog;
-use super::get::client::errors::explain;
-use super::get::client::table::age_of;
-use super::get::client::target;
+use crate::client::connect::ConnArgs;
+use crate::client::discovery::Catalog;
+use crate::client::errors::explain;
+use crate::client::table::age_of;
+use crate::client::target;
 
 /// Arguments of `berth describe`.
 #[derive(clap::Args)]

@@ -1,10 +1,7 @@
 //! `berth get`: lists or shows objects as the server's Table (the columns each kind declares),
 //! or as YAML/JSON/names, optionally watching for changes.
 
-// The client helpers live in src/client/; until main.rs declares `mod client;` they are compiled
-// as a child of this module (shared by apply, describe, delete and scale through `super::get`).
-#[path = "../client/mod.rs"]
-pub mod client;
+use crate::client;
 
 use std::io::Write;
 

@@ -4,10 +4,10 @@
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::json;
 
-use super::get::client::connect::ConnArgs;
-use super::get::client::discovery::Catalog;
-use super::get::client::errors::explain;
-use super::get::client::target;
+use crate::client::connect::ConnArgs;
+use crate::client::discovery::Catalog;
+use crate::client::errors::explain;
+use crate::client::target;
 
 /// Arguments of `berth scale`.
 #[derive(clap::Args)]

@@ -263,6 +263,10 @@ async fn controller_style_server_side_apply() {
     let first = pods.patch("ctl-0", &pp, &Patch::Apply(&child)).await.unwrap();
     let second = pods.patch("ctl-0", &pp, &Patch::Apply(&child)).await.unwrap();
     assert_eq!(first.metadata.uid, second.metadata.uid);
+    assert_eq!(
+        first.metadata.resource_version, second.metadata.resource_version,
+        "an apply that changes nothing must not write (watchers would see a spurious MODIFIED)"
+    );
     assert_eq!(second.metadata.labels.unwrap()["app"], "ctl");
     // Apply without a fieldManager is rejected.
     let err = pods.patch("ctl-0", &PatchParams::default(), &Patch::Apply(&child)).await.unwrap_err();

@@ -133,7 +133,10 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, operation: &str) -> ApiRes
         } else {
             meta.remove("generation");
         }
-        meta.remove("managedFields");
+        // An apply that creates the object arrives with its manager's entry already computed.
+        if operation != "Apply" {
+            meta.remove("managedFields");
+        }
     }
     if operation == "Update" {
         let fields = managed::fields_of(&obj);
@@ -262,9 +265,10 @@ pub async fn commit_as(ctx: &Ctx, key: &str, expected: i64, obj: Value, old: &Va
     if ctx.query.dry_run() {
         return Ok(obj);
     }
-    if old == &obj {
-        // No-op writes do not bump the resourceVersion (like kube-apiserver).
-        return Ok(obj);
+    if same_but_managed_times(old, &obj) {
+        // No-op writes do not bump the resourceVersion (like kube-apiserver), even though a
+        // repeated apply restamps its managedFields entry: the stored object stays as it was.
+        return Ok(old.clone());
     }
     let kv = match ctx.srv.store.update(key, object::encode(&obj, &ctx.r)?, expected).await {
         Ok(kv) => kv,
@@ -283,6 +287,20 @@ pub async fn commit_as(ctx: &Ctx, key: &str, expected: i64, obj: Value, old: &Va
     }
     crd::after_write(&ctx.srv, &ctx.r, &stored);
     Ok(stored)
+}
+
+/// Whether two versions of an object differ at most in the `time` of their managedFields entries.
+fn same_but_managed_times(a: &Value, b: &Value) -> bool {
+    fn without_times(v: &Value) -> Value {
+        let mut v = v.clone();
+        if let Some(entries) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
+            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
+                entry.remove("time");
+            }
+        }
+        v
+    }
+    a == b || without_times(a) == without_times(b)
 }
 
 /// PUT on an object (or its status subresource).

@@ -16,7 +16,6 @@ pub mod gc;
 pub mod handler;
 pub mod kubeconfig;
 pub mod managed;
-pub mod memstore;
 pub mod object;
 pub mod patching;
 pub mod path;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_apiserver::memstore::MemStore;
+use berth_store::MemStore;
 use berth_apiserver::{Config, Options};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;

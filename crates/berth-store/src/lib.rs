@@ -20,11 +20,13 @@ use futures::Stream;
 
 mod codec;
 mod compaction;
+mod mem_store;
 mod redb_store;
 mod watch;
 mod writer;
 
 pub use compaction::{compact_once, spawn_auto_compaction};
+pub use mem_store::MemStore;
 pub use redb_store::{RedbStore, StoreOptions};
 
 /// A global store revision. Starts at 0 for an empty store; the first write has revision 1.

@@ -56,7 +56,7 @@ pub fn default_data_dir() -> PathBuf {
 /// Opens the object store under DIR/server.
 fn open_store(args: &Args, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn berth_store::Store>> {
     if args.ephemeral {
-        return Ok(Arc::new(berth_apiserver::memstore::MemStore::new()));
+        return Ok(Arc::new(berth_store::MemStore::new()));
     }
     let dir = data_dir.join("server");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

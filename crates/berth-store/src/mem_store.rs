@@ -1,16 +1,11 @@
-//! A small in-memory [`Store`], optionally backed by an append-only log file.
-//!
-//! It keeps every write in a history log (until compaction) so reads at old revisions and watches
-//! from old revisions behave like the durable backend. With [`MemStore::open_logged`] every write
-//! is appended to a JSON-lines file and fsynced before it is acknowledged, and the file is replayed
-//! on open — a simple durable stand-in until the redb backend is wired in.
+//! An in-memory [`Store`]: the same semantics as the durable backend (history until compaction,
+//! reads at old revisions, watches from old revisions, compare-and-swap), nothing on disk. For
+//! `berth server --ephemeral` and for tests of code that needs a store.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use berth_store::{
-    KeyValue, RangeOptions, RangeResult, Result, Revision, Store, StoreError, WatchEvent, WatchStream,
-};
+use crate::{KeyValue, RangeOptions, RangeResult, Result, Revision, Store, StoreError, WatchEvent, WatchStream};
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
@@ -36,95 +31,18 @@ struct State {
 pub struct MemStore {
     state: Mutex<State>,
     events: broadcast::Sender<WatchEvent>,
-    log: Option<Mutex<std::fs::File>>,
 }
 
 impl Default for MemStore {
     fn default() -> Self {
-        MemStore { state: Mutex::new(State::default()), events: broadcast::channel(4096).0, log: None }
+        MemStore { state: Mutex::new(State::default()), events: broadcast::channel(4096).0 }
     }
-}
-
-/// One line of the write log.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LogRecord {
-    /// The write's revision (or the compaction revision).
-    rev: Revision,
-    key: String,
-    /// Hex of the new value; `None` = deleted (or a compaction record when `compact`).
-    value: Option<String>,
-    #[serde(default)]
-    create_rev: Revision,
-    #[serde(default)]
-    compact: bool,
 }
 
 impl MemStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Opens (replaying) or creates a store persisted in the log file at `path`.
-    pub fn open_logged(path: &std::path::Path) -> std::io::Result<Self> {
-        use std::io::BufRead;
-        let mut store = MemStore::default();
-        if let Ok(f) = std::fs::File::open(path) {
-            let st = store.state.get_mut().unwrap_or_else(|e| e.into_inner());
-            for line in std::io::BufReader::new(f).lines() {
-                let line = line?;
-                // A torn last line (crash mid-append) was never acknowledged: stop there.
-                let Ok(rec) = serde_json::from_str::<LogRecord>(&line) else { break };
-                Self::replay(st, rec);
-            }
-        }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        store.log = Some(Mutex::new(file));
-        Ok(store)
-    }
-
-    fn replay(st: &mut State, rec: LogRecord) {
-        if rec.compact {
-            st.compacted = rec.rev;
-            st.history.retain(|e| e.revision > rec.rev);
-            return;
-        }
-        st.revision = rec.rev;
-        let prev = st.current.get(&rec.key).cloned();
-        let value = rec.value.and_then(|h| hex::decode(h).ok()).map(|value| KeyValue {
-            key: rec.key.clone(),
-            value,
-            create_revision: rec.create_rev,
-            mod_revision: rec.rev,
-        });
-        match &value {
-            Some(kv) => st.current.insert(rec.key.clone(), kv.clone()),
-            None => st.current.remove(&rec.key),
-        };
-        st.history.push(Entry { revision: rec.rev, key: rec.key, value, prev });
-    }
-
-    /// Appends a record and fsyncs it (no-op without a log).
-    fn persist(&self, rec: &LogRecord) -> Result<()> {
-        let Some(log) = &self.log else { return Ok(()) };
-        use std::io::Write;
-        let mut f = log.lock().unwrap_or_else(|e| e.into_inner());
-        let mut line = serde_json::to_vec(rec).map_err(|e| StoreError::Backend(e.to_string()))?;
-        line.push(b'\n');
-        f.write_all(&line).and_then(|_| f.sync_data()).map_err(|e| StoreError::Backend(e.to_string()))
-    }
-
-    fn persist_write(&self, rev: Revision, key: &str, kv: Option<&KeyValue>) -> Result<()> {
-        if self.log.is_none() {
-            return Ok(());
-        }
-        self.persist(&LogRecord {
-            rev,
-            key: key.to_string(),
-            value: kv.map(|kv| hex::encode(&kv.value)),
-            create_rev: kv.map(|kv| kv.create_revision).unwrap_or(0),
-            compact: false,
-        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -195,7 +113,6 @@ impl Store for MemStore {
         }
         let rev = st.revision + 1;
         let kv = KeyValue { key: key.into(), value, create_revision: rev, mod_revision: rev };
-        self.persist_write(rev, key, Some(&kv))?;
         st.revision = rev;
         st.current.insert(key.into(), kv.clone());
         self.record(&mut st, key, Some(kv.clone()), None);
@@ -212,7 +129,6 @@ impl Store for MemStore {
         }
         let rev = st.revision + 1;
         let kv = KeyValue { key: key.into(), value, create_revision: cur.create_revision, mod_revision: rev };
-        self.persist_write(rev, key, Some(&kv))?;
         st.revision = rev;
         st.current.insert(key.into(), kv.clone());
         self.record(&mut st, key, Some(kv.clone()), Some(cur));
@@ -228,7 +144,6 @@ impl Store for MemStore {
             return Err(StoreError::Conflict { key: key.into(), expected, current: cur });
         }
         let rev = st.revision + 1;
-        self.persist_write(rev, key, None)?;
         st.revision = rev;
         st.current.remove(key);
         self.record(&mut st, key, None, Some(cur.clone()));
@@ -277,7 +192,6 @@ impl Store for MemStore {
         let mut st = self.lock();
         if revision > st.compacted {
             let target = revision.min(st.revision);
-            self.persist(&LogRecord { rev: target, key: String::new(), value: None, create_rev: 0, compact: true })?;
             st.compacted = target;
             let c = st.compacted;
             st.history.retain(|e| e.revision > c);
@@ -289,32 +203,23 @@ impl Store for MemStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     #[tokio::test]
-    async fn logged_store_survives_reopen_with_history() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("store.log");
-        {
-            let s = MemStore::open_logged(&path).unwrap();
-            let a = s.create("/k/a", b"1".to_vec()).await.unwrap();
-            s.update("/k/a", b"2".to_vec(), a.mod_revision).await.unwrap();
-            let b = s.create("/k/b", b"x".to_vec()).await.unwrap();
-            s.delete("/k/b", b.mod_revision).await.unwrap();
-            assert!(matches!(s.update("/k/a", b"3".to_vec(), a.mod_revision).await, Err(StoreError::Conflict { .. })));
-        }
-        let s = MemStore::open_logged(&path).unwrap();
+    async fn history_watch_and_compaction_behave_like_the_durable_store() {
+        let s = MemStore::new();
+        let a = s.create("/k/a", b"1".to_vec()).await.unwrap();
+        s.update("/k/a", b"2".to_vec(), a.mod_revision).await.unwrap();
+        let b = s.create("/k/b", b"x".to_vec()).await.unwrap();
+        s.delete("/k/b", b.mod_revision).await.unwrap();
+        assert!(matches!(s.update("/k/a", b"3".to_vec(), a.mod_revision).await, Err(StoreError::Conflict { .. })));
         assert_eq!(s.current_revision().await.unwrap(), 4);
-        let a = s.get("/k/a").await.unwrap().unwrap();
-        assert_eq!((a.value.as_slice(), a.create_revision, a.mod_revision), (&b"2"[..], 1, 2));
-        assert!(s.get("/k/b").await.unwrap().is_none());
-        // History replays: a watch from revision 1 sees the update, create and delete.
+        let old = s.range("/k/", RangeOptions { revision: Some(1), ..Default::default() }).await.unwrap();
+        assert_eq!(old.kvs.len(), 1);
+        assert_eq!(old.kvs[0].value, b"1");
         let evs: Vec<Revision> = s.watch("/k/", 1).await.unwrap().take(3).map(|e| e.unwrap().revision()).collect().await;
         assert_eq!(evs, vec![2, 3, 4]);
         s.compact(3).await.unwrap();
-        drop(s);
-        let s = MemStore::open_logged(&path).unwrap();
         assert!(matches!(s.watch("/k/", 1).await, Err(StoreError::Compacted { .. })));
-        let old = s.range("/k/", RangeOptions { revision: Some(2), ..Default::default() }).await;
-        assert!(matches!(old, Err(StoreError::Compacted { .. })));
     }
 }

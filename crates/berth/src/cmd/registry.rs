@@ -121,7 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let shutdown = async {
-        wait_for_signal().await;
+        crate::rt::shutdown_signal().await;
         tracing::info!("shutting down registry");
     };
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
@@ -134,21 +134,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
 
 /// The registry flags of `berth server` (flatten into its `Args`), and the call that starts it.
 #[derive(clap::Args, Clone, Debug)]

@@ -116,25 +116,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     if !args.disable_agent {
         tracing::info!("the local agent is not part of this build yet; running without it");
     }
-    wait_for_signal().await;
+    crate::rt::shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(());
     running.stop();
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -1,1 +1,23 @@
 //! `berth-image`: OCI image content store, layouts, distribution client and Dockerfile builds.
+//!
+//! - [`store::ContentStore`]: blobs by digest, verified streaming writes.
+//! - [`client::RegistryClient`]: pull/push against OCI distribution registries.
+//! - [`local::LocalImages`]: named images on this machine (`berth images`).
+//! - [`layout`]: OCI image layout directories.
+
+pub mod auth;
+pub mod client;
+pub mod digest;
+pub mod error;
+pub mod layout;
+pub mod local;
+pub mod manifest;
+pub mod reference;
+pub mod store;
+
+pub use client::{ClientOptions, Progress, ProgressEvent, PulledImage, RegistryClient};
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use local::LocalImages;
+pub use reference::Reference;
+pub use store::ContentStore;

@@ -169,6 +169,40 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// Checks that `registry` accepts the configured credentials (`GET /v2/`, answering its
+    /// challenge with them), as `docker login` does.
+    pub async fn login_check(&self, registry: &str) -> Result<()> {
+        let url = format!("{}://{}/v2/", self.scheme(registry), registry);
+        let resp = self.http.get(&url).send().await.map_err(http_err)?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            check(resp, "GET", &url).await?;
+            return Ok(());
+        }
+        let creds = self.opts.auth.for_registry(registry).ok_or_else(|| Error::Auth { registry: registry.into(), reason: "no credentials".into() })?;
+        let header = resp.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).map(str::to_string);
+        let auth = match header.as_deref().and_then(Challenge::parse) {
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                let mut req = self.http.get(&realm).header(reqwest::header::AUTHORIZATION, creds.basic_header());
+                if let Some(s) = &service {
+                    req = req.query(&[("service", s)]);
+                }
+                let resp = req.send().await.map_err(http_err)?;
+                if !resp.status().is_success() {
+                    return Err(Error::Auth { registry: registry.into(), reason: format!("token endpoint answered {}", resp.status()) });
+                }
+                let body: serde_json::Value = resp.json().await.map_err(http_err)?;
+                let token = body.get("token").or_else(|| body.get("access_token")).and_then(|t| t.as_str()).unwrap_or_default();
+                format!("Bearer {token}")
+            }
+            _ => creds.basic_header(),
+        };
+        let resp = self.http.get(&url).header(reqwest::header::AUTHORIZATION, auth).send().await.map_err(http_err)?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(Error::Auth { registry: registry.into(), reason: "credentials rejected".into() });
+        }
+        check(resp, "GET", &url).await.map(|_| ())
+    }
+
     /// Fetches a manifest or index: (bytes, digest, content type).
     pub async fn fetch_manifest(&self, r: &Reference, object: &str) -> Result<(Vec<u8>, Digest, Option<String>)> {
         let url = self.url(r, &format!("manifests/{object}"));

@@ -1,0 +1,187 @@
+//! `berth pull` / `berth push` / `berth images` / `berth tag` / `berth rmi` / `berth login`
+//! round trips against Debian's `docker-registry` and against `berth registry`, with the source
+//! image made by `umoci` (busybox-static layer) and placed with `skopeo`. Each test has its own
+//! data dirs, docker config dir and registries, so they run in parallel.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_e2e::peer::{self, DockerRegistry, skopeo_copy, skopeo_raw_manifest};
+use berth_e2e::{berth_bin, free_port};
+
+/// Runs berth with `DOCKER_CONFIG` pointing into `home` (never the user's real config).
+fn berth(home: &Path, args: &[&str]) -> Output {
+    Command::new(berth_bin())
+        .args(args)
+        .env("DOCKER_CONFIG", home.join("docker"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "berth failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The digest berth prints after `NAME: digest: `.
+fn printed_digest(stdout: &str) -> String {
+    stdout.rsplit("digest: ").next().unwrap().trim().to_string()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("sha256:{}", String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap())
+}
+
+/// An OCI layout at `<dir>/oci` tagged `base`: an empty umoci image plus /bin/busybox.
+fn busybox_layout(dir: &Path) -> PathBuf {
+    let layout = dir.join("oci");
+    let l = layout.to_str().unwrap().to_string();
+    for args in [
+        vec!["init", "--layout", &l],
+        vec!["new", "--image", &format!("{l}:base")],
+        vec!["insert", "--image", &format!("{l}:base"), "/bin/busybox", "/bin/busybox"],
+        vec!["gc", "--layout", &l],
+    ] {
+        let out = Command::new("umoci").args(&args).output().expect("umoci installed");
+        assert!(out.status.success(), "umoci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    layout
+}
+
+/// `berth registry` on a free port with its own data dir; killed on drop.
+struct BerthRegistry {
+    child: Child,
+    port: u16,
+    data: tempfile::TempDir,
+}
+
+impl BerthRegistry {
+    fn start() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(data.path().join("registry.log")).unwrap();
+        let child = Command::new(berth_bin())
+            .args(["registry", "--port", &port.to_string(), "--data-dir"])
+            .arg(data.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut reg = BerthRegistry { child, port, data };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while peer::http_status(&reg.host(), "/v2/").is_err() {
+            assert!(reg.child.try_wait().unwrap().is_none(), "berth registry exited");
+            assert!(Instant::now() < deadline, "berth registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        reg
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn creds(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("registry/credentials")).unwrap().trim().to_string()
+    }
+}
+
+impl Drop for BerthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pull_push_round_trip_through_docker_registry_keeps_digests() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = DockerRegistry::start().unwrap();
+    let layout = busybox_layout(tmp.path());
+    let src = format!("{}/src/busybox:v1", reg.host());
+    skopeo_copy(&format!("oci:{}:base", layout.display()), &format!("docker://{src}"), None).unwrap();
+    let want = sha256(&skopeo_raw_manifest(&format!("docker://{src}"), None).unwrap());
+
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let pulled = ok(berth(tmp.path(), &["pull", "--data-dir", d, &src]));
+    assert_eq!(printed_digest(&pulled), want);
+
+    let images = ok(berth(tmp.path(), &["images", "--data-dir", d]));
+    assert!(images.lines().next().unwrap().starts_with("REPOSITORY"), "{images}");
+    assert!(images.contains(&format!("{}/src/busybox", reg.host())) && images.contains("v1"), "{images}");
+
+    // Push to another repository (cross-repo mount) and to a new tag of the same one.
+    for dst in [format!("{}/copy/bb:v2", reg.host()), format!("{}/src/busybox:again", reg.host())] {
+        let pushed = ok(berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]));
+        assert_eq!(printed_digest(&pushed), want);
+        assert_eq!(sha256(&skopeo_raw_manifest(&format!("docker://{dst}"), None).unwrap()), want);
+    }
+    // skopeo can read the pushed image's blobs back: copy it to a layout and compare manifests.
+    let back = tmp.path().join("back");
+    skopeo_copy(&format!("docker://{}/copy/bb:v2", reg.host()), &format!("oci:{}:x", back.display()), None).unwrap();
+
+    // A second data dir pulls the pushed copy to the same digest.
+    let data2 = tmp.path().join("data2");
+    let again = ok(berth(tmp.path(), &["pull", "--data-dir", data2.to_str().unwrap(), &format!("{}/copy/bb:v2", reg.host())]));
+    assert_eq!(printed_digest(&again), want);
+}
+
+#[test]
+fn push_to_berth_registry_needs_credentials_and_round_trips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let peer_reg = DockerRegistry::start().unwrap();
+    let berth_reg = BerthRegistry::start();
+    let layout = busybox_layout(tmp.path());
+    let src = format!("{}/src/busybox:v1", peer_reg.host());
+    skopeo_copy(&format!("oci:{}:base", layout.display()), &format!("docker://{src}"), None).unwrap();
+
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let want = printed_digest(&ok(berth(tmp.path(), &["pull", "--data-dir", d, &src])));
+    let dst = format!("{}/team/busybox:v1", berth_reg.host());
+
+    // No credentials anywhere: the registry refuses the push.
+    let refused = berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    // Wrong credentials: login fails and stores nothing.
+    let bad = berth(tmp.path(), &["login", &berth_reg.host(), "-u", "berth", "-p", "wrong"]);
+    assert!(!bad.status.success());
+    assert!(!tmp.path().join("docker/config.json").exists());
+
+    // Login with the registry's generated credentials (read from its data dir), then push.
+    let reg_data = berth_reg.data.path().to_str().unwrap();
+    ok(berth(tmp.path(), &["login", "--data-dir", reg_data, &berth_reg.host()]));
+    let stored = std::fs::read_to_string(tmp.path().join("docker/config.json")).unwrap();
+    assert!(stored.contains(&berth_reg.host()), "{stored}");
+    assert_eq!(printed_digest(&ok(berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]))), want);
+    let raw = skopeo_raw_manifest(&format!("docker://{dst}"), Some(&berth_reg.creds())).unwrap();
+    assert_eq!(sha256(&raw), want);
+
+    // Anonymous pull (berth registry's default auth mode) into a fresh data dir.
+    let data2 = tmp.path().join("data2");
+    let d2 = data2.to_str().unwrap();
+    std::fs::remove_file(tmp.path().join("docker/config.json")).unwrap();
+    assert_eq!(printed_digest(&ok(berth(tmp.path(), &["pull", "--data-dir", d2, &dst]))), want);
+
+    // tag + rmi: removing one of two names keeps the blobs, removing the last frees them.
+    ok(berth(tmp.path(), &["tag", "--data-dir", d2, &dst, "local/copy:x"]));
+    let blobs = |p: &Path| std::fs::read_dir(p.join("images/blobs/sha256")).unwrap().count();
+    let before = blobs(&data2);
+    assert!(before >= 3);
+    ok(berth(tmp.path(), &["rmi", "--data-dir", d2, &dst]));
+    assert_eq!(blobs(&data2), before);
+    let images = ok(berth(tmp.path(), &["images", "--data-dir", d2]));
+    assert!(images.contains("local/copy") && !images.contains("team/busybox"), "{images}");
+    ok(berth(tmp.path(), &["rmi", "--data-dir", d2, "local/copy:x"]));
+    assert_eq!(blobs(&data2), 0);
+    assert!(!berth(tmp.path(), &["rmi", "--data-dir", d2, "local/copy:x"]).status.success());
+}

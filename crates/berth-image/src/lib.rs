@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod digest;
+pub mod dockerfile;
 pub mod error;
 pub mod layout;
 pub mod local;

@@ -10,6 +10,7 @@ pub mod client;
 pub mod digest;
 pub mod dockerfile;
 pub mod error;
+pub mod layer;
 pub mod layout;
 pub mod local;
 pub mod manifest;

@@ -132,9 +132,24 @@ impl ContentStore {
         m.lock_owned().await
     }
 
-    fn ingest_path(&self) -> PathBuf {
+    /// A fresh temp path inside the store (same file system, so it can be renamed in).
+    pub fn ingest_path(&self) -> PathBuf {
         let n = INGEST_SEQ.fetch_add(1, Ordering::Relaxed);
         self.root.join("ingest").join(format!("{}-{}", std::process::id(), n))
+    }
+
+    /// Moves a finished temp file (from [`ContentStore::ingest_path`]) into place after
+    /// re-hashing it; a mismatch keeps nothing.
+    pub fn commit_verified(&self, tmp: &Path, digest: &Digest) -> Result<()> {
+        let mut f = std::fs::File::open(tmp).map_err(|e| Error::io("open", tmp, e))?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h).map_err(|e| Error::io("read", tmp, e))?;
+        let actual = Digest::from_hasher(h);
+        if actual != *digest {
+            let _ = std::fs::remove_file(tmp);
+            return Err(Error::DigestMismatch { expected: digest.to_string(), actual: actual.to_string() });
+        }
+        self.commit_file(tmp, digest)
     }
 
     fn commit_file(&self, tmp: &Path, digest: &Digest) -> Result<()> {

@@ -132,6 +132,11 @@ impl LayerBuilder {
         Ok(())
     }
 
+    /// Merges another builder's entries (later entries replace earlier ones).
+    pub fn extend(&mut self, other: LayerBuilder) {
+        self.entries.extend(other.entries);
+    }
+
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -6,6 +6,7 @@
 //! - [`layout`]: OCI image layout directories.
 
 pub mod auth;
+pub mod build;
 pub mod client;
 pub mod digest;
 pub mod dockerfile;

@@ -96,11 +96,40 @@ fn progress_bars(verb: &'static str) -> Option<Progress> {
 pub struct BuildArgs {
     #[command(flatten)]
     common: Common,
+    /// Name(s) for the image (NAME[:TAG]).
+    #[arg(short, long = "tag", required = true)]
+    tags: Vec<String>,
+    /// The Dockerfile (default CONTEXT/Dockerfile).
+    #[arg(short, long = "file")]
+    file: Option<PathBuf>,
+    /// Build-time variables (KEY=VALUE).
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    build_args: Vec<String>,
+    /// Build context directory.
+    context: PathBuf,
 }
 
 /// Runs `berth build`.
-pub fn build(_args: BuildArgs) -> anyhow::Result<()> {
-    bail!("`berth build` is not available in this build yet")
+pub fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let images = args.common.images()?;
+    let tags = args.tags.iter().map(|t| Reference::parse(t)).collect::<Result<Vec<_>, _>>()?;
+    let mut build_args = HashMap::new();
+    for kv in &args.build_args {
+        let (k, v) = kv.split_once('=').with_context(|| format!("--build-arg {kv:?}: expected KEY=VALUE"))?;
+        build_args.insert(k.to_string(), v.to_string());
+    }
+    let opts = berth_image::build::BuildOptions { context: args.context.clone(), dockerfile: args.file.clone(), build_args, tags: tags.clone() };
+    // Base images are pulled with the credentials of the first tag's registry (bare names: local).
+    let registry = tags.first().map(|t| t.registry.clone()).unwrap_or_default();
+    let client = args.common.client(&registry)?;
+    let log = |line: &str| eprintln!("{line}");
+    let builder = berth_image::build::Builder::new(&images, &client, &log);
+    let out = runtime()?.block_on(builder.build(&opts))?;
+    eprintln!("{} layer step(s) built, {} from cache", out.built_steps, out.cached_steps);
+    for t in &tags {
+        println!("{t}: digest: {}", out.manifest_digest);
+    }
+    Ok(())
 }
 
 /// Arguments of `berth push`.

@@ -1,1 +1,3 @@
 //! `berth-runtime`: berth embedded CRI runtime: images, snapshots, pod sandboxes, containers.
+
+pub mod snapshot;

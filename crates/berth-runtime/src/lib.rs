@@ -1,3 +1,4 @@
 //! `berth-runtime`: berth embedded CRI runtime: images, snapshots, pod sandboxes, containers.
 
+pub mod oci;
 pub mod snapshot;

@@ -1,336 +1,345 @@
-//! OCI runtime spec (`config.json`) generation from an image config and a container request.
-//!
-//! The input is a plain [`SpecInput`] (no CRI types) so this module is pure logic, testable
-//! without root; the container manager fills it from the CRI `ContainerConfig` and the sandbox.
+//! OCI runtime spec generation: from an image's config and a container's (CRI-derived) settings
+//! to the `config.json` runc executes. Pure logic apart from reading the rootfs' passwd/group.
 
-mod defaults;
-mod process;
 mod user;
 
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder,
-    Mount, MountBuilder, PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    Capabilities, Capability, LinuxCpu, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids,
+    LinuxResources, Mount, Process, Root, Spec, User,
 };
 
-pub use defaults::{DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
-pub use process::{merge_argv, merge_cwd, merge_env, DEFAULT_PATH};
-pub use user::{resolve_user, ResolvedUser, UserRequest};
+pub use user::{resolve as resolve_user, ResolvedUser};
 
-/// Errors while building a runtime spec.
+/// Why a spec could not be generated.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    /// Neither the request nor the image gives a command.
-    #[error("no command specified")]
+    /// Neither the container nor the image says what to run.
+    #[error("no command: the container sets none and the image has no ENTRYPOINT/CMD")]
     NoCommand,
-    /// A user name not present in the image's /etc/passwd.
-    #[error("unable to find user {0} in the image's /etc/passwd")]
+    /// A user name not present in the rootfs' /etc/passwd.
+    #[error("user {0:?} not found in the image's /etc/passwd")]
     UnknownUser(String),
-    /// A group name not present in the image's /etc/group.
-    #[error("unable to find group {0} in the image's /etc/group")]
+    /// A group name not present in the rootfs' /etc/group.
+    #[error("group {0:?} not found in the image's /etc/group")]
     UnknownGroup(String),
-    /// A capability name the runtime does not know.
+    /// A capability name this runtime does not know.
     #[error("unknown capability {0:?}")]
-    UnknownCapability(String),
-    /// Reading a file of the rootfs failed.
-    #[error("reading {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// oci-spec rejected a value.
-    #[error("building the runtime spec: {0}")]
-    Spec(#[from] oci_spec::OciSpecError),
+    Capability(String),
+    /// oci-spec refused a value.
+    #[error("building the OCI spec: {0}")]
+    Spec(String),
 }
 
-/// A host path bind-mounted into the container.
+/// A bind mount requested for the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
-    /// Path inside the container.
-    pub container_path: PathBuf,
     /// Path on the host.
     pub host_path: PathBuf,
-    /// Mount read-only.
+    /// Path inside the container.
+    pub container_path: PathBuf,
+    /// Mounted read-only.
     pub readonly: bool,
 }
 
-/// Files and namespaces shared with the pod sandbox.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SandboxShare {
-    /// Path of the sandbox's network namespace (pinned by a bind mount); `None` = host network.
-    pub netns_path: Option<PathBuf>,
-    /// Host file bind-mounted at /etc/hostname.
-    pub hostname_path: Option<PathBuf>,
-    /// Host file bind-mounted at /etc/hosts.
-    pub hosts_path: Option<PathBuf>,
-    /// Host file bind-mounted at /etc/resolv.conf.
-    pub resolv_conf_path: Option<PathBuf>,
-    /// The pod hostname (set in the UTS namespace).
-    pub hostname: String,
-}
-
-/// Resource limits; `None` / 0 means unlimited (the CRI convention).
+/// cgroup limits; `None` (or 0 from CRI, mapped by the caller) means unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
-    /// cpu.shares (v1) weight.
+    /// CPU shares (relative weight).
     pub cpu_shares: Option<u64>,
-    /// CFS quota in µs per period.
+    /// CFS quota in microseconds per period.
     pub cpu_quota: Option<i64>,
-    /// CFS period in µs.
+    /// CFS period in microseconds.
     pub cpu_period: Option<u64>,
     /// Memory limit in bytes.
-    pub memory_limit_bytes: Option<i64>,
-    /// Maximum number of pids.
+    pub memory_limit: Option<i64>,
+    /// Maximum number of processes.
     pub pids_limit: Option<i64>,
 }
 
-/// Security settings of the container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Security {
-    /// All capabilities, no masked/readonly paths, writable /sys.
+/// Everything about the container that is not in the image (the CRI ContainerConfig + sandbox).
+#[derive(Debug, Clone, Default)]
+pub struct ContainerParams {
+    /// Overrides the image ENTRYPOINT (Kubernetes `command`).
+    pub command: Vec<String>,
+    /// Overrides the image CMD (Kubernetes `args`).
+    pub args: Vec<String>,
+    /// Environment, overriding the image's variables of the same name.
+    pub envs: Vec<(String, String)>,
+    /// Working directory; the image's (or `/`) when empty.
+    pub working_dir: Option<String>,
+    /// Numeric user; wins over the image USER.
+    pub run_as_user: Option<u32>,
+    /// User name; wins over `run_as_user`.
+    pub run_as_username: Option<String>,
+    /// Primary group override.
+    pub run_as_group: Option<u32>,
+    /// Extra supplementary groups.
+    pub supplemental_groups: Vec<u32>,
+    /// Bind mounts (volumes).
+    pub mounts: Vec<BindMount>,
+    /// The sandbox network namespace to join; a new one when `None`.
+    pub netns_path: Option<PathBuf>,
+    /// The pod hostname.
+    pub hostname: String,
+    /// Sandbox files bind-mounted at /etc/hostname, /etc/hosts, /etc/resolv.conf.
+    pub etc_files: Vec<(PathBuf, &'static str)>,
+    /// cgroup limits.
+    pub resources: Resources,
+    /// The cgroups path given to runc.
+    pub cgroups_path: Option<PathBuf>,
+    /// Run with every capability and device access.
     pub privileged: bool,
     /// Mount the rootfs read-only.
     pub readonly_rootfs: bool,
-    /// Set no_new_privs (CRI default true in berth).
-    pub no_new_privs: bool,
-    /// Capability names to add (`CAP_X` or `X`; `ALL` allowed).
+    /// Allow gaining privileges through setuid binaries (false = no_new_privileges, the default).
+    pub allow_privilege_escalation: bool,
+    /// Capabilities added to the default set (`CAP_` prefix optional).
     pub add_capabilities: Vec<String>,
-    /// Capability names to drop (`CAP_X` or `X`; `ALL` allowed).
+    /// Capabilities dropped from the default set (`ALL` drops every one).
     pub drop_capabilities: Vec<String>,
-    /// Replaces the default masked paths when `Some`.
-    pub masked_paths: Option<Vec<String>>,
-    /// Replaces the default read-only paths when `Some`.
-    pub readonly_paths: Option<Vec<String>>,
 }
 
-impl Default for Security {
-    fn default() -> Self {
-        Security {
-            privileged: false,
-            readonly_rootfs: false,
-            no_new_privs: true,
-            add_capabilities: Vec::new(),
-            drop_capabilities: Vec::new(),
-            masked_paths: None,
-            readonly_paths: None,
-        }
-    }
-}
+/// The capabilities a container gets by default (the list containerd and Docker use).
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+];
 
-/// Everything needed to generate a container's runtime spec.
-#[derive(Debug, Clone, Default)]
-pub struct SpecInput {
-    /// Root filesystem directory (the overlay mount point), used for the spec root and for
-    /// resolving user names.
-    pub rootfs: PathBuf,
-    /// CRI `command` (replaces the image Entrypoint).
-    pub command: Vec<String>,
-    /// CRI `args` (replace the image Cmd).
-    pub args: Vec<String>,
-    /// CRI `working_dir`, empty = image default.
-    pub working_dir: String,
-    /// CRI `envs`, in order.
-    pub envs: Vec<(String, String)>,
-    /// User selection.
-    pub user: UserRequest,
-    /// Allocate a terminal.
-    pub tty: bool,
-    /// CRI mounts.
-    pub mounts: Vec<BindMount>,
-    /// What is shared with the sandbox.
-    pub sandbox: SandboxShare,
-    /// Limits.
-    pub resources: Resources,
-    /// Security settings.
-    pub security: Security,
-    /// `linux.cgroupsPath` (for runc's cgroupfs driver: a path like `/berth/<id>`).
-    pub cgroups_path: String,
-}
+/// Every capability of Linux 5.9+ (privileged containers get them all).
+const ALL_CAPABILITIES: &[&str] = &[
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
+    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+];
 
-/// Builds the runtime spec for `input` on top of the image config.
-pub fn build_spec(image: &ImageConfiguration, input: &SpecInput) -> Result<Spec, OciError> {
-    let cfg = image.config().clone().unwrap_or_default();
-    let argv = merge_argv(
-        cfg.entrypoint().as_deref().unwrap_or_default(),
-        cfg.cmd().as_deref().unwrap_or_default(),
-        &input.command,
-        &input.args,
-    )?;
-    let user = resolve_user(&input.rootfs, cfg.user().as_deref(), &input.user)?;
-    let caps = capabilities(&input.security)?;
-    let caps = caps.into_iter().collect::<oci_spec::runtime::Capabilities>();
-    let process = ProcessBuilder::default()
-        .terminal(input.tty)
-        .args(argv)
-        .env(merge_env(cfg.env().as_deref().unwrap_or_default(), &input.envs))
-        .cwd(merge_cwd(cfg.working_dir().as_deref(), &input.working_dir))
-        .user(
-            UserBuilder::default()
-                .uid(user.uid)
-                .gid(user.gid)
-                .additional_gids(user.additional_gids.clone())
-                .build()?,
-        )
-        .capabilities(
-            LinuxCapabilitiesBuilder::default()
-                .bounding(caps.clone())
-                .effective(caps.clone())
-                .permitted(caps)
-                .build()?,
-        )
-        .rlimits(vec![PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(1024u64).soft(1024u64).build()?])
-        .no_new_privileges(input.security.no_new_privs && !input.security.privileged)
-        .build()?;
-    let spec = SpecBuilder::default()
-        .version("1.0.2")
-        .root(RootBuilder::default().path(input.rootfs.clone()).readonly(input.security.readonly_rootfs).build()?)
-        .hostname(input.sandbox.hostname.clone())
-        .mounts(mounts(input)?)
-        .process(process)
-        .linux(linux(input)?)
-        .build()?;
-    Ok(spec)
-}
-
-/// The image's stop signal (`SIGTERM` when unset).
-pub fn image_stop_signal(image: &ImageConfiguration) -> Option<String> {
-    image.config().as_ref().and_then(|c| c.stop_signal().clone()).filter(|s| !s.is_empty())
-}
-
-/// The effective capability set: defaults (or all when privileged) minus drops plus adds.
-fn capabilities(sec: &Security) -> Result<Vec<Capability>, OciError> {
-    let all = || defaults::all_capabilities();
-    if sec.privileged {
-        return Ok(all());
-    }
-    let parse = |names: &[String]| -> Result<Vec<Capability>, OciError> {
-        let mut out = Vec::new();
-        for n in names {
-            if n.eq_ignore_ascii_case("ALL") {
-                out.extend(all());
-            } else {
-                out.push(parse_capability(n)?);
-            }
-        }
-        Ok(out)
+/// The process arguments per Kubernetes rules: `command` replaces ENTRYPOINT and, when set,
+/// drops CMD; `args` replaces CMD.
+pub fn argv(image: Option<&oci_spec::image::Config>, command: &[String], args: &[String]) -> Result<Vec<String>, OciError> {
+    let entrypoint = image.and_then(|c| c.entrypoint().clone()).unwrap_or_default();
+    let cmd = image.and_then(|c| c.cmd().clone()).unwrap_or_default();
+    let out: Vec<String> = match (command.is_empty(), args.is_empty()) {
+        (false, _) => command.iter().chain(args).cloned().collect(),
+        (true, false) => entrypoint.into_iter().chain(args.iter().cloned()).collect(),
+        (true, true) => entrypoint.into_iter().chain(cmd).collect(),
     };
-    let drop = parse(&sec.drop_capabilities)?;
-    let add = parse(&sec.add_capabilities)?;
-    let mut set: Vec<Capability> = DEFAULT_CAPABILITIES
-        .iter()
-        .map(|n| parse_capability(n))
-        .collect::<Result<_, _>>()?;
-    set.retain(|c| !drop.contains(c));
-    for c in add {
-        if !set.contains(&c) {
-            set.push(c);
-        }
-    }
-    Ok(set)
-}
-
-/// Parses `CAP_NET_ADMIN` or `NET_ADMIN` (any case).
-pub fn parse_capability(name: &str) -> Result<Capability, OciError> {
-    let upper = name.to_ascii_uppercase();
-    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
-    bare.parse::<Capability>().map_err(|_| OciError::UnknownCapability(name.to_string()))
-}
-
-/// Standard mounts, then the sandbox files, then the CRI mounts (later ones win in runc).
-fn mounts(input: &SpecInput) -> Result<Vec<Mount>, OciError> {
-    let mut out = defaults::standard_mounts(input.security.privileged)?;
-    let share = &input.sandbox;
-    let files = [
-        ("/etc/hostname", &share.hostname_path),
-        ("/etc/hosts", &share.hosts_path),
-        ("/etc/resolv.conf", &share.resolv_conf_path),
-    ];
-    for (dest, src) in files {
-        // A CRI mount of the same file (kubelet mounts /etc/hosts itself) takes precedence.
-        let overridden = input.mounts.iter().any(|m| m.container_path == Path::new(dest));
-        if let (Some(src), false) = (src, overridden) {
-            out.push(bind(dest.into(), src.clone(), input.security.readonly_rootfs)?);
-        }
-    }
-    for m in &input.mounts {
-        out.push(bind(m.container_path.clone(), m.host_path.clone(), m.readonly)?);
+    if out.is_empty() {
+        return Err(OciError::NoCommand);
     }
     Ok(out)
 }
 
-/// A private recursive bind mount.
-fn bind(dest: PathBuf, src: PathBuf, readonly: bool) -> Result<Mount, OciError> {
-    let mut opts = vec!["rbind".to_string(), "rprivate".to_string()];
-    opts.push(if readonly { "ro" } else { "rw" }.to_string());
-    Ok(MountBuilder::default().destination(dest).typ("bind").source(src).options(opts).build()?)
+/// The environment: image variables, then container ones replacing same-named entries; PATH
+/// defaulted when neither sets it.
+pub fn environment(image: Option<&oci_spec::image::Config>, envs: &[(String, String)]) -> Vec<String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let image_env = image.and_then(|c| c.env().clone()).unwrap_or_default();
+    let parsed = image_env.iter().map(|kv| match kv.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => (kv.clone(), String::new()),
+    });
+    for (k, v) in parsed.chain(envs.iter().cloned()) {
+        match out.iter_mut().find(|(ek, _)| *ek == k) {
+            Some(e) => e.1 = v,
+            None => out.push((k, v)),
+        }
+    }
+    if !out.iter().any(|(k, _)| k == "PATH") {
+        out.insert(0, ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-/// Namespaces, resources, cgroups path, masked and read-only paths.
-fn linux(input: &SpecInput) -> Result<oci_spec::runtime::Linux, OciError> {
-    let mut namespaces = Vec::new();
-    for typ in [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount] {
-        namespaces.push(LinuxNamespaceBuilder::default().typ(typ).build()?);
+fn parse_cap(name: &str) -> Result<Capability, OciError> {
+    let full = if name.starts_with("CAP_") { name.to_string() } else { format!("CAP_{name}") };
+    serde_json::from_value(serde_json::Value::String(full)).map_err(|_| OciError::Capability(name.to_string()))
+}
+
+/// The effective capability set: privileged = all; otherwise defaults - drop + add.
+pub fn capabilities(p: &ContainerParams) -> Result<Capabilities, OciError> {
+    let all = || -> Result<Capabilities, OciError> { ALL_CAPABILITIES.iter().map(|c| parse_cap(c)).collect() };
+    if p.privileged {
+        return all();
     }
-    if let Some(netns) = &input.sandbox.netns_path {
-        namespaces.push(LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).path(netns.clone()).build()?);
-    }
-    let sec = &input.security;
-    let (masked, readonly) = if sec.privileged {
-        (Vec::new(), Vec::new())
+    let drop_all = p.drop_capabilities.iter().any(|d| d.eq_ignore_ascii_case("ALL"));
+    let mut caps: Capabilities = if drop_all {
+        Capabilities::new()
     } else {
-        let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        (
-            sec.masked_paths.clone().unwrap_or_else(|| owned(DEFAULT_MASKED_PATHS)),
-            sec.readonly_paths.clone().unwrap_or_else(|| owned(DEFAULT_READONLY_PATHS)),
-        )
+        DEFAULT_CAPABILITIES.iter().map(|c| parse_cap(c)).collect::<Result<_, _>>()?
     };
-    let mut b = LinuxBuilder::default()
-        .namespaces(namespaces)
-        .resources(resources(&input.resources)?)
-        .masked_paths(masked)
-        .readonly_paths(readonly);
-    if !input.cgroups_path.is_empty() {
-        b = b.cgroups_path(PathBuf::from(&input.cgroups_path));
+    for d in p.drop_capabilities.iter().filter(|d| !d.eq_ignore_ascii_case("ALL")) {
+        caps.remove(&parse_cap(d)?);
     }
-    Ok(b.build()?)
+    for a in &p.add_capabilities {
+        if a.eq_ignore_ascii_case("ALL") {
+            caps = all()?;
+        } else {
+            caps.insert(parse_cap(a)?);
+        }
+    }
+    Ok(caps)
 }
 
-/// cgroup limits; zero values are "unset" as in CRI. All devices denied, runc adds its
-/// default allow list (null, zero, full, tty, random, urandom, pts...).
-fn resources(r: &Resources) -> Result<oci_spec::runtime::LinuxResources, OciError> {
-    let mut b = LinuxResourcesBuilder::default()
-        .devices(vec![LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build()?]);
-    let mut cpu = LinuxCpuBuilder::default();
-    let mut any_cpu = false;
-    if let Some(s) = r.cpu_shares.filter(|v| *v > 0) {
-        cpu = cpu.shares(s);
-        any_cpu = true;
+fn spec_err(e: impl std::fmt::Display) -> OciError {
+    OciError::Spec(e.to_string())
+}
+
+/// The user spec to resolve: CRI username > CRI uid > image USER; CRI group overrides.
+fn user_spec(image: Option<&oci_spec::image::Config>, p: &ContainerParams) -> String {
+    let base = if let Some(name) = p.run_as_username.as_ref().filter(|n| !n.is_empty()) {
+        name.clone()
+    } else if let Some(uid) = p.run_as_user {
+        uid.to_string()
+    } else {
+        image.and_then(|c| c.user().clone()).unwrap_or_default()
+    };
+    match p.run_as_group {
+        Some(g) => format!("{}:{g}", base.split(':').next().unwrap_or_default()),
+        None => base,
     }
-    if let Some(q) = r.cpu_quota.filter(|v| *v > 0) {
-        cpu = cpu.quota(q);
-        any_cpu = true;
+}
+
+fn bind(dest: &Path, src: &Path, readonly: bool) -> Result<Mount, OciError> {
+    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+    if readonly {
+        options.push("ro".into());
     }
-    if let Some(p) = r.cpu_period.filter(|v| *v > 0) {
-        cpu = cpu.period(p);
-        any_cpu = true;
+    oci_spec::runtime::MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(src)
+        .options(options)
+        .build()
+        .map_err(spec_err)
+}
+
+fn mounts(p: &ContainerParams) -> Result<Vec<Mount>, OciError> {
+    let mut out = oci_spec::runtime::get_default_mounts();
+    let cgroup_opts = ["nosuid", "noexec", "nodev", "relatime", if p.privileged { "rw" } else { "ro" }];
+    out.push(
+        oci_spec::runtime::MountBuilder::default()
+            .destination("/sys/fs/cgroup")
+            .typ("cgroup")
+            .source("cgroup")
+            .options(cgroup_opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .build()
+            .map_err(spec_err)?,
+    );
+    for (src, dest) in &p.etc_files {
+        out.push(bind(Path::new(dest), src, false)?);
     }
-    if any_cpu {
-        b = b.cpu(cpu.build()?);
+    for m in &p.mounts {
+        // A user mount over a default one (e.g. /dev/shm) replaces it.
+        out.retain(|d| d.destination() != &m.container_path);
+        out.push(bind(&m.container_path, &m.host_path, m.readonly)?);
     }
-    if let Some(limit) = r.memory_limit_bytes.filter(|v| *v > 0) {
-        b = b.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
+    Ok(out)
+}
+
+fn resources(p: &ContainerParams) -> Result<LinuxResources, OciError> {
+    let r = &p.resources;
+    let mut res = LinuxResources::default();
+    let device_rule = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+        .allow(p.privileged)
+        .access("rwm")
+        .build()
+        .map_err(spec_err)?;
+    res.set_devices(Some(vec![device_rule]));
+    if r.cpu_shares.is_some() || r.cpu_quota.is_some() || r.cpu_period.is_some() {
+        let mut cpu = LinuxCpu::default();
+        cpu.set_shares(r.cpu_shares);
+        cpu.set_quota(r.cpu_quota);
+        cpu.set_period(r.cpu_period);
+        res.set_cpu(Some(cpu));
     }
-    if let Some(limit) = r.pids_limit.filter(|v| *v > 0) {
-        b = b.pids(LinuxPidsBuilder::default().limit(limit).build()?);
+    if let Some(limit) = r.memory_limit {
+        let mut mem = LinuxMemory::default();
+        mem.set_limit(Some(limit));
+        res.set_memory(Some(mem));
     }
-    Ok(b.build()?)
+    if let Some(limit) = r.pids_limit {
+        let mut pids = LinuxPids::default();
+        pids.set_limit(limit);
+        res.set_pids(Some(pids));
+    }
+    Ok(res)
+}
+
+fn namespaces(p: &ContainerParams) -> Vec<LinuxNamespace> {
+    let kinds = [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount, LinuxNamespaceType::Network];
+    kinds
+        .into_iter()
+        .map(|k| {
+            let mut ns = LinuxNamespace::default();
+            ns.set_typ(k);
+            if k == LinuxNamespaceType::Network {
+                ns.set_path(p.netns_path.clone());
+            }
+            ns
+        })
+        .collect()
+}
+
+fn process(image: Option<&oci_spec::image::Config>, p: &ContainerParams, rootfs: &Path) -> Result<Process, OciError> {
+    let resolved = user::resolve(rootfs, &user_spec(image, p))?;
+    let mut user = User::default();
+    user.set_uid(resolved.uid);
+    user.set_gid(resolved.gid);
+    let mut gids = resolved.additional_gids;
+    gids.extend(p.supplemental_groups.iter().copied().filter(|g| *g != resolved.gid));
+    gids.dedup();
+    user.set_additional_gids(if gids.is_empty() { None } else { Some(gids) });
+
+    let caps = capabilities(p)?;
+    let linux_caps = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(spec_err)?;
+    let cwd = p.working_dir.clone().filter(|w| !w.is_empty())
+        .or_else(|| image.and_then(|c| c.working_dir().clone()).filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+
+    let mut proc_ = Process::default();
+    proc_.set_terminal(Some(false));
+    proc_.set_args(Some(argv(image, &p.command, &p.args)?));
+    proc_.set_env(Some(environment(image, &p.envs)));
+    proc_.set_cwd(PathBuf::from(cwd));
+    proc_.set_user(user);
+    proc_.set_capabilities(Some(linux_caps));
+    proc_.set_no_new_privileges(Some(!p.allow_privilege_escalation && !p.privileged));
+    // Never touch rlimits: the runtime lacks CAP_SYS_RESOURCE here, and containers inherit ours.
+    proc_.set_rlimits(None);
+    Ok(proc_)
+}
+
+/// Generates the runtime spec for a container whose rootfs is (or will be mounted) at `rootfs`.
+/// `rootfs` is also where /etc/passwd and /etc/group are read to resolve user names.
+pub fn generate(image: Option<&oci_spec::image::Config>, p: &ContainerParams, rootfs: &Path) -> Result<Spec, OciError> {
+    let mut spec = Spec::default();
+    spec.set_hostname(if p.hostname.is_empty() { None } else { Some(p.hostname.clone()) });
+    let mut root = Root::default();
+    root.set_path(rootfs.to_path_buf());
+    root.set_readonly(Some(p.readonly_rootfs));
+    spec.set_root(Some(root));
+    spec.set_process(Some(process(image, p, rootfs)?));
+    spec.set_mounts(Some(mounts(p)?));
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_namespaces(Some(namespaces(p)));
+    linux.set_resources(Some(resources(p)?));
+    linux.set_cgroups_path(p.cgroups_path.clone());
+    if p.privileged {
+        linux.set_masked_paths(None);
+        linux.set_readonly_paths(None);
+    }
+    spec.set_linux(Some(linux));
+    Ok(spec)
 }
 
 #[cfg(test)]

@@ -1,178 +1,122 @@
-//! Spec generation tests (pure logic, no root needed).
+//! Spec generation tests (no root needed).
+
+use std::path::Path;
+
+use oci_spec::image::{Config, ConfigBuilder};
 
 use super::*;
-use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder};
 
-fn image(user: &str) -> ImageConfiguration {
-    let cfg = ConfigBuilder::default()
-        .entrypoint(vec!["/bin/server".to_string()])
-        .cmd(vec!["--port=80".to_string()])
-        .env(vec!["PATH=/bin".to_string(), "MODE=prod".to_string()])
-        .working_dir("/srv".to_string())
-        .user(user.to_string())
-        .stop_signal("SIGQUIT".to_string())
+fn image(entrypoint: &[&str], cmd: &[&str], user: &str) -> Config {
+    ConfigBuilder::default()
+        .entrypoint(entrypoint.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .cmd(cmd.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .env(vec!["PATH=/bin".to_string(), "A=image".to_string(), "B=image".to_string()])
+        .working_dir("/srv")
+        .user(user)
         .build()
-        .unwrap();
-    ImageConfigurationBuilder::default().config(cfg).build().unwrap()
+        .expect("config")
 }
 
-fn input() -> (tempfile::TempDir, SpecInput) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
-    std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0::/:/bin/sh\nweb:x:33:33::/:/bin/sh\n").unwrap();
-    std::fs::write(dir.path().join("etc/group"), "root:x:0:\nweb:x:33:\n").unwrap();
-    let input = SpecInput {
-        rootfs: dir.path().to_path_buf(),
-        sandbox: SandboxShare {
-            netns_path: Some("/run/netns/pod1".into()),
-            hostname_path: Some("/sb/hostname".into()),
-            hosts_path: Some("/sb/hosts".into()),
-            resolv_conf_path: Some("/sb/resolv.conf".into()),
-            hostname: "pod1".into(),
-        },
-        cgroups_path: "/berth/c1".into(),
+fn rootfs() -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(d.path().join("etc")).expect("etc");
+    std::fs::write(d.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").expect("passwd");
+    std::fs::write(d.path().join("etc/group"), "root:x:0:\napp:x:1000:\nvideo:x:44:app\nstaff:x:50:\n").expect("group");
+    d
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+#[test]
+fn command_and_args_follow_kubernetes_rules() {
+    let img = image(&["/entry"], &["cmd", "x"], "");
+    assert_eq!(argv(Some(&img), &[], &[]).expect("argv"), s(&["/entry", "cmd", "x"]));
+    assert_eq!(argv(Some(&img), &[], &s(&["a"])).expect("argv"), s(&["/entry", "a"]));
+    assert_eq!(argv(Some(&img), &s(&["/c"]), &[]).expect("argv"), s(&["/c"]), "command drops CMD");
+    assert_eq!(argv(Some(&img), &s(&["/c"]), &s(&["a"])).expect("argv"), s(&["/c", "a"]));
+    assert!(matches!(argv(None, &[], &[]), Err(OciError::NoCommand)));
+}
+
+#[test]
+fn env_merges_with_container_values_winning() {
+    let img = image(&["/e"], &[], "");
+    let env = environment(Some(&img), &[("B".into(), "ctr".into()), ("C".into(), "ctr".into())]);
+    assert_eq!(env, s(&["PATH=/bin", "A=image", "B=ctr", "C=ctr"]));
+    assert!(environment(None, &[])[0].starts_with("PATH=/usr/local/sbin"));
+}
+
+#[test]
+fn users_resolve_against_the_rootfs() {
+    let r = rootfs();
+    assert_eq!(resolve_user(r.path(), "app").expect("app"), ResolvedUser { uid: 1000, gid: 1000, additional_gids: vec![44] });
+    assert_eq!(resolve_user(r.path(), "1000:staff").expect("uid:group").gid, 50);
+    assert_eq!(resolve_user(r.path(), "4242").expect("numeric").uid, 4242);
+    assert_eq!(resolve_user(r.path(), "").expect("root"), ResolvedUser { uid: 0, gid: 0, additional_gids: vec![] });
+    assert!(matches!(resolve_user(r.path(), "nobody-here"), Err(OciError::UnknownUser(_))));
+}
+
+#[test]
+fn full_spec_from_image_and_container_settings() {
+    let r = rootfs();
+    let img = image(&["/bin/sh", "-c"], &["echo hi"], "app");
+    let params = ContainerParams {
+        args: s(&["id -u"]),
+        envs: vec![("X".into(), "1".into())],
+        run_as_group: Some(50),
+        supplemental_groups: vec![7],
+        netns_path: Some("/run/netns/pod".into()),
+        hostname: "pod-a".into(),
+        etc_files: vec![("/sb/hosts".into(), "/etc/hosts")],
+        mounts: vec![BindMount { host_path: "/data".into(), container_path: "/data".into(), readonly: true }],
+        resources: Resources { memory_limit: Some(64 << 20), cpu_quota: Some(50_000), cpu_period: Some(100_000), pids_limit: Some(100), ..Default::default() },
+        cgroups_path: Some("/berth/ctr1".into()),
+        drop_capabilities: s(&["NET_RAW"]),
+        add_capabilities: s(&["CAP_NET_ADMIN"]),
+        readonly_rootfs: true,
         ..Default::default()
     };
-    (dir, input)
-}
-
-fn caps(spec: &Spec) -> Vec<Capability> {
-    let mut v: Vec<Capability> =
-        spec.process().as_ref().unwrap().capabilities().as_ref().unwrap().bounding().clone().unwrap().into_iter().collect();
-    v.sort_by_key(|c| c.to_string());
-    v
-}
-
-#[test]
-fn image_defaults_flow_into_the_process() {
-    let (_d, input) = input();
-    let spec = build_spec(&image("web"), &input).unwrap();
-    let p = spec.process().as_ref().unwrap();
-    assert_eq!(p.args().as_ref().unwrap(), &vec!["/bin/server".to_string(), "--port=80".to_string()]);
-    assert_eq!(p.cwd(), Path::new("/srv"));
-    assert_eq!(p.env().as_ref().unwrap(), &vec!["PATH=/bin".to_string(), "MODE=prod".to_string()]);
-    assert_eq!((p.user().uid(), p.user().gid()), (33, 33));
-    assert_eq!(p.no_new_privileges(), Some(true));
-    assert_eq!(spec.hostname().as_deref(), Some("pod1"));
-    assert_eq!(image_stop_signal(&image("web")).as_deref(), Some("SIGQUIT"));
-    let json = serde_json::to_value(&spec).unwrap();
-    assert_eq!(json["process"]["rlimits"][0]["type"], "RLIMIT_NOFILE");
-    assert_eq!(json["linux"]["cgroupsPath"], "/berth/c1");
-}
-
-#[test]
-fn request_overrides_the_image() {
-    let (_d, mut input) = input();
-    input.command = vec!["/bin/sh".into()];
-    input.args = vec!["-c".into(), "id -u".into()];
-    input.working_dir = "/tmp".into();
-    input.envs = vec![("MODE".into(), "test".into())];
-    input.user.run_as_user = Some(1234);
-    let spec = build_spec(&image("web"), &input).unwrap();
-    let p = spec.process().as_ref().unwrap();
-    assert_eq!(p.args().as_ref().unwrap(), &vec!["/bin/sh".to_string(), "-c".into(), "id -u".into()]);
-    assert_eq!(p.cwd(), Path::new("/tmp"));
-    assert!(p.env().as_ref().unwrap().contains(&"MODE=test".to_string()));
-    assert_eq!((p.user().uid(), p.user().gid()), (1234, 0));
-}
-
-#[test]
-fn namespaces_join_the_sandbox_network() {
-    let (_d, input) = input();
-    let spec = build_spec(&image("web"), &input).unwrap();
-    let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
-    let net = ns.iter().find(|n| n.typ() == LinuxNamespaceType::Network).unwrap();
-    assert_eq!(net.path().as_deref(), Some(Path::new("/run/netns/pod1")));
-    for t in [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount] {
-        let n = ns.iter().find(|n| n.typ() == t).unwrap();
-        assert!(n.path().is_none(), "{t:?} must be a new namespace");
-    }
-}
-
-#[test]
-fn mounts_include_standard_sandbox_and_cri_ones() {
-    let (_d, mut input) = input();
-    input.mounts = vec![
-        BindMount { container_path: "/data".into(), host_path: "/host/data".into(), readonly: true },
-        BindMount { container_path: "/etc/hosts".into(), host_path: "/kubelet/hosts".into(), readonly: false },
-    ];
-    let spec = build_spec(&image("web"), &input).unwrap();
-    let mounts = spec.mounts().clone().unwrap();
-    let find = |d: &str| mounts.iter().filter(|m| m.destination() == Path::new(d)).collect::<Vec<_>>();
+    let spec = generate(Some(&img), &params, r.path()).expect("spec");
+    let json = serde_json::to_value(&spec).expect("json");
+    let process = &json["process"];
+    assert_eq!(process["args"], serde_json::json!(["/bin/sh", "-c", "id -u"]));
+    assert_eq!(process["cwd"], "/srv");
+    assert_eq!(process["user"]["uid"], 1000);
+    assert_eq!(process["user"]["gid"], 50);
+    assert_eq!(process["user"]["additionalGids"], serde_json::json!([44, 7]));
+    assert_eq!(process["noNewPrivileges"], true);
+    assert!(process.get("rlimits").is_none());
+    let caps: Vec<&str> = process["capabilities"]["bounding"].as_array().expect("caps").iter().filter_map(|c| c.as_str()).collect();
+    assert!(caps.contains(&"CAP_NET_ADMIN") && caps.contains(&"CAP_CHOWN") && !caps.contains(&"CAP_NET_RAW"));
+    assert!(!caps.contains(&"CAP_SYS_ADMIN"));
+    assert_eq!(json["hostname"], "pod-a");
+    assert_eq!(json["root"]["readonly"], true);
+    assert_eq!(Path::new(json["root"]["path"].as_str().expect("root")), r.path());
+    let netns = json["linux"]["namespaces"].as_array().expect("ns").iter().find(|n| n["type"] == "network").cloned().expect("netns");
+    assert_eq!(netns["path"], "/run/netns/pod");
+    assert_eq!(json["linux"]["resources"]["memory"]["limit"], 64 << 20);
+    assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);
+    assert_eq!(json["linux"]["resources"]["pids"]["limit"], 100);
+    assert_eq!(json["linux"]["cgroupsPath"], "/berth/ctr1");
+    let mounts = json["mounts"].as_array().expect("mounts");
+    let dest = |d: &str| mounts.iter().find(|m| m["destination"] == d).cloned();
     for d in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"] {
-        assert_eq!(find(d).len(), 1, "{d}");
+        assert!(dest(d).is_some(), "missing mount {d}");
     }
-    assert!(find("/sys")[0].options().as_ref().unwrap().contains(&"ro".to_string()));
-    assert_eq!(find("/etc/resolv.conf")[0].source().as_deref(), Some(Path::new("/sb/resolv.conf")));
-    assert_eq!(find("/etc/hostname")[0].source().as_deref(), Some(Path::new("/sb/hostname")));
-    let hosts = find("/etc/hosts");
-    assert_eq!(hosts.len(), 1, "the CRI mount replaces the sandbox hosts file");
-    assert_eq!(hosts[0].source().as_deref(), Some(Path::new("/kubelet/hosts")));
-    let data = find("/data");
-    assert!(data[0].options().as_ref().unwrap().contains(&"ro".to_string()));
+    assert_eq!(dest("/etc/hosts").expect("hosts")["source"], "/sb/hosts");
+    assert!(dest("/data").expect("data")["options"].as_array().expect("opts").contains(&serde_json::json!("ro")));
+    assert!(!json["linux"]["maskedPaths"].as_array().expect("masked").is_empty());
 }
 
 #[test]
-fn capabilities_default_drop_add_and_privileged() {
-    let (_d, mut input) = input();
-    let spec = build_spec(&image("web"), &input).unwrap();
-    assert_eq!(caps(&spec).len(), DEFAULT_CAPABILITIES.len());
-    assert!(!caps(&spec).contains(&Capability::SysAdmin));
-    input.security.drop_capabilities = vec!["NET_RAW".into(), "cap_chown".into()];
-    input.security.add_capabilities = vec!["CAP_NET_ADMIN".into()];
-    let c = caps(&build_spec(&image("web"), &input).unwrap());
-    assert!(!c.contains(&Capability::NetRaw) && !c.contains(&Capability::Chown));
-    assert!(c.contains(&Capability::NetAdmin));
-    input.security.drop_capabilities = vec!["ALL".into()];
-    input.security.add_capabilities = vec!["KILL".into()];
-    assert_eq!(caps(&build_spec(&image("web"), &input).unwrap()), vec![Capability::Kill]);
-    input.security.add_capabilities = vec!["NOT_A_CAP".into()];
-    assert!(matches!(build_spec(&image("web"), &input), Err(OciError::UnknownCapability(_))));
-    input.security = Security { privileged: true, ..Default::default() };
-    let spec = build_spec(&image("web"), &input).unwrap();
-    assert!(caps(&spec).contains(&Capability::SysAdmin));
-    let linux = spec.linux().as_ref().unwrap();
-    assert!(linux.masked_paths().as_ref().unwrap().is_empty());
-    assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), Some(false));
-}
-
-#[test]
-fn masked_readonly_paths_and_readonly_rootfs() {
-    let (_d, mut input) = input();
-    input.security.readonly_rootfs = true;
-    let spec = build_spec(&image("web"), &input).unwrap();
-    assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
-    let linux = spec.linux().as_ref().unwrap();
-    assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
-    assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
-}
-
-#[test]
-fn resources_set_only_nonzero_limits() {
-    let (_d, mut input) = input();
-    let spec = build_spec(&image("web"), &input).unwrap();
-    let json = serde_json::to_value(&spec).unwrap();
-    assert!(json["linux"]["resources"].get("memory").is_none());
-    input.resources = Resources {
-        cpu_shares: Some(512),
-        cpu_quota: Some(50_000),
-        cpu_period: Some(100_000),
-        memory_limit_bytes: Some(64 << 20),
-        pids_limit: Some(100),
-    };
-    let json = serde_json::to_value(build_spec(&image("web"), &input).unwrap()).unwrap();
-    let r = &json["linux"]["resources"];
-    assert_eq!(r["cpu"]["shares"], 512);
-    assert_eq!(r["cpu"]["quota"], 50_000);
-    assert_eq!(r["cpu"]["period"], 100_000);
-    assert_eq!(r["memory"]["limit"], 64 << 20);
-    assert_eq!(r["pids"]["limit"], 100);
-    assert_eq!(r["devices"][0]["allow"], false);
-}
-
-#[test]
-fn missing_command_is_an_error() {
-    let (_d, input) = input();
-    let empty = ImageConfigurationBuilder::default().build().unwrap();
-    assert!(matches!(build_spec(&empty, &input), Err(OciError::NoCommand)));
+fn privileged_gets_every_capability_and_no_masks() {
+    let r = rootfs();
+    let params = ContainerParams { command: s(&["/bin/true"]), privileged: true, ..Default::default() };
+    let json = serde_json::to_value(generate(None, &params, r.path()).expect("spec")).expect("json");
+    let caps = json["process"]["capabilities"]["bounding"].as_array().expect("caps");
+    assert_eq!(caps.len(), ALL_CAPABILITIES.len());
+    assert_eq!(json["process"]["noNewPrivileges"], false);
+    assert!(json["linux"].get("maskedPaths").is_none());
+    assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
 }

@@ -83,6 +83,8 @@ impl ContentStore {
     pub async fn writer(&self, expected: Option<Digest>) -> Result<BlobWriter> {
         let tmp = self.ingest_path();
         let file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create", &tmp, e))?;
+        // Network chunks are small; buffering saves a blocking-pool hop per chunk.
+        let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
         Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Sha256::new(), size: 0, expected })
     }
 
@@ -165,7 +167,7 @@ impl ContentStore {
 pub struct BlobWriter {
     store: ContentStore,
     tmp: PathBuf,
-    file: Option<tokio::fs::File>,
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
     hasher: Sha256,
     size: u64,
     expected: Option<Digest>,
@@ -191,6 +193,7 @@ impl BlobWriter {
     pub async fn commit(mut self) -> Result<(Digest, u64)> {
         let mut file = self.file.take().ok_or_else(|| Error::io("commit", &self.tmp, std::io::Error::other("no file")))?;
         file.flush().await.map_err(|e| Error::io("flush", &self.tmp, e))?;
+        let file = file.into_inner();
         file.sync_all().await.map_err(|e| Error::io("sync", &self.tmp, e))?;
         drop(file);
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));

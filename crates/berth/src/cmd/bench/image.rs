@@ -38,7 +38,11 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
     let src_data = work.join("src");
     let images = LocalImages::open(src_data.join("images"))?;
     let name = Reference::parse("bench/image:1")?;
-    let (manifest, bytes) = berth_image::synthetic::random_image(&images, &name, args.layers, args.size_mb * 1_000_000 / args.layers, 42)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let layers = u32::try_from(args.layers).context("too many layers")?;
+    let manifest = rt.block_on(berth_image::synthetic::random_image(images.content(), layers, args.size_mb * 1_000_000 / args.layers, 42))?;
+    images.tag(&name, &manifest)?;
+    let bytes: u64 = images.manifest(&manifest)?.layers.iter().map(|l| l.size).sum();
     let mb = bytes as f64 / 1e6;
     let layout = work.join("layout");
     berth_image::layout::export(images.content(), &manifest, &layout, "1")?;

@@ -270,7 +270,7 @@ impl Run<'_, '_> {
         let workdir = self.stage(l)?.workdir();
         let dest_abs = if dest_raw.starts_with('/') { dest_raw.clone() } else { format!("{}/{}", workdir.trim_end_matches('/'), dest_raw) };
         let (root, use_ignore) = match from {
-            Some(f) => (self.from_root(l, &ex(f)?).await?, false),
+            Some(f) => (self.source_root(l, &ex(f)?).await?, false),
             None => (self.opts.context.clone(), true),
         };
         let keep_ctx = |rel: &Path| !use_ignore || !self.ignore.excluded(rel);
@@ -344,7 +344,7 @@ impl Run<'_, '_> {
     }
 
     /// The extracted root file system of a stage (by name or index) or image, for `--from`.
-    async fn from_root(&mut self, l: &Line, from: &str) -> Result<PathBuf, BuildError> {
+    async fn source_root(&mut self, l: &Line, from: &str) -> Result<PathBuf, BuildError> {
         let key = from.to_ascii_lowercase();
         if let Some(t) = self.rootfs.get(&key) {
             return Ok(t.path().to_path_buf());

@@ -211,11 +211,10 @@ impl RegistryClient {
         let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).map(str::to_string);
         let bytes = resp.bytes().await.map_err(http_err)?.to_vec();
         let digest = Digest::of(&bytes);
-        if let Ok(want) = Digest::parse(object) {
-            if want != digest {
+        if let Ok(want) = Digest::parse(object)
+            && want != digest {
                 return Err(Error::DigestMismatch { expected: want.to_string(), actual: digest.to_string() });
             }
-        }
         Ok((bytes, digest, ct))
     }
 

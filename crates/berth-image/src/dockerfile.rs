@@ -29,11 +29,10 @@ pub enum CommandForm {
 impl CommandForm {
     fn parse(rest: &str) -> Self {
         let t = rest.trim();
-        if t.starts_with('[') {
-            if let Ok(v) = serde_json::from_str::<Vec<String>>(t) {
+        if t.starts_with('[')
+            && let Ok(v) = serde_json::from_str::<Vec<String>>(t) {
                 return CommandForm::Exec(v);
             }
-        }
         CommandForm::Shell(t.to_string())
     }
 
@@ -143,11 +142,10 @@ pub fn parse(src: &str) -> Result<Vec<Line>, ParseError> {
             out.push(parse_instruction(start, text.trim())?);
         }
     }
-    if let Some((start, text)) = pending {
-        if !text.trim().is_empty() {
+    if let Some((start, text)) = pending
+        && !text.trim().is_empty() {
             out.push(parse_instruction(start, text.trim())?);
         }
-    }
     if !out.iter().any(|l| matches!(l.instruction, Instruction::From { .. })) {
         return Err(ParseError { line: 1, message: "no FROM instruction".into() });
     }
@@ -414,13 +412,12 @@ fn expand_var(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, env: &HashMa
 /// Parses `k=v k2="v 2"` (or the legacy `k v` form when `legacy` and no `=` in the first word).
 pub fn key_values(s: &str, env: &HashMap<String, String>) -> Result<Vec<(String, String)>, String> {
     let raw = split_raw_words(s);
-    if let Some(first) = raw.first() {
-        if !first.contains('=') {
+    if let Some(first) = raw.first()
+        && !first.contains('=') {
             let key = expand_one(first, env)?;
             let value = s.trim_start()[first.len()..].trim();
             return Ok(vec![(key, expand_one(value, env)?)]);
         }
-    }
     raw.iter()
         .map(|w| {
             let (k, v) = w.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {w:?}"))?;

@@ -79,11 +79,10 @@ impl LocalImages {
             if let Some(e) = names.get(&r.to_string()) {
                 return Ok(e.manifest.clone());
             }
-            if let Some(d) = &r.digest {
-                if self.store.exists(d) {
+            if let Some(d) = &r.digest
+                && self.store.exists(d) {
                     return Ok(d.clone());
                 }
-            }
         }
         Err(Error::ImageNotFound(name.to_string()))
     }

@@ -197,11 +197,10 @@ impl BlobWriter {
         file.sync_all().await.map_err(|e| Error::io("sync", &self.tmp, e))?;
         drop(file);
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
-        if let Some(expected) = &self.expected {
-            if *expected != actual {
+        if let Some(expected) = &self.expected
+            && *expected != actual {
                 return Err(Error::DigestMismatch { expected: expected.to_string(), actual: actual.to_string() });
             }
-        }
         self.store.commit_file(&self.tmp, &actual)?;
         Ok((actual, self.size))
     }

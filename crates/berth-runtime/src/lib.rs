@@ -1,4 +1,5 @@
 //! `berth-runtime`: berth embedded CRI runtime: images, snapshots, pod sandboxes, containers.
 
 pub mod oci;
+pub mod shim;
 pub mod snapshot;

@@ -369,7 +369,7 @@ impl Run<'_, '_> {
 /// Expands sources (globs allowed) under `root`: (absolute path, path relative to root).
 fn resolve_sources(root: &Path, rel: &str, keep: &dyn Fn(&Path) -> bool) -> std::result::Result<Vec<(PathBuf, PathBuf)>, String> {
     let rel_trim = rel.trim_end_matches('/');
-    if rel_trim.contains("..") {
+    if Path::new(rel_trim).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(format!("{rel}: source outside the build context"));
     }
     if !rel_trim.contains(['*', '?', '[']) {

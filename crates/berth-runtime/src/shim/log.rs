@@ -45,6 +45,23 @@ impl LogSink {
     }
 }
 
+/// Emits every complete line (and every over-long chunk as a partial) from the front of `pending`.
+fn drain_records(pending: &mut Vec<u8>, sink: &LogSink, stream: &str) -> io::Result<()> {
+    loop {
+        match pending.iter().take(MAX_LINE + 1).position(|b| *b == b'\n') {
+            Some(pos) => {
+                sink.record(stream, false, &pending[..pos])?;
+                pending.drain(..=pos);
+            }
+            None if pending.len() > MAX_LINE => {
+                sink.record(stream, true, &pending[..MAX_LINE])?;
+                pending.drain(..MAX_LINE);
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Copies `reader` (a container stream) into `sink` as CRI records until EOF.
 pub fn pump(mut reader: impl Read, sink: &LogSink, stream: &str) -> io::Result<()> {
     let mut pending: Vec<u8> = Vec::new();
@@ -57,17 +74,7 @@ pub fn pump(mut reader: impl Read, sink: &LogSink, stream: &str) -> io::Result<(
             Err(e) => return Err(e),
         };
         pending.extend_from_slice(&buf[..n]);
-        while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
-            if pos > MAX_LINE {
-                break; // emitted as partials below
-            }
-            sink.record(stream, false, &pending[..pos])?;
-            pending.drain(..=pos);
-        }
-        while pending.len() > MAX_LINE && !pending[..MAX_LINE].contains(&b'\n') {
-            sink.record(stream, true, &pending[..MAX_LINE])?;
-            pending.drain(..MAX_LINE);
-        }
+        drain_records(&mut pending, sink, stream)?;
     }
     if !pending.is_empty() {
         sink.record(stream, false, &pending)?;

@@ -1,101 +1,276 @@
-//! The per-container shim (`berth shim`): one detached process per container that creates the
-//! container with the OCI runtime, owns its stdout/stderr (written to the CRI log), reaps it,
-//! records its exit and deletes it from the OCI runtime.
+//! The per-container shim (`berth shim`): a small detached process that owns one container.
 //!
-//! Protocol with the container manager:
-//! - the manager runs `berth shim ...` and waits for *that* process: it forks the real shim,
-//!   which reports "created" (or the error) through a pipe, and exits 0 (or 1 with the error
-//!   on stderr). The real shim lives on in its own session, reparented to init, so containers
-//!   survive the runtime;
-//! - Start is a separate step: the manager runs `<runtime> start <id>` itself;
-//! - `SIGUSR1` to the shim (pid in `shim.pid`) reopens the log file (rotation);
-//! - on exit the shim writes `exit.json` ([`ExitRecord`]) atomically, then runs `delete`.
+//! It runs `runc create` with pipes it owns as the container's stdout/stderr, tells its parent
+//! (one line on its stdout) that the container exists, and then — in its own session, so the
+//! runtime may die and restart freely — copies the streams into the CRI log, waits for the
+//! container (as child subreaper), records how it ended atomically in `exit.json`, runs
+//! `runc delete`, and exits. `runc start` is issued separately by the runtime (CRI Start).
 
-mod exit;
 pub mod log;
-mod runner;
 
-pub use runner::{process_alive, read_pid};
+use std::io::{self, BufRead, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use std::path::PathBuf;
+use nix::sys::signal::{self, SigAction, SigHandler, SaFlags, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
 
-pub use exit::{memory_cgroup_dir, oom_kill_count, parse_counter, ExitReason, ExitRecord, EXIT_FILE};
-pub use runner::run;
-
-/// File (in the state directory) holding the shim's pid.
+/// Name of the file in the state dir recording the container's end.
+pub const EXIT_FILE: &str = "exit.json";
+/// Name of the file in the state dir holding the container init pid.
+pub const PID_FILE: &str = "pid";
+/// Name of the file in the state dir holding the shim's own pid.
 pub const SHIM_PID_FILE: &str = "shim.pid";
-/// File (in the state directory) holding the container init's host pid.
-pub const INIT_PID_FILE: &str = "init.pid";
-/// The OCI runtime's own log (JSON lines), for error messages.
-pub const RUNTIME_LOG_FILE: &str = "runtime.log";
-/// The shim's own diagnostics.
-pub const SHIM_LOG_FILE: &str = "shim.log";
 
-/// Errors of the shim.
+/// Why the shim failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
-    /// A system call failed.
-    #[error("{what}: {source}")]
-    Sys {
-        /// What was being done.
-        what: &'static str,
-        /// The cause.
-        #[source]
-        source: nix::Error,
-    },
-    /// File or process I/O failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done.
-        what: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
     /// The OCI runtime refused to create the container.
-    #[error("OCI runtime create failed: {0}")]
-    Create(String),
+    #[error("{runtime} create failed: {message}")]
+    Create {
+        /// The OCI runtime binary.
+        runtime: String,
+        /// Its error output.
+        message: String,
+    },
+    /// A system call or file operation failed.
+    #[error("shim: {0}")]
+    Io(#[from] io::Error),
+    /// A system call failed.
+    #[error("shim: {0}")]
+    Sys(#[from] nix::Error),
 }
 
-/// Everything the shim needs; passed on its command line by the manager.
+/// What one shim supervises.
 #[derive(Debug, Clone)]
 pub struct ShimConfig {
     /// Container id (also the OCI runtime's id).
     pub id: String,
-    /// Bundle directory (config.json).
+    /// The OCI bundle (holds config.json).
     pub bundle: PathBuf,
-    /// Directory for pid files, the exit record and the shim's own log.
-    pub state_dir: PathBuf,
-    /// CRI log file of the container.
+    /// Where the CRI-format log goes.
     pub log_path: PathBuf,
-    /// OCI runtime binary (runc).
+    /// Directory for pid, exit and OCI runtime log files.
+    pub state_dir: PathBuf,
+    /// The OCI runtime binary (runc).
     pub runtime: PathBuf,
-    /// The OCI runtime's `--root` state directory.
+    /// The OCI runtime's state root (`runc --root`).
     pub runtime_root: PathBuf,
-    /// `linux.cgroupsPath` of the container, for the OOM-kill counter.
-    pub cgroups_path: Option<String>,
+    /// The container's cgroups path (for OOM detection), as in the spec.
+    pub cgroup_path: Option<String>,
 }
 
-impl ShimConfig {
-    /// `<runtime> --root <root> --log <state>/runtime.log --log-format json` as a command.
-    pub fn runtime_command(&self) -> std::process::Command {
-        let mut cmd = std::process::Command::new(&self.runtime);
-        cmd.arg("--root")
-            .arg(&self.runtime_root)
-            .arg("--log")
-            .arg(self.state_dir.join(RUNTIME_LOG_FILE))
-            .arg("--log-format")
-            .arg("json");
-        cmd
+/// How a container ended, as recorded by its shim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit status; 128 + signal number when killed by a signal.
+    pub exit_code: i32,
+    /// When the shim saw it exit (ns since the epoch).
+    pub finished_at_ns: i64,
+    /// `Completed`, `Error` or `OOMKilled` (CRI reasons).
+    pub reason: String,
+}
+
+/// Reads the exit record in `state_dir`, if the container has exited.
+pub fn read_exit(state_dir: &Path) -> Option<ExitRecord> {
+    let bytes = std::fs::read(state_dir.join(EXIT_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes `data` to `path` atomically (temp file in the same dir + rename).
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+static REOPEN_LOG: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigusr1(_: libc::c_int) {
+    REOPEN_LOG.store(true, Ordering::SeqCst);
+}
+
+/// Runs the shim in the current process: never returns before the container has ended (or
+/// failed to be created). Must be called before any other thread exists.
+pub fn run(cfg: &ShimConfig) -> Result<(), ShimError> {
+    // Own session: no signal sent to the runtime's process group reaches us or the container.
+    let _ = nix::unistd::setsid();
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error().into());
+    }
+    std::fs::create_dir_all(&cfg.state_dir)?;
+    std::fs::write(cfg.state_dir.join(SHIM_PID_FILE), std::process::id().to_string())?;
+    let (out_r, out_w) = nix::unistd::pipe()?;
+    let (err_r, err_w) = nix::unistd::pipe()?;
+    let pid = match create(cfg, out_w, err_w) {
+        Ok(pid) => pid,
+        Err(e) => {
+            let _ = writeln!(io::stdout(), "error {e}");
+            return Err(e);
+        }
+    };
+    // Tell the runtime the container exists, then detach from its pipe for good.
+    writeln!(io::stdout(), "created {pid}")?;
+    io::stdout().flush()?;
+    detach_stdio()?;
+    install_reopen_handler()?;
+
+    let sink = log::LogSink::open(&cfg.log_path)?;
+    let pumps = [(out_r, "stdout"), (err_r, "stderr")].map(|(fd, name)| {
+        let sink = sink.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(e) = log::pump(std::fs::File::from(fd), &sink, name) {
+                tracing::warn!(error = %e, "log pump");
+            }
+            let _ = tx.send(());
+        });
+        rx
+    });
+    let exit_code = wait_for(pid, &sink)?;
+    // Processes exec'd into the container may still hold the pipes: do not wait forever.
+    for rx in pumps {
+        let _ = rx.recv_timeout(Duration::from_secs(2));
+    }
+    let reason = if oom_killed(cfg.cgroup_path.as_deref()) {
+        "OOMKilled"
+    } else if exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    let record = ExitRecord { exit_code, finished_at_ns: now_ns(), reason: reason.to_string() };
+    let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
+    write_atomic(&cfg.state_dir.join(EXIT_FILE), &json)?;
+    let _ = runtime_cmd(cfg).args(["delete", "--force", &cfg.id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    Ok(())
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// The OCI runtime command with its global flags.
+pub fn runtime_cmd(cfg: &ShimConfig) -> Command {
+    let mut c = Command::new(&cfg.runtime);
+    c.arg("--root").arg(&cfg.runtime_root);
+    c
+}
+
+/// `runc create`: the container's init waits (blocked in runc init) for `runc start`.
+fn create(cfg: &ShimConfig, out_w: OwnedFd, err_w: OwnedFd) -> Result<i32, ShimError> {
+    let pid_file = cfg.state_dir.join(PID_FILE);
+    let runc_log = cfg.state_dir.join("runtime.log");
+    let status = runtime_cmd(cfg)
+        .arg("--log").arg(&runc_log)
+        .args(["create", "--bundle"]).arg(&cfg.bundle)
+        .arg("--pid-file").arg(&pid_file)
+        .arg(&cfg.id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out_w))
+        .stderr(Stdio::from(err_w))
+        .status()?;
+    if !status.success() {
+        let message = std::fs::read_to_string(&runc_log).unwrap_or_default();
+        let message = message.lines().last().unwrap_or("no error output").to_string();
+        return Err(ShimError::Create { runtime: cfg.runtime.display().to_string(), message });
+    }
+    let pid = std::fs::read_to_string(&pid_file)?;
+    pid.trim().parse().map_err(|_| io::Error::other(format!("bad pid file {pid:?}")).into())
+}
+
+/// Points stdin/stdout/stderr at /dev/null so the runtime's pipe can close.
+fn detach_stdio() -> Result<(), ShimError> {
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors of this process.
+        if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) } < 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+    }
+    Ok(())
+}
+
+fn install_reopen_handler() -> Result<(), ShimError> {
+    // No SA_RESTART: the blocking waitpid must return EINTR so the main loop sees the flag.
+    let action = SigAction::new(SigHandler::Handler(on_sigusr1), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { signal::sigaction(Signal::SIGUSR1, &action) }?;
+    Ok(())
+}
+
+/// Reaps children until the container init exits; returns its exit code.
+fn wait_for(pid: i32, sink: &log::LogSink) -> Result<i32, ShimError> {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => return Ok(128 + sig as i32),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {
+                if REOPEN_LOG.swap(false, Ordering::SeqCst) {
+                    sink.reopen()?;
+                }
+            }
+            // No children left: the init was reaped elsewhere; treat as unknown failure.
+            Err(nix::errno::Errno::ECHILD) => return Ok(255),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
-/// The last error message the OCI runtime logged (its JSON log's `msg` of level error).
-pub fn last_runtime_error(state_dir: &std::path::Path) -> Option<String> {
-    let text = std::fs::read_to_string(state_dir.join(RUNTIME_LOG_FILE)).ok()?;
-    text.lines().rev().find_map(|l| {
-        let v: serde_json::Value = serde_json::from_str(l).ok()?;
-        (v["level"] == "error").then(|| v["msg"].as_str().map(str::to_string)).flatten()
+/// Whether the kernel OOM-killed something in the container's memory cgroup (v1 oom_control
+/// or v2 memory.events `oom_kill` counter; the cgroup is fresh, so any kill is this container's).
+fn oom_killed(cgroup_path: Option<&str>) -> bool {
+    let Some(rel) = cgroup_path else { return false };
+    let rel = rel.trim_start_matches('/');
+    let candidates = [
+        (format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"), "oom_kill "),
+        (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
+    ];
+    candidates.iter().any(|(path, key)| {
+        std::fs::read_to_string(path)
+            .map(|text| text.lines().any(|l| l.strip_prefix(key).and_then(|n| n.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)))
+            .unwrap_or(false)
     })
 }
 
+/// Starts `<shim_exe> shim ...` for `cfg` and waits until it reports the container created.
+/// Returns the container init pid. The shim is reaped by a background thread when it exits.
+pub fn spawn(shim_exe: &Path, cfg: &ShimConfig) -> Result<i32, ShimError> {
+    let mut cmd = Command::new(shim_exe);
+    cmd.arg("shim")
+        .arg("--id").arg(&cfg.id)
+        .arg("--bundle").arg(&cfg.bundle)
+        .arg("--log-path").arg(&cfg.log_path)
+        .arg("--state-dir").arg(&cfg.state_dir)
+        .arg("--runtime").arg(&cfg.runtime)
+        .arg("--runtime-root").arg(&cfg.runtime_root);
+    if let Some(cg) = &cfg.cgroup_path {
+        cmd.arg("--cgroup-path").arg(cg);
+    }
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| io::Error::other("shim stdout"))?;
+    let mut line = String::new();
+    io::BufReader::new(stdout).read_line(&mut line)?;
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    let line = line.trim();
+    match line.strip_prefix("created ") {
+        Some(pid) => pid.parse().map_err(|_| io::Error::other(format!("shim said {line:?}")).into()),
+        None => Err(ShimError::Create {
+            runtime: cfg.runtime.display().to_string(),
+            message: line.strip_prefix("error ").unwrap_or(line).to_string(),
+        }),
+    }
+}

@@ -1,49 +1,45 @@
-//! `berth shim`: the per-container supervisor started by the runtime (see
-//! `berth_runtime::shim`). Runs without tokio: it forks, so it must stay single-threaded until
-//! the container is created.
+//! `berth shim`: the per-container supervisor the runtime starts (hidden; not for people).
 
 use std::path::PathBuf;
 
 use berth_runtime::shim::{self, ShimConfig};
 
-/// Arguments of `berth shim` (written by the container manager, not by people).
+/// Arguments of `berth shim`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Container id (the OCI runtime's id too).
+    /// Container id.
     #[arg(long)]
     id: String,
-    /// OCI bundle directory holding config.json.
+    /// OCI bundle directory.
     #[arg(long)]
     bundle: PathBuf,
-    /// Directory for shim.pid, init.pid, exit.json and shim.log.
-    #[arg(long)]
-    state_dir: PathBuf,
-    /// The container's CRI log file.
+    /// CRI log file.
     #[arg(long)]
     log_path: PathBuf,
+    /// Directory for the pid and exit files.
+    #[arg(long)]
+    state_dir: PathBuf,
     /// OCI runtime binary.
     #[arg(long, default_value = "runc")]
     runtime: PathBuf,
-    /// The OCI runtime's --root.
+    /// OCI runtime state root.
     #[arg(long)]
     runtime_root: PathBuf,
-    /// linux.cgroupsPath of the container (to detect OOM kills).
+    /// The container's cgroups path (OOM detection).
     #[arg(long)]
-    cgroups_path: Option<String>,
+    cgroup_path: Option<String>,
 }
 
-/// Runs `berth shim`: returns once the container is created; the supervisor lives on detached.
+/// Runs `berth shim` (synchronously: the shim must stay single-threaded until it forks runc).
 pub fn run(args: Args) -> anyhow::Result<()> {
-    // Plain stderr logging: before the fork this reaches the caller, after it the shim log.
-    let _ = tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(false).try_init();
     let cfg = ShimConfig {
         id: args.id,
         bundle: args.bundle,
-        state_dir: args.state_dir,
         log_path: args.log_path,
+        state_dir: args.state_dir,
         runtime: args.runtime,
         runtime_root: args.runtime_root,
-        cgroups_path: args.cgroups_path,
+        cgroup_path: args.cgroup_path,
     };
     shim::run(&cfg)?;
     Ok(())

@@ -375,6 +375,10 @@ fn resolve_sources(root: &Path, rel: &str, keep: &dyn Fn(&Path) -> bool) -> std:
     if !rel_trim.contains(['*', '?', '[']) {
         let abs = if rel_trim.is_empty() { root.to_path_buf() } else { root.join(rel_trim) };
         let ok = std::fs::symlink_metadata(&abs).is_ok() && (rel_trim.is_empty() || keep(Path::new(rel_trim)));
+        // A symlinked directory on the way must not lead out of the context (or stage root).
+        if ok && !inside(root, abs.parent().unwrap_or(root)) {
+            return Err(format!("{rel}: resolves outside the build context"));
+        }
         return Ok(if ok { vec![(abs, PathBuf::from(rel_trim))] } else { vec![] });
     }
     let re = layer::glob_regex(rel_trim).ok_or_else(|| format!("invalid pattern {rel}"))?;
@@ -386,6 +390,14 @@ fn resolve_sources(root: &Path, rel: &str, keep: &dyn Fn(&Path) -> bool) -> std:
     });
     out.sort();
     Ok(out)
+}
+
+/// Whether `p` (after resolving symlinks) lies under `root`.
+fn inside(root: &Path, p: &Path) -> bool {
+    match (root.canonicalize(), p.canonicalize()) {
+        (Ok(r), Ok(p)) => p.starts_with(r),
+        _ => false,
+    }
 }
 
 fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&Path, &Path)) {

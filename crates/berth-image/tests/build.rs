@@ -98,5 +98,8 @@ fn step_errors_name_the_line() {
     assert!(err.to_string().contains("line 2") && err.to_string().contains("numeric"), "{err}");
     let err = build(&images, &ctx, "FROM scratch\nCOPY ../etc/passwd /p\n", "e:1").unwrap_err();
     assert!(err.to_string().contains("outside the build context"), "{err}");
+    std::os::unix::fs::symlink("/etc", ctx.join("escape")).unwrap();
+    let err = build(&images, &ctx, "FROM scratch\nCOPY escape/hostname /h\n", "e:1").unwrap_err();
+    assert!(err.to_string().contains("outside the build context"), "{err}");
     assert!(images.list().unwrap().is_empty());
 }

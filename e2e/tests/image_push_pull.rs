@@ -150,7 +150,8 @@ fn push_to_berth_registry_needs_credentials_and_round_trips() {
     // No credentials anywhere: the registry refuses the push.
     let refused = berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("401") && stderr.contains("berth login"), "{stderr}");
 
     // Wrong credentials: login fails and stores nothing.
     let bad = berth(tmp.path(), &["login", &berth_reg.host(), "-u", "berth", "-p", "wrong"]);

@@ -60,6 +60,13 @@ fn is_loopback(registry: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
+/// Adds "run berth login" to authentication failures.
+fn with_login_hint(e: berth_image::Error, registry: &str) -> anyhow::Error {
+    let denied = matches!(&e, berth_image::Error::Auth { .. } | berth_image::Error::Registry { status: 401 | 403, .. });
+    let e = anyhow::Error::from(e);
+    if denied { e.context(format!("not authorized by {registry}; run `berth login {registry}`")) } else { e }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio runtime")
 }
@@ -155,7 +162,9 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
     let client = args.common.client(&dest.registry)?;
     // Mounting only helps when pushing between repositories of the same registry.
     let mount_from = (src.registry == dest.registry).then_some(src.repository.clone());
-    let digest = runtime()?.block_on(client.push_image(&dest, images.content(), &manifest, mount_from.as_deref(), progress_bars("push")))?;
+    let digest = runtime()?
+        .block_on(client.push_image(&dest, images.content(), &manifest, mount_from.as_deref(), progress_bars("push")))
+        .map_err(|e| with_login_hint(e, &dest.registry))?;
     println!("{dest}: digest: {digest}");
     Ok(())
 }
@@ -174,7 +183,9 @@ pub fn pull(args: PullArgs) -> anyhow::Result<()> {
     let images = args.common.images()?;
     let r = Reference::parse(&args.reference)?;
     let client = args.common.client(&r.registry)?;
-    let pulled = runtime()?.block_on(client.pull_image(&r, images.content(), progress_bars("pull")))?;
+    let pulled = runtime()?
+        .block_on(client.pull_image(&r, images.content(), progress_bars("pull")))
+        .map_err(|e| with_login_hint(e, &r.registry))?;
     images.tag(&r, &pulled.manifest_digest)?;
     println!("{r}: digest: {}", pulled.manifest_digest);
     Ok(())

@@ -41,10 +41,10 @@ impl Common {
     /// only) from the local berth registry's credentials file.
     fn client(&self, registry: &str) -> anyhow::Result<RegistryClient> {
         let mut auth = AuthConfig::from_environment();
-        if auth.for_registry(registry).is_none() && is_loopback(registry) {
-            if let Some(c) = self.local_registry_credentials() {
-                auth.explicit.insert(registry.to_string(), c);
-            }
+        if auth.for_registry(registry).is_none() && is_loopback(registry)
+            && let Some(c) = self.local_registry_credentials()
+        {
+            auth.explicit.insert(registry.to_string(), c);
         }
         Ok(RegistryClient::new(ClientOptions { auth, insecure: self.insecure.clone(), chunk_size: None })?)
     }
@@ -205,7 +205,7 @@ pub struct ImagesArgs {
 pub fn images(args: ImagesArgs) -> anyhow::Result<()> {
     let images = args.common.images()?;
     if !args.quiet {
-        println!("{:<40} {:<16} {:<14} {:<22} {}", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+        println!("{:<40} {:<16} {:<14} {:<22} SIZE", "REPOSITORY", "TAG", "IMAGE ID", "CREATED");
     }
     for (name, entry) in images.list()? {
         let r = Reference::parse(&name)?;

@@ -65,6 +65,39 @@ pub struct ShimConfig {
     pub cgroup_path: Option<String>,
 }
 
+impl ShimConfig {
+    /// Parses the shim's command line (`--id X --bundle B ...`, as [`spawn`] writes it).
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut cfg = ShimConfig {
+            id: String::new(),
+            bundle: PathBuf::new(),
+            log_path: PathBuf::new(),
+            state_dir: PathBuf::new(),
+            runtime: PathBuf::from("runc"),
+            runtime_root: PathBuf::new(),
+            cgroup_path: None,
+        };
+        let mut it = args.into_iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--id" => cfg.id = value,
+                "--bundle" => cfg.bundle = value.into(),
+                "--log-path" => cfg.log_path = value.into(),
+                "--state-dir" => cfg.state_dir = value.into(),
+                "--runtime" => cfg.runtime = value.into(),
+                "--runtime-root" => cfg.runtime_root = value.into(),
+                "--cgroup-path" => cfg.cgroup_path = Some(value),
+                other => return Err(format!("unknown shim flag {other}")),
+            }
+        }
+        if cfg.id.is_empty() || cfg.bundle.as_os_str().is_empty() || cfg.state_dir.as_os_str().is_empty() {
+            return Err("shim needs --id, --bundle and --state-dir".into());
+        }
+        Ok(cfg)
+    }
+}
+
 /// How a container ended, as recorded by its shim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use sha2::{Digest as _, Sha256};
-
 use crate::error::{Error, Result};
 
 /// A validated `sha256:<64 lowercase hex>` digest.
@@ -25,12 +23,14 @@ impl Digest {
 
     /// The digest of `data`.
     pub fn of(data: &[u8]) -> Self {
-        Digest { hex: hex::encode(Sha256::digest(data)) }
+        let mut h = Hasher::new();
+        h.update(data);
+        h.finish()
     }
 
     /// The finished digest of a running hasher.
-    pub fn from_hasher(h: Sha256) -> Self {
-        Digest { hex: hex::encode(h.finalize()) }
+    pub fn from_hasher(h: Hasher) -> Self {
+        h.finish()
     }
 
     /// The hex part (used as the blob file name).
@@ -41,6 +41,43 @@ impl Digest {
     /// The first 12 hex characters, as `docker images` shows image IDs.
     pub fn short(&self) -> &str {
         &self.hex[..12]
+    }
+}
+
+/// A running SHA-256 computation (also an `io::Write` sink, for `io::copy`).
+#[derive(Clone)]
+pub struct Hasher(ring::digest::Context);
+
+impl Default for Hasher {
+    fn default() -> Self {
+        Hasher::new()
+    }
+}
+
+impl Hasher {
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        Hasher(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+
+    /// Feeds bytes.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest of everything fed.
+    pub fn finish(self) -> Digest {
+        Digest { hex: hex::encode(self.0.finish().as_ref()) }
+    }
+}
+
+impl std::io::Write for Hasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::store::ContentStore;
 
@@ -144,7 +143,7 @@ impl LayerBuilder {
 
     /// A digest over paths, kinds, modes and contents: the content part of a build cache key.
     pub fn content_hash(&self) -> Result<Digest> {
-        let mut h = Sha256::new();
+        let mut h = Hasher::new();
         for (path, e) in &self.entries {
             h.update(path.as_bytes());
             h.update(format!("\0{:o}\0", e.mode).as_bytes());
@@ -154,9 +153,9 @@ impl LayerBuilder {
                 EntryKind::Data(d) => h.update(Digest::of(d).hex().as_bytes()),
                 EntryKind::File(p) => {
                     let mut f = std::fs::File::open(p).map_err(|e| Error::io("open", p, e))?;
-                    let mut fh = Sha256::new();
+                    let mut fh = Hasher::new();
                     std::io::copy(&mut f, &mut fh).map_err(|e| Error::io("read", p, e))?;
-                    h.update(hex::encode(fh.finalize()).as_bytes());
+                    h.update(fh.finish().hex().as_bytes());
                 }
             }
             h.update(b"\n");
@@ -225,13 +224,13 @@ impl LayerBuilder {
 /// A writer that hashes and counts what passes through.
 struct HashWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: Hasher,
     count: u64,
 }
 
 impl<W> HashWriter<W> {
     fn new(inner: W) -> Self {
-        HashWriter { inner, hasher: Sha256::new(), count: 0 }
+        HashWriter { inner, hasher: Hasher::new(), count: 0 }
     }
 }
 

@@ -10,10 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 
 /// A directory of blobs by digest. Cheap to clone (shared lock table).
@@ -85,7 +84,7 @@ impl ContentStore {
         let file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create", &tmp, e))?;
         // Network chunks are small; buffering saves a blocking-pool hop per chunk.
         let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Sha256::new(), size: 0, expected })
+        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Hasher::new(), size: 0, expected })
     }
 
     /// Streams `reader` into the store, verifying against `expected` if given.
@@ -144,7 +143,7 @@ impl ContentStore {
     /// re-hashing it; a mismatch keeps nothing.
     pub fn commit_verified(&self, tmp: &Path, digest: &Digest) -> Result<()> {
         let mut f = std::fs::File::open(tmp).map_err(|e| Error::io("open", tmp, e))?;
-        let mut h = Sha256::new();
+        let mut h = Hasher::new();
         std::io::copy(&mut f, &mut h).map_err(|e| Error::io("read", tmp, e))?;
         let actual = Digest::from_hasher(h);
         if actual != *digest {
@@ -168,7 +167,7 @@ pub struct BlobWriter {
     store: ContentStore,
     tmp: PathBuf,
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
-    hasher: Sha256,
+    hasher: Hasher,
     size: u64,
     expected: Option<Digest>,
 }

@@ -8,10 +8,9 @@
 
 use flate2::{Compression, GzBuilder};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 use std::io::Write as _;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Descriptor, Manifest};
 use crate::store::ContentStore;
@@ -56,7 +55,7 @@ async fn random_layer(store: &ContentStore, size: u64, rng: &mut SplitMix64) -> 
     let mut blob = store.writer(None).await?;
     // mtime 0 and no name keep the gzip header fixed.
     let mut gz = GzBuilder::new().mtime(0).write(Vec::new(), Compression::none());
-    let mut diff = Sha256::new();
+    let mut diff = Hasher::new();
     let mut chunk = vec![0u8; 1 << 20];
     let mut left = size;
     while left > 0 {

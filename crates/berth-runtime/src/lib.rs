@@ -1,6 +1,11 @@
 //! `berth-runtime`: berth embedded CRI runtime: images, snapshots, pod sandboxes, containers.
 
 pub mod container;
+pub mod image;
 pub mod oci;
+pub mod sandbox;
+pub mod server;
 pub mod shim;
 pub mod snapshot;
+
+pub use server::{CriService, RuntimeConfig, StartError};

@@ -132,7 +132,8 @@ impl ContainerStore {
         Ok(Self { dir, shim_exe, runtime, runtime_root })
     }
 
-    fn path(&self, id: &str) -> Result<PathBuf, ContainerError> {
+    /// The directory of container `id` (whether or not it exists).
+    pub fn path(&self, id: &str) -> Result<PathBuf, ContainerError> {
         // Ids become directory names: keep them to one plain component.
         if id.is_empty() || id.contains('/') || id == "." || id == ".." {
             return Err(ContainerError::NotFound(id.to_string()));
@@ -319,5 +320,25 @@ impl ContainerStore {
         let _ = self.runc(&["delete", "--force", id]);
         rootfs::unmount(&dir).map_err(io_at(&dir))?;
         std::fs::remove_dir_all(&dir).map_err(io_at(&dir))
+    }
+}
+
+impl ContainerStore {
+    /// `runc exec` of `argv` in the container as its configured user, cwd and environment.
+    pub fn exec_command(&self, id: &str, argv: &[String]) -> Result<tokio::process::Command, ContainerError> {
+        let dir = self.path(id)?;
+        let config = dir.join("config.json");
+        let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| io_at(&config)(io::Error::other(e)))?;
+        let mut cmd = tokio::process::Command::new(&self.runtime);
+        cmd.arg("--root").arg(&self.runtime_root).arg("exec");
+        if let Some(p) = spec.process() {
+            cmd.arg("--user").arg(format!("{}:{}", p.user().uid(), p.user().gid()));
+            cmd.arg("--cwd").arg(p.cwd());
+            for e in p.env().iter().flatten() {
+                cmd.arg("--env").arg(e);
+            }
+        }
+        cmd.arg(id).args(argv).stdin(std::process::Stdio::null());
+        Ok(cmd)
     }
 }

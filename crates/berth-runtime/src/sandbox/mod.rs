@@ -1,0 +1,205 @@
+//! Pod sandboxes: `sandboxes/<id>/` holds the pinned netns, hostname, hosts, resolv.conf and
+//! `sandbox.json`; all state is on disk so a restarted runtime knows its sandboxes.
+
+pub mod netns;
+
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use berth_cri::v1::PodSandboxConfig;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+/// Why a sandbox operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// No such sandbox.
+    #[error("pod sandbox {0} not found")]
+    NotFound(String),
+    /// A file or namespace operation failed.
+    #[error("pod sandbox {path}: {source}")]
+    Io {
+        /// The path concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// Persisted sandbox state (the CRI config is kept as protobuf bytes, base64 in JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SandboxRecord {
+    id: String,
+    created_at_ns: i64,
+    ready: bool,
+    ip: Option<IpAddr>,
+    config_pb: Vec<u8>,
+}
+
+/// What containers need to know about their sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxInfo {
+    /// Sandbox id.
+    pub id: String,
+    /// The pinned network namespace.
+    pub netns_path: PathBuf,
+    /// Pod hostname.
+    pub hostname: String,
+    /// /etc/hostname source.
+    pub hostname_path: PathBuf,
+    /// /etc/hosts source.
+    pub hosts_path: PathBuf,
+    /// /etc/resolv.conf source.
+    pub resolv_conf_path: PathBuf,
+    /// The pod's log directory.
+    pub log_directory: Option<PathBuf>,
+    /// The pod IP, when networking assigned one.
+    pub ip: Option<IpAddr>,
+    /// Ready (not stopped).
+    pub ready: bool,
+    /// Creation time (ns).
+    pub created_at_ns: i64,
+    /// The CRI config.
+    pub config: PodSandboxConfig,
+}
+
+/// The sandboxes of one runtime.
+pub struct SandboxStore {
+    dir: PathBuf,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Io { path: path.to_path_buf(), source }
+}
+
+impl SandboxStore {
+    /// Opens `root/sandboxes`.
+    pub fn open(root: &Path) -> Result<Self, SandboxError> {
+        let dir = root.join("sandboxes");
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf, SandboxError> {
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            return Err(SandboxError::NotFound(id.to_string()));
+        }
+        Ok(self.dir.join(id))
+    }
+
+    fn save(&self, dir: &Path, r: &SandboxRecord) -> Result<(), SandboxError> {
+        let json = serde_json::to_vec(r).map_err(|e| io_at(dir)(io::Error::other(e)))?;
+        let p = dir.join("sandbox.json");
+        crate::shim::write_atomic(&p, &json).map_err(io_at(&p))
+    }
+
+    /// Creates a sandbox: netns, hostname, hosts and resolv.conf.
+    pub fn run(&self, id: &str, config: PodSandboxConfig) -> Result<SandboxInfo, SandboxError> {
+        let dir = self.path(id)?;
+        std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let result = self.run_in(&dir, id, config);
+        if result.is_err() {
+            let _ = netns::remove(&dir.join("netns"));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn run_in(&self, dir: &Path, id: &str, config: PodSandboxConfig) -> Result<SandboxInfo, SandboxError> {
+        let pin = dir.join("netns");
+        netns::create(&pin).map_err(io_at(&pin))?;
+        let hostname = if config.hostname.is_empty() {
+            config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_else(|| id.chars().take(12).collect())
+        } else {
+            config.hostname.clone()
+        };
+        let write = |name: &str, text: String| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(io_at(&p))
+        };
+        write("hostname", format!("{hostname}\n"))?;
+        write("hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?;
+        write("resolv.conf", resolv_conf(&config))?;
+        let record = SandboxRecord { id: id.to_string(), created_at_ns: now_ns(), ready: true, ip: None, config_pb: config.encode_to_vec() };
+        self.save(dir, &record)?;
+        self.info(id)
+    }
+
+    /// Loads a sandbox.
+    pub fn info(&self, id: &str) -> Result<SandboxInfo, SandboxError> {
+        let dir = self.path(id)?;
+        let p = dir.join("sandbox.json");
+        let bytes = std::fs::read(&p).map_err(|_| SandboxError::NotFound(id.to_string()))?;
+        let r: SandboxRecord = serde_json::from_slice(&bytes).map_err(|e| io_at(&p)(io::Error::other(e)))?;
+        let config = PodSandboxConfig::decode(r.config_pb.as_slice()).map_err(|e| io_at(&p)(io::Error::other(e)))?;
+        let hostname = std::fs::read_to_string(dir.join("hostname")).unwrap_or_default().trim().to_string();
+        Ok(SandboxInfo {
+            id: r.id,
+            netns_path: dir.join("netns"),
+            hostname,
+            hostname_path: dir.join("hostname"),
+            hosts_path: dir.join("hosts"),
+            resolv_conf_path: dir.join("resolv.conf"),
+            log_directory: Some(config.log_directory.clone()).filter(|d| !d.is_empty()).map(PathBuf::from),
+            ip: r.ip,
+            ready: r.ready,
+            created_at_ns: r.created_at_ns,
+            config,
+        })
+    }
+
+    /// All sandboxes on disk.
+    pub fn list(&self) -> Result<Vec<SandboxInfo>, SandboxError> {
+        let rd = std::fs::read_dir(&self.dir).map_err(io_at(&self.dir))?;
+        Ok(rd.flatten().filter_map(|e| self.info(&e.file_name().to_string_lossy()).ok()).collect())
+    }
+
+    /// Marks the sandbox not ready and releases its network namespace. Idempotent.
+    pub fn stop(&self, id: &str) -> Result<(), SandboxError> {
+        let dir = self.path(id)?;
+        let p = dir.join("sandbox.json");
+        let Ok(bytes) = std::fs::read(&p) else { return Ok(()) };
+        let mut r: SandboxRecord = serde_json::from_slice(&bytes).map_err(|e| io_at(&p)(io::Error::other(e)))?;
+        let pin = dir.join("netns");
+        netns::remove(&pin).map_err(io_at(&pin))?;
+        r.ready = false;
+        r.ip = None;
+        self.save(&dir, &r)
+    }
+
+    /// Deletes the sandbox and its files. Idempotent.
+    pub fn remove(&self, id: &str) -> Result<(), SandboxError> {
+        let dir = self.path(id)?;
+        if !dir.exists() {
+            return Ok(());
+        }
+        let pin = dir.join("netns");
+        netns::remove(&pin).map_err(io_at(&pin))?;
+        std::fs::remove_dir_all(&dir).map_err(io_at(&dir))
+    }
+}
+
+fn now_ns() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// resolv.conf from the CRI DNS config, or the host's when none is given.
+fn resolv_conf(config: &PodSandboxConfig) -> String {
+    match &config.dns_config {
+        Some(dns) if !dns.servers.is_empty() || !dns.searches.is_empty() => {
+            let mut out = String::new();
+            for s in &dns.servers {
+                out.push_str(&format!("nameserver {s}\n"));
+            }
+            if !dns.searches.is_empty() {
+                out.push_str(&format!("search {}\n", dns.searches.join(" ")));
+            }
+            if !dns.options.is_empty() {
+                out.push_str(&format!("options {}\n", dns.options.join(" ")));
+            }
+            out
+        }
+        _ => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    }
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_e2e::peer::{self, DockerRegistry, skopeo_copy, skopeo_raw_manifest};
+use berth_e2e::peer::{self, DockerRegistry, skopeo, skopeo_copy, skopeo_raw_manifest};
 use berth_e2e::{berth_bin, free_port};
 
 /// Runs berth with `DOCKER_CONFIG` pointing into `home` (never the user's real config).
@@ -185,4 +185,24 @@ fn push_to_berth_registry_needs_credentials_and_round_trips() {
     ok(berth(tmp.path(), &["rmi", "--data-dir", d2, "local/copy:x"]));
     assert_eq!(blobs(&data2), 0);
     assert!(!berth(tmp.path(), &["rmi", "--data-dir", d2, "local/copy:x"]).status.success());
+}
+
+#[test]
+fn docker_schema2_images_round_trip_with_their_media_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = DockerRegistry::start().unwrap();
+    let layout = busybox_layout(tmp.path());
+    let src = format!("{}/docker/busybox:v1", reg.host());
+    let out = skopeo(&["copy", "--dest-tls-verify=false", "--format", "v2s2", &format!("oci:{}:base", layout.display()), &format!("docker://{src}")]).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let raw = skopeo_raw_manifest(&format!("docker://{src}"), None).unwrap();
+    assert!(String::from_utf8_lossy(&raw).contains("application/vnd.docker.distribution.manifest.v2+json"));
+    let want = sha256(&raw);
+
+    let d = tmp.path().join("data");
+    let d = d.to_str().unwrap();
+    assert_eq!(printed_digest(&ok(berth(tmp.path(), &["pull", "--data-dir", d, &src]))), want);
+    let dst = format!("{}/docker/copy:v1", reg.host());
+    assert_eq!(printed_digest(&ok(berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]))), want);
+    assert_eq!(skopeo_raw_manifest(&format!("docker://{dst}"), None).unwrap(), raw);
 }

@@ -1,10 +1,48 @@
-//! `berth runtime`.
+//! `berth runtime`: the node's CRI v1 runtime on a Unix socket.
+
+use std::path::PathBuf;
+
+use berth_runtime::{CriService, RuntimeConfig};
 
 /// Arguments of `berth runtime`.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// CRI endpoint to listen on.
+    #[arg(long, default_value = "unix:///run/berth/cri.sock")]
+    listen: String,
+    /// Runtime state root (content, snapshots, images, sandboxes, containers).
+    #[arg(long, default_value = "/var/lib/berth/runtime")]
+    root: PathBuf,
+    /// Registries (HOST:PORT) spoken to over plain HTTP (loopback ones always are).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// OCI runtime binary.
+    #[arg(long, default_value = "runc")]
+    oci_runtime: PathBuf,
+    /// Pod CIDR (accepted for compatibility; pod networking beyond a private netns is not wired yet).
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pod_cidr: String,
+    /// Bridge name (accepted for compatibility, see --pod-cidr).
+    #[arg(long, default_value = "berth0")]
+    bridge: String,
+}
 
-/// Runs `berth runtime`.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`berth runtime` is not available in this build yet")
+/// Runs `berth runtime` until SIGTERM/SIGINT; containers keep running (their shims own them).
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = RuntimeConfig {
+        root: args.root,
+        shim_exe: std::env::current_exe()?,
+        oci_runtime: args.oci_runtime,
+        insecure_registries: args.insecure_registries,
+    };
+    tracing::info!(pod_cidr = %args.pod_cidr, bridge = %args.bridge, "pod networking: private netns per sandbox");
+    let socket = berth_cri::socket_path(&args.listen)?;
+    crate::rt::block_on(async move {
+        let service = CriService::open(&config)?;
+        let listener = berth_cri::bind(&socket)?;
+        tracing::info!(socket = %socket.display(), root = %config.root.display(), "CRI runtime listening");
+        berth_cri::serve(listener, service.clone(), service, crate::rt::shutdown_signal()).await?;
+        let _ = std::fs::remove_file(&socket);
+        anyhow::Ok(())
+    })?
 }

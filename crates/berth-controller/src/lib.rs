@@ -1,0 +1,63 @@
+//! `berth-controller`: the control loops that turn ModelServices into scheduled Pods.
+//!
+//! - [`template`]: the Pod template derived from a ModelService spec and its stable hash;
+//! - [`rollout`]: rolling-update arithmetic (maxSurge / maxUnavailable, like Deployments);
+//! - [`modelservice`]: the ModelService controller (owns Pods, rolls templates, writes status);
+//! - [`status`]: the ModelService status and its Deployment-shaped conditions;
+//! - [`fit`]: the scheduler's pure node filtering and scoring;
+//! - [`scheduler`]: the scheduler controller (binds pending Pods through `pods/binding`).
+//!
+//! [`run`] runs all controllers against one API server until the future is dropped.
+
+pub mod fit;
+pub mod modelservice;
+pub mod rollout;
+pub mod scheduler;
+pub mod status;
+pub mod template;
+
+use std::time::Duration;
+
+/// Label carrying the owning ModelService's name on every Pod it creates.
+pub const MODELSERVICE_LABEL: &str = "berth.dev/modelservice";
+/// Label carrying the hash of the Pod template a Pod was created from.
+pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+
+/// Settings of the controllers.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Name the controllers report in Events (`reportingController`).
+    pub reporter: String,
+    /// Identity of this controller process in Events (`reportingInstance`).
+    pub instance: Option<String>,
+    /// How long to wait before retrying a failed reconcile.
+    pub retry_after: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions { reporter: "berth-controller".to_string(), instance: None, retry_after: Duration::from_secs(2) }
+    }
+}
+
+/// Why a controller gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The ModelService controller failed.
+    #[error("modelservice controller: {0}")]
+    ModelService(#[from] modelservice::Error),
+    /// The scheduler failed.
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] scheduler::Error),
+}
+
+/// Runs the ModelService controller and the scheduler until the returned future is dropped.
+pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), ControllerError> {
+    let ms = modelservice::run(client.clone(), opts.clone());
+    let sched = scheduler::run(client, opts);
+    // Each controller runs forever; whichever stops first (they should not) ends the pair.
+    tokio::select! {
+        r = ms => r.map_err(ControllerError::from),
+        r = sched => r.map_err(ControllerError::from),
+    }
+}

@@ -5,6 +5,7 @@
 //! - [`local::LocalImages`]: named images on this machine (`berth images`).
 //! - [`layout`]: OCI image layout directories.
 
+pub mod archive;
 pub mod auth;
 pub mod build;
 pub mod client;

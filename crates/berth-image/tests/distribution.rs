@@ -150,3 +150,31 @@ async fn layout_export_is_readable_by_skopeo_and_imports_back() {
     assert_eq!(back.list().unwrap().len(), 4);
     assert!(berth_image::layout::import(&layout, Some("nope"), &back).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_archives_save_for_skopeo_and_load_from_skopeo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (images, digest, _) = source(tmp.path()).await;
+    let saved = tmp.path().join("saved.tar");
+    berth_image::archive::save(images.content(), &digest, &["t/img:1".to_string()], &saved).unwrap();
+    // skopeo reads it as a docker archive and writes a legacy one (uncompressed layers) back.
+    let legacy = tmp.path().join("legacy.tar");
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("docker-archive:{}", saved.display()))
+        .arg(format!("docker-archive:{}:t/img:2", legacy.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let store = ContentStore::open(tmp.path().join("loaded")).unwrap();
+    let (loaded, tags) = berth_image::archive::load(&legacy, &store).unwrap();
+    assert!(tags.len() == 1 && tags[0].ends_with("t/img:2"), "{tags:?}");
+    let Ok(berth_image::manifest::Document::Manifest(m)) = berth_image::manifest::Document::parse(&store.read(&loaded).unwrap(), None) else {
+        panic!("not a manifest")
+    };
+    // Uncompressed legacy layers are stored under their diff_ids, as the config lists them.
+    let config: serde_json::Value = serde_json::from_slice(&store.read(&m.config.digest).unwrap()).unwrap();
+    let diff_ids: Vec<String> = m.layers.iter().map(|l| l.digest.to_string()).collect();
+    assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(diff_ids));
+    assert_eq!(m.layers.len(), 2);
+}

@@ -1,0 +1,254 @@
+//! The runtime driven only through its CRI gRPC socket (root only, as CI runs): a busybox image
+//! built here, pushed with skopeo to Debian's docker-registry on loopback, pulled through CRI,
+//! run in a pod sandbox, exec'd into, stopped, removed, leaving no mounts behind.
+//!
+//! This test binary is also the shim (`<this exe> shim ...`).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_cri::v1 as cri;
+use berth_runtime::{shim, CriService, RuntimeConfig};
+use sha2::{Digest, Sha256};
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Writes an OCI image layout of busybox-static (with applet symlinks and an `app` user).
+fn busybox_layout(dir: &Path) -> PathBuf {
+    let staging = dir.join("staging");
+    std::fs::create_dir_all(staging.join("bin")).expect("bin");
+    std::fs::create_dir_all(staging.join("etc")).expect("etc");
+    std::fs::copy("/bin/busybox", staging.join("bin/busybox")).expect("busybox-static installed");
+    for applet in ["sh", "echo", "id", "sleep", "true", "cat"] {
+        symlink("busybox", staging.join("bin").join(applet)).expect("applet");
+    }
+    std::fs::write(staging.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n").expect("passwd");
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", &staging).expect("tar");
+    let layer_tar = tar.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&layer_tar).expect("gzip");
+    let layer = gz.finish().expect("gzip");
+    let config = serde_json::json!({
+        "architecture": berth_image::manifest::host_arch(), "os": "linux",
+        "config": { "Cmd": ["sh"], "User": "app", "Env": ["PATH=/bin"] },
+        "rootfs": { "type": "layers", "diff_ids": [sha(&layer_tar)] },
+    });
+    let config = serde_json::to_vec(&config).expect("config");
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&layer), "size": layer.len() }],
+    }))
+    .expect("manifest");
+    let layout = dir.join("layout");
+    let blobs = layout.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    for blob in [&layer, &config, &manifest] {
+        std::fs::write(blobs.join(&sha(blob)[7..]), blob).expect("blob");
+    }
+    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&manifest), "size": manifest.len(),
+        "annotations": { "org.opencontainers.image.ref.name": "latest" } }] });
+    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).expect("index")).expect("index");
+    layout
+}
+
+/// Debian's docker-registry on a free loopback port; killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let config = dir.join("registry.yml");
+        std::fs::write(&config, format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("registry").display()
+        )).expect("config");
+        let child = Command::new("/usr/bin/docker-registry").arg("serve").arg(&config)
+            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("docker-registry installed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, port }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn push(layout: &Path, dest: &str) {
+    let out = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", &format!("oci:{}:latest", layout.display()), &format!("docker://{dest}")])
+        .output()
+        .expect("skopeo installed");
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+async fn wait_exited(client: &mut berth_cri::CriClient, id: &str) -> cri::ContainerStatus {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = client.runtime.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false })
+            .await.expect("status").into_inner().status.expect("status");
+        if s.state == cri::ContainerState::ContainerExited as i32 {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "container did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn container(sandbox: &cri::PodSandboxConfig, name: &str, image: &str, command: &[&str], log_dir_rel: &str) -> cri::CreateContainerRequest {
+    cri::CreateContainerRequest {
+        pod_sandbox_id: String::new(),
+        config: Some(cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
+            image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            envs: vec![cri::KeyValue { key: "GREETING".into(), value: b"hello".to_vec() }],
+            labels: HashMap::from([("app".to_string(), name.to_string())]),
+            log_path: log_dir_rel.into(),
+            ..Default::default()
+        }),
+        sandbox_config: Some(sandbox.clone()),
+    }
+}
+
+async fn lifecycle_through_the_socket(tmp: &Path) {
+    let registry = Registry::start(tmp);
+    let layout = busybox_layout(tmp);
+    let image = format!("127.0.0.1:{}/test/busybox:latest", registry.port);
+    push(&layout, &image);
+
+    let root = tmp.join("root");
+    let config = RuntimeConfig {
+        root: root.clone(),
+        shim_exe: std::env::current_exe().expect("exe"),
+        oci_runtime: "runc".into(),
+        insecure_registries: vec![],
+    };
+    let service = CriService::open(&config).expect("open");
+    let socket = tmp.join("cri.sock");
+    let listener = berth_cri::bind(&socket).expect("bind");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async { let _ = stop_rx.await; }));
+    let mut c = berth_cri::connect(&format!("unix://{}", socket.display())).await.expect("connect");
+
+    let v = c.runtime.version(cri::VersionRequest::default()).await.expect("version").into_inner();
+    assert_eq!((v.runtime_name.as_str(), v.runtime_api_version.as_str()), ("berth", "v1"));
+
+    // Images.
+    let missing = c.image.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), verbose: false })
+        .await.expect("status of a missing image is not an error").into_inner();
+    assert!(missing.image.is_none());
+    let (mut i1, mut i2) = (c.image.clone(), c.image.clone());
+    let (a, b) = tokio::join!(
+        i1.pull_image(cri::PullImageRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }),
+        i2.pull_image(cri::PullImageRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }),
+    );
+    let image_id = a.expect("pull").into_inner().image_ref;
+    assert_eq!(b.expect("concurrent pull").into_inner().image_ref, image_id);
+    assert!(image_id.starts_with("sha256:"));
+    let status = c.image.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), verbose: false })
+        .await.expect("status").into_inner().image.expect("present");
+    assert_eq!(status.id, image_id);
+    assert_eq!(status.username, "app");
+    assert_eq!(status.repo_tags, vec![image.clone()]);
+    let list = c.image.list_images(cri::ListImagesRequest::default()).await.expect("list").into_inner();
+    assert_eq!(list.images.len(), 1);
+
+    // A sandbox and a container that runs to completion as the image's non-root USER.
+    let logs = tmp.join("pod-logs");
+    let sandbox_config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata { name: "pod".into(), uid: "u1".into(), namespace: "default".into(), attempt: 0 }),
+        hostname: "pod-host".into(),
+        log_directory: logs.display().to_string(),
+        ..Default::default()
+    };
+    let sandbox_id = c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(sandbox_config.clone()), runtime_handler: String::new() })
+        .await.expect("run sandbox").into_inner().pod_sandbox_id;
+    let mut req = container(&sandbox_config, "once", &image, &["sh", "-c", "echo $GREETING; id -u; cat /etc/hostname; exit 3"], "once.log");
+    req.pod_sandbox_id = sandbox_id.clone();
+    let once = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
+    c.runtime.start_container(cri::StartContainerRequest { container_id: once.clone() }).await.expect("start");
+    let s = wait_exited(&mut c, &once).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
+    assert_eq!(s.image_id, image_id);
+    assert!(s.finished_at >= s.started_at && s.started_at >= s.created_at);
+    let log = std::fs::read_to_string(logs.join("once.log")).expect("log");
+    let lines: Vec<&str> = log.lines().map(|l| l.split_once(' ').expect("record").1).collect();
+    assert_eq!(lines, vec!["stdout F hello", "stdout F 1000", "stdout F pod-host"]);
+
+    // A long-running one: ExecSync, list filters, stop with grace.
+    let mut req = container(&sandbox_config, "server", &image, &["sleep", "1000"], "server.log");
+    req.pod_sandbox_id = sandbox_id.clone();
+    let server_id = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
+    c.runtime.start_container(cri::StartContainerRequest { container_id: server_id.clone() }).await.expect("start");
+    let exec = c.runtime.exec_sync(cri::ExecSyncRequest { container_id: server_id.clone(), cmd: vec!["sh".into(), "-c".into(), "echo out; echo err >&2; id -u; exit 4".into()], timeout: 10 })
+        .await.expect("exec").into_inner();
+    assert_eq!(String::from_utf8_lossy(&exec.stdout), "out\n1000\n");
+    assert_eq!(String::from_utf8_lossy(&exec.stderr), "err\n");
+    assert_eq!(exec.exit_code, 4);
+    let running = c.runtime.list_containers(cri::ListContainersRequest { filter: Some(cri::ContainerFilter {
+        state: Some(cri::ContainerStateValue { state: cri::ContainerState::ContainerRunning as i32 }),
+        pod_sandbox_id: sandbox_id.clone(), ..Default::default() }) }).await.expect("list").into_inner().containers;
+    assert_eq!(running.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![server_id.clone()]);
+    assert_eq!(running[0].labels.get("app").map(String::as_str), Some("server"));
+    c.runtime.stop_container(cri::StopContainerRequest { container_id: server_id.clone(), timeout: 1 }).await.expect("stop");
+    let s = wait_exited(&mut c, &server_id).await;
+    // sleep dies of SIGTERM (PID 1 has no default action for it, so then SIGKILL): either way a signal.
+    assert!(s.exit_code == 128 + 15 || s.exit_code == 137, "exit {}", s.exit_code);
+    c.runtime.stop_container(cri::StopContainerRequest { container_id: server_id.clone(), timeout: 1 }).await.expect("stop is idempotent");
+
+    // Tear down: sandbox removal removes its containers; image removal frees snapshots.
+    c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("stop sandbox");
+    let st = c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sandbox_id.clone(), verbose: false })
+        .await.expect("sandbox status").into_inner().status.expect("status");
+    assert_eq!(st.state, cri::PodSandboxState::SandboxNotready as i32);
+    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("remove sandbox");
+    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("remove is idempotent");
+    let left = c.runtime.list_containers(cri::ListContainersRequest::default()).await.expect("list").into_inner().containers;
+    assert!(left.is_empty(), "{left:?}");
+    c.image.remove_image(cri::RemoveImageRequest { image: Some(cri::ImageSpec { image: image_id.clone(), ..Default::default() }) }).await.expect("rmi");
+    c.image.remove_image(cri::RemoveImageRequest { image: Some(cri::ImageSpec { image: image_id.clone(), ..Default::default() }) }).await.expect("rmi idempotent");
+    assert_eq!(std::fs::read_dir(root.join("snapshots")).expect("snapshots").count(), 0, "snapshots freed");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(tmp.to_str().expect("utf8")), "leftover mounts:\n{mounts}");
+    let _ = stop_tx.send(());
+    server.await.expect("join").expect("serve");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("shim") {
+        let cfg = shim::ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
+        std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
+    }
+    let tmp = tempfile::Builder::new().prefix("berth-cri-").tempdir_in("/var/tmp").expect("tmp");
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(lifecycle_through_the_socket(tmp.path()))));
+    match result {
+        Ok(()) => println!("test lifecycle_through_the_socket ... ok"),
+        Err(_) => {
+            println!("test lifecycle_through_the_socket ... FAILED");
+            std::process::exit(1);
+        }
+    }
+}

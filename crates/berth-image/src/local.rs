@@ -56,10 +56,22 @@ impl LocalImages {
 
     fn save(&self, names: &BTreeMap<String, ImageEntry>) -> Result<()> {
         let p = self.names_path();
-        let tmp = self.dir.join(format!("names.json.{}", std::process::id()));
+        let tmp = self.dir.join(format!("names.json.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(names).map_err(|e| Error::json("names", e))?;
         std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
         std::fs::rename(&tmp, &p).map_err(|e| Error::io("rename", &p, e))
+    }
+
+    /// Runs a read-modify-write of `names.json` under an exclusive file lock, so that
+    /// concurrent berth processes (parallel pulls, builds) don't lose each other's names.
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let p = self.dir.join("names.lock");
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| Error::io("open", &p, e))?;
+        file.lock().map_err(|e| Error::io("lock", &p, e))?;
+        let out = f();
+        // Closing the file releases the lock as well; unlocking first just makes it explicit.
+        let _ = file.unlock();
+        out
     }
 
     /// Points `name` at a manifest already in the content store.
@@ -67,9 +79,11 @@ impl LocalImages {
         if !self.store.exists(manifest) {
             return Err(Error::BlobNotFound(manifest.to_string()));
         }
-        let mut names = self.list()?;
-        names.insert(name.to_string(), ImageEntry { manifest: manifest.clone() });
-        self.save(&names)
+        self.locked(|| {
+            let mut names = self.list()?;
+            names.insert(name.to_string(), ImageEntry { manifest: manifest.clone() });
+            self.save(&names)
+        })
     }
 
     /// Resolves a name (or a pinned digest / image-ID prefix) to its manifest digest.
@@ -97,13 +111,15 @@ impl LocalImages {
 
     /// Removes a name and frees blobs nothing else references; returns the freed digests.
     pub fn remove(&self, name: &str) -> Result<Vec<Digest>> {
-        let mut names = self.list()?;
         let key = Reference::parse(name).map(|r| r.to_string()).map_err(|_| Error::ImageNotFound(name.to_string()))?;
-        if names.remove(&key).is_none() {
-            return Err(Error::ImageNotFound(name.to_string()));
-        }
-        self.save(&names)?;
-        self.gc(&names)
+        self.locked(|| {
+            let mut names = self.list()?;
+            if names.remove(&key).is_none() {
+                return Err(Error::ImageNotFound(name.to_string()));
+            }
+            self.save(&names)?;
+            self.gc(&names)
+        })
     }
 
     /// Deletes blobs unreachable from `names`.
@@ -140,5 +156,40 @@ impl LocalImages {
     /// The directory of this store.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_tags_are_all_kept_and_rmi_frees_only_unreferenced_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = std::sync::Arc::new(LocalImages::open(dir.path()).unwrap());
+        let config = images.content().write_bytes(b"{}").unwrap();
+        let layer = images.content().write_bytes(b"layer").unwrap();
+        let desc = |d: &Digest, n: usize| crate::manifest::Descriptor { media_type: "x".into(), digest: d.clone(), size: n as u64, platform: None, annotations: Default::default() };
+        let m = crate::manifest::Manifest { schema_version: 2, media_type: None, config: desc(&config, 2), layers: vec![desc(&layer, 5)], annotations: Default::default() };
+        let md = images.content().write_bytes(&serde_json::to_vec(&m).unwrap()).unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let (images, md) = (images.clone(), md.clone());
+                std::thread::spawn(move || images.tag(&Reference::parse(&format!("img:{i}")).unwrap(), &md).unwrap())
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(images.list().unwrap().len(), 16);
+        let stray = images.content().write_bytes(b"unreferenced").unwrap();
+        for i in 0..15 {
+            assert_eq!(images.remove(&format!("img:{i}")).unwrap(), vec![stray.clone()].into_iter().filter(|_| i == 0).collect::<Vec<_>>());
+        }
+        assert!(images.content().exists(&layer));
+        let mut freed = images.remove("img:15").unwrap();
+        freed.sort();
+        let mut want = vec![md, config, layer];
+        want.sort();
+        assert_eq!(freed, want);
+        assert!(images.remove("img:15").is_err());
     }
 }

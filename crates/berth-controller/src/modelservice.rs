@@ -6,7 +6,7 @@ use std::sync::Arc;
 use berth_api::ModelService;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -172,7 +172,7 @@ async fn create(pods: &Api<Pod>, ms: &ModelService, name: &str, t: &PodTemplate,
         metadata: ObjectMeta {
             generate_name: Some(format!("{name}-{hash}-")),
             labels: Some(labels),
-            owner_references: ms.controller_owner_ref(&()).map(|o| vec![o]),
+            owner_references: owner_ref(ms).map(|o| vec![o]),
             ..ObjectMeta::default()
         },
         spec: Some(t.spec.clone()),
@@ -181,6 +181,14 @@ async fn create(pods: &Api<Pod>, ms: &ModelService, name: &str, t: &PodTemplate,
     let created = pods.create(&PostParams::default(), &pod).await?;
     info!(modelservice = name, pod = %created.name_any(), "created pod");
     Ok(())
+}
+
+/// The controller reference to `ms`; blockOwnerDeletion so foreground deletion of the service
+/// waits for its Pods.
+fn owner_ref(ms: &ModelService) -> Option<OwnerReference> {
+    let mut o = ms.controller_owner_ref(&())?;
+    o.block_owner_deletion = Some(true);
+    Some(o)
 }
 
 async fn delete(pods: &Api<Pod>, pod: &Pod, why: &str) -> Result<(), Error> {

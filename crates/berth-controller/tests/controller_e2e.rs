@@ -1,0 +1,300 @@
+//! The controllers against a real `berth server`: the tests play the node agent (a Ready Node
+//! with capacity, Pods flipped to Ready, terminating Pods finalized) while the ModelService
+//! controller and the scheduler run in-process.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use berth_api::{ModelService, ModelServiceSpec};
+use berth_controller::{ControllerOptions, MODELSERVICE_LABEL, TEMPLATE_HASH_LABEL};
+use berth_e2e::server::TestServer;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+const NS: &str = "default";
+
+/// A server with the controllers running in a task that ends with the fixture.
+struct Fixture {
+    _server: TestServer,
+    client: kube::Client,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        self.controllers.abort();
+    }
+}
+
+async fn setup() -> Fixture {
+    let server = TestServer::start().await.unwrap();
+    let client = server.client().await.unwrap();
+    let c = client.clone();
+    let controllers = tokio::spawn(async move {
+        if let Err(e) = berth_controller::run(c, ControllerOptions::default()).await {
+            eprintln!("controllers stopped: {e}");
+        }
+    });
+    Fixture { _server: server, client, controllers }
+}
+
+impl Fixture {
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    fn services(&self) -> Api<ModelService> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Registers a Ready node with the given allocatable cpu and memory, as an agent would.
+    async fn node(&self, name: &str, cpu: &str, memory: &str) {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let node: Node = serde_json::from_value(json!({"metadata":{"name":name,"labels":{"kubernetes.io/hostname":name}}})).unwrap();
+        nodes.create(&PostParams::default(), &node).await.unwrap();
+        let status = json!({"status":{"capacity":{"cpu":cpu,"memory":memory,"pods":"110"},
+            "allocatable":{"cpu":cpu,"memory":memory,"pods":"110"},
+            "conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"agent is posting ready status"}]}});
+        nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    }
+
+    async fn create_ms(&self, name: &str, replicas: i32, memory: &str) -> ModelService {
+        let spec: ModelServiceSpec = serde_json::from_value(json!({"image":"localhost:5000/model:v1","replicas":replicas,
+            "env":[{"name":"MODE","value":"one"}],
+            "ports":[{"containerPort":8080,"name":"http"}],
+            "resources":{"requests":{"cpu":"100m","memory":memory}}}))
+        .unwrap();
+        let ms = ModelService::new(name, spec);
+        self.services().create(&PostParams::default(), &ms).await.unwrap()
+    }
+
+    /// The live (not terminating) Pods of a service; terminating ones are finalized first, as
+    /// the agent would once their containers stopped.
+    async fn live_pods(&self, ms: &str) -> Vec<Pod> {
+        let lp = ListParams::default().labels(&format!("{MODELSERVICE_LABEL}={ms}"));
+        let mut live = Vec::new();
+        for p in self.pods().list(&lp).await.unwrap().items {
+            if p.meta().deletion_timestamp.is_some() {
+                let _ = self.pods().delete(&p.name_any(), &DeleteParams::default().grace_period(0)).await;
+            } else {
+                live.push(p);
+            }
+        }
+        live
+    }
+
+    /// Marks a Pod Running and Ready through the status subresource, as the agent would.
+    async fn make_ready(&self, pod: &str) {
+        let status = json!({"status":{"phase":"Running","conditions":[
+            {"type":"PodScheduled","status":"True"},{"type":"Ready","status":"True"},{"type":"ContainersReady","status":"True"}]}});
+        self.pods().patch_status(pod, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    }
+
+    /// Waits until the service has `n` live Pods, all bound; flips them Ready when `ready`.
+    async fn converge(&self, ms: &str, n: usize, ready: bool) -> Vec<Pod> {
+        let pods = eventually(&format!("{n} bound pods of {ms}"), || async {
+            let pods = self.live_pods(ms).await;
+            (pods.len() == n && pods.iter().all(|p| node_of(p).is_some())).then_some(pods)
+        })
+        .await;
+        if ready {
+            for p in pods.iter().filter(|p| !is_ready(p)) {
+                self.make_ready(&p.name_any()).await;
+            }
+        }
+        pods
+    }
+
+    async fn status_ready(&self, ms: &str, n: i32) -> ModelService {
+        eventually(&format!("{ms} status {n} ready"), || async {
+            let m = self.services().get(ms).await.unwrap();
+            let s = m.status.clone()?;
+            (s.ready_replicas == Some(n)
+                && s.replicas == Some(n)
+                && s.updated_replicas == Some(n)
+                && s.observed_generation == m.meta().generation)
+                .then_some(m)
+        })
+        .await
+    }
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn node_of(p: &Pod) -> Option<&str> {
+    p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+}
+
+fn is_ready(p: &Pod) -> bool {
+    berth_controller::modelservice::is_ready(p)
+}
+
+fn condition<'a>(ms: &'a ModelService, t: &str) -> Option<&'a berth_api::ModelServiceCondition> {
+    ms.status.as_ref()?.conditions.iter().find(|c| c.type_ == t)
+}
+
+async fn scale(f: &Fixture, ms: &str, replicas: i32) {
+    let patch = json!({"spec":{"replicas":replicas}});
+    f.services().patch_scale(ms, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+}
+
+#[tokio::test]
+async fn replicas_are_created_bound_replaced_scaled_and_collected() {
+    let f = setup().await;
+    f.node("node-1", "8", "16Gi").await;
+    let ms = f.create_ms("churn", 3, "256Mi").await;
+
+    let pods = f.converge("churn", 3, true).await;
+    let uid = ms.meta().uid.clone().unwrap();
+    for p in &pods {
+        assert_eq!(node_of(p), Some("node-1"));
+        let owner = &p.owner_references()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()), ("ModelService", "churn", uid.as_str()));
+        assert_eq!(owner.controller, Some(true));
+        assert_eq!(owner.block_owner_deletion, Some(true));
+        let hash = p.labels().get(TEMPLATE_HASH_LABEL).unwrap();
+        assert!(p.name_any().starts_with(&format!("churn-{hash}-")), "{}", p.name_any());
+        assert_eq!(p.name_any().len(), format!("churn-{hash}-").len() + 5);
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        assert_eq!(c.image.as_deref(), Some("localhost:5000/model:v1"));
+        assert_eq!(p.spec.as_ref().unwrap().restart_policy.as_deref(), Some("Always"));
+    }
+    let ms = f.status_ready("churn", 3).await;
+    let available = condition(&ms, "Available").unwrap();
+    assert_eq!((available.status.as_str(), available.reason.as_deref()), ("True", Some("MinimumReplicasAvailable")));
+    assert_eq!(condition(&ms, "Progressing").unwrap().reason.as_deref(), Some("NewReplicaSetAvailable"));
+    assert_eq!(ms.status.as_ref().unwrap().selector.as_deref(), Some("berth.dev/modelservice=churn"));
+
+    // A deleted Pod is replaced.
+    let victim = pods[0].name_any();
+    f.pods().delete(&victim, &DeleteParams::default().grace_period(0)).await.unwrap();
+    let after = eventually("a replacement pod", || async {
+        let live = f.live_pods("churn").await;
+        (live.len() == 3 && live.iter().all(|p| p.name_any() != victim)).then_some(live)
+    })
+    .await;
+    assert!(after.iter().all(|p| p.name_any() != victim));
+
+    // Scale through the scale subresource.
+    scale(&f, "churn", 5).await;
+    f.converge("churn", 5, true).await;
+    f.status_ready("churn", 5).await;
+    scale(&f, "churn", 1).await;
+    f.converge("churn", 1, true).await;
+    f.status_ready("churn", 1).await;
+
+    // Deleting the service lets the API server's GC take its Pods.
+    f.services().delete("churn", &DeleteParams::default()).await.unwrap();
+    eventually("pods collected", || async { f.live_pods("churn").await.is_empty().then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn a_template_change_rolls_without_dropping_ready_pods() {
+    let f = setup().await;
+    f.node("node-1", "8", "16Gi").await;
+    f.create_ms("roll", 3, "128Mi").await;
+    let old: BTreeSet<String> = f.converge("roll", 3, true).await.iter().map(|p| p.name_any()).collect();
+    f.status_ready("roll", 3).await;
+
+    let patch = json!({"spec":{"env":[{"name":"MODE","value":"two"}]}});
+    f.services().patch("roll", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+
+    // Defaults for 3 replicas: maxSurge 1, maxUnavailable 0 -> never fewer than 3 Ready Pods.
+    let mut flipped = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let live = f.live_pods("roll").await;
+        let ready = live.iter().filter(|p| is_ready(p)).count();
+        assert!(ready >= 3, "only {ready} ready pods during the rollout: {:?}", names(&live));
+        assert!(live.len() <= 4, "more than replicas + maxSurge pods: {:?}", names(&live));
+        let fresh: Vec<&Pod> = live.iter().filter(|p| !old.contains(&p.name_any())).collect();
+        if live.len() == 3 && fresh.len() == 3 && fresh.iter().all(|p| is_ready(p)) {
+            break;
+        }
+        // Play the agent: one new Pod becomes Ready at a time.
+        if let Some(p) = fresh.iter().find(|p| node_of(p).is_some() && !is_ready(p)) {
+            f.make_ready(&p.name_any()).await;
+            flipped += 1;
+        }
+        assert!(Instant::now() < deadline, "rollout did not finish: {:?}", names(&live));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(flipped, 3);
+    let ms = f.status_ready("roll", 3).await;
+    assert_eq!(condition(&ms, "Progressing").unwrap().reason.as_deref(), Some("NewReplicaSetAvailable"));
+    let live = f.live_pods("roll").await;
+    let hashes: BTreeSet<&String> = live.iter().filter_map(|p| p.labels().get(TEMPLATE_HASH_LABEL)).collect();
+    assert_eq!(hashes.len(), 1);
+    let env = live[0].spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+    assert_eq!(env[0].value.as_deref(), Some("two"));
+}
+
+fn names(pods: &[Pod]) -> Vec<String> {
+    pods.iter().map(|p| format!("{}{}", p.name_any(), if is_ready(p) { "(ready)" } else { "" })).collect()
+}
+
+#[tokio::test]
+async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
+    let f = setup().await;
+    f.node("small-node", "4", "1Gi").await;
+    f.create_ms("huge", 2, "64Gi").await;
+    f.create_ms("tiny", 1, "100Mi").await;
+
+    // The one that fits is unaffected.
+    let tiny = f.converge("tiny", 1, true).await;
+    assert_eq!(node_of(&tiny[0]), Some("small-node"));
+    f.status_ready("tiny", 1).await;
+
+    let huge = eventually("unschedulable condition", || async {
+        let pods = f.live_pods("huge").await;
+        let marked = pods.iter().all(|p| {
+            p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                        && c.message.as_deref() == Some("0/1 nodes are available: 1 Insufficient memory.")
+                })
+            })
+        });
+        (pods.len() == 2 && marked).then_some(pods)
+    })
+    .await;
+    assert!(huge.iter().all(|p| node_of(p).is_none()));
+
+    let events: Api<Event> = Api::namespaced(f.client.clone(), NS);
+    let name = huge[0].name_any();
+    eventually("FailedScheduling event", || async {
+        let evs = events.list(&ListParams::default()).await.unwrap().items;
+        evs.iter()
+            .any(|e| {
+                e.reason.as_deref() == Some("FailedScheduling")
+                    && e.involved_object.name.as_deref() == Some(name.as_str())
+                    && e.message.as_deref().is_some_and(|m| m.contains("Insufficient memory"))
+            })
+            .then_some(())
+    })
+    .await;
+
+    // Still pending, and the service reports it is not available.
+    let ms = f.services().get("huge").await.unwrap();
+    assert!(f.live_pods("huge").await.iter().all(|p| node_of(p).is_none()));
+    assert_eq!(condition(&ms, "Available").map(|c| c.status.as_str()), Some("False"));
+    assert_eq!(f.live_pods("tiny").await.len(), 1);
+}

@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod image;
+pub mod network;
 pub mod oci;
 pub mod sandbox;
 pub mod server;

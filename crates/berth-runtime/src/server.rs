@@ -481,6 +481,8 @@ pub struct RuntimeConfig {
     pub oci_runtime: PathBuf,
     /// Registries spoken to over plain HTTP.
     pub insecure_registries: Vec<String>,
+    /// Pod networking (bridge + CIDR); `None` leaves each sandbox with only loopback.
+    pub network: Option<crate::network::NetworkConfig>,
 }
 
 /// Why the runtime could not start.
@@ -501,9 +503,14 @@ impl CriService {
     /// Opens every store under `config.root` (recovering whatever is on disk).
     pub fn open(config: &RuntimeConfig) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.root).map_err(|source| ContainerError::Io { path: config.root.clone(), source })?;
+        let net_dir = config.root.join("network");
+        let network = match &config.network {
+            Some(n) => Some(crate::network::Network::open(&net_dir, n.clone()).map_err(|source| SandboxError::Io { path: net_dir.clone(), source })?),
+            None => None,
+        };
         Ok(Self {
             images: ImageStore::open(&config.root, config.insecure_registries.clone())?,
-            sandboxes: Arc::new(SandboxStore::open(&config.root)?),
+            sandboxes: Arc::new(SandboxStore::open(&config.root, network)?),
             containers: Arc::new(ContainerStore::open(&config.root, config.shim_exe.clone(), config.oci_runtime.clone())?),
         })
     }

@@ -25,7 +25,7 @@ fn busybox_layout(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(staging.join("bin")).expect("bin");
     std::fs::create_dir_all(staging.join("etc")).expect("etc");
     std::fs::copy("/bin/busybox", staging.join("bin/busybox")).expect("busybox-static installed");
-    for applet in ["sh", "echo", "id", "sleep", "true", "cat"] {
+    for applet in ["sh", "echo", "id", "sleep", "true", "cat", "httpd", "wget"] {
         symlink("busybox", staging.join("bin").join(applet)).expect("applet");
     }
     std::fs::write(staging.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n").expect("passwd");
@@ -143,6 +143,10 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
         shim_exe: std::env::current_exe().expect("exe"),
         oci_runtime: "runc".into(),
         insecure_registries: vec![],
+        network: Some(berth_runtime::network::NetworkConfig {
+            bridge: "berthtest0".into(),
+            cidr: berth_runtime::network::Cidr::parse("10.77.0.0/24").expect("cidr"),
+        }),
     };
     let service = CriService::open(&config).expect("open");
     let socket = tmp.join("cri.sock");
@@ -196,8 +200,9 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     let lines: Vec<&str> = log.lines().map(|l| l.split_once(' ').expect("record").1).collect();
     assert_eq!(lines, vec!["stdout F hello", "stdout F 1000", "stdout F pod-host"]);
 
-    // A long-running one: ExecSync, list filters, stop with grace.
-    let mut req = container(&sandbox_config, "server", &image, &["sleep", "1000"], "server.log");
+    // A long-running one: a web server reached from a second pod by pod IP, ExecSync, list
+    // filters, stop with grace.
+    let mut req = container(&sandbox_config, "server", &image, &["httpd", "-f", "-p", "8080", "-h", "/etc"], "server.log");
     req.pod_sandbox_id = sandbox_id.clone();
     let server_id = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
     c.runtime.start_container(cri::StartContainerRequest { container_id: server_id.clone() }).await.expect("start");
@@ -206,6 +211,22 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     assert_eq!(String::from_utf8_lossy(&exec.stdout), "out\n1000\n");
     assert_eq!(String::from_utf8_lossy(&exec.stderr), "err\n");
     assert_eq!(exec.exit_code, 4);
+    let ip_a = c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sandbox_id.clone(), verbose: false })
+        .await.expect("sandbox status").into_inner().status.expect("status").network.expect("network").ip;
+    assert!(ip_a.starts_with("10.77.0."), "pod ip {ip_a:?}");
+    let config_b = cri::PodSandboxConfig { hostname: "pod-b".into(), ..sandbox_config.clone() };
+    let sandbox_b = c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config_b.clone()), runtime_handler: String::new() })
+        .await.expect("run sandbox b").into_inner().pod_sandbox_id;
+    let mut req = container(&config_b, "client", &image, &["sleep", "1000"], "client.log");
+    req.pod_sandbox_id = sandbox_b.clone();
+    let client_id = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
+    c.runtime.start_container(cri::StartContainerRequest { container_id: client_id.clone() }).await.expect("start");
+    let url = format!("http://{ip_a}:8080/hostname");
+    let fetched = c.runtime.exec_sync(cri::ExecSyncRequest { container_id: client_id.clone(), cmd: vec!["wget".into(), "-q".into(), "-O".into(), "-".into(), url], timeout: 20 })
+        .await.expect("exec wget").into_inner();
+    assert_eq!((String::from_utf8_lossy(&fetched.stdout).as_ref(), fetched.exit_code), ("pod-host\n", 0), "{}", String::from_utf8_lossy(&fetched.stderr));
+    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_b.clone() }).await.expect("remove sandbox b");
+
     let running = c.runtime.list_containers(cri::ListContainersRequest { filter: Some(cri::ContainerFilter {
         state: Some(cri::ContainerStateValue { state: cri::ContainerState::ContainerRunning as i32 }),
         pod_sandbox_id: sandbox_id.clone(), ..Default::default() }) }).await.expect("list").into_inner().containers;
@@ -229,6 +250,10 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     c.image.remove_image(cri::RemoveImageRequest { image: Some(cri::ImageSpec { image: image_id.clone(), ..Default::default() }) }).await.expect("rmi");
     c.image.remove_image(cri::RemoveImageRequest { image: Some(cri::ImageSpec { image: image_id.clone(), ..Default::default() }) }).await.expect("rmi idempotent");
     assert_eq!(std::fs::read_dir(root.join("snapshots")).expect("snapshots").count(), 0, "snapshots freed");
+    let ips = std::fs::read_dir(root.join("network/10.77.0.0-24")).expect("ipam").count();
+    assert_eq!(ips, 0, "addresses released");
+    let veths = std::fs::read_dir("/sys/class/net").expect("links").flatten().filter(|e| e.file_name().to_string_lossy().starts_with("veth")).count();
+    assert_eq!(veths, 0, "veths removed");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!mounts.contains(tmp.to_str().expect("utf8")), "leftover mounts:\n{mounts}");
     let _ = stop_tx.send(());
@@ -241,6 +266,11 @@ fn main() {
         let cfg = shim::ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
         std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
     }
+    // A private network namespace for the whole test (still single-threaded here): the bridge,
+    // veths and the registry's loopback port vanish with the process.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
+    let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("ip");
+    assert!(lo.success());
     let tmp = tempfile::Builder::new().prefix("berth-cri-").tempdir_in("/var/tmp").expect("tmp");
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(lifecycle_through_the_socket(tmp.path()))));

@@ -11,6 +11,8 @@ use berth_cri::v1::PodSandboxConfig;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use crate::network::Network;
+
 /// Why a sandbox operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -67,6 +69,7 @@ pub struct SandboxInfo {
 /// The sandboxes of one runtime.
 pub struct SandboxStore {
     dir: PathBuf,
+    network: Option<Network>,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
@@ -74,11 +77,20 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
 }
 
 impl SandboxStore {
-    /// Opens `root/sandboxes`.
-    pub fn open(root: &Path) -> Result<Self, SandboxError> {
+    /// Opens `root/sandboxes`; with a `network`, every sandbox gets an eth0 on its bridge.
+    pub fn open(root: &Path, network: Option<Network>) -> Result<Self, SandboxError> {
         let dir = root.join("sandboxes");
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        Ok(Self { dir })
+        Ok(Self { dir, network })
+    }
+
+    fn detach(&self, id: &str, ip: Option<IpAddr>) -> Result<(), SandboxError> {
+        let Some(net) = &self.network else { return Ok(()) };
+        let v4 = match ip {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        };
+        net.detach(id, v4).map_err(io_at(&self.dir))
     }
 
     fn path(&self, id: &str) -> Result<PathBuf, SandboxError> {
@@ -100,6 +112,7 @@ impl SandboxStore {
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
         let result = self.run_in(&dir, id, config);
         if result.is_err() {
+            let _ = self.detach(id, None);
             let _ = netns::remove(&dir.join("netns"));
             let _ = std::fs::remove_dir_all(&dir);
         }
@@ -121,7 +134,11 @@ impl SandboxStore {
         write("hostname", format!("{hostname}\n"))?;
         write("hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?;
         write("resolv.conf", resolv_conf(&config))?;
-        let record = SandboxRecord { id: id.to_string(), created_at_ns: now_ns(), ready: true, ip: None, config_pb: config.encode_to_vec() };
+        let ip = match &self.network {
+            Some(net) => Some(IpAddr::V4(net.attach(id, &pin).map_err(io_at(&pin))?)),
+            None => None,
+        };
+        let record = SandboxRecord { id: id.to_string(), created_at_ns: now_ns(), ready: true, ip, config_pb: config.encode_to_vec() };
         self.save(dir, &record)?;
         self.info(id)
     }
@@ -161,6 +178,7 @@ impl SandboxStore {
         let p = dir.join("sandbox.json");
         let Ok(bytes) = std::fs::read(&p) else { return Ok(()) };
         let mut r: SandboxRecord = serde_json::from_slice(&bytes).map_err(|e| io_at(&p)(io::Error::other(e)))?;
+        self.detach(id, r.ip)?;
         let pin = dir.join("netns");
         netns::remove(&pin).map_err(io_at(&pin))?;
         r.ready = false;
@@ -173,6 +191,9 @@ impl SandboxStore {
         let dir = self.path(id)?;
         if !dir.exists() {
             return Ok(());
+        }
+        if let Ok(info) = self.info(id) {
+            self.detach(id, info.ip)?;
         }
         let pin = dir.join("netns");
         netns::remove(&pin).map_err(io_at(&pin))?;

@@ -19,23 +19,25 @@ pub struct Args {
     /// OCI runtime binary.
     #[arg(long, default_value = "runc")]
     oci_runtime: PathBuf,
-    /// Pod CIDR (accepted for compatibility; pod networking beyond a private netns is not wired yet).
+    /// Pod CIDR; the bridge gets its first address, pods the following ones.
     #[arg(long, default_value = "10.88.0.0/16")]
     pod_cidr: String,
-    /// Bridge name (accepted for compatibility, see --pod-cidr).
+    /// Bridge the pods' veths are attached to (created if missing).
     #[arg(long, default_value = "berth0")]
     bridge: String,
 }
 
 /// Runs `berth runtime` until SIGTERM/SIGINT; containers keep running (their shims own them).
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let cidr = berth_runtime::network::Cidr::parse(&args.pod_cidr)
+        .ok_or_else(|| anyhow::anyhow!("--pod-cidr {:?}: expected an IPv4 CIDR with a prefix of 8..30", args.pod_cidr))?;
     let config = RuntimeConfig {
         root: args.root,
         shim_exe: std::env::current_exe()?,
         oci_runtime: args.oci_runtime,
         insecure_registries: args.insecure_registries,
+        network: Some(berth_runtime::network::NetworkConfig { bridge: args.bridge, cidr }),
     };
-    tracing::info!(pod_cidr = %args.pod_cidr, bridge = %args.bridge, "pod networking: private netns per sandbox");
     let socket = berth_cri::socket_path(&args.listen)?;
     crate::rt::block_on(async move {
         let service = CriService::open(&config)?;

@@ -1,5 +1,6 @@
 //! `berth-runtime`: berth embedded CRI runtime: images, snapshots, pod sandboxes, containers.
 
+pub mod cgroup;
 pub mod container;
 pub mod image;
 pub mod network;

@@ -160,6 +160,19 @@ impl CriService {
         }
     }
 
+    fn stats_of(&self, s: &ContainerStatus) -> cri::ContainerStats {
+        let st = self.to_cri_status(s);
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        let usage = crate::cgroup::usage(std::path::Path::new("/sys/fs/cgroup"), &s.record.cgroup_path).unwrap_or_default();
+        let value = |v: u64| Some(cri::UInt64Value { value: v });
+        cri::ContainerStats {
+            attributes: Some(cri::ContainerAttributes { id: st.id, metadata: st.metadata, labels: st.labels, annotations: st.annotations }),
+            cpu: Some(cri::CpuUsage { timestamp: now, usage_core_nano_seconds: value(usage.cpu_ns), usage_nano_cores: None }),
+            memory: Some(cri::MemoryUsage { timestamp: now, working_set_bytes: value(usage.working_set_bytes), usage_bytes: value(usage.memory_bytes), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
     fn sandbox_containers(&self, sandbox_id: &str) -> Vec<String> {
         self.containers.list().unwrap_or_default().into_iter()
             .filter(|c| self.meta(&c.record.id).is_some_and(|m| m.sandbox_id == sandbox_id))
@@ -461,12 +474,23 @@ impl RuntimeService for CriService {
         Err(Status::unimplemented("streaming exec is not implemented yet; use ExecSync"))
     }
 
-    async fn container_stats(&self, _r: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        Err(Status::unimplemented("container stats are not implemented yet"))
+    async fn container_stats(&self, r: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        let s = self.containers.status(&r.into_inner().container_id).map_err(container_status)?;
+        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(self.stats_of(&s)) }))
     }
 
-    async fn list_container_stats(&self, _r: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
-        Err(Status::unimplemented("container stats are not implemented yet"))
+    async fn list_container_stats(&self, r: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        let f = r.into_inner().filter.unwrap_or_default();
+        let stats = self.containers.list().map_err(container_status)?.iter()
+            .filter(|s| s.record.id.starts_with(&f.id) && s.state() == ContainerState::Running)
+            .filter(|s| {
+                let meta = self.meta(&s.record.id);
+                (f.pod_sandbox_id.is_empty() || meta.as_ref().is_some_and(|m| m.sandbox_id == f.pod_sandbox_id))
+                    && labels_match(&meta.map(|m| m.labels).unwrap_or_default(), &f.label_selector)
+            })
+            .map(|s| self.stats_of(s))
+            .collect();
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 }
 

@@ -225,6 +225,35 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     let fetched = c.runtime.exec_sync(cri::ExecSyncRequest { container_id: client_id.clone(), cmd: vec!["wget".into(), "-q".into(), "-O".into(), "-".into(), url], timeout: 20 })
         .await.expect("exec wget").into_inner();
     assert_eq!((String::from_utf8_lossy(&fetched.stdout).as_ref(), fetched.exit_code), ("pod-host\n", 0), "{}", String::from_utf8_lossy(&fetched.stderr));
+
+    // Stats move under load (exec'd processes join the container's cgroup).
+    let cpu = |s: cri::ContainerStatsResponse| s.stats.expect("stats").cpu.expect("cpu").usage_core_nano_seconds.expect("ns").value;
+    let before = cpu(c.runtime.container_stats(cri::ContainerStatsRequest { container_id: client_id.clone() }).await.expect("stats").into_inner());
+    let busy = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
+    c.runtime.exec_sync(cri::ExecSyncRequest { container_id: client_id.clone(), cmd: vec!["sh".into(), "-c".into(), busy.into()], timeout: 60 }).await.expect("busy");
+    let after = c.runtime.container_stats(cri::ContainerStatsRequest { container_id: client_id.clone() }).await.expect("stats").into_inner();
+    let mem = after.stats.as_ref().and_then(|s| s.memory.as_ref()).and_then(|m| m.working_set_bytes.clone()).expect("memory").value;
+    assert!(cpu(after) > before, "cpu usage grew");
+    assert!(mem > 0, "memory working set reported");
+    let all = c.runtime.list_container_stats(cri::ListContainerStatsRequest::default()).await.expect("list stats").into_inner().stats;
+    assert_eq!(all.len(), 2, "both running containers have stats");
+
+    // A restarted runtime (fresh services over the same root, on a new socket) knows the same
+    // sandboxes and containers, still running.
+    let service2 = CriService::open(&config).expect("reopen");
+    let socket2 = tmp.join("cri2.sock");
+    let listener2 = berth_cri::bind(&socket2).expect("bind 2");
+    let (stop2_tx, stop2_rx) = tokio::sync::oneshot::channel::<()>();
+    let server2 = tokio::spawn(berth_cri::serve(listener2, service2.clone(), service2, async { let _ = stop2_rx.await; }));
+    let mut c2 = berth_cri::connect(&format!("unix://{}", socket2.display())).await.expect("connect 2");
+    let listed = c2.runtime.list_containers(cri::ListContainersRequest::default()).await.expect("list").into_inner().containers;
+    let running_ids: Vec<&str> = listed.iter().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32).map(|c| c.id.as_str()).collect();
+    assert!(running_ids.contains(&client_id.as_str()) && running_ids.contains(&server_id.as_str()), "{listed:?}");
+    let pods = c2.runtime.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await.expect("pods").into_inner().items;
+    assert_eq!(pods.len(), 2);
+    let _ = stop2_tx.send(());
+    server2.await.expect("join").expect("serve 2");
+
     c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_b.clone() }).await.expect("remove sandbox b");
 
     let running = c.runtime.list_containers(cri::ListContainersRequest { filter: Some(cri::ContainerFilter {

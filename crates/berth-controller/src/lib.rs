@@ -5,12 +5,14 @@
 //! - [`modelservice`]: the ModelService controller (owns Pods, rolls templates, writes status);
 //! - [`status`]: the ModelService status and its Deployment-shaped conditions;
 //! - [`fit`]: the scheduler's pure node filtering and scoring;
-//! - [`scheduler`]: the scheduler controller (binds pending Pods through `pods/binding`).
+//! - [`scheduler`]: the scheduler controller (binds pending Pods through `pods/binding`);
+//! - [`nodelifecycle`]: marks nodes with expired Leases `Ready=Unknown` and deletes their Pods.
 //!
 //! [`run`] runs all controllers against one API server until the future is dropped.
 
 pub mod fit;
 pub mod modelservice;
+pub mod nodelifecycle;
 pub mod rollout;
 pub mod scheduler;
 pub mod status;
@@ -32,11 +34,13 @@ pub struct ControllerOptions {
     pub instance: Option<String>,
     /// How long to wait before retrying a failed reconcile.
     pub retry_after: Duration,
+    /// How old a node's Lease may get before the node counts as lost.
+    pub node_grace: Duration,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
-        ControllerOptions { reporter: "berth-controller".to_string(), instance: None, retry_after: Duration::from_secs(2) }
+        ControllerOptions { reporter: "berth-controller".to_string(), instance: None, retry_after: Duration::from_secs(2), node_grace: Duration::from_secs(40) }
     }
 }
 
@@ -49,15 +53,21 @@ pub enum ControllerError {
     /// The scheduler failed.
     #[error("scheduler: {0}")]
     Scheduler(#[from] scheduler::Error),
+    /// The node lifecycle controller failed.
+    #[error("node lifecycle: {0}")]
+    NodeLifecycle(#[from] nodelifecycle::Error),
 }
 
-/// Runs the ModelService controller and the scheduler until the returned future is dropped.
+/// Runs the ModelService controller, the scheduler and the node lifecycle controller until the
+/// returned future is dropped.
 pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), ControllerError> {
     let ms = modelservice::run(client.clone(), opts.clone());
-    let sched = scheduler::run(client, opts);
-    // Each controller runs forever; whichever stops first (they should not) ends the pair.
+    let sched = scheduler::run(client.clone(), opts.clone());
+    let nodes = nodelifecycle::run(client, opts);
+    // Each controller runs forever; whichever stops first (they should not) ends them all.
     tokio::select! {
         r = ms => r.map_err(ControllerError::from),
         r = sched => r.map_err(ControllerError::from),
+        r = nodes => r.map_err(ControllerError::from),
     }
 }

@@ -4,12 +4,16 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_api::{ModelService, ModelServiceSpec};
 use berth_controller::{ControllerOptions, MODELSERVICE_LABEL, TEMPLATE_HASH_LABEL};
 use berth_e2e::server::TestServer;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -30,11 +34,15 @@ impl Drop for Fixture {
 }
 
 async fn setup() -> Fixture {
+    setup_with(ControllerOptions::default()).await
+}
+
+async fn setup_with(opts: ControllerOptions) -> Fixture {
     let server = TestServer::start().await.unwrap();
     let client = server.client().await.unwrap();
     let c = client.clone();
     let controllers = tokio::spawn(async move {
-        if let Err(e) = berth_controller::run(c, ControllerOptions::default()).await {
+        if let Err(e) = berth_controller::run(c, opts).await {
             eprintln!("controllers stopped: {e}");
         }
     });
@@ -297,4 +305,60 @@ async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
     assert!(f.live_pods("huge").await.iter().all(|p| node_of(p).is_none()));
     assert_eq!(condition(&ms, "Available").map(|c| c.status.as_str()), Some("False"));
     assert_eq!(f.live_pods("tiny").await.len(), 1);
+}
+
+/// Renews (or creates) the node's heartbeat Lease now, as the agent does every few seconds.
+async fn heartbeat(client: &kube::Client, node: &str) {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let lease: Lease = serde_json::from_value(json!({"metadata":{"name":node,"namespace":"kube-node-lease"},
+        "spec":{"holderIdentity":node,"leaseDurationSeconds":40,"renewTime":now}}))
+    .unwrap();
+    let pp = PatchParams::apply("test-agent").force();
+    leases.patch(node, &pp, &Patch::Apply(&lease)).await.unwrap();
+}
+
+fn ready_of(n: &Node) -> Option<String> {
+    let conds = n.status.as_ref()?.conditions.as_ref()?;
+    conds.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone())
+}
+
+#[tokio::test]
+async fn pods_of_a_silent_node_move_to_a_live_one() {
+    let opts = ControllerOptions { node_grace: Duration::from_secs(3), ..ControllerOptions::default() };
+    let f = setup_with(opts).await;
+    f.node("alive", "8", "16Gi").await;
+    f.node("doomed", "8", "16Gi").await;
+    // Both agents beat until "doomed" falls silent.
+    let silent = Arc::new(AtomicBool::new(false));
+    let (client, flag) = (f.client.clone(), silent.clone());
+    let beats = tokio::spawn(async move {
+        loop {
+            heartbeat(&client, "alive").await;
+            if !flag.load(Ordering::SeqCst) {
+                heartbeat(&client, "doomed").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    f.create_ms("spread", 2, "128Mi").await;
+    let pods = f.converge("spread", 2, true).await;
+    // Replicas are spread over both nodes.
+    let used: BTreeSet<&str> = pods.iter().filter_map(node_of).collect();
+    assert_eq!(used, BTreeSet::from(["alive", "doomed"]));
+
+    silent.store(true, Ordering::SeqCst);
+    let nodes: Api<Node> = Api::all(f.client.clone());
+    eventually("doomed node Ready=Unknown", || async {
+        (ready_of(&nodes.get("doomed").await.unwrap()).as_deref() == Some("Unknown")).then_some(())
+    })
+    .await;
+    let pods = eventually("both replicas on the live node", || async {
+        let live = f.live_pods("spread").await;
+        (live.len() == 2 && live.iter().all(|p| node_of(p) == Some("alive"))).then_some(live)
+    })
+    .await;
+    assert_eq!(pods.len(), 2);
+    assert_eq!(ready_of(&nodes.get("alive").await.unwrap()).as_deref(), Some("True"));
+    beats.abort();
 }

@@ -46,9 +46,9 @@ pub fn root(resources: &[&ResourceInfo], doc_of: &dyn Fn(&str, &str) -> Value) -
     let mut paths = BTreeMap::new();
     for r in resources {
         let p = gv_path(&r.group, &r.version);
-        if !paths.contains_key(&p) {
-            let url = format!("/openapi/v3/{p}?hash={}", hash(&doc_of(&r.group, &r.version)));
-            paths.insert(p, json!({"serverRelativeURL": url}));
+        if let std::collections::btree_map::Entry::Vacant(slot) = paths.entry(p) {
+            let url = format!("/openapi/v3/{}?hash={}", slot.key(), hash(&doc_of(&r.group, &r.version)));
+            slot.insert(json!({"serverRelativeURL": url}));
         }
     }
     json!({"paths": paths})

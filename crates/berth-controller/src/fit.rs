@@ -20,7 +20,10 @@ pub struct Resources {
 
 impl Resources {
     fn add(self, o: Resources) -> Resources {
-        Resources { cpu: self.cpu + o.cpu, memory: self.memory + o.memory }
+        Resources {
+            cpu: self.cpu + o.cpu,
+            memory: self.memory + o.memory,
+        }
     }
 }
 
@@ -57,13 +60,25 @@ impl Reason {
 
 /// The summed container requests of a Pod (unparseable quantities count as 0; the API validates).
 pub fn requests(pod: &Pod) -> Resources {
-    let get = |m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>, k: &str| {
-        m.get(k).and_then(|q| parse_quantity(&q.0).ok()).unwrap_or(0.0)
+    let get = |m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+               k: &str| {
+        m.get(k)
+            .and_then(|q| parse_quantity(&q.0).ok())
+            .unwrap_or(0.0)
     };
-    pod.spec.iter().flat_map(|s| &s.containers).fold(Resources::default(), |acc, c| {
-        let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
-        acc.add(r.map(|m| Resources { cpu: get(m, "cpu"), memory: get(m, "memory") }).unwrap_or_default())
-    })
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .fold(Resources::default(), |acc, c| {
+            let r = c.resources.as_ref().and_then(|r| r.requests.as_ref());
+            acc.add(
+                r.map(|m| Resources {
+                    cpu: get(m, "cpu"),
+                    memory: get(m, "memory"),
+                })
+                .unwrap_or_default(),
+            )
+        })
 }
 
 fn host_ports(pod: &Pod) -> BTreeSet<(String, i32)> {
@@ -71,15 +86,26 @@ fn host_ports(pod: &Pod) -> BTreeSet<(String, i32)> {
         .iter()
         .flat_map(|s| &s.containers)
         .flat_map(|c| c.ports.iter().flatten())
-        .filter_map(|p| p.host_port.filter(|h| *h > 0).map(|h| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), h)))
+        .filter_map(|p| {
+            p.host_port
+                .filter(|h| *h > 0)
+                .map(|h| (p.protocol.clone().unwrap_or_else(|| "TCP".into()), h))
+        })
         .collect()
 }
 
 fn allocatable(node: &Node) -> Resources {
     let st = node.status.as_ref();
     let m = st.and_then(|s| s.allocatable.as_ref().or(s.capacity.as_ref()));
-    let get = |k: &str| m.and_then(|m| m.get(k)).and_then(|q| parse_quantity(&q.0).ok()).unwrap_or(0.0);
-    Resources { cpu: get("cpu"), memory: get("memory") }
+    let get = |k: &str| {
+        m.and_then(|m| m.get(k))
+            .and_then(|q| parse_quantity(&q.0).ok())
+            .unwrap_or(0.0)
+    };
+    Resources {
+        cpu: get("cpu"),
+        memory: get("memory"),
+    }
 }
 
 /// Whether the node's Ready condition is True.
@@ -94,7 +120,10 @@ pub fn node_ready(node: &Node) -> bool {
 fn occupants<'a>(node: &str, pods: &'a [Pod]) -> impl Iterator<Item = &'a Pod> {
     pods.iter().filter(move |p| {
         p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-            && !matches!(p.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded"))
+            && !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Failed" | "Succeeded")
+            )
     })
 }
 
@@ -111,7 +140,9 @@ pub fn check(pod: &Pod, node: &Node, pods: &[Pod]) -> Vec<Reason> {
         return vec![Reason::SelectorMismatch];
     }
     let name = node.name_any();
-    let used = occupants(&name, pods).map(requests).fold(Resources::default(), Resources::add);
+    let used = occupants(&name, pods)
+        .map(requests)
+        .fold(Resources::default(), Resources::add);
     let want = requests(pod);
     let cap = allocatable(node);
     let mut reasons = Vec::new();
@@ -134,9 +165,15 @@ fn score(pod: &Pod, node: &Node, pods: &[Pod]) -> (usize, u64) {
     let name = node.name_any();
     let service = pod.labels().get(MODELSERVICE_LABEL);
     let same = occupants(&name, pods)
-        .filter(|p| service.is_some() && p.labels().get(MODELSERVICE_LABEL) == service && p.namespace() == pod.namespace())
+        .filter(|p| {
+            service.is_some()
+                && p.labels().get(MODELSERVICE_LABEL) == service
+                && p.namespace() == pod.namespace()
+        })
         .count();
-    let used = occupants(&name, pods).map(requests).fold(requests(pod), Resources::add);
+    let used = occupants(&name, pods)
+        .map(requests)
+        .fold(requests(pod), Resources::add);
     let cap = allocatable(node);
     let share = |u: f64, c: f64| if c > 0.0 { u / c } else { 0.0 };
     // Average of the two shares in per-mille, so the tuple is totally ordered.
@@ -177,7 +214,10 @@ pub fn schedule(pod: &Pod, nodes: &[Node], pods: &[Pod]) -> Decision {
 
 /// `0/N nodes are available: 1 Insufficient memory, 2 node(s) were unschedulable.`
 fn message(total: usize, tally: &BTreeMap<Reason, usize>) -> String {
-    let mut parts: Vec<String> = tally.iter().map(|(r, n)| format!("{n} {}", r.text())).collect();
+    let mut parts: Vec<String> = tally
+        .iter()
+        .map(|(r, n)| format!("{n} {}", r.text()))
+        .collect();
     parts.sort();
     if parts.is_empty() {
         return format!("0/{total} nodes are available.");
@@ -206,14 +246,23 @@ mod tests {
     #[test]
     fn requests_sum_quantities() {
         let r = requests(&pod("p", "m", "500m", "1Gi", None));
-        assert_eq!(r, Resources { cpu: 0.5, memory: 1024.0 * 1024.0 * 1024.0 });
+        assert_eq!(
+            r,
+            Resources {
+                cpu: 0.5,
+                memory: 1024.0 * 1024.0 * 1024.0
+            }
+        );
     }
 
     #[test]
     fn insufficient_memory_is_reported_like_kubernetes() {
         let nodes = [node("a", "4", "1Gi", true)];
         let d = schedule(&pod("p", "m", "100m", "2Gi", None), &nodes, &[]);
-        assert_eq!(d, Decision::Unschedulable("0/1 nodes are available: 1 Insufficient memory.".into()));
+        assert_eq!(
+            d,
+            Decision::Unschedulable("0/1 nodes are available: 1 Insufficient memory.".into())
+        );
     }
 
     #[test]
@@ -221,15 +270,26 @@ mod tests {
         let nodes = [node("a", "1", "4Gi", true)];
         let running = [pod("q", "other", "800m", "1Gi", Some("a"))];
         let d = schedule(&pod("p", "m", "500m", "1Gi", None), &nodes, &running);
-        assert_eq!(d, Decision::Unschedulable("0/1 nodes are available: 1 Insufficient cpu.".into()));
-        assert_eq!(schedule(&pod("p", "m", "100m", "1Gi", None), &nodes, &running), Decision::Bind("a".into()));
+        assert_eq!(
+            d,
+            Decision::Unschedulable("0/1 nodes are available: 1 Insufficient cpu.".into())
+        );
+        assert_eq!(
+            schedule(&pod("p", "m", "100m", "1Gi", None), &nodes, &running),
+            Decision::Bind("a".into())
+        );
     }
 
     #[test]
     fn not_ready_and_mismatched_nodes_are_skipped() {
-        let nodes = [node("a", "4", "4Gi", false), node("b", "4", "4Gi", true), node("c", "4", "4Gi", true)];
+        let nodes = [
+            node("a", "4", "4Gi", false),
+            node("b", "4", "4Gi", true),
+            node("c", "4", "4Gi", true),
+        ];
         let mut p = pod("p", "m", "100m", "1Gi", None);
-        p.spec.as_mut().unwrap().node_selector = Some(BTreeMap::from([("zone".into(), "a".into())]));
+        p.spec.as_mut().unwrap().node_selector =
+            Some(BTreeMap::from([("zone".into(), "a".into())]));
         let d = schedule(&p, &nodes, &[]);
         assert_eq!(
             d,
@@ -237,7 +297,8 @@ mod tests {
                 "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, 2 node(s) didn't match Pod's node affinity/selector.".into()
             )
         );
-        p.spec.as_mut().unwrap().node_selector = Some(BTreeMap::from([("zone".into(), "c".into())]));
+        p.spec.as_mut().unwrap().node_selector =
+            Some(BTreeMap::from([("zone".into(), "c".into())]));
         assert_eq!(schedule(&p, &nodes, &[]), Decision::Bind("c".into()));
     }
 
@@ -245,10 +306,19 @@ mod tests {
     fn replicas_spread_before_load_counts() {
         let nodes = [node("a", "4", "4Gi", true), node("b", "4", "4Gi", true)];
         // b is busier overall but has no replica of m yet.
-        let running = [pod("m1", "m", "100m", "100Mi", Some("a")), pod("x", "other", "2", "2Gi", Some("b"))];
-        assert_eq!(schedule(&pod("p", "m", "100m", "100Mi", None), &nodes, &running), Decision::Bind("b".into()));
+        let running = [
+            pod("m1", "m", "100m", "100Mi", Some("a")),
+            pod("x", "other", "2", "2Gi", Some("b")),
+        ];
+        assert_eq!(
+            schedule(&pod("p", "m", "100m", "100Mi", None), &nodes, &running),
+            Decision::Bind("b".into())
+        );
         // For another service the less loaded node wins.
-        assert_eq!(schedule(&pod("p", "z", "100m", "100Mi", None), &nodes, &running), Decision::Bind("a".into()));
+        assert_eq!(
+            schedule(&pod("p", "z", "100m", "100Mi", None), &nodes, &running),
+            Decision::Bind("a".into())
+        );
     }
 
     #[test]
@@ -256,7 +326,8 @@ mod tests {
         let nodes = [node("a", "4", "4Gi", true)];
         let mut running = pod("q", "m", "100m", "1Mi", Some("a"));
         let port = json!([{"containerPort":80,"hostPort":8080}]);
-        running.spec.as_mut().unwrap().containers[0].ports = serde_json::from_value(port.clone()).unwrap();
+        running.spec.as_mut().unwrap().containers[0].ports =
+            serde_json::from_value(port.clone()).unwrap();
         let mut p = pod("p", "m", "100m", "1Mi", None);
         p.spec.as_mut().unwrap().containers[0].ports = serde_json::from_value(port).unwrap();
         assert_eq!(

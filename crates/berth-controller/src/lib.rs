@@ -40,7 +40,12 @@ pub struct ControllerOptions {
 
 impl Default for ControllerOptions {
     fn default() -> Self {
-        ControllerOptions { reporter: "berth-controller".to_string(), instance: None, retry_after: Duration::from_secs(2), node_grace: Duration::from_secs(40) }
+        ControllerOptions {
+            reporter: "berth-controller".to_string(),
+            instance: None,
+            retry_after: Duration::from_secs(2),
+            node_grace: Duration::from_secs(40),
+        }
     }
 }
 

@@ -79,7 +79,9 @@ async fn reconcile(ms: Arc<ModelService>, ctx: Arc<Ctx>) -> Result<Action, Error
     let template = PodTemplate::from_spec(&name, &ms.spec);
     let hash = template.hash();
     let members = owned_pods(&pods, &ms, &name, &hash).await?;
-    let (members, failed) = members.into_iter().partition::<Vec<_>, _>(|m| !is_finished(&m.pod));
+    let (members, failed) = members
+        .into_iter()
+        .partition::<Vec<_>, _>(|m| !is_finished(&m.pod));
     for m in &failed {
         delete(&pods, &m.pod, "finished").await?;
     }
@@ -98,7 +100,10 @@ async fn reconcile(ms: Arc<ModelService>, ctx: Arc<Ctx>) -> Result<Action, Error
         delete(&pods, &m.pod, "scale down or rollout").await?;
         deleted.push(m.pod.name_any());
     }
-    let remaining: Vec<&Member> = members.iter().filter(|m| !deleted.contains(&m.pod.name_any())).collect();
+    let remaining: Vec<&Member> = members
+        .iter()
+        .filter(|m| !deleted.contains(&m.pod.name_any()))
+        .collect();
     let observed = Observed {
         generation: ms.meta().generation,
         desired: replicas,
@@ -113,7 +118,12 @@ async fn reconcile(ms: Arc<ModelService>, ctx: Arc<Ctx>) -> Result<Action, Error
 }
 
 /// The service's non-terminating Pods that it controls.
-async fn owned_pods(pods: &Api<Pod>, ms: &ModelService, name: &str, hash: &str) -> Result<Vec<Member>, Error> {
+async fn owned_pods(
+    pods: &Api<Pod>,
+    ms: &ModelService,
+    name: &str,
+    hash: &str,
+) -> Result<Vec<Member>, Error> {
     let lp = ListParams::default().labels(&status::selector(name));
     let uid = ms.meta().uid.clone();
     let list = pods.list(&lp).await?;
@@ -121,7 +131,11 @@ async fn owned_pods(pods: &Api<Pod>, ms: &ModelService, name: &str, hash: &str) 
         .items
         .into_iter()
         .filter(|p| p.meta().deletion_timestamp.is_none())
-        .filter(|p| p.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref()))
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && Some(&o.uid) == uid.as_ref())
+        })
         .map(|pod| Member {
             current: pod.labels().get(TEMPLATE_HASH_LABEL).map(String::as_str) == Some(hash),
             ready: is_ready(&pod),
@@ -142,8 +156,16 @@ fn count(members: &[Member]) -> Counts {
 
 /// Up to `k` Pods of one template generation matching `f`, the least useful first: not Ready,
 /// then unscheduled, then the newest.
-fn pick<'a>(members: &'a [Member], current: bool, k: i32, f: impl Fn(&Member) -> bool) -> impl Iterator<Item = &'a Member> {
-    let mut chosen: Vec<&Member> = members.iter().filter(|m| m.current == current && f(m)).collect();
+fn pick(
+    members: &[Member],
+    current: bool,
+    k: i32,
+    f: impl Fn(&Member) -> bool,
+) -> impl Iterator<Item = &Member> {
+    let mut chosen: Vec<&Member> = members
+        .iter()
+        .filter(|m| m.current == current && f(m))
+        .collect();
     chosen.sort_by_key(|m| {
         let scheduled = m.pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
         let created = m.pod.meta().creation_timestamp.clone();
@@ -162,10 +184,19 @@ pub fn is_ready(pod: &Pod) -> bool {
 
 /// Whether the Pod has ended (Failed or Succeeded) and must be replaced.
 fn is_finished(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Failed" | "Succeeded")
+    )
 }
 
-async fn create(pods: &Api<Pod>, ms: &ModelService, name: &str, t: &PodTemplate, hash: &str) -> Result<(), Error> {
+async fn create(
+    pods: &Api<Pod>,
+    ms: &ModelService,
+    name: &str,
+    t: &PodTemplate,
+    hash: &str,
+) -> Result<(), Error> {
     let mut labels = t.labels.clone();
     labels.insert(TEMPLATE_HASH_LABEL.to_string(), hash.to_string());
     let pod = Pod {
@@ -204,7 +235,13 @@ async fn delete(pods: &Api<Pod>, pod: &Pod, why: &str) -> Result<(), Error> {
     }
 }
 
-async fn write_status(client: &kube::Client, ns: &str, name: &str, ms: &ModelService, o: Observed) -> Result<(), Error> {
+async fn write_status(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    ms: &ModelService,
+    o: Observed,
+) -> Result<(), Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let next = status::compute(name, o, ms.status.as_ref(), now);
     if ms.status.as_ref() == Some(&next) {
@@ -212,7 +249,7 @@ async fn write_status(client: &kube::Client, ns: &str, name: &str, ms: &ModelSer
     }
     let api: Api<ModelService> = Api::namespaced(client.clone(), ns);
     let patch = json!({ "status": next });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
-

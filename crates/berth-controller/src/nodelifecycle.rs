@@ -41,7 +41,10 @@ struct Ctx {
 /// Whether a heartbeat renewed at `renewed` is older than `grace` at `now`, and if not, how long
 /// until it will be.
 pub fn staleness(renewed: Timestamp, now: Timestamp, grace: Duration) -> Result<(), Duration> {
-    let age_ms = now.as_millisecond().saturating_sub(renewed.as_millisecond()).max(0);
+    let age_ms = now
+        .as_millisecond()
+        .saturating_sub(renewed.as_millisecond())
+        .max(0);
     let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
     if age_ms > grace_ms {
         Ok(())
@@ -56,7 +59,9 @@ pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), Er
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
     let ctx = Arc::new(Ctx { client, opts });
     Controller::new(nodes, watcher::Config::default())
-        .watches(leases, watcher::Config::default(), |lease: Lease| Some(ObjectRef::<Node>::new(&lease.name_any())))
+        .watches(leases, watcher::Config::default(), |lease: Lease| {
+            Some(ObjectRef::<Node>::new(&lease.name_any()))
+        })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
@@ -75,8 +80,15 @@ fn error_policy(_node: Arc<Node>, err: &Error, ctx: Arc<Ctx>) -> Action {
 async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let name = node.name_any();
     let leases: Api<Lease> = Api::namespaced(ctx.client.clone(), LEASE_NAMESPACE);
-    let Some(lease) = leases.get_opt(&name).await? else { return Ok(Action::await_change()) };
-    let Some(renewed) = lease.spec.as_ref().and_then(|s| s.renew_time.as_ref()).map(|t| t.0) else {
+    let Some(lease) = leases.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let Some(renewed) = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.renew_time.as_ref())
+        .map(|t| t.0)
+    else {
         return Ok(Action::await_change());
     };
     match staleness(renewed, Timestamp::now(), ctx.opts.node_grace) {
@@ -93,7 +105,10 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 
 fn ready_status(node: &Node) -> Option<&str> {
     let conds = node.status.as_ref()?.conditions.as_ref()?;
-    conds.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str())
+    conds
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
 }
 
 async fn mark_unknown(client: &kube::Client, node: &Node) -> Result<(), Error> {
@@ -101,7 +116,11 @@ async fn mark_unknown(client: &kube::Client, node: &Node) -> Result<(), Error> {
         return Ok(());
     }
     let now = Time(Timestamp::now());
-    let old = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let old = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
     let mut conds: Vec<NodeCondition> = old.into_iter().filter(|c| c.type_ != "Ready").collect();
     conds.push(NodeCondition {
         type_: "Ready".to_string(),
@@ -113,7 +132,12 @@ async fn mark_unknown(client: &kube::Client, node: &Node) -> Result<(), Error> {
     });
     let api: Api<Node> = Api::all(client.clone());
     let patch = json!({"status": {"conditions": conds}});
-    api.patch_status(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    api.patch_status(
+        &node.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     info!(node = %node.name_any(), "node lease expired; marked Ready=Unknown");
     Ok(())
 }
@@ -124,11 +148,18 @@ async fn evict(client: &kube::Client, node: &str) -> Result<(), Error> {
     let all: Api<Pod> = Api::all(client.clone());
     let lp = ListParams::default().fields(&format!("spec.nodeName={node}"));
     for pod in all.list(&lp).await?.items {
-        let Some(ns) = pod.meta().namespace.clone() else { continue };
+        let Some(ns) = pod.meta().namespace.clone() else {
+            continue;
+        };
         let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        match api.delete(&pod.name_any(), &DeleteParams::default().grace_period(0)).await {
+        match api
+            .delete(&pod.name_any(), &DeleteParams::default().grace_period(0))
+            .await
+        {
             Ok(_) => info!(pod = %pod.name_any(), node, "deleted pod of lost node"),
-            Err(kube::Error::Api(e)) if e.code == 404 => debug!(pod = %pod.name_any(), "already gone"),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                debug!(pod = %pod.name_any(), "already gone")
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -143,9 +174,18 @@ mod tests {
     fn fresh_and_stale_heartbeats() {
         let t0 = Timestamp::from_second(1_000).unwrap();
         let grace = Duration::from_secs(40);
-        assert_eq!(staleness(t0, Timestamp::from_second(1_010).unwrap(), grace), Err(Duration::from_secs(30)));
-        assert_eq!(staleness(t0, Timestamp::from_second(1_040).unwrap(), grace), Err(Duration::ZERO));
-        assert_eq!(staleness(t0, Timestamp::from_second(1_041).unwrap(), grace), Ok(()));
+        assert_eq!(
+            staleness(t0, Timestamp::from_second(1_010).unwrap(), grace),
+            Err(Duration::from_secs(30))
+        );
+        assert_eq!(
+            staleness(t0, Timestamp::from_second(1_040).unwrap(), grace),
+            Err(Duration::ZERO)
+        );
+        assert_eq!(
+            staleness(t0, Timestamp::from_second(1_041).unwrap(), grace),
+            Ok(())
+        );
         // A renewal from the future (clock skew) is fresh.
         assert!(staleness(Timestamp::from_second(2_000).unwrap(), t0, grace).is_err());
     }

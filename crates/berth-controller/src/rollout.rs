@@ -20,13 +20,20 @@ pub struct Bounds {
 impl Bounds {
     /// Resolves `maxSurge` (rounded up) and `maxUnavailable` (rounded down) against `replicas`;
     /// when both come out 0, one Pod may be unavailable so that the rollout can proceed.
-    pub fn resolve(replicas: i32, surge: &IntOrString, unavailable: &IntOrString) -> Result<Self, BoundError> {
+    pub fn resolve(
+        replicas: i32,
+        surge: &IntOrString,
+        unavailable: &IntOrString,
+    ) -> Result<Self, BoundError> {
         let max_surge = scaled(surge, replicas, true)?;
         let mut max_unavailable = scaled(unavailable, replicas, false)?;
         if max_surge == 0 && max_unavailable == 0 {
             max_unavailable = 1;
         }
-        Ok(Bounds { max_surge, max_unavailable })
+        Ok(Bounds {
+            max_surge,
+            max_unavailable,
+        })
     }
 }
 
@@ -41,7 +48,11 @@ fn scaled(v: &IntOrString, total: i32, round_up: bool) -> Result<i32, BoundError
                 .filter(|p| *p >= 0)
                 .ok_or_else(|| BoundError(s.clone()))?;
             let num = pct * i64::from(total.max(0));
-            let n = if round_up { (num + 99) / 100 } else { num / 100 };
+            let n = if round_up {
+                (num + 99) / 100
+            } else {
+                num / 100
+            };
             i32::try_from(n).map_err(|_| BoundError(s.clone()))
         }
     }
@@ -94,7 +105,12 @@ pub fn plan(replicas: i32, bounds: Bounds, c: Counts) -> Plan {
     let min_available = replicas - bounds.max_unavailable;
     let ready = c.new_ready + c.old_ready;
     let delete_old_ready = (ready - min_available).clamp(0, c.old_ready);
-    Plan { create_new, delete_new, delete_old_unready, delete_old_ready }
+    Plan {
+        create_new,
+        delete_new,
+        delete_old_unready,
+        delete_old_ready,
+    }
 }
 
 #[cfg(test)]
@@ -108,48 +124,184 @@ mod tests {
     #[test]
     fn bounds_round_like_deployments() {
         let b = Bounds::resolve(3, &pct("25%"), &pct("25%")).unwrap();
-        assert_eq!(b, Bounds { max_surge: 1, max_unavailable: 0 });
+        assert_eq!(
+            b,
+            Bounds {
+                max_surge: 1,
+                max_unavailable: 0
+            }
+        );
         let b = Bounds::resolve(10, &pct("25%"), &pct("25%")).unwrap();
-        assert_eq!(b, Bounds { max_surge: 3, max_unavailable: 2 });
+        assert_eq!(
+            b,
+            Bounds {
+                max_surge: 3,
+                max_unavailable: 2
+            }
+        );
         let b = Bounds::resolve(4, &IntOrString::Int(0), &IntOrString::Int(0)).unwrap();
-        assert_eq!(b, Bounds { max_surge: 0, max_unavailable: 1 });
+        assert_eq!(
+            b,
+            Bounds {
+                max_surge: 0,
+                max_unavailable: 1
+            }
+        );
         assert!(Bounds::resolve(4, &pct("x%"), &pct("25%")).is_err());
         assert!(Bounds::resolve(4, &IntOrString::Int(-1), &pct("25%")).is_err());
     }
 
     #[test]
     fn steady_state_scales_to_replicas() {
-        let b = Bounds { max_surge: 1, max_unavailable: 0 };
-        assert_eq!(plan(3, b, Counts { new: 1, new_ready: 1, ..Default::default() }).create_new, 2);
-        assert_eq!(plan(1, b, Counts { new: 5, new_ready: 5, ..Default::default() }).delete_new, 4);
-        assert_eq!(plan(3, b, Counts { new: 3, new_ready: 0, ..Default::default() }), Plan::default());
+        let b = Bounds {
+            max_surge: 1,
+            max_unavailable: 0,
+        };
+        assert_eq!(
+            plan(
+                3,
+                b,
+                Counts {
+                    new: 1,
+                    new_ready: 1,
+                    ..Default::default()
+                }
+            )
+            .create_new,
+            2
+        );
+        assert_eq!(
+            plan(
+                1,
+                b,
+                Counts {
+                    new: 5,
+                    new_ready: 5,
+                    ..Default::default()
+                }
+            )
+            .delete_new,
+            4
+        );
+        assert_eq!(
+            plan(
+                3,
+                b,
+                Counts {
+                    new: 3,
+                    new_ready: 0,
+                    ..Default::default()
+                }
+            ),
+            Plan::default()
+        );
     }
 
     #[test]
     fn rollout_surges_then_waits_for_readiness() {
-        let b = Bounds { max_surge: 1, max_unavailable: 0 };
+        let b = Bounds {
+            max_surge: 1,
+            max_unavailable: 0,
+        };
         // Start: 3 old Ready -> one surge Pod, nothing deleted.
-        let p = plan(3, b, Counts { new: 0, new_ready: 0, old: 3, old_ready: 3 });
-        assert_eq!(p, Plan { create_new: 1, ..Default::default() });
+        let p = plan(
+            3,
+            b,
+            Counts {
+                new: 0,
+                new_ready: 0,
+                old: 3,
+                old_ready: 3,
+            },
+        );
+        assert_eq!(
+            p,
+            Plan {
+                create_new: 1,
+                ..Default::default()
+            }
+        );
         // The surge Pod is not Ready yet: wait.
-        let p = plan(3, b, Counts { new: 1, new_ready: 0, old: 3, old_ready: 3 });
+        let p = plan(
+            3,
+            b,
+            Counts {
+                new: 1,
+                new_ready: 0,
+                old: 3,
+                old_ready: 3,
+            },
+        );
         assert_eq!(p, Plan::default());
         // It is Ready: one old Pod may go.
-        let p = plan(3, b, Counts { new: 1, new_ready: 1, old: 3, old_ready: 3 });
-        assert_eq!(p, Plan { delete_old_ready: 1, ..Default::default() });
+        let p = plan(
+            3,
+            b,
+            Counts {
+                new: 1,
+                new_ready: 1,
+                old: 3,
+                old_ready: 3,
+            },
+        );
+        assert_eq!(
+            p,
+            Plan {
+                delete_old_ready: 1,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
     fn rollout_with_unavailable_budget_deletes_before_new_are_ready() {
-        let b = Bounds { max_surge: 3, max_unavailable: 2 };
-        let p = plan(10, b, Counts { new: 0, new_ready: 0, old: 10, old_ready: 10 });
-        assert_eq!(p, Plan { create_new: 3, delete_old_ready: 2, ..Default::default() });
+        let b = Bounds {
+            max_surge: 3,
+            max_unavailable: 2,
+        };
+        let p = plan(
+            10,
+            b,
+            Counts {
+                new: 0,
+                new_ready: 0,
+                old: 10,
+                old_ready: 10,
+            },
+        );
+        assert_eq!(
+            p,
+            Plan {
+                create_new: 3,
+                delete_old_ready: 2,
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
     fn unready_old_pods_are_replaced_without_waiting() {
-        let b = Bounds { max_surge: 1, max_unavailable: 0 };
-        let p = plan(3, b, Counts { new: 0, new_ready: 0, old: 3, old_ready: 0 });
-        assert_eq!(p, Plan { create_new: 3, delete_old_unready: 3, ..Default::default() });
+        let b = Bounds {
+            max_surge: 1,
+            max_unavailable: 0,
+        };
+        let p = plan(
+            3,
+            b,
+            Counts {
+                new: 0,
+                new_ready: 0,
+                old: 3,
+                old_ready: 0,
+            },
+        );
+        assert_eq!(
+            p,
+            Plan {
+                create_new: 3,
+                delete_old_unready: 3,
+                ..Default::default()
+            }
+        );
     }
 }

@@ -45,17 +45,30 @@ struct Ctx {
 
 /// Runs the scheduler until the future is dropped.
 pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), Error> {
-    let reporter = Reporter { controller: opts.reporter.clone(), instance: opts.instance.clone() };
+    let reporter = Reporter {
+        controller: opts.reporter.clone(),
+        instance: opts.instance.clone(),
+    };
     let recorder = Recorder::new(client.clone(), reporter);
     let pods: Api<Pod> = Api::all(client.clone());
     let nodes: Api<Node> = Api::all(client.clone());
     let controller = Controller::new(pods, watcher::Config::default());
     let store = controller.store();
-    let ctx = Arc::new(Ctx { client, recorder, opts, lock: Mutex::new(()) });
+    let ctx = Arc::new(Ctx {
+        client,
+        recorder,
+        opts,
+        lock: Mutex::new(()),
+    });
     controller
         // Any node change may make room: retry every pending Pod.
         .watches(nodes, watcher::Config::default(), move |_node: Node| {
-            store.state().into_iter().filter(|p| pending(p)).map(|p| ObjectRef::from_obj(&*p)).collect::<Vec<_>>()
+            store
+                .state()
+                .into_iter()
+                .filter(|p| pending(p))
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
@@ -77,7 +90,10 @@ fn error_policy(_pod: Arc<Pod>, err: &Error, ctx: Arc<Ctx>) -> Action {
 fn pending(pod: &Pod) -> bool {
     pod.spec.as_ref().is_some_and(|s| s.node_name.is_none())
         && pod.meta().deletion_timestamp.is_none()
-        && !matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Failed" | "Succeeded"))
+        && !matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Failed" | "Succeeded")
+        )
 }
 
 async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
@@ -89,12 +105,20 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let _guard = ctx.lock.lock().await;
     let pods_ns: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     // The cached copy may be stale: someone may have bound or deleted it meanwhile.
-    let Some(fresh) = pods_ns.get_opt(&name).await? else { return Ok(Action::await_change()) };
+    let Some(fresh) = pods_ns.get_opt(&name).await? else {
+        return Ok(Action::await_change());
+    };
     if !pending(&fresh) {
         return Ok(Action::await_change());
     }
-    let nodes = Api::<Node>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
-    let all = Api::<Pod>::all(ctx.client.clone()).list(&ListParams::default()).await?.items;
+    let nodes = Api::<Node>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let all = Api::<Pod>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
     match fit::schedule(&fresh, &nodes, &all) {
         Decision::Bind(node) => {
             bind(&pods_ns, &name, &node).await?;
@@ -110,7 +134,10 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
 
 async fn bind(pods: &Api<Pod>, name: &str, node: &str) -> Result<(), Error> {
     let binding = Binding {
-        metadata: ObjectMeta { name: Some(name.to_string()), ..ObjectMeta::default() },
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
         target: ObjectReference {
             api_version: Some("v1".to_string()),
             kind: Some("Node".to_string()),
@@ -118,20 +145,34 @@ async fn bind(pods: &Api<Pod>, name: &str, node: &str) -> Result<(), Error> {
             ..ObjectReference::default()
         },
     };
-    let _: serde_json::Value = pods.create_subresource("binding", name, &PostParams::default(), &binding).await?;
+    let _: serde_json::Value = pods
+        .create_subresource("binding", name, &PostParams::default(), &binding)
+        .await?;
     Ok(())
 }
 
 /// Sets `PodScheduled=False` and records a FailedScheduling Event, once per distinct message.
-async fn mark_unschedulable(ctx: &Ctx, pods: &Api<Pod>, pod: &Pod, message: &str) -> Result<(), Error> {
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    let known = conditions
-        .iter()
-        .any(|c| c.type_ == "PodScheduled" && c.status == "False" && c.message.as_deref() == Some(message));
+async fn mark_unschedulable(
+    ctx: &Ctx,
+    pods: &Api<Pod>,
+    pod: &Pod,
+    message: &str,
+) -> Result<(), Error> {
+    let conditions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let known = conditions.iter().any(|c| {
+        c.type_ == "PodScheduled" && c.status == "False" && c.message.as_deref() == Some(message)
+    });
     if known {
         return Ok(());
     }
-    let mut next: Vec<PodCondition> = conditions.into_iter().filter(|c| c.type_ != "PodScheduled").collect();
+    let mut next: Vec<PodCondition> = conditions
+        .into_iter()
+        .filter(|c| c.type_ != "PodScheduled")
+        .collect();
     next.push(PodCondition {
         type_: "PodScheduled".to_string(),
         status: "False".to_string(),
@@ -141,7 +182,12 @@ async fn mark_unschedulable(ctx: &Ctx, pods: &Api<Pod>, pod: &Pod, message: &str
         ..PodCondition::default()
     });
     let patch = json!({"status": {"conditions": next}});
-    pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    pods.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     let event = Event {
         type_: EventType::Warning,
         reason: "FailedScheduling".to_string(),

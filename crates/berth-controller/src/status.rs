@@ -31,18 +31,44 @@ pub fn selector(name: &str) -> String {
 }
 
 /// The status for `o`; conditions keep their transition time from `prev` while unchanged.
-pub fn compute(name: &str, o: Observed, prev: Option<&ModelServiceStatus>, now: Time) -> ModelServiceStatus {
+pub fn compute(
+    name: &str,
+    o: Observed,
+    prev: Option<&ModelServiceStatus>,
+    now: Time,
+) -> ModelServiceStatus {
     let available = o.ready >= o.desired - o.max_unavailable;
     let available_cond = if available {
-        cond("Available", "True", "MinimumReplicasAvailable", "ModelService has minimum availability.".to_string())
+        cond(
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "ModelService has minimum availability.".to_string(),
+        )
     } else {
-        cond("Available", "False", "MinimumReplicasUnavailable", "ModelService does not have minimum availability.".to_string())
+        cond(
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "ModelService does not have minimum availability.".to_string(),
+        )
     };
-    let complete = o.updated == o.desired && o.replicas == o.desired && o.updated_ready == o.desired;
+    let complete =
+        o.updated == o.desired && o.replicas == o.desired && o.updated_ready == o.desired;
     let progressing_cond = if complete {
-        cond("Progressing", "True", "NewReplicaSetAvailable", format!("ModelService \"{name}\" has successfully progressed."))
+        cond(
+            "Progressing",
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ModelService \"{name}\" has successfully progressed."),
+        )
     } else {
-        cond("Progressing", "True", "ReplicaSetUpdated", format!("ModelService \"{name}\" is progressing."))
+        cond(
+            "Progressing",
+            "True",
+            "ReplicaSetUpdated",
+            format!("ModelService \"{name}\" is progressing."),
+        )
     };
     let prev_conds = prev.map(|p| p.conditions.as_slice()).unwrap_or_default();
     let conditions = [available_cond, progressing_cond]
@@ -72,7 +98,11 @@ fn cond(type_: &str, status: &str, reason: &str, message: String) -> ModelServic
 
 /// Sets the times of `c`: both kept when nothing changed (so a status write is not needed),
 /// transition kept when only reason/message changed.
-fn stamp(mut c: ModelServiceCondition, prev: &[ModelServiceCondition], now: &Time) -> ModelServiceCondition {
+fn stamp(
+    mut c: ModelServiceCondition,
+    prev: &[ModelServiceCondition],
+    now: &Time,
+) -> ModelServiceCondition {
     match prev.iter().find(|p| p.type_ == c.type_) {
         Some(p) if p.status == c.status && p.reason == c.reason && p.message == c.message => {
             c.last_update_time = p.last_update_time.clone();
@@ -95,7 +125,15 @@ mod tests {
     use super::*;
 
     fn obs(desired: i32, replicas: i32, ready: i32, updated: i32, updated_ready: i32) -> Observed {
-        Observed { generation: Some(2), desired, replicas, ready, updated, updated_ready, max_unavailable: 0 }
+        Observed {
+            generation: Some(2),
+            desired,
+            replicas,
+            ready,
+            updated,
+            updated_ready,
+            max_unavailable: 0,
+        }
     }
 
     fn now() -> Time {
@@ -112,21 +150,35 @@ mod tests {
         assert_eq!(s.observed_generation, Some(2));
         assert_eq!(s.selector.as_deref(), Some("berth.dev/modelservice=m"));
         assert_eq!(get(&s, "Available").status, "True");
-        assert_eq!(get(&s, "Progressing").reason.as_deref(), Some("NewReplicaSetAvailable"));
+        assert_eq!(
+            get(&s, "Progressing").reason.as_deref(),
+            Some("NewReplicaSetAvailable")
+        );
     }
 
     #[test]
     fn unready_pods_make_it_unavailable_and_progressing() {
         let s = compute("m", obs(3, 3, 1, 3, 1), None, now());
         assert_eq!(get(&s, "Available").status, "False");
-        assert_eq!(get(&s, "Available").reason.as_deref(), Some("MinimumReplicasUnavailable"));
-        assert_eq!(get(&s, "Progressing").reason.as_deref(), Some("ReplicaSetUpdated"));
+        assert_eq!(
+            get(&s, "Available").reason.as_deref(),
+            Some("MinimumReplicasUnavailable")
+        );
+        assert_eq!(
+            get(&s, "Progressing").reason.as_deref(),
+            Some("ReplicaSetUpdated")
+        );
     }
 
     #[test]
     fn unchanged_status_is_identical() {
         let a = compute("m", obs(3, 3, 3, 3, 3), None, now());
-        let later = Time(now().0.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(60)).unwrap());
+        let later = Time(
+            now()
+                .0
+                .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(60))
+                .unwrap(),
+        );
         let b = compute("m", obs(3, 3, 3, 3, 3), Some(&a), later);
         assert_eq!(a, b);
     }

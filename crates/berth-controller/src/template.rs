@@ -47,7 +47,10 @@ impl PodTemplate {
             ..PodSpec::default()
         };
         let labels = BTreeMap::from([(MODELSERVICE_LABEL.to_string(), name.to_string())]);
-        PodTemplate { labels, spec: pod_spec }
+        PodTemplate {
+            labels,
+            spec: pod_spec,
+        }
     }
 
     /// A short, stable hash of the template (10 hex digits of SHA-256 over its JSON form).
@@ -68,10 +71,14 @@ fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
 /// The spec's pull policy, defaulted like Kubernetes: `Always` for `:latest` or untagged images
 /// (without digest), else `IfNotPresent`.
 fn pull_policy(spec: &ModelServiceSpec) -> &'static str {
-    let policy = spec.image_pull_policy.unwrap_or_else(|| match ImageRef::parse(&spec.image) {
-        Ok(r) if r.digest.is_none() && r.tag.as_deref().is_none_or(|t| t == "latest") => PullPolicy::Always,
-        _ => PullPolicy::IfNotPresent,
-    });
+    let policy = spec
+        .image_pull_policy
+        .unwrap_or_else(|| match ImageRef::parse(&spec.image) {
+            Ok(r) if r.digest.is_none() && r.tag.as_deref().is_none_or(|t| t == "latest") => {
+                PullPolicy::Always
+            }
+            _ => PullPolicy::IfNotPresent,
+        });
     match policy {
         PullPolicy::Always => "Always",
         PullPolicy::IfNotPresent => "IfNotPresent",
@@ -85,7 +92,11 @@ mod tests {
     use k8s_openapi::api::core::v1::EnvVar;
 
     fn spec(image: &str) -> ModelServiceSpec {
-        ModelServiceSpec { image: image.to_string(), replicas: 3, ..Default::default() }
+        ModelServiceSpec {
+            image: image.to_string(),
+            replicas: 3,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -105,7 +116,11 @@ mod tests {
         let base = PodTemplate::from_spec("m", &spec("img:1")).hash();
         assert_ne!(base, PodTemplate::from_spec("m", &spec("img:2")).hash());
         let mut s = spec("img:1");
-        s.env = vec![EnvVar { name: "A".into(), value: Some("1".into()), ..Default::default() }];
+        s.env = vec![EnvVar {
+            name: "A".into(),
+            value: Some("1".into()),
+            ..Default::default()
+        }];
         let one = PodTemplate::from_spec("m", &s).hash();
         s.env[0].value = Some("2".into());
         let two = PodTemplate::from_spec("m", &s).hash();
@@ -124,9 +139,22 @@ mod tests {
         assert_eq!(c.command, Some(vec!["serve".to_string()]));
         assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
         assert_eq!(t.spec.restart_policy.as_deref(), Some("Always"));
-        assert_eq!(t.spec.node_selector.as_ref().and_then(|n| n.get("gpu")).map(String::as_str), Some("yes"));
-        assert_eq!(t.labels.get(MODELSERVICE_LABEL).map(String::as_str), Some("m"));
+        assert_eq!(
+            t.spec
+                .node_selector
+                .as_ref()
+                .and_then(|n| n.get("gpu"))
+                .map(String::as_str),
+            Some("yes")
+        );
+        assert_eq!(
+            t.labels.get(MODELSERVICE_LABEL).map(String::as_str),
+            Some("m")
+        );
         let pinned = PodTemplate::from_spec("m", &spec("m:v1"));
-        assert_eq!(pinned.spec.containers[0].image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(
+            pinned.spec.containers[0].image_pull_policy.as_deref(),
+            Some("IfNotPresent")
+        );
     }
 }

@@ -46,7 +46,11 @@ async fn setup_with(opts: ControllerOptions) -> Fixture {
             eprintln!("controllers stopped: {e}");
         }
     });
-    Fixture { _server: server, client, controllers }
+    Fixture {
+        _server: server,
+        client,
+        controllers,
+    }
 }
 
 impl Fixture {
@@ -61,22 +65,33 @@ impl Fixture {
     /// Registers a Ready node with the given allocatable cpu and memory, as an agent would.
     async fn node(&self, name: &str, cpu: &str, memory: &str) {
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let node: Node = serde_json::from_value(json!({"metadata":{"name":name,"labels":{"kubernetes.io/hostname":name}}})).unwrap();
+        let node: Node = serde_json::from_value(
+            json!({"metadata":{"name":name,"labels":{"kubernetes.io/hostname":name}}}),
+        )
+        .unwrap();
         nodes.create(&PostParams::default(), &node).await.unwrap();
         let status = json!({"status":{"capacity":{"cpu":cpu,"memory":memory,"pods":"110"},
             "allocatable":{"cpu":cpu,"memory":memory,"pods":"110"},
             "conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"agent is posting ready status"}]}});
-        nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        nodes
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
     }
 
     async fn create_ms(&self, name: &str, replicas: i32, memory: &str) -> ModelService {
-        let spec: ModelServiceSpec = serde_json::from_value(json!({"image":"localhost:5000/model:v1","replicas":replicas,
+        let spec: ModelServiceSpec = serde_json::from_value(
+            json!({"image":"localhost:5000/model:v1","replicas":replicas,
             "env":[{"name":"MODE","value":"one"}],
             "ports":[{"containerPort":8080,"name":"http"}],
-            "resources":{"requests":{"cpu":"100m","memory":memory}}}))
+            "resources":{"requests":{"cpu":"100m","memory":memory}}}),
+        )
         .unwrap();
         let ms = ModelService::new(name, spec);
-        self.services().create(&PostParams::default(), &ms).await.unwrap()
+        self.services()
+            .create(&PostParams::default(), &ms)
+            .await
+            .unwrap()
     }
 
     /// The live (not terminating) Pods of a service; terminating ones are finalized first, as
@@ -86,7 +101,10 @@ impl Fixture {
         let mut live = Vec::new();
         for p in self.pods().list(&lp).await.unwrap().items {
             if p.meta().deletion_timestamp.is_some() {
-                let _ = self.pods().delete(&p.name_any(), &DeleteParams::default().grace_period(0)).await;
+                let _ = self
+                    .pods()
+                    .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
+                    .await;
             } else {
                 live.push(p);
             }
@@ -98,7 +116,10 @@ impl Fixture {
     async fn make_ready(&self, pod: &str) {
         let status = json!({"status":{"phase":"Running","conditions":[
             {"type":"PodScheduled","status":"True"},{"type":"Ready","status":"True"},{"type":"ContainersReady","status":"True"}]}});
-        self.pods().patch_status(pod, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        self.pods()
+            .patch_status(pod, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
     }
 
     /// Waits until the service has `n` live Pods, all bound; flips them Ready when `ready`.
@@ -159,7 +180,10 @@ fn condition<'a>(ms: &'a ModelService, t: &str) -> Option<&'a berth_api::ModelSe
 
 async fn scale(f: &Fixture, ms: &str, replicas: i32) {
     let patch = json!({"spec":{"replicas":replicas}});
-    f.services().patch_scale(ms, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    f.services()
+        .patch_scale(ms, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -173,25 +197,47 @@ async fn replicas_are_created_bound_replaced_scaled_and_collected() {
     for p in &pods {
         assert_eq!(node_of(p), Some("node-1"));
         let owner = &p.owner_references()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()), ("ModelService", "churn", uid.as_str()));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+            ("ModelService", "churn", uid.as_str())
+        );
         assert_eq!(owner.controller, Some(true));
         assert_eq!(owner.block_owner_deletion, Some(true));
         let hash = p.labels().get(TEMPLATE_HASH_LABEL).unwrap();
-        assert!(p.name_any().starts_with(&format!("churn-{hash}-")), "{}", p.name_any());
+        assert!(
+            p.name_any().starts_with(&format!("churn-{hash}-")),
+            "{}",
+            p.name_any()
+        );
         assert_eq!(p.name_any().len(), format!("churn-{hash}-").len() + 5);
         let c = &p.spec.as_ref().unwrap().containers[0];
         assert_eq!(c.image.as_deref(), Some("localhost:5000/model:v1"));
-        assert_eq!(p.spec.as_ref().unwrap().restart_policy.as_deref(), Some("Always"));
+        assert_eq!(
+            p.spec.as_ref().unwrap().restart_policy.as_deref(),
+            Some("Always")
+        );
     }
     let ms = f.status_ready("churn", 3).await;
     let available = condition(&ms, "Available").unwrap();
-    assert_eq!((available.status.as_str(), available.reason.as_deref()), ("True", Some("MinimumReplicasAvailable")));
-    assert_eq!(condition(&ms, "Progressing").unwrap().reason.as_deref(), Some("NewReplicaSetAvailable"));
-    assert_eq!(ms.status.as_ref().unwrap().selector.as_deref(), Some("berth.dev/modelservice=churn"));
+    assert_eq!(
+        (available.status.as_str(), available.reason.as_deref()),
+        ("True", Some("MinimumReplicasAvailable"))
+    );
+    assert_eq!(
+        condition(&ms, "Progressing").unwrap().reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    assert_eq!(
+        ms.status.as_ref().unwrap().selector.as_deref(),
+        Some("berth.dev/modelservice=churn")
+    );
 
     // A deleted Pod is replaced.
     let victim = pods[0].name_any();
-    f.pods().delete(&victim, &DeleteParams::default().grace_period(0)).await.unwrap();
+    f.pods()
+        .delete(&victim, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
     let after = eventually("a replacement pod", || async {
         let live = f.live_pods("churn").await;
         (live.len() == 3 && live.iter().all(|p| p.name_any() != victim)).then_some(live)
@@ -208,8 +254,14 @@ async fn replicas_are_created_bound_replaced_scaled_and_collected() {
     f.status_ready("churn", 1).await;
 
     // Deleting the service lets the API server's GC take its Pods.
-    f.services().delete("churn", &DeleteParams::default()).await.unwrap();
-    eventually("pods collected", || async { f.live_pods("churn").await.is_empty().then_some(()) }).await;
+    f.services()
+        .delete("churn", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("pods collected", || async {
+        f.live_pods("churn").await.is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -217,11 +269,19 @@ async fn a_template_change_rolls_without_dropping_ready_pods() {
     let f = setup().await;
     f.node("node-1", "8", "16Gi").await;
     f.create_ms("roll", 3, "128Mi").await;
-    let old: BTreeSet<String> = f.converge("roll", 3, true).await.iter().map(|p| p.name_any()).collect();
+    let old: BTreeSet<String> = f
+        .converge("roll", 3, true)
+        .await
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
     f.status_ready("roll", 3).await;
 
     let patch = json!({"spec":{"env":[{"name":"MODE","value":"two"}]}});
-    f.services().patch("roll", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    f.services()
+        .patch("roll", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 
     // Defaults for 3 replicas: maxSurge 1, maxUnavailable 0 -> never fewer than 3 Ready Pods.
     let mut flipped = 0;
@@ -229,9 +289,20 @@ async fn a_template_change_rolls_without_dropping_ready_pods() {
     loop {
         let live = f.live_pods("roll").await;
         let ready = live.iter().filter(|p| is_ready(p)).count();
-        assert!(ready >= 3, "only {ready} ready pods during the rollout: {:?}", names(&live));
-        assert!(live.len() <= 4, "more than replicas + maxSurge pods: {:?}", names(&live));
-        let fresh: Vec<&Pod> = live.iter().filter(|p| !old.contains(&p.name_any())).collect();
+        assert!(
+            ready >= 3,
+            "only {ready} ready pods during the rollout: {:?}",
+            names(&live)
+        );
+        assert!(
+            live.len() <= 4,
+            "more than replicas + maxSurge pods: {:?}",
+            names(&live)
+        );
+        let fresh: Vec<&Pod> = live
+            .iter()
+            .filter(|p| !old.contains(&p.name_any()))
+            .collect();
         if live.len() == 3 && fresh.len() == 3 && fresh.iter().all(|p| is_ready(p)) {
             break;
         }
@@ -240,21 +311,42 @@ async fn a_template_change_rolls_without_dropping_ready_pods() {
             f.make_ready(&p.name_any()).await;
             flipped += 1;
         }
-        assert!(Instant::now() < deadline, "rollout did not finish: {:?}", names(&live));
+        assert!(
+            Instant::now() < deadline,
+            "rollout did not finish: {:?}",
+            names(&live)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(flipped, 3);
     let ms = f.status_ready("roll", 3).await;
-    assert_eq!(condition(&ms, "Progressing").unwrap().reason.as_deref(), Some("NewReplicaSetAvailable"));
+    assert_eq!(
+        condition(&ms, "Progressing").unwrap().reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
     let live = f.live_pods("roll").await;
-    let hashes: BTreeSet<&String> = live.iter().filter_map(|p| p.labels().get(TEMPLATE_HASH_LABEL)).collect();
+    let hashes: BTreeSet<&String> = live
+        .iter()
+        .filter_map(|p| p.labels().get(TEMPLATE_HASH_LABEL))
+        .collect();
     assert_eq!(hashes.len(), 1);
-    let env = live[0].spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+    let env = live[0].spec.as_ref().unwrap().containers[0]
+        .env
+        .clone()
+        .unwrap();
     assert_eq!(env[0].value.as_deref(), Some("two"));
 }
 
 fn names(pods: &[Pod]) -> Vec<String> {
-    pods.iter().map(|p| format!("{}{}", p.name_any(), if is_ready(p) { "(ready)" } else { "" })).collect()
+    pods.iter()
+        .map(|p| {
+            format!(
+                "{}{}",
+                p.name_any(),
+                if is_ready(p) { "(ready)" } else { "" }
+            )
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -272,14 +364,18 @@ async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
     let huge = eventually("unschedulable condition", || async {
         let pods = f.live_pods("huge").await;
         let marked = pods.iter().all(|p| {
-            p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|cs| {
-                cs.iter().any(|c| {
-                    c.type_ == "PodScheduled"
-                        && c.status == "False"
-                        && c.reason.as_deref() == Some("Unschedulable")
-                        && c.message.as_deref() == Some("0/1 nodes are available: 1 Insufficient memory.")
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter().any(|c| {
+                        c.type_ == "PodScheduled"
+                            && c.status == "False"
+                            && c.reason.as_deref() == Some("Unschedulable")
+                            && c.message.as_deref()
+                                == Some("0/1 nodes are available: 1 Insufficient memory.")
+                    })
                 })
-            })
         });
         (pods.len() == 2 && marked).then_some(pods)
     })
@@ -294,7 +390,9 @@ async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
             .any(|e| {
                 e.reason.as_deref() == Some("FailedScheduling")
                     && e.involved_object.name.as_deref() == Some(name.as_str())
-                    && e.message.as_deref().is_some_and(|m| m.contains("Insufficient memory"))
+                    && e.message
+                        .as_deref()
+                        .is_some_and(|m| m.contains("Insufficient memory"))
             })
             .then_some(())
     })
@@ -302,8 +400,16 @@ async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
 
     // Still pending, and the service reports it is not available.
     let ms = f.services().get("huge").await.unwrap();
-    assert!(f.live_pods("huge").await.iter().all(|p| node_of(p).is_none()));
-    assert_eq!(condition(&ms, "Available").map(|c| c.status.as_str()), Some("False"));
+    assert!(
+        f.live_pods("huge")
+            .await
+            .iter()
+            .all(|p| node_of(p).is_none())
+    );
+    assert_eq!(
+        condition(&ms, "Available").map(|c| c.status.as_str()),
+        Some("False")
+    );
     assert_eq!(f.live_pods("tiny").await.len(), 1);
 }
 
@@ -311,21 +417,32 @@ async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
 async fn heartbeat(client: &kube::Client, node: &str) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
-    let lease: Lease = serde_json::from_value(json!({"metadata":{"name":node,"namespace":"kube-node-lease"},
-        "spec":{"holderIdentity":node,"leaseDurationSeconds":40,"renewTime":now}}))
+    let lease: Lease = serde_json::from_value(
+        json!({"metadata":{"name":node,"namespace":"kube-node-lease"},
+        "spec":{"holderIdentity":node,"leaseDurationSeconds":40,"renewTime":now}}),
+    )
     .unwrap();
     let pp = PatchParams::apply("test-agent").force();
-    leases.patch(node, &pp, &Patch::Apply(&lease)).await.unwrap();
+    leases
+        .patch(node, &pp, &Patch::Apply(&lease))
+        .await
+        .unwrap();
 }
 
 fn ready_of(n: &Node) -> Option<String> {
     let conds = n.status.as_ref()?.conditions.as_ref()?;
-    conds.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone())
+    conds
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.clone())
 }
 
 #[tokio::test]
 async fn pods_of_a_silent_node_move_to_a_live_one() {
-    let opts = ControllerOptions { node_grace: Duration::from_secs(3), ..ControllerOptions::default() };
+    let opts = ControllerOptions {
+        node_grace: Duration::from_secs(3),
+        ..ControllerOptions::default()
+    };
     let f = setup_with(opts).await;
     f.node("alive", "8", "16Gi").await;
     f.node("doomed", "8", "16Gi").await;
@@ -359,6 +476,9 @@ async fn pods_of_a_silent_node_move_to_a_live_one() {
     })
     .await;
     assert_eq!(pods.len(), 2);
-    assert_eq!(ready_of(&nodes.get("alive").await.unwrap()).as_deref(), Some("True"));
+    assert_eq!(
+        ready_of(&nodes.get("alive").await.unwrap()).as_deref(),
+        Some("True")
+    );
     beats.abort();
 }

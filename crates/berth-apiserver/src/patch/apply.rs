@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::fields::{FieldPath, FieldSet, PathElement, display, key_of, remove_at, value_at};
+use super::fields::{FieldPath, FieldSet, PathElement, display, key_of, matches_item, remove_at, value_at};
 use super::keys::ListType;
 
 /// The operation a managedFields entry records.
@@ -287,7 +287,9 @@ fn merge_applied(out: &mut Value, applied: &Value, path: &mut FieldPath, list_ty
             ListType::Map(keys) => {
                 for item in a {
                     let Some(seg) = key_of(item, &keys) else { continue };
-                    let pos = o.iter().position(|c| key_of(c, &keys).as_ref() == Some(&seg));
+                    // Matching on the applied item's keys lets a live item whose optional key
+                    // was defaulted (ports' protocol) still match.
+                    let pos = o.iter().position(|c| matches_item(c, &seg));
                     path.push(seg);
                     match pos {
                         Some(i) => merge_applied(&mut o[i], item, path, list_type),
@@ -453,6 +455,15 @@ mod tests {
         // "one" dropping its container removes the item.
         let out = apply(Some(&live), &pod(json!([])), w("one"), false, &lists).unwrap();
         assert_eq!(out["spec"]["containers"], json!([{"name":"b","image":"2"}]));
+    }
+
+    #[test]
+    fn applied_ports_match_live_items_with_a_defaulted_protocol() {
+        let pod = |ports: Value| json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"c","ports":ports}]}});
+        let mut live = apply(None, &pod(json!([{"containerPort":80}])), w("m"), false, &lists).unwrap();
+        live["spec"]["containers"][0]["ports"][0]["protocol"] = json!("TCP");
+        let out = apply(Some(&live), &pod(json!([{"containerPort":80,"name":"http"}])), w("m"), false, &lists).unwrap();
+        assert_eq!(out["spec"]["containers"][0]["ports"], json!([{"containerPort":80,"protocol":"TCP","name":"http"}]));
     }
 
     #[test]

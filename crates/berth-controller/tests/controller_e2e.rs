@@ -245,6 +245,28 @@ async fn replicas_are_created_bound_replaced_scaled_and_collected() {
     .await;
     assert!(after.iter().all(|p| p.name_any() != victim));
 
+    // A Pod that failed (as the agent reports it) is replaced too.
+    let failed = after[0].name_any();
+    let status =
+        json!({"status":{"phase":"Failed","conditions":[{"type":"Ready","status":"False"}]}});
+    f.pods()
+        .patch_status(&failed, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    eventually("failed pod replaced", || async {
+        let live = f.live_pods("churn").await;
+        let gone = f
+            .pods()
+            .get_opt(&failed)
+            .await
+            .unwrap()
+            .is_none_or(|p| p.meta().deletion_timestamp.is_some());
+        (gone && live.len() == 3 && live.iter().all(|p| p.name_any() != failed)).then_some(())
+    })
+    .await;
+    f.converge("churn", 3, true).await;
+    f.status_ready("churn", 3).await;
+
     // Scale through the scale subresource.
     scale(&f, "churn", 5).await;
     f.converge("churn", 5, true).await;

@@ -33,13 +33,18 @@ fn busybox_layout(dir: &Path) -> PathBuf {
     tar.follow_symlinks(false);
     tar.append_dir_all(".", &staging).expect("tar");
     let layer_tar = tar.into_inner().expect("tar");
+    write_layout(dir, "layout", &layer_tar)
+}
+
+/// Writes an OCI layout (one gzip layer made of `layer_tar`) at `dir/name`.
+fn write_layout(dir: &Path, name: &str, layer_tar: &[u8]) -> PathBuf {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&layer_tar).expect("gzip");
+    gz.write_all(layer_tar).expect("gzip");
     let layer = gz.finish().expect("gzip");
     let config = serde_json::json!({
         "architecture": berth_image::manifest::host_arch(), "os": "linux",
         "config": { "Cmd": ["sh"], "User": "app", "Env": ["PATH=/bin"] },
-        "rootfs": { "type": "layers", "diff_ids": [sha(&layer_tar)] },
+        "rootfs": { "type": "layers", "diff_ids": [sha(layer_tar)] },
     });
     let config = serde_json::to_vec(&config).expect("config");
     let manifest = serde_json::to_vec(&serde_json::json!({
@@ -48,7 +53,7 @@ fn busybox_layout(dir: &Path) -> PathBuf {
         "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&layer), "size": layer.len() }],
     }))
     .expect("manifest");
-    let layout = dir.join("layout");
+    let layout = dir.join(name);
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("blobs");
     for blob in [&layer, &config, &manifest] {
@@ -289,6 +294,99 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     server.await.expect("join").expect("serve");
 }
 
+/// A layer whose second entry climbs out of the root (written raw: the tar crate refuses `..`).
+fn evil_layer() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "fine", &b"ok\n"[..]).expect("fine");
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    let name = b"../../../escaped-by-layer";
+    h.as_old_mut().name[..name.len()].copy_from_slice(name);
+    h.set_cksum();
+    b.append(&h, &b"pwn"[..]).expect("evil");
+    b.into_inner().expect("tar")
+}
+
+async fn bad_images_are_refused(tmp: &Path) {
+    let registry = Registry::start(tmp);
+    let root = tmp.join("root");
+    let config = RuntimeConfig { root: root.clone(), shim_exe: std::env::current_exe().expect("exe"), oci_runtime: "runc".into(), insecure_registries: vec![], network: None };
+    let service = CriService::open(&config).expect("open");
+    let socket = tmp.join("cri.sock");
+    let listener = berth_cri::bind(&socket).expect("bind");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async { let _ = stop_rx.await; }));
+    let mut c = berth_cri::connect(&format!("unix://{}", socket.display())).await.expect("connect");
+    let pull = |image: String| cri::PullImageRequest { image: Some(cri::ImageSpec { image, ..Default::default() }), ..Default::default() };
+
+    // 1. A layer escaping the snapshot: the pull fails and nothing lands outside the root.
+    let evil = format!("127.0.0.1:{}/test/evil:latest", registry.port);
+    push(&write_layout(tmp, "evil", &evil_layer()), &evil);
+    let err = c.image.pull_image(pull(evil.clone())).await.expect_err("evil layer refused");
+    assert!(err.message().contains("escapes"), "{err}");
+    // `../../../` from root/snapshots/<tmp dir> would land in `tmp`.
+    for dir in [tmp, root.as_path(), &root.join("snapshots")] {
+        assert!(!dir.join("escaped-by-layer").exists(), "written outside the snapshot in {dir:?}");
+    }
+    let status = c.image.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: evil.clone(), ..Default::default() }), verbose: false }).await.expect("status").into_inner();
+    assert!(status.image.is_none(), "no record of a refused image");
+    assert_eq!(std::fs::read_dir(root.join("snapshots")).expect("snapshots").count(), 0, "no partial snapshot kept");
+
+    // 2. A registry serving a corrupted layer blob: the digest check fails the pull.
+    let good = format!("127.0.0.1:{}/test/corrupt:latest", registry.port);
+    let mut small = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    small.append_data(&mut h, "hello", &b"hello"[..]).expect("tar");
+    let layout = write_layout(tmp, "good", &small.into_inner().expect("tar"));
+    push(&layout, &good);
+    // Find the layer blob in the registry's storage through the layout's manifest.
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index")).expect("json");
+    let manifest_hex = index["manifests"][0]["digest"].as_str().expect("digest")[7..].to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&manifest_hex)).expect("manifest")).expect("json");
+    let layer_hex = manifest["layers"][0]["digest"].as_str().expect("layer")[7..].to_string();
+    let blob = walk_files(&tmp.join("registry")).into_iter()
+        .find(|p| p.ends_with("data") && p.parent().is_some_and(|d| d.ends_with(&layer_hex)))
+        .expect("layer blob in registry storage");
+    let mut bytes = std::fs::read(&blob).expect("blob");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&blob, bytes).expect("corrupt");
+    let err = c.image.pull_image(pull(good.clone())).await.expect_err("corrupt blob refused");
+    assert!(err.message().to_lowercase().contains("digest"), "{err}");
+    let status = c.image.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: good, ..Default::default() }), verbose: false }).await.expect("status").into_inner();
+    assert!(status.image.is_none());
+    let kept: Vec<PathBuf> = walk_files(&root.join("content")).into_iter().filter(|p| p.to_string_lossy().contains(&layer_hex)).collect();
+    assert!(kept.is_empty(), "corrupt blob kept: {kept:?}");
+    let _ = stop_tx.send(());
+    server.await.expect("join").expect("serve");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() { out.extend(walk_files(&p)); } else { out.push(p); }
+    }
+    out
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
@@ -300,14 +398,22 @@ fn main() {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
     let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("ip");
     assert!(lo.success());
-    let tmp = tempfile::Builder::new().prefix("berth-cri-").tempdir_in("/var/tmp").expect("tmp");
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(lifecycle_through_the_socket(tmp.path()))));
-    match result {
-        Ok(()) => println!("test lifecycle_through_the_socket ... ok"),
-        Err(_) => {
-            println!("test lifecycle_through_the_socket ... FAILED");
-            std::process::exit(1);
+    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
+    let mut failed = false;
+    for name in ["lifecycle_through_the_socket", "bad_images_are_refused"] {
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
         }
+        let tmp = tempfile::Builder::new().prefix("berth-cri-").tempdir_in("/var/tmp").expect("tmp");
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match name {
+            "lifecycle_through_the_socket" => rt.block_on(lifecycle_through_the_socket(tmp.path())),
+            _ => rt.block_on(bad_images_are_refused(tmp.path())),
+        }));
+        println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
+        failed |= result.is_err();
+    }
+    if failed {
+        std::process::exit(1);
     }
 }

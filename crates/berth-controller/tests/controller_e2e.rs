@@ -433,6 +433,21 @@ async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
         Some("False")
     );
     assert_eq!(f.live_pods("tiny").await.len(), 1);
+
+    // A node with room appears: the pending Pods are retried and bound there.
+    f.node("big-node", "16", "256Gi").await;
+    let bound = f.converge("huge", 2, false).await;
+    assert!(bound.iter().all(|p| node_of(p) == Some("big-node")));
+    assert!(bound.iter().all(|p| {
+        let conds = p
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
+        conds
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+    }));
 }
 
 /// Renews (or creates) the node's heartbeat Lease now, as the agent does every few seconds.

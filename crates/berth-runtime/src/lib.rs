@@ -9,5 +9,6 @@ pub mod sandbox;
 pub mod server;
 pub mod shim;
 pub mod snapshot;
+pub mod testimage;
 
 pub use server::{CriService, RuntimeConfig, StartError};

@@ -5,67 +5,14 @@
 //! This test binary is also the shim (`<this exe> shim ...`).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_cri::v1 as cri;
+use berth_runtime::testimage::{busybox_layout, write_layout};
 use berth_runtime::{shim, CriService, RuntimeConfig};
-use sha2::{Digest, Sha256};
 
-fn sha(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
-
-/// Writes an OCI image layout of busybox-static (with applet symlinks and an `app` user).
-fn busybox_layout(dir: &Path) -> PathBuf {
-    let staging = dir.join("staging");
-    std::fs::create_dir_all(staging.join("bin")).expect("bin");
-    std::fs::create_dir_all(staging.join("etc")).expect("etc");
-    std::fs::copy("/bin/busybox", staging.join("bin/busybox")).expect("busybox-static installed");
-    for applet in ["sh", "echo", "id", "sleep", "true", "cat", "httpd", "wget"] {
-        symlink("busybox", staging.join("bin").join(applet)).expect("applet");
-    }
-    std::fs::write(staging.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n").expect("passwd");
-    let mut tar = tar::Builder::new(Vec::new());
-    tar.follow_symlinks(false);
-    tar.append_dir_all(".", &staging).expect("tar");
-    let layer_tar = tar.into_inner().expect("tar");
-    write_layout(dir, "layout", &layer_tar)
-}
-
-/// Writes an OCI layout (one gzip layer made of `layer_tar`) at `dir/name`.
-fn write_layout(dir: &Path, name: &str, layer_tar: &[u8]) -> PathBuf {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(layer_tar).expect("gzip");
-    let layer = gz.finish().expect("gzip");
-    let config = serde_json::json!({
-        "architecture": berth_image::manifest::host_arch(), "os": "linux",
-        "config": { "Cmd": ["sh"], "User": "app", "Env": ["PATH=/bin"] },
-        "rootfs": { "type": "layers", "diff_ids": [sha(layer_tar)] },
-    });
-    let config = serde_json::to_vec(&config).expect("config");
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&layer), "size": layer.len() }],
-    }))
-    .expect("manifest");
-    let layout = dir.join(name);
-    let blobs = layout.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("blobs");
-    for blob in [&layer, &config, &manifest] {
-        std::fs::write(blobs.join(&sha(blob)[7..]), blob).expect("blob");
-    }
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
-    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&manifest), "size": manifest.len(),
-        "annotations": { "org.opencontainers.image.ref.name": "latest" } }] });
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).expect("index")).expect("index");
-    layout
-}
 
 /// Debian's docker-registry on a free loopback port; killed on drop.
 struct Registry {
@@ -138,7 +85,7 @@ fn container(sandbox: &cri::PodSandboxConfig, name: &str, image: &str, command: 
 
 async fn lifecycle_through_the_socket(tmp: &Path) {
     let registry = Registry::start(tmp);
-    let layout = busybox_layout(tmp);
+    let layout = busybox_layout(tmp).expect("busybox layout (busybox-static installed)");
     let image = format!("127.0.0.1:{}/test/busybox:latest", registry.port);
     push(&layout, &image);
 
@@ -333,7 +280,7 @@ async fn bad_images_are_refused(tmp: &Path) {
 
     // 1. A layer escaping the snapshot: the pull fails and nothing lands outside the root.
     let evil = format!("127.0.0.1:{}/test/evil:latest", registry.port);
-    push(&write_layout(tmp, "evil", &evil_layer()), &evil);
+    push(&write_layout(tmp, "evil", &evil_layer()).expect("layout"), &evil);
     let err = c.image.pull_image(pull(evil.clone())).await.expect_err("evil layer refused");
     assert!(err.message().contains("escapes"), "{err}");
     // `../../../` from root/snapshots/<tmp dir> would land in `tmp`.
@@ -354,7 +301,7 @@ async fn bad_images_are_refused(tmp: &Path) {
     h.set_gid(0);
     h.set_mtime(0);
     small.append_data(&mut h, "hello", &b"hello"[..]).expect("tar");
-    let layout = write_layout(tmp, "good", &small.into_inner().expect("tar"));
+    let layout = write_layout(tmp, "good", &small.into_inner().expect("tar")).expect("layout");
     push(&layout, &good);
     // Find the layer blob in the registry's storage through the layout's manifest.
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index")).expect("json");

@@ -6,21 +6,23 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-/// A CRD printer column (`additionalPrinterColumns` entry).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PrinterColumn {
-    /// Header, e.g. `Ready`.
-    pub name: String,
-    /// `integer`, `number`, `string`, `boolean` or `date`.
-    pub type_: String,
-    /// Format hint.
-    pub format: String,
-    /// Description.
-    pub description: String,
-    /// 0: always shown; >0: only with `-o wide`.
-    pub priority: i32,
-    /// JSONPath of the value, e.g. `.status.conditions[?(@.type=="Ready")].status`.
-    pub json_path: String,
+pub use crate::resources::PrinterColumn;
+use crate::resources::ResourceInfo;
+
+/// Kinds whose kubectl columns [`Columns::Builtin`] knows.
+const BUILTIN_KINDS: &[&str] = &["Pod", "Node", "Namespace", "ConfigMap", "Secret", "Service", "Event", "Lease", "CustomResourceDefinition"];
+
+/// The columns of a served resource: kubectl's for known built-in kinds, else its printer
+/// columns (CRDs' `additionalPrinterColumns`).
+pub fn columns_for(r: &ResourceInfo) -> Columns<'_> {
+    // events.k8s.io Events have another shape (regarding/note) than the core ones kubectl's
+    // Event columns read.
+    let core_shape = r.kind != "Event" || r.group.is_empty();
+    if r.builtin && core_shape && BUILTIN_KINDS.contains(&r.kind.as_str()) {
+        Columns::Builtin(&r.kind)
+    } else {
+        Columns::Custom(&r.printer_columns)
+    }
 }
 
 /// Which columns a resource's Table has.
@@ -489,6 +491,18 @@ mod tests {
         let missing = table(Columns::Custom(&cols), &[json!({"metadata":{"name":"x"}})], json!({}), IncludeObject::None, now());
         assert_eq!(missing["rows"][0]["cells"][1], Value::Null);
         assert_eq!(missing["rows"][0]["object"], Value::Null);
+    }
+
+    #[test]
+    fn registry_entries_pick_their_columns() {
+        let all = crate::resources::builtins();
+        let by = |group: &str, kind: &str| all.iter().find(|r| r.group == group && r.kind == kind).unwrap();
+        assert!(matches!(columns_for(by("", "ConfigMap")), Columns::Builtin("ConfigMap")));
+        assert!(matches!(columns_for(by("", "Event")), Columns::Builtin("Event")));
+        assert!(matches!(columns_for(by("events.k8s.io", "Event")), Columns::Custom(_)));
+        let mut crd_like = by("", "ConfigMap").clone();
+        crd_like.builtin = false;
+        assert!(matches!(columns_for(&crd_like), Columns::Custom(_)));
     }
 
     #[test]

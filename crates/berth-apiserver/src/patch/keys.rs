@@ -3,6 +3,10 @@
 //! keyed by kind and field path (list indices and keys left out, e.g.
 //! `["spec", "containers", "ports"]`).
 
+use serde_json::Value;
+
+use super::fields::{FieldPath, PathElement};
+
 /// How strategic merge patch treats a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmpList {
@@ -65,9 +69,56 @@ pub fn builtin_list_type(kind: &str, path: &[&str]) -> ListType {
     }
 }
 
+/// The list type at `path` per a structural schema (`x-kubernetes-list-type` and
+/// `x-kubernetes-list-map-keys`), or `None` where the schema does not say.
+pub fn schema_list_type(schema: &Value, path: &[PathElement]) -> Option<ListType> {
+    let mut node = schema;
+    for seg in path {
+        node = match seg {
+            PathElement::Field(f) => node.get("properties")?.get(f)?,
+            _ => node.get("items")?,
+        };
+    }
+    match node.get("x-kubernetes-list-type")?.as_str()? {
+        "map" => {
+            let keys = node.get("x-kubernetes-list-map-keys")?.as_array()?;
+            Some(ListType::Map(keys.iter().filter_map(|k| k.as_str().map(String::from)).collect()))
+        }
+        "set" => Some(ListType::Set),
+        _ => Some(ListType::Atomic),
+    }
+}
+
+/// The list-type lookup server-side apply needs for objects of `kind`: the CRD schema's
+/// annotations where present, else the built-in table (atomic for anything unknown).
+pub fn list_types<'a>(kind: &'a str, schema: Option<&'a Value>) -> impl Fn(&FieldPath) -> ListType + 'a {
+    move |path: &FieldPath| {
+        if let Some(t) = schema.and_then(|s| schema_list_type(s, path)) {
+            return t;
+        }
+        let names: Vec<&str> = path.iter().filter_map(|s| if let PathElement::Field(f) = s { Some(f.as_str()) } else { None }).collect();
+        builtin_list_type(kind, &names)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn crd_schema_annotations_decide_list_types() {
+        let schema = json!({"type":"object","properties":{"spec":{"type":"object","properties":{
+            "models":{"type":"array","x-kubernetes-list-type":"map","x-kubernetes-list-map-keys":["name"],
+                "items":{"type":"object","properties":{"tags":{"type":"array","x-kubernetes-list-type":"set"}}}},
+            "args":{"type":"array"}}}}});
+        let lt = list_types("ModelService", Some(&schema));
+        let f = |s: &str| PathElement::Field(s.into());
+        assert_eq!(lt(&vec![f("spec"), f("models")]), ListType::Map(vec!["name".into()]));
+        assert_eq!(lt(&vec![f("spec"), f("models"), PathElement::Key("{\"name\":\"a\"}".into()), f("tags")]), ListType::Set);
+        assert_eq!(lt(&vec![f("spec"), f("args")]), ListType::Atomic);
+        assert_eq!(lt(&vec![f("metadata"), f("finalizers")]), ListType::Set, "built-in metadata facts still apply");
+    }
 
     #[test]
     fn ports_depend_on_kind_and_place() {

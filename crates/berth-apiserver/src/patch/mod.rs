@@ -13,7 +13,7 @@ use serde_json::Value;
 
 pub use apply::{ApplyError, Conflict, FieldManagerEntry, Operation, Writer, apply, record_update, unchanged};
 pub use fields::{FieldPath, FieldSet, PathElement};
-pub use keys::{ListType, SmpList, builtin_list_type, smp_list_strategy};
+pub use keys::{ListType, SmpList, builtin_list_type, list_types, schema_list_type, smp_list_strategy};
 pub use strategic::strategic_merge;
 
 /// Why a (non-apply) patch could not be applied.

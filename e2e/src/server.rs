@@ -13,6 +13,7 @@ pub struct TestServer {
     dir: tempfile::TempDir,
     port: u16,
     extra: Vec<String>,
+    controllers: bool,
     child: Option<Child>,
 }
 
@@ -22,10 +23,21 @@ impl TestServer {
         Self::start_with(&[]).await
     }
 
-    /// Starts a server with extra command-line arguments.
+    /// Starts a server with extra command-line arguments. Its controllers are off, so tests see
+    /// exactly the objects they write (controller tests run the controllers themselves).
     pub async fn start_with(extra: &[&str]) -> Result<Self> {
+        Self::launch(extra, false).await
+    }
+
+    /// Starts a server as a user would: with its controllers and scheduler running.
+    pub async fn start_with_controllers(extra: &[&str]) -> Result<Self> {
+        Self::launch(extra, true).await
+    }
+
+    async fn launch(extra: &[&str], controllers: bool) -> Result<Self> {
         let dir = tempfile::tempdir().context("temp dir for berth server")?;
-        let mut s = TestServer { dir, port: crate::free_port(), extra: extra.iter().map(|s| s.to_string()).collect(), child: None };
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let mut s = TestServer { dir, port: crate::free_port(), extra, controllers, child: None };
         s.spawn(&[]).await?;
         Ok(s)
     }
@@ -38,6 +50,7 @@ impl TestServer {
             .arg(self.data_dir())
             .args(["--api-port", &self.port.to_string(), "--bind-address", "127.0.0.1"])
             .args(["--disable-agent", "--disable-registry"])
+            .args(if self.controllers { &[][..] } else { &["--disable-controllers"][..] })
             .args(&self.extra)
             .args(once)
             .env("BERTH_LOG", "info,berth_apiserver=debug")

@@ -1,5 +1,5 @@
-//! `berth server`: the control plane (API server, embedded registry; controllers and the local
-//! agent are wired in by their parts).
+//! `berth server`: the control plane: API server, controllers and scheduler, embedded registry
+//! (and, when its part lands, the local agent).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +26,12 @@ pub struct Args {
     /// Do not run a local node agent and runtime.
     #[arg(long)]
     pub disable_agent: bool,
+    /// Do not run the controllers and the scheduler (an API server and registry only).
+    #[arg(long)]
+    pub disable_controllers: bool,
+    /// How long a node may stay silent (no Lease renewal) before it counts as lost.
+    #[arg(long, default_value = "40s", value_parser = parse_seconds)]
+    pub node_grace_period: std::time::Duration,
     /// Serve only legacy discovery (APIVersions/APIGroupList), not aggregated discovery.
     #[arg(long)]
     pub legacy_discovery: bool,
@@ -113,12 +119,51 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     {
         eprintln!("berth server: registry on http://{addr}");
     }
+    let controllers = if args.disable_controllers {
+        None
+    } else {
+        Some(start_controllers(&running.kubeconfig, args.node_grace_period).await?)
+    };
     if !args.disable_agent {
         tracing::info!("the local agent is not part of this build yet; running without it");
     }
     crate::rt::shutdown_signal().await;
     tracing::info!("shutting down");
+    if let Some(task) = controllers {
+        task.abort();
+    }
     let _ = stop_tx.send(());
     running.stop();
     Ok(())
+}
+
+/// Runs the controllers and the scheduler against this server, as any Kubernetes client would:
+/// through kube-rs with the kubeconfig the server just wrote.
+async fn start_controllers(
+    kubeconfig: &std::path::Path,
+    node_grace: std::time::Duration,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the server's kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("loading the server's kubeconfig")?;
+    let client = kube::Client::try_from(config).context("building the controllers' client")?;
+    let options = berth_controller::ControllerOptions { node_grace, ..Default::default() };
+    Ok(tokio::spawn(async move {
+        if let Err(err) = berth_controller::run(client, options).await {
+            tracing::error!(error = %err, "controllers stopped");
+        }
+    }))
+}
+
+/// Parses `40s`, `2m` or a plain number of seconds.
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let (digits, unit) = match s.strip_suffix('m') {
+        Some(d) => (d, 60),
+        None => (s.strip_suffix('s').unwrap_or(s), 1),
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| std::time::Duration::from_secs(n * unit))
+        .map_err(|_| format!("{s:?} is not a duration like 40s or 2m"))
 }

@@ -519,3 +519,19 @@ async fn pods_of_a_silent_node_move_to_a_live_one() {
     );
     beats.abort();
 }
+
+/// `berth server` runs the controllers and the scheduler itself (no in-process controllers here).
+#[tokio::test]
+async fn berth_server_runs_the_controllers_itself() {
+    let server = TestServer::start_with_controllers(&[]).await.unwrap();
+    let client = server.client().await.unwrap();
+    let f = Fixture { _server: server, client, controllers: tokio::spawn(async {}) };
+    f.node("node-1", "4", "8Gi").await;
+    f.create_ms("served", 2, "128Mi").await;
+    let bound = eventually("2 pods of `served` bound to node-1", || async {
+        let pods = f.live_pods("served").await;
+        (pods.len() == 2 && pods.iter().all(|p| node_of(p) == Some("node-1"))).then_some(pods)
+    })
+    .await;
+    assert!(bound.iter().all(|p| p.owner_references().iter().any(|o| o.kind == "ModelService")));
+}

@@ -184,7 +184,7 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     let busy = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
     c.runtime.exec_sync(cri::ExecSyncRequest { container_id: client_id.clone(), cmd: vec!["sh".into(), "-c".into(), busy.into()], timeout: 60 }).await.expect("busy");
     let after = c.runtime.container_stats(cri::ContainerStatsRequest { container_id: client_id.clone() }).await.expect("stats").into_inner();
-    let mem = after.stats.as_ref().and_then(|s| s.memory.as_ref()).and_then(|m| m.working_set_bytes.clone()).expect("memory").value;
+    let mem = after.stats.as_ref().and_then(|s| s.memory.as_ref()).and_then(|m| m.working_set_bytes).expect("memory").value;
     assert!(cpu(after) > before, "cpu usage grew");
     assert!(mem > 0, "memory working set reported");
     let all = c.runtime.list_container_stats(cri::ListContainerStatsRequest::default()).await.expect("list stats").into_inner().stats;

@@ -308,14 +308,12 @@ impl ContainerStore {
         if !dir.exists() {
             return Ok(());
         }
-        if let Ok(status) = self.status(id) {
-            if status.exit.is_none() {
-                if status.record.started_at_ns.is_none() {
-                    // A created container's init is blocked in runc init: delete it directly.
-                    let _ = self.runc(&["delete", "--force", id]);
-                }
-                self.stop(id, Duration::ZERO)?;
+        if let Some(status) = self.status(id).ok().filter(|s| s.exit.is_none()) {
+            if status.record.started_at_ns.is_none() {
+                // A created container's init is blocked in runc init: delete it directly.
+                let _ = self.runc(&["delete", "--force", id]);
             }
+            self.stop(id, Duration::ZERO)?;
         }
         let _ = self.runc(&["delete", "--force", id]);
         rootfs::unmount(&dir).map_err(io_at(&dir))?;

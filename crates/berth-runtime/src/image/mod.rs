@@ -90,10 +90,11 @@ impl ImageStore {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                if let Ok(r) = serde_json::from_slice(&std::fs::read(&path)?) {
-                    out.push(r);
-                }
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            if let Ok(r) = serde_json::from_slice(&std::fs::read(&path)?) {
+                out.push(r);
             }
         }
         Ok(out)

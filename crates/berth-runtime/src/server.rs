@@ -40,6 +40,8 @@ pub struct CriService {
     pub sandboxes: Arc<SandboxStore>,
     /// Containers.
     pub containers: Arc<ContainerStore>,
+    /// Host-port proxies per sandbox id.
+    ports: Arc<std::sync::Mutex<HashMap<String, Vec<tokio::task::AbortHandle>>>>,
 }
 
 fn new_id() -> String {
@@ -287,12 +289,19 @@ impl RuntimeService for CriService {
         let id = new_id();
         let store = self.sandboxes.clone();
         let sid = id.clone();
-        blocking(move || store.run(&sid, config).map_err(sandbox_status)).await?;
+        let info = blocking(move || store.run(&sid, config).map_err(sandbox_status)).await?;
+        if let Err(e) = self.open_host_ports(&info) {
+            let store = self.sandboxes.clone();
+            let sid = id.clone();
+            let _ = blocking(move || store.remove(&sid).map_err(sandbox_status)).await;
+            return Err(e);
+        }
         Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id: id }))
     }
 
     async fn stop_pod_sandbox(&self, r: Request<cri::StopPodSandboxRequest>) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
         let id = r.into_inner().pod_sandbox_id;
+        self.close_host_ports(&id);
         let this = self.clone();
         blocking(move || {
             for c in this.sandbox_containers(&id) {
@@ -306,6 +315,7 @@ impl RuntimeService for CriService {
 
     async fn remove_pod_sandbox(&self, r: Request<cri::RemovePodSandboxRequest>) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
         let id = r.into_inner().pod_sandbox_id;
+        self.close_host_ports(&id);
         let this = self.clone();
         blocking(move || {
             for c in this.sandbox_containers(&id) {
@@ -536,6 +546,46 @@ impl CriService {
             images: ImageStore::open(&config.root, config.insecure_registries.clone())?,
             sandboxes: Arc::new(SandboxStore::open(&config.root, network)?),
             containers: Arc::new(ContainerStore::open(&config.root, config.shim_exe.clone(), config.oci_runtime.clone())?),
+            ports: Arc::default(),
         })
+    }
+
+    /// Re-establishes the host ports of every ready sandbox (after a runtime restart). Must be
+    /// called within a tokio runtime.
+    pub fn restore_host_ports(&self) {
+        for s in self.sandboxes.list().unwrap_or_default().into_iter().filter(|s| s.ready) {
+            if let Err(e) = self.open_host_ports(&s) {
+                tracing::warn!(sandbox = %s.id, error = %e, "restoring host ports");
+            }
+        }
+    }
+
+    fn open_host_ports(&self, s: &SandboxInfo) -> Result<(), Status> {
+        let Some(pod_ip) = s.ip else { return Ok(()) };
+        let rt = tokio::runtime::Handle::current();
+        let mut handles = Vec::new();
+        let tcp = s.config.port_mappings.iter().filter(|m| m.protocol == cri::Protocol::Tcp as i32 && m.host_port > 0);
+        for m in tcp {
+            let opened = crate::network::hostport::host_addr(&m.host_ip, m.host_port as u16).and_then(|host| {
+                crate::network::hostport::forward(&rt, host, std::net::SocketAddr::new(pod_ip, m.container_port as u16))
+            });
+            match opened {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    handles.iter().for_each(|h: &tokio::task::AbortHandle| h.abort());
+                    return Err(Status::failed_precondition(format!("host port {}: {e}", m.host_port)));
+                }
+            }
+        }
+        self.ports.lock().map_err(internal)?.insert(s.id.clone(), handles);
+        Ok(())
+    }
+
+    fn close_host_ports(&self, sandbox_id: &str) {
+        if let Ok(mut ports) = self.ports.lock() {
+            for h in ports.remove(sandbox_id).unwrap_or_default() {
+                h.abort();
+            }
+        }
     }
 }

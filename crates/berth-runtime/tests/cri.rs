@@ -130,12 +130,14 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     let list = c.image.list_images(cri::ListImagesRequest::default()).await.expect("list").into_inner();
     assert_eq!(list.images.len(), 1);
 
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     // A sandbox and a container that runs to completion as the image's non-root USER.
     let logs = tmp.join("pod-logs");
     let sandbox_config = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata { name: "pod".into(), uid: "u1".into(), namespace: "default".into(), attempt: 0 }),
         hostname: "pod-host".into(),
         log_directory: logs.display().to_string(),
+        port_mappings: vec![cri::PortMapping { protocol: cri::Protocol::Tcp as i32, container_port: 8080, host_port: host_port as i32, host_ip: "127.0.0.1".into() }],
         ..Default::default()
     };
     let sandbox_id = c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(sandbox_config.clone()), runtime_handler: String::new() })
@@ -166,7 +168,17 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     let ip_a = c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sandbox_id.clone(), verbose: false })
         .await.expect("sandbox status").into_inner().status.expect("status").network.expect("network").ip;
     assert!(ip_a.starts_with("10.77.0."), "pod ip {ip_a:?}");
-    let config_b = cri::PodSandboxConfig { hostname: "pod-b".into(), ..sandbox_config.clone() };
+    // The host port reaches the server in the pod.
+    let mut response = String::new();
+    for _ in 0..100 {
+        response = http_get(host_port, "/hostname").await;
+        if response.contains("200 OK") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(response.contains("200 OK") && response.ends_with("pod-host\n"), "{response:?}");
+    let config_b = cri::PodSandboxConfig { hostname: "pod-b".into(), port_mappings: vec![], ..sandbox_config.clone() };
     let sandbox_b = c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config_b.clone()), runtime_handler: String::new() })
         .await.expect("run sandbox b").into_inner().pod_sandbox_id;
     let mut req = container(&config_b, "client", &image, &["sleep", "1000"], "client.log");
@@ -221,6 +233,7 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
 
     // Tear down: sandbox removal removes its containers; image removal frees snapshots.
     c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("stop sandbox");
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", host_port)).await.is_err(), "host port closed with the sandbox");
     let st = c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sandbox_id.clone(), verbose: false })
         .await.expect("sandbox status").into_inner().status.expect("status");
     assert_eq!(st.state, cri::PodSandboxState::SandboxNotready as i32);
@@ -323,6 +336,18 @@ async fn bad_images_are_refused(tmp: &Path) {
     assert!(kept.is_empty(), "corrupt blob kept: {kept:?}");
     let _ = stop_tx.send(());
     server.await.expect("join").expect("serve");
+}
+
+/// A minimal HTTP/1.0 GET on 127.0.0.1:port; the whole response, or "" on any error.
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return String::new() };
+    if s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {

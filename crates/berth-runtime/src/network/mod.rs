@@ -2,6 +2,7 @@
 //! on the bridge, pod end renamed eth0 in the sandbox netns) and IPAM. Uses the `ip` command
 //! (iproute2) — simple and verifiable; rtnetlink in-process is a later optimisation.
 
+pub mod hostport;
 pub mod ipam;
 
 use std::io;

@@ -9,6 +9,7 @@ pub mod sandbox;
 pub mod server;
 pub mod shim;
 pub mod snapshot;
+pub mod stream;
 pub mod testimage;
 
 pub use server::{CriService, RuntimeConfig, StartError};

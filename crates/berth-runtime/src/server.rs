@@ -40,6 +40,8 @@ pub struct CriService {
     pub sandboxes: Arc<SandboxStore>,
     /// Containers.
     pub containers: Arc<ContainerStore>,
+    /// The exec streaming server, once started.
+    pub streams: Option<crate::stream::StreamServer>,
     /// Host-port proxies per sandbox id.
     ports: Arc<std::sync::Mutex<HashMap<String, Vec<tokio::task::AbortHandle>>>>,
 }
@@ -480,8 +482,19 @@ impl RuntimeService for CriService {
         Ok(Response::new(cri::ExecSyncResponse { stdout: out.stdout, stderr: out.stderr, exit_code: out.status.code().unwrap_or(255) }))
     }
 
-    async fn exec(&self, _r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
-        Err(Status::unimplemented("streaming exec is not implemented yet; use ExecSync"))
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
+        let req = r.into_inner();
+        if req.tty {
+            return Err(Status::unimplemented("exec with a tty is not supported yet"));
+        }
+        let streams = self.streams.as_ref().ok_or_else(|| Status::unavailable("exec streaming server not started"))?;
+        let status = self.containers.status(&req.container_id).map_err(container_status)?;
+        if status.state() != ContainerState::Running {
+            return Err(Status::failed_precondition(format!("container {} is not running", req.container_id)));
+        }
+        let command = self.containers.exec_command(&req.container_id, &req.cmd).map_err(container_status)?;
+        let url = streams.register(crate::stream::PendingExec { command, stdin: req.stdin }).ok_or_else(|| internal("registering exec"))?;
+        Ok(Response::new(cri::ExecResponse { url }))
     }
 
     async fn container_stats(&self, r: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
@@ -547,7 +560,14 @@ impl CriService {
             sandboxes: Arc::new(SandboxStore::open(&config.root, network)?),
             containers: Arc::new(ContainerStore::open(&config.root, config.shim_exe.clone(), config.oci_runtime.clone())?),
             ports: Arc::default(),
+            streams: None,
         })
+    }
+
+    /// Starts the exec streaming server on 127.0.0.1 (within a tokio runtime).
+    pub async fn start_streaming(&mut self) -> std::io::Result<()> {
+        self.streams = Some(crate::stream::StreamServer::start().await?);
+        Ok(())
     }
 
     /// Re-establishes the host ports of every ready sandbox (after a runtime restart). Must be

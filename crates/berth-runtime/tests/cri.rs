@@ -100,7 +100,8 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
             cidr: berth_runtime::network::Cidr::parse("10.77.0.0/24").expect("cidr"),
         }),
     };
-    let service = CriService::open(&config).expect("open");
+    let mut service = CriService::open(&config).expect("open");
+    service.start_streaming().await.expect("streaming server");
     let socket = tmp.join("cri.sock");
     let listener = berth_cri::bind(&socket).expect("bind");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -189,6 +190,14 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     let fetched = c.runtime.exec_sync(cri::ExecSyncRequest { container_id: client_id.clone(), cmd: vec!["wget".into(), "-q".into(), "-O".into(), "-".into(), url], timeout: 20 })
         .await.expect("exec wget").into_inner();
     assert_eq!((String::from_utf8_lossy(&fetched.stdout).as_ref(), fetched.exit_code), ("pod-host\n", 0), "{}", String::from_utf8_lossy(&fetched.stderr));
+
+    // Streaming exec over the Kubernetes WebSocket channel protocol: stdin in, stdout and the
+    // exit status out.
+    let url = c.runtime.exec(cri::ExecRequest { container_id: client_id.clone(), cmd: vec!["sh".into(), "-c".into(), "cat; echo done >&2; exit 3".into()], tty: false, stdin: true, stdout: true, stderr: true })
+        .await.expect("exec").into_inner().url;
+    let (stdout, stderr, status) = exec_stream(&url, b"hello\n").await;
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("hello\n", "done\n"));
+    assert!(status.contains("NonZeroExitCode") && status.contains(r#""message":"3""#), "{status}");
 
     // Stats move under load (exec'd processes join the container's cgroup).
     let cpu = |s: cri::ContainerStatsResponse| s.stats.expect("stats").cpu.expect("cpu").usage_core_nano_seconds.expect("ns").value;
@@ -336,6 +345,33 @@ async fn bad_images_are_refused(tmp: &Path) {
     assert!(kept.is_empty(), "corrupt blob kept: {kept:?}");
     let _ = stop_tx.send(());
     server.await.expect("join").expect("serve");
+}
+
+/// Runs a streaming exec: sends `input` then closes stdin (v5), collects stdout, stderr and the
+/// error-channel status.
+async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+    let mut req = url.replace("http://", "ws://").into_client_request().expect("request");
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().expect("header"));
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("websocket");
+    assert_eq!(resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap_or("")), Some("v5.channel.k8s.io"));
+    let mut stdin = vec![0u8];
+    stdin.extend_from_slice(input);
+    ws.send(Message::Binary(stdin.into())).await.expect("stdin");
+    ws.send(Message::Binary(vec![255u8, 0].into())).await.expect("close stdin");
+    let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(Ok(msg)) = ws.next().await {
+        let Message::Binary(data) = msg else { continue };
+        match data.first() {
+            Some(1) => out.extend_from_slice(&data[1..]),
+            Some(2) => err.extend_from_slice(&data[1..]),
+            Some(3) => status.extend_from_slice(&data[1..]),
+            _ => {}
+        }
+    }
+    let s = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+    (s(out), s(err), s(status))
 }
 
 /// A minimal HTTP/1.0 GET on 127.0.0.1:port; the whole response, or "" on any error.

@@ -40,7 +40,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let socket = berth_cri::socket_path(&args.listen)?;
     crate::rt::block_on(async move {
-        let service = CriService::open(&config)?;
+        let mut service = CriService::open(&config)?;
+        service.start_streaming().await?;
         service.restore_host_ports();
         let listener = berth_cri::bind(&socket)?;
         tracing::info!(socket = %socket.display(), root = %config.root.display(), "CRI runtime listening");

@@ -191,6 +191,24 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
         .await.expect("exec wget").into_inner();
     assert_eq!((String::from_utf8_lossy(&fetched.stdout).as_ref(), fetched.exit_code), ("pod-host\n", 0), "{}", String::from_utf8_lossy(&fetched.stderr));
 
+    // Log rotation: after the log file is moved away, ReopenContainerLog makes the shim write a
+    // fresh file at the same path.
+    let mut req = container(&sandbox_config, "ticker", &image, &["sh", "-c", "while true; do echo tick; sleep 0.05; done"], "ticker.log");
+    req.pod_sandbox_id = sandbox_b.clone();
+    let ticker = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
+    c.runtime.start_container(cri::StartContainerRequest { container_id: ticker.clone() }).await.expect("start");
+    let ticker_log = logs.join("ticker.log");
+    while !std::fs::read_to_string(&ticker_log).unwrap_or_default().contains("tick") {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::rename(&ticker_log, logs.join("ticker.log.1")).expect("rotate");
+    c.runtime.reopen_container_log(cri::ReopenContainerLogRequest { container_id: ticker.clone() }).await.expect("reopen");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&ticker_log).unwrap_or_default().contains("stdout F tick") {
+        assert!(Instant::now() < deadline, "no new log file after reopen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     // Streaming exec over the Kubernetes WebSocket channel protocol: stdin in, stdout and the
     // exit status out.
     let url = c.runtime.exec(cri::ExecRequest { container_id: client_id.clone(), cmd: vec!["sh".into(), "-c".into(), "cat; echo done >&2; exit 3".into()], tty: false, stdin: true, stdout: true, stderr: true })
@@ -209,7 +227,7 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     assert!(cpu(after) > before, "cpu usage grew");
     assert!(mem > 0, "memory working set reported");
     let all = c.runtime.list_container_stats(cri::ListContainerStatsRequest::default()).await.expect("list stats").into_inner().stats;
-    assert_eq!(all.len(), 2, "both running containers have stats");
+    assert_eq!(all.len(), 3, "every running container has stats");
 
     // A restarted runtime (fresh services over the same root, on a new socket) knows the same
     // sandboxes and containers, still running.

@@ -185,6 +185,21 @@ impl CriService {
     }
 }
 
+/// Username/password from a CRI AuthConfig (explicit fields, or `auth` = base64 `user:pass`).
+fn credentials_of(a: &cri::AuthConfig) -> Option<berth_image::auth::Credentials> {
+    use base64::Engine as _;
+    if !a.username.is_empty() {
+        return Some(berth_image::auth::Credentials { username: a.username.clone(), password: a.password.clone() });
+    }
+    if !a.registry_token.is_empty() || !a.identity_token.is_empty() {
+        // Token auth is not wired yet: treat a token as a password for the `<token>` user.
+        let token = if a.registry_token.is_empty() { &a.identity_token } else { &a.registry_token };
+        return Some(berth_image::auth::Credentials { username: "<token>".into(), password: token.clone() });
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(a.auth.as_bytes()).ok()?;
+    berth_image::auth::Credentials::from_pair(&String::from_utf8(decoded).ok()?)
+}
+
 fn image_to_cri(r: &ImageRecord) -> cri::Image {
     let user = r.config.config().as_ref().and_then(|c| c.user().clone()).unwrap_or_default();
     let user = user.split(':').next().unwrap_or_default().to_string();
@@ -218,13 +233,15 @@ impl ImageService for CriService {
     }
 
     async fn pull_image(&self, r: Request<cri::PullImageRequest>) -> Result<Response<cri::PullImageResponse>, Status> {
-        let name = r.into_inner().image.map(|i| i.image).unwrap_or_default();
+        let req = r.into_inner();
+        let credentials = req.auth.as_ref().and_then(credentials_of);
+        let name = req.image.map(|i| i.image).unwrap_or_default();
         // The registry client's pull future is not provably Send (a higher-ranked lifetime in
         // its stream combinators), so drive it on a blocking thread with the runtime's handle.
         let images = self.images.clone();
         let handle = tokio::runtime::Handle::current();
         let n = name.clone();
-        let record = tokio::task::spawn_blocking(move || handle.block_on(images.pull(&n)))
+        let record = tokio::task::spawn_blocking(move || handle.block_on(images.pull(&n, credentials)))
             .await
             .map_err(internal)?
             .map_err(|e| Status::unknown(format!("pulling {name}: {e}")))?;
@@ -607,5 +624,32 @@ impl CriService {
                 h.abort();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cri_auth_configs_become_credentials() {
+        let explicit = cri::AuthConfig { username: "u".into(), password: "p".into(), ..Default::default() };
+        let c = credentials_of(&explicit).expect("explicit");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
+        let encoded = cri::AuthConfig { auth: "YWxpY2U6czNjcmV0".into(), ..Default::default() }; // alice:s3cret
+        let c = credentials_of(&encoded).expect("auth field");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cret"));
+        assert!(credentials_of(&cri::AuthConfig::default()).is_none());
+    }
+
+    #[test]
+    fn image_user_maps_to_uid_or_username() {
+        let cfg = |user: &str| -> oci_spec::image::ImageConfiguration {
+            serde_json::from_value(serde_json::json!({"architecture":"amd64","os":"linux","config":{"User":user},"rootfs":{"type":"layers","diff_ids":[]}})).expect("config")
+        };
+        let rec = |user: &str| ImageRecord { id: "sha256:x".into(), repo_tags: vec![], repo_digests: vec![], manifest: String::new(), layers: vec![], chain_ids: vec![], size: 0, config: cfg(user) };
+        assert_eq!(image_to_cri(&rec("1000:1000")).uid.map(|v| v.value), Some(1000));
+        assert_eq!(image_to_cri(&rec("app")).username, "app");
+        assert!(image_to_cri(&rec("")).uid.is_none());
     }
 }

@@ -58,6 +58,7 @@ pub struct ImageRecord {
 /// The images of one runtime.
 pub struct ImageStore {
     dir: PathBuf,
+    insecure: Vec<String>,
     content: ContentStore,
     snapshots: SnapshotStore,
     client: RegistryClient,
@@ -70,9 +71,10 @@ impl ImageStore {
     pub fn open(root: &Path, insecure: Vec<String>) -> Result<Arc<Self>, ImageError> {
         let dir = root.join("images");
         std::fs::create_dir_all(&dir)?;
-        let opts = berth_image::ClientOptions { insecure, ..Default::default() };
+        let opts = berth_image::ClientOptions { insecure: insecure.clone(), auth: berth_image::auth::AuthConfig::from_environment(), ..Default::default() };
         Ok(Arc::new(Self {
             dir,
+            insecure,
             content: ContentStore::open(root.join("content"))?,
             snapshots: SnapshotStore::open(root.join("snapshots"))?,
             client: RegistryClient::new(opts)?,
@@ -122,9 +124,18 @@ impl ImageStore {
     }
 
     /// Pulls `name`, unpacks its layers and records it; returns the record (id = config digest).
-    pub async fn pull(&self, name: &str) -> Result<ImageRecord, ImageError> {
+    /// `credentials` (from the CRI AuthConfig) take precedence over the docker config.json.
+    pub async fn pull(&self, name: &str, credentials: Option<berth_image::auth::Credentials>) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(name)?;
-        let pulled = self.client.pull_image(&reference, &self.content, None).await?;
+        let client = match credentials {
+            None => self.client.clone(),
+            Some(c) => {
+                let mut auth = berth_image::auth::AuthConfig::from_environment();
+                auth.explicit.insert(reference.registry.clone(), c);
+                RegistryClient::new(berth_image::ClientOptions { insecure: self.insecure.clone(), auth, ..Default::default() })?
+            }
+        };
+        let pulled = client.pull_image(&reference, &self.content, None).await?;
         let diff_ids: Vec<String> = pulled.config.rootfs().diff_ids().clone();
         if diff_ids.len() != pulled.layers.len() {
             return Err(ImageError::LayerCount { diff_ids: diff_ids.len(), layers: pulled.layers.len() });

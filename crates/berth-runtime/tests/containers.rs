@@ -132,6 +132,32 @@ fn containers_survive_a_new_store_and_exits_are_recorded() {
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "container process gone after remove");
 }
 
+fn upper_layer_whiteouts_hide_lower_files() {
+    let f = Fixture::new();
+    // A second layer, unpacked by the snapshot unpacker, deleting /bin/cat and making /etc opaque.
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in [("bin/.wh.cat", &b""[..]), ("etc/.wh..wh..opq", &b""[..]), ("etc/motd", &b"upper\n"[..])] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, path, data).expect("entry");
+    }
+    let upper = f.tmp.path().join("upper-layer");
+    std::fs::create_dir(&upper).expect("upper");
+    berth_runtime::snapshot::unpack_layer(&b.into_inner().expect("tar")[..], &upper).expect("unpack");
+    let layers = vec![f.layer.clone(), upper];
+    let script = "test -e /bin/cat && echo cat-visible; test -e /etc/passwd && echo passwd-visible; echo $(busybox cat /etc/motd)";
+    f.store.create("wh", &layers, None, sh(script), &f.log("wh")).expect("create");
+    f.store.start("wh").expect("start");
+    let exit = f.store.wait("wh", Duration::from_secs(30)).expect("wait").expect("exited");
+    assert_eq!(exit.exit_code, 0);
+    assert_eq!(log_records(&f.log("wh")), vec!["stdout F upper".to_string()]);
+    f.cleanup();
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
@@ -139,7 +165,8 @@ fn main() {
         let code = if shim::run(&cfg).is_ok() { 0 } else { 1 };
         std::process::exit(code);
     }
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
+        ("upper_layer_whiteouts_hide_lower_files", upper_layer_whiteouts_hide_lower_files),
         ("exit_code_user_and_logs", exit_code_user_and_logs),
         ("stop_with_grace_then_kill", stop_with_grace_then_kill),
         ("oom_kill_is_reported", oom_kill_is_reported),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// A running `berth runtime`.
 pub struct TestRuntime {
@@ -17,14 +17,21 @@ pub struct TestRuntime {
 /// runtime's bridge and veths never touch the host's network.
 pub fn in_private_netns(cmd: &str) -> Command {
     let mut c = Command::new("unshare");
-    c.args(["--net", "sh", "-c", &format!("ip link set lo up && exec {cmd}")]);
+    c.args([
+        "--net",
+        "sh",
+        "-c",
+        &format!("ip link set lo up && exec {cmd}"),
+    ]);
     c
 }
 
 impl TestRuntime {
     /// Starts `berth runtime` and waits for its socket.
     pub fn start() -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("berth-e2e-rt-").tempdir_in("/var/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-rt-")
+            .tempdir_in("/var/tmp")?;
         let socket = dir.path().join("cri.sock");
         let root = dir.path().join("root");
         let log = std::fs::File::create(dir.path().join("runtime.log"))?;
@@ -40,7 +47,10 @@ impl TestRuntime {
             .stderr(log)
             .spawn()
             .context("spawn unshare + berth runtime")?;
-        let mut rt = TestRuntime { child: Some(child), dir };
+        let mut rt = TestRuntime {
+            child: Some(child),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !rt.socket().exists() {
             if let Some(status) = rt.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
@@ -72,7 +82,9 @@ impl TestRuntime {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("already stopped")?;
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = child.try_wait()? {

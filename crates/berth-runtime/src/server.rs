@@ -76,7 +76,9 @@ fn image_status(e: ImageError) -> Status {
 }
 
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Status> + Send + 'static) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
     tokio::task::spawn_blocking(f).await.map_err(internal)?
 }
 
@@ -107,13 +109,30 @@ impl CriService {
         ContainerParams {
             command: req.command.clone(),
             args: req.args.clone(),
-            envs: req.envs.iter().map(|kv| (kv.key.clone(), String::from_utf8_lossy(&kv.value).into_owned())).collect(),
+            envs: req
+                .envs
+                .iter()
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        String::from_utf8_lossy(&kv.value).into_owned(),
+                    )
+                })
+                .collect(),
             working_dir: Some(req.working_dir.clone()).filter(|w| !w.is_empty()),
             run_as_user: sc.run_as_user.map(|v| v.value as u32),
             run_as_username: Some(sc.run_as_username).filter(|n| !n.is_empty()),
             run_as_group: sc.run_as_group.map(|v| v.value as u32),
             supplemental_groups: sc.supplemental_groups.iter().map(|g| *g as u32).collect(),
-            mounts: req.mounts.iter().map(|m| BindMount { host_path: m.host_path.clone().into(), container_path: m.container_path.clone().into(), readonly: m.readonly }).collect(),
+            mounts: req
+                .mounts
+                .iter()
+                .map(|m| BindMount {
+                    host_path: m.host_path.clone().into(),
+                    container_path: m.container_path.clone().into(),
+                    readonly: m.readonly,
+                })
+                .collect(),
             netns_path: Some(sandbox.netns_path.clone()),
             hostname: sandbox.hostname.clone(),
             etc_files: vec![
@@ -140,25 +159,46 @@ impl CriService {
     fn to_cri_status(&self, s: &ContainerStatus) -> cri::ContainerStatus {
         let meta = self.meta(&s.record.id);
         let m = meta.clone().unwrap_or_else(|| CriMeta {
-            sandbox_id: String::new(), name: String::new(), attempt: 0, image: String::new(), image_id: String::new(),
-            labels: HashMap::new(), annotations: HashMap::new(), mounts: Vec::new(),
+            sandbox_id: String::new(),
+            name: String::new(),
+            attempt: 0,
+            image: String::new(),
+            image_id: String::new(),
+            labels: HashMap::new(),
+            annotations: HashMap::new(),
+            mounts: Vec::new(),
         });
         let exit = s.exit.clone();
         cri::ContainerStatus {
             id: s.record.id.clone(),
-            metadata: Some(cri::ContainerMetadata { name: m.name.clone(), attempt: m.attempt }),
+            metadata: Some(cri::ContainerMetadata {
+                name: m.name.clone(),
+                attempt: m.attempt,
+            }),
             state: cri_state(s.state()),
             created_at: s.record.created_at_ns,
             started_at: s.record.started_at_ns.unwrap_or(0),
             finished_at: exit.as_ref().map(|e| e.finished_at_ns).unwrap_or(0),
             exit_code: exit.as_ref().map(|e| e.exit_code).unwrap_or(0),
-            image: Some(cri::ImageSpec { image: m.image_id.clone(), ..Default::default() }),
+            image: Some(cri::ImageSpec {
+                image: m.image_id.clone(),
+                ..Default::default()
+            }),
             image_ref: m.image_id.clone(),
             image_id: m.image_id.clone(),
             reason: exit.as_ref().map(|e| e.reason.clone()).unwrap_or_default(),
             labels: m.labels.clone(),
             annotations: m.annotations.clone(),
-            mounts: m.mounts.iter().map(|(c, h, ro)| cri::Mount { container_path: c.clone(), host_path: h.clone(), readonly: *ro, ..Default::default() }).collect(),
+            mounts: m
+                .mounts
+                .iter()
+                .map(|(c, h, ro)| cri::Mount {
+                    container_path: c.clone(),
+                    host_path: h.clone(),
+                    readonly: *ro,
+                    ..Default::default()
+                })
+                .collect(),
             log_path: s.record.log_path.display().to_string(),
             ..Default::default()
         }
@@ -167,19 +207,43 @@ impl CriService {
     fn stats_of(&self, s: &ContainerStatus) -> cri::ContainerStats {
         let st = self.to_cri_status(s);
         let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
-        let usage = crate::cgroup::usage(std::path::Path::new("/sys/fs/cgroup"), &s.record.cgroup_path).unwrap_or_default();
+        let usage = crate::cgroup::usage(
+            std::path::Path::new("/sys/fs/cgroup"),
+            &s.record.cgroup_path,
+        )
+        .unwrap_or_default();
         let value = |v: u64| Some(cri::UInt64Value { value: v });
         cri::ContainerStats {
-            attributes: Some(cri::ContainerAttributes { id: st.id, metadata: st.metadata, labels: st.labels, annotations: st.annotations }),
-            cpu: Some(cri::CpuUsage { timestamp: now, usage_core_nano_seconds: value(usage.cpu_ns), usage_nano_cores: None }),
-            memory: Some(cri::MemoryUsage { timestamp: now, working_set_bytes: value(usage.working_set_bytes), usage_bytes: value(usage.memory_bytes), ..Default::default() }),
+            attributes: Some(cri::ContainerAttributes {
+                id: st.id,
+                metadata: st.metadata,
+                labels: st.labels,
+                annotations: st.annotations,
+            }),
+            cpu: Some(cri::CpuUsage {
+                timestamp: now,
+                usage_core_nano_seconds: value(usage.cpu_ns),
+                usage_nano_cores: None,
+            }),
+            memory: Some(cri::MemoryUsage {
+                timestamp: now,
+                working_set_bytes: value(usage.working_set_bytes),
+                usage_bytes: value(usage.memory_bytes),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
 
     fn sandbox_containers(&self, sandbox_id: &str) -> Vec<String> {
-        self.containers.list().unwrap_or_default().into_iter()
-            .filter(|c| self.meta(&c.record.id).is_some_and(|m| m.sandbox_id == sandbox_id))
+        self.containers
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| {
+                self.meta(&c.record.id)
+                    .is_some_and(|m| m.sandbox_id == sandbox_id)
+            })
             .map(|c| c.record.id)
             .collect()
     }
@@ -189,19 +253,36 @@ impl CriService {
 fn credentials_of(a: &cri::AuthConfig) -> Option<berth_image::auth::Credentials> {
     use base64::Engine as _;
     if !a.username.is_empty() {
-        return Some(berth_image::auth::Credentials { username: a.username.clone(), password: a.password.clone() });
+        return Some(berth_image::auth::Credentials {
+            username: a.username.clone(),
+            password: a.password.clone(),
+        });
     }
     if !a.registry_token.is_empty() || !a.identity_token.is_empty() {
         // Token auth is not wired yet: treat a token as a password for the `<token>` user.
-        let token = if a.registry_token.is_empty() { &a.identity_token } else { &a.registry_token };
-        return Some(berth_image::auth::Credentials { username: "<token>".into(), password: token.clone() });
+        let token = if a.registry_token.is_empty() {
+            &a.identity_token
+        } else {
+            &a.registry_token
+        };
+        return Some(berth_image::auth::Credentials {
+            username: "<token>".into(),
+            password: token.clone(),
+        });
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(a.auth.as_bytes()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(a.auth.as_bytes())
+        .ok()?;
     berth_image::auth::Credentials::from_pair(&String::from_utf8(decoded).ok()?)
 }
 
 fn image_to_cri(r: &ImageRecord) -> cri::Image {
-    let user = r.config.config().as_ref().and_then(|c| c.user().clone()).unwrap_or_default();
+    let user = r
+        .config
+        .config()
+        .as_ref()
+        .and_then(|c| c.user().clone())
+        .unwrap_or_default();
     let user = user.split(':').next().unwrap_or_default().to_string();
     let (uid, username) = match user.parse::<i64>() {
         Ok(n) => (Some(cri::Int64Value { value: n }), String::new()),
@@ -221,18 +302,32 @@ fn image_to_cri(r: &ImageRecord) -> cri::Image {
 
 #[tonic::async_trait]
 impl ImageService for CriService {
-    async fn list_images(&self, _r: Request<cri::ListImagesRequest>) -> Result<Response<cri::ListImagesResponse>, Status> {
+    async fn list_images(
+        &self,
+        _r: Request<cri::ListImagesRequest>,
+    ) -> Result<Response<cri::ListImagesResponse>, Status> {
         let images = self.images.list().map_err(image_status)?;
-        Ok(Response::new(cri::ListImagesResponse { images: images.iter().map(image_to_cri).collect() }))
+        Ok(Response::new(cri::ListImagesResponse {
+            images: images.iter().map(image_to_cri).collect(),
+        }))
     }
 
-    async fn image_status(&self, r: Request<cri::ImageStatusRequest>) -> Result<Response<cri::ImageStatusResponse>, Status> {
+    async fn image_status(
+        &self,
+        r: Request<cri::ImageStatusRequest>,
+    ) -> Result<Response<cri::ImageStatusResponse>, Status> {
         let name = r.into_inner().image.map(|i| i.image).unwrap_or_default();
         let image = self.images.resolve(&name).map_err(image_status)?;
-        Ok(Response::new(cri::ImageStatusResponse { image: image.as_ref().map(image_to_cri), ..Default::default() }))
+        Ok(Response::new(cri::ImageStatusResponse {
+            image: image.as_ref().map(image_to_cri),
+            ..Default::default()
+        }))
     }
 
-    async fn pull_image(&self, r: Request<cri::PullImageRequest>) -> Result<Response<cri::PullImageResponse>, Status> {
+    async fn pull_image(
+        &self,
+        r: Request<cri::PullImageRequest>,
+    ) -> Result<Response<cri::PullImageResponse>, Status> {
         let req = r.into_inner();
         let credentials = req.auth.as_ref().and_then(credentials_of);
         let name = req.image.map(|i| i.image).unwrap_or_default();
@@ -241,33 +336,51 @@ impl ImageService for CriService {
         let images = self.images.clone();
         let handle = tokio::runtime::Handle::current();
         let n = name.clone();
-        let record = tokio::task::spawn_blocking(move || handle.block_on(images.pull(&n, credentials)))
-            .await
-            .map_err(internal)?
-            .map_err(|e| Status::unknown(format!("pulling {name}: {e}")))?;
-        Ok(Response::new(cri::PullImageResponse { image_ref: record.id }))
+        let record =
+            tokio::task::spawn_blocking(move || handle.block_on(images.pull(&n, credentials)))
+                .await
+                .map_err(internal)?
+                .map_err(|e| Status::unknown(format!("pulling {name}: {e}")))?;
+        Ok(Response::new(cri::PullImageResponse {
+            image_ref: record.id,
+        }))
     }
 
-    async fn remove_image(&self, r: Request<cri::RemoveImageRequest>) -> Result<Response<cri::RemoveImageResponse>, Status> {
+    async fn remove_image(
+        &self,
+        r: Request<cri::RemoveImageRequest>,
+    ) -> Result<Response<cri::RemoveImageResponse>, Status> {
         let name = r.into_inner().image.map(|i| i.image).unwrap_or_default();
         self.images.remove(&name).await.map_err(image_status)?;
         Ok(Response::new(cri::RemoveImageResponse {}))
     }
 
-    async fn image_fs_info(&self, _r: Request<cri::ImageFsInfoRequest>) -> Result<Response<cri::ImageFsInfoResponse>, Status> {
+    async fn image_fs_info(
+        &self,
+        _r: Request<cri::ImageFsInfoRequest>,
+    ) -> Result<Response<cri::ImageFsInfoResponse>, Status> {
         let (bytes, inodes) = self.images.usage();
         let usage = cri::FilesystemUsage {
             timestamp: chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0),
-            fs_id: Some(cri::FilesystemIdentifier { mountpoint: self.images.dir().display().to_string() }),
+            fs_id: Some(cri::FilesystemIdentifier {
+                mountpoint: self.images.dir().display().to_string(),
+            }),
             used_bytes: Some(cri::UInt64Value { value: bytes }),
             inodes_used: Some(cri::UInt64Value { value: inodes }),
         };
-        Ok(Response::new(cri::ImageFsInfoResponse { image_filesystems: vec![usage], ..Default::default() }))
+        Ok(Response::new(cri::ImageFsInfoResponse {
+            image_filesystems: vec![usage],
+            ..Default::default()
+        }))
     }
 }
 
 fn sandbox_to_cri(s: &SandboxInfo) -> (cri::PodSandboxState, cri::PodSandbox) {
-    let state = if s.ready { cri::PodSandboxState::SandboxReady } else { cri::PodSandboxState::SandboxNotready };
+    let state = if s.ready {
+        cri::PodSandboxState::SandboxReady
+    } else {
+        cri::PodSandboxState::SandboxNotready
+    };
     let item = cri::PodSandbox {
         id: s.id.clone(),
         metadata: s.config.metadata.clone(),
@@ -282,7 +395,10 @@ fn sandbox_to_cri(s: &SandboxInfo) -> (cri::PodSandboxState, cri::PodSandbox) {
 
 #[tonic::async_trait]
 impl RuntimeService for CriService {
-    async fn version(&self, _r: Request<cri::VersionRequest>) -> Result<Response<cri::VersionResponse>, Status> {
+    async fn version(
+        &self,
+        _r: Request<cri::VersionRequest>,
+    ) -> Result<Response<cri::VersionResponse>, Status> {
         Ok(Response::new(cri::VersionResponse {
             version: "0.1.0".into(),
             runtime_name: "berth".into(),
@@ -291,19 +407,34 @@ impl RuntimeService for CriService {
         }))
     }
 
-    async fn status(&self, _r: Request<cri::StatusRequest>) -> Result<Response<cri::StatusResponse>, Status> {
-        let cond = |t: &str| cri::RuntimeCondition { r#type: t.into(), status: true, ..Default::default() };
+    async fn status(
+        &self,
+        _r: Request<cri::StatusRequest>,
+    ) -> Result<Response<cri::StatusResponse>, Status> {
+        let cond = |t: &str| cri::RuntimeCondition {
+            r#type: t.into(),
+            status: true,
+            ..Default::default()
+        };
         Ok(Response::new(cri::StatusResponse {
-            status: Some(cri::RuntimeStatus { conditions: vec![cond("RuntimeReady"), cond("NetworkReady")] }),
+            status: Some(cri::RuntimeStatus {
+                conditions: vec![cond("RuntimeReady"), cond("NetworkReady")],
+            }),
             info: HashMap::new(),
         }))
     }
 
-    async fn update_runtime_config(&self, _r: Request<cri::UpdateRuntimeConfigRequest>) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+    async fn update_runtime_config(
+        &self,
+        _r: Request<cri::UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
         Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 
-    async fn run_pod_sandbox(&self, r: Request<cri::RunPodSandboxRequest>) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
+    async fn run_pod_sandbox(
+        &self,
+        r: Request<cri::RunPodSandboxRequest>,
+    ) -> Result<Response<cri::RunPodSandboxResponse>, Status> {
         let config = r.into_inner().config.unwrap_or_default();
         let id = new_id();
         let store = self.sandboxes.clone();
@@ -315,16 +446,23 @@ impl RuntimeService for CriService {
             let _ = blocking(move || store.remove(&sid).map_err(sandbox_status)).await;
             return Err(e);
         }
-        Ok(Response::new(cri::RunPodSandboxResponse { pod_sandbox_id: id }))
+        Ok(Response::new(cri::RunPodSandboxResponse {
+            pod_sandbox_id: id,
+        }))
     }
 
-    async fn stop_pod_sandbox(&self, r: Request<cri::StopPodSandboxRequest>) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<cri::StopPodSandboxRequest>,
+    ) -> Result<Response<cri::StopPodSandboxResponse>, Status> {
         let id = r.into_inner().pod_sandbox_id;
         self.close_host_ports(&id);
         let this = self.clone();
         blocking(move || {
             for c in this.sandbox_containers(&id) {
-                this.containers.stop(&c, Duration::ZERO).map_err(container_status)?;
+                this.containers
+                    .stop(&c, Duration::ZERO)
+                    .map_err(container_status)?;
             }
             this.sandboxes.stop(&id).map_err(sandbox_status)
         })
@@ -332,7 +470,10 @@ impl RuntimeService for CriService {
         Ok(Response::new(cri::StopPodSandboxResponse {}))
     }
 
-    async fn remove_pod_sandbox(&self, r: Request<cri::RemovePodSandboxRequest>) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
+    async fn remove_pod_sandbox(
+        &self,
+        r: Request<cri::RemovePodSandboxRequest>,
+    ) -> Result<Response<cri::RemovePodSandboxResponse>, Status> {
         let id = r.into_inner().pod_sandbox_id;
         self.close_host_ports(&id);
         let this = self.clone();
@@ -346,28 +487,51 @@ impl RuntimeService for CriService {
         Ok(Response::new(cri::RemovePodSandboxResponse {}))
     }
 
-    async fn pod_sandbox_status(&self, r: Request<cri::PodSandboxStatusRequest>) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
-        let s = self.sandboxes.info(&r.into_inner().pod_sandbox_id).map_err(sandbox_status)?;
+    async fn pod_sandbox_status(
+        &self,
+        r: Request<cri::PodSandboxStatusRequest>,
+    ) -> Result<Response<cri::PodSandboxStatusResponse>, Status> {
+        let s = self
+            .sandboxes
+            .info(&r.into_inner().pod_sandbox_id)
+            .map_err(sandbox_status)?;
         let (state, _) = sandbox_to_cri(&s);
         let status = cri::PodSandboxStatus {
             id: s.id.clone(),
             metadata: s.config.metadata.clone(),
             state: state as i32,
             created_at: s.created_at_ns,
-            network: Some(cri::PodSandboxNetworkStatus { ip: s.ip.map(|i| i.to_string()).unwrap_or_default(), additional_ips: vec![] }),
+            network: Some(cri::PodSandboxNetworkStatus {
+                ip: s.ip.map(|i| i.to_string()).unwrap_or_default(),
+                additional_ips: vec![],
+            }),
             labels: s.config.labels.clone(),
             annotations: s.config.annotations.clone(),
             runtime_handler: String::new(),
         };
-        Ok(Response::new(cri::PodSandboxStatusResponse { status: Some(status), ..Default::default() }))
+        Ok(Response::new(cri::PodSandboxStatusResponse {
+            status: Some(status),
+            ..Default::default()
+        }))
     }
 
-    async fn list_pod_sandbox(&self, r: Request<cri::ListPodSandboxRequest>) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<cri::ListPodSandboxRequest>,
+    ) -> Result<Response<cri::ListPodSandboxResponse>, Status> {
         let filter = r.into_inner().filter.unwrap_or_default();
-        let items = self.sandboxes.list().map_err(sandbox_status)?.iter().map(sandbox_to_cri)
+        let items = self
+            .sandboxes
+            .list()
+            .map_err(sandbox_status)?
+            .iter()
+            .map(sandbox_to_cri)
             .filter(|(state, item)| {
                 item.id.starts_with(&filter.id)
-                    && filter.state.as_ref().is_none_or(|f| f.state == *state as i32)
+                    && filter
+                        .state
+                        .as_ref()
+                        .is_none_or(|f| f.state == *state as i32)
                     && labels_match(&item.labels, &filter.label_selector)
             })
             .map(|(_, item)| item)
@@ -375,51 +539,86 @@ impl RuntimeService for CriService {
         Ok(Response::new(cri::ListPodSandboxResponse { items }))
     }
 
-    async fn create_container(&self, r: Request<cri::CreateContainerRequest>) -> Result<Response<cri::CreateContainerResponse>, Status> {
+    async fn create_container(
+        &self,
+        r: Request<cri::CreateContainerRequest>,
+    ) -> Result<Response<cri::CreateContainerResponse>, Status> {
         let req = r.into_inner();
         let config = req.config.unwrap_or_default();
-        let sandbox = self.sandboxes.info(&req.pod_sandbox_id).map_err(sandbox_status)?;
-        let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
-        let image = self.images.resolve(&image_name).map_err(image_status)?
+        let sandbox = self
+            .sandboxes
+            .info(&req.pod_sandbox_id)
+            .map_err(sandbox_status)?;
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let image = self
+            .images
+            .resolve(&image_name)
+            .map_err(image_status)?
             .ok_or_else(|| Status::not_found(format!("image {image_name:?} not present")))?;
         let id = new_id();
         let log_path = match (&sandbox.log_directory, config.log_path.is_empty()) {
             (Some(dir), false) => dir.join(&config.log_path),
-            _ => self.containers.path(&id).map_err(container_status)?.with_extension("log"),
+            _ => self
+                .containers
+                .path(&id)
+                .map_err(container_status)?
+                .with_extension("log"),
         };
         let params = Self::params(&config, &sandbox);
         let meta = CriMeta {
             sandbox_id: sandbox.id.clone(),
-            name: config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+            name: config
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
             attempt: config.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
             image: image_name,
             image_id: image.id.clone(),
             labels: config.labels.clone(),
             annotations: config.annotations.clone(),
-            mounts: config.mounts.iter().map(|m| (m.container_path.clone(), m.host_path.clone(), m.readonly)).collect(),
+            mounts: config
+                .mounts
+                .iter()
+                .map(|m| (m.container_path.clone(), m.host_path.clone(), m.readonly))
+                .collect(),
         };
         let layers = self.images.snapshot_dirs(&image);
         let this = self.clone();
         let cid = id.clone();
         blocking(move || {
             let img_cfg = image.config.config().clone();
-            this.containers.create(&cid, &layers, img_cfg.as_ref(), params, &log_path).map_err(container_status)?;
+            this.containers
+                .create(&cid, &layers, img_cfg.as_ref(), params, &log_path)
+                .map_err(container_status)?;
             let dir = this.containers.path(&cid).map_err(container_status)?;
             let json = serde_json::to_vec(&meta).map_err(internal)?;
             crate::shim::write_atomic(&dir.join("cri.json"), &json).map_err(internal)
         })
         .await?;
-        Ok(Response::new(cri::CreateContainerResponse { container_id: id }))
+        Ok(Response::new(cri::CreateContainerResponse {
+            container_id: id,
+        }))
     }
 
-    async fn start_container(&self, r: Request<cri::StartContainerRequest>) -> Result<Response<cri::StartContainerResponse>, Status> {
+    async fn start_container(
+        &self,
+        r: Request<cri::StartContainerRequest>,
+    ) -> Result<Response<cri::StartContainerResponse>, Status> {
         let id = r.into_inner().container_id;
         let store = self.containers.clone();
         blocking(move || store.start(&id).map_err(container_status)).await?;
         Ok(Response::new(cri::StartContainerResponse {}))
     }
 
-    async fn stop_container(&self, r: Request<cri::StopContainerRequest>) -> Result<Response<cri::StopContainerResponse>, Status> {
+    async fn stop_container(
+        &self,
+        r: Request<cri::StopContainerRequest>,
+    ) -> Result<Response<cri::StopContainerResponse>, Status> {
         let req = r.into_inner();
         let store = self.containers.clone();
         let grace = Duration::from_secs(req.timeout.max(0) as u64);
@@ -431,21 +630,32 @@ impl RuntimeService for CriService {
         Ok(Response::new(cri::StopContainerResponse {}))
     }
 
-    async fn remove_container(&self, r: Request<cri::RemoveContainerRequest>) -> Result<Response<cri::RemoveContainerResponse>, Status> {
+    async fn remove_container(
+        &self,
+        r: Request<cri::RemoveContainerRequest>,
+    ) -> Result<Response<cri::RemoveContainerResponse>, Status> {
         let id = r.into_inner().container_id;
         let store = self.containers.clone();
         blocking(move || store.remove(&id).map_err(container_status)).await?;
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
 
-    async fn list_containers(&self, r: Request<cri::ListContainersRequest>) -> Result<Response<cri::ListContainersResponse>, Status> {
+    async fn list_containers(
+        &self,
+        r: Request<cri::ListContainersRequest>,
+    ) -> Result<Response<cri::ListContainersResponse>, Status> {
         let f = r.into_inner().filter.unwrap_or_default();
         let all = self.containers.list().map_err(container_status)?;
-        let containers = all.iter().map(|s| (s, self.to_cri_status(s), self.meta(&s.record.id)))
+        let containers = all
+            .iter()
+            .map(|s| (s, self.to_cri_status(s), self.meta(&s.record.id)))
             .filter(|(_, st, meta)| {
                 st.id.starts_with(&f.id)
                     && f.state.as_ref().is_none_or(|v| v.state == st.state)
-                    && (f.pod_sandbox_id.is_empty() || meta.as_ref().is_some_and(|m| m.sandbox_id == f.pod_sandbox_id))
+                    && (f.pod_sandbox_id.is_empty()
+                        || meta
+                            .as_ref()
+                            .is_some_and(|m| m.sandbox_id == f.pod_sandbox_id))
                     && labels_match(&st.labels, &f.label_selector)
             })
             .map(|(_, st, meta)| cri::Container {
@@ -464,69 +674,150 @@ impl RuntimeService for CriService {
         Ok(Response::new(cri::ListContainersResponse { containers }))
     }
 
-    async fn container_status(&self, r: Request<cri::ContainerStatusRequest>) -> Result<Response<cri::ContainerStatusResponse>, Status> {
-        let s = self.containers.status(&r.into_inner().container_id).map_err(container_status)?;
-        Ok(Response::new(cri::ContainerStatusResponse { status: Some(self.to_cri_status(&s)), info: HashMap::new() }))
+    async fn container_status(
+        &self,
+        r: Request<cri::ContainerStatusRequest>,
+    ) -> Result<Response<cri::ContainerStatusResponse>, Status> {
+        let s = self
+            .containers
+            .status(&r.into_inner().container_id)
+            .map_err(container_status)?;
+        Ok(Response::new(cri::ContainerStatusResponse {
+            status: Some(self.to_cri_status(&s)),
+            info: HashMap::new(),
+        }))
     }
 
-    async fn reopen_container_log(&self, r: Request<cri::ReopenContainerLogRequest>) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
+    async fn reopen_container_log(
+        &self,
+        r: Request<cri::ReopenContainerLogRequest>,
+    ) -> Result<Response<cri::ReopenContainerLogResponse>, Status> {
         let id = r.into_inner().container_id;
         let dir = self.containers.path(&id).map_err(container_status)?;
-        let pid = std::fs::read_to_string(dir.join("state").join(crate::shim::SHIM_PID_FILE)).map_err(|_| Status::not_found(id.clone()))?;
+        let pid = std::fs::read_to_string(dir.join("state").join(crate::shim::SHIM_PID_FILE))
+            .map_err(|_| Status::not_found(id.clone()))?;
         let pid: i32 = pid.trim().parse().map_err(internal)?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGUSR1).map_err(internal)?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .map_err(internal)?;
         Ok(Response::new(cri::ReopenContainerLogResponse {}))
     }
 
-    async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
+    async fn exec_sync(
+        &self,
+        r: Request<cri::ExecSyncRequest>,
+    ) -> Result<Response<cri::ExecSyncResponse>, Status> {
         let req = r.into_inner();
-        let status = self.containers.status(&req.container_id).map_err(container_status)?;
+        let status = self
+            .containers
+            .status(&req.container_id)
+            .map_err(container_status)?;
         if status.state() != ContainerState::Running {
-            return Err(Status::failed_precondition(format!("container {} is not running", req.container_id)));
+            return Err(Status::failed_precondition(format!(
+                "container {} is not running",
+                req.container_id
+            )));
         }
-        let mut cmd = self.containers.exec_command(&req.container_id, &req.cmd).map_err(container_status)?;
+        let mut cmd = self
+            .containers
+            .exec_command(&req.container_id, &req.cmd)
+            .map_err(container_status)?;
         cmd.kill_on_drop(true);
         let fut = cmd.output();
         let out = if req.timeout > 0 {
             match tokio::time::timeout(Duration::from_secs(req.timeout as u64), fut).await {
                 Ok(o) => o,
-                Err(_) => return Err(Status::deadline_exceeded(format!("exec timed out after {}s", req.timeout))),
+                Err(_) => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "exec timed out after {}s",
+                        req.timeout
+                    )));
+                }
             }
         } else {
             fut.await
         }
         .map_err(internal)?;
-        Ok(Response::new(cri::ExecSyncResponse { stdout: out.stdout, stderr: out.stderr, exit_code: out.status.code().unwrap_or(255) }))
+        Ok(Response::new(cri::ExecSyncResponse {
+            stdout: out.stdout,
+            stderr: out.stderr,
+            exit_code: out.status.code().unwrap_or(255),
+        }))
     }
 
-    async fn exec(&self, r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
+    async fn exec(
+        &self,
+        r: Request<cri::ExecRequest>,
+    ) -> Result<Response<cri::ExecResponse>, Status> {
         let req = r.into_inner();
         if req.tty {
-            return Err(Status::unimplemented("exec with a tty is not supported yet"));
+            return Err(Status::unimplemented(
+                "exec with a tty is not supported yet",
+            ));
         }
-        let streams = self.streams.as_ref().ok_or_else(|| Status::unavailable("exec streaming server not started"))?;
-        let status = self.containers.status(&req.container_id).map_err(container_status)?;
+        let streams = self
+            .streams
+            .as_ref()
+            .ok_or_else(|| Status::unavailable("exec streaming server not started"))?;
+        let status = self
+            .containers
+            .status(&req.container_id)
+            .map_err(container_status)?;
         if status.state() != ContainerState::Running {
-            return Err(Status::failed_precondition(format!("container {} is not running", req.container_id)));
+            return Err(Status::failed_precondition(format!(
+                "container {} is not running",
+                req.container_id
+            )));
         }
-        let command = self.containers.exec_command(&req.container_id, &req.cmd).map_err(container_status)?;
-        let url = streams.register(crate::stream::PendingExec { command, stdin: req.stdin }).ok_or_else(|| internal("registering exec"))?;
+        let command = self
+            .containers
+            .exec_command(&req.container_id, &req.cmd)
+            .map_err(container_status)?;
+        let url = streams
+            .register(crate::stream::PendingExec {
+                command,
+                stdin: req.stdin,
+            })
+            .ok_or_else(|| internal("registering exec"))?;
         Ok(Response::new(cri::ExecResponse { url }))
     }
 
-    async fn container_stats(&self, r: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
-        let s = self.containers.status(&r.into_inner().container_id).map_err(container_status)?;
-        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(self.stats_of(&s)) }))
+    async fn container_stats(
+        &self,
+        r: Request<cri::ContainerStatsRequest>,
+    ) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        let s = self
+            .containers
+            .status(&r.into_inner().container_id)
+            .map_err(container_status)?;
+        Ok(Response::new(cri::ContainerStatsResponse {
+            stats: Some(self.stats_of(&s)),
+        }))
     }
 
-    async fn list_container_stats(&self, r: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+    async fn list_container_stats(
+        &self,
+        r: Request<cri::ListContainerStatsRequest>,
+    ) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
         let f = r.into_inner().filter.unwrap_or_default();
-        let stats = self.containers.list().map_err(container_status)?.iter()
+        let stats = self
+            .containers
+            .list()
+            .map_err(container_status)?
+            .iter()
             .filter(|s| s.record.id.starts_with(&f.id) && s.state() == ContainerState::Running)
             .filter(|s| {
                 let meta = self.meta(&s.record.id);
-                (f.pod_sandbox_id.is_empty() || meta.as_ref().is_some_and(|m| m.sandbox_id == f.pod_sandbox_id))
-                    && labels_match(&meta.map(|m| m.labels).unwrap_or_default(), &f.label_selector)
+                (f.pod_sandbox_id.is_empty()
+                    || meta
+                        .as_ref()
+                        .is_some_and(|m| m.sandbox_id == f.pod_sandbox_id))
+                    && labels_match(
+                        &meta.map(|m| m.labels).unwrap_or_default(),
+                        &f.label_selector,
+                    )
             })
             .map(|s| self.stats_of(s))
             .collect();
@@ -566,16 +857,28 @@ pub enum StartError {
 impl CriService {
     /// Opens every store under `config.root` (recovering whatever is on disk).
     pub fn open(config: &RuntimeConfig) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.root).map_err(|source| ContainerError::Io { path: config.root.clone(), source })?;
+        std::fs::create_dir_all(&config.root).map_err(|source| ContainerError::Io {
+            path: config.root.clone(),
+            source,
+        })?;
         let net_dir = config.root.join("network");
         let network = match &config.network {
-            Some(n) => Some(crate::network::Network::open(&net_dir, n.clone()).map_err(|source| SandboxError::Io { path: net_dir.clone(), source })?),
+            Some(n) => Some(crate::network::Network::open(&net_dir, n.clone()).map_err(
+                |source| SandboxError::Io {
+                    path: net_dir.clone(),
+                    source,
+                },
+            )?),
             None => None,
         };
         Ok(Self {
             images: ImageStore::open(&config.root, config.insecure_registries.clone())?,
             sandboxes: Arc::new(SandboxStore::open(&config.root, network)?),
-            containers: Arc::new(ContainerStore::open(&config.root, config.shim_exe.clone(), config.oci_runtime.clone())?),
+            containers: Arc::new(ContainerStore::open(
+                &config.root,
+                config.shim_exe.clone(),
+                config.oci_runtime.clone(),
+            )?),
             ports: Arc::default(),
             streams: None,
         })
@@ -590,7 +893,13 @@ impl CriService {
     /// Re-establishes the host ports of every ready sandbox (after a runtime restart). Must be
     /// called within a tokio runtime.
     pub fn restore_host_ports(&self) {
-        for s in self.sandboxes.list().unwrap_or_default().into_iter().filter(|s| s.ready) {
+        for s in self
+            .sandboxes
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.ready)
+        {
             if let Err(e) = self.open_host_ports(&s) {
                 tracing::warn!(sandbox = %s.id, error = %e, "restoring host ports");
             }
@@ -601,20 +910,37 @@ impl CriService {
         let Some(pod_ip) = s.ip else { return Ok(()) };
         let rt = tokio::runtime::Handle::current();
         let mut handles = Vec::new();
-        let tcp = s.config.port_mappings.iter().filter(|m| m.protocol == cri::Protocol::Tcp as i32 && m.host_port > 0);
+        let tcp = s
+            .config
+            .port_mappings
+            .iter()
+            .filter(|m| m.protocol == cri::Protocol::Tcp as i32 && m.host_port > 0);
         for m in tcp {
-            let opened = crate::network::hostport::host_addr(&m.host_ip, m.host_port as u16).and_then(|host| {
-                crate::network::hostport::forward(&rt, host, std::net::SocketAddr::new(pod_ip, m.container_port as u16))
-            });
+            let opened = crate::network::hostport::host_addr(&m.host_ip, m.host_port as u16)
+                .and_then(|host| {
+                    crate::network::hostport::forward(
+                        &rt,
+                        host,
+                        std::net::SocketAddr::new(pod_ip, m.container_port as u16),
+                    )
+                });
             match opened {
                 Ok(h) => handles.push(h),
                 Err(e) => {
-                    handles.iter().for_each(|h: &tokio::task::AbortHandle| h.abort());
-                    return Err(Status::failed_precondition(format!("host port {}: {e}", m.host_port)));
+                    handles
+                        .iter()
+                        .for_each(|h: &tokio::task::AbortHandle| h.abort());
+                    return Err(Status::failed_precondition(format!(
+                        "host port {}: {e}",
+                        m.host_port
+                    )));
                 }
             }
         }
-        self.ports.lock().map_err(internal)?.insert(s.id.clone(), handles);
+        self.ports
+            .lock()
+            .map_err(internal)?
+            .insert(s.id.clone(), handles);
         Ok(())
     }
 
@@ -633,12 +959,22 @@ mod tests {
 
     #[test]
     fn cri_auth_configs_become_credentials() {
-        let explicit = cri::AuthConfig { username: "u".into(), password: "p".into(), ..Default::default() };
+        let explicit = cri::AuthConfig {
+            username: "u".into(),
+            password: "p".into(),
+            ..Default::default()
+        };
         let c = credentials_of(&explicit).expect("explicit");
         assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "p"));
-        let encoded = cri::AuthConfig { auth: "YWxpY2U6czNjcmV0".into(), ..Default::default() }; // alice:s3cret
+        let encoded = cri::AuthConfig {
+            auth: "YWxpY2U6czNjcmV0".into(),
+            ..Default::default()
+        }; // alice:s3cret
         let c = credentials_of(&encoded).expect("auth field");
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("alice", "s3cret"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("alice", "s3cret")
+        );
         assert!(credentials_of(&cri::AuthConfig::default()).is_none());
     }
 
@@ -647,8 +983,20 @@ mod tests {
         let cfg = |user: &str| -> oci_spec::image::ImageConfiguration {
             serde_json::from_value(serde_json::json!({"architecture":"amd64","os":"linux","config":{"User":user},"rootfs":{"type":"layers","diff_ids":[]}})).expect("config")
         };
-        let rec = |user: &str| ImageRecord { id: "sha256:x".into(), repo_tags: vec![], repo_digests: vec![], manifest: String::new(), layers: vec![], chain_ids: vec![], size: 0, config: cfg(user) };
-        assert_eq!(image_to_cri(&rec("1000:1000")).uid.map(|v| v.value), Some(1000));
+        let rec = |user: &str| ImageRecord {
+            id: "sha256:x".into(),
+            repo_tags: vec![],
+            repo_digests: vec![],
+            manifest: String::new(),
+            layers: vec![],
+            chain_ids: vec![],
+            size: 0,
+            config: cfg(user),
+        };
+        assert_eq!(
+            image_to_cri(&rec("1000:1000")).uid.map(|v| v.value),
+            Some(1000)
+        );
         assert_eq!(image_to_cri(&rec("app")).username, "app");
         assert!(image_to_cri(&rec("")).uid.is_none());
     }

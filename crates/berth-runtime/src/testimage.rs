@@ -27,7 +27,10 @@ pub fn busybox_layout(dir: &Path) -> Result<PathBuf> {
     for applet in ["sh", "echo", "id", "sleep", "true", "cat", "httpd", "wget"] {
         symlink("busybox", staging.join("bin").join(applet))?;
     }
-    std::fs::write(staging.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n")?;
+    std::fs::write(
+        staging.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
+    )?;
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
     tar.append_dir_all(".", &staging)?;
@@ -50,19 +53,23 @@ pub fn write_layout(dir: &Path, name: &str, layer_tar: &[u8]) -> Result<PathBuf>
         "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(&config), "size": config.len() },
         "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha(&layer), "size": layer.len() }],
-    }))
-    ?;
+    }))?;
     let layout = dir.join(name);
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs)?;
     for blob in [&layer, &config, &manifest] {
         std::fs::write(blobs.join(&sha(blob)[7..]), blob)?;
     }
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
         "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(&manifest), "size": manifest.len(),
         "annotations": { "org.opencontainers.image.ref.name": "latest" } }] });
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).map_err(std::io::Error::other)?,
+    )?;
     Ok(layout)
 }
-

@@ -21,13 +21,20 @@ fn busybox_layer(dir: &Path) -> PathBuf {
     for applet in ["sh", "echo", "id", "sleep", "true", "head", "tr", "cat"] {
         symlink("busybox", layer.join("bin").join(applet)).expect("applet");
     }
-    std::fs::write(layer.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n").expect("passwd");
+    std::fs::write(
+        layer.join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\napp:x:1000:1000::/:/bin/sh\n",
+    )
+    .expect("passwd");
     std::fs::write(layer.join("etc/group"), "root:x:0:\napp:x:1000:\n").expect("group");
     layer
 }
 
 fn sh(script: &str) -> ContainerParams {
-    ContainerParams { command: vec!["/bin/sh".into(), "-c".into(), script.into()], ..Default::default() }
+    ContainerParams {
+        command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
 }
 
 struct Fixture {
@@ -38,7 +45,10 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let tmp = tempfile::Builder::new().prefix("berth-ctr-").tempdir_in("/var/tmp").expect("tmp");
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-ctr-")
+            .tempdir_in("/var/tmp")
+            .expect("tmp");
         let layer = busybox_layer(tmp.path());
         let store = open_store(tmp.path());
         Fixture { tmp, layer, store }
@@ -49,7 +59,15 @@ impl Fixture {
     }
 
     fn run(&self, id: &str, params: ContainerParams) {
-        self.store.create(id, std::slice::from_ref(&self.layer), None, params, &self.log(id)).expect("create");
+        self.store
+            .create(
+                id,
+                std::slice::from_ref(&self.layer),
+                None,
+                params,
+                &self.log(id),
+            )
+            .expect("create");
         self.store.start(id).expect("start");
     }
 
@@ -60,7 +78,10 @@ impl Fixture {
         }
         assert!(self.store.list().expect("list").is_empty());
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-        assert!(!mounts.contains(self.tmp.path().to_str().expect("utf8")), "leftover mounts");
+        assert!(
+            !mounts.contains(self.tmp.path().to_str().expect("utf8")),
+            "leftover mounts"
+        );
     }
 }
 
@@ -72,7 +93,9 @@ fn open_store(root: &Path) -> ContainerStore {
 fn log_records(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).expect("log");
     // Drop the timestamp: "<ts> stdout F hello" -> "stdout F hello".
-    text.lines().map(|l| l.split_once(' ').expect("record").1.to_string()).collect()
+    text.lines()
+        .map(|l| l.split_once(' ').expect("record").1.to_string())
+        .collect()
 }
 
 fn exit_code_user_and_logs() {
@@ -80,38 +103,83 @@ fn exit_code_user_and_logs() {
     let mut p = sh("echo hello; echo oops >&2; id -u; exit 3");
     p.run_as_username = Some("app".into());
     f.run("logs", p);
-    let exit = f.store.wait("logs", Duration::from_secs(30)).expect("wait").expect("exited");
+    let exit = f
+        .store
+        .wait("logs", Duration::from_secs(30))
+        .expect("wait")
+        .expect("exited");
     assert_eq!((exit.exit_code, exit.reason.as_str()), (3, "Error"));
     let records = log_records(&f.log("logs"));
     for want in ["stdout F hello", "stderr F oops", "stdout F 1000"] {
-        assert!(records.iter().any(|r| r == want), "{want} missing from {records:?}");
+        assert!(
+            records.iter().any(|r| r == want),
+            "{want} missing from {records:?}"
+        );
     }
     f.run("ok", sh("true"));
-    let exit = f.store.wait("ok", Duration::from_secs(30)).expect("wait").expect("exited");
+    let exit = f
+        .store
+        .wait("ok", Duration::from_secs(30))
+        .expect("wait")
+        .expect("exited");
     assert_eq!((exit.exit_code, exit.reason.as_str()), (0, "Completed"));
     f.cleanup();
 }
 
 fn stop_with_grace_then_kill() {
     let f = Fixture::new();
-    f.run("polite", sh("trap 'exit 7' TERM; while true; do sleep 0.1; done"));
-    f.run("stubborn", sh("trap '' TERM; while true; do sleep 0.1; done"));
+    f.run(
+        "polite",
+        sh("trap 'exit 7' TERM; while true; do sleep 0.1; done"),
+    );
+    f.run(
+        "stubborn",
+        sh("trap '' TERM; while true; do sleep 0.1; done"),
+    );
     // Let both shells install their traps before signalling.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(f.store.status("polite").expect("status").state(), ContainerState::Running);
-    assert_eq!(f.store.stop("polite", Duration::from_secs(20)).expect("stop").exit_code, 7);
-    assert_eq!(f.store.stop("stubborn", Duration::from_secs(1)).expect("stop").exit_code, 137);
+    assert_eq!(
+        f.store.status("polite").expect("status").state(),
+        ContainerState::Running
+    );
+    assert_eq!(
+        f.store
+            .stop("polite", Duration::from_secs(20))
+            .expect("stop")
+            .exit_code,
+        7
+    );
+    assert_eq!(
+        f.store
+            .stop("stubborn", Duration::from_secs(1))
+            .expect("stop")
+            .exit_code,
+        137
+    );
     // Stopping again is a no-op that reports the same exit.
-    assert_eq!(f.store.stop("stubborn", Duration::from_secs(1)).expect("stop again").exit_code, 137);
+    assert_eq!(
+        f.store
+            .stop("stubborn", Duration::from_secs(1))
+            .expect("stop again")
+            .exit_code,
+        137
+    );
     f.cleanup();
 }
 
 fn oom_kill_is_reported() {
     let f = Fixture::new();
     let mut p = sh("x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived");
-    p.resources = Resources { memory_limit: Some(16 << 20), ..Default::default() };
+    p.resources = Resources {
+        memory_limit: Some(16 << 20),
+        ..Default::default()
+    };
     f.run("oom", p);
-    let exit = f.store.wait("oom", Duration::from_secs(60)).expect("wait").expect("exited");
+    let exit = f
+        .store
+        .wait("oom", Duration::from_secs(60))
+        .expect("wait")
+        .expect("exited");
     assert_eq!(exit.reason, "OOMKilled", "{exit:?}");
     f.cleanup();
 }
@@ -122,21 +190,46 @@ fn containers_survive_a_new_store_and_exits_are_recorded() {
     f.run("short", sh("sleep 1; exit 5"));
     // A fresh store over the same root stands for a restarted runtime.
     let again = open_store(f.tmp.path());
-    let ids: Vec<String> = again.list().expect("list").into_iter().map(|c| c.record.id).collect();
+    let ids: Vec<String> = again
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|c| c.record.id)
+        .collect();
     assert!(ids.contains(&"long".to_string()) && ids.contains(&"short".to_string()));
-    assert_eq!(again.wait("short", Duration::from_secs(30)).expect("wait").expect("exited").exit_code, 5);
-    assert_eq!(again.status("long").expect("status").state(), ContainerState::Running);
+    assert_eq!(
+        again
+            .wait("short", Duration::from_secs(30))
+            .expect("wait")
+            .expect("exited")
+            .exit_code,
+        5
+    );
+    assert_eq!(
+        again.status("long").expect("status").state(),
+        ContainerState::Running
+    );
     let pid = again.status("long").expect("status").record.pid;
-    assert!(Path::new(&format!("/proc/{pid}")).exists(), "container process alive");
+    assert!(
+        Path::new(&format!("/proc/{pid}")).exists(),
+        "container process alive"
+    );
     f.cleanup();
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "container process gone after remove");
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "container process gone after remove"
+    );
 }
 
 fn upper_layer_whiteouts_hide_lower_files() {
     let f = Fixture::new();
     // A second layer, unpacked by the snapshot unpacker, deleting /bin/cat and making /etc opaque.
     let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in [("bin/.wh.cat", &b""[..]), ("etc/.wh..wh..opq", &b""[..]), ("etc/motd", &b"upper\n"[..])] {
+    for (path, data) in [
+        ("bin/.wh.cat", &b""[..]),
+        ("etc/.wh..wh..opq", &b""[..]),
+        ("etc/motd", &b"upper\n"[..]),
+    ] {
         let mut h = tar::Header::new_ustar();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -147,14 +240,24 @@ fn upper_layer_whiteouts_hide_lower_files() {
     }
     let upper = f.tmp.path().join("upper-layer");
     std::fs::create_dir(&upper).expect("upper");
-    berth_runtime::snapshot::unpack_layer(&b.into_inner().expect("tar")[..], &upper).expect("unpack");
+    berth_runtime::snapshot::unpack_layer(&b.into_inner().expect("tar")[..], &upper)
+        .expect("unpack");
     let layers = vec![f.layer.clone(), upper];
     let script = "test -e /bin/cat && echo cat-visible; test -e /etc/passwd && echo passwd-visible; echo $(busybox cat /etc/motd)";
-    f.store.create("wh", &layers, None, sh(script), &f.log("wh")).expect("create");
+    f.store
+        .create("wh", &layers, None, sh(script), &f.log("wh"))
+        .expect("create");
     f.store.start("wh").expect("start");
-    let exit = f.store.wait("wh", Duration::from_secs(30)).expect("wait").expect("exited");
+    let exit = f
+        .store
+        .wait("wh", Duration::from_secs(30))
+        .expect("wait")
+        .expect("exited");
     assert_eq!(exit.exit_code, 0);
-    assert_eq!(log_records(&f.log("wh")), vec!["stdout F upper".to_string()]);
+    assert_eq!(
+        log_records(&f.log("wh")),
+        vec!["stdout F upper".to_string()]
+    );
     f.cleanup();
 }
 
@@ -166,11 +269,17 @@ fn main() {
         std::process::exit(code);
     }
     let tests: [(&str, fn()); 5] = [
-        ("upper_layer_whiteouts_hide_lower_files", upper_layer_whiteouts_hide_lower_files),
+        (
+            "upper_layer_whiteouts_hide_lower_files",
+            upper_layer_whiteouts_hide_lower_files,
+        ),
         ("exit_code_user_and_logs", exit_code_user_and_logs),
         ("stop_with_grace_then_kill", stop_with_grace_then_kill),
         ("oom_kill_is_reported", oom_kill_is_reported),
-        ("containers_survive_a_new_store_and_exits_are_recorded", containers_survive_a_new_store_and_exits_are_recorded),
+        (
+            "containers_survive_a_new_store_and_exits_are_recorded",
+            containers_survive_a_new_store_and_exits_are_recorded,
+        ),
     ];
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let mut failed = 0;

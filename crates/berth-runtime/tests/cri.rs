@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 
 use berth_cri::v1 as cri;
 use berth_runtime::testimage::{busybox_layout, write_layout};
-use berth_runtime::{shim, CriService, RuntimeConfig};
-
+use berth_runtime::{CriService, RuntimeConfig, shim};
 
 /// Debian's docker-registry on a free loopback port; killed on drop.
 struct Registry {
@@ -22,14 +21,24 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
         let config = dir.join("registry.yml");
         std::fs::write(&config, format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             dir.join("registry").display()
         )).expect("config");
-        let child = Command::new("/usr/bin/docker-registry").arg("serve").arg(&config)
-            .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("docker-registry installed");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry installed");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "registry did not start");
@@ -48,17 +57,35 @@ impl Drop for Registry {
 
 fn push(layout: &Path, dest: &str) {
     let out = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false", &format!("oci:{}:latest", layout.display()), &format!("docker://{dest}")])
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker://{dest}"),
+        ])
         .output()
         .expect("skopeo installed");
-    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "skopeo: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn wait_exited(client: &mut berth_cri::CriClient, id: &str) -> cri::ContainerStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let s = client.runtime.container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false })
-            .await.expect("status").into_inner().status.expect("status");
+        let s = client
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("status");
         if s.state == cri::ContainerState::ContainerExited as i32 {
             return s;
         }
@@ -67,14 +94,29 @@ async fn wait_exited(client: &mut berth_cri::CriClient, id: &str) -> cri::Contai
     }
 }
 
-fn container(sandbox: &cri::PodSandboxConfig, name: &str, image: &str, command: &[&str], log_dir_rel: &str) -> cri::CreateContainerRequest {
+fn container(
+    sandbox: &cri::PodSandboxConfig,
+    name: &str,
+    image: &str,
+    command: &[&str],
+    log_dir_rel: &str,
+) -> cri::CreateContainerRequest {
     cri::CreateContainerRequest {
         pod_sandbox_id: String::new(),
         config: Some(cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
-            image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }),
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
             command: command.iter().map(|s| s.to_string()).collect(),
-            envs: vec![cri::KeyValue { key: "GREETING".into(), value: b"hello".to_vec() }],
+            envs: vec![cri::KeyValue {
+                key: "GREETING".into(),
+                value: b"hello".to_vec(),
+            }],
             labels: HashMap::from([("app".to_string(), name.to_string())]),
             log_path: log_dir_rel.into(),
             ..Default::default()
@@ -105,69 +147,215 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     let socket = tmp.join("cri.sock");
     let listener = berth_cri::bind(&socket).expect("bind");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async { let _ = stop_rx.await; }));
-    let mut c = berth_cri::connect(&format!("unix://{}", socket.display())).await.expect("connect");
+    let server = tokio::spawn(berth_cri::serve(
+        listener,
+        service.clone(),
+        service,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut c = berth_cri::connect(&format!("unix://{}", socket.display()))
+        .await
+        .expect("connect");
 
-    let v = c.runtime.version(cri::VersionRequest::default()).await.expect("version").into_inner();
-    assert_eq!((v.runtime_name.as_str(), v.runtime_api_version.as_str()), ("berth", "v1"));
+    let v = c
+        .runtime
+        .version(cri::VersionRequest::default())
+        .await
+        .expect("version")
+        .into_inner();
+    assert_eq!(
+        (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+        ("berth", "v1")
+    );
 
     // Images.
-    let missing = c.image.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), verbose: false })
-        .await.expect("status of a missing image is not an error").into_inner();
+    let missing = c
+        .image
+        .image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .expect("status of a missing image is not an error")
+        .into_inner();
     assert!(missing.image.is_none());
     let (mut i1, mut i2) = (c.image.clone(), c.image.clone());
     let (a, b) = tokio::join!(
-        i1.pull_image(cri::PullImageRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }),
-        i2.pull_image(cri::PullImageRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), ..Default::default() }),
+        i1.pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        i2.pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
     );
     let image_id = a.expect("pull").into_inner().image_ref;
     assert_eq!(b.expect("concurrent pull").into_inner().image_ref, image_id);
     assert!(image_id.starts_with("sha256:"));
-    let status = c.image.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }), verbose: false })
-        .await.expect("status").into_inner().image.expect("present");
+    let status = c
+        .image
+        .image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .image
+        .expect("present");
     assert_eq!(status.id, image_id);
     assert_eq!(status.username, "app");
     assert_eq!(status.repo_tags, vec![image.clone()]);
-    let list = c.image.list_images(cri::ListImagesRequest::default()).await.expect("list").into_inner();
+    let list = c
+        .image
+        .list_images(cri::ListImagesRequest::default())
+        .await
+        .expect("list")
+        .into_inner();
     assert_eq!(list.images.len(), 1);
 
-    let host_port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     // A sandbox and a container that runs to completion as the image's non-root USER.
     let logs = tmp.join("pod-logs");
     let sandbox_config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata { name: "pod".into(), uid: "u1".into(), namespace: "default".into(), attempt: 0 }),
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "pod".into(),
+            uid: "u1".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
         hostname: "pod-host".into(),
         log_directory: logs.display().to_string(),
-        port_mappings: vec![cri::PortMapping { protocol: cri::Protocol::Tcp as i32, container_port: 8080, host_port: host_port as i32, host_ip: "127.0.0.1".into() }],
+        port_mappings: vec![cri::PortMapping {
+            protocol: cri::Protocol::Tcp as i32,
+            container_port: 8080,
+            host_port: host_port as i32,
+            host_ip: "127.0.0.1".into(),
+        }],
         ..Default::default()
     };
-    let sandbox_id = c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(sandbox_config.clone()), runtime_handler: String::new() })
-        .await.expect("run sandbox").into_inner().pod_sandbox_id;
-    let mut req = container(&sandbox_config, "once", &image, &["sh", "-c", "echo $GREETING; id -u; cat /etc/hostname; exit 3"], "once.log");
+    let sandbox_id = c
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run sandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let mut req = container(
+        &sandbox_config,
+        "once",
+        &image,
+        &[
+            "sh",
+            "-c",
+            "echo $GREETING; id -u; cat /etc/hostname; exit 3",
+        ],
+        "once.log",
+    );
     req.pod_sandbox_id = sandbox_id.clone();
-    let once = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
-    c.runtime.start_container(cri::StartContainerRequest { container_id: once.clone() }).await.expect("start");
+    let once = c
+        .runtime
+        .create_container(req)
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    c.runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: once.clone(),
+        })
+        .await
+        .expect("start");
     let s = wait_exited(&mut c, &once).await;
     assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
     assert_eq!(s.image_id, image_id);
     assert!(s.finished_at >= s.started_at && s.started_at >= s.created_at);
     let log = std::fs::read_to_string(logs.join("once.log")).expect("log");
-    let lines: Vec<&str> = log.lines().map(|l| l.split_once(' ').expect("record").1).collect();
-    assert_eq!(lines, vec!["stdout F hello", "stdout F 1000", "stdout F pod-host"]);
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.split_once(' ').expect("record").1)
+        .collect();
+    assert_eq!(
+        lines,
+        vec!["stdout F hello", "stdout F 1000", "stdout F pod-host"]
+    );
 
     // A long-running one: a web server reached from a second pod by pod IP, ExecSync, list
     // filters, stop with grace.
-    let mut req = container(&sandbox_config, "server", &image, &["httpd", "-f", "-p", "8080", "-h", "/etc"], "server.log");
+    let mut req = container(
+        &sandbox_config,
+        "server",
+        &image,
+        &["httpd", "-f", "-p", "8080", "-h", "/etc"],
+        "server.log",
+    );
     req.pod_sandbox_id = sandbox_id.clone();
-    let server_id = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
-    c.runtime.start_container(cri::StartContainerRequest { container_id: server_id.clone() }).await.expect("start");
-    let exec = c.runtime.exec_sync(cri::ExecSyncRequest { container_id: server_id.clone(), cmd: vec!["sh".into(), "-c".into(), "echo out; echo err >&2; id -u; exit 4".into()], timeout: 10 })
-        .await.expect("exec").into_inner();
+    let server_id = c
+        .runtime
+        .create_container(req)
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    c.runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: server_id.clone(),
+        })
+        .await
+        .expect("start");
+    let exec = c
+        .runtime
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: server_id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out; echo err >&2; id -u; exit 4".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .expect("exec")
+        .into_inner();
     assert_eq!(String::from_utf8_lossy(&exec.stdout), "out\n1000\n");
     assert_eq!(String::from_utf8_lossy(&exec.stderr), "err\n");
     assert_eq!(exec.exit_code, 4);
-    let ip_a = c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sandbox_id.clone(), verbose: false })
-        .await.expect("sandbox status").into_inner().status.expect("status").network.expect("network").ip;
+    let ip_a = c
+        .runtime
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox_id.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("sandbox status")
+        .into_inner()
+        .status
+        .expect("status")
+        .network
+        .expect("network")
+        .ip;
     assert!(ip_a.starts_with("10.77.0."), "pod ip {ip_a:?}");
     // The host port reaches the server in the pod.
     let mut response = String::new();
@@ -178,55 +366,191 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(response.contains("200 OK") && response.ends_with("pod-host\n"), "{response:?}");
-    let config_b = cri::PodSandboxConfig { hostname: "pod-b".into(), port_mappings: vec![], ..sandbox_config.clone() };
-    let sandbox_b = c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config_b.clone()), runtime_handler: String::new() })
-        .await.expect("run sandbox b").into_inner().pod_sandbox_id;
-    let mut req = container(&config_b, "client", &image, &["sleep", "1000"], "client.log");
+    assert!(
+        response.contains("200 OK") && response.ends_with("pod-host\n"),
+        "{response:?}"
+    );
+    let config_b = cri::PodSandboxConfig {
+        hostname: "pod-b".into(),
+        port_mappings: vec![],
+        ..sandbox_config.clone()
+    };
+    let sandbox_b = c
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config_b.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .expect("run sandbox b")
+        .into_inner()
+        .pod_sandbox_id;
+    let mut req = container(
+        &config_b,
+        "client",
+        &image,
+        &["sleep", "1000"],
+        "client.log",
+    );
     req.pod_sandbox_id = sandbox_b.clone();
-    let client_id = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
-    c.runtime.start_container(cri::StartContainerRequest { container_id: client_id.clone() }).await.expect("start");
+    let client_id = c
+        .runtime
+        .create_container(req)
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    c.runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: client_id.clone(),
+        })
+        .await
+        .expect("start");
     let url = format!("http://{ip_a}:8080/hostname");
-    let fetched = c.runtime.exec_sync(cri::ExecSyncRequest { container_id: client_id.clone(), cmd: vec!["wget".into(), "-q".into(), "-O".into(), "-".into(), url], timeout: 20 })
-        .await.expect("exec wget").into_inner();
-    assert_eq!((String::from_utf8_lossy(&fetched.stdout).as_ref(), fetched.exit_code), ("pod-host\n", 0), "{}", String::from_utf8_lossy(&fetched.stderr));
+    let fetched = c
+        .runtime
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: client_id.clone(),
+            cmd: vec!["wget".into(), "-q".into(), "-O".into(), "-".into(), url],
+            timeout: 20,
+        })
+        .await
+        .expect("exec wget")
+        .into_inner();
+    assert_eq!(
+        (
+            String::from_utf8_lossy(&fetched.stdout).as_ref(),
+            fetched.exit_code
+        ),
+        ("pod-host\n", 0),
+        "{}",
+        String::from_utf8_lossy(&fetched.stderr)
+    );
 
     // Log rotation: after the log file is moved away, ReopenContainerLog makes the shim write a
     // fresh file at the same path.
-    let mut req = container(&sandbox_config, "ticker", &image, &["sh", "-c", "while true; do echo tick; sleep 0.05; done"], "ticker.log");
+    let mut req = container(
+        &sandbox_config,
+        "ticker",
+        &image,
+        &["sh", "-c", "while true; do echo tick; sleep 0.05; done"],
+        "ticker.log",
+    );
     req.pod_sandbox_id = sandbox_b.clone();
-    let ticker = c.runtime.create_container(req).await.expect("create").into_inner().container_id;
-    c.runtime.start_container(cri::StartContainerRequest { container_id: ticker.clone() }).await.expect("start");
+    let ticker = c
+        .runtime
+        .create_container(req)
+        .await
+        .expect("create")
+        .into_inner()
+        .container_id;
+    c.runtime
+        .start_container(cri::StartContainerRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .expect("start");
     let ticker_log = logs.join("ticker.log");
-    while !std::fs::read_to_string(&ticker_log).unwrap_or_default().contains("tick") {
+    while !std::fs::read_to_string(&ticker_log)
+        .unwrap_or_default()
+        .contains("tick")
+    {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     std::fs::rename(&ticker_log, logs.join("ticker.log.1")).expect("rotate");
-    c.runtime.reopen_container_log(cri::ReopenContainerLogRequest { container_id: ticker.clone() }).await.expect("reopen");
+    c.runtime
+        .reopen_container_log(cri::ReopenContainerLogRequest {
+            container_id: ticker.clone(),
+        })
+        .await
+        .expect("reopen");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&ticker_log).unwrap_or_default().contains("stdout F tick") {
+    while !std::fs::read_to_string(&ticker_log)
+        .unwrap_or_default()
+        .contains("stdout F tick")
+    {
         assert!(Instant::now() < deadline, "no new log file after reopen");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
     // Streaming exec over the Kubernetes WebSocket channel protocol: stdin in, stdout and the
     // exit status out.
-    let url = c.runtime.exec(cri::ExecRequest { container_id: client_id.clone(), cmd: vec!["sh".into(), "-c".into(), "cat; echo done >&2; exit 3".into()], tty: false, stdin: true, stdout: true, stderr: true })
-        .await.expect("exec").into_inner().url;
+    let url = c
+        .runtime
+        .exec(cri::ExecRequest {
+            container_id: client_id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "cat; echo done >&2; exit 3".into(),
+            ],
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .expect("exec")
+        .into_inner()
+        .url;
     let (stdout, stderr, status) = exec_stream(&url, b"hello\n").await;
     assert_eq!((stdout.as_str(), stderr.as_str()), ("hello\n", "done\n"));
-    assert!(status.contains("NonZeroExitCode") && status.contains(r#""message":"3""#), "{status}");
+    assert!(
+        status.contains("NonZeroExitCode") && status.contains(r#""message":"3""#),
+        "{status}"
+    );
 
     // Stats move under load (exec'd processes join the container's cgroup).
-    let cpu = |s: cri::ContainerStatsResponse| s.stats.expect("stats").cpu.expect("cpu").usage_core_nano_seconds.expect("ns").value;
-    let before = cpu(c.runtime.container_stats(cri::ContainerStatsRequest { container_id: client_id.clone() }).await.expect("stats").into_inner());
+    let cpu = |s: cri::ContainerStatsResponse| {
+        s.stats
+            .expect("stats")
+            .cpu
+            .expect("cpu")
+            .usage_core_nano_seconds
+            .expect("ns")
+            .value
+    };
+    let before = cpu(c
+        .runtime
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: client_id.clone(),
+        })
+        .await
+        .expect("stats")
+        .into_inner());
     let busy = "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done";
-    c.runtime.exec_sync(cri::ExecSyncRequest { container_id: client_id.clone(), cmd: vec!["sh".into(), "-c".into(), busy.into()], timeout: 60 }).await.expect("busy");
-    let after = c.runtime.container_stats(cri::ContainerStatsRequest { container_id: client_id.clone() }).await.expect("stats").into_inner();
-    let mem = after.stats.as_ref().and_then(|s| s.memory.as_ref()).and_then(|m| m.working_set_bytes).expect("memory").value;
+    c.runtime
+        .exec_sync(cri::ExecSyncRequest {
+            container_id: client_id.clone(),
+            cmd: vec!["sh".into(), "-c".into(), busy.into()],
+            timeout: 60,
+        })
+        .await
+        .expect("busy");
+    let after = c
+        .runtime
+        .container_stats(cri::ContainerStatsRequest {
+            container_id: client_id.clone(),
+        })
+        .await
+        .expect("stats")
+        .into_inner();
+    let mem = after
+        .stats
+        .as_ref()
+        .and_then(|s| s.memory.as_ref())
+        .and_then(|m| m.working_set_bytes)
+        .expect("memory")
+        .value;
     assert!(cpu(after) > before, "cpu usage grew");
     assert!(mem > 0, "memory working set reported");
-    let all = c.runtime.list_container_stats(cri::ListContainerStatsRequest::default()).await.expect("list stats").into_inner().stats;
+    let all = c
+        .runtime
+        .list_container_stats(cri::ListContainerStatsRequest::default())
+        .await
+        .expect("list stats")
+        .into_inner()
+        .stats;
     assert_eq!(all.len(), 3, "every running container has stats");
 
     // A restarted runtime (fresh services over the same root, on a new socket) knows the same
@@ -235,48 +559,181 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     let socket2 = tmp.join("cri2.sock");
     let listener2 = berth_cri::bind(&socket2).expect("bind 2");
     let (stop2_tx, stop2_rx) = tokio::sync::oneshot::channel::<()>();
-    let server2 = tokio::spawn(berth_cri::serve(listener2, service2.clone(), service2, async { let _ = stop2_rx.await; }));
-    let mut c2 = berth_cri::connect(&format!("unix://{}", socket2.display())).await.expect("connect 2");
-    let listed = c2.runtime.list_containers(cri::ListContainersRequest::default()).await.expect("list").into_inner().containers;
-    let running_ids: Vec<&str> = listed.iter().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32).map(|c| c.id.as_str()).collect();
-    assert!(running_ids.contains(&client_id.as_str()) && running_ids.contains(&server_id.as_str()), "{listed:?}");
-    let pods = c2.runtime.list_pod_sandbox(cri::ListPodSandboxRequest::default()).await.expect("pods").into_inner().items;
+    let server2 = tokio::spawn(berth_cri::serve(
+        listener2,
+        service2.clone(),
+        service2,
+        async {
+            let _ = stop2_rx.await;
+        },
+    ));
+    let mut c2 = berth_cri::connect(&format!("unix://{}", socket2.display()))
+        .await
+        .expect("connect 2");
+    let listed = c2
+        .runtime
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    let running_ids: Vec<&str> = listed
+        .iter()
+        .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert!(
+        running_ids.contains(&client_id.as_str()) && running_ids.contains(&server_id.as_str()),
+        "{listed:?}"
+    );
+    let pods = c2
+        .runtime
+        .list_pod_sandbox(cri::ListPodSandboxRequest::default())
+        .await
+        .expect("pods")
+        .into_inner()
+        .items;
     assert_eq!(pods.len(), 2);
     let _ = stop2_tx.send(());
     server2.await.expect("join").expect("serve 2");
 
-    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_b.clone() }).await.expect("remove sandbox b");
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox_b.clone(),
+        })
+        .await
+        .expect("remove sandbox b");
 
-    let running = c.runtime.list_containers(cri::ListContainersRequest { filter: Some(cri::ContainerFilter {
-        state: Some(cri::ContainerStateValue { state: cri::ContainerState::ContainerRunning as i32 }),
-        pod_sandbox_id: sandbox_id.clone(), ..Default::default() }) }).await.expect("list").into_inner().containers;
-    assert_eq!(running.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), vec![server_id.clone()]);
-    assert_eq!(running[0].labels.get("app").map(String::as_str), Some("server"));
-    c.runtime.stop_container(cri::StopContainerRequest { container_id: server_id.clone(), timeout: 1 }).await.expect("stop");
+    let running = c
+        .runtime
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(cri::ContainerFilter {
+                state: Some(cri::ContainerStateValue {
+                    state: cri::ContainerState::ContainerRunning as i32,
+                }),
+                pod_sandbox_id: sandbox_id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
+    assert_eq!(
+        running.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        vec![server_id.clone()]
+    );
+    assert_eq!(
+        running[0].labels.get("app").map(String::as_str),
+        Some("server")
+    );
+    c.runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: server_id.clone(),
+            timeout: 1,
+        })
+        .await
+        .expect("stop");
     let s = wait_exited(&mut c, &server_id).await;
     // sleep dies of SIGTERM (PID 1 has no default action for it, so then SIGKILL): either way a signal.
-    assert!(s.exit_code == 128 + 15 || s.exit_code == 137, "exit {}", s.exit_code);
-    c.runtime.stop_container(cri::StopContainerRequest { container_id: server_id.clone(), timeout: 1 }).await.expect("stop is idempotent");
+    assert!(
+        s.exit_code == 128 + 15 || s.exit_code == 137,
+        "exit {}",
+        s.exit_code
+    );
+    c.runtime
+        .stop_container(cri::StopContainerRequest {
+            container_id: server_id.clone(),
+            timeout: 1,
+        })
+        .await
+        .expect("stop is idempotent");
 
     // Tear down: sandbox removal removes its containers; image removal frees snapshots.
-    c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("stop sandbox");
-    assert!(tokio::net::TcpStream::connect(("127.0.0.1", host_port)).await.is_err(), "host port closed with the sandbox");
-    let st = c.runtime.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sandbox_id.clone(), verbose: false })
-        .await.expect("sandbox status").into_inner().status.expect("status");
+    c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox_id.clone(),
+        })
+        .await
+        .expect("stop sandbox");
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", host_port))
+            .await
+            .is_err(),
+        "host port closed with the sandbox"
+    );
+    let st = c
+        .runtime
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox_id.clone(),
+            verbose: false,
+        })
+        .await
+        .expect("sandbox status")
+        .into_inner()
+        .status
+        .expect("status");
     assert_eq!(st.state, cri::PodSandboxState::SandboxNotready as i32);
-    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("remove sandbox");
-    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("remove is idempotent");
-    let left = c.runtime.list_containers(cri::ListContainersRequest::default()).await.expect("list").into_inner().containers;
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox_id.clone(),
+        })
+        .await
+        .expect("remove sandbox");
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox_id.clone(),
+        })
+        .await
+        .expect("remove is idempotent");
+    let left = c
+        .runtime
+        .list_containers(cri::ListContainersRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .containers;
     assert!(left.is_empty(), "{left:?}");
-    c.image.remove_image(cri::RemoveImageRequest { image: Some(cri::ImageSpec { image: image_id.clone(), ..Default::default() }) }).await.expect("rmi");
-    c.image.remove_image(cri::RemoveImageRequest { image: Some(cri::ImageSpec { image: image_id.clone(), ..Default::default() }) }).await.expect("rmi idempotent");
-    assert_eq!(std::fs::read_dir(root.join("snapshots")).expect("snapshots").count(), 0, "snapshots freed");
-    let ips = std::fs::read_dir(root.join("network/10.77.0.0-24")).expect("ipam").count();
+    c.image
+        .remove_image(cri::RemoveImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image_id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("rmi");
+    c.image
+        .remove_image(cri::RemoveImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image_id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("rmi idempotent");
+    assert_eq!(
+        std::fs::read_dir(root.join("snapshots"))
+            .expect("snapshots")
+            .count(),
+        0,
+        "snapshots freed"
+    );
+    let ips = std::fs::read_dir(root.join("network/10.77.0.0-24"))
+        .expect("ipam")
+        .count();
     assert_eq!(ips, 0, "addresses released");
-    let veths = std::fs::read_dir("/sys/class/net").expect("links").flatten().filter(|e| e.file_name().to_string_lossy().starts_with("veth")).count();
+    let veths = std::fs::read_dir("/sys/class/net")
+        .expect("links")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("veth"))
+        .count();
     assert_eq!(veths, 0, "veths removed");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(!mounts.contains(tmp.to_str().expect("utf8")), "leftover mounts:\n{mounts}");
+    assert!(
+        !mounts.contains(tmp.to_str().expect("utf8")),
+        "leftover mounts:\n{mounts}"
+    );
     let _ = stop_tx.send(());
     server.await.expect("join").expect("serve");
 }
@@ -309,27 +766,75 @@ fn evil_layer() -> Vec<u8> {
 async fn bad_images_are_refused(tmp: &Path) {
     let registry = Registry::start(tmp);
     let root = tmp.join("root");
-    let config = RuntimeConfig { root: root.clone(), shim_exe: std::env::current_exe().expect("exe"), oci_runtime: "runc".into(), insecure_registries: vec![], network: None };
+    let config = RuntimeConfig {
+        root: root.clone(),
+        shim_exe: std::env::current_exe().expect("exe"),
+        oci_runtime: "runc".into(),
+        insecure_registries: vec![],
+        network: None,
+    };
     let service = CriService::open(&config).expect("open");
     let socket = tmp.join("cri.sock");
     let listener = berth_cri::bind(&socket).expect("bind");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async { let _ = stop_rx.await; }));
-    let mut c = berth_cri::connect(&format!("unix://{}", socket.display())).await.expect("connect");
-    let pull = |image: String| cri::PullImageRequest { image: Some(cri::ImageSpec { image, ..Default::default() }), ..Default::default() };
+    let server = tokio::spawn(berth_cri::serve(
+        listener,
+        service.clone(),
+        service,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut c = berth_cri::connect(&format!("unix://{}", socket.display()))
+        .await
+        .expect("connect");
+    let pull = |image: String| cri::PullImageRequest {
+        image: Some(cri::ImageSpec {
+            image,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
 
     // 1. A layer escaping the snapshot: the pull fails and nothing lands outside the root.
     let evil = format!("127.0.0.1:{}/test/evil:latest", registry.port);
-    push(&write_layout(tmp, "evil", &evil_layer()).expect("layout"), &evil);
-    let err = c.image.pull_image(pull(evil.clone())).await.expect_err("evil layer refused");
+    push(
+        &write_layout(tmp, "evil", &evil_layer()).expect("layout"),
+        &evil,
+    );
+    let err = c
+        .image
+        .pull_image(pull(evil.clone()))
+        .await
+        .expect_err("evil layer refused");
     assert!(err.message().contains("escapes"), "{err}");
     // `../../../` from root/snapshots/<tmp dir> would land in `tmp`.
     for dir in [tmp, root.as_path(), &root.join("snapshots")] {
-        assert!(!dir.join("escaped-by-layer").exists(), "written outside the snapshot in {dir:?}");
+        assert!(
+            !dir.join("escaped-by-layer").exists(),
+            "written outside the snapshot in {dir:?}"
+        );
     }
-    let status = c.image.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: evil.clone(), ..Default::default() }), verbose: false }).await.expect("status").into_inner();
+    let status = c
+        .image
+        .image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: evil.clone(),
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .expect("status")
+        .into_inner();
     assert!(status.image.is_none(), "no record of a refused image");
-    assert_eq!(std::fs::read_dir(root.join("snapshots")).expect("snapshots").count(), 0, "no partial snapshot kept");
+    assert_eq!(
+        std::fs::read_dir(root.join("snapshots"))
+            .expect("snapshots")
+            .count(),
+        0,
+        "no partial snapshot kept"
+    );
 
     // 2. A registry serving a corrupted layer blob: the digest check fails the pull.
     let good = format!("127.0.0.1:{}/test/corrupt:latest", registry.port);
@@ -340,26 +845,52 @@ async fn bad_images_are_refused(tmp: &Path) {
     h.set_uid(0);
     h.set_gid(0);
     h.set_mtime(0);
-    small.append_data(&mut h, "hello", &b"hello"[..]).expect("tar");
+    small
+        .append_data(&mut h, "hello", &b"hello"[..])
+        .expect("tar");
     let layout = write_layout(tmp, "good", &small.into_inner().expect("tar")).expect("layout");
     push(&layout, &good);
     // Find the layer blob in the registry's storage through the layout's manifest.
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index")).expect("json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
     let manifest_hex = index["manifests"][0]["digest"].as_str().expect("digest")[7..].to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&manifest_hex)).expect("manifest")).expect("json");
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(layout.join("blobs/sha256").join(&manifest_hex)).expect("manifest"),
+    )
+    .expect("json");
     let layer_hex = manifest["layers"][0]["digest"].as_str().expect("layer")[7..].to_string();
-    let blob = walk_files(&tmp.join("registry")).into_iter()
+    let blob = walk_files(&tmp.join("registry"))
+        .into_iter()
         .find(|p| p.ends_with("data") && p.parent().is_some_and(|d| d.ends_with(&layer_hex)))
         .expect("layer blob in registry storage");
     let mut bytes = std::fs::read(&blob).expect("blob");
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&blob, bytes).expect("corrupt");
-    let err = c.image.pull_image(pull(good.clone())).await.expect_err("corrupt blob refused");
+    let err = c
+        .image
+        .pull_image(pull(good.clone()))
+        .await
+        .expect_err("corrupt blob refused");
     assert!(err.message().to_lowercase().contains("digest"), "{err}");
-    let status = c.image.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: good, ..Default::default() }), verbose: false }).await.expect("status").into_inner();
+    let status = c
+        .image
+        .image_status(cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: good,
+                ..Default::default()
+            }),
+            verbose: false,
+        })
+        .await
+        .expect("status")
+        .into_inner();
     assert!(status.image.is_none());
-    let kept: Vec<PathBuf> = walk_files(&root.join("content")).into_iter().filter(|p| p.to_string_lossy().contains(&layer_hex)).collect();
+    let kept: Vec<PathBuf> = walk_files(&root.join("content"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains(&layer_hex))
+        .collect();
     assert!(kept.is_empty(), "corrupt blob kept: {kept:?}");
     let _ = stop_tx.send(());
     server.await.expect("join").expect("serve");
@@ -369,15 +900,30 @@ async fn bad_images_are_refused(tmp: &Path) {
 /// error-channel status.
 async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
     use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
-    let mut req = url.replace("http://", "ws://").into_client_request().expect("request");
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().expect("header"));
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("websocket");
-    assert_eq!(resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap_or("")), Some("v5.channel.k8s.io"));
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut req = url
+        .replace("http://", "ws://")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().expect("header"),
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("v5.channel.k8s.io")
+    );
     let mut stdin = vec![0u8];
     stdin.extend_from_slice(input);
     ws.send(Message::Binary(stdin.into())).await.expect("stdin");
-    ws.send(Message::Binary(vec![255u8, 0].into())).await.expect("close stdin");
+    ws.send(Message::Binary(vec![255u8, 0].into()))
+        .await
+        .expect("close stdin");
     let (mut out, mut err, mut status) = (Vec::new(), Vec::new(), Vec::new());
     while let Some(Ok(msg)) = ws.next().await {
         let Message::Binary(data) = msg else { continue };
@@ -395,8 +941,13 @@ async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
 /// A minimal HTTP/1.0 GET on 127.0.0.1:port; the whole response, or "" on any error.
 async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return String::new() };
-    if s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).await.is_err() {
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return String::new();
+    };
+    if s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+        .await
+        .is_err()
+    {
         return String::new();
     }
     let mut out = Vec::new();
@@ -408,7 +959,11 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
-        if p.is_dir() { out.extend(walk_files(&p)); } else { out.push(p); }
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
     }
     out
 }
@@ -422,7 +977,10 @@ fn main() {
     // A private network namespace for the whole test (still single-threaded here): the bridge,
     // veths and the registry's loopback port vanish with the process.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
-    let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("ip");
+    let lo = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("ip");
     assert!(lo.success());
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
@@ -431,12 +989,18 @@ fn main() {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
-        let tmp = tempfile::Builder::new().prefix("berth-cri-").tempdir_in("/var/tmp").expect("tmp");
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-cri-")
+            .tempdir_in("/var/tmp")
+            .expect("tmp");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match name {
             "lifecycle_through_the_socket" => rt.block_on(lifecycle_through_the_socket(tmp.path())),
             _ => rt.block_on(bad_images_are_refused(tmp.path())),
         }));
-        println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
+        println!(
+            "test {name} ... {}",
+            if result.is_ok() { "ok" } else { "FAILED" }
+        );
         failed |= result.is_err();
     }
     if failed {

@@ -118,7 +118,10 @@ fn now_ns() -> i64 {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ContainerError + '_ {
-    move |source| ContainerError::Io { path: path.to_path_buf(), source }
+    move |source| ContainerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl ContainerStore {
@@ -129,7 +132,12 @@ impl ContainerStore {
         for d in [&dir, &runtime_root] {
             std::fs::create_dir_all(d).map_err(io_at(d))?;
         }
-        Ok(Self { dir, shim_exe, runtime, runtime_root })
+        Ok(Self {
+            dir,
+            shim_exe,
+            runtime,
+            runtime_root,
+        })
     }
 
     /// The directory of container `id` (whether or not it exists).
@@ -154,7 +162,8 @@ impl ContainerStore {
     }
 
     fn save(&self, dir: &Path, record: &ContainerRecord) -> Result<(), ContainerError> {
-        let json = serde_json::to_vec_pretty(record).map_err(|e| io_at(dir)(io::Error::other(e)))?;
+        let json =
+            serde_json::to_vec_pretty(record).map_err(|e| io_at(dir)(io::Error::other(e)))?;
         let path = dir.join("state.json");
         shim::write_atomic(&path, &json).map_err(io_at(&path))
     }
@@ -196,11 +205,14 @@ impl ContainerStore {
         params.cgroups_path = Some(cgroup_path.clone().into());
         let spec = oci::generate(image, params, &rootfs)?;
         let config = dir.join("config.json");
-        spec.save(&config).map_err(|e| io_at(&config)(io::Error::other(e)))?;
+        spec.save(&config)
+            .map_err(|e| io_at(&config)(io::Error::other(e)))?;
         if let Some(parent) = log_path.parent() {
             std::fs::create_dir_all(parent).map_err(io_at(parent))?;
         }
-        let stop_signal = image.and_then(|c| c.stop_signal().clone()).unwrap_or_else(|| "SIGTERM".into());
+        let stop_signal = image
+            .and_then(|c| c.stop_signal().clone())
+            .unwrap_or_else(|| "SIGTERM".into());
         let mut record = ContainerRecord {
             id: id.to_string(),
             pid: 0,
@@ -221,11 +233,17 @@ impl ContainerStore {
         let path = dir.join("state.json");
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ContainerError::NotFound(id.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ContainerError::NotFound(id.to_string()));
+            }
             Err(e) => return Err(io_at(&path)(e)),
         };
-        let record = serde_json::from_slice(&bytes).map_err(|e| io_at(&path)(io::Error::other(e)))?;
-        Ok(ContainerStatus { record, exit: shim::read_exit(&dir.join("state")) })
+        let record =
+            serde_json::from_slice(&bytes).map_err(|e| io_at(&path)(io::Error::other(e)))?;
+        Ok(ContainerStatus {
+            record,
+            exit: shim::read_exit(&dir.join("state")),
+        })
     }
 
     /// Every container on disk.
@@ -242,7 +260,8 @@ impl ContainerStore {
 
     fn runc(&self, args: &[&str]) -> Result<(), ContainerError> {
         let out = std::process::Command::new(&self.runtime)
-            .arg("--root").arg(&self.runtime_root)
+            .arg("--root")
+            .arg(&self.runtime_root)
             .args(args)
             .output()
             .map_err(io_at(&self.runtime))?;
@@ -259,7 +278,10 @@ impl ContainerStore {
     pub fn start(&self, id: &str) -> Result<ContainerStatus, ContainerError> {
         let mut status = self.status(id)?;
         if status.state() != ContainerState::Created {
-            return Err(ContainerError::State { id: id.to_string(), state: status.state() });
+            return Err(ContainerError::State {
+                id: id.to_string(),
+                state: status.state(),
+            });
         }
         self.runc(&["start", id])?;
         status.record.started_at_ns = Some(now_ns());
@@ -296,10 +318,11 @@ impl ContainerStore {
         }
         let _ = self.runc(&["kill", "--all", id, "KILL"]);
         // SIGKILL cannot be ignored; the shim records the exit right after.
-        self.wait(id, Duration::from_secs(30))?.ok_or_else(|| ContainerError::Runtime {
-            command: format!("kill {id}"),
-            stderr: "container did not exit after SIGKILL".into(),
-        })
+        self.wait(id, Duration::from_secs(30))?
+            .ok_or_else(|| ContainerError::Runtime {
+                command: format!("kill {id}"),
+                stderr: "container did not exit after SIGKILL".into(),
+            })
     }
 
     /// Removes the container (killing it if needed), its rootfs mount and files. Idempotent.
@@ -323,14 +346,20 @@ impl ContainerStore {
 
 impl ContainerStore {
     /// `runc exec` of `argv` in the container as its configured user, cwd and environment.
-    pub fn exec_command(&self, id: &str, argv: &[String]) -> Result<tokio::process::Command, ContainerError> {
+    pub fn exec_command(
+        &self,
+        id: &str,
+        argv: &[String],
+    ) -> Result<tokio::process::Command, ContainerError> {
         let dir = self.path(id)?;
         let config = dir.join("config.json");
-        let spec = oci_spec::runtime::Spec::load(&config).map_err(|e| io_at(&config)(io::Error::other(e)))?;
+        let spec = oci_spec::runtime::Spec::load(&config)
+            .map_err(|e| io_at(&config)(io::Error::other(e)))?;
         let mut cmd = tokio::process::Command::new(&self.runtime);
         cmd.arg("--root").arg(&self.runtime_root).arg("exec");
         if let Some(p) = spec.process() {
-            cmd.arg("--user").arg(format!("{}:{}", p.user().uid(), p.user().gid()));
+            cmd.arg("--user")
+                .arg(format!("{}:{}", p.user().uid(), p.user().gid()));
             cmd.arg("--cwd").arg(p.cwd());
             for e in p.env().iter().flatten() {
                 cmd.arg("--env").arg(e);

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
 /// Mounts `lowers` (bottom layer first) plus `dir/upper` + `dir/work` at `dir/rootfs`.
 pub fn mount_overlay(dir: &Path, lowers: &[PathBuf]) -> io::Result<PathBuf> {
@@ -14,12 +14,31 @@ pub fn mount_overlay(dir: &Path, lowers: &[PathBuf]) -> io::Result<PathBuf> {
         std::fs::create_dir_all(d)?;
     }
     if lowers.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "an image needs at least one layer"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "an image needs at least one layer",
+        ));
     }
     // overlayfs wants the topmost lower dir first.
-    let lowerdir = lowers.iter().rev().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
-    let data = format!("lowerdir={lowerdir},upperdir={},workdir={}", upper.display(), work.display());
-    mount(Some("overlay"), &rootfs, Some("overlay"), MsFlags::empty(), Some(data.as_str())).map_err(io::Error::from)?;
+    let lowerdir = lowers
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let data = format!(
+        "lowerdir={lowerdir},upperdir={},workdir={}",
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some("overlay"),
+        &rootfs,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(io::Error::from)?;
     Ok(rootfs)
 }
 

@@ -10,7 +10,7 @@ use berth_image::{ContentStore, Digest, Reference, RegistryClient};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::snapshot::{chain_ids, Compression, SnapshotError, SnapshotStore};
+use crate::snapshot::{Compression, SnapshotError, SnapshotStore, chain_ids};
 
 /// Why an image operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +71,11 @@ impl ImageStore {
     pub fn open(root: &Path, insecure: Vec<String>) -> Result<Arc<Self>, ImageError> {
         let dir = root.join("images");
         std::fs::create_dir_all(&dir)?;
-        let opts = berth_image::ClientOptions { insecure: insecure.clone(), auth: berth_image::auth::AuthConfig::from_environment(), ..Default::default() };
+        let opts = berth_image::ClientOptions {
+            insecure: insecure.clone(),
+            auth: berth_image::auth::AuthConfig::from_environment(),
+            ..Default::default()
+        };
         Ok(Arc::new(Self {
             dir,
             insecure,
@@ -84,7 +88,11 @@ impl ImageStore {
 
     /// The snapshot dirs of an image, base first.
     pub fn snapshot_dirs(&self, record: &ImageRecord) -> Vec<PathBuf> {
-        record.chain_ids.iter().map(|c| self.snapshots.path(c)).collect()
+        record
+            .chain_ids
+            .iter()
+            .map(|c| self.snapshots.path(c))
+            .collect()
     }
 
     /// Every image record.
@@ -109,12 +117,15 @@ impl ImageStore {
         Ok(self.list()?.into_iter().find(|r| {
             r.id == name
                 || (hex.len() >= 12 && r.id.trim_start_matches("sha256:").starts_with(hex))
-                || normal.as_ref().is_some_and(|n| r.repo_tags.contains(n) || r.repo_digests.contains(n))
+                || normal
+                    .as_ref()
+                    .is_some_and(|n| r.repo_tags.contains(n) || r.repo_digests.contains(n))
         }))
     }
 
     fn record_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{}.json", id.trim_start_matches("sha256:")))
+        self.dir
+            .join(format!("{}.json", id.trim_start_matches("sha256:")))
     }
 
     fn save(&self, r: &ImageRecord) -> Result<(), ImageError> {
@@ -125,20 +136,31 @@ impl ImageStore {
 
     /// Pulls `name`, unpacks its layers and records it; returns the record (id = config digest).
     /// `credentials` (from the CRI AuthConfig) take precedence over the docker config.json.
-    pub async fn pull(&self, name: &str, credentials: Option<berth_image::auth::Credentials>) -> Result<ImageRecord, ImageError> {
+    pub async fn pull(
+        &self,
+        name: &str,
+        credentials: Option<berth_image::auth::Credentials>,
+    ) -> Result<ImageRecord, ImageError> {
         let reference = Reference::parse(name)?;
         let client = match credentials {
             None => self.client.clone(),
             Some(c) => {
                 let mut auth = berth_image::auth::AuthConfig::from_environment();
                 auth.explicit.insert(reference.registry.clone(), c);
-                RegistryClient::new(berth_image::ClientOptions { insecure: self.insecure.clone(), auth, ..Default::default() })?
+                RegistryClient::new(berth_image::ClientOptions {
+                    insecure: self.insecure.clone(),
+                    auth,
+                    ..Default::default()
+                })?
             }
         };
         let pulled = client.pull_image(&reference, &self.content, None).await?;
         let diff_ids: Vec<String> = pulled.config.rootfs().diff_ids().clone();
         if diff_ids.len() != pulled.layers.len() {
-            return Err(ImageError::LayerCount { diff_ids: diff_ids.len(), layers: pulled.layers.len() });
+            return Err(ImageError::LayerCount {
+                diff_ids: diff_ids.len(),
+                layers: pulled.layers.len(),
+            });
         }
         let chains = chain_ids(&diff_ids);
         for ((layer, diff_id), chain) in pulled.layers.iter().zip(&diff_ids).zip(&chains) {
@@ -171,7 +193,11 @@ impl ImageStore {
         if reference.tag.is_some() && reference.digest.is_none() {
             let tag = reference.to_string();
             // A tag names one image: take it away from whichever image had it before.
-            for mut other in self.list()?.into_iter().filter(|o| o.id != id && o.repo_tags.contains(&tag)) {
+            for mut other in self
+                .list()?
+                .into_iter()
+                .filter(|o| o.id != id && o.repo_tags.contains(&tag))
+            {
                 other.repo_tags.retain(|t| t != &tag);
                 self.save(&other)?;
             }
@@ -186,15 +212,25 @@ impl ImageStore {
     /// Removes an image and frees content and snapshots no other image uses. Missing is fine.
     pub async fn remove(&self, name: &str) -> Result<(), ImageError> {
         let _guard = self.records.lock().await;
-        let Some(record) = self.resolve(name)? else { return Ok(()) };
+        let Some(record) = self.resolve(name)? else {
+            return Ok(());
+        };
         std::fs::remove_file(self.record_path(&record.id))?;
         let rest = self.list()?;
         let used_chains: HashSet<&String> = rest.iter().flat_map(|r| &r.chain_ids).collect();
-        let used_blobs: HashSet<&String> = rest.iter().flat_map(|r| r.layers.iter().chain([&r.manifest, &r.id])).collect();
+        let used_blobs: HashSet<&String> = rest
+            .iter()
+            .flat_map(|r| r.layers.iter().chain([&r.manifest, &r.id]))
+            .collect();
         for chain in record.chain_ids.iter().filter(|c| !used_chains.contains(c)) {
             self.snapshots.remove(chain)?;
         }
-        for blob in record.layers.iter().chain([&record.manifest, &record.id]).filter(|b| !used_blobs.contains(b)) {
+        for blob in record
+            .layers
+            .iter()
+            .chain([&record.manifest, &record.id])
+            .filter(|b| !used_blobs.contains(b))
+        {
             if let Ok(d) = Digest::parse(blob) {
                 let _ = self.content.delete(&d);
             }
@@ -207,7 +243,9 @@ impl ImageStore {
         fn walk(p: &Path, acc: &mut (u64, u64)) {
             let Ok(rd) = std::fs::read_dir(p) else { return };
             for e in rd.flatten() {
-                let Ok(m) = e.path().symlink_metadata() else { continue };
+                let Ok(m) = e.path().symlink_metadata() else {
+                    continue;
+                };
                 acc.0 += m.len();
                 acc.1 += 1;
                 if m.is_dir() {

@@ -22,13 +22,17 @@ pub fn forward(rt: &Handle, host: SocketAddr, target: SocketAddr) -> io::Result<
             }
         };
         loop {
-            let Ok((mut inbound, peer)) = listener.accept().await else { continue };
+            let Ok((mut inbound, peer)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 match tokio::net::TcpStream::connect(target).await {
                     Ok(mut outbound) => {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
-                    Err(e) => tracing::debug!(%peer, %target, error = %e, "host port target unreachable"),
+                    Err(e) => {
+                        tracing::debug!(%peer, %target, error = %e, "host port target unreachable")
+                    }
                 }
             });
         }
@@ -38,8 +42,15 @@ pub fn forward(rt: &Handle, host: SocketAddr, target: SocketAddr) -> io::Result<
 
 /// The listen address of a CRI port mapping (empty host IP = all addresses).
 pub fn host_addr(host_ip: &str, host_port: u16) -> io::Result<SocketAddr> {
-    let ip: IpAddr = if host_ip.is_empty() { IpAddr::from([0, 0, 0, 0]) } else {
-        host_ip.parse().map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad host IP {host_ip:?}")))?
+    let ip: IpAddr = if host_ip.is_empty() {
+        IpAddr::from([0, 0, 0, 0])
+    } else {
+        host_ip.parse().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad host IP {host_ip:?}"),
+            )
+        })?
     };
     Ok(SocketAddr::new(ip, host_port))
 }

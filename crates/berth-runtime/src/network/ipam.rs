@@ -24,7 +24,10 @@ impl Cidr {
             return None;
         }
         let mask = u32::MAX << (32 - prefix);
-        Some(Self { network: Ipv4Addr::from(u32::from(ip) & mask), prefix })
+        Some(Self {
+            network: Ipv4Addr::from(u32::from(ip) & mask),
+            prefix,
+        })
     }
 
     /// The gateway (bridge) address: the first host address.
@@ -50,14 +53,21 @@ impl Ipam {
     /// Opens (creating) the allocation dir for `cidr`.
     pub fn open(dir: &Path, cidr: Cidr) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        Ok(Self { dir: dir.to_path_buf(), cidr })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            cidr,
+        })
     }
 
     /// Allocates the first free address for `owner`.
     pub fn allocate(&self, owner: &str) -> io::Result<Ipv4Addr> {
         for ip in self.cidr.pod_range() {
             let path = self.dir.join(ip.to_string());
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(mut f) => {
                     f.write_all(owner.as_bytes())?;
                     return Ok(ip);
@@ -66,7 +76,10 @@ impl Ipam {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::other(format!("no free address in {}/{}", self.cidr.network, self.cidr.prefix)))
+        Err(io::Error::other(format!(
+            "no free address in {}/{}",
+            self.cidr.network, self.cidr.prefix
+        )))
     }
 
     /// Releases `ip` if `owner` holds it (missing is fine).
@@ -92,10 +105,15 @@ mod tests {
         assert_eq!(cidr.network, Ipv4Addr::new(10, 99, 0, 0));
         assert_eq!(cidr.gateway(), Ipv4Addr::new(10, 99, 0, 1));
         let ipam = Ipam::open(dir.path(), cidr).expect("ipam");
-        let got: Vec<Ipv4Addr> = (0..5).map(|i| ipam.allocate(&format!("s{i}")).expect("alloc")).collect();
+        let got: Vec<Ipv4Addr> = (0..5)
+            .map(|i| ipam.allocate(&format!("s{i}")).expect("alloc"))
+            .collect();
         assert_eq!(got.first(), Some(&Ipv4Addr::new(10, 99, 0, 2)));
         assert_eq!(got.last(), Some(&Ipv4Addr::new(10, 99, 0, 6)));
-        assert!(ipam.allocate("full").is_err(), "broadcast is never handed out");
+        assert!(
+            ipam.allocate("full").is_err(),
+            "broadcast is never handed out"
+        );
         ipam.release(got[1], "someone-else").expect("release");
         assert!(ipam.allocate("x").is_err(), "only the owner releases");
         ipam.release(got[1], "s1").expect("release");

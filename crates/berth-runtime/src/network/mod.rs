@@ -30,7 +30,11 @@ pub struct Network {
 fn run(cmd: &mut Command) -> io::Result<()> {
     let out = cmd.output()?;
     if !out.status.success() {
-        return Err(io::Error::other(format!("{:?}: {}", cmd, String::from_utf8_lossy(&out.stderr).trim())));
+        return Err(io::Error::other(format!(
+            "{:?}: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }
@@ -41,7 +45,10 @@ fn ip(args: &[&str]) -> io::Result<()> {
 
 /// `ip` run inside the network namespace pinned at `netns`.
 fn ip_in(netns: &Path, args: &[&str]) -> io::Result<()> {
-    run(Command::new("nsenter").arg(format!("--net={}", netns.display())).arg("ip").args(args))
+    run(Command::new("nsenter")
+        .arg(format!("--net={}", netns.display()))
+        .arg("ip")
+        .args(args))
 }
 
 /// The host-side veth name of a sandbox (interface names are at most 15 bytes).
@@ -52,7 +59,10 @@ pub fn host_veth(sandbox_id: &str) -> String {
 impl Network {
     /// Opens IPAM under `dir` and makes sure the bridge exists, is up and has the gateway.
     pub fn open(dir: &Path, config: NetworkConfig) -> io::Result<Self> {
-        let ipam = Ipam::open(&dir.join(format!("{}-{}", config.cidr.network, config.cidr.prefix)), config.cidr)?;
+        let ipam = Ipam::open(
+            &dir.join(format!("{}-{}", config.cidr.network, config.cidr.prefix)),
+            config.cidr,
+        )?;
         let net = Self { config, ipam };
         net.ensure_bridge()?;
         Ok(net)
@@ -65,7 +75,9 @@ impl Network {
             let _ = ip(&["link", "add", br, "type", "bridge"]);
         }
         let gw = format!("{}/{}", self.config.cidr.gateway(), self.config.cidr.prefix);
-        let out = Command::new("ip").args(["-4", "addr", "show", "dev", br]).output()?;
+        let out = Command::new("ip")
+            .args(["-4", "addr", "show", "dev", br])
+            .output()?;
         if !String::from_utf8_lossy(&out.stdout).contains(&format!("inet {gw}")) {
             ip(&["addr", "add", &gw, "dev", br])?;
         }
@@ -89,12 +101,26 @@ impl Network {
         let veth = host_veth(sandbox_id);
         let me = std::process::id().to_string();
         // Created from inside the pod netns, its peer sent to ours: eth0 never exists on the host.
-        ip_in(netns, &["link", "add", "eth0", "type", "veth", "peer", "name", &veth, "netns", &me])?;
+        ip_in(
+            netns,
+            &[
+                "link", "add", "eth0", "type", "veth", "peer", "name", &veth, "netns", &me,
+            ],
+        )?;
         ip(&["link", "set", &veth, "master", &self.config.bridge, "up"])?;
         let cidr = format!("{addr}/{}", self.config.cidr.prefix);
         ip_in(netns, &["addr", "add", &cidr, "dev", "eth0"])?;
         ip_in(netns, &["link", "set", "eth0", "up"])?;
-        ip_in(netns, &["route", "add", "default", "via", &self.config.cidr.gateway().to_string()])
+        ip_in(
+            netns,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &self.config.cidr.gateway().to_string(),
+            ],
+        )
     }
 
     /// Removes the sandbox's veth and releases its address. Idempotent.

@@ -10,7 +10,7 @@ use oci_spec::runtime::{
     LinuxResources, Mount, Process, Root, Spec, User,
 };
 
-pub use user::{resolve as resolve_user, ResolvedUser};
+pub use user::{ResolvedUser, resolve as resolve_user};
 
 /// Why a spec could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -103,25 +103,77 @@ pub struct ContainerParams {
 
 /// The capabilities a container gets by default (the list containerd and Docker use).
 pub const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ];
 
 /// Every capability of Linux 5.9+ (privileged containers get them all).
 const ALL_CAPABILITIES: &[&str] = &[
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
 ];
 
 /// The process arguments per Kubernetes rules: `command` replaces ENTRYPOINT and, when set,
 /// drops CMD; `args` replaces CMD.
-pub fn argv(image: Option<&oci_spec::image::Config>, command: &[String], args: &[String]) -> Result<Vec<String>, OciError> {
-    let entrypoint = image.and_then(|c| c.entrypoint().clone()).unwrap_or_default();
+pub fn argv(
+    image: Option<&oci_spec::image::Config>,
+    command: &[String],
+    args: &[String],
+) -> Result<Vec<String>, OciError> {
+    let entrypoint = image
+        .and_then(|c| c.entrypoint().clone())
+        .unwrap_or_default();
     let cmd = image.and_then(|c| c.cmd().clone()).unwrap_or_default();
     let out: Vec<String> = match (command.is_empty(), args.is_empty()) {
         (false, _) => command.iter().chain(args).cloned().collect(),
@@ -136,7 +188,10 @@ pub fn argv(image: Option<&oci_spec::image::Config>, command: &[String], args: &
 
 /// The environment: image variables, then container ones replacing same-named entries; PATH
 /// defaulted when neither sets it.
-pub fn environment(image: Option<&oci_spec::image::Config>, envs: &[(String, String)]) -> Vec<String> {
+pub fn environment(
+    image: Option<&oci_spec::image::Config>,
+    envs: &[(String, String)],
+) -> Vec<String> {
     let mut out: Vec<(String, String)> = Vec::new();
     let image_env = image.and_then(|c| c.env().clone()).unwrap_or_default();
     let parsed = image_env.iter().map(|kv| match kv.split_once('=') {
@@ -150,29 +205,52 @@ pub fn environment(image: Option<&oci_spec::image::Config>, envs: &[(String, Str
         }
     }
     if !out.iter().any(|(k, _)| k == "PATH") {
-        out.insert(0, ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()));
+        out.insert(
+            0,
+            (
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+        );
     }
     out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
 fn parse_cap(name: &str) -> Result<Capability, OciError> {
-    let full = if name.starts_with("CAP_") { name.to_string() } else { format!("CAP_{name}") };
-    serde_json::from_value(serde_json::Value::String(full)).map_err(|_| OciError::Capability(name.to_string()))
+    let full = if name.starts_with("CAP_") {
+        name.to_string()
+    } else {
+        format!("CAP_{name}")
+    };
+    serde_json::from_value(serde_json::Value::String(full))
+        .map_err(|_| OciError::Capability(name.to_string()))
 }
 
 /// The effective capability set: privileged = all; otherwise defaults - drop + add.
 pub fn capabilities(p: &ContainerParams) -> Result<Capabilities, OciError> {
-    let all = || -> Result<Capabilities, OciError> { ALL_CAPABILITIES.iter().map(|c| parse_cap(c)).collect() };
+    let all = || -> Result<Capabilities, OciError> {
+        ALL_CAPABILITIES.iter().map(|c| parse_cap(c)).collect()
+    };
     if p.privileged {
         return all();
     }
-    let drop_all = p.drop_capabilities.iter().any(|d| d.eq_ignore_ascii_case("ALL"));
+    let drop_all = p
+        .drop_capabilities
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case("ALL"));
     let mut caps: Capabilities = if drop_all {
         Capabilities::new()
     } else {
-        DEFAULT_CAPABILITIES.iter().map(|c| parse_cap(c)).collect::<Result<_, _>>()?
+        DEFAULT_CAPABILITIES
+            .iter()
+            .map(|c| parse_cap(c))
+            .collect::<Result<_, _>>()?
     };
-    for d in p.drop_capabilities.iter().filter(|d| !d.eq_ignore_ascii_case("ALL")) {
+    for d in p
+        .drop_capabilities
+        .iter()
+        .filter(|d| !d.eq_ignore_ascii_case("ALL"))
+    {
         caps.remove(&parse_cap(d)?);
     }
     for a in &p.add_capabilities {
@@ -220,13 +298,24 @@ fn bind(dest: &Path, src: &Path, readonly: bool) -> Result<Mount, OciError> {
 
 fn mounts(p: &ContainerParams) -> Result<Vec<Mount>, OciError> {
     let mut out = oci_spec::runtime::get_default_mounts();
-    let cgroup_opts = ["nosuid", "noexec", "nodev", "relatime", if p.privileged { "rw" } else { "ro" }];
+    let cgroup_opts = [
+        "nosuid",
+        "noexec",
+        "nodev",
+        "relatime",
+        if p.privileged { "rw" } else { "ro" },
+    ];
     out.push(
         oci_spec::runtime::MountBuilder::default()
             .destination("/sys/fs/cgroup")
             .typ("cgroup")
             .source("cgroup")
-            .options(cgroup_opts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .options(
+                cgroup_opts
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>(),
+            )
             .build()
             .map_err(spec_err)?,
     );
@@ -271,7 +360,13 @@ fn resources(p: &ContainerParams) -> Result<LinuxResources, OciError> {
 }
 
 fn namespaces(p: &ContainerParams) -> Vec<LinuxNamespace> {
-    let kinds = [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount, LinuxNamespaceType::Network];
+    let kinds = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Network,
+    ];
     kinds
         .into_iter()
         .map(|k| {
@@ -285,13 +380,22 @@ fn namespaces(p: &ContainerParams) -> Vec<LinuxNamespace> {
         .collect()
 }
 
-fn process(image: Option<&oci_spec::image::Config>, p: &ContainerParams, rootfs: &Path) -> Result<Process, OciError> {
+fn process(
+    image: Option<&oci_spec::image::Config>,
+    p: &ContainerParams,
+    rootfs: &Path,
+) -> Result<Process, OciError> {
     let resolved = user::resolve(rootfs, &user_spec(image, p))?;
     let mut user = User::default();
     user.set_uid(resolved.uid);
     user.set_gid(resolved.gid);
     let mut gids = resolved.additional_gids;
-    gids.extend(p.supplemental_groups.iter().copied().filter(|g| *g != resolved.gid));
+    gids.extend(
+        p.supplemental_groups
+            .iter()
+            .copied()
+            .filter(|g| *g != resolved.gid),
+    );
     gids.dedup();
     user.set_additional_gids(if gids.is_empty() { None } else { Some(gids) });
 
@@ -302,8 +406,15 @@ fn process(image: Option<&oci_spec::image::Config>, p: &ContainerParams, rootfs:
         .permitted(caps)
         .build()
         .map_err(spec_err)?;
-    let cwd = p.working_dir.clone().filter(|w| !w.is_empty())
-        .or_else(|| image.and_then(|c| c.working_dir().clone()).filter(|w| !w.is_empty()))
+    let cwd = p
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .or_else(|| {
+            image
+                .and_then(|c| c.working_dir().clone())
+                .filter(|w| !w.is_empty())
+        })
         .unwrap_or_else(|| "/".to_string());
 
     let mut proc_ = Process::default();
@@ -321,9 +432,17 @@ fn process(image: Option<&oci_spec::image::Config>, p: &ContainerParams, rootfs:
 
 /// Generates the runtime spec for a container whose rootfs is (or will be mounted) at `rootfs`.
 /// `rootfs` is also where /etc/passwd and /etc/group are read to resolve user names.
-pub fn generate(image: Option<&oci_spec::image::Config>, p: &ContainerParams, rootfs: &Path) -> Result<Spec, OciError> {
+pub fn generate(
+    image: Option<&oci_spec::image::Config>,
+    p: &ContainerParams,
+    rootfs: &Path,
+) -> Result<Spec, OciError> {
     let mut spec = Spec::default();
-    spec.set_hostname(if p.hostname.is_empty() { None } else { Some(p.hostname.clone()) });
+    spec.set_hostname(if p.hostname.is_empty() {
+        None
+    } else {
+        Some(p.hostname.clone())
+    });
     let mut root = Root::default();
     root.set_path(rootfs.to_path_buf());
     root.set_readonly(Some(p.readonly_rootfs));

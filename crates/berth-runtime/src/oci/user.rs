@@ -38,11 +38,26 @@ fn read_db(rootfs: &Path, rel: &str, group: bool) -> Vec<Entry> {
             let f: Vec<&str> = line.split(':').collect();
             let id = f.get(2)?.parse().ok()?;
             let (gid, members) = if group {
-                (id, f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect()).unwrap_or_default())
+                (
+                    id,
+                    f.get(3)
+                        .map(|m| {
+                            m.split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(String::from)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                )
             } else {
                 (f.get(3)?.parse().ok()?, Vec::new())
             };
-            Some(Entry { name: f.first()?.to_string(), id, gid, members })
+            Some(Entry {
+                name: f.first()?.to_string(),
+                id,
+                gid,
+                members,
+            })
         })
         .collect()
 }
@@ -59,20 +74,41 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<ResolvedUser, OciError> {
         (0, 0, Some("root".to_string()))
     } else if let Ok(uid) = user.parse::<u32>() {
         let e = passwd.iter().find(|e| e.id == uid);
-        (uid, e.map(|e| e.gid).unwrap_or(0), e.map(|e| e.name.clone()))
+        (
+            uid,
+            e.map(|e| e.gid).unwrap_or(0),
+            e.map(|e| e.name.clone()),
+        )
     } else {
-        let e = passwd.iter().find(|e| e.name == user).ok_or_else(|| OciError::UnknownUser(user.to_string()))?;
+        let e = passwd
+            .iter()
+            .find(|e| e.name == user)
+            .ok_or_else(|| OciError::UnknownUser(user.to_string()))?;
         (e.id, e.gid, Some(e.name.clone()))
     };
     if let Some(g) = group.filter(|g| !g.is_empty()) {
         gid = match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => groups.iter().find(|e| e.name == g).ok_or_else(|| OciError::UnknownGroup(g.to_string()))?.id,
+            Err(_) => {
+                groups
+                    .iter()
+                    .find(|e| e.name == g)
+                    .ok_or_else(|| OciError::UnknownGroup(g.to_string()))?
+                    .id
+            }
         };
     }
     let additional_gids = match &name {
-        Some(n) => groups.iter().filter(|e| e.members.contains(n) && e.gid != gid).map(|e| e.gid).collect(),
+        Some(n) => groups
+            .iter()
+            .filter(|e| e.members.contains(n) && e.gid != gid)
+            .map(|e| e.gid)
+            .collect(),
         None => Vec::new(),
     };
-    Ok(ResolvedUser { uid, gid, additional_gids })
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+    })
 }

@@ -73,7 +73,10 @@ pub struct SandboxStore {
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
-    move |source| SandboxError::Io { path: path.to_path_buf(), source }
+    move |source| SandboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl SandboxStore {
@@ -85,7 +88,9 @@ impl SandboxStore {
     }
 
     fn detach(&self, id: &str, ip: Option<IpAddr>) -> Result<(), SandboxError> {
-        let Some(net) = &self.network else { return Ok(()) };
+        let Some(net) = &self.network else {
+            return Ok(());
+        };
         let v4 = match ip {
             Some(IpAddr::V4(a)) => Some(a),
             _ => None,
@@ -119,11 +124,20 @@ impl SandboxStore {
         result
     }
 
-    fn run_in(&self, dir: &Path, id: &str, config: PodSandboxConfig) -> Result<SandboxInfo, SandboxError> {
+    fn run_in(
+        &self,
+        dir: &Path,
+        id: &str,
+        config: PodSandboxConfig,
+    ) -> Result<SandboxInfo, SandboxError> {
         let pin = dir.join("netns");
         netns::create(&pin).map_err(io_at(&pin))?;
         let hostname = if config.hostname.is_empty() {
-            config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_else(|| id.chars().take(12).collect())
+            config
+                .metadata
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_else(|| id.chars().take(12).collect())
         } else {
             config.hostname.clone()
         };
@@ -132,13 +146,24 @@ impl SandboxStore {
             std::fs::write(&p, text).map_err(io_at(&p))
         };
         write("hostname", format!("{hostname}\n"))?;
-        write("hosts", format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"))?;
+        write(
+            "hosts",
+            format!(
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+            ),
+        )?;
         write("resolv.conf", resolv_conf(&config))?;
         let ip = match &self.network {
             Some(net) => Some(IpAddr::V4(net.attach(id, &pin).map_err(io_at(&pin))?)),
             None => None,
         };
-        let record = SandboxRecord { id: id.to_string(), created_at_ns: now_ns(), ready: true, ip, config_pb: config.encode_to_vec() };
+        let record = SandboxRecord {
+            id: id.to_string(),
+            created_at_ns: now_ns(),
+            ready: true,
+            ip,
+            config_pb: config.encode_to_vec(),
+        };
         self.save(dir, &record)?;
         self.info(id)
     }
@@ -148,9 +173,14 @@ impl SandboxStore {
         let dir = self.path(id)?;
         let p = dir.join("sandbox.json");
         let bytes = std::fs::read(&p).map_err(|_| SandboxError::NotFound(id.to_string()))?;
-        let r: SandboxRecord = serde_json::from_slice(&bytes).map_err(|e| io_at(&p)(io::Error::other(e)))?;
-        let config = PodSandboxConfig::decode(r.config_pb.as_slice()).map_err(|e| io_at(&p)(io::Error::other(e)))?;
-        let hostname = std::fs::read_to_string(dir.join("hostname")).unwrap_or_default().trim().to_string();
+        let r: SandboxRecord =
+            serde_json::from_slice(&bytes).map_err(|e| io_at(&p)(io::Error::other(e)))?;
+        let config = PodSandboxConfig::decode(r.config_pb.as_slice())
+            .map_err(|e| io_at(&p)(io::Error::other(e)))?;
+        let hostname = std::fs::read_to_string(dir.join("hostname"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
         Ok(SandboxInfo {
             id: r.id,
             netns_path: dir.join("netns"),
@@ -158,7 +188,9 @@ impl SandboxStore {
             hostname_path: dir.join("hostname"),
             hosts_path: dir.join("hosts"),
             resolv_conf_path: dir.join("resolv.conf"),
-            log_directory: Some(config.log_directory.clone()).filter(|d| !d.is_empty()).map(PathBuf::from),
+            log_directory: Some(config.log_directory.clone())
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from),
             ip: r.ip,
             ready: r.ready,
             created_at_ns: r.created_at_ns,
@@ -169,15 +201,21 @@ impl SandboxStore {
     /// All sandboxes on disk.
     pub fn list(&self) -> Result<Vec<SandboxInfo>, SandboxError> {
         let rd = std::fs::read_dir(&self.dir).map_err(io_at(&self.dir))?;
-        Ok(rd.flatten().filter_map(|e| self.info(&e.file_name().to_string_lossy()).ok()).collect())
+        Ok(rd
+            .flatten()
+            .filter_map(|e| self.info(&e.file_name().to_string_lossy()).ok())
+            .collect())
     }
 
     /// Marks the sandbox not ready and releases its network namespace. Idempotent.
     pub fn stop(&self, id: &str) -> Result<(), SandboxError> {
         let dir = self.path(id)?;
         let p = dir.join("sandbox.json");
-        let Ok(bytes) = std::fs::read(&p) else { return Ok(()) };
-        let mut r: SandboxRecord = serde_json::from_slice(&bytes).map_err(|e| io_at(&p)(io::Error::other(e)))?;
+        let Ok(bytes) = std::fs::read(&p) else {
+            return Ok(());
+        };
+        let mut r: SandboxRecord =
+            serde_json::from_slice(&bytes).map_err(|e| io_at(&p)(io::Error::other(e)))?;
         self.detach(id, r.ip)?;
         let pin = dir.join("netns");
         netns::remove(&pin).map_err(io_at(&pin))?;

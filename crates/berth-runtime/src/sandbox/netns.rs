@@ -4,8 +4,8 @@
 use std::io;
 use std::path::Path;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
 
 /// Creates a new network namespace with `lo` up and pins it at `pin` (an empty file is created).
 pub fn create(pin: &Path) -> io::Result<()> {
@@ -13,9 +13,17 @@ pub fn create(pin: &Path) -> io::Result<()> {
     let pin_owned = pin.to_path_buf();
     let result = std::thread::spawn(move || -> io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET)?;
-        mount(Some("/proc/thread-self/ns/net"), &pin_owned, None::<&str>, MsFlags::MS_BIND, None::<&str>)?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &pin_owned,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )?;
         // A child forked from this thread starts in the new namespace.
-        let status = std::process::Command::new("ip").args(["link", "set", "lo", "up"]).status()?;
+        let status = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()?;
         if !status.success() {
             return Err(io::Error::other("ip link set lo up failed"));
         }

@@ -16,19 +16,28 @@ pub struct LogSink {
 }
 
 fn open_append(path: &Path) -> io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 impl LogSink {
     /// Opens (creating, appending) the log file.
     pub fn open(path: &Path) -> io::Result<Self> {
-        Ok(Self { path: path.to_path_buf(), file: Arc::new(Mutex::new(open_append(path)?)) })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Arc::new(Mutex::new(open_append(path)?)),
+        })
     }
 
     /// Reopens the path (after a rotation moved the old file away).
     pub fn reopen(&self) -> io::Result<()> {
         let fresh = open_append(&self.path)?;
-        let mut guard = self.file.lock().map_err(|_| io::Error::other("log lock poisoned"))?;
+        let mut guard = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("log lock poisoned"))?;
         *guard = fresh;
         Ok(())
     }
@@ -37,10 +46,15 @@ impl LogSink {
     fn record(&self, stream: &str, partial: bool, content: &[u8]) -> io::Result<()> {
         let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let mut line = Vec::with_capacity(content.len() + 48);
-        line.extend_from_slice(format!("{ts} {stream} {} ", if partial { "P" } else { "F" }).as_bytes());
+        line.extend_from_slice(
+            format!("{ts} {stream} {} ", if partial { "P" } else { "F" }).as_bytes(),
+        );
         line.extend_from_slice(content);
         line.push(b'\n');
-        let mut guard = self.file.lock().map_err(|_| io::Error::other("log lock poisoned"))?;
+        let mut guard = self
+            .file
+            .lock()
+            .map_err(|_| io::Error::other("log lock poisoned"))?;
         guard.write_all(&line)
     }
 }
@@ -91,8 +105,15 @@ mod tests {
             .map(|l| {
                 let mut it = l.splitn(4, ' ');
                 let ts = it.next().expect("ts");
-                assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "timestamp {ts}");
-                (it.next().expect("stream").into(), it.next().expect("tag").into(), it.next().unwrap_or("").into())
+                assert!(
+                    chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
+                    "timestamp {ts}"
+                );
+                (
+                    it.next().expect("stream").into(),
+                    it.next().expect("tag").into(),
+                    it.next().unwrap_or("").into(),
+                )
             })
             .collect()
     }
@@ -127,7 +148,15 @@ mod tests {
         std::fs::rename(&path, dir.path().join("c.log.1")).expect("rotate");
         sink.reopen().expect("reopen");
         pump(&b"two\n"[..], &sink, "stdout").expect("pump");
-        assert!(std::fs::read_to_string(&path).expect("new").ends_with(" stdout F two\n"));
-        assert!(std::fs::read_to_string(dir.path().join("c.log.1")).expect("old").ends_with(" stdout F one\n"));
+        assert!(
+            std::fs::read_to_string(&path)
+                .expect("new")
+                .ends_with(" stdout F two\n")
+        );
+        assert!(
+            std::fs::read_to_string(dir.path().join("c.log.1"))
+                .expect("old")
+                .ends_with(" stdout F one\n")
+        );
     }
 }

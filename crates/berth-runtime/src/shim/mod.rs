@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use nix::sys::signal::{self, SigAction, SigHandler, SaFlags, SigSet, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -91,7 +91,10 @@ impl ShimConfig {
                 other => return Err(format!("unknown shim flag {other}")),
             }
         }
-        if cfg.id.is_empty() || cfg.bundle.as_os_str().is_empty() || cfg.state_dir.as_os_str().is_empty() {
+        if cfg.id.is_empty()
+            || cfg.bundle.as_os_str().is_empty()
+            || cfg.state_dir.as_os_str().is_empty()
+        {
             return Err("shim needs --id, --bundle and --state-dir".into());
         }
         Ok(cfg)
@@ -142,7 +145,10 @@ pub fn run(cfg: &ShimConfig) -> Result<(), ShimError> {
         return Err(io::Error::last_os_error().into());
     }
     std::fs::create_dir_all(&cfg.state_dir)?;
-    std::fs::write(cfg.state_dir.join(SHIM_PID_FILE), std::process::id().to_string())?;
+    std::fs::write(
+        cfg.state_dir.join(SHIM_PID_FILE),
+        std::process::id().to_string(),
+    )?;
     let (out_r, out_w) = nix::unistd::pipe()?;
     let (err_r, err_w) = nix::unistd::pipe()?;
     let pid = match create(cfg, out_w, err_w) {
@@ -182,10 +188,18 @@ pub fn run(cfg: &ShimConfig) -> Result<(), ShimError> {
     } else {
         "Error"
     };
-    let record = ExitRecord { exit_code, finished_at_ns: now_ns(), reason: reason.to_string() };
+    let record = ExitRecord {
+        exit_code,
+        finished_at_ns: now_ns(),
+        reason: reason.to_string(),
+    };
     let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
     write_atomic(&cfg.state_dir.join(EXIT_FILE), &json)?;
-    let _ = runtime_cmd(cfg).args(["delete", "--force", &cfg.id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let _ = runtime_cmd(cfg)
+        .args(["delete", "--force", &cfg.id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     Ok(())
 }
 
@@ -205,9 +219,12 @@ fn create(cfg: &ShimConfig, out_w: OwnedFd, err_w: OwnedFd) -> Result<i32, ShimE
     let pid_file = cfg.state_dir.join(PID_FILE);
     let runc_log = cfg.state_dir.join("runtime.log");
     let status = runtime_cmd(cfg)
-        .arg("--log").arg(&runc_log)
-        .args(["create", "--bundle"]).arg(&cfg.bundle)
-        .arg("--pid-file").arg(&pid_file)
+        .arg("--log")
+        .arg(&runc_log)
+        .args(["create", "--bundle"])
+        .arg(&cfg.bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
         .arg(&cfg.id)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out_w))
@@ -215,16 +232,28 @@ fn create(cfg: &ShimConfig, out_w: OwnedFd, err_w: OwnedFd) -> Result<i32, ShimE
         .status()?;
     if !status.success() {
         let message = std::fs::read_to_string(&runc_log).unwrap_or_default();
-        let message = message.lines().last().unwrap_or("no error output").to_string();
-        return Err(ShimError::Create { runtime: cfg.runtime.display().to_string(), message });
+        let message = message
+            .lines()
+            .last()
+            .unwrap_or("no error output")
+            .to_string();
+        return Err(ShimError::Create {
+            runtime: cfg.runtime.display().to_string(),
+            message,
+        });
     }
     let pid = std::fs::read_to_string(&pid_file)?;
-    pid.trim().parse().map_err(|_| io::Error::other(format!("bad pid file {pid:?}")).into())
+    pid.trim()
+        .parse()
+        .map_err(|_| io::Error::other(format!("bad pid file {pid:?}")).into())
 }
 
 /// Points stdin/stdout/stderr at /dev/null so the runtime's pipe can close.
 fn detach_stdio() -> Result<(), ShimError> {
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
     for fd in 0..3 {
         // SAFETY: dup2 onto the standard descriptors of this process.
         if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) } < 0 {
@@ -236,7 +265,11 @@ fn detach_stdio() -> Result<(), ShimError> {
 
 fn install_reopen_handler() -> Result<(), ShimError> {
     // No SA_RESTART: the blocking waitpid must return EINTR so the main loop sees the flag.
-    let action = SigAction::new(SigHandler::Handler(on_sigusr1), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_sigusr1),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe { signal::sigaction(Signal::SIGUSR1, &action) }?;
     Ok(())
@@ -267,12 +300,21 @@ fn oom_killed(cgroup_path: Option<&str>) -> bool {
     let Some(rel) = cgroup_path else { return false };
     let rel = rel.trim_start_matches('/');
     let candidates = [
-        (format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"), "oom_kill "),
+        (
+            format!("/sys/fs/cgroup/memory/{rel}/memory.oom_control"),
+            "oom_kill ",
+        ),
         (format!("/sys/fs/cgroup/{rel}/memory.events"), "oom_kill "),
     ];
     candidates.iter().any(|(path, key)| {
         std::fs::read_to_string(path)
-            .map(|text| text.lines().any(|l| l.strip_prefix(key).and_then(|n| n.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)))
+            .map(|text| {
+                text.lines().any(|l| {
+                    l.strip_prefix(key)
+                        .and_then(|n| n.trim().parse::<u64>().ok())
+                        .is_some_and(|n| n > 0)
+                })
+            })
             .unwrap_or(false)
     })
 }
@@ -282,17 +324,30 @@ fn oom_killed(cgroup_path: Option<&str>) -> bool {
 pub fn spawn(shim_exe: &Path, cfg: &ShimConfig) -> Result<i32, ShimError> {
     let mut cmd = Command::new(shim_exe);
     cmd.arg("shim")
-        .arg("--id").arg(&cfg.id)
-        .arg("--bundle").arg(&cfg.bundle)
-        .arg("--log-path").arg(&cfg.log_path)
-        .arg("--state-dir").arg(&cfg.state_dir)
-        .arg("--runtime").arg(&cfg.runtime)
-        .arg("--runtime-root").arg(&cfg.runtime_root);
+        .arg("--id")
+        .arg(&cfg.id)
+        .arg("--bundle")
+        .arg(&cfg.bundle)
+        .arg("--log-path")
+        .arg(&cfg.log_path)
+        .arg("--state-dir")
+        .arg(&cfg.state_dir)
+        .arg("--runtime")
+        .arg(&cfg.runtime)
+        .arg("--runtime-root")
+        .arg(&cfg.runtime_root);
     if let Some(cg) = &cfg.cgroup_path {
         cmd.arg("--cgroup-path").arg(cg);
     }
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-    let stdout = child.stdout.take().ok_or_else(|| io::Error::other("shim stdout"))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("shim stdout"))?;
     let mut line = String::new();
     io::BufReader::new(stdout).read_line(&mut line)?;
     std::thread::spawn(move || {
@@ -300,7 +355,9 @@ pub fn spawn(shim_exe: &Path, cfg: &ShimConfig) -> Result<i32, ShimError> {
     });
     let line = line.trim();
     match line.strip_prefix("created ") {
-        Some(pid) => pid.parse().map_err(|_| io::Error::other(format!("shim said {line:?}")).into()),
+        Some(pid) => pid
+            .parse()
+            .map_err(|_| io::Error::other(format!("shim said {line:?}")).into()),
         None => Err(ShimError::Create {
             runtime: cfg.runtime.display().to_string(),
             message: line.strip_prefix("error ").unwrap_or(line).to_string(),

@@ -11,7 +11,8 @@ use std::path::Path;
 
 /// Converts a single path component (or a symlink target) into a C string.
 pub fn cstr(s: &std::ffi::OsStr) -> io::Result<CString> {
-    CString::new(s.as_bytes()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
+    CString::new(s.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in name"))
 }
 
 fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -26,7 +27,12 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
 pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
     let p = cstr(path.as_os_str())?;
     // SAFETY: p is a valid NUL-terminated string; the fd returned is owned by us.
-    let fd = check(unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) })?;
+    let fd = check(unsafe {
+        libc::open(
+            p.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
     // SAFETY: fd was just returned by open and is not owned elsewhere.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -101,9 +107,15 @@ pub fn symlink(dir: RawFd, name: &CString, target: &CString) -> io::Result<()> {
 }
 
 /// Hard-links `old_dir/old_name` to `new_dir/new_name` without following symlinks.
-pub fn link(old_dir: RawFd, old_name: &CString, new_dir: RawFd, new_name: &CString) -> io::Result<()> {
+pub fn link(
+    old_dir: RawFd,
+    old_name: &CString,
+    new_dir: RawFd,
+    new_name: &CString,
+) -> io::Result<()> {
     // SAFETY: valid dirfds and C strings; flags 0 = do not follow a symlink in old_name.
-    check(unsafe { libc::linkat(old_dir, old_name.as_ptr(), new_dir, new_name.as_ptr(), 0) }).map(drop)
+    check(unsafe { libc::linkat(old_dir, old_name.as_ptr(), new_dir, new_name.as_ptr(), 0) })
+        .map(drop)
 }
 
 /// Creates a device node or fifo.
@@ -116,7 +128,8 @@ pub fn mknod(dir: RawFd, name: &CString, mode: u32, major: u32, minor: u32) -> i
 /// Changes owner of `name` in `dir` without following a symlink.
 pub fn chown(dir: RawFd, name: &CString, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: valid dirfd and C string.
-    check(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+    check(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+        .map(drop)
 }
 
 /// Changes the mode of `name` in `dir` (never called on symlinks: Linux has no symlink modes).
@@ -127,15 +140,27 @@ pub fn chmod(dir: RawFd, name: &CString, mode: u32) -> io::Result<()> {
 
 /// Sets access and modification times of `name` in `dir` without following a symlink.
 pub fn set_mtime(dir: RawFd, name: &CString, secs: i64) -> io::Result<()> {
-    let ts = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 };
+    let ts = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
     let times = [ts, ts];
     // SAFETY: valid dirfd, C string and a 2-element timespec array.
-    check(unsafe { libc::utimensat(dir, name.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+    check(unsafe {
+        libc::utimensat(
+            dir,
+            name.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
 }
 
 /// Sets an extended attribute on an open file descriptor.
 pub fn set_xattr(fd: RawFd, key: &str, value: &[u8]) -> io::Result<()> {
     let k = cstr(std::ffi::OsStr::new(key))?;
     // SAFETY: valid fd, C string key, and value pointer/length from a slice.
-    check(unsafe { libc::fsetxattr(fd, k.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+    check(unsafe { libc::fsetxattr(fd, k.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
+        .map(drop)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use unpack::{unpack_layer, UnpackError};
+pub use unpack::{UnpackError, unpack_layer};
 
 /// Why a snapshot could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,10 @@ pub enum Compression {
 impl Compression {
     /// Picks the decompressor for an OCI or Docker layer media type.
     pub fn from_media_type(media_type: &str) -> Result<Self, SnapshotError> {
-        if media_type.ends_with("+gzip") || media_type.ends_with(".tar.gzip") || media_type.ends_with(".tar.gz") {
+        if media_type.ends_with("+gzip")
+            || media_type.ends_with(".tar.gzip")
+            || media_type.ends_with(".tar.gz")
+        {
             Ok(Self::Gzip)
         } else if media_type.ends_with("+zstd") {
             Ok(Self::Zstd)
@@ -81,7 +84,10 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     for d in diff_ids {
         let next = match out.last() {
             None => d.clone(),
-            Some(prev) => format!("sha256:{}", hex::encode(Sha256::digest(format!("{prev} {d}").as_bytes()))),
+            Some(prev) => format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(format!("{prev} {d}").as_bytes()))
+            ),
         };
         out.push(next);
     }
@@ -98,7 +104,10 @@ impl SnapshotStore {
     /// Opens (creating) the snapshot directory.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, SnapshotError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(|source| SnapshotError::Io { path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| SnapshotError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         Ok(Self { dir })
     }
 
@@ -115,7 +124,13 @@ impl SnapshotStore {
     /// Unpacks `blob` (compressed as `compression`) as the snapshot `chain_id`, checking that
     /// it hashes to `diff_id`. Unpacking goes to a temporary dir renamed into place, so a
     /// snapshot dir either holds a complete verified layer or does not exist.
-    pub fn unpack(&self, chain_id: &str, diff_id: &str, compression: Compression, blob: &Path) -> Result<PathBuf, SnapshotError> {
+    pub fn unpack(
+        &self,
+        chain_id: &str,
+        diff_id: &str,
+        compression: Compression,
+        blob: &Path,
+    ) -> Result<PathBuf, SnapshotError> {
         let target = self.path(chain_id);
         if target.is_dir() {
             return Ok(target);
@@ -124,13 +139,25 @@ impl SnapshotStore {
             let path = path.to_path_buf();
             move |source| SnapshotError::Io { path, source }
         };
-        let tmp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(&self.dir).map_err(io(&self.dir))?;
-        fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).map_err(io(tmp.path()))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&self.dir)
+            .map_err(io(&self.dir))?;
+        fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .map_err(io(tmp.path()))?;
         let file = fs::File::open(blob).map_err(io(blob))?;
-        let reader = compression.reader(io::BufReader::new(file)).map_err(io(blob))?;
+        let reader = compression
+            .reader(io::BufReader::new(file))
+            .map_err(io(blob))?;
         let actual = unpack_layer(reader, tmp.path())?;
         if actual != diff_id {
-            return Err(SnapshotError::DiffIdMismatch { expected: diff_id.to_string(), actual });
+            return Err(SnapshotError::DiffIdMismatch {
+                expected: diff_id.to_string(),
+                actual,
+            });
         }
         let tmp_path = tmp.keep();
         if let Err(e) = fs::rename(&tmp_path, &target) {
@@ -147,7 +174,9 @@ impl SnapshotStore {
     pub fn remove(&self, chain_id: &str) -> Result<(), SnapshotError> {
         let p = self.path(chain_id);
         match fs::remove_dir_all(&p) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(SnapshotError::Io { path: p, source: e }),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(SnapshotError::Io { path: p, source: e })
+            }
             _ => Ok(()),
         }
     }

@@ -9,7 +9,14 @@ use super::*;
 
 /// Appends an entry whose raw name (and link name) bytes are written verbatim, because the tar
 /// crate's safe setters refuse `..`, which is exactly what these tests need to produce.
-fn raw_entry(b: &mut tar::Builder<Vec<u8>>, path: &str, kind: tar::EntryType, link: &str, data: &[u8], mode: u32) {
+fn raw_entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    kind: tar::EntryType,
+    link: &str,
+    data: &[u8],
+    mode: u32,
+) {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(kind);
     h.set_size(data.len() as u64);
@@ -44,8 +51,15 @@ fn dirs() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn assert_outside_untouched(outside: &Path) {
-    let names: Vec<_> = fs::read_dir(outside).expect("read outside").map(|e| e.expect("entry").file_name()).collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("secret")], "something was written outside");
+    let names: Vec<_> = fs::read_dir(outside)
+        .expect("read outside")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("secret")],
+        "something was written outside"
+    );
     assert_eq!(fs::read(outside.join("secret")).expect("secret"), b"keep");
 }
 
@@ -54,24 +68,70 @@ fn unpacks_files_dirs_links_devices_with_attributes_and_diff_id() {
     let (_tmp, snap, _) = dirs();
     let data = tar_of(|b| {
         raw_entry(b, "bin/", tar::EntryType::Directory, "", b"", 0o755);
-        raw_entry(b, "bin/busybox", tar::EntryType::Regular, "", b"#!elf", 0o4755);
-        raw_entry(b, "bin/sh", tar::EntryType::Symlink, "/bin/busybox", b"", 0o777);
-        raw_entry(b, "bin/hard", tar::EntryType::Link, "bin/busybox", b"", 0o755);
+        raw_entry(
+            b,
+            "bin/busybox",
+            tar::EntryType::Regular,
+            "",
+            b"#!elf",
+            0o4755,
+        );
+        raw_entry(
+            b,
+            "bin/sh",
+            tar::EntryType::Symlink,
+            "/bin/busybox",
+            b"",
+            0o777,
+        );
+        raw_entry(
+            b,
+            "bin/hard",
+            tar::EntryType::Link,
+            "bin/busybox",
+            b"",
+            0o755,
+        );
         raw_entry(b, "deep/er/file", tar::EntryType::Regular, "", b"x", 0o640);
         raw_entry(b, "dev/fifo", tar::EntryType::Fifo, "", b"", 0o600);
     });
     let diff_id = unpack_layer(&data[..], &snap).expect("unpack");
-    assert_eq!(diff_id, format!("sha256:{}", hex::encode(Sha256::digest(&data))));
+    assert_eq!(
+        diff_id,
+        format!("sha256:{}", hex::encode(Sha256::digest(&data)))
+    );
 
     let bb = fs::metadata(snap.join("bin/busybox")).expect("busybox");
-    assert_eq!(bb.permissions().mode() & 0o7777, 0o4755, "setuid bit kept after chown");
+    assert_eq!(
+        bb.permissions().mode() & 0o7777,
+        0o4755,
+        "setuid bit kept after chown"
+    );
     assert_eq!((bb.uid(), bb.gid()), (1000, 1001));
     assert_eq!(bb.mtime(), 1_600_000_000);
     assert_eq!(fs::read(snap.join("bin/busybox")).expect("read"), b"#!elf");
-    assert_eq!(fs::read_link(snap.join("bin/sh")).expect("link"), Path::new("/bin/busybox"));
-    assert_eq!(fs::metadata(snap.join("bin/hard")).expect("hard").ino(), bb.ino());
-    assert_eq!(fs::metadata(snap.join("deep/er/file")).expect("deep").permissions().mode() & 0o777, 0o640);
-    assert!(fs::symlink_metadata(snap.join("dev/fifo")).expect("fifo").file_type().is_fifo());
+    assert_eq!(
+        fs::read_link(snap.join("bin/sh")).expect("link"),
+        Path::new("/bin/busybox")
+    );
+    assert_eq!(
+        fs::metadata(snap.join("bin/hard")).expect("hard").ino(),
+        bb.ino()
+    );
+    assert_eq!(
+        fs::metadata(snap.join("deep/er/file"))
+            .expect("deep")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o640
+    );
+    assert!(
+        fs::symlink_metadata(snap.join("dev/fifo"))
+            .expect("fifo")
+            .file_type()
+            .is_fifo()
+    );
 }
 
 #[test]
@@ -79,7 +139,14 @@ fn whiteouts_become_char_devices_and_opaque_dirs_get_the_xattr() {
     let (_tmp, snap, _) = dirs();
     let data = tar_of(|b| {
         raw_entry(b, "etc/.wh.gone", tar::EntryType::Regular, "", b"", 0o644);
-        raw_entry(b, "var/.wh..wh..opq", tar::EntryType::Regular, "", b"", 0o644);
+        raw_entry(
+            b,
+            "var/.wh..wh..opq",
+            tar::EntryType::Regular,
+            "",
+            b"",
+            0o644,
+        );
     });
     unpack_layer(&data[..], &snap).expect("unpack");
     let wh = fs::symlink_metadata(snap.join("etc/gone")).expect("whiteout");
@@ -99,7 +166,16 @@ fn whiteouts_become_char_devices_and_opaque_dirs_get_the_xattr() {
 #[test]
 fn refuses_parent_dir_paths() {
     let (_tmp, snap, outside) = dirs();
-    let data = tar_of(|b| raw_entry(b, "../outside/evil", tar::EntryType::Regular, "", b"pwn", 0o644));
+    let data = tar_of(|b| {
+        raw_entry(
+            b,
+            "../outside/evil",
+            tar::EntryType::Regular,
+            "",
+            b"pwn",
+            0o644,
+        )
+    });
     let err = unpack_layer(&data[..], &snap).expect_err("must refuse");
     assert!(matches!(err, UnpackError::Escape { .. }), "{err}");
     assert_outside_untouched(&outside);
@@ -109,7 +185,14 @@ fn refuses_parent_dir_paths() {
 fn refuses_writing_through_an_absolute_symlink() {
     let (_tmp, snap, outside) = dirs();
     let data = tar_of(|b| {
-        raw_entry(b, "escape", tar::EntryType::Symlink, outside.to_str().expect("utf8"), b"", 0o777);
+        raw_entry(
+            b,
+            "escape",
+            tar::EntryType::Symlink,
+            outside.to_str().expect("utf8"),
+            b"",
+            0o777,
+        );
         raw_entry(b, "escape/evil", tar::EntryType::Regular, "", b"pwn", 0o644);
     });
     let err = unpack_layer(&data[..], &snap).expect_err("must refuse");
@@ -120,19 +203,46 @@ fn refuses_writing_through_an_absolute_symlink() {
 #[test]
 fn refuses_hardlinks_to_outside() {
     let (_tmp, snap, outside) = dirs();
-    let data = tar_of(|b| raw_entry(b, "h", tar::EntryType::Link, "../outside/secret", b"", 0o644));
-    assert!(matches!(unpack_layer(&data[..], &snap), Err(UnpackError::Escape { .. })));
+    let data = tar_of(|b| {
+        raw_entry(
+            b,
+            "h",
+            tar::EntryType::Link,
+            "../outside/secret",
+            b"",
+            0o644,
+        )
+    });
+    assert!(matches!(
+        unpack_layer(&data[..], &snap),
+        Err(UnpackError::Escape { .. })
+    ));
     // Through a symlinked parent too.
     let (_tmp2, snap2, outside2) = dirs();
     let data = tar_of(|b| {
-        raw_entry(b, "s", tar::EntryType::Symlink, outside2.to_str().expect("utf8"), b"", 0o777);
+        raw_entry(
+            b,
+            "s",
+            tar::EntryType::Symlink,
+            outside2.to_str().expect("utf8"),
+            b"",
+            0o777,
+        );
         raw_entry(b, "h", tar::EntryType::Link, "s/secret", b"", 0o644);
     });
-    assert!(matches!(unpack_layer(&data[..], &snap2), Err(UnpackError::Escape { .. })));
+    assert!(matches!(
+        unpack_layer(&data[..], &snap2),
+        Err(UnpackError::Escape { .. })
+    ));
     assert!(!snap.join("h").exists() && !snap2.join("h").exists());
     assert_outside_untouched(&outside);
     assert_outside_untouched(&outside2);
-    assert_eq!(fs::metadata(outside2.join("secret")).expect("secret").nlink(), 1);
+    assert_eq!(
+        fs::metadata(outside2.join("secret"))
+            .expect("secret")
+            .nlink(),
+        1
+    );
 }
 
 #[test]
@@ -157,17 +267,27 @@ fn store_unpacks_gzip_once_and_rejects_a_wrong_diff_id() {
     std::io::Write::write_all(&mut gz, &data).expect("gzip");
     let blob = tmp.path().join("blob");
     fs::write(&blob, gz.finish().expect("gzip")).expect("blob");
-    let compression = Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+gzip").expect("mt");
+    let compression =
+        Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+gzip").expect("mt");
 
-    let bad = store.unpack("sha256:bad", "sha256:0000", compression, &blob).expect_err("mismatch");
+    let bad = store
+        .unpack("sha256:bad", "sha256:0000", compression, &blob)
+        .expect_err("mismatch");
     assert!(matches!(bad, SnapshotError::DiffIdMismatch { .. }));
     assert!(!store.exists("sha256:bad"));
 
     let chain = chain_ids(std::slice::from_ref(&diff_id));
-    let dir = store.unpack(&chain[0], &diff_id, compression, &blob).expect("unpack");
+    let dir = store
+        .unpack(&chain[0], &diff_id, compression, &blob)
+        .expect("unpack");
     assert_eq!(fs::read(dir.join("hello")).expect("hello"), b"world");
     // Only the snapshot remains: no temp dirs left behind by the failed attempt.
-    assert_eq!(fs::read_dir(tmp.path().join("snapshots")).expect("ls").count(), 1);
+    assert_eq!(
+        fs::read_dir(tmp.path().join("snapshots"))
+            .expect("ls")
+            .count(),
+        1
+    );
     store.remove(&chain[0]).expect("remove");
     assert!(!store.exists(&chain[0]));
 }
@@ -177,5 +297,11 @@ fn chain_ids_follow_the_oci_definition() {
     let d = vec!["sha256:a".to_string(), "sha256:b".to_string()];
     let c = chain_ids(&d);
     assert_eq!(c[0], "sha256:a");
-    assert_eq!(c[1], format!("sha256:{}", hex::encode(Sha256::digest(b"sha256:a sha256:b"))));
+    assert_eq!(
+        c[1],
+        format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(b"sha256:a sha256:b"))
+        )
+    );
 }

@@ -68,8 +68,14 @@ impl<R: Read> Read for HashingReader<R> {
 /// Unpacks the uncompressed layer tar `reader` into the existing directory `dest` and returns
 /// the layer's diff id (`sha256:<hex>` of the whole uncompressed stream).
 pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<String, UnpackError> {
-    let root = fsat::open_root(dest).map_err(|source| UnpackError::Io { path: "/".into(), source })?;
-    let mut hashing = HashingReader { inner: reader, hasher: Sha256::new() };
+    let root = fsat::open_root(dest).map_err(|source| UnpackError::Io {
+        path: "/".into(),
+        source,
+    })?;
+    let mut hashing = HashingReader {
+        inner: reader,
+        hasher: Sha256::new(),
+    };
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().map_err(|e| invalid("<archive>", e))?;
@@ -84,15 +90,24 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<String, UnpackErr
 }
 
 fn invalid(path: &str, e: impl std::fmt::Display) -> UnpackError {
-    UnpackError::Invalid { path: path.to_string(), reason: e.to_string() }
+    UnpackError::Invalid {
+        path: path.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 fn escape(path: &str, reason: &str) -> UnpackError {
-    UnpackError::Escape { path: path.to_string(), reason: reason.to_string() }
+    UnpackError::Escape {
+        path: path.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 fn io_err(path: &str) -> impl FnOnce(io::Error) -> UnpackError + '_ {
-    move |source| UnpackError::Io { path: path.to_string(), source }
+    move |source| UnpackError::Io {
+        path: path.to_string(),
+        source,
+    }
 }
 
 /// Splits an entry path into its normal components, refusing `..`. Leading `/` and `.` are
@@ -112,20 +127,29 @@ fn components(raw: &Path, shown: &str) -> Result<Vec<OsString>, UnpackError> {
 
 /// Opens (creating missing directories if `create`) every parent component, never following a
 /// symlink, and returns the innermost directory.
-fn open_parent(root: &OwnedFd, parents: &[OsString], create: bool, shown: &str) -> Result<OwnedFd, UnpackError> {
+fn open_parent(
+    root: &OwnedFd,
+    parents: &[OsString],
+    create: bool,
+    shown: &str,
+) -> Result<OwnedFd, UnpackError> {
     let mut dir = root.try_clone().map_err(io_err(shown))?;
     for name in parents {
         let c = fsat::cstr(name).map_err(io_err(shown))?;
         if create {
             match fsat::mkdir(dir.as_raw_fd(), &c, 0o755) {
                 Ok(()) => {}
-                Err(e) if is_not_a_dir(&e) => return Err(escape(shown, "a parent is a symlink or not a directory")),
+                Err(e) if is_not_a_dir(&e) => {
+                    return Err(escape(shown, "a parent is a symlink or not a directory"));
+                }
                 Err(e) => return Err(io_err(shown)(e)),
             }
         }
         dir = match fsat::open_dir(dir.as_raw_fd(), &c) {
             Ok(d) => d,
-            Err(e) if is_not_a_dir(&e) => return Err(escape(shown, "a parent is a symlink or not a directory")),
+            Err(e) if is_not_a_dir(&e) => {
+                return Err(escape(shown, "a parent is a symlink or not a directory"));
+            }
             Err(e) => return Err(io_err(shown)(e)),
         };
     }
@@ -162,7 +186,8 @@ fn unpack_entry<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> Resul
         return fsat::set_xattr(dfd, "trusted.overlay.opaque", b"y").map_err(io_err(&shown));
     }
     if name_str.starts_with(WHITEOUT_PREFIX) {
-        let target = fsat::cstr(OsStr::new(whiteout_target(&name_str, &shown)?)).map_err(io_err(&shown))?;
+        let target =
+            fsat::cstr(OsStr::new(whiteout_target(&name_str, &shown)?)).map_err(io_err(&shown))?;
         fsat::remove_all(dfd, &target).map_err(io_err(&shown))?;
         fsat::mknod(dfd, &target, libc::S_IFCHR, 0, 0).map_err(io_err(&shown))?;
         return set_owner(dfd, &target, &header, &shown);
@@ -191,20 +216,27 @@ fn unpack_entry<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> Resul
             io::copy(entry, &mut file).map_err(io_err(&shown))?;
             set_owner(dfd, &c, &header, &shown)?;
             // After chown: chown clears setuid/setgid bits, which the image wants kept.
-            file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(io_err(&shown))?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(io_err(&shown))?;
         }
         EntryType::Symlink => {
-            let target = header.link_name().map_err(|e| invalid(&shown, e))?
+            let target = header
+                .link_name()
+                .map_err(|e| invalid(&shown, e))?
                 .ok_or_else(|| invalid(&shown, "symlink without target"))?;
             let t = fsat::cstr(target.as_os_str()).map_err(io_err(&shown))?;
             fsat::symlink(dfd, &c, &t).map_err(io_err(&shown))?;
             set_owner(dfd, &c, &header, &shown)?;
         }
         EntryType::Link => {
-            let target = header.link_name().map_err(|e| invalid(&shown, e))?
+            let target = header
+                .link_name()
+                .map_err(|e| invalid(&shown, e))?
                 .ok_or_else(|| invalid(&shown, "hard link without target"))?;
             let mut tparts = components(&target, &shown)?;
-            let tname = tparts.pop().ok_or_else(|| escape(&shown, "hard link to the root"))?;
+            let tname = tparts
+                .pop()
+                .ok_or_else(|| escape(&shown, "hard link to the root"))?;
             let tdir = open_parent(root, &tparts, false, &shown)?;
             let tc = fsat::cstr(&tname).map_err(io_err(&shown))?;
             fsat::link(tdir.as_raw_fd(), &tc, dfd, &c).map_err(io_err(&shown))?;
@@ -231,7 +263,12 @@ fn unpack_entry<R: Read>(root: &OwnedFd, entry: &mut tar::Entry<'_, R>) -> Resul
     Ok(())
 }
 
-fn set_owner(dfd: i32, name: &CString, header: &tar::Header, shown: &str) -> Result<(), UnpackError> {
+fn set_owner(
+    dfd: i32,
+    name: &CString,
+    header: &tar::Header,
+    shown: &str,
+) -> Result<(), UnpackError> {
     let uid = header.uid().map_err(|e| invalid(shown, e))? as u32;
     let gid = header.gid().map_err(|e| invalid(shown, e))? as u32;
     fsat::chown(dfd, name, uid, gid).map_err(io_err(shown))

@@ -40,8 +40,13 @@ impl StreamServer {
     pub async fn start() -> std::io::Result<Self> {
         let server = Self::default();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        *server.addr.lock().map_err(|_| std::io::Error::other("poisoned"))? = Some(listener.local_addr()?);
-        let app = axum::Router::new().route("/exec/{token}", get(upgrade)).with_state(server.clone());
+        *server
+            .addr
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))? = Some(listener.local_addr()?);
+        let app = axum::Router::new()
+            .route("/exec/{token}", get(upgrade))
+            .with_state(server.clone());
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::warn!(error = %e, "exec streaming server stopped");
@@ -59,12 +64,25 @@ impl StreamServer {
     }
 }
 
-async fn upgrade(State(server): State<StreamServer>, Path(token): Path<String>, ws: WebSocketUpgrade) -> Response {
-    let exec = server.pending.lock().ok().and_then(|mut p| p.remove(&token));
+async fn upgrade(
+    State(server): State<StreamServer>,
+    Path(token): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let exec = server
+        .pending
+        .lock()
+        .ok()
+        .and_then(|mut p| p.remove(&token));
     let Some(exec) = exec else {
-        return (axum::http::StatusCode::NOT_FOUND, "unknown or used exec token").into_response();
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown or used exec token",
+        )
+            .into_response();
     };
-    ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"]).on_upgrade(move |socket| run(socket, exec))
+    ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
+        .on_upgrade(move |socket| run(socket, exec))
 }
 
 fn frame(channel: u8, data: &[u8]) -> Message {
@@ -90,17 +108,45 @@ pub fn exit_status_json(code: i32) -> String {
 
 async fn run(mut socket: WebSocket, mut exec: PendingExec) {
     use std::process::Stdio;
-    exec.command.stdin(if exec.stdin { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    exec.command
+        .stdin(if exec.stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     let mut child = match exec.command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            let _ = socket.send(frame(ERROR, format!(r#"{{"metadata":{{}},"status":"Failure","message":"{e}"}}"#).as_bytes())).await;
+            let _ = socket
+                .send(frame(
+                    ERROR,
+                    format!(r#"{{"metadata":{{}},"status":"Failure","message":"{e}"}}"#).as_bytes(),
+                ))
+                .await;
             return;
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
     let mut pumps = Vec::new();
-    for (channel, reader) in [(STDOUT, child.stdout.take().map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)), (STDERR, child.stderr.take().map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>))] {
+    for (channel, reader) in [
+        (
+            STDOUT,
+            child
+                .stdout
+                .take()
+                .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ),
+        (
+            STDERR,
+            child
+                .stderr
+                .take()
+                .map(|r| Box::new(r) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        ),
+    ] {
         let Some(mut reader) = reader else { continue };
         let tx = tx.clone();
         pumps.push(tokio::spawn(async move {
@@ -137,6 +183,8 @@ async fn run(mut socket: WebSocket, mut exec: PendingExec) {
         Ok(s) => s.code().unwrap_or(255),
         Err(_) => 255,
     };
-    let _ = socket.send(frame(ERROR, exit_status_json(code).as_bytes())).await;
+    let _ = socket
+        .send(frame(ERROR, exit_status_json(code).as_bytes()))
+        .await;
     let _ = socket.send(Message::Close(None)).await;
 }

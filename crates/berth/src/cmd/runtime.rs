@@ -29,14 +29,21 @@ pub struct Args {
 
 /// Runs `berth runtime` until SIGTERM/SIGINT; containers keep running (their shims own them).
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let cidr = berth_runtime::network::Cidr::parse(&args.pod_cidr)
-        .ok_or_else(|| anyhow::anyhow!("--pod-cidr {:?}: expected an IPv4 CIDR with a prefix of 8..30", args.pod_cidr))?;
+    let cidr = berth_runtime::network::Cidr::parse(&args.pod_cidr).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--pod-cidr {:?}: expected an IPv4 CIDR with a prefix of 8..30",
+            args.pod_cidr
+        )
+    })?;
     let config = RuntimeConfig {
         root: args.root,
         shim_exe: std::env::current_exe()?,
         oci_runtime: args.oci_runtime,
         insecure_registries: args.insecure_registries,
-        network: Some(berth_runtime::network::NetworkConfig { bridge: args.bridge, cidr }),
+        network: Some(berth_runtime::network::NetworkConfig {
+            bridge: args.bridge,
+            cidr,
+        }),
     };
     let socket = berth_cri::socket_path(&args.listen)?;
     crate::rt::block_on(async move {
@@ -45,7 +52,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         service.restore_host_ports();
         let listener = berth_cri::bind(&socket)?;
         tracing::info!(socket = %socket.display(), root = %config.root.display(), "CRI runtime listening");
-        berth_cri::serve(listener, service.clone(), service, crate::rt::shutdown_signal()).await?;
+        berth_cri::serve(
+            listener,
+            service.clone(),
+            service,
+            crate::rt::shutdown_signal(),
+        )
+        .await?;
         let _ = std::fs::remove_file(&socket);
         anyhow::Ok(())
     })?

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use berth_cri::v1 as cri;
 
 /// Arguments of `berth bench runtime`.
@@ -22,7 +22,9 @@ struct Reaped(Child);
 impl Drop for Reaped {
     fn drop(&mut self) {
         // SIGTERM first so `berth runtime` removes its socket; the registry does not care.
-        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.0.try_wait() {
@@ -36,7 +38,9 @@ impl Drop for Reaped {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
@@ -53,15 +57,25 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
 fn start_registry(dir: &Path) -> anyhow::Result<(Reaped, u16)> {
     let port = free_port()?;
     let config = dir.join("registry.yml");
-    std::fs::write(&config, format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-        dir.join("registry").display()
-    ))?;
-    let child = Command::new("docker-registry").arg("serve").arg(&config)
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
-        .spawn().context("docker-registry (Debian package docker-registry) is needed")?;
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("registry").display()
+        ),
+    )?;
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("docker-registry (Debian package docker-registry) is needed")?;
     let reg = Reaped(child);
-    wait_for("docker-registry", || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok())?;
+    wait_for("docker-registry", || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })?;
     Ok((reg, port))
 }
 
@@ -72,54 +86,117 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 async fn bench_cri(socket: &Path, image: &str, iterations: usize) -> anyhow::Result<Vec<Duration>> {
     let mut c = berth_cri::connect(&format!("unix://{}", socket.display())).await?;
-    c.image.pull_image(cri::PullImageRequest { image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }), ..Default::default() }).await?;
+    c.image
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await?;
     let config = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata { name: "bench".into(), uid: "bench".into(), namespace: "default".into(), attempt: 0 }),
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "bench".into(),
+            uid: "bench".into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
         ..Default::default()
     };
-    let sandbox = c.runtime.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await?.into_inner().pod_sandbox_id;
+    let sandbox = c
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
     let mut times = Vec::with_capacity(iterations);
     for i in 0..iterations {
         let req = cri::CreateContainerRequest {
             pod_sandbox_id: sandbox.clone(),
             config: Some(cri::ContainerConfig {
-                metadata: Some(cri::ContainerMetadata { name: format!("true-{i}"), attempt: 0 }),
-                image: Some(cri::ImageSpec { image: image.into(), ..Default::default() }),
+                metadata: Some(cri::ContainerMetadata {
+                    name: format!("true-{i}"),
+                    attempt: 0,
+                }),
+                image: Some(cri::ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
                 command: vec!["/bin/true".into()],
                 ..Default::default()
             }),
             sandbox_config: Some(config.clone()),
         };
         let t = Instant::now();
-        let id = c.runtime.create_container(req).await?.into_inner().container_id;
-        c.runtime.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
+        let id = c
+            .runtime
+            .create_container(req)
+            .await?
+            .into_inner()
+            .container_id;
+        c.runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await?;
         loop {
-            let s = c.runtime.container_status(cri::ContainerStatusRequest { container_id: id.clone(), verbose: false }).await?.into_inner();
-            if s.status.is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32) {
+            let s = c
+                .runtime
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id.clone(),
+                    verbose: false,
+                })
+                .await?
+                .into_inner();
+            if s.status
+                .is_some_and(|s| s.state == cri::ContainerState::ContainerExited as i32)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         times.push(t.elapsed());
-        c.runtime.remove_container(cri::RemoveContainerRequest { container_id: id }).await?;
+        c.runtime
+            .remove_container(cri::RemoveContainerRequest { container_id: id })
+            .await?;
     }
-    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox }).await?;
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await?;
     Ok(times)
 }
 
 fn bench_runc(tmp: &Path, snapshot: &Path, iterations: usize) -> anyhow::Result<Vec<Duration>> {
     let bundle = tmp.join("bundle");
     std::fs::create_dir_all(&bundle)?;
-    let rootfs = berth_runtime::container::rootfs::mount_overlay(&bundle, &[snapshot.to_path_buf()])?;
+    let rootfs =
+        berth_runtime::container::rootfs::mount_overlay(&bundle, &[snapshot.to_path_buf()])?;
     let result = (|| {
-        let params = berth_runtime::oci::ContainerParams { command: vec!["/bin/true".into()], ..Default::default() };
+        let params = berth_runtime::oci::ContainerParams {
+            command: vec!["/bin/true".into()],
+            ..Default::default()
+        };
         berth_runtime::oci::generate(None, &params, &rootfs)?.save(bundle.join("config.json"))?;
         let state = tmp.join("runc-state");
         let mut times = Vec::with_capacity(iterations);
         for i in 0..iterations {
             let t = Instant::now();
-            let status = Command::new("runc").arg("--root").arg(&state).args(["run", "--bundle"]).arg(&bundle).arg(format!("bench-{i}"))
-                .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+            let status = Command::new("runc")
+                .arg("--root")
+                .arg(&state)
+                .args(["run", "--bundle"])
+                .arg(&bundle)
+                .arg(format!("bench-{i}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?;
             times.push(t.elapsed());
             if !status.success() {
                 bail!("runc run failed: {status}");
@@ -134,38 +211,75 @@ fn bench_runc(tmp: &Path, snapshot: &Path, iterations: usize) -> anyhow::Result<
 /// Runs `berth bench runtime`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let iterations = args.iterations.max(1);
-    let tmp = TempDir(PathBuf::from(format!("/var/tmp/berth-bench-rt-{}", std::process::id())));
+    let tmp = TempDir(PathBuf::from(format!(
+        "/var/tmp/berth-bench-rt-{}",
+        std::process::id()
+    )));
     std::fs::create_dir_all(tmp.path())?;
-    let layout = berth_runtime::testimage::busybox_layout(tmp.path()).context("busybox-static is needed")?;
+    let layout =
+        berth_runtime::testimage::busybox_layout(tmp.path()).context("busybox-static is needed")?;
     let (_registry, port) = start_registry(tmp.path())?;
     let image = format!("127.0.0.1:{port}/bench/busybox:latest");
-    let out = Command::new("skopeo").args(["copy", "--dest-tls-verify=false", &format!("oci:{}:latest", layout.display()), &format!("docker://{image}")]).output()?;
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker://{image}"),
+        ])
+        .output()?;
     if !out.status.success() {
         bail!("skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
     }
     let socket = tmp.path().join("cri.sock");
     let root = tmp.path().join("root");
     let bridge = "berthbench0";
-    let runtime = Reaped(Command::new(std::env::current_exe()?)
-        .args(["runtime", "--listen", &format!("unix://{}", socket.display()), "--bridge", bridge, "--pod-cidr", "10.213.0.0/24", "--root"])
-        .arg(&root)
-        .stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null())
-        .spawn()?);
+    let runtime = Reaped(
+        Command::new(std::env::current_exe()?)
+            .args([
+                "runtime",
+                "--listen",
+                &format!("unix://{}", socket.display()),
+                "--bridge",
+                bridge,
+                "--pod-cidr",
+                "10.213.0.0/24",
+                "--root",
+            ])
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     wait_for("berth runtime", || socket.exists())?;
     let cri = crate::rt::block_on(bench_cri(&socket, &image, iterations))?;
     drop(runtime);
     let _ = Command::new("ip").args(["link", "del", bridge]).status();
     let cri = cri?;
-    let snapshot: PathBuf = std::fs::read_dir(root.join("snapshots"))?.flatten().map(|e| e.path()).find(|p| p.is_dir())
+    let snapshot: PathBuf = std::fs::read_dir(root.join("snapshots"))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.is_dir())
         .context("the pulled image's snapshot")?;
     let runc = bench_runc(tmp.path(), &snapshot, iterations)?;
     let (m_cri, m_runc) = (median(cri), median(runc));
-    println!("container create+start+exit of /bin/true, busybox image, {iterations} runs each (median):");
+    println!(
+        "container create+start+exit of /bin/true, busybox image, {iterations} runs each (median):"
+    );
     println!("  berth CRI socket   {:>8.2} ms", m_cri.as_secs_f64() * 1e3);
-    println!("  runc run           {:>8.2} ms", m_runc.as_secs_f64() * 1e3);
-    println!("  ratio berth/runc   {:>8.2}x (goal: within 2x)", m_cri.as_secs_f64() / m_runc.as_secs_f64());
+    println!(
+        "  runc run           {:>8.2} ms",
+        m_runc.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio berth/runc   {:>8.2}x (goal: within 2x)",
+        m_cri.as_secs_f64() / m_runc.as_secs_f64()
+    );
     if which("ctr") {
-        println!("  ctr run --rm       not measured (containerd's image store is not wired to this loopback registry)");
+        println!(
+            "  ctr run --rm       not measured (containerd's image store is not wired to this loopback registry)"
+        );
     } else {
         println!("  ctr run --rm       skipped: containerd's ctr is not installed");
     }
@@ -188,5 +302,6 @@ impl Drop for TempDir {
 }
 
 fn which(bin: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
 }

@@ -73,8 +73,21 @@ impl Fixture {
 
     /// Removes everything and checks nothing of ours is still mounted.
     fn cleanup(self) {
+        let mut cgroups = Vec::new();
         for c in self.store.list().expect("list") {
             self.store.remove(&c.record.id).expect("remove");
+            cgroups.push(c.record.cgroup_path);
+        }
+        for cg in cgroups {
+            let rel = cg.trim_start_matches('/');
+            for ctl in ["memory", "pids", "cpu,cpuacct", "unified"] {
+                let dir = Path::new("/sys/fs/cgroup").join(ctl).join(rel);
+                assert!(!dir.exists(), "leftover cgroup {dir:?}");
+                assert!(
+                    !dir.parent().expect("parent").exists(),
+                    "leftover parent cgroup of {dir:?}"
+                );
+            }
         }
         assert!(self.store.list().expect("list").is_empty());
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 
 use crate::oci::{self, ContainerParams, OciError};
 use crate::shim::{self, ExitRecord, ShimConfig, ShimError};
@@ -111,6 +112,9 @@ pub struct ContainerStore {
     shim_exe: PathBuf,
     runtime: PathBuf,
     runtime_root: PathBuf,
+    /// Parent of every container cgroup of this store (`/berth/<hash of the root>`), so two
+    /// runtimes (or test runs) on one host never share a cgroup name.
+    cgroup_parent: String,
 }
 
 fn now_ns() -> i64 {
@@ -132,11 +136,15 @@ impl ContainerStore {
         for d in [&dir, &runtime_root] {
             std::fs::create_dir_all(d).map_err(io_at(d))?;
         }
+        let canonical = std::fs::canonicalize(root).map_err(io_at(root))?;
+        let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+        let cgroup_parent = format!("/berth/{}", &hex::encode(hash)[..12]);
         Ok(Self {
             dir,
             shim_exe,
             runtime,
             runtime_root,
+            cgroup_parent,
         })
     }
 
@@ -201,7 +209,7 @@ impl ContainerStore {
         log_path: &Path,
     ) -> Result<ContainerStatus, ContainerError> {
         let rootfs = rootfs::mount_overlay(dir, layers).map_err(io_at(dir))?;
-        let cgroup_path = format!("/berth/{id}");
+        let cgroup_path = format!("{}/{id}", self.cgroup_parent);
         params.cgroups_path = Some(cgroup_path.clone().into());
         let spec = oci::generate(image, params, &rootfs)?;
         let config = dir.join("config.json");
@@ -340,7 +348,25 @@ impl ContainerStore {
         }
         let _ = self.runc(&["delete", "--force", id]);
         rootfs::unmount(&dir).map_err(io_at(&dir))?;
-        std::fs::remove_dir_all(&dir).map_err(io_at(&dir))
+        std::fs::remove_dir_all(&dir).map_err(io_at(&dir))?;
+        self.prune_cgroup_parents();
+        Ok(())
+    }
+
+    /// Removes this store's (now possibly empty) parent cgroups in every hierarchy; rmdir of a
+    /// cgroup that still has children fails, which is exactly the "still in use" case.
+    fn prune_cgroup_parents(&self) {
+        let rel = self.cgroup_parent.trim_start_matches('/');
+        let mount = Path::new("/sys/fs/cgroup");
+        let hierarchies = std::fs::read_dir(mount)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path());
+        for h in hierarchies.chain([mount.to_path_buf()]) {
+            let _ = std::fs::remove_dir(h.join(rel));
+            let _ = std::fs::remove_dir(h.join("berth"));
+        }
     }
 }
 

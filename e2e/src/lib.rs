@@ -4,10 +4,8 @@
 //! One module per concern, each owned by the part it serves:
 //! - [`server`]: a `berth server` under test (`TestServer`);
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers;
-//! - [`images`]: small OCI test images (busybox-static) built on the fly;
-//! - [`runtime`]: a `berth runtime` under test and a CRI client to it.
+//! - [`runtime`]: a `berth runtime` under test (test images come from `berth_runtime::testimage`).
 
-pub mod images;
 pub mod peer;
 pub mod runtime;
 pub mod server;

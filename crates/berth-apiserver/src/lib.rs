@@ -10,7 +10,7 @@
 //! requests today; [`patch`] (SMP directives, SSA with map-lists by key, `unchanged`), [`table`]
 //! (kubectl's built-in columns, JSONPath printer columns), [`discovery`] and [`openapi`] are the
 //! fuller, unit-tested replacements. Switching `rest/` to them and deleting the first set is the
-//! next step (their wiring notes are in each module's docs).
+//! next step (see the crate README).
 
 // Guard-then-act steps read more plainly as nested `if`s than as long let-chains.
 #![allow(clippy::collapsible_if)]

@@ -56,6 +56,16 @@ enum Command {
     Registry(cmd::registry::Args),
     /// Run the CRI runtime on its own.
     Runtime(cmd::runtime::Args),
+    /// Run a node agent: register this machine as a Node and run the Pods bound to it.
+    Agent(cmd::agent::Args),
+    /// Start everything on this machine, build and run the churn-model example, and wait.
+    Up(cmd::up::Args),
+    /// Print a container's logs (`berth logs POD|ms/NAME`).
+    Logs(cmd::logs::Args),
+    /// Run a command in a container (`berth exec POD -- CMD`).
+    Exec(cmd::exec::Args),
+    /// Follow rollouts of ModelServices (`berth rollout status ms/NAME`).
+    Rollout(cmd::rollout::Args),
     /// Per-container supervisor (started by the runtime).
     #[command(hide = true)]
     Shim(cmd::shim::Args),
@@ -86,6 +96,11 @@ fn main() -> std::process::ExitCode {
         Command::Login(a) => cmd::image::login(a),
         Command::Registry(a) => cmd::registry::run(a),
         Command::Runtime(a) => cmd::runtime::run(a),
+        Command::Agent(a) => cmd::agent::run(a),
+        Command::Up(a) => cmd::up::run(a),
+        Command::Logs(a) => cmd::logs::run(a),
+        Command::Exec(a) => cmd::exec::run(a),
+        Command::Rollout(a) => cmd::rollout::run(a),
         Command::Shim(a) => cmd::shim::run(a),
         Command::Bench(a) => cmd::bench::run(a),
     };

@@ -1,0 +1,53 @@
+//! The agent's settings.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Settings of one node agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Name of this node's Node object (default: the host name).
+    pub node_name: String,
+    /// CRI endpoint of the container runtime (`unix:///run/berth/cri.sock`).
+    pub cri_endpoint: String,
+    /// This node's address, published as the Node's `InternalIP` and used by the API server to
+    /// reach [`AgentConfig::server_port`].
+    pub node_ip: IpAddr,
+    /// Port of the node's HTTPS endpoint (logs, exec), published in the Node's
+    /// `status.daemonEndpoints.kubeletEndpoint.port`. 0 picks a free port.
+    pub server_port: u16,
+    /// Bearer token the API server presents to the node endpoint (the node/join token).
+    pub server_token: String,
+    /// The agent's own state directory (certificates, checkpoints).
+    pub data_dir: PathBuf,
+    /// How often the Lease is renewed.
+    pub lease_renew: Duration,
+    /// Lease duration written into the Lease (`spec.leaseDurationSeconds`).
+    pub lease_duration: Duration,
+    /// Maximum number of Pods this node accepts (`capacity.pods`).
+    pub max_pods: u32,
+    /// Whether to run the service proxy on this node.
+    pub proxy: bool,
+    /// Address the service proxy listens on (every ModelService's `service.port` on it).
+    pub proxy_bind: IpAddr,
+}
+
+impl AgentConfig {
+    /// Defaults for a node named `node_name` using the runtime at `cri_endpoint`.
+    pub fn new(node_name: impl Into<String>, cri_endpoint: impl Into<String>, data_dir: PathBuf) -> Self {
+        AgentConfig {
+            node_name: node_name.into(),
+            cri_endpoint: cri_endpoint.into(),
+            node_ip: IpAddr::from([127, 0, 0, 1]),
+            server_port: 10250,
+            server_token: String::new(),
+            data_dir,
+            lease_renew: Duration::from_secs(10),
+            lease_duration: Duration::from_secs(40),
+            max_pods: 110,
+            proxy: true,
+            proxy_bind: IpAddr::from([0, 0, 0, 0]),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Registration of this machine as a Node.

@@ -1,0 +1,1 @@
+//! Pod workers: one per Pod bound to this node.

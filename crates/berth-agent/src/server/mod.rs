@@ -1,0 +1,1 @@
+//! The node endpoint for logs and exec.

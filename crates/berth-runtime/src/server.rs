@@ -44,6 +44,10 @@ pub struct CriService {
     pub streams: Option<crate::stream::StreamServer>,
     /// Host-port proxies per sandbox id.
     ports: Arc<std::sync::Mutex<HashMap<String, Vec<tokio::task::AbortHandle>>>>,
+    /// Where pod networks keep their state (IPAM per CIDR, the last CIDR set over CRI).
+    net_dir: PathBuf,
+    /// The bridge a pod CIDR received over CRI (UpdateRuntimeConfig) is served on.
+    pod_bridge: String,
 }
 
 fn new_id() -> String {
@@ -424,10 +428,28 @@ impl RuntimeService for CriService {
         }))
     }
 
+    /// Takes the node's pod CIDR (the kubelet's way of passing `Node.spec.podCIDR`): future
+    /// sandboxes get addresses from it; the choice is remembered across runtime restarts.
     async fn update_runtime_config(
         &self,
-        _r: Request<cri::UpdateRuntimeConfigRequest>,
+        r: Request<cri::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<cri::UpdateRuntimeConfigResponse>, Status> {
+        let cidr = r
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        if cidr.is_empty() {
+            return Ok(Response::new(cri::UpdateRuntimeConfigResponse {}));
+        }
+        let parsed = crate::network::Cidr::parse(&cidr).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "runtime_config.network_config.pod_cidr {cidr:?}: expected an IPv4 CIDR with a prefix of 8..30"
+            ))
+        })?;
+        let this = self.clone();
+        blocking(move || this.set_pod_cidr(parsed)).await?;
         Ok(Response::new(cri::UpdateRuntimeConfigResponse {}))
     }
 
@@ -825,6 +847,21 @@ impl RuntimeService for CriService {
     }
 }
 
+/// The bridge a pod CIDR set over CRI is served on when none was configured.
+const DEFAULT_BRIDGE: &str = "berth0";
+/// File under `root/network` remembering the pod network last set over CRI (`BRIDGE CIDR`).
+const POD_NETWORK_FILE: &str = "pod-network";
+
+/// The pod network last set over CRI, if one was and it still parses.
+fn saved_pod_network(net_dir: &std::path::Path) -> Option<crate::network::NetworkConfig> {
+    let text = std::fs::read_to_string(net_dir.join(POD_NETWORK_FILE)).ok()?;
+    let (bridge, cidr) = text.trim().split_once(' ')?;
+    Some(crate::network::NetworkConfig {
+        bridge: bridge.to_string(),
+        cidr: crate::network::Cidr::parse(cidr)?,
+    })
+}
+
 /// Where the runtime keeps its state and how it runs containers.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -862,8 +899,18 @@ impl CriService {
             source,
         })?;
         let net_dir = config.root.join("network");
-        let network = match &config.network {
-            Some(n) => Some(crate::network::Network::open(&net_dir, n.clone()).map_err(
+        let pod_bridge = config
+            .network
+            .as_ref()
+            .map_or_else(|| DEFAULT_BRIDGE.to_string(), |n| n.bridge.clone());
+        // An explicit network wins; else the one last set over CRI, so a restarted runtime keeps
+        // serving the node's pod CIDR before the agent repeats it.
+        let wanted = config
+            .network
+            .clone()
+            .or_else(|| saved_pod_network(&net_dir));
+        let network = match wanted {
+            Some(n) => Some(crate::network::Network::open(&net_dir, n).map_err(
                 |source| SandboxError::Io {
                     path: net_dir.clone(),
                     source,
@@ -881,7 +928,33 @@ impl CriService {
             )?),
             ports: Arc::default(),
             streams: None,
+            net_dir,
+            pod_bridge,
         })
+    }
+
+    /// Sets the bridge used when a pod CIDR arrives over CRI and no network was configured.
+    pub fn with_pod_bridge(mut self, bridge: impl Into<String>) -> Self {
+        self.pod_bridge = bridge.into();
+        self
+    }
+
+    /// Serves `cidr` to future sandboxes (no-op when it already does) and remembers it.
+    fn set_pod_cidr(&self, cidr: crate::network::Cidr) -> Result<(), Status> {
+        let current = self.sandboxes.network();
+        if current.as_ref().is_some_and(|n| n.config().cidr == cidr) {
+            return Ok(());
+        }
+        let bridge = current.map_or_else(|| self.pod_bridge.clone(), |n| n.config().bridge.clone());
+        let config = crate::network::NetworkConfig { bridge, cidr };
+        let network = crate::network::Network::open(&self.net_dir, config.clone())
+            .map_err(|e| Status::internal(format!("pod network {}/{}: {e}", cidr.network, cidr.prefix)))?;
+        let saved = format!("{} {}/{}\n", config.bridge, cidr.network, cidr.prefix);
+        crate::shim::write_atomic(&self.net_dir.join(POD_NETWORK_FILE), saved.as_bytes())
+            .map_err(|e| Status::internal(format!("saving the pod network: {e}")))?;
+        tracing::info!(bridge = %config.bridge, cidr = %format!("{}/{}", cidr.network, cidr.prefix), "pod network set over CRI");
+        self.sandboxes.set_network(network);
+        Ok(())
     }
 
     /// Starts the exec streaming server on 127.0.0.1 (within a tokio runtime).

@@ -968,6 +968,103 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Starts a CRI server for `service` on `tmp/<name>.sock`; returns a client and a stopper.
+async fn serve_at(
+    service: CriService,
+    tmp: &Path,
+    name: &str,
+) -> (berth_cri::CriClient, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), berth_cri::CriError>>) {
+    let socket = tmp.join(format!("{name}.sock"));
+    let listener = berth_cri::bind(&socket).expect("bind");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async {
+        let _ = stop_rx.await;
+    }));
+    let c = berth_cri::connect(&format!("unix://{}", socket.display()))
+        .await
+        .expect("connect");
+    (c, stop_tx, server)
+}
+
+async fn sandbox_ip(c: &mut berth_cri::CriClient, name: &str) -> (String, String) {
+    let config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        ..Default::default()
+    };
+    let id = c
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() })
+        .await
+        .expect("run sandbox")
+        .into_inner()
+        .pod_sandbox_id;
+    let status = c
+        .runtime
+        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false })
+        .await
+        .expect("sandbox status")
+        .into_inner()
+        .status
+        .expect("status");
+    (id, status.network.map(|n| n.ip).unwrap_or_default())
+}
+
+fn update_cidr(cidr: &str) -> cri::UpdateRuntimeConfigRequest {
+    cri::UpdateRuntimeConfigRequest {
+        runtime_config: Some(cri::RuntimeConfig {
+            network_config: Some(cri::NetworkConfig { pod_cidr: cidr.into() }),
+        }),
+    }
+}
+
+/// The node's pod CIDR arrives over CRI (as the kubelet passes Node.spec.podCIDR): sandboxes get
+/// addresses from it, bad CIDRs are refused, and a restarted runtime keeps it.
+async fn pod_cidr_over_cri(tmp: &Path) {
+    let config = RuntimeConfig {
+        root: tmp.join("root"),
+        shim_exe: std::env::current_exe().expect("exe"),
+        oci_runtime: "runc".into(),
+        insecure_registries: vec![],
+        network: None,
+    };
+    let service = CriService::open(&config).expect("open").with_pod_bridge("berthcidr0");
+    let (mut c, stop, server) = serve_at(service, tmp, "a").await;
+    let (plain, ip) = sandbox_ip(&mut c, "before").await;
+    assert_eq!(ip, "", "no pod network before a CIDR is set");
+    let bad = c.runtime.update_runtime_config(update_cidr("10.78.0.0/33")).await;
+    assert_eq!(bad.expect_err("bad cidr").code(), tonic::Code::InvalidArgument);
+    c.runtime.update_runtime_config(update_cidr("10.78.0.0/24")).await.expect("set cidr");
+    let (first, ip) = sandbox_ip(&mut c, "after").await;
+    assert!(ip.starts_with("10.78.0."), "sandbox address {ip:?} from the pod CIDR");
+    let _ = stop.send(());
+    server.await.expect("join").expect("serve");
+
+    // A restarted runtime, configured without a network, still serves the CIDR it was given.
+    let service = CriService::open(&config).expect("reopen").with_pod_bridge("berthcidr0");
+    let (mut c, stop, server) = serve_at(service, tmp, "b").await;
+    let (second, ip2) = sandbox_ip(&mut c, "restarted").await;
+    assert!(ip2.starts_with("10.78.0.") && ip2 != ip, "restarted runtime gave {ip2:?} (first {ip:?})");
+    for id in [plain, first, second] {
+        c.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
+            .await
+            .expect("remove sandbox");
+    }
+    let veths = std::fs::read_dir("/sys/class/net")
+        .expect("net")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("veth"))
+        .count();
+    assert_eq!(veths, 0, "every sandbox's veth is gone");
+    let _ = stop.send(());
+    server.await.expect("join").expect("serve");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
@@ -985,7 +1082,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let mut failed = false;
-    for name in ["lifecycle_through_the_socket", "bad_images_are_refused"] {
+    for name in ["lifecycle_through_the_socket", "bad_images_are_refused", "pod_cidr_over_cri"] {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }
@@ -995,6 +1092,7 @@ fn main() {
             .expect("tmp");
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match name {
             "lifecycle_through_the_socket" => rt.block_on(lifecycle_through_the_socket(tmp.path())),
+            "pod_cidr_over_cri" => rt.block_on(pod_cidr_over_cri(tmp.path())),
             _ => rt.block_on(bad_images_are_refused(tmp.path())),
         }));
         println!(

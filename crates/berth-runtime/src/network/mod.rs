@@ -68,6 +68,11 @@ impl Network {
         Ok(net)
     }
 
+    /// The bridge and CIDR this network uses.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
+    }
+
     fn ensure_bridge(&self) -> io::Result<()> {
         let br = &self.config.bridge;
         if !Path::new("/sys/class/net").join(br).exists() {

@@ -11,6 +11,8 @@ use berth_cri::v1::PodSandboxConfig;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use crate::network::Network;
 
 /// Why a sandbox operation failed.
@@ -69,7 +71,9 @@ pub struct SandboxInfo {
 /// The sandboxes of one runtime.
 pub struct SandboxStore {
     dir: PathBuf,
-    network: Option<Network>,
+    /// Swapped when the node's pod CIDR arrives (CRI UpdateRuntimeConfig); sandboxes made before
+    /// keep their addresses.
+    network: std::sync::RwLock<Option<Arc<Network>>>,
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
@@ -84,11 +88,27 @@ impl SandboxStore {
     pub fn open(root: &Path, network: Option<Network>) -> Result<Self, SandboxError> {
         let dir = root.join("sandboxes");
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        Ok(Self { dir, network })
+        Ok(Self { dir, network: std::sync::RwLock::new(network.map(Arc::new)) })
+    }
+
+    /// The pod network sandboxes are attached to from now on, if any.
+    pub fn network(&self) -> Option<Arc<Network>> {
+        // A poisoned lock only means a panic elsewhere while swapping an Arc: the value is intact.
+        self.network.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Attaches future sandboxes to `network` (existing ones keep their addresses).
+    pub fn set_network(&self, network: Network) {
+        *self.network.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(network));
     }
 
     fn detach(&self, id: &str, ip: Option<IpAddr>) -> Result<(), SandboxError> {
-        let Some(net) = &self.network else {
+        let Some(net) = self.network() else {
+            // No pod network (yet): still remove a veth a previous configuration left.
+            let veth = crate::network::host_veth(id);
+            if Path::new("/sys/class/net").join(&veth).exists() {
+                let _ = std::process::Command::new("ip").args(["link", "del", &veth]).status();
+            }
             return Ok(());
         };
         let v4 = match ip {
@@ -153,7 +173,7 @@ impl SandboxStore {
             ),
         )?;
         write("resolv.conf", resolv_conf(&config))?;
-        let ip = match &self.network {
+        let ip = match self.network() {
             Some(net) => Some(IpAddr::V4(net.attach(id, &pin).map_err(io_at(&pin))?)),
             None => None,
         };

@@ -535,3 +535,38 @@ async fn berth_server_runs_the_controllers_itself() {
     .await;
     assert!(bound.iter().all(|p| p.owner_references().iter().any(|o| o.kind == "ModelService")));
 }
+
+#[tokio::test]
+async fn nodes_get_distinct_pod_cidrs_from_the_cluster_cidr() {
+    let opts = ControllerOptions {
+        node_ipam: Some(berth_controller::nodeipam::NodeIpamOptions {
+            cluster_cidr: "10.66.0.0/16".parse().unwrap(),
+            node_mask: 24,
+        }),
+        ..ControllerOptions::default()
+    };
+    let f = setup_with(opts).await;
+    f.node("a", "2", "4Gi").await;
+    f.node("b", "2", "4Gi").await;
+    let nodes: Api<Node> = Api::all(f.client.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let cidrs = loop {
+        let list = nodes.list(&ListParams::default()).await.unwrap();
+        let cidrs: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|n| n.spec.as_ref()?.pod_cidr.clone())
+            .collect();
+        if cidrs.len() == 2 || Instant::now() > deadline {
+            break cidrs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let distinct: BTreeSet<&String> = cidrs.iter().collect();
+    assert_eq!(distinct.len(), 2, "two nodes, two ranges: {cidrs:?}");
+    assert!(cidrs.iter().all(|c| c.starts_with("10.66.") && c.ends_with("/24")), "{cidrs:?}");
+    // A node that already has a range keeps it.
+    let a = nodes.get("a").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(nodes.get("a").await.unwrap().spec.unwrap().pod_cidr, a.spec.unwrap().pod_cidr);
+}

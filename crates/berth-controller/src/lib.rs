@@ -6,12 +6,14 @@
 //! - [`status`]: the ModelService status and its Deployment-shaped conditions;
 //! - [`fit`]: the scheduler's pure node filtering and scoring;
 //! - [`scheduler`]: the scheduler controller (binds pending Pods through `pods/binding`);
-//! - [`nodelifecycle`]: marks nodes with expired Leases `Ready=Unknown` and deletes their Pods.
+//! - [`nodelifecycle`]: marks nodes with expired Leases `Ready=Unknown` and deletes their Pods;
+//! - [`nodeipam`]: gives each Node a pod CIDR out of the cluster CIDR.
 //!
 //! [`run`] runs all controllers against one API server until the future is dropped.
 
 pub mod fit;
 pub mod modelservice;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod rollout;
 pub mod scheduler;
@@ -36,6 +38,8 @@ pub struct ControllerOptions {
     pub retry_after: Duration,
     /// How old a node's Lease may get before the node counts as lost.
     pub node_grace: Duration,
+    /// Pod CIDR allocation for nodes (`None`: nodes keep whatever podCIDR they have).
+    pub node_ipam: Option<nodeipam::NodeIpamOptions>,
 }
 
 impl Default for ControllerOptions {
@@ -45,6 +49,7 @@ impl Default for ControllerOptions {
             instance: None,
             retry_after: Duration::from_secs(2),
             node_grace: Duration::from_secs(40),
+            node_ipam: None,
         }
     }
 }
@@ -61,18 +66,23 @@ pub enum ControllerError {
     /// The node lifecycle controller failed.
     #[error("node lifecycle: {0}")]
     NodeLifecycle(#[from] nodelifecycle::Error),
+    /// The node IPAM controller failed.
+    #[error("node IPAM: {0}")]
+    NodeIpam(#[from] nodeipam::Error),
 }
 
-/// Runs the ModelService controller, the scheduler and the node lifecycle controller until the
+/// Runs the ModelService controller, the scheduler, node lifecycle and node IPAM until the
 /// returned future is dropped.
 pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), ControllerError> {
     let ms = modelservice::run(client.clone(), opts.clone());
     let sched = scheduler::run(client.clone(), opts.clone());
+    let ipam = nodeipam::run(client.clone(), opts.clone());
     let nodes = nodelifecycle::run(client, opts);
     // Each controller runs forever; whichever stops first (they should not) ends them all.
     tokio::select! {
         r = ms => r.map_err(ControllerError::from),
         r = sched => r.map_err(ControllerError::from),
         r = nodes => r.map_err(ControllerError::from),
+        r = ipam => r.map_err(ControllerError::from),
     }
 }

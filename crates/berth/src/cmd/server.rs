@@ -1,5 +1,7 @@
-//! `berth server`: the control plane: API server, controllers and scheduler, embedded registry
-//! (and, when its part lands, the local agent).
+//! `berth server`: the control plane (API server, controllers and scheduler, embedded registry)
+//! and, unless `--disable-agent`, this machine as a node: the embedded CRI runtime and the agent.
+
+mod node;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,7 +25,7 @@ pub struct Args {
     /// Address the API listens on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Do not run a local node agent and runtime.
+    /// Do not run a local node agent and runtime (a control plane only).
     #[arg(long)]
     pub disable_agent: bool,
     /// Do not run the controllers and the scheduler (an API server and registry only).
@@ -43,6 +45,8 @@ pub struct Args {
     pub ephemeral: bool,
     #[command(flatten)]
     pub registry: super::registry::ServerRegistryArgs,
+    #[command(flatten)]
+    pub node: node::NodeArgs,
 }
 
 /// The default data dir: /var/lib/berth as root, else $XDG_DATA_HOME/berth (or ~/.local/share/berth).
@@ -89,10 +93,48 @@ fn validators() -> HashMap<String, Validator> {
 
 /// Runs `berth server`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::rt::block_on(serve(args))?
+    crate::rt::block_on(async move {
+        let running = start(args).await?;
+        crate::rt::shutdown_signal().await;
+        running.stop().await;
+        anyhow::Ok(())
+    })?
 }
 
-async fn serve(args: Args) -> anyhow::Result<()> {
+/// A started server: API, registry, controllers and (unless disabled) runtime and agent.
+pub struct Running {
+    /// The API server's address.
+    pub api: SocketAddr,
+    /// The admin kubeconfig it wrote.
+    pub kubeconfig: PathBuf,
+    /// The registry's address, if it runs.
+    pub registry: Option<SocketAddr>,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    api_server: berth_apiserver::Running,
+    registry_stop: tokio::sync::oneshot::Sender<()>,
+    controllers: Option<tokio::task::JoinHandle<()>>,
+    node: Option<node::LocalNode>,
+}
+
+impl Running {
+    /// Stops everything this server started. Containers keep running (their shims own them), so
+    /// the next start adopts them.
+    pub async fn stop(self) {
+        tracing::info!("shutting down");
+        if let Some(node) = self.node {
+            node.stop().await;
+        }
+        if let Some(task) = self.controllers {
+            task.abort();
+        }
+        let _ = self.registry_stop.send(());
+        self.api_server.stop();
+    }
+}
+
+/// Starts the server's parts and returns once all of them listen.
+pub async fn start(args: Args) -> anyhow::Result<Running> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
     let store = open_store(&args, &data_dir)?;
@@ -107,53 +149,66 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         install_crds: builtin_crds(),
         validators: validators(),
     };
-    let running = berth_apiserver::start(config, store).await.context("starting the API server")?;
-    eprintln!("berth server: API on https://{} (kubeconfig {})", running.addr, running.kubeconfig.display());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    if let Some(addr) = args
+    let api_server = berth_apiserver::start(config, store).await.context("starting the API server")?;
+    eprintln!("berth server: API on https://{} (kubeconfig {})", api_server.addr, api_server.kubeconfig.display());
+    let (registry_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let registry = args
         .registry
         .start(&data_dir, args.bind_address, async move {
             let _ = stop_rx.await;
         })
-        .await?
-    {
+        .await?;
+    if let Some(addr) = registry {
         eprintln!("berth server: registry on http://{addr}");
     }
+    let client = admin_client(&api_server.kubeconfig).await?;
     let controllers = if args.disable_controllers {
         None
     } else {
-        Some(start_controllers(&running.kubeconfig, args.node_grace_period).await?)
+        Some(start_controllers(client.clone(), &args))
     };
-    if !args.disable_agent {
-        tracing::info!("the local agent is not part of this build yet; running without it");
-    }
-    crate::rt::shutdown_signal().await;
-    tracing::info!("shutting down");
-    if let Some(task) = controllers {
-        task.abort();
-    }
-    let _ = stop_tx.send(());
-    running.stop();
-    Ok(())
+    let node = if args.disable_agent {
+        None
+    } else {
+        Some(node::LocalNode::start(&args.node, &data_dir, client).await?)
+    };
+    Ok(Running {
+        api: api_server.addr,
+        kubeconfig: api_server.kubeconfig.clone(),
+        registry,
+        data_dir,
+        api_server,
+        registry_stop,
+        controllers,
+        node,
+    })
 }
 
-/// Runs the controllers and the scheduler against this server, as any Kubernetes client would:
-/// through kube-rs with the kubeconfig the server just wrote.
-async fn start_controllers(
-    kubeconfig: &std::path::Path,
-    node_grace: std::time::Duration,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+/// A kube client with the admin kubeconfig the server just wrote: the controllers and the local
+/// agent talk to the API exactly as any Kubernetes client would.
+async fn admin_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
     let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the server's kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .context("loading the server's kubeconfig")?;
-    let client = kube::Client::try_from(config).context("building the controllers' client")?;
-    let options = berth_controller::ControllerOptions { node_grace, ..Default::default() };
-    Ok(tokio::spawn(async move {
+    kube::Client::try_from(config).context("building a client for the server")
+}
+
+/// Runs the controllers, the scheduler and node IPAM against this server.
+fn start_controllers(client: kube::Client, args: &Args) -> tokio::task::JoinHandle<()> {
+    let options = berth_controller::ControllerOptions {
+        node_grace: args.node_grace_period,
+        node_ipam: Some(berth_controller::nodeipam::NodeIpamOptions {
+            cluster_cidr: args.node.cluster_cidr,
+            node_mask: args.node.node_cidr_mask_size,
+        }),
+        ..Default::default()
+    };
+    tokio::spawn(async move {
         if let Err(err) = berth_controller::run(client, options).await {
             tracing::error!(error = %err, "controllers stopped");
         }
-    }))
+    })
 }
 
 /// Parses `40s`, `2m` or a plain number of seconds.

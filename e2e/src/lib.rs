@@ -2,10 +2,12 @@
 //! (docker-registry, skopeo, runc), as a user would.
 //!
 //! One module per concern, each owned by the part it serves:
-//! - [`server`]: a `berth server` under test (`TestServer`);
+//! - [`server`]: a `berth server` under test (`TestServer`, also as a whole node);
+//! - [`node`]: names, ports and teardown of a node under test;
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers;
 //! - [`runtime`]: a `berth runtime` under test (test images come from `berth_runtime::testimage`).
 
+pub mod node;
 pub mod peer;
 pub mod runtime;
 pub mod server;

@@ -15,6 +15,8 @@ pub struct TestServer {
     extra: Vec<String>,
     controllers: bool,
     child: Option<Child>,
+    /// Set for a whole node (agent, runtime, registry): what to clean up on drop.
+    node: Option<crate::node::NodeSetup>,
 }
 
 impl TestServer {
@@ -37,9 +39,39 @@ impl TestServer {
     async fn launch(extra: &[&str], controllers: bool) -> Result<Self> {
         let dir = tempfile::tempdir().context("temp dir for berth server")?;
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut s = TestServer { dir, port: crate::free_port(), extra, controllers, child: None };
+        let mut s = TestServer { dir, port: crate::free_port(), extra, controllers, child: None, node: None };
         s.spawn(&[]).await?;
         Ok(s)
+    }
+
+    /// Starts a whole node as `berth server` runs by default (controllers, registry, embedded
+    /// runtime, agent, service proxy), on a bridge, pod CIDR and ports of its own so tests run in
+    /// parallel. Needs root. On drop, whatever the test left running is torn down.
+    pub async fn start_node(extra: &[&str]) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("berth-e2e-node-").tempdir_in("/var/tmp")?;
+        let node = crate::node::NodeSetup::new();
+        let mut all = node.args();
+        all.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = TestServer { dir, port: crate::free_port(), extra: all, controllers: true, child: None, node: Some(node) };
+        s.spawn(&[]).await?;
+        Ok(s)
+    }
+
+    /// The registry port of a node server ([`start_node`](Self::start_node)).
+    pub fn registry_port(&self) -> Option<u16> {
+        self.node.as_ref().map(|n| n.registry_port)
+    }
+
+    /// The node setup of a node server ([`start_node`](Self::start_node)).
+    pub fn node(&self) -> Option<&crate::node::NodeSetup> {
+        self.node.as_ref()
+    }
+
+    /// A `berth` CLI command bound to this server (KUBECONFIG).
+    pub fn berth(&self) -> Command {
+        let mut c = Command::new(crate::berth_bin());
+        c.env("KUBECONFIG", self.kubeconfig()).env("HOME", self.data_dir());
+        c
     }
 
     async fn spawn(&mut self, once: &[&str]) -> Result<()> {
@@ -49,7 +81,7 @@ impl TestServer {
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(["--api-port", &self.port.to_string(), "--bind-address", "127.0.0.1"])
-            .args(["--disable-agent", "--disable-registry"])
+            .args(if self.node.is_some() { &[][..] } else { &["--disable-agent", "--disable-registry"][..] })
             .args(if self.controllers { &[][..] } else { &["--disable-controllers"][..] })
             .args(&self.extra)
             .args(once)
@@ -197,6 +229,9 @@ impl Drop for TestServer {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if let Some(node) = &self.node {
+            node.teardown(self.dir.path());
         }
     }
 }

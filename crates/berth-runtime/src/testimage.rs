@@ -24,7 +24,10 @@ pub fn busybox_layout(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(staging.join("bin"))?;
     std::fs::create_dir_all(staging.join("etc"))?;
     std::fs::copy("/bin/busybox", staging.join("bin/busybox"))?;
-    for applet in ["sh", "echo", "id", "sleep", "true", "cat", "httpd", "wget"] {
+    for applet in [
+        "sh", "echo", "id", "sleep", "true", "false", "cat", "httpd", "wget", "rm", "mkdir", "kill", "ls",
+        "ps", "hostname", "test", "chmod", "nc",
+    ] {
         symlink("busybox", staging.join("bin").join(applet))?;
     }
     std::fs::write(

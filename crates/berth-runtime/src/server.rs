@@ -320,11 +320,19 @@ impl ImageService for CriService {
         &self,
         r: Request<cri::ImageStatusRequest>,
     ) -> Result<Response<cri::ImageStatusResponse>, Status> {
-        let name = r.into_inner().image.map(|i| i.image).unwrap_or_default();
+        let req = r.into_inner();
+        let name = req.image.map(|i| i.image).unwrap_or_default();
         let image = self.images.resolve(&name).map_err(image_status)?;
+        // Verbose: the config as pulled (Docker's Healthcheck included), as containerd answers.
+        let info = match (&image, req.verbose) {
+            (Some(record), true) => crate::image::healthcheck::verbose_info(
+                self.images.config_json(record).map_err(image_status)?,
+            ),
+            _ => HashMap::new(),
+        };
         Ok(Response::new(cri::ImageStatusResponse {
             image: image.as_ref().map(image_to_cri),
-            ..Default::default()
+            info,
         }))
     }
 

@@ -12,6 +12,8 @@ use tokio::sync::Mutex;
 
 use crate::snapshot::{Compression, SnapshotError, SnapshotStore, chain_ids};
 
+pub mod healthcheck;
+
 /// Why an image operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

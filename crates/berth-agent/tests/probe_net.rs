@@ -217,3 +217,115 @@ async fn a_probe_without_a_pod_ip_reports_why() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+/// An HTTPS server with a self-signed certificate that answers 200 to every request and hands
+/// each request's head (request line and headers) to the returned receiver.
+async fn https_server() -> (SocketAddr, UnboundedReceiver<String>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).to_string());
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+                let _ = tls.write_all(answer).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, rx)
+}
+
+#[tokio::test]
+async fn https_probes_skip_certificate_verification_and_send_the_probe_headers() {
+    let (addr, mut requests) = https_server().await;
+    let probe = Probe {
+        http_get: Some(HTTPGetAction {
+            scheme: Some("HTTPS".into()),
+            path: Some("/ready".into()),
+            port: IntOrString::Int(i32::from(addr.port())),
+            http_headers: Some(vec![k8s_openapi::api::core::v1::HTTPHeader {
+                name: "X-Probe-Token".into(),
+                value: "s3cret".into(),
+            }]),
+            ..Default::default()
+        }),
+        period_seconds: Some(1),
+        ..Default::default()
+    };
+    let target = Target { pod_ip: localhost(), container_id: "c".into(), ports: vec![] };
+    let (tx, mut rx) = unbounded_channel();
+    let _task = probe::spawn(ProbeKind::Readiness, "app".into(), probe, target, unused_cri(), tx);
+    assert_eq!(
+        next(&mut rx).await,
+        ProbeUpdate::Changed { kind: ProbeKind::Readiness, container: "app".into(), healthy: true }
+    );
+    let head = tokio::time::timeout(WAIT, requests.recv()).await.expect("in time").expect("a request");
+    let lower = head.to_lowercase();
+    assert!(head.starts_with("GET /ready HTTP/1.1\r\n"), "{head}");
+    assert!(lower.contains("\r\nx-probe-token: s3cret\r\n"), "{head}");
+    assert!(lower.contains("\r\nuser-agent: kube-probe/"), "{head}");
+}
+
+#[tokio::test]
+async fn redirects_are_followed_on_the_same_host_only() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let redirect = |to: String| move || async move { (http::StatusCode::FOUND, [(http::header::LOCATION, to)]) };
+    let app = axum::Router::new()
+        // Same host: followed, and the target fails, so the probe fails.
+        .route("/same", axum::routing::get(redirect(format!("http://127.0.0.1:{}/broken", addr.port()))))
+        .route("/broken", axum::routing::get(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "down") }))
+        // Another host (by name): not followed; the 302 itself counts as success.
+        .route("/away", axum::routing::get(redirect("http://localhost:1/".to_string())));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let run = |path: &str, kind: ProbeKind| {
+        let probe = Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.into()),
+                port: IntOrString::Int(i32::from(addr.port())),
+                ..Default::default()
+            }),
+            period_seconds: Some(1),
+            failure_threshold: Some(1),
+            ..Default::default()
+        };
+        let target = Target { pod_ip: localhost(), container_id: "c".into(), ports: vec![] };
+        let (tx, rx) = unbounded_channel();
+        (probe::spawn(kind, "app".into(), probe, target, unused_cri(), tx), rx)
+    };
+    let (_same, mut same) = run("/same", ProbeKind::Liveness);
+    match next(&mut same).await {
+        ProbeUpdate::Failed { message, .. } => assert!(message.contains("statuscode: 500: down"), "{message}"),
+        other => panic!("expected the redirect target's failure, got {other:?}"),
+    }
+    let (_away, mut away) = run("/away", ProbeKind::Readiness);
+    assert_eq!(
+        next(&mut away).await,
+        ProbeUpdate::Changed { kind: ProbeKind::Readiness, container: "app".into(), healthy: true }
+    );
+}

@@ -12,11 +12,11 @@ use berth_agent::probe::{self, ProbeKind, ProbeUpdate, Target};
 use berth_cri::v1 as cri;
 use berth_image::Digest;
 use berth_runtime::testimage::busybox_layout;
-use berth_runtime::{shim, CriService, RuntimeConfig};
+use berth_runtime::{CriService, RuntimeConfig, shim};
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{ExecAction, Probe};
-use serde_json::{json, Value};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 /// Bound on waiting for one probe update, so a broken prober fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(60);
@@ -69,7 +69,11 @@ impl Registry {
             .arg(format!("docker://{image}"))
             .output()
             .expect("skopeo installed");
-        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         image
     }
 }
@@ -96,11 +100,21 @@ fn write_blob(layout: &Path, value: &Value) -> (String, usize) {
 /// Gives the image in the OCI layout `layout` a Docker `config.Healthcheck` (as `docker build`
 /// records a HEALTHCHECK), rewriting its config, manifest and index.
 fn add_healthcheck(layout: &Path, healthcheck: Value) {
-    let blob = |digest: &str| layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
     let mut index = read_json(&layout.join("index.json"));
-    let manifest_digest = index["manifests"][0]["digest"].as_str().expect("manifest").to_string();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("manifest")
+        .to_string();
     let mut manifest = read_json(&blob(&manifest_digest));
-    let config_digest = manifest["config"]["digest"].as_str().expect("config").to_string();
+    let config_digest = manifest["config"]["digest"]
+        .as_str()
+        .expect("config")
+        .to_string();
     let mut config = read_json(&blob(&config_digest));
     config["config"]["Healthcheck"] = healthcheck;
     let (digest, size) = write_blob(layout, &config);
@@ -109,23 +123,36 @@ fn add_healthcheck(layout: &Path, healthcheck: Value) {
     let (digest, size) = write_blob(layout, &manifest);
     index["manifests"][0]["digest"] = json!(digest);
     index["manifests"][0]["size"] = json!(size);
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).expect("json")).expect("index");
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index");
 }
 
 fn image_spec(image: &str) -> Option<cri::ImageSpec> {
-    Some(cri::ImageSpec { image: image.into(), ..Default::default() })
+    Some(cri::ImageSpec {
+        image: image.into(),
+        ..Default::default()
+    })
 }
 
 async fn pull(c: &mut berth_cri::CriClient, image: &str) {
     c.image
-        .pull_image(cri::PullImageRequest { image: image_spec(image), ..Default::default() })
+        .pull_image(cri::PullImageRequest {
+            image: image_spec(image),
+            ..Default::default()
+        })
         .await
         .expect("pull");
 }
 
 async fn verbose_status(c: &mut berth_cri::CriClient, image: &str) -> cri::ImageStatusResponse {
     c.image
-        .image_status(cri::ImageStatusRequest { image: image_spec(image), verbose: true })
+        .image_status(cri::ImageStatusRequest {
+            image: image_spec(image),
+            verbose: true,
+        })
         .await
         .expect("image status")
         .into_inner()
@@ -140,7 +167,10 @@ async fn run_container(
     image: &str,
 ) -> String {
     let config = cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: 0 }),
+        metadata: Some(cri::ContainerMetadata {
+            name: name.into(),
+            attempt: 0,
+        }),
         image: image_spec(image),
         command: vec!["sleep".into(), "3600".into()],
         log_path: format!("{name}.log"),
@@ -158,7 +188,9 @@ async fn run_container(
         .into_inner()
         .container_id;
     c.runtime
-        .start_container(cri::StartContainerRequest { container_id: id.clone() })
+        .start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        })
         .await
         .expect("start container");
     id
@@ -173,7 +205,9 @@ async fn next(rx: &mut UnboundedReceiver<ProbeUpdate>) -> ProbeUpdate {
 
 fn exec_probe(command: &[&str], failure_threshold: i32) -> Probe {
     Probe {
-        exec: Some(ExecAction { command: Some(command.iter().map(|s| s.to_string()).collect()) }),
+        exec: Some(ExecAction {
+            command: Some(command.iter().map(|s| s.to_string()).collect()),
+        }),
         period_seconds: Some(1),
         failure_threshold: Some(failure_threshold),
         ..Default::default()
@@ -181,7 +215,11 @@ fn exec_probe(command: &[&str], failure_threshold: i32) -> Probe {
 }
 
 fn target(container_id: &str) -> Target {
-    Target { pod_ip: None, container_id: container_id.into(), ports: vec![] }
+    Target {
+        pod_ip: None,
+        container_id: container_id.into(),
+        ports: vec![],
+    }
 }
 
 /// The checks, against running containers of the plain and the HEALTHCHECK image.
@@ -191,62 +229,121 @@ async fn checks(c: &mut berth_cri::CriClient, plain: (&str, &str), healthy: (&st
 
     // `true` succeeds: readiness turns healthy, with no failure before.
     let (tx, mut rx) = unbounded_channel();
-    let ready = probe::spawn(ProbeKind::Readiness, "app".into(), exec_probe(&["true"], 3), target(plain_id), c.clone(), tx);
+    let ready = probe::spawn(
+        ProbeKind::Readiness,
+        "app".into(),
+        exec_probe(&["true"], 3),
+        target(plain_id),
+        c.clone(),
+        tx,
+    );
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Readiness, container: "app".into(), healthy: true }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Readiness,
+            container: "app".into(),
+            healthy: true
+        }
     );
     drop(ready);
 
     // `false` fails: liveness turns unhealthy after one failure (threshold 1).
     let (tx, mut rx) = unbounded_channel();
-    let live = probe::spawn(ProbeKind::Liveness, "app".into(), exec_probe(&["false"], 1), target(plain_id), c.clone(), tx);
+    let live = probe::spawn(
+        ProbeKind::Liveness,
+        "app".into(),
+        exec_probe(&["false"], 1),
+        target(plain_id),
+        c.clone(),
+        tx,
+    );
     match next(&mut rx).await {
-        ProbeUpdate::Failed { kind: ProbeKind::Liveness, message, .. } => {
+        ProbeUpdate::Failed {
+            kind: ProbeKind::Liveness,
+            message,
+            ..
+        } => {
             assert!(message.contains("exited with code 1"), "{message}");
         }
         other => panic!("expected a failure, got {other:?}"),
     }
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Liveness, container: "app".into(), healthy: false }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Liveness,
+            container: "app".into(),
+            healthy: false
+        }
     );
     drop(live);
 
     // The failure message quotes the command's output.
     let (tx, mut rx) = unbounded_channel();
     let noisy = exec_probe(&["sh", "-c", "echo database unreachable; exit 7"], 1);
-    let noisy = probe::spawn(ProbeKind::Liveness, "app".into(), noisy, target(plain_id), c.clone(), tx);
+    let noisy = probe::spawn(
+        ProbeKind::Liveness,
+        "app".into(),
+        noisy,
+        target(plain_id),
+        c.clone(),
+        tx,
+    );
     match next(&mut rx).await {
         ProbeUpdate::Failed { message, .. } => {
-            assert!(message.contains("exited with code 7: database unreachable"), "{message}");
+            assert!(
+                message.contains("exited with code 7: database unreachable"),
+                "{message}"
+            );
         }
         other => panic!("expected a failure, got {other:?}"),
     }
     drop(noisy);
 
     // HEALTHCHECK: only the image that declares one yields a probe, with its settings.
-    assert_eq!(probe::healthcheck_probe(&verbose_status(c, plain_image).await), None);
-    let hc = probe::healthcheck_probe(&verbose_status(c, healthy_image).await).expect("a HEALTHCHECK probe");
+    assert_eq!(
+        probe::healthcheck_probe(&verbose_status(c, plain_image).await),
+        None
+    );
+    let hc = probe::healthcheck_probe(&verbose_status(c, healthy_image).await)
+        .expect("a HEALTHCHECK probe");
     assert_eq!(
         hc.exec.as_ref().and_then(|e| e.command.clone()),
-        Some(vec!["/bin/sh".into(), "-c".into(), "test -x /bin/busybox && echo healthy".into()])
+        Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "test -x /bin/busybox && echo healthy".into()
+        ])
     );
-    assert_eq!((hc.period_seconds, hc.timeout_seconds, hc.failure_threshold), (Some(1), Some(2), Some(4)));
+    assert_eq!(
+        (hc.period_seconds, hc.timeout_seconds, hc.failure_threshold),
+        (Some(1), Some(2), Some(4))
+    );
     // ... and it runs in the container as a liveness probe: it passes there, so (liveness starting
     // healthy) no update at all is sent; as a startup probe it reports success.
     let (tx, mut rx) = unbounded_channel();
-    let startup = probe::spawn(ProbeKind::Startup, "app".into(), hc, target(healthy_id), c.clone(), tx);
+    let startup = probe::spawn(
+        ProbeKind::Startup,
+        "app".into(),
+        hc,
+        target(healthy_id),
+        c.clone(),
+        tx,
+    );
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Startup, container: "app".into(), healthy: true }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Startup,
+            container: "app".into(),
+            healthy: true
+        }
     );
     drop(startup);
 }
 
 async fn exec_probes_and_healthcheck(tmp: &Path) {
     let registry = Registry::start(tmp);
-    let plain_layout = busybox_layout(&tmp.join("plain")).expect("busybox layout (busybox-static installed)");
+    let plain_layout =
+        busybox_layout(&tmp.join("plain")).expect("busybox layout (busybox-static installed)");
     let healthy_layout = busybox_layout(&tmp.join("healthy")).expect("busybox layout");
     add_healthcheck(
         &healthy_layout,
@@ -269,10 +366,17 @@ async fn exec_probes_and_healthcheck(tmp: &Path) {
     let socket = tmp.join("cri.sock");
     let listener = berth_cri::bind(&socket).expect("bind");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async {
-        let _ = stop_rx.await;
-    }));
-    let mut c = berth_cri::connect(&format!("unix://{}", socket.display())).await.expect("connect");
+    let server = tokio::spawn(berth_cri::serve(
+        listener,
+        service.clone(),
+        service,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut c = berth_cri::connect(&format!("unix://{}", socket.display()))
+        .await
+        .expect("connect");
     pull(&mut c, &plain_image).await;
     pull(&mut c, &healthy_image).await;
 
@@ -291,7 +395,10 @@ async fn exec_probes_and_healthcheck(tmp: &Path) {
     };
     let sandbox_id = c
         .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: String::new() })
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox.clone()),
+            runtime_handler: String::new(),
+        })
         .await
         .expect("run sandbox")
         .into_inner()
@@ -300,22 +407,34 @@ async fn exec_probes_and_healthcheck(tmp: &Path) {
     // Tear down even when a check fails, so no container, mount or cgroup is left behind.
     let result = async {
         let plain_id = run_container(&mut c, &sandbox_id, &sandbox, "plain", &plain_image).await;
-        let healthy_id = run_container(&mut c, &sandbox_id, &sandbox, "healthy", &healthy_image).await;
-        checks(&mut c, (&plain_image, &plain_id), (&healthy_image, &healthy_id)).await;
+        let healthy_id =
+            run_container(&mut c, &sandbox_id, &sandbox, "healthy", &healthy_image).await;
+        checks(
+            &mut c,
+            (&plain_image, &plain_id),
+            (&healthy_image, &healthy_id),
+        )
+        .await;
     };
     let result = std::panic::AssertUnwindSafe(result).catch_unwind().await;
 
     c.runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() })
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox_id.clone(),
+        })
         .await
         .expect("stop sandbox");
     c.runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id })
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox_id,
+        })
         .await
         .expect("remove sandbox");
     for image in [&plain_image, &healthy_image] {
         c.image
-            .remove_image(cri::RemoveImageRequest { image: image_spec(image) })
+            .remove_image(cri::RemoveImageRequest {
+                image: image_spec(image),
+            })
             .await
             .expect("remove image");
     }
@@ -338,11 +457,11 @@ fn main() {
     }
     let name = "exec_probes_and_healthcheck";
     // `cargo test -p berth-agent <filter>` passes the filter on; honour it like libtest does.
-    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-')) {
-        if !name.contains(filter.as_str()) {
-            println!("running 0 tests");
-            return;
-        }
+    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-'))
+        && !name.contains(filter.as_str())
+    {
+        println!("running 0 tests");
+        return;
     }
     let tmp = tempfile::Builder::new()
         .prefix("berth-probe-")
@@ -352,7 +471,10 @@ fn main() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(exec_probes_and_healthcheck(tmp.path()))
     }));
-    println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
+    println!(
+        "test {name} ... {}",
+        if result.is_ok() { "ok" } else { "FAILED" }
+    );
     if result.is_err() {
         std::process::exit(1);
     }

@@ -3,15 +3,15 @@
 //! startup probes ending after success, and dropping a probe stopping it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use berth_agent::probe::{self, ProbeKind, ProbeUpdate, Target};
 use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 /// Generous bound on waiting for one update, so a broken prober fails the test instead of hanging.
 const WAIT: Duration = Duration::from_secs(30);
@@ -80,16 +80,31 @@ async fn readiness_turns_ready_then_unready_after_failure_threshold() {
     };
     let (tx, mut rx) = unbounded_channel();
     let probe = http_probe(IntOrString::String("web".into()), 2);
-    let _task = probe::spawn(ProbeKind::Readiness, "app".into(), probe, target, unused_cri(), tx);
+    let _task = probe::spawn(
+        ProbeKind::Readiness,
+        "app".into(),
+        probe,
+        target,
+        unused_cri(),
+        tx,
+    );
 
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Readiness, container: "app".into(), healthy: true }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Readiness,
+            container: "app".into(),
+            healthy: true
+        }
     );
     status.store(503, Ordering::SeqCst);
     for _ in 0..2 {
         match next(&mut rx).await {
-            ProbeUpdate::Failed { kind: ProbeKind::Readiness, container, message } => {
+            ProbeUpdate::Failed {
+                kind: ProbeKind::Readiness,
+                container,
+                message,
+            } => {
                 assert_eq!(container, "app");
                 assert!(message.contains("statuscode: 503"), "{message}");
                 assert!(message.contains("body of the answer"), "{message}");
@@ -99,13 +114,21 @@ async fn readiness_turns_ready_then_unready_after_failure_threshold() {
     }
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Readiness, container: "app".into(), healthy: false }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Readiness,
+            container: "app".into(),
+            healthy: false
+        }
     );
     // Redirect-free 3xx counts as success: ready again.
     status.store(302, Ordering::SeqCst);
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Readiness, container: "app".into(), healthy: true }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Readiness,
+            container: "app".into(),
+            healthy: true
+        }
     );
 }
 
@@ -116,16 +139,34 @@ async fn tcp_probe_against_a_closed_port_fails() {
         l.local_addr().expect("addr").port()
     };
     let probe = Probe {
-        tcp_socket: Some(TCPSocketAction { host: None, port: IntOrString::Int(i32::from(port)) }),
+        tcp_socket: Some(TCPSocketAction {
+            host: None,
+            port: IntOrString::Int(i32::from(port)),
+        }),
         period_seconds: Some(1),
         failure_threshold: Some(1),
         ..Default::default()
     };
-    let target = Target { pod_ip: localhost(), container_id: "c".into(), ports: vec![] };
+    let target = Target {
+        pod_ip: localhost(),
+        container_id: "c".into(),
+        ports: vec![],
+    };
     let (tx, mut rx) = unbounded_channel();
-    let _task = probe::spawn(ProbeKind::Liveness, "app".into(), probe, target, unused_cri(), tx);
+    let _task = probe::spawn(
+        ProbeKind::Liveness,
+        "app".into(),
+        probe,
+        target,
+        unused_cri(),
+        tx,
+    );
     match next(&mut rx).await {
-        ProbeUpdate::Failed { kind: ProbeKind::Liveness, message, .. } => {
+        ProbeUpdate::Failed {
+            kind: ProbeKind::Liveness,
+            message,
+            ..
+        } => {
             assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
             assert!(message.to_lowercase().contains("refused"), "{message}");
         }
@@ -133,7 +174,11 @@ async fn tcp_probe_against_a_closed_port_fails() {
     }
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Liveness, container: "app".into(), healthy: false }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Liveness,
+            container: "app".into(),
+            healthy: false
+        }
     );
 }
 
@@ -150,19 +195,36 @@ async fn http_probe_times_out_against_a_server_that_never_answers() {
     });
     let mut probe = http_probe(IntOrString::Int(i32::from(port)), 3);
     probe.timeout_seconds = Some(1);
-    let target = Target { pod_ip: localhost(), container_id: "c".into(), ports: vec![] };
+    let target = Target {
+        pod_ip: localhost(),
+        container_id: "c".into(),
+        ports: vec![],
+    };
     let (tx, mut rx) = unbounded_channel();
-    let _task = probe::spawn(ProbeKind::Liveness, "app".into(), probe, target, unused_cri(), tx);
+    let _task = probe::spawn(
+        ProbeKind::Liveness,
+        "app".into(),
+        probe,
+        target,
+        unused_cri(),
+        tx,
+    );
     // Each attempt ends with its timeout, so the loop keeps going: three failures, then the verdict.
     for _ in 0..3 {
         match next(&mut rx).await {
-            ProbeUpdate::Failed { message, .. } => assert!(message.contains("timed out"), "{message}"),
+            ProbeUpdate::Failed { message, .. } => {
+                assert!(message.contains("timed out"), "{message}")
+            }
             other => panic!("expected a timeout, got {other:?}"),
         }
     }
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Liveness, container: "app".into(), healthy: false }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Liveness,
+            container: "app".into(),
+            healthy: false
+        }
     );
 }
 
@@ -171,20 +233,43 @@ async fn startup_probe_stops_after_it_succeeds() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let probe = Probe {
-        tcp_socket: Some(TCPSocketAction { host: Some("127.0.0.1".into()), port: IntOrString::Int(i32::from(port)) }),
+        tcp_socket: Some(TCPSocketAction {
+            host: Some("127.0.0.1".into()),
+            port: IntOrString::Int(i32::from(port)),
+        }),
         period_seconds: Some(1),
         ..Default::default()
     };
     // No pod IP: the probe's own host is used.
-    let target = Target { pod_ip: None, container_id: "c".into(), ports: vec![] };
+    let target = Target {
+        pod_ip: None,
+        container_id: "c".into(),
+        ports: vec![],
+    };
     let (tx, mut rx) = unbounded_channel();
-    let task = probe::spawn(ProbeKind::Startup, "app".into(), probe, target, unused_cri(), tx);
+    let task = probe::spawn(
+        ProbeKind::Startup,
+        "app".into(),
+        probe,
+        target,
+        unused_cri(),
+        tx,
+    );
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Startup, container: "app".into(), healthy: true }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Startup,
+            container: "app".into(),
+            healthy: true
+        }
     );
     // The loop ends: its sender is dropped, so the channel closes.
-    assert_eq!(tokio::time::timeout(WAIT, rx.recv()).await.expect("closed in time"), None);
+    assert_eq!(
+        tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("closed in time"),
+        None
+    );
     assert!(task.is_finished());
     drop(listener);
 }
@@ -194,24 +279,57 @@ async fn dropping_the_task_stops_the_probe() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let probe = Probe {
-        tcp_socket: Some(TCPSocketAction { host: None, port: IntOrString::Int(i32::from(port)) }),
+        tcp_socket: Some(TCPSocketAction {
+            host: None,
+            port: IntOrString::Int(i32::from(port)),
+        }),
         period_seconds: Some(1),
         ..Default::default()
     };
-    let target = Target { pod_ip: localhost(), container_id: "c".into(), ports: vec![] };
+    let target = Target {
+        pod_ip: localhost(),
+        container_id: "c".into(),
+        ports: vec![],
+    };
     let (tx, mut rx) = unbounded_channel();
-    let task = probe::spawn(ProbeKind::Readiness, "app".into(), probe, target, unused_cri(), tx);
-    assert!(matches!(next(&mut rx).await, ProbeUpdate::Changed { healthy: true, .. }));
+    let task = probe::spawn(
+        ProbeKind::Readiness,
+        "app".into(),
+        probe,
+        target,
+        unused_cri(),
+        tx,
+    );
+    assert!(matches!(
+        next(&mut rx).await,
+        ProbeUpdate::Changed { healthy: true, .. }
+    ));
     drop(task);
-    assert_eq!(tokio::time::timeout(WAIT, rx.recv()).await.expect("closed in time"), None);
+    assert_eq!(
+        tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("closed in time"),
+        None
+    );
 }
 
 #[tokio::test]
 async fn a_probe_without_a_pod_ip_reports_why() {
     let probe = http_probe(IntOrString::Int(80), 1);
-    let target = Target { pod_ip: None, container_id: "c".into(), ports: vec![] };
+    let target = Target {
+        pod_ip: None,
+        container_id: "c".into(),
+        ports: vec![],
+    };
     let (tx, mut rx) = unbounded_channel();
-    let _task = probe::spawn(ProbeKind::Readiness, "app".into(), probe, target, unused_cri(), tx);
+    let _task = probe::spawn(
+        ProbeKind::Readiness,
+        "app".into(),
+        probe,
+        target,
+        unused_cri(),
+        tx,
+    );
     match next(&mut rx).await {
         ProbeUpdate::Failed { message, .. } => assert!(message.contains("no IP"), "{message}"),
         other => panic!("expected a failure, got {other:?}"),
@@ -224,14 +342,19 @@ async fn https_server() -> (SocketAddr, UnboundedReceiver<String>) {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
-        .expect("server config");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(vec![certified.cert.der().clone()], key)
+    .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -240,7 +363,9 @@ async fn https_server() -> (SocketAddr, UnboundedReceiver<String>) {
         while let Ok((tcp, _)) = listener.accept().await {
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
                 while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -276,14 +401,32 @@ async fn https_probes_skip_certificate_verification_and_send_the_probe_headers()
         period_seconds: Some(1),
         ..Default::default()
     };
-    let target = Target { pod_ip: localhost(), container_id: "c".into(), ports: vec![] };
+    let target = Target {
+        pod_ip: localhost(),
+        container_id: "c".into(),
+        ports: vec![],
+    };
     let (tx, mut rx) = unbounded_channel();
-    let _task = probe::spawn(ProbeKind::Readiness, "app".into(), probe, target, unused_cri(), tx);
+    let _task = probe::spawn(
+        ProbeKind::Readiness,
+        "app".into(),
+        probe,
+        target,
+        unused_cri(),
+        tx,
+    );
     assert_eq!(
         next(&mut rx).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Readiness, container: "app".into(), healthy: true }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Readiness,
+            container: "app".into(),
+            healthy: true
+        }
     );
-    let head = tokio::time::timeout(WAIT, requests.recv()).await.expect("in time").expect("a request");
+    let head = tokio::time::timeout(WAIT, requests.recv())
+        .await
+        .expect("in time")
+        .expect("a request");
     let lower = head.to_lowercase();
     assert!(head.starts_with("GET /ready HTTP/1.1\r\n"), "{head}");
     assert!(lower.contains("\r\nx-probe-token: s3cret\r\n"), "{head}");
@@ -294,13 +437,24 @@ async fn https_probes_skip_certificate_verification_and_send_the_probe_headers()
 async fn redirects_are_followed_on_the_same_host_only() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let redirect = |to: String| move || async move { (http::StatusCode::FOUND, [(http::header::LOCATION, to)]) };
+    let redirect = |to: String| {
+        move || async move { (http::StatusCode::FOUND, [(http::header::LOCATION, to)]) }
+    };
     let app = axum::Router::new()
         // Same host: followed, and the target fails, so the probe fails.
-        .route("/same", axum::routing::get(redirect(format!("http://127.0.0.1:{}/broken", addr.port()))))
-        .route("/broken", axum::routing::get(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "down") }))
+        .route(
+            "/same",
+            axum::routing::get(redirect(format!("http://127.0.0.1:{}/broken", addr.port()))),
+        )
+        .route(
+            "/broken",
+            axum::routing::get(|| async { (http::StatusCode::INTERNAL_SERVER_ERROR, "down") }),
+        )
         // Another host (by name): not followed; the 302 itself counts as success.
-        .route("/away", axum::routing::get(redirect("http://localhost:1/".to_string())));
+        .route(
+            "/away",
+            axum::routing::get(redirect("http://localhost:1/".to_string())),
+        );
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let run = |path: &str, kind: ProbeKind| {
@@ -314,18 +468,31 @@ async fn redirects_are_followed_on_the_same_host_only() {
             failure_threshold: Some(1),
             ..Default::default()
         };
-        let target = Target { pod_ip: localhost(), container_id: "c".into(), ports: vec![] };
+        let target = Target {
+            pod_ip: localhost(),
+            container_id: "c".into(),
+            ports: vec![],
+        };
         let (tx, rx) = unbounded_channel();
-        (probe::spawn(kind, "app".into(), probe, target, unused_cri(), tx), rx)
+        (
+            probe::spawn(kind, "app".into(), probe, target, unused_cri(), tx),
+            rx,
+        )
     };
     let (_same, mut same) = run("/same", ProbeKind::Liveness);
     match next(&mut same).await {
-        ProbeUpdate::Failed { message, .. } => assert!(message.contains("statuscode: 500: down"), "{message}"),
+        ProbeUpdate::Failed { message, .. } => {
+            assert!(message.contains("statuscode: 500: down"), "{message}")
+        }
         other => panic!("expected the redirect target's failure, got {other:?}"),
     }
     let (_away, mut away) = run("/away", ProbeKind::Readiness);
     assert_eq!(
         next(&mut away).await,
-        ProbeUpdate::Changed { kind: ProbeKind::Readiness, container: "app".into(), healthy: true }
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Readiness,
+            container: "app".into(),
+            healthy: true
+        }
     );
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Probe;
 use tokio::net::TcpStream;
 
 use super::http::HttpGet;
-use super::{port, Target};
+use super::{Target, port};
 
 /// The longest command output quoted in a failure message.
 const MAX_OUTPUT: usize = 1024;
@@ -74,14 +74,20 @@ impl Action {
         }
         if let Some(tcp) = &probe.tcp_socket {
             let port = port::resolve(&tcp.port, &target.ports).map_err(|e| e.to_string())?;
-            return Ok(Action::Tcp { host: host(&tcp.host)?, port });
+            return Ok(Action::Tcp {
+                host: host(&tcp.host)?,
+                port,
+            });
         }
         if let Some(exec) = &probe.exec {
             let command = exec.command.clone().unwrap_or_default();
             if command.is_empty() {
                 return Err("exec probe has no command".to_string());
             }
-            return Ok(Action::Exec { container_id: target.container_id.clone(), command });
+            return Ok(Action::Exec {
+                container_id: target.container_id.clone(),
+                command,
+            });
         }
         if probe.grpc.is_some() {
             return Err("grpc probes are not supported".to_string());
@@ -98,7 +104,10 @@ impl Action {
         match self {
             Action::Http(get) => get.attempt(timeout).await,
             Action::Tcp { host, port } => tcp(host, *port, timeout).await,
-            Action::Exec { container_id, command } => exec(cri, container_id, command, timeout).await,
+            Action::Exec {
+                container_id,
+                command,
+            } => exec(cri, container_id, command, timeout).await,
             Action::Invalid(why) => Err(AttemptError::Invalid(why.clone())),
         }
     }
@@ -143,7 +152,12 @@ async fn exec(
         Ok(Err(status)) if status.code() == tonic::Code::DeadlineExceeded => {
             return Err(AttemptError::Timeout { what, timeout });
         }
-        Ok(Err(status)) => return Err(AttemptError::Failed(format!("{what}: {}", status.message()))),
+        Ok(Err(status)) => {
+            return Err(AttemptError::Failed(format!(
+                "{what}: {}",
+                status.message()
+            )));
+        }
         Ok(Ok(response)) => response.into_inner(),
     };
     if response.exit_code == 0 {
@@ -185,7 +199,10 @@ mod tests {
     #[test]
     fn handlers_are_chosen_from_the_probe() {
         let tcp = Probe {
-            tcp_socket: Some(TCPSocketAction { host: None, port: IntOrString::Int(80) }),
+            tcp_socket: Some(TCPSocketAction {
+                host: None,
+                port: IntOrString::Int(80),
+            }),
             ..Default::default()
         };
         assert!(matches!(
@@ -193,7 +210,9 @@ mod tests {
             Action::Tcp { ref host, port: 80 } if host == "10.0.0.5"
         ));
         let exec = Probe {
-            exec: Some(ExecAction { command: Some(vec!["true".into()]) }),
+            exec: Some(ExecAction {
+                command: Some(vec!["true".into()]),
+            }),
             ..Default::default()
         };
         assert!(matches!(
@@ -205,15 +224,28 @@ mod tests {
     #[test]
     fn unusable_probes_are_invalid_with_a_reason() {
         let tcp = Probe {
-            tcp_socket: Some(TCPSocketAction { host: None, port: IntOrString::Int(80) }),
+            tcp_socket: Some(TCPSocketAction {
+                host: None,
+                port: IntOrString::Int(80),
+            }),
             ..Default::default()
         };
         let no_ip = Action::new(&tcp, &target(None), Duration::from_secs(1));
         assert!(matches!(no_ip, Action::Invalid(ref why) if why.contains("no IP")));
-        let grpc = Probe { grpc: Some(GRPCAction { port: 50051, service: None }), ..Default::default() };
+        let grpc = Probe {
+            grpc: Some(GRPCAction {
+                port: 50051,
+                service: None,
+            }),
+            ..Default::default()
+        };
         let grpc = Action::new(&grpc, &target(Some("10.0.0.5")), Duration::from_secs(1));
         assert!(matches!(grpc, Action::Invalid(ref why) if why == "grpc probes are not supported"));
-        let empty = Action::new(&Probe::default(), &target(Some("10.0.0.5")), Duration::from_secs(1));
+        let empty = Action::new(
+            &Probe::default(),
+            &target(Some("10.0.0.5")),
+            Duration::from_secs(1),
+        );
         assert!(matches!(empty, Action::Invalid(_)));
     }
 

@@ -41,7 +41,9 @@ struct Healthcheck {
 pub fn healthcheck_probe(status: &ImageStatusResponse) -> Option<Probe> {
     let info: serde_json::Value = serde_json::from_str(status.info.get("info")?).ok()?;
     let config = info.get("imageSpec")?.get("config")?;
-    let raw = config.get("Healthcheck").or_else(|| config.get("healthcheck"))?;
+    let raw = config
+        .get("Healthcheck")
+        .or_else(|| config.get("healthcheck"))?;
     let check: Healthcheck = serde_json::from_value(raw.clone()).ok()?;
     probe_of(&check)
 }
@@ -49,16 +51,24 @@ pub fn healthcheck_probe(status: &ImageStatusResponse) -> Option<Probe> {
 fn probe_of(check: &Healthcheck) -> Option<Probe> {
     let command = match check.test.split_first()? {
         (kind, argv) if kind == "CMD" && !argv.is_empty() => argv.to_vec(),
-        (kind, [script]) if kind == "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+        (kind, [script]) if kind == "CMD-SHELL" => {
+            vec!["/bin/sh".into(), "-c".into(), script.clone()]
+        }
         // "NONE" disables the check; anything else is malformed.
         _ => return None,
     };
     Some(Probe {
-        exec: Some(ExecAction { command: Some(command) }),
+        exec: Some(ExecAction {
+            command: Some(command),
+        }),
         initial_delay_seconds: Some(seconds(check.start_period, Duration::ZERO)),
         period_seconds: Some(seconds(check.interval, DEFAULT_INTERVAL).max(1)),
         timeout_seconds: Some(seconds(check.timeout, DEFAULT_TIMEOUT).max(1)),
-        failure_threshold: Some(if check.retries > 0 { check.retries } else { DEFAULT_RETRIES }),
+        failure_threshold: Some(if check.retries > 0 {
+            check.retries
+        } else {
+            DEFAULT_RETRIES
+        }),
         success_threshold: Some(1),
         ..Default::default()
     })
@@ -66,7 +76,10 @@ fn probe_of(check: &Healthcheck) -> Option<Probe> {
 
 /// Whole seconds (rounded up) of a nanosecond duration; 0 or negative means `default`.
 fn seconds(ns: i64, default: Duration) -> i32 {
-    let d = u64::try_from(ns).ok().filter(|&n| n > 0).map_or(default, Duration::from_nanos);
+    let d = u64::try_from(ns)
+        .ok()
+        .filter(|&n| n > 0)
+        .map_or(default, Duration::from_nanos);
     let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     i32::try_from(secs).unwrap_or(i32::MAX)
 }
@@ -77,7 +90,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn status(config: serde_json::Value) -> ImageStatusResponse {
-        let info = serde_json::json!({ "imageSpec": { "architecture": "amd64", "config": config } });
+        let info =
+            serde_json::json!({ "imageSpec": { "architecture": "amd64", "config": config } });
         ImageStatusResponse {
             image: None,
             info: HashMap::from([("info".to_string(), info.to_string())]),
@@ -85,7 +99,10 @@ mod tests {
     }
 
     fn command(p: &Probe) -> Vec<String> {
-        p.exec.as_ref().and_then(|e| e.command.clone()).unwrap_or_default()
+        p.exec
+            .as_ref()
+            .and_then(|e| e.command.clone())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -110,9 +127,21 @@ mod tests {
             "Test": ["CMD-SHELL", "wget -q -O- localhost:8000/health || exit 1"],
         }})))
         .expect("a probe");
-        assert_eq!(command(&p), ["/bin/sh", "-c", "wget -q -O- localhost:8000/health || exit 1"]);
         assert_eq!(
-            (p.period_seconds, p.timeout_seconds, p.initial_delay_seconds, p.failure_threshold),
+            command(&p),
+            [
+                "/bin/sh",
+                "-c",
+                "wget -q -O- localhost:8000/health || exit 1"
+            ]
+        );
+        assert_eq!(
+            (
+                p.period_seconds,
+                p.timeout_seconds,
+                p.initial_delay_seconds,
+                p.failure_threshold
+            ),
             (Some(30), Some(30), Some(0), Some(3))
         );
     }

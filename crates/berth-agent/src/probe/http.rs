@@ -11,7 +11,7 @@ use http::{HeaderName, HeaderValue};
 use k8s_openapi::api::core::v1::HTTPGetAction;
 use reqwest::redirect::Policy;
 
-use super::action::{host_port, truncate, AttemptError};
+use super::action::{AttemptError, host_port, truncate};
 
 /// The most body bytes read from a response (for the failure message).
 const MAX_BODY: usize = 10 * 1024;
@@ -30,7 +30,12 @@ pub struct HttpGet {
 
 impl HttpGet {
     /// Prepares a GET of `action.path` on `host:port`; an invalid probe yields the reason.
-    pub fn new(action: &HTTPGetAction, host: &str, port: u16, timeout: Duration) -> Result<Self, String> {
+    pub fn new(
+        action: &HTTPGetAction,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<Self, String> {
         let scheme = match action.scheme.as_deref().unwrap_or("HTTP") {
             s if s.eq_ignore_ascii_case("HTTP") => "http",
             s if s.eq_ignore_ascii_case("HTTPS") => "https",
@@ -39,9 +44,13 @@ impl HttpGet {
         let path = action.path.as_deref().unwrap_or("/");
         let slash = if path.starts_with('/') { "" } else { "/" };
         let url = format!("{scheme}://{}{slash}{path}", host_port(host, port));
-        let url = reqwest::Url::parse(&url).map_err(|e| format!("invalid probe URL {url:?}: {e}"))?;
+        let url =
+            reqwest::Url::parse(&url).map_err(|e| format!("invalid probe URL {url:?}: {e}"))?;
         let mut headers = http::HeaderMap::new();
-        headers.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(USER_AGENT),
+        );
         headers.insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
         // The probe's own headers replace the defaults (the kubelet lets them override).
         let mut overridden = std::collections::HashSet::new();
@@ -63,7 +72,11 @@ impl HttpGet {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(HttpGet { client, url, headers })
+        Ok(HttpGet {
+            client,
+            url,
+            headers,
+        })
     }
 
     /// The URL probed.
@@ -83,7 +96,12 @@ impl HttpGet {
     }
 
     async fn get(&self) -> Result<(), GetError> {
-        let mut response = self.client.get(self.url.clone()).headers(self.headers.clone()).send().await?;
+        let mut response = self
+            .client
+            .get(self.url.clone())
+            .headers(self.headers.clone())
+            .send()
+            .await?;
         let status = response.status();
         if (200..400).contains(&status.as_u16()) {
             return Ok(());
@@ -95,7 +113,10 @@ impl HttpGet {
                 None => break,
             }
         }
-        Err(GetError::Status { code: status.as_u16(), body: truncate(&body) })
+        Err(GetError::Status {
+            code: status.as_u16(),
+            body: truncate(&body),
+        })
     }
 }
 
@@ -146,9 +167,15 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 /// Follows redirects that stay on `url`'s host and port; stops (keeping the 3xx) at others.
 fn same_host_redirects(url: &reqwest::Url) -> Policy {
-    let origin = (url.host_str().map(str::to_string), url.port_or_known_default());
+    let origin = (
+        url.host_str().map(str::to_string),
+        url.port_or_known_default(),
+    );
     Policy::custom(move |attempt| {
-        let next = (attempt.url().host_str().map(str::to_string), attempt.url().port_or_known_default());
+        let next = (
+            attempt.url().host_str().map(str::to_string),
+            attempt.url().port_or_known_default(),
+        );
         if next != origin || attempt.previous().len() > MAX_REDIRECTS {
             attempt.stop()
         } else {
@@ -175,7 +202,8 @@ mod tests {
     #[test]
     fn urls_are_built_from_scheme_host_port_and_path() {
         let t = Duration::from_secs(1);
-        let get = HttpGet::new(&action(Some("healthz?x=1"), None), "10.0.0.2", 8080, t).expect("valid");
+        let get =
+            HttpGet::new(&action(Some("healthz?x=1"), None), "10.0.0.2", 8080, t).expect("valid");
         assert_eq!(get.url().as_str(), "http://10.0.0.2:8080/healthz?x=1");
         let get = HttpGet::new(&action(None, Some("HTTPS")), "::1", 8443, t).expect("valid");
         assert_eq!(get.url().as_str(), "https://[::1]:8443/");
@@ -186,13 +214,28 @@ mod tests {
     fn probe_headers_override_the_defaults() {
         let mut a = action(None, None);
         a.http_headers = Some(vec![
-            HTTPHeader { name: "User-Agent".into(), value: "mine".into() },
-            HTTPHeader { name: "X-Token".into(), value: "a".into() },
-            HTTPHeader { name: "X-Token".into(), value: "b".into() },
+            HTTPHeader {
+                name: "User-Agent".into(),
+                value: "mine".into(),
+            },
+            HTTPHeader {
+                name: "X-Token".into(),
+                value: "a".into(),
+            },
+            HTTPHeader {
+                name: "X-Token".into(),
+                value: "b".into(),
+            },
         ]);
         let get = HttpGet::new(&a, "127.0.0.1", 80, Duration::from_secs(1)).expect("valid");
-        assert_eq!(get.headers.get_all("user-agent").iter().collect::<Vec<_>>(), ["mine"]);
+        assert_eq!(
+            get.headers.get_all("user-agent").iter().collect::<Vec<_>>(),
+            ["mine"]
+        );
         assert_eq!(get.headers.get_all("x-token").iter().count(), 2);
-        assert_eq!(get.headers.get("accept").map(|v| v.as_bytes()), Some(&b"*/*"[..]));
+        assert_eq!(
+            get.headers.get("accept").map(|v| v.as_bytes()),
+            Some(&b"*/*"[..])
+        );
     }
 }

@@ -121,5 +121,7 @@ pub fn spawn(
     tx: UnboundedSender<ProbeUpdate>,
 ) -> ProbeTask {
     let runner = runner::Runner::new(kind, container, &probe, target, cri, tx);
-    ProbeTask { handle: tokio::spawn(runner.run()) }
+    ProbeTask {
+        handle: tokio::spawn(runner.run()),
+    }
 }

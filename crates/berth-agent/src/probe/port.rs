@@ -21,7 +21,9 @@ pub fn resolve(port: &IntOrString, ports: &[ContainerPort]) -> Result<u16, PortE
         IntOrString::String(name) => match ports.iter().find(|p| p.name.as_deref() == Some(name)) {
             Some(p) => p.container_port,
             // The API accepts a number written as a string; the kubelet does too.
-            None => name.parse().map_err(|_| PortError::UnknownName(name.clone()))?,
+            None => name
+                .parse()
+                .map_err(|_| PortError::UnknownName(name.clone()))?,
         },
     };
     u16::try_from(number)
@@ -36,16 +38,34 @@ mod tests {
 
     fn ports() -> Vec<ContainerPort> {
         vec![
-            ContainerPort { name: Some("http".into()), container_port: 8080, ..Default::default() },
-            ContainerPort { name: Some("metrics".into()), container_port: 9090, ..Default::default() },
-            ContainerPort { name: None, container_port: 7000, ..Default::default() },
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: 9090,
+                ..Default::default()
+            },
+            ContainerPort {
+                name: None,
+                container_port: 7000,
+                ..Default::default()
+            },
         ]
     }
 
     #[test]
     fn named_ports_resolve_through_the_container_ports() {
-        assert_eq!(resolve(&IntOrString::String("metrics".into()), &ports()), Ok(9090));
-        assert_eq!(resolve(&IntOrString::String("http".into()), &ports()), Ok(8080));
+        assert_eq!(
+            resolve(&IntOrString::String("metrics".into()), &ports()),
+            Ok(9090)
+        );
+        assert_eq!(
+            resolve(&IntOrString::String("http".into()), &ports()),
+            Ok(8080)
+        );
     }
 
     #[test]
@@ -60,7 +80,13 @@ mod tests {
             resolve(&IntOrString::String("grpc".into()), &ports()),
             Err(PortError::UnknownName("grpc".into()))
         );
-        assert_eq!(resolve(&IntOrString::Int(0), &ports()), Err(PortError::OutOfRange(0)));
-        assert_eq!(resolve(&IntOrString::Int(70000), &ports()), Err(PortError::OutOfRange(70000)));
+        assert_eq!(
+            resolve(&IntOrString::Int(0), &ports()),
+            Err(PortError::OutOfRange(0))
+        );
+        assert_eq!(
+            resolve(&IntOrString::Int(70000), &ports()),
+            Err(PortError::OutOfRange(70000))
+        );
     }
 }

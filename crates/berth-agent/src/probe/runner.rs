@@ -8,7 +8,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::MissedTickBehavior;
 
 use super::action::Action;
-use super::threshold::{Verdict, DEFAULT_FAILURE_THRESHOLD, DEFAULT_SUCCESS_THRESHOLD};
+use super::threshold::{DEFAULT_FAILURE_THRESHOLD, DEFAULT_SUCCESS_THRESHOLD, Verdict};
 use super::{ProbeKind, ProbeUpdate, Target};
 
 /// Kubernetes' default `periodSeconds`.
@@ -64,14 +64,23 @@ impl Runner {
         tx: UnboundedSender<ProbeUpdate>,
     ) -> Self {
         let timing = Timing::of(probe);
-        let threshold = |v: Option<i32>, default: u32| v.map_or(default, |n| n.max(1).unsigned_abs());
+        let threshold =
+            |v: Option<i32>, default: u32| v.map_or(default, |n| n.max(1).unsigned_abs());
         let verdict = Verdict::new(
             kind,
             threshold(probe.success_threshold, DEFAULT_SUCCESS_THRESHOLD),
             threshold(probe.failure_threshold, DEFAULT_FAILURE_THRESHOLD),
         );
         let action = Action::new(probe, &target, timing.timeout);
-        Runner { kind, container, action, timing, verdict, cri, tx }
+        Runner {
+            kind,
+            container,
+            action,
+            timing,
+            verdict,
+            cri,
+            tx,
+        }
     }
 
     /// Probes until the receiver is dropped or, for a startup probe, until it has succeeded.
@@ -82,7 +91,8 @@ impl Runner {
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            if !self.attempt().await || (self.kind == ProbeKind::Startup && self.verdict.healthy()) {
+            if !self.attempt().await || (self.kind == ProbeKind::Startup && self.verdict.healthy())
+            {
                 return;
             }
         }
@@ -90,19 +100,36 @@ impl Runner {
 
     /// One attempt and its updates; false once nobody listens any more.
     async fn attempt(&mut self) -> bool {
-        let result = self.action.attempt(&mut self.cri, self.timing.timeout).await;
+        let result = self
+            .action
+            .attempt(&mut self.cri, self.timing.timeout)
+            .await;
         let (kind, container) = (self.kind, self.container.clone());
         if let Err(e) = &result {
             tracing::debug!(?kind, %container, error = %e, "probe failed");
             let message = e.to_string();
-            if self.tx.send(ProbeUpdate::Failed { kind, container: container.clone(), message }).is_err() {
+            if self
+                .tx
+                .send(ProbeUpdate::Failed {
+                    kind,
+                    container: container.clone(),
+                    message,
+                })
+                .is_err()
+            {
                 return false;
             }
         }
         match self.verdict.record(result.is_ok()) {
             Some(healthy) => {
                 tracing::info!(?kind, %container, healthy, "probe verdict changed");
-                self.tx.send(ProbeUpdate::Changed { kind, container, healthy }).is_ok()
+                self.tx
+                    .send(ProbeUpdate::Changed {
+                        kind,
+                        container,
+                        healthy,
+                    })
+                    .is_ok()
             }
             None => !self.tx.is_closed(),
         }
@@ -116,13 +143,27 @@ mod tests {
     #[test]
     fn timing_defaults_and_minimums() {
         let t = Timing::of(&Probe::default());
-        assert_eq!(t, Timing { initial_delay: Duration::ZERO, period: DEFAULT_PERIOD, timeout: DEFAULT_TIMEOUT });
+        assert_eq!(
+            t,
+            Timing {
+                initial_delay: Duration::ZERO,
+                period: DEFAULT_PERIOD,
+                timeout: DEFAULT_TIMEOUT
+            }
+        );
         let t = Timing::of(&Probe {
             initial_delay_seconds: Some(5),
             period_seconds: Some(0),
             timeout_seconds: Some(-3),
             ..Default::default()
         });
-        assert_eq!(t, Timing { initial_delay: Duration::from_secs(5), period: DEFAULT_PERIOD, timeout: DEFAULT_TIMEOUT });
+        assert_eq!(
+            t,
+            Timing {
+                initial_delay: Duration::from_secs(5),
+                period: DEFAULT_PERIOD,
+                timeout: DEFAULT_TIMEOUT
+            }
+        );
     }
 }

@@ -40,7 +40,11 @@ impl Verdict {
             (last, n) if last == success && n > 0 => (success, n.saturating_add(1)),
             _ => (success, 1),
         };
-        let needed = if success { self.success_threshold } else { self.failure_threshold };
+        let needed = if success {
+            self.success_threshold
+        } else {
+            self.failure_threshold
+        };
         if self.run.1 < needed || self.healthy == success {
             return None;
         }
@@ -68,8 +72,21 @@ mod tests {
     fn readiness_turns_ready_on_first_success_and_unready_after_threshold_failures() {
         let mut v = Verdict::new(ProbeKind::Readiness, 1, 3);
         assert_eq!(
-            feed(&mut v, &[true, true, false, false, true, false, false, false, false]),
-            [Some(true), None, None, None, None, None, None, Some(false), None]
+            feed(
+                &mut v,
+                &[true, true, false, false, true, false, false, false, false]
+            ),
+            [
+                Some(true),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                Some(false),
+                None
+            ]
         );
         assert!(!v.healthy());
     }
@@ -92,7 +109,10 @@ mod tests {
     #[test]
     fn liveness_fails_after_failure_threshold_and_recovers() {
         let mut v = Verdict::new(ProbeKind::Liveness, 1, 2);
-        assert_eq!(feed(&mut v, &[false, true, false, false, true]), [None, None, None, Some(false), Some(true)]);
+        assert_eq!(
+            feed(&mut v, &[false, true, false, false, true]),
+            [None, None, None, Some(false), Some(true)]
+        );
     }
 
     #[test]
@@ -104,6 +124,9 @@ mod tests {
     #[test]
     fn startup_succeeds_once() {
         let mut v = Verdict::new(ProbeKind::Startup, 1, 30);
-        assert_eq!(feed(&mut v, &[false, false, true]), [None, None, Some(true)]);
+        assert_eq!(
+            feed(&mut v, &[false, false, true]),
+            [None, None, Some(true)]
+        );
     }
 }

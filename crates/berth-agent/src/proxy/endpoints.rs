@@ -44,13 +44,20 @@ pub fn target_port(ms: &ModelService) -> Option<TargetPort> {
     }
 }
 
-/// Whether `pod` should receive new connections: it has condition Ready=True and is not being
-/// deleted (a Pod leaves the set before its containers get SIGTERM).
+/// Whether `pod` should receive new connections: it has condition Ready=True, has not finished
+/// and is not being deleted (a Pod leaves the set before its containers get SIGTERM).
 pub fn is_serving(pod: &Pod) -> bool {
     if pod.metadata.deletion_timestamp.is_some() {
         return false;
     }
-    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    // A finished Pod's last Ready condition may linger; its containers are gone.
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return false;
+    }
+    let conditions = status.conditions.as_deref().unwrap_or_default();
     conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
@@ -151,6 +158,16 @@ mod tests {
             pod("other-svc", "ml", "fraud", "10.0.0.6", "True"),
         ];
         assert_eq!(endpoints(&ms, &pods), vec![addr("10.0.0.1:9000"), addr("10.0.0.2:9000")]);
+    }
+
+    #[test]
+    fn a_finished_pod_is_not_an_endpoint_even_if_its_ready_condition_lingers() {
+        let ms = ms(json!({"port": 8000}), json!([]));
+        let mut p = pod("a", "ml", "churn", "10.0.0.1", "True");
+        p.status.as_mut().unwrap().phase = Some("Failed".into());
+        assert!(endpoints(&ms, [&p]).is_empty());
+        p.status.as_mut().unwrap().phase = Some("Running".into());
+        assert_eq!(endpoints(&ms, [&p]), vec![addr("10.0.0.1:8000")]);
     }
 
     #[test]

@@ -18,6 +18,10 @@ pub const BIND_RETRY: Duration = Duration::from_secs(2);
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop doesn't spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// Copy buffer per direction: larger than tokio's 8 KiB default so bulk bodies (uploads,
+/// batched predictions) move in fewer syscalls; small requests don't fill it.
+const BUFFER: usize = 32 << 10;
+
 /// Event reason recorded on a ModelService whose port cannot be bound.
 pub const PORT_IN_USE: &str = "PortInUse";
 
@@ -73,6 +77,12 @@ async fn serve_port(name: Arc<str>, addr: SocketAddr, backends: Arc<Backends>, e
         }
     };
     tracing::info!(service = %name, %addr, "serving");
+    match serve(listener, backends, name).await {}
+}
+
+/// Accepts on `listener` forever, forwarding each connection to one of `backends`; `name` is the
+/// service's name in logs.
+pub async fn serve(listener: TcpListener, backends: Arc<Backends>, name: Arc<str>) -> std::convert::Infallible {
     loop {
         match listener.accept().await {
             Ok((client, _)) => {
@@ -114,7 +124,7 @@ async fn forward(mut client: TcpStream, backends: Arc<Backends>, name: Arc<str>)
         }
     };
     counters.active.fetch_add(1, Ordering::Relaxed);
-    if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    if let Err(err) = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await {
         // Resets by either side are normal ends of a connection, not proxy failures.
         tracing::debug!(service = %name, error = %err, "connection ended with an error");
     }

@@ -21,7 +21,9 @@ const BULK_BYTES: usize = 64 << 20;
 /// Answers every request on a connection with [`RESPONSE`] until the client closes; a connection
 /// starting with `PUT` is instead drained and answered with the byte count (8 bytes, big endian).
 async fn backend() -> SocketAddr {
-    let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0)).await.unwrap();
+    let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((conn, _)) = listener.accept().await {
@@ -66,7 +68,9 @@ async fn serve(mut conn: TcpStream) {
 
 /// The proxy's data path for one service whose only endpoint is `backend`, on a free port.
 async fn proxy_to(backend: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0)).await.unwrap();
+    let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
+        .await
+        .unwrap();
     let addr = listener.local_addr().unwrap();
     let backends = Arc::new(Backends::default());
     backends.set(vec![backend]);
@@ -121,7 +125,11 @@ async fn bulk_upload(addr: SocketAddr) -> f64 {
     let mut count = [0u8; 8];
     conn.read_exact(&mut count).await.unwrap();
     let elapsed = start.elapsed();
-    assert_eq!(u64::from_be_bytes(count), BULK_BYTES as u64, "every byte arrived through the half-closed connection");
+    assert_eq!(
+        u64::from_be_bytes(count),
+        BULK_BYTES as u64,
+        "every byte arrived through the half-closed connection"
+    );
     BULK_BYTES as f64 / (1 << 20) as f64 / elapsed.as_secs_f64()
 }
 
@@ -129,7 +137,11 @@ fn summary(mut times: Vec<Duration>) -> String {
     times.sort_unstable();
     let pick = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_micros();
     let mean = times.iter().sum::<Duration>().as_micros() / times.len() as u128;
-    format!("mean {mean:>5} us  p50 {:>5} us  p99 {:>5} us", pick(0.5), pick(0.99))
+    format!(
+        "mean {mean:>5} us  p50 {:>5} us  p99 {:>5} us",
+        pick(0.5),
+        pick(0.99)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,8 +149,18 @@ async fn bench_requests_through_the_proxy_against_direct_ones() {
     let backend = backend().await;
     let proxy = proxy_to(backend).await;
     for (label, addr) in [("direct", backend), ("proxy", proxy)] {
-        println!("{label:>6}  new connection per request ({NEW_CONNECTIONS}): {}", summary(new_connection_requests(addr).await));
-        println!("{label:>6}  kept-alive requests ({KEEP_ALIVE_REQUESTS}):       {}", summary(keep_alive_requests(addr).await));
-        println!("{label:>6}  bulk upload ({} MiB):                {:.0} MiB/s", BULK_BYTES >> 20, bulk_upload(addr).await);
+        println!(
+            "{label:>6}  new connection per request ({NEW_CONNECTIONS}): {}",
+            summary(new_connection_requests(addr).await)
+        );
+        println!(
+            "{label:>6}  kept-alive requests ({KEEP_ALIVE_REQUESTS}):       {}",
+            summary(keep_alive_requests(addr).await)
+        );
+        println!(
+            "{label:>6}  bulk upload ({} MiB):                {:.0} MiB/s",
+            BULK_BYTES >> 20,
+            bulk_upload(addr).await
+        );
     }
 }

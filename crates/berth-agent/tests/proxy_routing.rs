@@ -45,12 +45,21 @@ impl Cluster {
             install_crds: vec![berth_api::crd_json()],
             validators: Default::default(),
         };
-        let server = berth_apiserver::start(config, Arc::new(MemStore::new())).await.unwrap();
+        let server = berth_apiserver::start(config, Arc::new(MemStore::new()))
+            .await
+            .unwrap();
         let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
         let client = kube::Client::try_from(config).unwrap();
         let proxy = tokio::spawn(proxy::run(client.clone(), LOCALHOST));
-        Cluster { _dir: dir, server, client, proxy }
+        Cluster {
+            _dir: dir,
+            server,
+            client,
+            proxy,
+        }
     }
 
     fn services(&self) -> Api<ModelService> {
@@ -71,7 +80,10 @@ impl Cluster {
                      "service": {"port": port, "targetPort": "http"}}
         }))
         .unwrap();
-        self.services().create(&PostParams::default(), &ms).await.unwrap();
+        self.services()
+            .create(&PostParams::default(), &ms)
+            .await
+            .unwrap();
     }
 
     /// A Pod of `service` on a node, its `http` port being `backend`'s, Ready as `ready` says.
@@ -82,7 +94,10 @@ impl Cluster {
                      "ports": [{"name": "http", "containerPort": backend.port()}]}]}
         }))
         .unwrap();
-        self.pods().create(&PostParams::default(), &pod).await.unwrap();
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .unwrap();
         self.set_status(name, backend.ip(), ready).await;
     }
 
@@ -90,7 +105,10 @@ impl Cluster {
         let status = if ready { "True" } else { "False" };
         let patch = json!({"status": {"phase": "Running", "podIP": ip.to_string(),
                                       "conditions": [{"type": "Ready", "status": status}]}});
-        self.pods().patch_status(pod, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        self.pods()
+            .patch_status(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
     }
 
     fn stop(self) {
@@ -107,7 +125,9 @@ struct Backend {
 
 impl Backend {
     async fn start(name: &'static str) -> Backend {
-        let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0)).await.unwrap();
+        let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
@@ -152,9 +172,15 @@ impl Open {
         let mut line = String::new();
         reader.read_line(&mut line).await?;
         if line.is_empty() {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed without a backend"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed without a backend",
+            ));
         }
-        Ok(Open { backend: line.trim_end().to_string(), reader })
+        Ok(Open {
+            backend: line.trim_end().to_string(),
+            reader,
+        })
     }
 
     /// Sends `body`, half-closes, and returns the echo.
@@ -172,7 +198,10 @@ async fn request(port: u16) -> std::io::Result<String> {
     let open = Open::connect(port).await?;
     let backend = open.backend.clone();
     let echo = open.finish("ping").await?;
-    assert_eq!(echo, "ping", "the backend's echo came back through the proxy");
+    assert_eq!(
+        echo, "ping",
+        "the backend's echo came back through the proxy"
+    );
     Ok(backend)
 }
 
@@ -193,14 +222,19 @@ where
 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting until {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// `N` distinct free ports (all held while picking, so they differ).
 fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<_> = (0..N).map(|_| std::net::TcpListener::bind(SocketAddr::new(LOCALHOST, 0)).unwrap()).collect();
+    let held: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind(SocketAddr::new(LOCALHOST, 0)).unwrap())
+        .collect();
     std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
@@ -216,7 +250,12 @@ async fn refused(port: u16) -> bool {
 async fn requests_reach_every_ready_pod_and_leave_not_ready_and_deleting_ones() {
     let cluster = Cluster::start().await;
     let [port] = free_ports();
-    let (a, b, c, d) = (Backend::start("a").await, Backend::start("b").await, Backend::start("c").await, Backend::start("d").await);
+    let (a, b, c, d) = (
+        Backend::start("a").await,
+        Backend::start("b").await,
+        Backend::start("c").await,
+        Backend::start("d").await,
+    );
     cluster.create_service("churn", port).await;
     cluster.create_pod("churn", "churn-a", a.addr, true).await;
     cluster.create_pod("churn", "churn-b", b.addr, true).await;
@@ -225,7 +264,10 @@ async fn requests_reach_every_ready_pod_and_leave_not_ready_and_deleting_ones() 
     cluster.create_pod("churn", "churn-d", d.addr, false).await;
 
     // Round-robin: once all three are in the set, three requests reach all three.
-    eventually("all Ready pods serve", || async { serving(port, 3).await.ok() == Some(names(&["a", "b", "c"])) }).await;
+    eventually("all Ready pods serve", || async {
+        serving(port, 3).await.ok() == Some(names(&["a", "b", "c"]))
+    })
+    .await;
     assert!(!serving(port, 12).await.unwrap().contains("d"));
 
     // A connection open to b when b stops being Ready is left to finish.
@@ -237,19 +279,32 @@ async fn requests_reach_every_ready_pod_and_leave_not_ready_and_deleting_ones() 
         }
     }
     cluster.set_status("churn-b", b.addr.ip(), false).await;
-    eventually("b is out", || async { serving(port, 6).await.unwrap() == names(&["a", "c"]) }).await;
+    eventually("b is out", || async {
+        serving(port, 6).await.unwrap() == names(&["a", "c"])
+    })
+    .await;
     assert_eq!(to_b.unwrap().finish("late").await.unwrap(), "late");
 
     // Deleting with a grace period: the Pod stays (with a deletionTimestamp) and its backend
     // still listens, but it gets no new connections.
-    cluster.pods().delete("churn-c", &DeleteParams::default().grace_period(30)).await.unwrap();
+    cluster
+        .pods()
+        .delete("churn-c", &DeleteParams::default().grace_period(30))
+        .await
+        .unwrap();
     let deleting = cluster.pods().get("churn-c").await.unwrap();
     assert!(deleting.metadata.deletion_timestamp.is_some());
-    eventually("c is out", || async { serving(port, 6).await.unwrap() == names(&["a"]) }).await;
+    eventually("c is out", || async {
+        serving(port, 6).await.unwrap() == names(&["a"])
+    })
+    .await;
 
     // Ready again: back in.
     cluster.set_status("churn-b", b.addr.ip(), true).await;
-    eventually("b is back", || async { serving(port, 4).await.unwrap() == names(&["a", "b"]) }).await;
+    eventually("b is back", || async {
+        serving(port, 4).await.unwrap() == names(&["a", "b"])
+    })
+    .await;
     cluster.stop();
 }
 
@@ -259,9 +314,16 @@ async fn a_ready_pod_whose_listener_is_closed_is_skipped_without_failing_the_cli
     let [port] = free_ports();
     let (live, mut dying) = (Backend::start("live").await, Backend::start("dying").await);
     cluster.create_service("fraud", port).await;
-    cluster.create_pod("fraud", "fraud-live", live.addr, true).await;
-    cluster.create_pod("fraud", "fraud-dying", dying.addr, true).await;
-    eventually("both pods serve", || async { serving(port, 2).await.ok() == Some(names(&["live", "dying"])) }).await;
+    cluster
+        .create_pod("fraud", "fraud-live", live.addr, true)
+        .await;
+    cluster
+        .create_pod("fraud", "fraud-dying", dying.addr, true)
+        .await;
+    eventually("both pods serve", || async {
+        serving(port, 2).await.ok() == Some(names(&["live", "dying"]))
+    })
+    .await;
 
     // The Pod stays Ready in the API, but nothing listens on its port any more: every request
     // still succeeds, served by the other one.
@@ -283,13 +345,17 @@ async fn a_connection_without_endpoints_waits_for_the_first_ready_pod() {
         loop {
             match TcpStream::connect(SocketAddr::new(LOCALHOST, port)).await {
                 Ok(conn) => break conn,
-                Err(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
                 Err(e) => panic!("the service port never opened: {e}"),
             }
         }
     });
     let conn = open.await.unwrap();
-    cluster.create_pod("slow", "slow-1", backend.addr, true).await;
+    cluster
+        .create_pod("slow", "slow-1", backend.addr, true)
+        .await;
     let mut reader = BufReader::new(conn);
     let mut greeting = String::new();
     reader.read_line(&mut greeting).await.unwrap();
@@ -303,15 +369,31 @@ async fn changing_the_port_moves_the_listener_and_deleting_the_service_closes_it
     let [old_port, new_port] = free_ports();
     let backend = Backend::start("m").await;
     cluster.create_service("moving", old_port).await;
-    cluster.create_pod("moving", "moving-1", backend.addr, true).await;
-    eventually("the old port serves", || async { request(old_port).await.is_ok() }).await;
+    cluster
+        .create_pod("moving", "moving-1", backend.addr, true)
+        .await;
+    eventually("the old port serves", || async {
+        request(old_port).await.is_ok()
+    })
+    .await;
 
     let patch = json!({"spec": {"service": {"port": new_port}}});
-    cluster.services().patch("moving", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    eventually("the new port serves", || async { request(new_port).await.is_ok() }).await;
+    cluster
+        .services()
+        .patch("moving", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("the new port serves", || async {
+        request(new_port).await.is_ok()
+    })
+    .await;
     eventually("the old port is closed", || refused(old_port)).await;
 
-    cluster.services().delete("moving", &DeleteParams::default()).await.unwrap();
+    cluster
+        .services()
+        .delete("moving", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually("the port is closed", || refused(new_port)).await;
     cluster.stop();
 }
@@ -319,11 +401,15 @@ async fn changing_the_port_moves_the_listener_and_deleting_the_service_closes_it
 #[tokio::test]
 async fn a_taken_port_is_reported_with_an_event_and_served_once_free() {
     let cluster = Cluster::start().await;
-    let holder = TcpListener::bind(SocketAddr::new(LOCALHOST, 0)).await.unwrap();
+    let holder = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
+        .await
+        .unwrap();
     let port = holder.local_addr().unwrap().port();
     let backend = Backend::start("x").await;
     cluster.create_service("taken", port).await;
-    cluster.create_pod("taken", "taken-1", backend.addr, true).await;
+    cluster
+        .create_pod("taken", "taken-1", backend.addr, true)
+        .await;
 
     let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
     eventually("a PortInUse event is recorded", || async {
@@ -337,6 +423,9 @@ async fn a_taken_port_is_reported_with_an_event_and_served_once_free() {
     .await;
 
     drop(holder);
-    eventually("the freed port serves", || async { request(port).await.is_ok() }).await;
+    eventually("the freed port serves", || async {
+        request(port).await.is_ok()
+    })
+    .await;
     cluster.stop();
 }

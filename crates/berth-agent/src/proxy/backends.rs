@@ -58,7 +58,11 @@ pub enum ConnectError {
 
 impl Default for Backends {
     fn default() -> Self {
-        Backends { set: watch::Sender::new(Arc::from(Vec::new())), next: AtomicUsize::new(0), counters: Counters::default() }
+        Backends {
+            set: watch::Sender::new(Arc::from(Vec::new())),
+            next: AtomicUsize::new(0),
+            counters: Counters::default(),
+        }
     }
 }
 
@@ -94,7 +98,9 @@ impl Backends {
             match connect_one(addr).await {
                 Ok(stream) => return Ok(stream),
                 Err(source) => {
-                    self.counters.endpoint_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .endpoint_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%addr, error = %source, "endpoint unreachable, trying the next");
                     last = Some((addr, source));
                 }
@@ -146,7 +152,13 @@ mod tests {
         assert!(!b.set(vec![a1, a2]), "an unchanged set is no change");
         let mut seen = Vec::new();
         for _ in 0..4 {
-            seen.push(b.connect(Duration::ZERO).await.unwrap().peer_addr().unwrap());
+            seen.push(
+                b.connect(Duration::ZERO)
+                    .await
+                    .unwrap()
+                    .peer_addr()
+                    .unwrap(),
+            );
         }
         assert_eq!(seen.iter().filter(|a| **a == a1).count(), 2);
         assert_eq!(seen.iter().filter(|a| **a == a2).count(), 2);
@@ -161,7 +173,14 @@ mod tests {
         let b = Backends::default();
         b.set(vec![a1, a2]);
         for _ in 0..4 {
-            assert_eq!(b.connect(Duration::ZERO).await.unwrap().peer_addr().unwrap(), a1);
+            assert_eq!(
+                b.connect(Duration::ZERO)
+                    .await
+                    .unwrap()
+                    .peer_addr()
+                    .unwrap(),
+                a1
+            );
         }
         assert!(b.counters.endpoint_errors.load(Ordering::Relaxed) >= 2);
         drop(l1);
@@ -173,17 +192,27 @@ mod tests {
         drop(closed);
         let b = Backends::default();
         b.set(vec![a]);
-        assert!(matches!(b.connect(Duration::ZERO).await, Err(ConnectError::Unreachable { .. })));
+        assert!(matches!(
+            b.connect(Duration::ZERO).await,
+            Err(ConnectError::Unreachable { .. })
+        ));
     }
 
     #[tokio::test]
     async fn without_endpoints_a_connection_waits_for_one() {
         let (l, a) = listener().await;
         let b = Arc::new(Backends::default());
-        assert!(matches!(b.connect(Duration::ZERO).await, Err(ConnectError::NoEndpoint)));
+        assert!(matches!(
+            b.connect(Duration::ZERO).await,
+            Err(ConnectError::NoEndpoint)
+        ));
         let waiting = tokio::spawn({
             let b = b.clone();
-            async move { b.connect(Duration::from_secs(30)).await.map(|s| s.peer_addr().unwrap()) }
+            async move {
+                b.connect(Duration::from_secs(30))
+                    .await
+                    .map(|s| s.peer_addr().unwrap())
+            }
         });
         tokio::task::yield_now().await;
         b.set(vec![a]);

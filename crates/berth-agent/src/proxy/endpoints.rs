@@ -31,7 +31,10 @@ pub fn service_port(ms: &ModelService) -> Option<u16> {
 pub fn target_port(ms: &ModelService) -> Option<TargetPort> {
     let service = ms.spec.service.as_ref()?;
     match &service.target_port {
-        Some(IntOrString::Int(n)) => u16::try_from(*n).ok().filter(|p| *p != 0).map(TargetPort::Number),
+        Some(IntOrString::Int(n)) => u16::try_from(*n)
+            .ok()
+            .filter(|p| *p != 0)
+            .map(TargetPort::Number),
         Some(IntOrString::String(s)) => Some(match s.parse::<u16>() {
             // A quoted number ("8080") is a number, as Kubernetes reads IntOrString.
             Ok(n) if n != 0 => TargetPort::Number(n),
@@ -58,12 +61,15 @@ pub fn is_serving(pod: &Pod) -> bool {
         return false;
     }
     let conditions = status.conditions.as_deref().unwrap_or_default();
-    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// Whether `pod` belongs to `ms`: same namespace and the ModelService label naming it.
 pub fn belongs_to(pod: &Pod, ms: &ModelService) -> bool {
-    pod.namespace() == ms.namespace() && pod.labels().get(MODELSERVICE_LABEL).map(String::as_str) == Some(ms.name_any().as_str())
+    pod.namespace() == ms.namespace()
+        && pod.labels().get(MODELSERVICE_LABEL).map(String::as_str) == Some(ms.name_any().as_str())
 }
 
 /// The address of one Pod for `target`, if the Pod is serving, has an IP and the port resolves.
@@ -74,13 +80,18 @@ pub fn pod_endpoint(pod: &Pod, ms: &ModelService, target: &TargetPort) -> Option
     let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
     let port = match target {
         TargetPort::Number(n) => *n,
-        TargetPort::Name(name) => named_port(pod, name).or_else(|| find_named(&ms.spec.ports, name))?,
+        TargetPort::Name(name) => {
+            named_port(pod, name).or_else(|| find_named(&ms.spec.ports, name))?
+        }
     };
     Some(SocketAddr::new(ip, port))
 }
 
 /// The endpoints of `ms` among `pods`, sorted (so an unchanged set compares equal).
-pub fn endpoints<'a>(ms: &ModelService, pods: impl IntoIterator<Item = &'a Pod>) -> Vec<SocketAddr> {
+pub fn endpoints<'a>(
+    ms: &ModelService,
+    pods: impl IntoIterator<Item = &'a Pod>,
+) -> Vec<SocketAddr> {
     let Some(target) = target_port(ms) else {
         return Vec::new();
     };
@@ -98,7 +109,9 @@ pub fn endpoints<'a>(ms: &ModelService, pods: impl IntoIterator<Item = &'a Pod>)
 /// created with, as Kubernetes resolves a Service's named targetPort per Pod.
 fn named_port(pod: &Pod, name: &str) -> Option<u16> {
     let spec = pod.spec.as_ref()?;
-    spec.containers.iter().find_map(|c| find_named(c.ports.as_deref().unwrap_or_default(), name))
+    spec.containers
+        .iter()
+        .find_map(|c| find_named(c.ports.as_deref().unwrap_or_default(), name))
 }
 
 fn find_named(ports: &[ContainerPort], name: &str) -> Option<u16> {
@@ -143,9 +156,10 @@ mod tests {
     fn only_ready_pods_of_the_service_in_its_namespace_are_endpoints() {
         let ms = ms(json!({"port": 8000, "targetPort": 9000}), json!([]));
         let mut deleting = pod("d", "ml", "churn", "10.0.0.4", "True");
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-        ));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
         let mut no_ip = pod("n", "ml", "churn", "", "True");
         no_ip.status.as_mut().unwrap().pod_ip = None;
         let pods = [
@@ -157,7 +171,10 @@ mod tests {
             pod("other-ns", "default", "churn", "10.0.0.5", "True"),
             pod("other-svc", "ml", "fraud", "10.0.0.6", "True"),
         ];
-        assert_eq!(endpoints(&ms, &pods), vec![addr("10.0.0.1:9000"), addr("10.0.0.2:9000")]);
+        assert_eq!(
+            endpoints(&ms, &pods),
+            vec![addr("10.0.0.1:9000"), addr("10.0.0.2:9000")]
+        );
     }
 
     #[test]
@@ -180,7 +197,10 @@ mod tests {
 
     #[test]
     fn target_port_defaults_to_the_first_container_port_then_the_service_port() {
-        let with_ports = ms(json!({"port": 8000}), json!([{"containerPort": 7000, "name": "http"}, {"containerPort": 7001}]));
+        let with_ports = ms(
+            json!({"port": 8000}),
+            json!([{"containerPort": 7000, "name": "http"}, {"containerPort": 7001}]),
+        );
         assert_eq!(target_port(&with_ports), Some(TargetPort::Number(7000)));
         let without = ms(json!({"port": 8000}), json!([]));
         assert_eq!(target_port(&without), Some(TargetPort::Number(8000)));
@@ -201,17 +221,29 @@ mod tests {
 
     #[test]
     fn named_target_port_resolves_per_pod_then_through_the_service_ports() {
-        let ms = ms(json!({"port": 8000, "targetPort": "http"}), json!([{"containerPort": 7000, "name": "http"}]));
+        let ms = ms(
+            json!({"port": 8000, "targetPort": "http"}),
+            json!([{"containerPort": 7000, "name": "http"}]),
+        );
         let mut own = pod("own", "ml", "churn", "10.0.0.1", "True");
-        own.spec.as_mut().unwrap().containers[0].ports =
-            Some(vec![ContainerPort { name: Some("http".into()), container_port: 7100, ..Default::default() }]);
+        own.spec.as_mut().unwrap().containers[0].ports = Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: 7100,
+            ..Default::default()
+        }]);
         let plain = pod("plain", "ml", "churn", "10.0.0.2", "True");
-        assert_eq!(endpoints(&ms, [&own, &plain]), vec![addr("10.0.0.1:7100"), addr("10.0.0.2:7000")]);
+        assert_eq!(
+            endpoints(&ms, [&own, &plain]),
+            vec![addr("10.0.0.1:7100"), addr("10.0.0.2:7000")]
+        );
     }
 
     #[test]
     fn an_unresolvable_port_name_skips_the_pod() {
-        let ms = ms(json!({"port": 8000, "targetPort": "grpc"}), json!([{"containerPort": 7000, "name": "http"}]));
+        let ms = ms(
+            json!({"port": 8000, "targetPort": "grpc"}),
+            json!([{"containerPort": 7000, "name": "http"}]),
+        );
         assert!(endpoints(&ms, [&pod("a", "ml", "churn", "10.0.0.1", "True")]).is_empty());
     }
 }

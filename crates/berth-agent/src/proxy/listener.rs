@@ -54,8 +54,17 @@ impl ServiceListener {
     /// Starts serving `bind:port` for the service called `name` (for logs).
     pub fn start(name: Arc<str>, bind: IpAddr, port: u16, events: EventSink) -> Self {
         let backends = Arc::new(Backends::default());
-        let task = tokio::spawn(serve_port(name, SocketAddr::new(bind, port), backends.clone(), events));
-        ServiceListener { port, backends, task }
+        let task = tokio::spawn(serve_port(
+            name,
+            SocketAddr::new(bind, port),
+            backends.clone(),
+            events,
+        ));
+        ServiceListener {
+            port,
+            backends,
+            task,
+        }
     }
 }
 
@@ -82,7 +91,11 @@ async fn serve_port(name: Arc<str>, addr: SocketAddr, backends: Arc<Backends>, e
 
 /// Accepts on `listener` forever, forwarding each connection to one of `backends`; `name` is the
 /// service's name in logs.
-pub async fn serve(listener: TcpListener, backends: Arc<Backends>, name: Arc<str>) -> std::convert::Infallible {
+pub async fn serve(
+    listener: TcpListener,
+    backends: Arc<Backends>,
+    name: Arc<str>,
+) -> std::convert::Infallible {
     loop {
         match listener.accept().await {
             Ok((client, _)) => {
@@ -100,7 +113,10 @@ async fn record_port_in_use(events: &EventSink, addr: SocketAddr, err: &std::io:
     let event = Event {
         type_: EventType::Warning,
         reason: PORT_IN_USE.into(),
-        note: Some(format!("cannot listen on {addr}: {err}; retrying every {}s", BIND_RETRY.as_secs())),
+        note: Some(format!(
+            "cannot listen on {addr}: {err}; retrying every {}s",
+            BIND_RETRY.as_secs()
+        )),
         action: "Listen".into(),
         secondary: None,
     };
@@ -124,7 +140,9 @@ async fn forward(mut client: TcpStream, backends: Arc<Backends>, name: Arc<str>)
         }
     };
     counters.active.fetch_add(1, Ordering::Relaxed);
-    if let Err(err) = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await {
+    if let Err(err) =
+        tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, BUFFER, BUFFER).await
+    {
         // Resets by either side are normal ends of a connection, not proxy failures.
         tracing::debug!(service = %name, error = %err, "connection ended with an error");
     }

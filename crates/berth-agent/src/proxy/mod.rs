@@ -49,13 +49,25 @@ pub async fn run(client: kube::Client, bind: std::net::IpAddr) -> Result<(), Pro
     let (pods, pods_writer) = reflector::store::<Pod>();
     let service_events = reflector::reflector(
         services_writer,
-        watcher(Api::<ModelService>::all(client.clone()), watcher::Config::default()),
+        watcher(
+            Api::<ModelService>::all(client.clone()),
+            watcher::Config::default(),
+        ),
     );
     let pod_events = reflector::reflector(
         pods_writer,
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default().labels(MODELSERVICE_LABEL)),
+        watcher(
+            Api::<Pod>::all(client.clone()),
+            watcher::Config::default().labels(MODELSERVICE_LABEL),
+        ),
     );
-    let recorder = Recorder::new(client, Reporter { controller: REPORTER.into(), instance: None });
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: REPORTER.into(),
+            instance: None,
+        },
+    );
     tokio::select! {
         () = drive(service_events, &changed) => Err(ProxyError::WatchEnded("modelservices")),
         () = drive(pod_events, &changed) => Err(ProxyError::WatchEnded("pods")),
@@ -64,7 +76,10 @@ pub async fn run(client: kube::Client, bind: std::net::IpAddr) -> Result<(), Pro
 }
 
 /// Polls a reflector's watch stream (which updates its store) and signals every change.
-async fn drive<K: Debug>(stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>, changed: &Notify) {
+async fn drive<K: Debug>(
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    changed: &Notify,
+) {
     let mut stream = std::pin::pin!(stream.default_backoff());
     while let Some(event) = stream.next().await {
         match event {

@@ -32,7 +32,11 @@ pub struct Table {
 impl Table {
     /// An empty table serving on `bind`, recording Events with `recorder`.
     pub fn new(bind: IpAddr, recorder: Recorder) -> Self {
-        Table { bind, recorder, services: HashMap::new() }
+        Table {
+            bind,
+            recorder,
+            services: HashMap::new(),
+        }
     }
 
     /// The ports currently served (bound or waiting to bind), for logs and tests.
@@ -47,7 +51,10 @@ impl Table {
         let mut wanted = HashMap::with_capacity(services.len());
         for ms in services {
             if let Some(port) = service_port(ms) {
-                wanted.insert((ms.namespace().unwrap_or_default(), ms.name_any()), (port, ms));
+                wanted.insert(
+                    (ms.namespace().unwrap_or_default(), ms.name_any()),
+                    (port, ms),
+                );
             }
         }
         self.services.retain(|key, entry| match wanted.get(key) {
@@ -58,7 +65,10 @@ impl Table {
             }
         });
         for (key, (port, ms)) in wanted {
-            let pods = by_service.get(&(key.0.as_str(), key.1.as_str())).map(Vec::as_slice).unwrap_or_default();
+            let pods = by_service
+                .get(&(key.0.as_str(), key.1.as_str()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             let eps = endpoints(ms, pods.iter().map(|p| p.as_ref()));
             let entry = self.services.entry(key).or_insert_with_key(|key| Entry {
                 uid: ms.uid(),
@@ -66,7 +76,10 @@ impl Table {
                     Arc::from(format!("{}/{}", key.0, key.1)),
                     self.bind,
                     port,
-                    EventSink { recorder: self.recorder.clone(), regarding: ms.object_ref(&()) },
+                    EventSink {
+                        recorder: self.recorder.clone(),
+                        regarding: ms.object_ref(&()),
+                    },
                 ),
             });
             let count = eps.len();

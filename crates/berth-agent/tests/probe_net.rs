@@ -496,3 +496,112 @@ async fn redirects_are_followed_on_the_same_host_only() {
         }
     );
 }
+
+/// The standard gRPC health service over h2c, knowing one service, `db`, with a settable status.
+async fn grpc_health_server(status: Arc<std::sync::atomic::AtomicI32>) -> SocketAddr {
+    use berth_agent::probe::grpc::{HealthCheckRequest, HealthCheckResponse};
+
+    #[derive(Clone)]
+    struct Health(Arc<std::sync::atomic::AtomicI32>);
+    impl tonic::server::UnaryService<HealthCheckRequest> for Health {
+        type Response = HealthCheckResponse;
+        type Future =
+            std::future::Ready<Result<tonic::Response<HealthCheckResponse>, tonic::Status>>;
+        fn call(&mut self, request: tonic::Request<HealthCheckRequest>) -> Self::Future {
+            std::future::ready(match request.get_ref().service.as_str() {
+                "db" => Ok(tonic::Response::new(HealthCheckResponse {
+                    status: self.0.load(Ordering::SeqCst),
+                })),
+                other => Err(tonic::Status::not_found(format!("unknown service {other}"))),
+            })
+        }
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let health = Health(status.clone());
+            let service =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let health = health.clone();
+                    async move {
+                        let codec = tonic_prost::ProstCodec::<
+                            HealthCheckResponse,
+                            HealthCheckRequest,
+                        >::default();
+                        let response = tonic::server::Grpc::new(codec).unary(health, request).await;
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn grpc_probes_use_the_standard_health_check() {
+    let status = Arc::new(std::sync::atomic::AtomicI32::new(1));
+    let addr = grpc_health_server(status.clone()).await;
+    let run = |service: &str| {
+        let probe = Probe {
+            grpc: Some(k8s_openapi::api::core::v1::GRPCAction {
+                port: i32::from(addr.port()),
+                service: Some(service.to_string()),
+            }),
+            period_seconds: Some(1),
+            failure_threshold: Some(1),
+            ..Default::default()
+        };
+        let target = Target {
+            pod_ip: localhost(),
+            container_id: "c".into(),
+            ports: vec![],
+        };
+        let (tx, rx) = unbounded_channel();
+        (
+            probe::spawn(
+                ProbeKind::Readiness,
+                "app".into(),
+                probe,
+                target,
+                unused_cri(),
+                tx,
+            ),
+            rx,
+        )
+    };
+    let (_db, mut db) = run("db");
+    assert_eq!(
+        next(&mut db).await,
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Readiness,
+            container: "app".into(),
+            healthy: true
+        }
+    );
+    status.store(2, Ordering::SeqCst);
+    match next(&mut db).await {
+        ProbeUpdate::Failed { message, .. } => {
+            assert!(message.contains("NOT_SERVING"), "{message}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(
+        next(&mut db).await,
+        ProbeUpdate::Changed {
+            kind: ProbeKind::Readiness,
+            container: "app".into(),
+            healthy: false
+        }
+    );
+    let (_unknown, mut unknown) = run("cache");
+    match next(&mut unknown).await {
+        ProbeUpdate::Failed { message, .. } => assert!(message.contains("NotFound"), "{message}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}

@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use berth_cri::v1 as cri;
 use k8s_openapi::api::core::v1::Probe;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::net::TcpStream;
 
+use super::grpc::GrpcCheck;
 use super::http::HttpGet;
 use super::{Target, port};
 
@@ -36,6 +38,8 @@ pub enum AttemptError {
 pub enum Action {
     /// `httpGet`.
     Http(HttpGet),
+    /// `grpc`: the gRPC health check answers `SERVING`.
+    Grpc(Box<GrpcCheck>),
     /// `tcpSocket`: connecting succeeds.
     Tcp {
         /// Host name or address.
@@ -89,10 +93,15 @@ impl Action {
                 command,
             });
         }
-        if probe.grpc.is_some() {
-            return Err("grpc probes are not supported".to_string());
+        if let Some(grpc) = &probe.grpc {
+            let port =
+                port::resolve(&IntOrString::Int(grpc.port), &[]).map_err(|e| e.to_string())?;
+            // gRPC probes have no `host`: always the pod IP.
+            let service = grpc.service.as_deref();
+            return GrpcCheck::new(&host(&None)?, port, service, timeout)
+                .map(|check| Action::Grpc(Box::new(check)));
         }
-        Err("probe has no handler (httpGet, tcpSocket or exec)".to_string())
+        Err("probe has no handler (httpGet, tcpSocket, exec or grpc)".to_string())
     }
 
     /// Runs one attempt, never for much longer than `timeout`.
@@ -103,6 +112,7 @@ impl Action {
     ) -> Result<(), AttemptError> {
         match self {
             Action::Http(get) => get.attempt(timeout).await,
+            Action::Grpc(check) => check.attempt(timeout).await,
             Action::Tcp { host, port } => tcp(host, *port, timeout).await,
             Action::Exec {
                 container_id,
@@ -171,6 +181,20 @@ async fn exec(
     }))
 }
 
+/// An error with its sources (reqwest's and tonic's own texts rarely say *why*).
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// The first [`MAX_OUTPUT`] bytes of `bytes` as text (lossy), trimmed.
 pub(super) fn truncate(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_OUTPUT)]);
@@ -234,13 +258,13 @@ mod tests {
         assert!(matches!(no_ip, Action::Invalid(ref why) if why.contains("no IP")));
         let grpc = Probe {
             grpc: Some(GRPCAction {
-                port: 50051,
+                port: 0,
                 service: None,
             }),
             ..Default::default()
         };
         let grpc = Action::new(&grpc, &target(Some("10.0.0.5")), Duration::from_secs(1));
-        assert!(matches!(grpc, Action::Invalid(ref why) if why == "grpc probes are not supported"));
+        assert!(matches!(grpc, Action::Invalid(ref why) if why == "invalid port 0"));
         let empty = Action::new(
             &Probe::default(),
             &target(Some("10.0.0.5")),

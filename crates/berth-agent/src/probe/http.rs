@@ -11,7 +11,7 @@ use http::{HeaderName, HeaderValue};
 use k8s_openapi::api::core::v1::HTTPGetAction;
 use reqwest::redirect::Policy;
 
-use super::action::{AttemptError, host_port, truncate};
+use super::action::{AttemptError, error_chain, host_port, truncate};
 
 /// The most body bytes read from a response (for the failure message).
 const MAX_BODY: usize = 10 * 1024;
@@ -90,7 +90,7 @@ impl HttpGet {
         match tokio::time::timeout(timeout, self.get()).await {
             Err(_) => Err(AttemptError::Timeout { what, timeout }),
             Ok(Err(e)) if e.is_timeout() => Err(AttemptError::Timeout { what, timeout }),
-            Ok(Err(e)) => Err(AttemptError::Failed(format!("{what}: {}", chain(&e)))),
+            Ok(Err(e)) => Err(AttemptError::Failed(format!("{what}: {}", error_chain(&e)))),
             Ok(Ok(())) => Ok(()),
         }
     }
@@ -149,20 +149,6 @@ impl GetError {
     fn is_timeout(&self) -> bool {
         matches!(self, GetError::Request(e) if e.is_timeout())
     }
-}
-
-/// An error with its sources (reqwest's own text rarely says *why*).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text = format!("{text}: {s_text}");
-        }
-        source = s.source();
-    }
-    text
 }
 
 /// Follows redirects that stay on `url`'s host and port; stops (keeping the 3xx) at others.

@@ -1,4 +1,4 @@
-//! Readiness, liveness and startup probes, with Kubernetes' semantics.
+//! Readiness, liveness and startup probes (httpGet, tcpSocket, exec, grpc) with Kubernetes' semantics.
 //!
 //! The pod worker starts one probe loop per (container, probe kind) with [`spawn`] and reads
 //! [`ProbeUpdate`]s from a channel: every failed attempt (for `Unhealthy` Events) and every change
@@ -8,12 +8,14 @@
 //!
 //! - [`threshold`]: the pure verdict state machine (initial verdicts, thresholds);
 //! - [`port`]: named container ports;
-//! - [`action`]: one attempt of an httpGet, tcpSocket or exec handler, bounded by the timeout;
+//! - [`action`]: one attempt of an httpGet, tcpSocket, exec or grpc handler, bounded by the timeout;
 //! - [`http`]: the httpGet handler;
+//! - [`grpc`]: the grpc handler (the standard gRPC health check);
 //! - [`runner`]: the loop (initial delay, period, updates);
 //! - [`healthcheck`]: an image's Docker `HEALTHCHECK` as an exec liveness [`Probe`].
 
 pub mod action;
+pub mod grpc;
 pub mod healthcheck;
 pub mod http;
 pub mod port;

@@ -4,7 +4,14 @@
 //! [`ProbeUpdate`]s from a channel: every failed attempt (for `Unhealthy` Events) and every change
 //! of the verdict after `successThreshold` / `failureThreshold` consecutive results. Dropping the
 //! returned [`ProbeTask`] stops the loop. Liveness and readiness probes should only be started once
-//! a container's startup probe (if any) has succeeded; that ordering is the pod worker's.
+//! a container's startup probe (if any) has succeeded; that ordering is the pod worker's. A
+//! liveness probe keeps probing after it turned unhealthy: the worker restarts the container and
+//! starts a fresh loop for the new instance (new `Target.container_id`). Event messages follow
+//! the kubelet's shape: `format!("{} probe failed: {message}", kind.title())`.
+//!
+//! An image's HEALTHCHECK: ask the runtime for `ImageStatus` with `verbose: true` and pass the
+//! response to [`healthcheck_probe`]; when the container spec has no liveness probe, run the
+//! result as one.
 //!
 //! - [`threshold`]: the pure verdict state machine (initial verdicts, thresholds);
 //! - [`port`]: named container ports;

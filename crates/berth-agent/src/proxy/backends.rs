@@ -2,15 +2,20 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 /// How long one connection attempt to an endpoint may take before the next one is tried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long an endpoint that failed a connection attempt is tried only after the others: an
+/// unreachable Pod (its node gone) would otherwise cost every few connections a whole
+/// [`CONNECT_TIMEOUT`] until its Ready condition catches up.
+pub const FAILED_ENDPOINT_PENALTY: Duration = Duration::from_secs(3);
 
 /// How long a client connection waits for a first endpoint when the service has none (startup,
 /// a rollout of a single replica) before it is closed.
@@ -36,8 +41,51 @@ pub struct Backends {
     /// The current set, shared by reference count so a connection takes a snapshot without copying.
     set: watch::Sender<Arc<[SocketAddr]>>,
     next: AtomicUsize,
+    penalties: Penalties,
     /// Counters of this service.
     pub counters: Counters,
+}
+
+/// Endpoints whose last connection attempt failed, and since when.
+#[derive(Debug, Default)]
+struct Penalties {
+    /// Whether `failed` may be non-empty: the common case (all endpoints fine) skips the lock.
+    any: AtomicBool,
+    failed: Mutex<Vec<(SocketAddr, Instant)>>,
+}
+
+impl Penalties {
+    /// Whether `addr` failed within the penalty before `start` (failures after it are this
+    /// attempt's own, so that endpoint has been tried already).
+    fn penalized_before(&self, addr: SocketAddr, start: Instant) -> bool {
+        if !self.any.load(Ordering::Relaxed) {
+            return false;
+        }
+        let Ok(failed) = self.failed.lock() else {
+            return false;
+        };
+        failed.iter().any(|(a, since)| {
+            *a == addr && *since < start && since.elapsed() < FAILED_ENDPOINT_PENALTY
+        })
+    }
+
+    fn failed(&self, addr: SocketAddr) {
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.retain(|(a, since)| *a != addr && since.elapsed() < FAILED_ENDPOINT_PENALTY);
+            failed.push((addr, Instant::now()));
+            self.any.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn succeeded(&self, addr: SocketAddr) {
+        if !self.any.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(mut failed) = self.failed.lock() {
+            failed.retain(|(a, since)| *a != addr && since.elapsed() < FAILED_ENDPOINT_PENALTY);
+            self.any.store(!failed.is_empty(), Ordering::Relaxed);
+        }
+    }
 }
 
 /// Why a client connection could not be forwarded.
@@ -61,6 +109,7 @@ impl Default for Backends {
         Backends {
             set: watch::Sender::new(Arc::from(Vec::new())),
             next: AtomicUsize::new(0),
+            penalties: Penalties::default(),
             counters: Counters::default(),
         }
     }
@@ -85,7 +134,8 @@ impl Backends {
     }
 
     /// Connects to one endpoint: round-robin, trying the next endpoint when one refuses or times
-    /// out, and waiting up to `wait` for a first endpoint when there is none.
+    /// out (endpoints that failed lately last), and waiting up to `wait` for a first endpoint
+    /// when there is none.
     pub async fn connect(&self, wait: Duration) -> Result<TcpStream, ConnectError> {
         let mut set = self.current();
         if set.is_empty() {
@@ -93,16 +143,27 @@ impl Backends {
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
-        for i in 0..set.len() {
-            let addr = set[(start + i) % set.len()];
-            match connect_one(addr).await {
-                Ok(stream) => return Ok(stream),
-                Err(source) => {
-                    self.counters
-                        .endpoint_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%addr, error = %source, "endpoint unreachable, trying the next");
-                    last = Some((addr, source));
+        let now = Instant::now();
+        // First pass: endpoints in good standing; second: the ones that failed lately.
+        for penalized in [false, true] {
+            for i in 0..set.len() {
+                let addr = set[(start + i) % set.len()];
+                if self.penalties.penalized_before(addr, now) != penalized {
+                    continue;
+                }
+                match connect_one(addr).await {
+                    Ok(stream) => {
+                        self.penalties.succeeded(addr);
+                        return Ok(stream);
+                    }
+                    Err(source) => {
+                        self.counters
+                            .endpoint_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%addr, error = %source, "endpoint unreachable, trying the next");
+                        self.penalties.failed(addr);
+                        last = Some((addr, source));
+                    }
                 }
             }
         }
@@ -166,13 +227,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refusing_endpoint_is_skipped() {
+    async fn an_endpoint_that_failed_lately_is_tried_last_and_then_forgiven() {
         let (l1, a1) = listener().await;
         let (closed, a2) = listener().await;
         drop(closed);
         let b = Backends::default();
         b.set(vec![a1, a2]);
-        for _ in 0..4 {
+        for _ in 0..6 {
             assert_eq!(
                 b.connect(Duration::ZERO)
                     .await
@@ -182,8 +243,32 @@ mod tests {
                 a1
             );
         }
-        assert!(b.counters.endpoint_errors.load(Ordering::Relaxed) >= 2);
-        drop(l1);
+        // Tried once, then skipped while the others answer.
+        assert_eq!(b.counters.endpoint_errors.load(Ordering::Relaxed), 1);
+        // Back up (same address): once the others are gone it is tried, and forgiven.
+        let l2 = TcpListener::bind(a2).await.unwrap();
+        b.set(vec![a2]);
+        assert_eq!(
+            b.connect(Duration::ZERO)
+                .await
+                .unwrap()
+                .peer_addr()
+                .unwrap(),
+            a2
+        );
+        b.set(vec![a1, a2]);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            seen.push(
+                b.connect(Duration::ZERO)
+                    .await
+                    .unwrap()
+                    .peer_addr()
+                    .unwrap(),
+            );
+        }
+        assert!(seen.contains(&a1) && seen.contains(&a2));
+        drop((l1, l2));
     }
 
     #[tokio::test]

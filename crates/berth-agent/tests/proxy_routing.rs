@@ -242,6 +242,20 @@ fn names(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// Connects to the proxy's `port` as soon as it accepts connections.
+async fn connect_when_open(port: u16) -> TcpStream {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        match TcpStream::connect(SocketAddr::new(LOCALHOST, port)).await {
+            Ok(conn) => return conn,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("the service port never opened: {e}"),
+        }
+    }
+}
+
 async fn refused(port: u16) -> bool {
     matches!(TcpStream::connect(SocketAddr::new(LOCALHOST, port)).await, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
 }
@@ -338,21 +352,9 @@ async fn a_connection_without_endpoints_waits_for_the_first_ready_pod() {
     let [port] = free_ports();
     let backend = Backend::start("first").await;
     cluster.create_service("slow", port).await;
-    let open = tokio::spawn(async move {
-        // The port opens once the proxy has seen the service; the connection is then held until
-        // a Pod becomes Ready.
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            match TcpStream::connect(SocketAddr::new(LOCALHOST, port)).await {
-                Ok(conn) => break conn,
-                Err(_) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Err(e) => panic!("the service port never opened: {e}"),
-            }
-        }
-    });
-    let conn = open.await.unwrap();
+    // The connection is accepted once the proxy has seen the service, and held until a Pod
+    // becomes Ready.
+    let conn = connect_when_open(port).await;
     cluster
         .create_pod("slow", "slow-1", backend.addr, true)
         .await;
@@ -360,6 +362,20 @@ async fn a_connection_without_endpoints_waits_for_the_first_ready_pod() {
     let mut greeting = String::new();
     reader.read_line(&mut greeting).await.unwrap();
     assert_eq!(greeting, "first\n");
+    cluster.stop();
+}
+
+#[tokio::test]
+async fn a_connection_without_any_endpoint_is_closed_after_a_while() {
+    let cluster = Cluster::start().await;
+    let [port] = free_ports();
+    cluster.create_service("empty", port).await;
+    let mut conn = connect_when_open(port).await;
+    // Not held forever: closed without a byte once the wait for an endpoint is over.
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, conn.read_to_end(&mut got)).await;
+    assert!(read.expect("the connection was held for too long").is_ok());
+    assert!(got.is_empty());
     cluster.stop();
 }
 

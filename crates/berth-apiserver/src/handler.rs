@@ -75,6 +75,9 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         )));
     }
     let (mut parts, body) = req.into_parts();
+    // Taken before the body is read: extensions answering `101` (pods/exec) need the connection.
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    let raw_query = parts.uri.query().map(str::to_string);
     let mut body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
     if is_protobuf(&parts.headers) {
         // kubectl's typed commands send protobuf; translate the kinds we know, else 415 (JSON retry).
@@ -91,7 +94,7 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         headers: parts.headers,
         identity,
     };
-    verb(ctx, &parts.method, &body).await
+    verb(ctx, &parts.method, &body, (raw_query.as_deref(), upgrade)).await
 }
 
 fn is_protobuf(headers: &http::HeaderMap) -> bool {
@@ -110,7 +113,8 @@ fn reject_binary_body(headers: &http::HeaderMap) -> ApiResult<()> {
     Ok(())
 }
 
-async fn verb(ctx: Ctx, method: &Method, body: &bytes::Bytes) -> ApiResult<Response> {
+/// `extra`: the raw query and the connection upgrade, for subresource extensions.
+async fn verb(ctx: Ctx, method: &Method, body: &bytes::Bytes, extra: (Option<&str>, Option<hyper::upgrade::OnUpgrade>)) -> ApiResult<Response> {
     let sub = ctx.path.subresource.clone();
     let has_name = ctx.path.name.is_some();
     match (sub.as_deref(), has_name, method.as_str()) {
@@ -130,7 +134,16 @@ async fn verb(ctx: Ctx, method: &Method, body: &bytes::Bytes) -> ApiResult<Respo
         },
         (Some("scale"), true, _) if ctx.r.scale.is_some() => rest::sub::scale(&ctx, method, body).await,
         (Some("binding"), true, "POST") if ctx.r.builtin && ctx.r.plural == "pods" => rest::sub::binding(&ctx, body).await,
-        (Some(other), true, _) => match crate::extensions::handle(&ctx, other, method, body).await {
+        (Some(other), true, _) => match crate::extensions::handle(crate::extensions::SubresourceRequest {
+            ctx: &ctx,
+            subresource: other,
+            method,
+            body,
+            raw_query: extra.0,
+            upgrade: extra.1,
+        })
+        .await
+        {
             Some(resp) => resp,
             None => Err(ApiError::no_route()),
         },

@@ -24,6 +24,7 @@ pub mod gc;
 pub mod handler;
 pub mod kubeconfig;
 pub mod managed;
+pub mod nodeproxy;
 pub mod object;
 pub mod openapi;
 pub mod patch;

@@ -148,6 +148,9 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
         validators: cfg.validators,
         options: cfg.options,
     });
+    // pods/log and pods/exec reach node agents with the node token (see auth.rs).
+    let node_token = std::fs::read_to_string(server_dir.join("node-token")).map_err(io("reading the node token"))?;
+    crate::nodeproxy::set_node_token(&state, node_token.trim().to_string());
     bootstrap_namespaces(&state).await?;
     crate::crd::bootstrap(&state, &cfg.install_crds).await?;
 

@@ -231,7 +231,12 @@ async fn stream(cri: &mut CriClient, container_id: &str, path: &str, opts: &LogO
     if let Some(f) = file.as_mut() {
         f.read_to_end(&mut data).await?;
     }
-    let mut lines: Vec<Line> = parser.feed(&data).into_iter().filter(|l| l.after(opts.since)).collect();
+    let mut lines = parser.feed(&data);
+    if !opts.follow {
+        // A last partial record is the end of the output so far (e.g. no final newline).
+        lines.extend(parser.finish());
+    }
+    lines.retain(|l| l.after(opts.since));
     if let Some(tail) = opts.tail {
         let skip = lines.len().saturating_sub(tail as usize);
         lines.drain(..skip);

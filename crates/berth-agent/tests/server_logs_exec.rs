@@ -1,0 +1,432 @@
+//! The node endpoint (logs and exec) against a real CRI runtime (root only, as CI runs): berth's
+//! runtime in-process on a Unix socket with its exec streaming server, busybox pushed with skopeo
+//! to Debian's docker-registry on loopback, one sandbox (loopback only) whose containers carry
+//! the kubelet's labels, as the agent's pod workers create them.
+//!
+//! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_agent::AgentConfig;
+use berth_agent::labels;
+use berth_cri::v1 as cri;
+use berth_runtime::testimage::busybox_layout;
+use berth_runtime::{CriService, RuntimeConfig, shim};
+use futures::{FutureExt, SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Bound on any one step, so a broken endpoint fails instead of hanging.
+const WAIT: Duration = Duration::from_secs(60);
+const TOKEN: &str = "node-secret";
+const NS: &str = "default";
+const POD: &str = "web";
+
+/// Debian's docker-registry on a free loopback port; killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let config = dir.join("registry.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                dir.join("registry").display()
+            ),
+        )
+        .expect("registry config");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry installed");
+        let registry = Registry { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    fn push(&self, layout: &Path) -> String {
+        let image = format!("127.0.0.1:{}/test/busybox:latest", self.port);
+        let out = Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{image}"))
+            .output()
+            .expect("skopeo installed");
+        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        image
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The in-process runtime, its client and the test's sandbox.
+struct Node {
+    cri: berth_cri::CriClient,
+    image: String,
+    sandbox_id: String,
+    sandbox: cri::PodSandboxConfig,
+}
+
+impl Node {
+    /// Creates and starts container `name` (instance `restart`) running `script` as root.
+    async fn run(&mut self, name: &str, restart: u32, script: &str) -> String {
+        let labels = HashMap::from([
+            (labels::POD_NAME.to_string(), POD.to_string()),
+            (labels::POD_NAMESPACE.to_string(), NS.to_string()),
+            (labels::POD_UID.to_string(), "uid-web".to_string()),
+            (labels::CONTAINER_NAME.to_string(), name.to_string()),
+        ]);
+        let config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: restart }),
+            image: Some(cri::ImageSpec { image: self.image.clone(), ..Default::default() }),
+            command: vec!["sh".into(), "-c".into(), script.into()],
+            log_path: format!("{name}/{restart}.log"),
+            labels,
+            annotations: HashMap::from([(labels::RESTART_COUNT.to_string(), restart.to_string())]),
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    run_as_user: Some(cri::Int64Value { value: 0 }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .cri
+            .runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: self.sandbox_id.clone(),
+                config: Some(config),
+                sandbox_config: Some(self.sandbox.clone()),
+            })
+            .await
+            .expect("create container")
+            .into_inner()
+            .container_id;
+        self.cri.runtime.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.expect("start container");
+        id
+    }
+
+    async fn wait_exited(&mut self, id: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let status = self
+                .cri
+                .runtime
+                .container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false })
+                .await
+                .expect("status")
+                .into_inner()
+                .status
+                .expect("status");
+            if status.state() == cri::ContainerState::ContainerExited {
+                return;
+            }
+            assert!(Instant::now() < deadline, "container {id} did not exit");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// An HTTPS client for the endpoint (its certificate is self-signed).
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().danger_accept_invalid_certs(true).build().expect("client")
+}
+
+async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = http().get(format!("https://127.0.0.1:{port}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = tokio::time::timeout(WAIT, req.send()).await.expect("in time").expect("request");
+    let code = resp.status().as_u16();
+    let body = tokio::time::timeout(WAIT, resp.text()).await.expect("in time").expect("body");
+    (code, body)
+}
+
+async fn logs(port: u16, container: &str, query: &str) -> String {
+    let (code, body) = get(port, &format!("/containerLogs/{NS}/{POD}/{container}?{query}"), Some(TOKEN)).await;
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// Accepts any certificate: the endpoint's is self-signed (as the API server connects).
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// What one exec produced.
+#[derive(Debug, Default)]
+struct ExecOutput {
+    stdout: String,
+    stderr: String,
+    status: String,
+}
+
+/// Runs `command` in `container` through the endpoint (WebSocket, v5): sends `stdin` (if any)
+/// and closes it, then collects the channels until the server closes.
+async fn exec(port: u16, container: &str, command: &[&str], stdin: Option<&[u8]>) -> ExecOutput {
+    let mut query: Vec<String> = command.iter().map(|c| format!("command={}", c.replace(' ', "%20").replace('\'', "%27"))).collect();
+    query.push("stdout=true&stderr=true".into());
+    if stdin.is_some() {
+        query.push("stdin=true".into());
+    }
+    let url = format!("wss://127.0.0.1:{port}/exec/{NS}/{POD}/{container}?{}", query.join("&"));
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().expect("header"));
+    req.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().expect("header"));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls::pki_types::ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("tls");
+    let (mut ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tls)).await.expect("in time").expect("websocket");
+    assert_eq!(resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some("v5.channel.k8s.io"));
+    if let Some(input) = stdin {
+        let mut frame = vec![0u8];
+        frame.extend_from_slice(input);
+        ws.send(Message::Binary(frame.into())).await.expect("stdin");
+        ws.send(Message::Binary(vec![255u8, 0].into())).await.expect("close stdin");
+    }
+    let mut out = ExecOutput::default();
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("exec output in time");
+        let Some(Ok(msg)) = msg else { break };
+        let Message::Binary(data) = msg else { continue };
+        let text = String::from_utf8_lossy(data.get(1..).unwrap_or_default()).into_owned();
+        match data.first() {
+            Some(1) => out.stdout.push_str(&text),
+            Some(2) => out.stderr.push_str(&text),
+            Some(3) => out.status.push_str(&text),
+            _ => {}
+        }
+    }
+    out
+}
+
+async fn checks(node: &mut Node, port: u16) {
+    // Authentication first: no token, a wrong token.
+    let path = format!("/containerLogs/{NS}/{POD}/app");
+    assert_eq!(get(port, &path, None).await.0, 401);
+    assert_eq!(get(port, &path, Some("wrong")).await.0, 401);
+    // A container the runtime does not have yet.
+    let (code, body) = get(port, &format!("/containerLogs/{NS}/{POD}/nope"), Some(TOKEN)).await;
+    assert_eq!(code, 400);
+    assert!(body.contains("container \\\"nope\\\" in pod \\\"web\\\" is waiting to start"), "{body}");
+
+    // The first instance writes to stdout and stderr and ends without a final newline.
+    let first = node.run("app", 0, "echo line1; echo line2; echo line3; echo oops >&2; printf partial").await;
+    node.wait_exited(&first).await;
+    assert_eq!(logs(port, "app", "").await, "line1\nline2\nline3\noops\npartial");
+    assert_eq!(logs(port, "app", "tailLines=2").await, "oops\npartial");
+    assert_eq!(logs(port, "app", "limitBytes=8").await, "line1\nli");
+    let stamped = logs(port, "app", "timestamps=true&tailLines=1").await;
+    let (time, text) = stamped.split_once(' ').expect("a timestamp prefix");
+    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{stamped}");
+    assert_eq!(text, "partial");
+    let (code, body) = get(port, &format!("{path}?previous=true"), Some(TOKEN)).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("previous terminated container"), "{body}");
+
+    // A second instance waits for a file that an exec creates: follow streams its first line,
+    // keeps the response open, then gets the rest and ends when the container exits.
+    node.run("app", 1, "echo first; while [ ! -e /go ]; do sleep 0.1; done; echo second").await;
+    let resp = http()
+        .get(format!("https://127.0.0.1:{port}{path}?follow=true"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut body = resp.bytes_stream();
+    let mut seen = Vec::new();
+    while !seen.ends_with(b"first\n") {
+        let chunk = tokio::time::timeout(WAIT, body.next()).await.expect("first line in time").expect("open").expect("chunk");
+        seen.extend_from_slice(&chunk);
+    }
+    assert_eq!(seen, b"first\n");
+    let touched = exec(port, "app", &["sh", "-c", "echo > /go"], None).await;
+    assert!(touched.status.contains("Success"), "{touched:?}");
+    while let Some(chunk) = tokio::time::timeout(WAIT, body.next()).await.expect("the follow ends in time") {
+        seen.extend_from_slice(&chunk.expect("chunk"));
+    }
+    assert_eq!(String::from_utf8_lossy(&seen), "first\nsecond\n");
+    // The first instance is now the previous one.
+    assert_eq!(logs(port, "app", "previous=true&tailLines=1").await, "partial");
+    assert_eq!(logs(port, "app", "").await, "first\nsecond\n");
+
+    // Exec in a running container: output, exit codes, stdin.
+    node.run("shell", 0, "sleep 3600").await;
+    let hi = exec(port, "shell", &["echo", "hi"], None).await;
+    assert_eq!((hi.stdout.as_str(), hi.stderr.as_str()), ("hi\n", ""));
+    assert!(hi.status.is_empty() || hi.status.contains("Success"), "{hi:?}");
+    let failed = exec(port, "shell", &["sh", "-c", "echo bad >&2; exit 3"], None).await;
+    assert_eq!(failed.stderr, "bad\n");
+    let status: serde_json::Value = serde_json::from_str(&failed.status).expect("a Status on channel 3");
+    assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
+    assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
+    let cat = exec(port, "shell", &["cat"], Some(b"hello from stdin")).await;
+    assert_eq!(cat.stdout, "hello from stdin");
+    // Exec without a WebSocket upgrade is refused with a Status.
+    let (code, body) = get(port, &format!("/exec/{NS}/{POD}/shell?command=true"), Some(TOKEN)).await;
+    assert_eq!(code, 400, "{body}");
+}
+
+async fn logs_and_exec(tmp: &Path) {
+    let registry = Registry::start(tmp);
+    let layout = busybox_layout(&tmp.join("image")).expect("busybox layout (busybox-static installed)");
+    let image = registry.push(&layout);
+    let config = RuntimeConfig {
+        root: tmp.join("root"),
+        shim_exe: std::env::current_exe().expect("exe"),
+        oci_runtime: "runc".into(),
+        insecure_registries: vec![],
+        network: None,
+    };
+    let mut service = CriService::open(&config).expect("open runtime");
+    service.start_streaming().await.expect("streaming server");
+    let socket = tmp.join("cri.sock");
+    let listener = berth_cri::bind(&socket).expect("bind");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async {
+        let _ = stop_rx.await;
+    }));
+    let endpoint = format!("unix://{}", socket.display());
+    let mut c = berth_cri::connect(&endpoint).await.expect("connect");
+    c.image
+        .pull_image(cri::PullImageRequest {
+            image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .expect("pull");
+    let logs_dir = tmp.join("logs");
+    std::fs::create_dir_all(&logs_dir).expect("logs");
+    let sandbox = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata { name: POD.into(), uid: "uid-web".into(), namespace: NS.into(), attempt: 0 }),
+        hostname: POD.into(),
+        log_directory: logs_dir.display().to_string(),
+        labels: HashMap::from([
+            (labels::POD_NAME.to_string(), POD.to_string()),
+            (labels::POD_NAMESPACE.to_string(), NS.to_string()),
+            (labels::POD_UID.to_string(), "uid-web".to_string()),
+        ]),
+        ..Default::default()
+    };
+    let sandbox_id = c
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: String::new() })
+        .await
+        .expect("run sandbox")
+        .into_inner()
+        .pod_sandbox_id;
+
+    let mut agent = AgentConfig::new("node-a", endpoint, tmp.join("agent"));
+    agent.server_port = 0;
+    agent.server_token = TOKEN.into();
+    let (port, serving) = berth_agent::server::serve(&agent, c.clone()).await.expect("node endpoint");
+    let serving = tokio::spawn(serving);
+
+    let mut node = Node { cri: c.clone(), image: image.clone(), sandbox_id: sandbox_id.clone(), sandbox };
+    let result = std::panic::AssertUnwindSafe(checks(&mut node, port)).catch_unwind().await;
+
+    serving.abort();
+    c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("stop sandbox");
+    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id }).await.expect("remove sandbox");
+    c.image
+        .remove_image(cri::RemoveImageRequest { image: Some(cri::ImageSpec { image, ..Default::default() }) })
+        .await
+        .expect("remove image");
+    let _ = stop_tx.send(());
+    server.await.expect("join").expect("serve");
+    drop(registry);
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(tmp.to_str().expect("utf8")), "leftover mounts:\n{mounts}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("shim") {
+        let cfg = shim::ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
+        std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
+    }
+    let name = "server_logs_and_exec";
+    // `cargo test -p berth-agent <filter>` passes the filter on; honour it like libtest does.
+    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-'))
+        && !name.contains(filter.as_str())
+    {
+        println!("running 0 tests");
+        return;
+    }
+    let tmp = tempfile::Builder::new().prefix("berth-nodesrv-").tempdir_in("/var/tmp").expect("tmp");
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(logs_and_exec(tmp.path()))));
+    println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
+    if result.is_err() {
+        std::process::exit(1);
+    }
+}

@@ -28,7 +28,6 @@ pub mod nodeproxy;
 pub mod object;
 pub mod openapi;
 pub mod patch;
-pub mod patching;
 pub mod path;
 pub mod protobuf;
 pub mod query;

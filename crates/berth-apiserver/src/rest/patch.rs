@@ -3,12 +3,13 @@
 
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::write::{admit, commit, create_object, merge_update};
 use super::{Ctx, check_type, json_response, parse_body};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
+use crate::patch::{self, ApplyError, PatchError, Writer};
 
 /// The patch formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,26 +37,19 @@ impl PatchType {
     }
 }
 
-/// Applies a non-apply patch document to `target`.
+/// Applies a non-apply patch document to `target` (strategic merge picks list strategies by the
+/// target's `kind`).
 pub fn apply_patch(pt: PatchType, target: &Value, body: &Bytes) -> ApiResult<Value> {
-    let mut out = target.clone();
-    match pt {
-        PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_slice(body)
-                .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::patch(&mut out, &ops).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
-        }
-        PatchType::Merge => {
-            let p: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            json_patch::merge(&mut out, &p);
-        }
-        PatchType::Strategic => {
-            let p: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-            out = crate::patching::strategic_merge(target, &p)?;
-        }
+    let kind = target.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let out = match pt {
+        PatchType::Json => patch::json_patch(target, body),
+        PatchType::Merge => patch::merge_patch(target, body),
+        PatchType::Strategic => serde_json::from_slice::<Value>(body)
+            .map_err(|e| PatchError::Decode(e.to_string()))
+            .and_then(|p| patch::strategic_merge(kind, target, &p)),
         PatchType::Apply => return Err(ApiError::internal("apply is not a plain patch")),
-    }
-    Ok(out)
+    };
+    out.map_err(|e| ApiError::new(e.status_code(), e.reason(), e.to_string()))
 }
 
 /// PATCH on an object or subresource (`sub` = `status` or `None`; scale goes through [`super::sub`]).
@@ -127,20 +121,23 @@ async fn apply(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Response
         object::meta_mut(&mut applied).insert("namespace".into(), Value::String(ctx.namespace().unwrap_or_default().into()));
     }
     let force = ctx.query.flag("force");
+    let part = applied_part(applied, sub, ctx.r.status_subresource);
     let api_version = ctx.r.api_version();
+    let list_types = patch::list_types(&ctx.r.kind, ctx.r.schema.as_ref());
     let key = ctx.key()?;
     for _ in 0..5 {
+        let now = object::now();
+        let w = Writer { manager: &manager, api_version: &api_version, time: &now, subresource: sub };
         let Some(kv) = ctx.srv.store.get(&key).await? else {
             if sub.is_some() {
                 return Err(ApiError::not_found(&ctx.r, ctx.name()));
             }
-            let mut obj = applied.clone();
-            crate::patching::apply_to_new(&mut obj, &manager, &api_version, &object::now());
+            let obj = patch::apply(None, &part, w, force, &list_types).map_err(apply_error)?;
             let (code, stored, warnings) = create_object(ctx, obj, "Apply").await?;
             return Ok(json_response(code, &stored, &warnings));
         };
         let old = object::decode(&kv, &ctx.r)?;
-        let live = crate::patching::server_side_apply(&old, &applied, &manager, &api_version, sub, force, &object::now(), &ctx.r)?;
+        let live = patch::apply(Some(&old), &part, w, force, &list_types).map_err(apply_error)?;
         let mut merged = merge_update(ctx, &old, live, sub)?;
         let warnings = admit(ctx, &mut merged)?;
         match super::write::commit_as(ctx, &key, kv.mod_revision, merged, &old, false).await {
@@ -150,4 +147,30 @@ async fn apply(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Response
         }
     }
     Err(ApiError::conflict(&ctx.r, ctx.name()))
+}
+
+/// The part of an applied configuration a manager owns through `sub`: only `status` through
+/// `/status`; everything but `status` on the main resource of a kind with a status subresource.
+/// A resourceVersion in the body is not part of the configuration (it is not a field anyone owns).
+fn applied_part(mut applied: Value, sub: Option<&str>, status_subresource: bool) -> Value {
+    if let Some(m) = applied.as_object_mut() {
+        if sub == Some("status") {
+            m.retain(|k, _| matches!(k.as_str(), "apiVersion" | "kind" | "status"));
+        } else if status_subresource {
+            m.remove("status");
+        }
+        if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+    }
+    applied
+}
+
+/// An apply refusal as the API error kube-apiserver answers with (409 lists the conflicting
+/// fields as `FieldManagerConflict` causes).
+fn apply_error(e: ApplyError) -> ApiError {
+    match &e {
+        ApplyError::Conflicts(_) => ApiError::new(409, "Conflict", e.to_string()).with_details_raw(json!({"causes": e.causes()})),
+        ApplyError::Invalid(_) => ApiError::bad_request(e.to_string()),
+    }
 }

@@ -220,12 +220,13 @@ struct ExecOutput {
 /// Runs `command` in `container` through the endpoint (WebSocket, v5): sends `stdin` (if any)
 /// and closes it, then collects the channels until the server closes.
 async fn exec(port: u16, container: &str, command: &[&str], stdin: Option<&[u8]>) -> ExecOutput {
-    let mut query: Vec<String> = command.iter().map(|c| format!("command={}", c.replace(' ', "%20").replace('\'', "%27"))).collect();
-    query.push("stdout=true&stderr=true".into());
+    let mut query: Vec<(&str, &str)> = command.iter().map(|c| ("command", *c)).collect();
+    query.extend([("stdout", "true"), ("stderr", "true")]);
     if stdin.is_some() {
-        query.push("stdin=true".into());
+        query.push(("stdin", "true"));
     }
-    let url = format!("wss://127.0.0.1:{port}/exec/{NS}/{POD}/{container}?{}", query.join("&"));
+    let base = format!("wss://127.0.0.1:{port}/exec/{NS}/{POD}/{container}");
+    let url = reqwest::Url::parse_with_params(&base, &query).expect("url").to_string();
     let mut req = url.into_client_request().expect("request");
     req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().expect("header"));
     req.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().expect("header"));
@@ -275,16 +276,21 @@ async fn checks(node: &mut Node, port: u16) {
     assert_eq!(code, 400);
     assert!(body.contains("container \\\"nope\\\" in pod \\\"web\\\" is waiting to start"), "{body}");
 
-    // The first instance writes to stdout and stderr and ends without a final newline.
-    let first = node.run("app", 0, "echo line1; echo line2; echo line3; echo oops >&2; printf partial").await;
+    // The first instance ends its output without a newline (the runtime ends that line).
+    let first = node.run("app", 0, "echo line1; echo line2; echo line3; printf tail").await;
     node.wait_exited(&first).await;
-    assert_eq!(logs(port, "app", "").await, "line1\nline2\nline3\noops\npartial");
-    assert_eq!(logs(port, "app", "tailLines=2").await, "oops\npartial");
+    assert_eq!(logs(port, "app", "").await, "line1\nline2\nline3\ntail\n");
+    assert_eq!(logs(port, "app", "tailLines=2").await, "line3\ntail\n");
     assert_eq!(logs(port, "app", "limitBytes=8").await, "line1\nli");
     let stamped = logs(port, "app", "timestamps=true&tailLines=1").await;
     let (time, text) = stamped.split_once(' ').expect("a timestamp prefix");
     assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{stamped}");
-    assert_eq!(text, "partial");
+    assert_eq!(text, "tail\n");
+    // stderr is part of the log too (in its own container: the two pipes are read concurrently,
+    // so their relative order is not defined).
+    let err = node.run("err", 0, "echo oops >&2").await;
+    node.wait_exited(&err).await;
+    assert_eq!(logs(port, "err", "").await, "oops\n");
     let (code, body) = get(port, &format!("{path}?previous=true"), Some(TOKEN)).await;
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("previous terminated container"), "{body}");
@@ -313,7 +319,7 @@ async fn checks(node: &mut Node, port: u16) {
     }
     assert_eq!(String::from_utf8_lossy(&seen), "first\nsecond\n");
     // The first instance is now the previous one.
-    assert_eq!(logs(port, "app", "previous=true&tailLines=1").await, "partial");
+    assert_eq!(logs(port, "app", "previous=true&tailLines=1").await, "tail\n");
     assert_eq!(logs(port, "app", "").await, "first\nsecond\n");
 
     // Exec in a running container: output, exit codes, stdin.

@@ -23,7 +23,6 @@ pub mod extensions;
 pub mod gc;
 pub mod handler;
 pub mod kubeconfig;
-pub mod managed;
 pub mod nodeproxy;
 pub mod object;
 pub mod openapi;

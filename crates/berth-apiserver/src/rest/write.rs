@@ -10,7 +10,8 @@ use super::{Ctx, check_type, json_response, parse_body};
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::object;
 use crate::query::FieldValidation;
-use crate::{crd, managed};
+use crate::crd;
+use crate::patch::{self, Writer};
 
 /// Prunes, checks unknown fields and validates `obj`; returns Warning texts.
 pub fn admit(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
@@ -139,8 +140,9 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, operation: &str) -> ApiRes
         }
     }
     if operation == "Update" {
-        let fields = managed::fields_of(&obj);
-        managed::record_update(&mut obj, &manager, &ctx.r.api_version(), None, &fields, &now);
+        // Against an empty object every field is a change: the creator's entry owns them all.
+        let w = Writer { manager: &manager, api_version: &ctx.r.api_version(), time: &now, subresource: None };
+        patch::record_update(&json!({}), &mut obj, w, &patch::list_types(&ctx.r.kind, ctx.r.schema.as_ref()));
     }
     if ctx.r.plural == "customresourcedefinitions" && ctx.r.builtin {
         crd::default_and_accept(&mut obj);
@@ -255,8 +257,9 @@ pub fn merge_update(ctx: &Ctx, old: &Value, mut new: Value, sub: Option<&str>) -
 /// Writes an updated object with compare-and-swap; completes a pending deletion when the last
 /// finalizer is gone. Returns the stored object (or the last state if it was deleted).
 pub async fn commit(ctx: &Ctx, key: &str, expected: i64, mut obj: Value, sub: Option<&str>, old: &Value) -> ApiResult<Value> {
-    let changed = managed::changed_fields(old, &obj);
-    managed::record_update(&mut obj, &ctx.field_manager(), &ctx.r.api_version(), sub, &changed, &object::now());
+    let (manager, api_version, now) = (ctx.field_manager(), ctx.r.api_version(), object::now());
+    let w = Writer { manager: &manager, api_version: &api_version, time: &now, subresource: sub };
+    patch::record_update(old, &mut obj, w, &patch::list_types(&ctx.r.kind, ctx.r.schema.as_ref()));
     commit_as(ctx, key, expected, obj, old, true).await
 }
 
@@ -265,7 +268,7 @@ pub async fn commit_as(ctx: &Ctx, key: &str, expected: i64, obj: Value, old: &Va
     if ctx.query.dry_run() {
         return Ok(obj);
     }
-    if same_but_managed_times(old, &obj) {
+    if patch::unchanged(old, &obj) {
         // No-op writes do not bump the resourceVersion (like kube-apiserver), even though a
         // repeated apply restamps its managedFields entry: the stored object stays as it was.
         return Ok(old.clone());
@@ -287,20 +290,6 @@ pub async fn commit_as(ctx: &Ctx, key: &str, expected: i64, obj: Value, old: &Va
     }
     crd::after_write(&ctx.srv, &ctx.r, &stored);
     Ok(stored)
-}
-
-/// Whether two versions of an object differ at most in the `time` of their managedFields entries.
-fn same_but_managed_times(a: &Value, b: &Value) -> bool {
-    fn without_times(v: &Value) -> Value {
-        let mut v = v.clone();
-        if let Some(entries) = v.pointer_mut("/metadata/managedFields").and_then(Value::as_array_mut) {
-            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
-                entry.remove("time");
-            }
-        }
-        v
-    }
-    a == b || without_times(a) == without_times(b)
 }
 
 /// PUT on an object (or its status subresource).

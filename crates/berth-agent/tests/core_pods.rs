@@ -1,0 +1,430 @@
+//! The agent core end to end on one machine (root only, as CI runs): an in-process API server over
+//! the in-memory store, berth's CRI runtime in-process on a Unix socket (its own bridge and pod
+//! CIDR), the busybox test image pushed with skopeo to Debian's docker-registry on loopback, and
+//! `berth_agent::run` as the node. Scenarios, in order, on that one node:
+//! - registration: Node status (capacity, Ready, endpoint port) and the Lease;
+//! - a Pod runs, gets Running/Ready with a pod IP from the node's CIDR, Events Pulled/Created/Started;
+//! - killing its process restarts it (restartCount 1, lastState terminated);
+//! - a container that always exits goes into CrashLoopBackOff with growing delays (10 s, then 20 s);
+//! - restarting the agent adopts the running container (same id, no duplicate sandbox or
+//!   container), and removes the sandbox of a Pod force-deleted while it was down;
+//! - deleting a Pod stops and removes its sandbox and containers, then the Pod object.
+//!
+//! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_agent::{labels, AgentConfig};
+use berth_apiserver::{Config, Options};
+use berth_cri::v1 as cri;
+use berth_runtime::testimage::busybox_layout;
+use berth_runtime::{shim, CriService, RuntimeConfig};
+use berth_store::MemStore;
+use futures::FutureExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+use tokio::task::JoinHandle;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const NODE: &str = "core-node";
+/// Bound on waiting for one observable change, so a broken agent fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+/// Debian's docker-registry on a free loopback port; killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let config = dir.join("registry.yml");
+        let storage = dir.join("registry");
+        let yml = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            storage.display()
+        );
+        std::fs::write(&config, yml).expect("registry config");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry installed");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "registry did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, port }
+    }
+
+    fn push(&self, layout: &Path) -> String {
+        let image = format!("127.0.0.1:{}/test/busybox:latest", self.port);
+        let out = Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:latest", layout.display()))
+            .arg(format!("docker://{image}"))
+            .output()
+            .expect("skopeo installed");
+        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        image
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Everything of one test node.
+struct Env {
+    tmp: std::path::PathBuf,
+    image: String,
+    client: kube::Client,
+    cri: berth_cri::CriClient,
+    endpoint: String,
+    agent: Option<JoinHandle<Result<(), berth_agent::AgentError>>>,
+    pod_cidr: String,
+}
+
+impl Env {
+    fn config(&self) -> AgentConfig {
+        let mut c = AgentConfig::new(NODE, self.endpoint.clone(), self.tmp.join("agent"));
+        c.node_ip = LOCALHOST;
+        c.server_port = 0;
+        c.proxy = false;
+        c.lease_renew = Duration::from_secs(1);
+        c
+    }
+
+    fn start_agent(&mut self) {
+        self.agent = Some(tokio::spawn(berth_agent::run(self.client.clone(), self.config())));
+    }
+
+    async fn stop_agent(&mut self) {
+        if let Some(a) = self.agent.take() {
+            a.abort();
+            let _ = a.await;
+        }
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    async fn create_pod(&self, name: &str, restart_policy: &str, command: serde_json::Value) -> Pod {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "nodeName": NODE,
+                "restartPolicy": restart_policy,
+                "terminationGracePeriodSeconds": 2,
+                "containers": [{
+                    "name": "app", "image": self.image, "command": command,
+                    "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
+                }]
+            }
+        }))
+        .expect("pod");
+        self.pods().create(&PostParams::default(), &pod).await.expect("create pod")
+    }
+
+    /// Waits until `name` satisfies `cond`; returns it.
+    async fn wait_pod(&self, name: &str, what: &str, cond: impl Fn(&Pod) -> bool) -> Pod {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let pod = self.pods().get_opt(name).await.expect("get pod");
+            if let Some(p) = pod.filter(|p| cond(p)) {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "pod {name}: timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn sandboxes(&self, uid: &str) -> Vec<cri::PodSandbox> {
+        let filter = cri::PodSandboxFilter {
+            label_selector: [(labels::POD_UID.to_string(), uid.to_string())].into(),
+            ..Default::default()
+        };
+        let req = cri::ListPodSandboxRequest { filter: Some(filter) };
+        self.cri.runtime.clone().list_pod_sandbox(req).await.expect("list sandboxes").into_inner().items
+    }
+
+    async fn containers(&self, uid: &str) -> Vec<cri::Container> {
+        let filter = cri::ContainerFilter {
+            label_selector: [(labels::POD_UID.to_string(), uid.to_string())].into(),
+            ..Default::default()
+        };
+        let req = cri::ListContainersRequest { filter: Some(filter) };
+        self.cri.runtime.clone().list_containers(req).await.expect("list containers").into_inner().containers
+    }
+
+    async fn event_reasons(&self, pod: &str) -> Vec<String> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), "default");
+        let list = api.list(&ListParams::default()).await.expect("events");
+        list.items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(pod))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+}
+
+fn container_status(p: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerStatus> {
+    p.status.as_ref()?.container_statuses.as_ref()?.first()
+}
+
+fn ready(p: &Pod) -> bool {
+    let conds = p.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+    conds.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+fn running(p: &Pod) -> bool {
+    container_status(p).and_then(|c| c.state.as_ref()).is_some_and(|s| s.running.is_some())
+}
+
+fn restarts(p: &Pod) -> i32 {
+    container_status(p).map_or(0, |c| c.restart_count)
+}
+
+fn waiting_message(p: &Pod) -> String {
+    container_status(p)
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref())
+        .filter(|w| w.reason.as_deref() == Some("CrashLoopBackOff"))
+        .and_then(|w| w.message.clone())
+        .unwrap_or_default()
+}
+
+/// Host pids of processes whose root is under `dir` and whose command is `comm`.
+fn pids_of(dir: &Path, comm: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let root = std::fs::read_link(entry.path().join("root")).unwrap_or_default();
+        let c = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if root.starts_with(dir) && c.trim() == comm {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+async fn scenarios(env: &mut Env) {
+    // Registration: the Node's status and the Lease.
+    let nodes: Api<Node> = Api::all(env.client.clone());
+    let deadline = Instant::now() + PATIENCE;
+    let node = loop {
+        let n = nodes.get(NODE).await.expect("node");
+        if n.status.as_ref().and_then(|s| s.node_info.as_ref()).is_some() {
+            break n;
+        }
+        assert!(Instant::now() < deadline, "node status never written");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let st = node.status.expect("status");
+    assert!(st.capacity.as_ref().expect("capacity").contains_key("memory"));
+    let port = st.daemon_endpoints.and_then(|d| d.kubelet_endpoint).expect("endpoint").port;
+    assert_ne!(port, 0, "the node endpoint's real port is published");
+    assert!(st.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    assert!(st.node_info.expect("info").container_runtime_version.contains("://"));
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-node-lease");
+    let deadline = Instant::now() + PATIENCE;
+    while leases.get_opt(NODE).await.expect("lease").is_none() {
+        assert!(Instant::now() < deadline, "no lease");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lease = leases.get(NODE).await.expect("lease");
+    assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some(NODE));
+
+    // A Pod runs and becomes Ready with an IP of the node's pod CIDR.
+    let web = env.create_pod("web", "Always", json!(["sleep", "3600"])).await;
+    let web_uid = web.metadata.uid.clone().expect("uid");
+    let p = env.wait_pod("web", "Running and Ready", |p| ready(p) && running(p)).await;
+    let st = p.status.clone().expect("status");
+    assert_eq!(st.phase.as_deref(), Some("Running"));
+    let ip = st.pod_ip.expect("pod IP");
+    let prefix = env.pod_cidr.rsplit_once('.').expect("cidr").0;
+    assert!(ip.starts_with(prefix), "pod IP {ip} is in {}", env.pod_cidr);
+    assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
+    let cs = container_status(&p).expect("container status");
+    assert!(cs.container_id.as_deref().is_some_and(|id| id.starts_with("berth://")));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let reasons = env.event_reasons("web").await;
+        if ["Pulling", "Pulled", "Created", "Started"].iter().all(|r| reasons.iter().any(|x| x == r)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "events so far: {reasons:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Killing the container's process restarts it.
+    let pids = pids_of(&env.tmp, "sleep");
+    assert_eq!(pids.len(), 1, "one sleep process: {pids:?}");
+    let killed = Command::new("kill").args(["-KILL", &pids[0]]).status().expect("kill");
+    assert!(killed.success());
+    let p = env.wait_pod("web", "restartCount 1, running", |p| restarts(p) == 1 && running(p)).await;
+    let last = container_status(&p).and_then(|c| c.last_state.clone()).and_then(|s| s.terminated).expect("lastState");
+    assert_eq!(last.exit_code, 137, "killed by SIGKILL");
+    let web_container = container_status(&p).and_then(|c| c.container_id.clone()).expect("id");
+
+    // A container that always exits backs off 10 s, then 20 s.
+    env.create_pod("crash", "Always", json!(["sh", "-c", "exit 3"])).await;
+    let p = env.wait_pod("crash", "back-off 10s", |p| waiting_message(p).starts_with("back-off 10s")).await;
+    assert_eq!(restarts(&p), 1, "the first restart is immediate, the second waits");
+    let p = env.wait_pod("crash", "back-off 20s", |p| waiting_message(p).starts_with("back-off 20s")).await;
+    assert_eq!(restarts(&p), 2);
+    let last = container_status(&p).and_then(|c| c.last_state.clone()).and_then(|s| s.terminated).expect("lastState");
+    assert_eq!(last.exit_code, 3);
+    assert!(env.event_reasons("crash").await.iter().any(|r| r == "BackOff"));
+    let crash_uid = p.metadata.uid.clone().expect("uid");
+
+    // Restart the agent; meanwhile the crash Pod is force-deleted.
+    env.stop_agent().await;
+    let force = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+    env.pods().delete("crash", &force).await.expect("force delete");
+    env.start_agent();
+    let deadline = Instant::now() + PATIENCE;
+    while !env.sandboxes(&crash_uid).await.is_empty() {
+        assert!(Instant::now() < deadline, "the force-deleted Pod's sandbox stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Give the new agent a few rounds on web, then check nothing was duplicated.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let p = env.pods().get("web").await.expect("web");
+    assert_eq!(container_status(&p).and_then(|c| c.container_id.clone()), Some(web_container.clone()));
+    assert_eq!(restarts(&p), 1);
+    assert!(ready(&p));
+    assert_eq!(env.sandboxes(&web_uid).await.len(), 1, "one sandbox");
+    let cs = env.containers(&web_uid).await;
+    assert_eq!(cs.len(), 2, "the running instance and the previous one: {cs:?}");
+    assert_eq!(cs.iter().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32).count(), 1);
+
+    // Deleting the Pod removes its sandbox and containers, then the object.
+    env.pods().delete("web", &DeleteParams::default()).await.expect("delete");
+    let deadline = Instant::now() + PATIENCE;
+    while env.pods().get_opt("web").await.expect("get").is_some() {
+        assert!(Instant::now() < deadline, "the Pod object stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(env.sandboxes(&web_uid).await.is_empty(), "sandbox removed");
+    assert!(env.containers(&web_uid).await.is_empty(), "containers removed");
+    assert!(pids_of(&env.tmp, "sleep").is_empty(), "no container process left");
+}
+
+async fn agent_core(tmp: &Path) {
+    let registry = Registry::start(tmp);
+    let layout = busybox_layout(&tmp.join("img")).expect("busybox layout (busybox-static installed)");
+    let image = registry.push(&layout);
+
+    let pid = std::process::id();
+    let bridge = format!("bca{:05x}", pid & 0xfffff);
+    let pod_cidr = format!("10.{}.{}.0/24", 150 + pid % 50, (pid / 50) % 250);
+    let config = RuntimeConfig {
+        root: tmp.join("root"),
+        shim_exe: std::env::current_exe().expect("exe"),
+        oci_runtime: "runc".into(),
+        insecure_registries: vec![],
+        network: None,
+    };
+    let service = CriService::open(&config).expect("open runtime").with_pod_bridge(bridge.clone());
+    let socket = tmp.join("cri.sock");
+    let listener = berth_cri::bind(&socket).expect("bind");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async {
+        let _ = stop_rx.await;
+    }));
+    let endpoint = format!("unix://{}", socket.display());
+    let cri = berth_cri::connect(&endpoint).await.expect("connect");
+
+    let api_config = Config {
+        data_dir: tmp.join("api"),
+        listen: SocketAddr::new(LOCALHOST, 0),
+        options: Options::default(),
+        install_crds: vec![berth_api::crd_json()],
+        validators: Default::default(),
+    };
+    let server = berth_apiserver::start(api_config, Arc::new(MemStore::new())).await.expect("api server");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
+    let kcfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    let client = kube::Client::try_from(kcfg).expect("client");
+    // The server's node IPAM would assign the pod CIDR; here the Node is pre-created with one.
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": NODE}, "spec": {"podCIDR": pod_cidr}})).expect("node");
+    Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.expect("create node");
+
+    let mut env = Env { tmp: tmp.to_path_buf(), image, client, cri, endpoint, agent: None, pod_cidr };
+    env.start_agent();
+    let result = std::panic::AssertUnwindSafe(scenarios(&mut env)).catch_unwind().await;
+    env.stop_agent().await;
+    // Remove whatever a failed scenario left, through CRI.
+    let mut rt = env.cri.runtime.clone();
+    let left = rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await.expect("list").into_inner().items;
+    for sb in &left {
+        let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
+        let _ = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
+    }
+    let _ = stop_tx.send(());
+    let _ = runtime.await;
+    drop(server);
+    drop(registry);
+    let _ = Command::new("ip").args(["link", "del", &bridge]).status();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    assert!(left.is_empty(), "sandboxes left after the scenarios: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!mounts.contains(tmp.to_str().expect("utf8")), "leftover mounts:\n{mounts}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("shim") {
+        let cfg = shim::ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
+        std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
+    }
+    let name = "agent_core";
+    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-')) {
+        if !name.contains(filter.as_str()) {
+            println!("running 0 tests");
+            return;
+        }
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber_init();
+    }
+    let tmp = tempfile::Builder::new().prefix("berth-core-").tempdir_in("/var/tmp").expect("tmp");
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(agent_core(tmp.path()))));
+    drop(rt);
+    println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
+    if result.is_err() {
+        std::process::exit(1);
+    }
+    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
+}
+
+/// Logs to stderr when RUST_LOG is set (debugging a failure).
+fn tracing_subscriber_init() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+}

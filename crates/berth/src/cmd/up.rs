@@ -1,10 +1,130 @@
-//! `berth up`: everything on one machine, with the churn-model example running.
+//! `berth up`: everything on one machine with the churn-model example running. Starts the server
+//! in-process (API, registry, controllers, runtime, agent), builds the example's image and pushes
+//! it into the embedded registry, applies the example's ModelService, waits until its Pods are
+//! Ready, prints how to call it, and runs until Ctrl-C / SIGTERM. Running it again on the same data
+//! dir resumes: the apply is idempotent, the build is cached and the push skips existing blobs.
 
-/// Arguments of this subcommand.
+mod example;
+mod image;
+mod wait;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::server;
+
+/// Arguments of `berth up`: every `berth server` flag, plus the example's.
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub server: server::Args,
+    /// Serve the example on this port instead of the manifest's service.port (8000).
+    #[arg(long)]
+    pub service_port: Option<u16>,
+    /// The berth source checkout holding examples/churn-model and manifests/examples
+    /// (default: the current directory if it has them, else the checkout berth was built from).
+    #[arg(long, value_name = "DIR")]
+    pub source_dir: Option<PathBuf>,
+    /// How long to wait for the example's Pods to become Ready.
+    #[arg(long, default_value = "5m", value_parser = parse_minutes_or_seconds)]
+    pub ready_timeout: Duration,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Runs `berth up`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    require_root()?;
+    let source = example::Source::locate(args.source_dir.as_deref())?;
+    crate::rt::block_on(up(args, source))?
+}
+
+async fn up(args: Args, source: example::Source) -> anyhow::Result<()> {
+    let service_port = args.service_port;
+    let ready_timeout = args.ready_timeout;
+    let running = server::start(args.server).await.context("starting the server")?;
+    // From here on, every way out stops what was started.
+    let outcome = tokio::select! {
+        r = deploy(&running, &source, service_port, ready_timeout) => Some(r),
+        _ = crate::rt::shutdown_signal() => None,
+    };
+    match outcome {
+        Some(Ok(())) => {}
+        Some(Err(e)) => {
+            running.stop().await;
+            return Err(e);
+        }
+        // Ctrl-C before the example was up.
+        None => {
+            running.stop().await;
+            return Ok(());
+        }
+    }
+    crate::rt::shutdown_signal().await;
+    eprintln!("berth up: stopping (the example keeps its state in {})", running.data_dir.display());
+    running.stop().await;
+    Ok(())
+}
+
+/// Builds and pushes the image, applies the example and waits for it; prints how to call it.
+async fn deploy(
+    running: &server::Running,
+    source: &example::Source,
+    service_port: Option<u16>,
+    ready_timeout: Duration,
+) -> anyhow::Result<()> {
+    let registry = running
+        .registry
+        .context("berth up needs the embedded registry (drop --disable-registry)")?;
+    let image_ref = format!("localhost:{}/{}", registry.port(), example::IMAGE_PATH);
+    image::build_static(source).context("step 1/4, building churn-model statically")?;
+    image::build_and_push(source, &running.data_dir, &image_ref)
+        .await
+        .context("step 2/4, building and pushing the churn-model image")?;
+    let client = admin_client(running).await?;
+    let manifest = example::manifest(source, &image_ref, service_port).context("step 3/4, reading the example manifest")?;
+    let port = example::service_port(&manifest);
+    example::apply(&client, &manifest)
+        .await
+        .context("step 3/4, applying manifests/examples/churn-model.yaml")?;
+    wait::until_ready(&client, example::NAME, example::NAMESPACE, ready_timeout)
+        .await
+        .context("step 4/4, waiting for churn-model to become ready")?;
+    println!("churn-model is ready. Try it:");
+    println!("  {}", example::curl_line(port));
+    println!("berth up keeps running until Ctrl-C (kubectl/berth use {}).", running.kubeconfig.display());
+    Ok(())
+}
+
+/// A client with the server's admin kubeconfig.
+async fn admin_client(running: &server::Running) -> anyhow::Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&running.kubeconfig).context("reading the server's kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .context("loading the server's kubeconfig")?;
+    kube::Client::try_from(config).context("building a client for the server")
+}
+
+/// The runtime creates namespaces, mounts and network devices: only root can.
+fn require_root() -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    // /proc/self belongs to the effective user.
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).context("reading /proc/self")?;
+    anyhow::ensure!(
+        uid == 0,
+        "berth up runs containers and needs root (network namespaces, mounts, cgroups): run it with sudo"
+    );
+    Ok(())
+}
+
+/// Parses `5m`, `90s` or plain seconds.
+fn parse_minutes_or_seconds(s: &str) -> Result<Duration, String> {
+    let (digits, unit) = match s.strip_suffix('m') {
+        Some(d) => (d, 60),
+        None => (s.strip_suffix('s').unwrap_or(s), 1),
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| Duration::from_secs(n * unit))
+        .map_err(|_| format!("{s:?} is not a duration like 90s or 5m"))
 }

@@ -58,10 +58,8 @@ async fn client_side_apply_of_a_configmap_drops_removed_keys_and_labels() {
     assert_ne!(cm["metadata"]["resourceVersion"], rv_before);
 }
 
-/// Needs the server to build Tables with `berth_apiserver::table` (kube-apiserver's ConfigMap
-/// columns); the registry's built-in columns have no DATA column yet.
+/// The server builds Tables with `berth_apiserver::table`: kube-apiserver's ConfigMap columns.
 #[tokio::test]
-#[ignore = "until rest/ serves Tables from table.rs (ConfigMap DATA column)"]
 async fn configmaps_print_their_data_count() {
     let server = TestServer::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();

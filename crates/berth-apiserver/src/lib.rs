@@ -38,7 +38,6 @@ pub mod server;
 pub mod state;
 pub mod surface;
 pub mod table;
-pub mod tables;
 pub mod tls;
 
 pub use server::{Config, Running, ServerError, start};

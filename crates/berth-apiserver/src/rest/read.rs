@@ -2,6 +2,7 @@
 
 use axum::response::Response;
 use base64::Engine;
+use chrono::Utc;
 use berth_store::RangeOptions;
 use serde_json::{Value, json};
 
@@ -9,12 +10,26 @@ use super::{Ctx, json_response};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::table::{self, IncludeObject};
 
 /// GET of one object.
 pub async fn get(ctx: &Ctx) -> ApiResult<Response> {
     let obj = load(ctx).await?.0;
-    let body = if ctx.wants_table() { crate::tables::object_table(ctx, &obj) } else { obj };
+    let body = if ctx.wants_table() {
+        let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+        table::table(table::columns_for(&ctx.r), std::slice::from_ref(&obj), meta, include_object(ctx)?, Utc::now())
+    } else {
+        obj
+    };
     Ok(json_response(200, &body, &[]))
+}
+
+/// What Table rows carry (`?includeObject=`); 400 for an unknown value.
+pub fn include_object(ctx: &Ctx) -> ApiResult<IncludeObject> {
+    let v = ctx.query.get("includeObject");
+    IncludeObject::parse(v).ok_or_else(|| {
+        ApiError::bad_request(format!("includeObject: Unsupported value: \"{}\": supported values: \"None\", \"Metadata\", \"Object\"", v.unwrap_or_default()))
+    })
 }
 
 /// Reads the object named in the URL with its mod revision; 404 when absent.
@@ -133,7 +148,7 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
         }
     }
     let body = if ctx.wants_table() {
-        crate::tables::list_table(ctx, &page.items, meta)
+        table::table(table::columns_for(&ctx.r), &page.items, meta, include_object(ctx)?, Utc::now())
     } else {
         json!({"kind": ctx.r.list_kind, "apiVersion": ctx.r.api_version(), "metadata": meta, "items": page.items})
     };

@@ -20,6 +20,7 @@ use super::Ctx;
 use super::read::Selectors;
 use crate::error::{ApiError, ApiResult};
 use crate::object;
+use crate::table;
 
 /// Where the watch starts.
 enum Start {
@@ -57,6 +58,9 @@ fn start_of(ctx: &Ctx) -> ApiResult<Start> {
 pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
     let sel = Selectors::from_ctx(&ctx)?;
     let start = start_of(&ctx)?;
+    if ctx.wants_table() {
+        super::read::include_object(&ctx)?;
+    }
     let timeout = ctx
         .query
         .int("timeoutSeconds")?
@@ -84,7 +88,9 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
 /// Sends one event line; `false` once the client is gone.
 async fn send(tx: &mpsc::Sender<Bytes>, ctx: &Ctx, typ: &str, obj: Value) -> bool {
     let obj = if ctx.wants_table() && matches!(typ, "ADDED" | "MODIFIED" | "DELETED") {
-        crate::tables::object_table(ctx, &obj)
+        // includeObject was checked when the watch started.
+        let include = super::read::include_object(ctx).unwrap_or_default();
+        table::watch_event_table(table::columns_for(&ctx.r), &obj, include, chrono::Utc::now())
     } else {
         obj
     };

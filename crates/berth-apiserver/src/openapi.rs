@@ -101,8 +101,10 @@ pub fn group_version_document(
             true => format!("{base}/namespaces/{{namespace}}/{}", r.plural),
             false => format!("{base}/{}", r.plural),
         };
-        // Strategic merge patch is only advertised where the schema carries patch strategies.
-        let smp = r.builtin && builtin_schema(r).is_some();
+        // Strategic merge patch is only advertised where the schema carries patch strategies:
+        // kubectl then computes its patches from this schema, and without the strategies it
+        // would treat every list as atomic (sending whole lists the server merges by key).
+        let smp = r.builtin && builtin_schema(r).is_some_and(|k| has_patch_strategies(&k));
         if r.status_subresource {
             paths.insert(format!("{collection}/{{name}}/status"), item_operations(r, &id, smp));
         }
@@ -111,6 +113,18 @@ pub fn group_version_document(
     }
     Some(json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths, "components": {"schemas": schemas}}))
+}
+
+/// Whether a kind's schema or one it references declares `x-kubernetes-patch-strategy`.
+fn has_patch_strategies(k: &KindSchema) -> bool {
+    fn declares(v: &Value) -> bool {
+        match v {
+            Value::Object(m) => m.contains_key("x-kubernetes-patch-strategy") || m.values().any(declares),
+            Value::Array(a) => a.iter().any(declares),
+            _ => false,
+        }
+    }
+    declares(&k.schema) || k.refs.values().any(declares)
 }
 
 /// A CRD's structural schema with apiVersion/kind/metadata filled in and the GVK list attached.
@@ -243,19 +257,27 @@ mod tests {
     fn builtins_use_supplied_schemas_and_advertise_strategic_merge() {
         let all = builtins();
         let pods = all.iter().find(|r| r.plural == "pods" && r.group.is_empty()).unwrap();
-        let supplied = |r: &ResourceInfo| {
-            (r.kind == "Pod").then(|| KindSchema {
-                id: "io.k8s.api.core.v1.Pod".into(),
-                schema: json!({"type": "object", "properties": {"spec": {"$ref": "#/components/schemas/io.k8s.api.core.v1.PodSpec"}}}),
-                refs: BTreeMap::from([("io.k8s.api.core.v1.PodSpec".to_string(), json!({"type": "object"}))]),
-            })
+        let pod_spec = |containers: Value| json!({"type": "object", "properties": {"containers": containers}});
+        let supplied = |spec: Value| {
+            move |r: &ResourceInfo| {
+                (r.kind == "Pod").then(|| KindSchema {
+                    id: "io.k8s.api.core.v1.Pod".into(),
+                    schema: json!({"type": "object", "properties": {"spec": {"$ref": "#/components/schemas/io.k8s.api.core.v1.PodSpec"}}}),
+                    refs: BTreeMap::from([("io.k8s.api.core.v1.PodSpec".to_string(), spec.clone())]),
+                })
+            }
         };
-        let doc = group_version_document(&[pods], "", "v1", &supplied).unwrap();
+        let with_strategies = pod_spec(json!({"type": "array", "x-kubernetes-patch-strategy": "merge", "x-kubernetes-patch-merge-key": "name"}));
+        let doc = group_version_document(&[pods], "", "v1", &supplied(with_strategies)).unwrap();
         assert!(doc["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"].is_object());
         assert_eq!(doc["components"]["schemas"]["io.k8s.api.core.v1.Pod"]["x-kubernetes-group-version-kind"][0]["kind"], "Pod");
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
         assert!(patch["requestBody"]["content"]["application/strategic-merge-patch+json"].is_object());
         assert!(doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/status"].is_object());
+        // Without patch strategies kubectl would compute atomic-list patches from the schema.
+        let doc = group_version_document(&[pods], "", "v1", &supplied(pod_spec(json!({"type": "array"})))).unwrap();
+        let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
+        assert!(patch["requestBody"]["content"].get("application/strategic-merge-patch+json").is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The node endpoint (logs and exec) against a real CRI runtime (root only, as CI runs): berth's
 //! runtime in-process on a Unix socket with its exec streaming server, busybox pushed with skopeo
 //! to Debian's docker-registry on loopback, one sandbox (loopback only) whose containers carry
-//! the kubelet's labels, as the agent's pod workers create them.
+//! the kubelet's labels, as the agent's pod workers create them. Then the same through an
+//! in-process API server (pods/log, pods/exec) with kube-rs and the real kubectl.
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
 
@@ -16,7 +17,10 @@ use berth_agent::labels;
 use berth_cri::v1 as cri;
 use berth_runtime::testimage::busybox_layout;
 use berth_runtime::{CriService, RuntimeConfig, shim};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{AsyncBufReadExt, FutureExt, SinkExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, LogParams, Patch, PatchParams, PostParams};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -339,6 +343,137 @@ async fn checks(node: &mut Node, port: u16) {
     assert_eq!(code, 400, "{body}");
 }
 
+/// An API server (in-memory store) whose node token is [`TOKEN`], a client, and its kubeconfig.
+async fn api_server(dir: &Path) -> (berth_apiserver::Running, kube::Client) {
+    std::fs::create_dir_all(dir.join("server")).expect("server dir");
+    std::fs::write(dir.join("server/node-token"), format!("{TOKEN}\n")).expect("node token");
+    let config = berth_apiserver::Config {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        options: berth_apiserver::Options::default(),
+        install_crds: vec![],
+        validators: Default::default(),
+    };
+    let server = berth_apiserver::start(config, Arc::new(berth_store::MemStore::new())).await.expect("API server");
+    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    (server, kube::Client::try_from(config).expect("client"))
+}
+
+/// Runs kubectl against `kubeconfig`; returns (exit code, stdout, stderr).
+async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        WAIT,
+        tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(args)
+            .env("KUBECACHEDIR", cache)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("kubectl in time")
+    .expect("kubectl installed");
+    let s = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+    (out.status.code().unwrap_or(-1), s(out.stdout), s(out.stderr))
+}
+
+/// Runs `command` through pods/exec with kube-rs; returns (stdout, stderr, exit code).
+async fn kube_exec(pods: &kube::Api<Pod>, container: &str, command: &[&str]) -> (String, String, i32) {
+    use tokio::io::AsyncReadExt;
+    let ap = AttachParams { container: Some(container.into()), stdin: false, stdout: true, stderr: true, ..Default::default() };
+    let mut proc = tokio::time::timeout(WAIT, pods.exec(POD, command.to_vec(), &ap)).await.expect("in time").expect("exec");
+    let status = proc.take_status().expect("status channel");
+    let (mut out, mut err) = (proc.stdout().expect("stdout"), proc.stderr().expect("stderr"));
+    let (mut o, mut e) = (String::new(), String::new());
+    let (a, b, status) = tokio::time::timeout(WAIT, async { tokio::join!(out.read_to_string(&mut o), err.read_to_string(&mut e), status) })
+        .await
+        .expect("exec ends in time");
+    a.expect("stdout");
+    b.expect("stderr");
+    let code = match status {
+        Some(s) if s.reason.as_deref() == Some("NonZeroExitCode") => s
+            .details
+            .and_then(|d| d.causes)
+            .and_then(|c| c.into_iter().find_map(|c| c.message))
+            .and_then(|m| m.parse().ok())
+            .expect("an exit code"),
+        _ => 0,
+    };
+    (o, e, code)
+}
+
+fn api_error(e: kube::Error) -> (u16, String) {
+    match e {
+        kube::Error::Api(s) => (s.code, s.message),
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+/// pods/log and pods/exec through the API server, with kube-rs and with kubectl, against the
+/// node endpoint on `port`; `node` still has the containers [`checks`] made.
+async fn api_checks(node: &mut Node, port: u16, dir: &Path) {
+    let (server, client) = api_server(&dir.join("api")).await;
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    nodes.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "node-a"}})).expect("node")).await.expect("create node");
+    let status = json!({"status": {
+        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}});
+    nodes.patch_status("node-a", &PatchParams::default(), &Patch::Merge(&status)).await.expect("node status");
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), NS);
+    let pod = |name: &str, node: Option<&str>, containers: &[&str]| -> Pod {
+        let cs: Vec<_> = containers.iter().map(|c| json!({"name": c, "image": "busybox"})).collect();
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"nodeName": node, "containers": cs}})).expect("pod")
+    };
+    pods.create(&PostParams::default(), &pod(POD, Some("node-a"), &["app", "err", "shell"])).await.expect("create pod");
+    pods.create(&PostParams::default(), &pod("lonely", None, &["app"])).await.expect("create pod");
+
+    let lp = |c: &str| LogParams { container: Some(c.into()), ..Default::default() };
+    assert_eq!(pods.logs(POD, &lp("app")).await.expect("logs"), "first\nsecond\n");
+    assert_eq!(pods.logs(POD, &LogParams { previous: true, tail_lines: Some(2), ..lp("app") }).await.expect("logs"), "line3\ntail\n");
+    assert_eq!(pods.logs(POD, &lp("err")).await.expect("logs"), "oops\n");
+    let (code, msg) = api_error(pods.logs(POD, &LogParams::default()).await.expect_err("ambiguous"));
+    assert_eq!((code, msg.as_str()), (400, "a container name must be specified for pod web, choose one of: [app err shell]"));
+    let (code, msg) = api_error(pods.logs(POD, &lp("nope")).await.expect_err("unknown container"));
+    assert_eq!((code, msg.as_str()), (400, "container nope is not valid for pod web"));
+    let (code, msg) = api_error(pods.logs("lonely", &LogParams::default()).await.expect_err("unscheduled"));
+    assert_eq!((code, msg.as_str()), (400, "pod lonely does not have a host assigned"));
+    let (code, _) = api_error(pods.logs("ghost", &LogParams::default()).await.expect_err("no such pod"));
+    assert_eq!(code, 404);
+
+    // Exec through the API server (kube-rs offers v5 and v4).
+    assert_eq!(kube_exec(&pods, "shell", &["echo", "hi"]).await, ("hi\n".into(), String::new(), 0));
+    assert_eq!(kube_exec(&pods, "shell", &["sh", "-c", "echo no >&2; exit 3"]).await, (String::new(), "no\n".into(), 3));
+
+    // Follow through the API server: the body streams while the container runs.
+    node.run("app", 2, "echo again; while [ ! -e /go ]; do sleep 0.1; done; echo done").await;
+    let mut lines = pods.log_stream(POD, &LogParams { follow: true, ..lp("app") }).await.expect("follow").lines();
+    let first = tokio::time::timeout(WAIT, lines.next()).await.expect("first line in time");
+    assert_eq!(first.expect("a line").expect("read"), "again");
+    // The third instance gets its own /go (a new container).
+    assert_eq!(kube_exec(&pods, "app", &["sh", "-c", "echo > /go"]).await.2, 0);
+    let mut rest = Vec::new();
+    while let Some(line) = tokio::time::timeout(WAIT, lines.next()).await.expect("follow ends in time") {
+        rest.push(line.expect("read"));
+    }
+    assert_eq!(rest, vec!["done".to_string()]);
+
+    // The real kubectl: logs (--tail, --previous, -f on an ended container) and exec (WebSocket).
+    let (kc, cache) = (server.kubeconfig.clone(), dir.join("kubecache"));
+    let (code, out, err) = kubectl(&kc, &cache, &["logs", POD, "-c", "app", "--tail", "1"]).await;
+    assert_eq!((code, out.as_str()), (0, "done\n"), "{err}");
+    let (code, out, err) = kubectl(&kc, &cache, &["logs", POD, "-c", "app", "--previous"]).await;
+    assert_eq!((code, out.as_str()), (0, "first\nsecond\n"), "{err}");
+    let (code, out, err) = kubectl(&kc, &cache, &["logs", "-f", POD, "-c", "err"]).await;
+    assert_eq!((code, out.as_str()), (0, "oops\n"), "{err}");
+    let (code, out, err) = kubectl(&kc, &cache, &["exec", POD, "-c", "shell", "--", "echo", "from kubectl"]).await;
+    assert_eq!((code, out.as_str()), (0, "from kubectl\n"), "{err}");
+    let (code, _, err) = kubectl(&kc, &cache, &["exec", POD, "-c", "shell", "--", "sh", "-c", "exit 4"]).await;
+    assert_eq!(code, 4, "{err}");
+    server.stop();
+}
+
 async fn logs_and_exec(tmp: &Path) {
     let registry = Registry::start(tmp);
     let layout = busybox_layout(&tmp.join("image")).expect("busybox layout (busybox-static installed)");
@@ -395,7 +530,12 @@ async fn logs_and_exec(tmp: &Path) {
     let serving = tokio::spawn(serving);
 
     let mut node = Node { cri: c.clone(), image: image.clone(), sandbox_id: sandbox_id.clone(), sandbox };
-    let result = std::panic::AssertUnwindSafe(checks(&mut node, port)).catch_unwind().await;
+    let result = std::panic::AssertUnwindSafe(async {
+        checks(&mut node, port).await;
+        api_checks(&mut node, port, tmp).await;
+    })
+    .catch_unwind()
+    .await;
 
     serving.abort();
     c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("stop sandbox");

@@ -1,30 +1,27 @@
 //! `GET|POST /exec/{namespace}/{pod}/{container}?command=..`: CRI Exec prepares the command and
 //! returns a one-time URL on the runtime's streaming server, which speaks the Kubernetes channel
-//! protocol over WebSocket. The endpoint forwards the client's WebSocket handshake there and, once
-//! both sides switched protocols, copies the raw connections both ways, so the frames (and the
-//! subprotocol the runtime chose) pass through untouched.
+//! protocol over WebSocket. The endpoint opens a WebSocket there with the client's subprotocols,
+//! accepts the client's with the one the runtime chose, and relays the messages (the channel
+//! protocol itself passes through untouched); it ends the client's socket with a proper close
+//! code whatever the runtime sent.
 //!
 //! `tty=true` is accepted but runs without a terminal (the runtime has none yet; no resize).
 
 use berth_cri::CriClient;
 use berth_cri::v1 as cri;
 use http::{HeaderMap, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use super::find::{self, FindError, Id, Instance, Query};
 use super::{Body, status};
-
-/// Request headers of a WebSocket handshake that go on to the runtime.
-const HANDSHAKE_HEADERS: [&str; 6] = [
-    "connection",
-    "upgrade",
-    "sec-websocket-key",
-    "sec-websocket-version",
-    "sec-websocket-protocol",
-    "sec-websocket-extensions",
-];
 
 /// Why an exec could not be relayed.
 #[derive(Debug, thiserror::Error)]
@@ -35,12 +32,12 @@ pub enum RelayError {
     /// Connecting to the streaming server failed.
     #[error("connecting to the runtime's streaming server: {0}")]
     Connect(#[from] std::io::Error),
-    /// The HTTP exchange with the streaming server failed.
+    /// The WebSocket handshake with the streaming server failed.
     #[error("streaming server: {0}")]
-    Http(#[from] hyper::Error),
-    /// Building the forwarded request failed.
-    #[error("building the request: {0}")]
-    Request(#[from] http::Error),
+    WebSocket(#[from] tungstenite::Error),
+    /// Building the response failed.
+    #[error("building the response: {0}")]
+    Response(#[from] http::Error),
 }
 
 fn is_websocket(headers: &HeaderMap) -> bool {
@@ -93,55 +90,95 @@ pub async fn serve(mut cri: CriClient, id: &Id, query: &Query, req: Request<Inco
     }
 }
 
-/// Forwards the handshake to `url`; on `101` answers `101` with the runtime's handshake headers
-/// and copies both upgraded connections in the background; otherwise returns the runtime's answer.
+/// Opens a WebSocket to the runtime's `url` offering the client's subprotocols, answers the
+/// client `101` with the one the runtime chose, and relays messages between both in the
+/// background ([`pump`]).
 async fn relay(url: &str, mut req: Request<Incoming>) -> Result<Response<Body>, RelayError> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return Ok(status(StatusCode::BAD_REQUEST, "BadRequest", "missing Sec-WebSocket-Key"));
+    };
     let uri: http::Uri = url.parse().map_err(|_| RelayError::BadUrl(url.into()))?;
     let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority().cloned()) else {
         return Err(RelayError::BadUrl(url.into()));
     };
+    let mut upstream = format!("ws://{authority}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")).into_client_request()?;
+    if let Some(protocols) = req.headers().get("sec-websocket-protocol") {
+        upstream.headers_mut().insert("sec-websocket-protocol", protocols.clone());
+    }
     let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(TokioIo::new(tcp)).await?;
+    let (runtime, answer) = match tokio_tungstenite::client_async(upstream, tcp).await {
+        Ok(pair) => pair,
+        Err(tungstenite::Error::Http(resp)) => {
+            let text = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+            return Ok(status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &format!("exec: {text}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut response = Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(http::header::CONNECTION, "Upgrade")
+        .header(http::header::UPGRADE, "websocket")
+        .header("sec-websocket-accept", derive_accept_key(key.as_bytes()));
+    if let Some(chosen) = answer.headers().get("sec-websocket-protocol") {
+        response = response.header("sec-websocket-protocol", chosen);
+    }
+    let client = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "streaming server connection ended with an error");
-        }
-    });
-    let mut forward = Request::builder()
-        .method(http::Method::GET)
-        .uri(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
-        .header(http::header::HOST, authority.as_str());
-    for name in HANDSHAKE_HEADERS {
-        for value in req.headers().get_all(name) {
-            forward = forward.header(name, value);
-        }
-    }
-    let mut upstream = sender.send_request(forward.body(http_body_util::Empty::new())?).await?;
-    if upstream.status() != StatusCode::SWITCHING_PROTOCOLS {
-        let (parts, body) = upstream.into_parts();
-        let body = body.map_err(std::io::Error::other).boxed();
-        return Ok(Response::from_parts(parts, body));
-    }
-    let mut answer = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
-    for (name, value) in upstream.headers() {
-        if name.as_str().starts_with("sec-websocket") || name == http::header::UPGRADE || name == http::header::CONNECTION {
-            answer = answer.header(name, value);
-        }
-    }
-    let up = hyper::upgrade::on(&mut upstream);
-    let down = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        let (up, down) = match tokio::try_join!(up, down) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(error = %e, "exec upgrade failed");
-                return;
+        match client.await {
+            Ok(io) => {
+                let client = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+                pump(client, runtime).await;
             }
-        };
-        let (mut up, mut down) = (TokioIo::new(up), TokioIo::new(down));
-        if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-            tracing::debug!(error = %e, "exec relay ended with an error");
+            Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
         }
     });
-    Ok(answer.body(super::full(bytes::Bytes::new()))?)
+    Ok(response.body(super::full(bytes::Bytes::new()))?)
+}
+
+/// Copies data messages both ways until the runtime ends the exec, then closes the client's
+/// socket with code 1000 (kubectl reports a close without a code as an error). Pings are
+/// answered by each side's WebSocket itself.
+async fn pump<C, R>(client: WebSocketStream<C>, runtime: WebSocketStream<R>)
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut client_tx, mut client_rx) = client.split();
+    let (mut runtime_tx, mut runtime_rx) = runtime.split();
+    let to_runtime = async {
+        while let Some(Ok(msg)) = client_rx.next().await {
+            match msg {
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                data => {
+                    if runtime_tx.send(data).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = runtime_tx.close().await;
+    };
+    let to_client = async {
+        while let Some(Ok(msg)) = runtime_rx.next().await {
+            match msg {
+                Message::Close(_) => break,
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                data => {
+                    if client_tx.send(data).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+        let _ = client_tx.send(Message::Close(Some(close))).await;
+        let _ = client_tx.close().await;
+    };
+    tokio::pin!(to_runtime, to_client);
+    // The exec ends when the runtime's side does; a client that left only stops its input.
+    tokio::select! {
+        _ = &mut to_client => {}
+        _ = &mut to_runtime => to_client.await,
+    }
 }

@@ -17,6 +17,8 @@ use super::server;
 
 /// Arguments of `berth up`: every `berth server` flag, plus the example's.
 #[derive(clap::Args)]
+// server::Args already takes the default group id `Args`.
+#[group(id = "UpArgs")]
 pub struct Args {
     #[command(flatten)]
     pub server: server::Args,
@@ -127,4 +129,30 @@ fn parse_minutes_or_seconds(s: &str) -> Result<Duration, String> {
         .parse::<u64>()
         .map(|n| Duration::from_secs(n * unit))
         .map_err(|_| format!("{s:?} is not a duration like 90s or 5m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory as _, Parser as _};
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        up: Args,
+    }
+
+    #[test]
+    fn every_server_flag_works_with_up() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "up", "--data-dir", "/d", "--api-port", "7443", "--registry-port", "5123", "--bridge", "bx",
+            "--kubelet-port", "0", "--service-port", "18000", "--ready-timeout", "90s",
+        ])
+        .unwrap();
+        assert_eq!(cli.up.server.api_port, 7443);
+        assert_eq!(cli.up.server.registry.registry_port, 5123);
+        assert_eq!(cli.up.service_port, Some(18000));
+        assert_eq!(cli.up.ready_timeout, Duration::from_secs(90));
+    }
 }

@@ -5,12 +5,8 @@
 //! to discovery/OpenAPI ([`surface`]) or to the REST verbs ([`rest`]). Resources are described by
 //! the [`resources`] registry; objects are JSON in a [`berth_store::Store`] ([`object`]).
 //!
-//! Two generations of the API surface sit side by side while the REST layer moves over:
-//! [`patching`]/[`managed`] (in use: SSA treats lists as atomic), [`tables`] and [`surface`] serve
-//! requests today; [`patch`] (SMP directives, SSA with map-lists by key, `unchanged`), [`table`]
-//! (kubectl's built-in columns, JSONPath printer columns), [`discovery`] and [`openapi`] are the
-//! fuller, unit-tested replacements. Switching `rest/` to them and deleting the first set is the
-//! next step (see the crate README).
+//! Writes go through [`patch`] (patch formats, server-side apply, managedFields); reads can be
+//! Tables ([`table`]); discovery and OpenAPI documents come from [`discovery`] and [`openapi`].
 
 // Guard-then-act steps read more plainly as nested `if`s than as long let-chains.
 #![allow(clippy::collapsible_if)]

@@ -1,5 +1,5 @@
 //! Patch engines: JSON patch (RFC 6902), JSON merge patch (RFC 7386), strategic merge patch for
-//! built-in kinds ([`strategic`]) and server-side apply with managedFields ([`apply`]).
+//! built-in kinds ([`strategic`]) and server-side apply with managedFields ([`apply`](mod@apply)).
 //!
 //! Everything here is pure: `serde_json::Value` in, `Value` out, no I/O. Errors carry the HTTP
 //! status the REST layer should answer with ([`PatchError::status_code`]).

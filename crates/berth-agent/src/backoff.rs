@@ -21,6 +21,8 @@ pub struct Backoff {
     next_delay: Option<Duration>,
     /// When the current wait ends (set by [`Backoff::exited`]).
     until: Option<Instant>,
+    /// The delay of the current wait.
+    delay: Duration,
 }
 
 impl Backoff {
@@ -41,7 +43,13 @@ impl Backoff {
             Some(d) => (d * 2).min(MAX),
         });
         self.until = Some(now + delay);
+        self.delay = delay;
         delay
+    }
+
+    /// The whole delay of the current wait (what Kubernetes' `back-off 20s` message shows).
+    pub fn delay(&self) -> Duration {
+        self.delay
     }
 
     /// How long is left to wait at `now` (zero when the restart may happen).
@@ -93,6 +101,7 @@ mod tests {
         b.exited(t, secs(1));
         assert!(b.waiting(t));
         assert_eq!(b.remaining(t + secs(4)), secs(6));
+        assert_eq!(b.delay(), secs(10));
         assert!(!b.waiting(t + secs(10)));
     }
 }

@@ -210,17 +210,22 @@ fn waiting_message(p: &Pod) -> String {
         .unwrap_or_default()
 }
 
-/// Host pids of processes whose root is under `dir` and whose command is `comm`.
-fn pids_of(dir: &Path, comm: &str) -> Vec<String> {
+/// Host pids of processes in the cgroup of a container `id` (or of any container when `None`)
+/// whose command is `comm`.
+fn pids_of(id: Option<&str>, comm: &str) -> Vec<String> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let pid = entry.file_name().to_string_lossy().to_string();
         if !pid.bytes().all(|b| b.is_ascii_digit()) {
             continue;
         }
-        let root = std::fs::read_link(entry.path().join("root")).unwrap_or_default();
+        let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
         let c = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if root.starts_with(dir) && c.trim() == comm {
+        let mine = match id {
+            Some(id) => cgroup.contains(id),
+            None => cgroup.contains("/berth/"),
+        };
+        if mine && c.trim() == comm {
             out.push(pid);
         }
     }
@@ -277,7 +282,8 @@ async fn scenarios(env: &mut Env) {
     }
 
     // Killing the container's process restarts it.
-    let pids = pids_of(&env.tmp, "sleep");
+    let first = cs.container_id.clone().expect("id");
+    let pids = pids_of(first.strip_prefix("berth://"), "sleep");
     assert_eq!(pids.len(), 1, "one sleep process: {pids:?}");
     let killed = Command::new("kill").args(["-KILL", &pids[0]]).status().expect("kill");
     assert!(killed.success());
@@ -325,9 +331,11 @@ async fn scenarios(env: &mut Env) {
         assert!(Instant::now() < deadline, "the Pod object stays");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(env.sandboxes(&web_uid).await.is_empty(), "sandbox removed");
+    let left = env.sandboxes(&web_uid).await;
+    assert!(left.is_empty(), "sandbox removed: {left:?}");
     assert!(env.containers(&web_uid).await.is_empty(), "containers removed");
-    assert!(pids_of(&env.tmp, "sleep").is_empty(), "no container process left");
+    let id = web_container.strip_prefix("berth://");
+    assert!(pids_of(id, "sleep").is_empty(), "no container process left");
 }
 
 async fn agent_core(tmp: &Path) {

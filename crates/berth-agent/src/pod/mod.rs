@@ -52,10 +52,17 @@ pub enum PodError {
     WatchEnded,
 }
 
-/// A running worker and the channel that feeds it its Pod.
+/// A running worker and the channel that feeds it its Pod. Dropping it aborts the worker, so
+/// stopping the agent stops its workers without touching their containers.
 struct Handle {
     pod: watch::Sender<Option<Arc<Pod>>>,
     task: JoinHandle<()>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Watches this node's Pods and runs their workers until dropped.
@@ -74,7 +81,7 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), PodError> {
                 continue;
             }
         };
-        workers.retain(|_, h| !(h.task.is_finished() && h.pod.is_closed()));
+        workers.retain(|_, h| !h.task.is_finished());
         match event {
             watcher::Event::Init => listing.clear(),
             watcher::Event::InitApply(pod) => {
@@ -82,18 +89,16 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), PodError> {
                 dispatch(&ctx, &mut workers, pod);
             }
             watcher::Event::Apply(pod) => dispatch(&ctx, &mut workers, pod),
+            // The worker cleans up and ends; its handle goes once it has finished.
             watcher::Event::Delete(pod) => {
-                if let Some(h) = workers.remove(&pod.uid().unwrap_or_default()) {
+                if let Some(h) = workers.get(&pod.uid().unwrap_or_default()) {
                     let _ = h.pod.send(None);
                 }
             }
             watcher::Event::InitDone => {
                 // Pods that vanished while the watch was re-listing.
-                let gone: Vec<String> = workers.keys().filter(|u| !listing.contains(*u)).cloned().collect();
-                for uid in gone {
-                    if let Some(h) = workers.remove(&uid) {
-                        let _ = h.pod.send(None);
-                    }
+                for (_, h) in workers.iter().filter(|(u, _)| !listing.contains(*u)) {
+                    let _ = h.pod.send(None);
                 }
                 if !orphans_checked {
                     orphans_checked = true;
@@ -110,7 +115,10 @@ fn dispatch(ctx: &Arc<Ctx>, workers: &mut HashMap<String, Handle>, pod: Pod) {
     let Some(uid) = pod.uid() else { return };
     let pod = Arc::new(pod);
     if let Some(h) = workers.get(&uid) {
-        let _ = h.pod.send(Some(pod));
+        // A worker that was told its Pod is gone keeps that verdict.
+        if h.pod.borrow().is_some() {
+            let _ = h.pod.send(Some(pod));
+        }
         return;
     }
     let (tx, rx) = watch::channel(Some(pod.clone()));

@@ -114,8 +114,9 @@ impl Worker {
             let wait = self.round().await;
             tokio::select! {
                 changed = self.rx.changed() => {
+                    // The manager is gone (the agent stops): leave the containers running.
                     if changed.is_err() {
-                        return self.cleanup().await;
+                        return;
                     }
                 }
                 Some(update) = self.probe_rx.recv() => self.on_probe(update).await,
@@ -144,7 +145,7 @@ impl Worker {
         }
         if let Err(e) = self.ensure_sandbox().await {
             tracing::warn!(pod = %self.pod.name_any(), error = %e, "pod sandbox");
-            self.write_status(false).await;
+            self.write_status().await;
             return self.sandbox_backoff.remaining(Instant::now()).max(SLOW_POLL);
         }
         let mut observed = self.observe().await;
@@ -298,10 +299,12 @@ impl Worker {
                         self.ensure_probes(&c, i).await;
                     }
                 }
-                Next::BackOff(d) => {
+                Next::BackOff(_) => {
+                    // The whole step, not the time left, so the status does not change each second.
+                    let step = self.track(&c.name).backoff.delay();
                     let msg = format!(
                         "back-off {}s restarting failed container={} pod={}_{}({})",
-                        d.as_secs().max(1),
+                        step.as_secs(),
                         c.name,
                         self.pod.name_any(),
                         self.pod.namespace().unwrap_or_default(),
@@ -552,9 +555,9 @@ impl Worker {
     }
 
     /// Writes the status of what was last observed (used when the sandbox failed).
-    async fn write_status(&mut self, deleting: bool) {
+    async fn write_status(&mut self) {
         let observed = self.observe().await;
-        let view = self.view(&observed, deleting);
+        let view = self.view(&observed, false);
         self.write_status_view(&view).await;
     }
 
@@ -586,16 +589,20 @@ impl Worker {
         });
     }
 
-    /// Graceful deletion: Ready=False, drain, stop with the grace period, remove the sandbox, then
-    /// delete the Pod object with grace 0 and a UID precondition.
+    /// Graceful deletion: drain, stop with the grace period, remove the sandbox, then delete the
+    /// Pod object with grace 0 and a UID precondition.
     async fn terminate(mut self) {
         let grace = decide::grace_period(&self.pod);
+        tracing::info!(pod = %self.pod.name_any(), grace_s = grace.as_secs(), "stopping the deleted pod");
         if self.sandbox.is_none() {
             if let Some(sb) = self.find_sandbox().await {
                 self.sandbox = Some(Sandbox { id: sb.id, ip: None, config: Default::default() });
             }
         }
-        self.write_status(true).await;
+        // Ready=False is not written here: berth's API server deletes an object with a
+        // deletionTimestamp and no finalizers on ANY update (rest/write.rs), which would remove
+        // the Pod before its containers stopped. The service proxy already drops a Pod on its
+        // deletionTimestamp, so the drain below still takes it out before SIGTERM.
         tokio::time::sleep(decide::drain(grace)).await;
         for t in self.tracks.values_mut() {
             t.probes.clear();
@@ -611,6 +618,7 @@ impl Worker {
         }
         futures::future::join_all(stops).await;
         self.remove_all_sandboxes(0).await;
+        tracing::debug!(pod = %self.pod.name_any(), "containers stopped, sandbox removed");
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.pod.namespace().unwrap_or_default());
         let params = DeleteParams {
             grace_period_seconds: Some(0),

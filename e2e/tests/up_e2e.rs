@@ -179,6 +179,47 @@ async fn live_pods(client: &kube::Client) -> Vec<Pod> {
     api.list(&lp).await.unwrap().items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect()
 }
 
+/// A `berth` client command against the node's server.
+fn berth(node: &Node, args: &[&str]) -> String {
+    let out = Command::new(berth_e2e::berth_bin())
+        .args(args)
+        .env("KUBECONFIG", node.data_dir().join("server/kubeconfig.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "berth {args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+/// `get pods -o wide` shows where each Pod runs; `describe` shows conditions and the agent's
+/// events (recorded through events.k8s.io/v1).
+fn check_get_and_describe(node: &Node, pod: &str) {
+    let wide = berth(node, &["get", "pods", "-o", "wide"]);
+    let mut lines = wide.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    for col in ["NAME", "READY", "STATUS", "RESTARTS", "IP", "NODE"] {
+        assert!(header.contains(&col), "no {col} column: {wide}");
+    }
+    let (ip_col, node_col) = (header.iter().position(|c| *c == "IP").unwrap(), header.iter().position(|c| *c == "NODE").unwrap());
+    let cidr_prefix = node.setup.cluster_cidr.split('.').take(2).collect::<Vec<_>>().join(".") + ".";
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 3, "{wide}");
+    for row in &rows {
+        assert_eq!(row.get(node_col), Some(&"e2e-node"), "{wide}");
+        assert!(row.get(ip_col).is_some_and(|ip| ip.starts_with(&cidr_prefix)), "{wide}");
+        assert_eq!(row[1], "1/1", "{wide}");
+    }
+
+    let described = berth(node, &["describe", "pod", pod]);
+    for want in ["Conditions:", "Ready", "Events:", "Started container", "Pulled"] {
+        assert!(described.contains(want), "no {want:?} in:\n{described}");
+    }
+    let described = berth(node, &["describe", "ms", "churn-model"]);
+    for want in ["Conditions:", "Available", "Progressing"] {
+        assert!(described.contains(want), "no {want:?} in:\n{described}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn up_serves_churn_model_stops_on_sigterm_and_resumes() {
     let mut node = Node::new();
@@ -197,6 +238,8 @@ async fn up_serves_churn_model_stops_on_sigterm_and_resumes() {
     let mut first: Vec<String> = live_pods(&client).await.iter().map(|p| p.name_any()).collect();
     first.sort();
     assert_eq!(first.len(), 3);
+
+    check_get_and_describe(&node, &first[0]);
 
     let status = node.stop();
     assert!(status.success(), "berth up exited with {status} on SIGTERM; log:\n{}", node.log_tail());

@@ -112,10 +112,15 @@ async fn events_for(
     Ok(out)
 }
 
+/// When the event was last seen: core/v1's lastTimestamp, else (events.k8s.io/v1 events, as the
+/// agent's recorder writes them) the series' lastObservedTime or the eventTime.
 fn last_seen(e: &Value) -> &str {
     ["lastTimestamp", "eventTime", "firstTimestamp"]
         .iter()
         .find_map(|k| e[*k].as_str())
+        .into_iter()
+        .chain(e["series"]["lastObservedTime"].as_str())
+        .max()
         .or_else(|| e["metadata"]["creationTimestamp"].as_str())
         .unwrap_or("")
 }
@@ -309,8 +314,9 @@ fn events_table(events: &[Value]) -> String {
 /// `5m`, or `2m (x3 over 10m)` for repeated events.
 fn event_age(e: &Value) -> String {
     let last = age_of(last_seen(e));
-    let count = e["count"].as_i64().unwrap_or(1);
-    match e["firstTimestamp"].as_str() {
+    // events.k8s.io/v1 counts repeats in series.count and starts at eventTime.
+    let count = e["count"].as_i64().or_else(|| e["series"]["count"].as_i64()).unwrap_or(1);
+    match e["firstTimestamp"].as_str().or_else(|| e["eventTime"].as_str()) {
         Some(first) if count > 1 => format!("{last} (x{count} over {})", age_of(first)),
         _ => last,
     }
@@ -410,6 +416,19 @@ mod tests {
             out.contains("modelservice-controller  created pod churn-model-x"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn events_recorded_through_events_k8s_io_show_with_their_series() {
+        // The core/v1 view of an events.k8s.io/v1 Event as kube-runtime's Recorder writes it.
+        let event = json!({"type": "Normal", "reason": "Started", "message": "Started container model",
+            "reportingComponent": "berth-agent", "eventTime": "2020-01-01T00:00:00.000000Z",
+            "series": {"count": 4, "lastObservedTime": "2020-01-01T00:05:00.000000Z"}});
+        assert_eq!(last_seen(&event), "2020-01-01T00:05:00.000000Z");
+        assert!(event_age(&event).contains("(x4 over "), "{}", event_age(&event));
+        let out = render(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}), &[event]);
+        assert!(out.contains("Normal  Started"), "{out}");
+        assert!(out.contains("berth-agent  Started container model"), "{out}");
     }
 
     #[test]

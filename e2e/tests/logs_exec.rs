@@ -57,7 +57,13 @@ fn running(p: &Pod) -> bool {
 }
 
 /// Polls the Pods of ModelService `ms` until `ok` holds for them, or panics with the server log.
-async fn wait_pods(s: &TestServer, pods: &Api<Pod>, ms: &str, what: &str, ok: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
+async fn wait_pods(
+    s: &TestServer,
+    pods: &Api<Pod>,
+    ms: &str,
+    what: &str,
+    ok: impl Fn(&[Pod]) -> bool,
+) -> Vec<Pod> {
     let deadline = Instant::now() + WAIT;
     loop {
         let lp = ListParams::default().labels(&format!("berth.dev/modelservice={ms}"));
@@ -74,8 +80,19 @@ async fn wait_pods(s: &TestServer, pods: &Api<Pod>, ms: &str, what: &str, ok: im
             return list;
         }
         let log = s.log();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; server log tail:\n{}", tail.join("\n"));
+        let tail: Vec<&str> = log
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; server log tail:\n{}",
+            tail.join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -115,8 +132,14 @@ async fn logs_and_exec_through_berth_and_kubectl() {
     });
     let manifest = s.data_dir().join("chatty.yaml");
     std::fs::write(&manifest, serde_yaml::to_string(&ms).unwrap()).unwrap();
-    stdout_ok("berth apply", s.berth().args(["apply", "-f"]).arg(&manifest));
-    let list = wait_pods(&s, &pods, "chatty", "2 running Pods", |l| l.len() == 2 && l.iter().all(running)).await;
+    stdout_ok(
+        "berth apply",
+        s.berth().args(["apply", "-f"]).arg(&manifest),
+    );
+    let list = wait_pods(&s, &pods, "chatty", "2 running Pods", |l| {
+        l.len() == 2 && l.iter().all(running)
+    })
+    .await;
     let (a, b) = (list[0].name_any(), list[1].name_any());
 
     // Logs: whole, tail, timestamps, with berth and kubectl.
@@ -132,12 +155,28 @@ async fn logs_and_exec_through_berth_and_kubectl() {
     assert_eq!(lines.len(), 2, "{whole:?}");
     assert!(lines[0].starts_with("hello from "), "{whole:?}");
     assert_eq!(lines[1], "second line");
-    assert_eq!(stdout_ok("berth logs --tail", s.berth().args(["logs", &a, "--tail", "1"])), "second line\n");
-    assert_eq!(stdout_ok("kubectl logs --tail", s.kubectl().args(["logs", &a, "--tail=1"])), "second line\n");
-    let stamped = stdout_ok("kubectl logs --timestamps", s.kubectl().args(["logs", &a, "--timestamps", "--tail=1"]));
+    assert_eq!(
+        stdout_ok(
+            "berth logs --tail",
+            s.berth().args(["logs", &a, "--tail", "1"])
+        ),
+        "second line\n"
+    );
+    assert_eq!(
+        stdout_ok(
+            "kubectl logs --tail",
+            s.kubectl().args(["logs", &a, "--tail=1"])
+        ),
+        "second line\n"
+    );
+    let stamped = stdout_ok(
+        "kubectl logs --timestamps",
+        s.kubectl().args(["logs", &a, "--timestamps", "--tail=1"]),
+    );
     let (time, text) = stamped.split_once(' ').expect("timestamp prefix");
     // RFC 3339, e.g. 2026-11-23T03:30:00.123456789Z.
-    let looks_like_time = time.len() >= 20 && time.as_bytes()[4] == b'-' && time.as_bytes()[10] == b'T';
+    let looks_like_time =
+        time.len() >= 20 && time.as_bytes()[4] == b'-' && time.as_bytes()[10] == b'T';
     assert!(looks_like_time, "{stamped:?}");
     assert_eq!(text, "second line\n");
     let both = stdout_ok("berth logs ms/", s.berth().args(["logs", "ms/chatty"]));
@@ -146,8 +185,17 @@ async fn logs_and_exec_through_berth_and_kubectl() {
     }
 
     // Exec: output, stdin, exit codes.
-    assert_eq!(stdout_ok("berth exec", s.berth().args(["exec", &a, "--", "echo", "hi"])), "hi\n");
-    let code = output("berth exec exit", s.berth().args(["exec", &a, "--", "sh", "-c", "exit 3"]));
+    assert_eq!(
+        stdout_ok(
+            "berth exec",
+            s.berth().args(["exec", &a, "--", "echo", "hi"])
+        ),
+        "hi\n"
+    );
+    let code = output(
+        "berth exec exit",
+        s.berth().args(["exec", &a, "--", "sh", "-c", "exit 3"]),
+    );
     assert_eq!(code.status.code(), Some(3), "{code:?}");
     let mut cat = s
         .berth()
@@ -162,8 +210,24 @@ async fn logs_and_exec_through_berth_and_kubectl() {
         stdin.write_all(b"piped through\n").expect("write stdin");
     }
     let cat = cat.wait_with_output().expect("berth exec -i");
-    assert_eq!((cat.status.code(), String::from_utf8_lossy(&cat.stdout).as_ref()), (Some(0), "piped through\n"));
-    let k = output("kubectl exec", s.kubectl().args(["exec", &b, "--", "sh", "-c", "echo out; echo err >&2; exit 5"]));
+    assert_eq!(
+        (
+            cat.status.code(),
+            String::from_utf8_lossy(&cat.stdout).as_ref()
+        ),
+        (Some(0), "piped through\n")
+    );
+    let k = output(
+        "kubectl exec",
+        s.kubectl().args([
+            "exec",
+            &b,
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 5",
+        ]),
+    );
     assert_eq!(k.status.code(), Some(5), "{k:?}");
     assert_eq!(String::from_utf8_lossy(&k.stdout), "out\n");
     assert!(String::from_utf8_lossy(&k.stderr).contains("err"), "{k:?}");
@@ -174,18 +238,42 @@ async fn logs_and_exec_through_berth_and_kubectl() {
     while !seen.iter().any(|l: &String| l == "second line") {
         seen.push(rx.recv_timeout(WAIT).expect("followed lines in time"));
     }
-    stdout_ok("kubectl exec stop", s.kubectl().args(["exec", &a, "--", "sh", "-c", "echo > /dev/shm/stop"]));
+    stdout_ok(
+        "kubectl exec stop",
+        s.kubectl()
+            .args(["exec", &a, "--", "sh", "-c", "echo > /dev/shm/stop"]),
+    );
     while let Ok(line) = rx.recv_timeout(WAIT) {
         seen.push(line);
     }
-    assert_eq!(seen.last().map(String::as_str), Some("stopping"), "{seen:?}");
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("stopping"),
+        "{seen:?}"
+    );
     assert!(child.wait().expect("berth logs -f exits").success());
 
     // The restarted container: its first instance is --previous, the new one logs anew.
-    wait_pods(&s, &pods, "chatty", "a restart", |l| l.iter().any(|p| p.name_any() == a && restarts(p) >= 1 && running(p))).await;
-    let previous = stdout_ok("berth logs --previous", s.berth().args(["logs", &a, "--previous"]));
-    assert!(previous.ends_with("second line\nstopping\n"), "{previous:?}");
-    assert_eq!(stdout_ok("kubectl logs --previous", s.kubectl().args(["logs", &a, "--previous", "--tail=1"])), "stopping\n");
+    wait_pods(&s, &pods, "chatty", "a restart", |l| {
+        l.iter()
+            .any(|p| p.name_any() == a && restarts(p) >= 1 && running(p))
+    })
+    .await;
+    let previous = stdout_ok(
+        "berth logs --previous",
+        s.berth().args(["logs", &a, "--previous"]),
+    );
+    assert!(
+        previous.ends_with("second line\nstopping\n"),
+        "{previous:?}"
+    );
+    assert_eq!(
+        stdout_ok(
+            "kubectl logs --previous",
+            s.kubectl().args(["logs", &a, "--previous", "--tail=1"])
+        ),
+        "stopping\n"
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         let current = stdout_ok("berth logs", s.berth().args(["logs", &a]));
@@ -198,10 +286,23 @@ async fn logs_and_exec_through_berth_and_kubectl() {
     }
 
     // Kubernetes' errors: an unknown container, an unknown Pod.
-    let bad = output("kubectl logs -c", s.kubectl().args(["logs", &a, "-c", "nope"]));
+    let bad = output(
+        "kubectl logs -c",
+        s.kubectl().args(["logs", &a, "-c", "nope"]),
+    );
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains(&format!("container nope is not valid for pod {a}")), "{bad:?}");
-    let missing = output("berth logs missing", s.berth().args(["logs", "no-such-pod"]));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .contains(&format!("container nope is not valid for pod {a}")),
+        "{bad:?}"
+    );
+    let missing = output(
+        "berth logs missing",
+        s.berth().args(["logs", "no-such-pod"]),
+    );
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"), "{missing:?}");
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("not found"),
+        "{missing:?}"
+    );
 }

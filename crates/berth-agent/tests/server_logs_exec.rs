@@ -38,7 +38,10 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
         let config = dir.join("registry.yml");
         std::fs::write(
             &config,
@@ -73,7 +76,11 @@ impl Registry {
             .arg(format!("docker://{image}"))
             .output()
             .expect("skopeo installed");
-        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         image
     }
 }
@@ -103,8 +110,14 @@ impl Node {
             (labels::CONTAINER_NAME.to_string(), name.to_string()),
         ]);
         let config = cri::ContainerConfig {
-            metadata: Some(cri::ContainerMetadata { name: name.into(), attempt: restart }),
-            image: Some(cri::ImageSpec { image: self.image.clone(), ..Default::default() }),
+            metadata: Some(cri::ContainerMetadata {
+                name: name.into(),
+                attempt: restart,
+            }),
+            image: Some(cri::ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
             command: vec!["sh".into(), "-c".into(), script.into()],
             log_path: format!("{name}/{restart}.log"),
             labels,
@@ -130,7 +143,13 @@ impl Node {
             .expect("create container")
             .into_inner()
             .container_id;
-        self.cri.runtime.start_container(cri::StartContainerRequest { container_id: id.clone() }).await.expect("start container");
+        self.cri
+            .runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .expect("start container");
         id
     }
 
@@ -140,7 +159,10 @@ impl Node {
             let status = self
                 .cri
                 .runtime
-                .container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false })
+                .container_status(cri::ContainerStatusRequest {
+                    container_id: id.into(),
+                    verbose: false,
+                })
                 .await
                 .expect("status")
                 .into_inner()
@@ -157,7 +179,10 @@ impl Node {
 
 /// An HTTPS client for the endpoint (its certificate is self-signed).
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().danger_accept_invalid_certs(true).build().expect("client")
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .expect("client")
 }
 
 async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
@@ -165,14 +190,25 @@ async fn get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
-    let resp = tokio::time::timeout(WAIT, req.send()).await.expect("in time").expect("request");
+    let resp = tokio::time::timeout(WAIT, req.send())
+        .await
+        .expect("in time")
+        .expect("request");
     let code = resp.status().as_u16();
-    let body = tokio::time::timeout(WAIT, resp.text()).await.expect("in time").expect("body");
+    let body = tokio::time::timeout(WAIT, resp.text())
+        .await
+        .expect("in time")
+        .expect("body");
     (code, body)
 }
 
 async fn logs(port: u16, container: &str, query: &str) -> String {
-    let (code, body) = get(port, &format!("/containerLogs/{NS}/{POD}/{container}?{query}"), Some(TOKEN)).await;
+    let (code, body) = get(
+        port,
+        &format!("/containerLogs/{NS}/{POD}/{container}?{query}"),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
     body
 }
@@ -230,10 +266,18 @@ async fn exec(port: u16, container: &str, command: &[&str], stdin: Option<&[u8]>
         query.push(("stdin", "true"));
     }
     let base = format!("wss://127.0.0.1:{port}/exec/{NS}/{POD}/{container}");
-    let url = reqwest::Url::parse_with_params(&base, &query).expect("url").to_string();
+    let url = reqwest::Url::parse_with_params(&base, &query)
+        .expect("url")
+        .to_string();
     let mut req = url.into_client_request().expect("request");
-    req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().expect("header"));
-    req.headers_mut().insert("Authorization", format!("Bearer {TOKEN}").parse().expect("header"));
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().expect("header"),
+    );
+    req.headers_mut().insert(
+        "Authorization",
+        format!("Bearer {TOKEN}").parse().expect("header"),
+    );
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -241,22 +285,39 @@ async fn exec(port: u16, container: &str, command: &[&str], stdin: Option<&[u8]>
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
         .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(rustls::pki_types::ServerName::try_from("localhost").expect("name"), tcp)
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+            tcp,
+        )
         .await
         .expect("tls");
-    let (mut ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tls)).await.expect("in time").expect("websocket");
-    assert_eq!(resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some("v5.channel.k8s.io"));
+    let (mut ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tls))
+        .await
+        .expect("in time")
+        .expect("websocket");
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some("v5.channel.k8s.io")
+    );
     if let Some(input) = stdin {
         let mut frame = vec![0u8];
         frame.extend_from_slice(input);
         ws.send(Message::Binary(frame.into())).await.expect("stdin");
-        ws.send(Message::Binary(vec![255u8, 0].into())).await.expect("close stdin");
+        ws.send(Message::Binary(vec![255u8, 0].into()))
+            .await
+            .expect("close stdin");
     }
     let mut out = ExecOutput::default();
     loop {
-        let msg = tokio::time::timeout(WAIT, ws.next()).await.expect("exec output in time");
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("exec output in time");
         let Some(Ok(msg)) = msg else { break };
         let Message::Binary(data) = msg else { continue };
         let text = String::from_utf8_lossy(data.get(1..).unwrap_or_default()).into_owned();
@@ -276,19 +337,32 @@ async fn checks(node: &mut Node, port: u16) {
     assert_eq!(get(port, &path, None).await.0, 401);
     assert_eq!(get(port, &path, Some("wrong")).await.0, 401);
     // A container the runtime does not have yet.
-    let (code, body) = get(port, &format!("/containerLogs/{NS}/{POD}/nope"), Some(TOKEN)).await;
+    let (code, body) = get(
+        port,
+        &format!("/containerLogs/{NS}/{POD}/nope"),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(code, 400);
-    assert!(body.contains("container \\\"nope\\\" in pod \\\"web\\\" is waiting to start"), "{body}");
+    assert!(
+        body.contains("container \\\"nope\\\" in pod \\\"web\\\" is waiting to start"),
+        "{body}"
+    );
 
     // The first instance ends its output without a newline (the runtime ends that line).
-    let first = node.run("app", 0, "echo line1; echo line2; echo line3; printf tail").await;
+    let first = node
+        .run("app", 0, "echo line1; echo line2; echo line3; printf tail")
+        .await;
     node.wait_exited(&first).await;
     assert_eq!(logs(port, "app", "").await, "line1\nline2\nline3\ntail\n");
     assert_eq!(logs(port, "app", "tailLines=2").await, "line3\ntail\n");
     assert_eq!(logs(port, "app", "limitBytes=8").await, "line1\nli");
     let stamped = logs(port, "app", "timestamps=true&tailLines=1").await;
     let (time, text) = stamped.split_once(' ').expect("a timestamp prefix");
-    assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{stamped}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "{stamped}"
+    );
     assert_eq!(text, "tail\n");
     // stderr is part of the log too (in its own container: the two pipes are read concurrently,
     // so their relative order is not defined).
@@ -301,7 +375,12 @@ async fn checks(node: &mut Node, port: u16) {
 
     // A second instance waits for a file that an exec creates: follow streams its first line,
     // keeps the response open, then gets the rest and ends when the container exits.
-    node.run("app", 1, "echo first; while [ ! -e /go ]; do sleep 0.1; done; echo second").await;
+    node.run(
+        "app",
+        1,
+        "echo first; while [ ! -e /go ]; do sleep 0.1; done; echo second",
+    )
+    .await;
     let resp = http()
         .get(format!("https://127.0.0.1:{port}{path}?follow=true"))
         .bearer_auth(TOKEN)
@@ -312,34 +391,53 @@ async fn checks(node: &mut Node, port: u16) {
     let mut body = resp.bytes_stream();
     let mut seen = Vec::new();
     while !seen.ends_with(b"first\n") {
-        let chunk = tokio::time::timeout(WAIT, body.next()).await.expect("first line in time").expect("open").expect("chunk");
+        let chunk = tokio::time::timeout(WAIT, body.next())
+            .await
+            .expect("first line in time")
+            .expect("open")
+            .expect("chunk");
         seen.extend_from_slice(&chunk);
     }
     assert_eq!(seen, b"first\n");
     let touched = exec(port, "app", &["sh", "-c", "echo > /go"], None).await;
     assert!(touched.status.contains("Success"), "{touched:?}");
-    while let Some(chunk) = tokio::time::timeout(WAIT, body.next()).await.expect("the follow ends in time") {
+    while let Some(chunk) = tokio::time::timeout(WAIT, body.next())
+        .await
+        .expect("the follow ends in time")
+    {
         seen.extend_from_slice(&chunk.expect("chunk"));
     }
     assert_eq!(String::from_utf8_lossy(&seen), "first\nsecond\n");
     // The first instance is now the previous one.
-    assert_eq!(logs(port, "app", "previous=true&tailLines=1").await, "tail\n");
+    assert_eq!(
+        logs(port, "app", "previous=true&tailLines=1").await,
+        "tail\n"
+    );
     assert_eq!(logs(port, "app", "").await, "first\nsecond\n");
 
     // Exec in a running container: output, exit codes, stdin.
     node.run("shell", 0, "sleep 3600").await;
     let hi = exec(port, "shell", &["echo", "hi"], None).await;
     assert_eq!((hi.stdout.as_str(), hi.stderr.as_str()), ("hi\n", ""));
-    assert!(hi.status.is_empty() || hi.status.contains("Success"), "{hi:?}");
+    assert!(
+        hi.status.is_empty() || hi.status.contains("Success"),
+        "{hi:?}"
+    );
     let failed = exec(port, "shell", &["sh", "-c", "echo bad >&2; exit 3"], None).await;
     assert_eq!(failed.stderr, "bad\n");
-    let status: serde_json::Value = serde_json::from_str(&failed.status).expect("a Status on channel 3");
+    let status: serde_json::Value =
+        serde_json::from_str(&failed.status).expect("a Status on channel 3");
     assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
     assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
     let cat = exec(port, "shell", &["cat"], Some(b"hello from stdin")).await;
     assert_eq!(cat.stdout, "hello from stdin");
     // Exec without a WebSocket upgrade is refused with a Status.
-    let (code, body) = get(port, &format!("/exec/{NS}/{POD}/shell?command=true"), Some(TOKEN)).await;
+    let (code, body) = get(
+        port,
+        &format!("/exec/{NS}/{POD}/shell?command=true"),
+        Some(TOKEN),
+    )
+    .await;
     assert_eq!(code, 400, "{body}");
 }
 
@@ -354,9 +452,13 @@ async fn api_server(dir: &Path) -> (berth_apiserver::Running, kube::Client) {
         install_crds: vec![],
         validators: Default::default(),
     };
-    let server = berth_apiserver::start(config, Arc::new(berth_store::MemStore::new())).await.expect("API server");
+    let server = berth_apiserver::start(config, Arc::new(berth_store::MemStore::new()))
+        .await
+        .expect("API server");
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
     (server, kube::Client::try_from(config).expect("client"))
 }
 
@@ -376,20 +478,46 @@ async fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> (i32, String
     .expect("kubectl in time")
     .expect("kubectl installed");
     let s = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
-    (out.status.code().unwrap_or(-1), s(out.stdout), s(out.stderr))
+    (
+        out.status.code().unwrap_or(-1),
+        s(out.stdout),
+        s(out.stderr),
+    )
 }
 
 /// Runs `command` through pods/exec with kube-rs; returns (stdout, stderr, exit code).
-async fn kube_exec(pods: &kube::Api<Pod>, container: &str, command: &[&str]) -> (String, String, i32) {
+async fn kube_exec(
+    pods: &kube::Api<Pod>,
+    container: &str,
+    command: &[&str],
+) -> (String, String, i32) {
     use tokio::io::AsyncReadExt;
-    let ap = AttachParams { container: Some(container.into()), stdin: false, stdout: true, stderr: true, ..Default::default() };
-    let mut proc = tokio::time::timeout(WAIT, pods.exec(POD, command.to_vec(), &ap)).await.expect("in time").expect("exec");
-    let status = proc.take_status().expect("status channel");
-    let (mut out, mut err) = (proc.stdout().expect("stdout"), proc.stderr().expect("stderr"));
-    let (mut o, mut e) = (String::new(), String::new());
-    let (a, b, status) = tokio::time::timeout(WAIT, async { tokio::join!(out.read_to_string(&mut o), err.read_to_string(&mut e), status) })
+    let ap = AttachParams {
+        container: Some(container.into()),
+        stdin: false,
+        stdout: true,
+        stderr: true,
+        ..Default::default()
+    };
+    let mut proc = tokio::time::timeout(WAIT, pods.exec(POD, command.to_vec(), &ap))
         .await
-        .expect("exec ends in time");
+        .expect("in time")
+        .expect("exec");
+    let status = proc.take_status().expect("status channel");
+    let (mut out, mut err) = (
+        proc.stdout().expect("stdout"),
+        proc.stderr().expect("stderr"),
+    );
+    let (mut o, mut e) = (String::new(), String::new());
+    let (a, b, status) = tokio::time::timeout(WAIT, async {
+        tokio::join!(
+            out.read_to_string(&mut o),
+            err.read_to_string(&mut e),
+            status
+        )
+    })
+    .await
+    .expect("exec ends in time");
     a.expect("stdout");
     b.expect("stderr");
     let code = match status {
@@ -416,45 +544,142 @@ fn api_error(e: kube::Error) -> (u16, String) {
 async fn api_checks(node: &mut Node, port: u16, dir: &Path) {
     let (server, client) = api_server(&dir.join("api")).await;
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-    nodes.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "node-a"}})).expect("node")).await.expect("create node");
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "node-a"}})).expect("node"),
+        )
+        .await
+        .expect("create node");
     let status = json!({"status": {
         "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
         "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}});
-    nodes.patch_status("node-a", &PatchParams::default(), &Patch::Merge(&status)).await.expect("node status");
+    nodes
+        .patch_status("node-a", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("node status");
     let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), NS);
     let pod = |name: &str, node: Option<&str>, containers: &[&str]| -> Pod {
-        let cs: Vec<_> = containers.iter().map(|c| json!({"name": c, "image": "busybox"})).collect();
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"nodeName": node, "containers": cs}})).expect("pod")
+        let cs: Vec<_> = containers
+            .iter()
+            .map(|c| json!({"name": c, "image": "busybox"}))
+            .collect();
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "spec": {"nodeName": node, "containers": cs}}),
+        )
+        .expect("pod")
     };
-    pods.create(&PostParams::default(), &pod(POD, Some("node-a"), &["app", "err", "shell"])).await.expect("create pod");
-    pods.create(&PostParams::default(), &pod("lonely", None, &["app"])).await.expect("create pod");
+    pods.create(
+        &PostParams::default(),
+        &pod(POD, Some("node-a"), &["app", "err", "shell"]),
+    )
+    .await
+    .expect("create pod");
+    pods.create(&PostParams::default(), &pod("lonely", None, &["app"]))
+        .await
+        .expect("create pod");
 
-    let lp = |c: &str| LogParams { container: Some(c.into()), ..Default::default() };
-    assert_eq!(pods.logs(POD, &lp("app")).await.expect("logs"), "first\nsecond\n");
-    assert_eq!(pods.logs(POD, &LogParams { previous: true, tail_lines: Some(2), ..lp("app") }).await.expect("logs"), "line3\ntail\n");
+    let lp = |c: &str| LogParams {
+        container: Some(c.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        pods.logs(POD, &lp("app")).await.expect("logs"),
+        "first\nsecond\n"
+    );
+    assert_eq!(
+        pods.logs(
+            POD,
+            &LogParams {
+                previous: true,
+                tail_lines: Some(2),
+                ..lp("app")
+            }
+        )
+        .await
+        .expect("logs"),
+        "line3\ntail\n"
+    );
     assert_eq!(pods.logs(POD, &lp("err")).await.expect("logs"), "oops\n");
-    let (code, msg) = api_error(pods.logs(POD, &LogParams::default()).await.expect_err("ambiguous"));
-    assert_eq!((code, msg.as_str()), (400, "a container name must be specified for pod web, choose one of: [app err shell]"));
-    let (code, msg) = api_error(pods.logs(POD, &lp("nope")).await.expect_err("unknown container"));
-    assert_eq!((code, msg.as_str()), (400, "container nope is not valid for pod web"));
-    let (code, msg) = api_error(pods.logs("lonely", &LogParams::default()).await.expect_err("unscheduled"));
-    assert_eq!((code, msg.as_str()), (400, "pod lonely does not have a host assigned"));
-    let (code, _) = api_error(pods.logs("ghost", &LogParams::default()).await.expect_err("no such pod"));
+    let (code, msg) = api_error(
+        pods.logs(POD, &LogParams::default())
+            .await
+            .expect_err("ambiguous"),
+    );
+    assert_eq!(
+        (code, msg.as_str()),
+        (
+            400,
+            "a container name must be specified for pod web, choose one of: [app err shell]"
+        )
+    );
+    let (code, msg) = api_error(
+        pods.logs(POD, &lp("nope"))
+            .await
+            .expect_err("unknown container"),
+    );
+    assert_eq!(
+        (code, msg.as_str()),
+        (400, "container nope is not valid for pod web")
+    );
+    let (code, msg) = api_error(
+        pods.logs("lonely", &LogParams::default())
+            .await
+            .expect_err("unscheduled"),
+    );
+    assert_eq!(
+        (code, msg.as_str()),
+        (400, "pod lonely does not have a host assigned")
+    );
+    let (code, _) = api_error(
+        pods.logs("ghost", &LogParams::default())
+            .await
+            .expect_err("no such pod"),
+    );
     assert_eq!(code, 404);
 
     // Exec through the API server (kube-rs offers v5 and v4).
-    assert_eq!(kube_exec(&pods, "shell", &["echo", "hi"]).await, ("hi\n".into(), String::new(), 0));
-    assert_eq!(kube_exec(&pods, "shell", &["sh", "-c", "echo no >&2; exit 3"]).await, (String::new(), "no\n".into(), 3));
+    assert_eq!(
+        kube_exec(&pods, "shell", &["echo", "hi"]).await,
+        ("hi\n".into(), String::new(), 0)
+    );
+    assert_eq!(
+        kube_exec(&pods, "shell", &["sh", "-c", "echo no >&2; exit 3"]).await,
+        (String::new(), "no\n".into(), 3)
+    );
 
     // Follow through the API server: the body streams while the container runs.
-    node.run("app", 2, "echo again; while [ ! -e /go ]; do sleep 0.1; done; echo done").await;
-    let mut lines = pods.log_stream(POD, &LogParams { follow: true, ..lp("app") }).await.expect("follow").lines();
-    let first = tokio::time::timeout(WAIT, lines.next()).await.expect("first line in time");
+    node.run(
+        "app",
+        2,
+        "echo again; while [ ! -e /go ]; do sleep 0.1; done; echo done",
+    )
+    .await;
+    let mut lines = pods
+        .log_stream(
+            POD,
+            &LogParams {
+                follow: true,
+                ..lp("app")
+            },
+        )
+        .await
+        .expect("follow")
+        .lines();
+    let first = tokio::time::timeout(WAIT, lines.next())
+        .await
+        .expect("first line in time");
     assert_eq!(first.expect("a line").expect("read"), "again");
     // The third instance gets its own /go (a new container).
-    assert_eq!(kube_exec(&pods, "app", &["sh", "-c", "echo > /go"]).await.2, 0);
+    assert_eq!(
+        kube_exec(&pods, "app", &["sh", "-c", "echo > /go"]).await.2,
+        0
+    );
     let mut rest = Vec::new();
-    while let Some(line) = tokio::time::timeout(WAIT, lines.next()).await.expect("follow ends in time") {
+    while let Some(line) = tokio::time::timeout(WAIT, lines.next())
+        .await
+        .expect("follow ends in time")
+    {
         rest.push(line.expect("read"));
     }
     assert_eq!(rest, vec!["done".to_string()]);
@@ -467,16 +692,27 @@ async fn api_checks(node: &mut Node, port: u16, dir: &Path) {
     assert_eq!((code, out.as_str()), (0, "first\nsecond\n"), "{err}");
     let (code, out, err) = kubectl(&kc, &cache, &["logs", "-f", POD, "-c", "err"]).await;
     assert_eq!((code, out.as_str()), (0, "oops\n"), "{err}");
-    let (code, out, err) = kubectl(&kc, &cache, &["exec", POD, "-c", "shell", "--", "echo", "from kubectl"]).await;
+    let (code, out, err) = kubectl(
+        &kc,
+        &cache,
+        &["exec", POD, "-c", "shell", "--", "echo", "from kubectl"],
+    )
+    .await;
     assert_eq!((code, out.as_str()), (0, "from kubectl\n"), "{err}");
-    let (code, _, err) = kubectl(&kc, &cache, &["exec", POD, "-c", "shell", "--", "sh", "-c", "exit 4"]).await;
+    let (code, _, err) = kubectl(
+        &kc,
+        &cache,
+        &["exec", POD, "-c", "shell", "--", "sh", "-c", "exit 4"],
+    )
+    .await;
     assert_eq!(code, 4, "{err}");
     server.stop();
 }
 
 async fn logs_and_exec(tmp: &Path) {
     let registry = Registry::start(tmp);
-    let layout = busybox_layout(&tmp.join("image")).expect("busybox layout (busybox-static installed)");
+    let layout =
+        busybox_layout(&tmp.join("image")).expect("busybox layout (busybox-static installed)");
     let image = registry.push(&layout);
     let config = RuntimeConfig {
         root: tmp.join("root"),
@@ -490,14 +726,22 @@ async fn logs_and_exec(tmp: &Path) {
     let socket = tmp.join("cri.sock");
     let listener = berth_cri::bind(&socket).expect("bind");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(berth_cri::serve(
+        listener,
+        service.clone(),
+        service,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let endpoint = format!("unix://{}", socket.display());
     let mut c = berth_cri::connect(&endpoint).await.expect("connect");
     c.image
         .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec { image: image.clone(), ..Default::default() }),
+            image: Some(cri::ImageSpec {
+                image: image.clone(),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await
@@ -505,7 +749,12 @@ async fn logs_and_exec(tmp: &Path) {
     let logs_dir = tmp.join("logs");
     std::fs::create_dir_all(&logs_dir).expect("logs");
     let sandbox = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata { name: POD.into(), uid: "uid-web".into(), namespace: NS.into(), attempt: 0 }),
+        metadata: Some(cri::PodSandboxMetadata {
+            name: POD.into(),
+            uid: "uid-web".into(),
+            namespace: NS.into(),
+            attempt: 0,
+        }),
         hostname: POD.into(),
         log_directory: logs_dir.display().to_string(),
         labels: HashMap::from([
@@ -517,7 +766,10 @@ async fn logs_and_exec(tmp: &Path) {
     };
     let sandbox_id = c
         .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(sandbox.clone()), runtime_handler: String::new() })
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox.clone()),
+            runtime_handler: String::new(),
+        })
         .await
         .expect("run sandbox")
         .into_inner()
@@ -526,10 +778,17 @@ async fn logs_and_exec(tmp: &Path) {
     let mut agent = AgentConfig::new("node-a", endpoint, tmp.join("agent"));
     agent.server_port = 0;
     agent.server_token = TOKEN.into();
-    let (port, serving) = berth_agent::server::serve(&agent, c.clone()).await.expect("node endpoint");
+    let (port, serving) = berth_agent::server::serve(&agent, c.clone())
+        .await
+        .expect("node endpoint");
     let serving = tokio::spawn(serving);
 
-    let mut node = Node { cri: c.clone(), image: image.clone(), sandbox_id: sandbox_id.clone(), sandbox };
+    let mut node = Node {
+        cri: c.clone(),
+        image: image.clone(),
+        sandbox_id: sandbox_id.clone(),
+        sandbox,
+    };
     let result = std::panic::AssertUnwindSafe(async {
         checks(&mut node, port).await;
         api_checks(&mut node, port, tmp).await;
@@ -538,10 +797,25 @@ async fn logs_and_exec(tmp: &Path) {
     .await;
 
     serving.abort();
-    c.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sandbox_id.clone() }).await.expect("stop sandbox");
-    c.runtime.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sandbox_id }).await.expect("remove sandbox");
+    c.runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox_id.clone(),
+        })
+        .await
+        .expect("stop sandbox");
+    c.runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox_id,
+        })
+        .await
+        .expect("remove sandbox");
     c.image
-        .remove_image(cri::RemoveImageRequest { image: Some(cri::ImageSpec { image, ..Default::default() }) })
+        .remove_image(cri::RemoveImageRequest {
+            image: Some(cri::ImageSpec {
+                image,
+                ..Default::default()
+            }),
+        })
         .await
         .expect("remove image");
     let _ = stop_tx.send(());
@@ -551,7 +825,10 @@ async fn logs_and_exec(tmp: &Path) {
         std::panic::resume_unwind(panic);
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(!mounts.contains(tmp.to_str().expect("utf8")), "leftover mounts:\n{mounts}");
+    assert!(
+        !mounts.contains(tmp.to_str().expect("utf8")),
+        "leftover mounts:\n{mounts}"
+    );
 }
 
 fn main() {
@@ -568,10 +845,18 @@ fn main() {
         println!("running 0 tests");
         return;
     }
-    let tmp = tempfile::Builder::new().prefix("berth-nodesrv-").tempdir_in("/var/tmp").expect("tmp");
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-nodesrv-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(logs_and_exec(tmp.path()))));
-    println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(logs_and_exec(tmp.path()))
+    }));
+    println!(
+        "test {name} ... {}",
+        if result.is_ok() { "ok" } else { "FAILED" }
+    );
     if result.is_err() {
         std::process::exit(1);
     }

@@ -29,8 +29,11 @@ pub struct SubresourceRequest<'a> {
 }
 
 /// A subresource handler: returns `None` when it does not serve that subresource.
-pub type SubresourceHandler =
-    Arc<dyn for<'a> Fn(SubresourceRequest<'a>) -> BoxFuture<'a, Option<ApiResult<Response>>> + Send + Sync>;
+pub type SubresourceHandler = Arc<
+    dyn for<'a> Fn(SubresourceRequest<'a>) -> BoxFuture<'a, Option<ApiResult<Response>>>
+        + Send
+        + Sync,
+>;
 
 static HANDLER: OnceLock<SubresourceHandler> = OnceLock::new();
 

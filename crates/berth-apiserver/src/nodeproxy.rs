@@ -50,12 +50,17 @@ pub fn set_node_token(srv: &Arc<ApiServer>, token: String) {
 
 fn node_token(srv: &Arc<ApiServer>) -> Option<String> {
     let t = TOKENS.lock().ok()?;
-    t.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(srv))).map(|(_, tok)| tok.clone())
+    t.iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(srv)))
+        .map(|(_, tok)| tok.clone())
 }
 
 /// Whether this module answers the request: `log` or `exec` of a core Pod.
 pub fn serves(ctx: &Ctx, subresource: &str) -> bool {
-    ctx.r.builtin && ctx.r.group.is_empty() && ctx.r.plural == "pods" && matches!(subresource, "log" | "exec")
+    ctx.r.builtin
+        && ctx.r.group.is_empty()
+        && ctx.r.plural == "pods"
+        && matches!(subresource, "log" | "exec")
 }
 
 /// Answers pods/log (GET) and pods/exec (GET, POST).
@@ -70,24 +75,42 @@ pub async fn handle(req: SubresourceRequest<'_>) -> ApiResult<Response> {
     }
     let name = ctx.path.name.as_deref().unwrap_or_default();
     let namespace = ctx.namespace().unwrap_or("default");
-    let pod = load(ctx, &ctx.r.key(Some(namespace), name)).await?.ok_or_else(|| ApiError::not_found(&ctx.r, name))?;
+    let pod = load(ctx, &ctx.r.key(Some(namespace), name))
+        .await?
+        .ok_or_else(|| ApiError::not_found(&ctx.r, name))?;
     let container = pick_container(&pod, name, ctx.query.get("container"))?;
-    let node_name = crate::object::get_path(&pod, "spec.nodeName").and_then(Value::as_str).filter(|n| !n.is_empty());
-    let node_name = node_name.ok_or_else(|| ApiError::bad_request(format!("pod {name} does not have a host assigned")))?;
+    let node_name = crate::object::get_path(&pod, "spec.nodeName")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    let node_name = node_name.ok_or_else(|| {
+        ApiError::bad_request(format!("pod {name} does not have a host assigned"))
+    })?;
     let (ip, port) = node_endpoint(ctx, node_name).await?;
-    let token = node_token(&ctx.srv).ok_or_else(|| ApiError::internal("the server has no node token"))?;
+    let token =
+        node_token(&ctx.srv).ok_or_else(|| ApiError::internal("the server has no node token"))?;
     let path = match req.subresource {
         "log" => "containerLogs",
         _ => "exec",
     };
     let query = req.raw_query.map(|q| format!("?{q}")).unwrap_or_default();
-    let target = Target { ip, port, path_and_query: format!("/{path}/{namespace}/{name}/{container}{query}"), token };
+    let target = Target {
+        ip,
+        port,
+        path_and_query: format!("/{path}/{namespace}/{name}/{container}{query}"),
+        token,
+    };
     forward(target, req.method.clone(), &ctx.headers, req.upgrade).await
 }
 
 async fn load(ctx: &Ctx, key: &str) -> ApiResult<Option<Value>> {
-    let Some(kv) = ctx.srv.store.get(key).await? else { return Ok(None) };
-    let r = if key.contains("/nodes/") { ctx.srv.registry.lookup("", "v1", "nodes") } else { Some(ctx.r.clone()) };
+    let Some(kv) = ctx.srv.store.get(key).await? else {
+        return Ok(None);
+    };
+    let r = if key.contains("/nodes/") {
+        ctx.srv.registry.lookup("", "v1", "nodes")
+    } else {
+        Some(ctx.r.clone())
+    };
     let r = r.ok_or_else(|| ApiError::internal("nodes are not served"))?;
     crate::object::decode(&kv, &r).map(Some)
 }
@@ -97,17 +120,28 @@ pub fn pick_container(pod: &Value, pod_name: &str, asked: Option<&str>) -> ApiRe
     let names = |field: &str| -> Vec<String> {
         crate::object::get_path(pod, field)
             .and_then(Value::as_array)
-            .map(|cs| cs.iter().filter_map(|c| c.get("name")?.as_str().map(String::from)).collect())
+            .map(|cs| {
+                cs.iter()
+                    .filter_map(|c| c.get("name")?.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let containers = names("spec.containers");
     match asked {
         Some(c) => {
-            let all = [containers.clone(), names("spec.initContainers"), names("spec.ephemeralContainers")].concat();
+            let all = [
+                containers.clone(),
+                names("spec.initContainers"),
+                names("spec.ephemeralContainers"),
+            ]
+            .concat();
             if all.iter().any(|n| n == c) {
                 Ok(c.to_string())
             } else {
-                Err(ApiError::bad_request(format!("container {c} is not valid for pod {pod_name}")))
+                Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {pod_name}"
+                )))
             }
         }
         None if containers.len() == 1 => Ok(containers[0].clone()),
@@ -120,9 +154,21 @@ pub fn pick_container(pod: &Value, pod_name: &str, asked: Option<&str>) -> ApiRe
 
 /// The agent endpoint of `node`: its InternalIP (else first address) and kubelet port.
 async fn node_endpoint(ctx: &Ctx, node: &str) -> ApiResult<(IpAddr, u16)> {
-    let nodes = ctx.srv.registry.lookup("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not served"))?;
-    let obj = load(ctx, &nodes.key(None, node)).await?.ok_or_else(|| ApiError::not_found(&nodes, node))?;
-    endpoint_of(&obj).ok_or_else(|| ApiError::new(503, "ServiceUnavailable", format!("node {node} does not publish an agent endpoint")))
+    let nodes = ctx
+        .srv
+        .registry
+        .lookup("", "v1", "nodes")
+        .ok_or_else(|| ApiError::internal("nodes are not served"))?;
+    let obj = load(ctx, &nodes.key(None, node))
+        .await?
+        .ok_or_else(|| ApiError::not_found(&nodes, node))?;
+    endpoint_of(&obj).ok_or_else(|| {
+        ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("node {node} does not publish an agent endpoint"),
+        )
+    })
 }
 
 /// Reads address and port out of a Node object.
@@ -136,7 +182,11 @@ pub fn endpoint_of(node: &Value) -> Option<(IpAddr, u16)> {
     };
     let ip = address(Some("InternalIP")).or_else(|| address(None))?;
     let ep = crate::object::get_path(node, "status.daemonEndpoints.kubeletEndpoint")?;
-    let port = ep.get("Port").or_else(|| ep.get("port"))?.as_u64().filter(|p| (1..=65535).contains(p))?;
+    let port = ep
+        .get("Port")
+        .or_else(|| ep.get("port"))?
+        .as_u64()
+        .filter(|p| (1..=65535).contains(p))?;
     Some((ip, port as u16))
 }
 
@@ -149,20 +199,33 @@ struct Target {
 }
 
 fn upstream_error(target: &Target, e: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(format!("Get \"https://{}:{}{}\": {e}", target.ip, target.port, target.path_and_query))
+    ApiError::internal(format!(
+        "Get \"https://{}:{}{}\": {e}",
+        target.ip, target.port, target.path_and_query
+    ))
 }
 
 /// Sends the request to the agent and relays the answer (streamed body, or an upgraded stream).
-async fn forward(target: Target, method: http::Method, headers: &HeaderMap, upgrade: Option<hyper::upgrade::OnUpgrade>) -> ApiResult<Response> {
-    let tcp = tokio::net::TcpStream::connect((target.ip, target.port)).await.map_err(|e| upstream_error(&target, e))?;
+async fn forward(
+    target: Target,
+    method: http::Method,
+    headers: &HeaderMap,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> ApiResult<Response> {
+    let tcp = tokio::net::TcpStream::connect((target.ip, target.port))
+        .await
+        .map_err(|e| upstream_error(&target, e))?;
     let _ = tcp.set_nodelay(true);
     let tls = tokio_rustls::TlsConnector::from(client_config()?)
         .connect(ServerName::IpAddress(target.ip.into()), tcp)
         .await
         .map_err(|e| upstream_error(&target, e))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, http_body_util::Empty<bytes::Bytes>>(TokioIo::new(tls))
-        .await
-        .map_err(|e| upstream_error(&target, e))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(TokioIo::new(tls))
+    .await
+    .map_err(|e| upstream_error(&target, e))?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(error = %e, "node connection ended with an error");
@@ -172,7 +235,10 @@ async fn forward(target: Target, method: http::Method, headers: &HeaderMap, upgr
         .method(method)
         .uri(target.path_and_query.as_str())
         .header(http::header::HOST, format!("{}:{}", target.ip, target.port))
-        .header(http::header::AUTHORIZATION, format!("Bearer {}", target.token));
+        .header(
+            http::header::AUTHORIZATION,
+            format!("Bearer {}", target.token),
+        );
     if upgrade.is_some() {
         for name in FORWARDED {
             for value in headers.get_all(name) {
@@ -180,13 +246,21 @@ async fn forward(target: Target, method: http::Method, headers: &HeaderMap, upgr
             }
         }
     }
-    let request = builder.body(http_body_util::Empty::new()).map_err(ApiError::internal)?;
-    let mut resp = sender.send_request(request).await.map_err(|e| upstream_error(&target, e))?;
+    let request = builder
+        .body(http_body_util::Empty::new())
+        .map_err(ApiError::internal)?;
+    let mut resp = sender
+        .send_request(request)
+        .await
+        .map_err(|e| upstream_error(&target, e))?;
     match (resp.status(), upgrade) {
         (StatusCode::SWITCHING_PROTOCOLS, Some(client)) => {
             let mut answer = Response::builder().status(StatusCode::SWITCHING_PROTOCOLS);
             for (name, value) in resp.headers() {
-                if name.as_str().starts_with("sec-websocket") || name == http::header::UPGRADE || name == http::header::CONNECTION {
+                if name.as_str().starts_with("sec-websocket")
+                    || name == http::header::UPGRADE
+                    || name == http::header::CONNECTION
+                {
                     answer = answer.header(name, value);
                 }
             }
@@ -260,12 +334,32 @@ impl ServerCertVerifier for AnyCertificate {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -283,10 +377,16 @@ mod tests {
         let one = json!({"spec": {"containers": [{"name": "app"}]}});
         assert_eq!(pick_container(&one, "p", None).unwrap(), "app");
         let err = pick_container(&one, "p", Some("x")).unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), (400, "container x is not valid for pod p"));
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (400, "container x is not valid for pod p")
+        );
         let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
         let err = pick_container(&two, "p", None).unwrap_err();
-        assert_eq!(err.message, "a container name must be specified for pod p, choose one of: [a b]");
+        assert_eq!(
+            err.message,
+            "a container name must be specified for pod p, choose one of: [a b]"
+        );
         assert_eq!(pick_container(&two, "p", Some("b")).unwrap(), "b");
     }
 
@@ -295,8 +395,12 @@ mod tests {
         let node = json!({"status": {
             "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.7"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}});
-        assert_eq!(endpoint_of(&node), Some(("10.0.0.7".parse().unwrap(), 10250)));
-        let no_port = json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.7"}]}});
+        assert_eq!(
+            endpoint_of(&node),
+            Some(("10.0.0.7".parse().unwrap(), 10250))
+        );
+        let no_port =
+            json!({"status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.7"}]}});
         assert_eq!(endpoint_of(&no_port), None);
     }
 }

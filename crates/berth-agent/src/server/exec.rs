@@ -9,16 +9,16 @@
 
 use berth_cri::CriClient;
 use berth_cri::v1 as cri;
+use futures::{SinkExt, StreamExt};
 use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::find::{self, FindError, Id, Instance, Query};
 use super::{Body, status};
@@ -48,10 +48,19 @@ fn is_websocket(headers: &HeaderMap) -> bool {
 }
 
 /// Serves one exec request.
-pub async fn serve(mut cri: CriClient, id: &Id, query: &Query, req: Request<Incoming>) -> Response<Body> {
+pub async fn serve(
+    mut cri: CriClient,
+    id: &Id,
+    query: &Query,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let cmd = query.all("command");
     if cmd.is_empty() {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "you must specify at least 1 command");
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "you must specify at least 1 command",
+        );
     }
     if !is_websocket(req.headers()) {
         return status(
@@ -62,8 +71,16 @@ pub async fn serve(mut cri: CriClient, id: &Id, query: &Query, req: Request<Inco
     }
     let container_id = match find::container(&mut cri, id, Instance::Current).await {
         Ok(c) => c,
-        Err(e @ FindError::NotStarted { .. }) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
-        Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e.to_string()),
+        Err(e @ FindError::NotStarted { .. }) => {
+            return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string());
+        }
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                &e.to_string(),
+            );
+        }
     };
     let request = cri::ExecRequest {
         container_id,
@@ -76,7 +93,9 @@ pub async fn serve(mut cri: CriClient, id: &Id, query: &Query, req: Request<Inco
     let url = match cri.runtime.exec(request).await {
         Ok(r) => r.into_inner().url,
         Err(e) => {
-            let code = if e.code() == tonic::Code::FailedPrecondition || e.code() == tonic::Code::InvalidArgument {
+            let code = if e.code() == tonic::Code::FailedPrecondition
+                || e.code() == tonic::Code::InvalidArgument
+            {
                 StatusCode::BAD_REQUEST
             } else {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -95,22 +114,41 @@ pub async fn serve(mut cri: CriClient, id: &Id, query: &Query, req: Request<Inco
 /// background ([`pump`]).
 async fn relay(url: &str, mut req: Request<Incoming>) -> Result<Response<Body>, RelayError> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
-        return Ok(status(StatusCode::BAD_REQUEST, "BadRequest", "missing Sec-WebSocket-Key"));
+        return Ok(status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "missing Sec-WebSocket-Key",
+        ));
     };
     let uri: http::Uri = url.parse().map_err(|_| RelayError::BadUrl(url.into()))?;
     let (Some("http"), Some(authority)) = (uri.scheme_str(), uri.authority().cloned()) else {
         return Err(RelayError::BadUrl(url.into()));
     };
-    let mut upstream = format!("ws://{authority}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")).into_client_request()?;
+    let mut upstream = format!(
+        "ws://{authority}{}",
+        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+    )
+    .into_client_request()?;
     if let Some(protocols) = req.headers().get("sec-websocket-protocol") {
-        upstream.headers_mut().insert("sec-websocket-protocol", protocols.clone());
+        upstream
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocols.clone());
     }
     let tcp = tokio::net::TcpStream::connect(authority.as_str()).await?;
     let (runtime, answer) = match tokio_tungstenite::client_async(upstream, tcp).await {
         Ok(pair) => pair,
         Err(tungstenite::Error::Http(resp)) => {
-            let text = resp.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
-            return Ok(status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &format!("exec: {text}")));
+            let text = resp
+                .body()
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default()
+                .into_owned();
+            return Ok(status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                &format!("exec: {text}"),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -126,7 +164,8 @@ async fn relay(url: &str, mut req: Request<Incoming>) -> Result<Response<Body>, 
     tokio::spawn(async move {
         match client.await {
             Ok(io) => {
-                let client = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
+                let client =
+                    WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
                 pump(client, runtime).await;
             }
             Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
@@ -171,7 +210,10 @@ where
                 }
             }
         }
-        let close = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+        let close = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
         let _ = client_tx.send(Message::Close(Some(close))).await;
         let _ = client_tx.close().await;
     };

@@ -54,20 +54,32 @@ pub enum FindError {
 
 /// The restart count a CRI container was created with (its annotation; 0 when absent).
 fn restart_count(c: &cri::Container) -> u32 {
-    c.annotations.get(labels::RESTART_COUNT).and_then(|v| v.parse().ok()).unwrap_or(0)
+    c.annotations
+        .get(labels::RESTART_COUNT)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Finds the CRI container id of `id`'s `instance`.
-pub async fn container(cri: &mut CriClient, id: &Id, instance: Instance) -> Result<String, FindError> {
+pub async fn container(
+    cri: &mut CriClient,
+    id: &Id,
+    instance: Instance,
+) -> Result<String, FindError> {
     let selector = HashMap::from([
         (labels::POD_NAMESPACE.to_string(), id.namespace.clone()),
         (labels::POD_NAME.to_string(), id.pod.clone()),
         (labels::CONTAINER_NAME.to_string(), id.container.clone()),
     ]);
-    let filter = cri::ContainerFilter { label_selector: selector, ..Default::default() };
+    let filter = cri::ContainerFilter {
+        label_selector: selector,
+        ..Default::default()
+    };
     let mut found = cri
         .runtime
-        .list_containers(cri::ListContainersRequest { filter: Some(filter) })
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(filter),
+        })
         .await?
         .into_inner()
         .containers;
@@ -79,8 +91,14 @@ pub async fn container(cri: &mut CriClient, id: &Id, instance: Instance) -> Resu
     };
     match found.into_iter().nth(index) {
         Some(c) => Ok(c.id),
-        None if instance == Instance::Previous => Err(FindError::NoPrevious { container: id.container.clone(), pod: id.pod.clone() }),
-        None => Err(FindError::NotStarted { container: id.container.clone(), pod: id.pod.clone() }),
+        None if instance == Instance::Previous => Err(FindError::NoPrevious {
+            container: id.container.clone(),
+            pod: id.pod.clone(),
+        }),
+        None => Err(FindError::NotStarted {
+            container: id.container.clone(),
+            pod: id.pod.clone(),
+        }),
     }
 }
 
@@ -99,12 +117,19 @@ impl Query {
 
     /// The first value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of `key`, in order.
     pub fn all(&self, key: &str) -> Vec<String> {
-        self.pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v.clone()).collect()
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// A boolean parameter (`true`/`1`).
@@ -116,7 +141,10 @@ impl Query {
     pub fn int(&self, key: &str) -> Result<Option<u64>, String> {
         self.get(key)
             .filter(|v| !v.is_empty())
-            .map(|v| v.parse::<u64>().map_err(|_| format!("invalid value for {key}: {v:?}")))
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| format!("invalid value for {key}: {v:?}"))
+            })
             .transpose()
     }
 }
@@ -140,7 +168,10 @@ fn decode(s: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
                     Some(b) => {
                         out.push(b);
                         i += 2;
@@ -161,7 +192,9 @@ mod tests {
 
     #[test]
     fn query_keeps_repeated_keys_and_decodes() {
-        let q = Query::parse(Some("command=sh&command=-c&command=echo%20a%2Bb+c&stdin=true&tailLines=5&x=%zz"));
+        let q = Query::parse(Some(
+            "command=sh&command=-c&command=echo%20a%2Bb+c&stdin=true&tailLines=5&x=%zz",
+        ));
         assert_eq!(q.all("command"), vec!["sh", "-c", "echo a+b c"]);
         assert!(q.flag("stdin"));
         assert!(!q.flag("tty"));

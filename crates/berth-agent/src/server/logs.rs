@@ -45,10 +45,13 @@ impl LogOptions {
     /// Reads the options from the query; `Err` is the message of a 400.
     pub fn from_query(q: &Query) -> Result<Self, String> {
         let since = match (q.int("sinceSeconds")?, q.get("sinceTime")) {
-            (Some(secs), _) => Some((Utc::now() - chrono::Duration::seconds(secs as i64)).fixed_offset()),
-            (None, Some(t)) if !t.is_empty() => {
-                Some(DateTime::parse_from_rfc3339(t).map_err(|e| format!("invalid value for sinceTime: {e}"))?)
+            (Some(secs), _) => {
+                Some((Utc::now() - chrono::Duration::seconds(secs as i64)).fixed_offset())
             }
+            (None, Some(t)) if !t.is_empty() => Some(
+                DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| format!("invalid value for sinceTime: {e}"))?,
+            ),
             _ => None,
         };
         Ok(LogOptions {
@@ -84,7 +87,9 @@ impl Line {
 
     fn after(&self, since: Option<DateTime<FixedOffset>>) -> bool {
         let Some(since) = since else { return true };
-        DateTime::parse_from_rfc3339(&self.time).map(|t| t >= since).unwrap_or(true)
+        DateTime::parse_from_rfc3339(&self.time)
+            .map(|t| t >= since)
+            .unwrap_or(true)
     }
 }
 
@@ -124,7 +129,10 @@ impl Parser {
         let _stream = fields.next()?;
         let tag = fields.next()?;
         let text = fields.next().unwrap_or_default();
-        let line = self.partial.get_or_insert_with(|| Line { time, text: Vec::new() });
+        let line = self.partial.get_or_insert_with(|| Line {
+            time,
+            text: Vec::new(),
+        });
         line.text.extend_from_slice(text);
         if tag == b"P" {
             return None;
@@ -141,29 +149,50 @@ pub async fn serve(mut cri: CriClient, id: &Id, query: &Query) -> Response<Body>
         Ok(o) => o,
         Err(msg) => return status(StatusCode::BAD_REQUEST, "BadRequest", &msg),
     };
-    let instance = if opts.previous { Instance::Previous } else { Instance::Current };
+    let instance = if opts.previous {
+        Instance::Previous
+    } else {
+        Instance::Current
+    };
     let container_id = match find::container(&mut cri, id, instance).await {
         Ok(c) => c,
         Err(e @ (FindError::NotStarted { .. } | FindError::NoPrevious { .. })) => {
             return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string());
         }
-        Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &e.to_string()),
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                &e.to_string(),
+            );
+        }
     };
     let path = match container_status(&mut cri, &container_id).await {
         Ok(s) => s.log_path,
-        Err(e) => return status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &format!("container runtime: {e}")),
+        Err(e) => {
+            return status(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                &format!("container runtime: {e}"),
+            );
+        }
     };
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(16);
     tokio::spawn(async move {
-        let mut out = Sender { tx, left: opts.limit_bytes };
+        let mut out = Sender {
+            tx,
+            left: opts.limit_bytes,
+        };
         if let Err(e) = stream(&mut cri, &container_id, &path, &opts, &mut out).await {
             tracing::debug!(container = %container_id, error = %e, "log stream ended early");
         }
     });
     let body = StreamBody::new(tokio_stream_from(rx)).boxed();
     let mut resp = Response::new(body);
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
     resp
 }
 
@@ -172,9 +201,15 @@ fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures::Stream<Item 
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-async fn container_status(cri: &mut CriClient, id: &str) -> Result<cri::ContainerStatus, tonic::Status> {
+async fn container_status(
+    cri: &mut CriClient,
+    id: &str,
+) -> Result<cri::ContainerStatus, tonic::Status> {
     cri.runtime
-        .container_status(cri::ContainerStatusRequest { container_id: id.into(), verbose: false })
+        .container_status(cri::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        })
         .await?
         .into_inner()
         .status
@@ -212,14 +247,27 @@ impl Sender {
             *left -= data.len() as u64;
         }
         if !data.is_empty() {
-            self.tx.send(Ok(Frame::data(Bytes::from(data)))).await.map_err(|_| StreamError::Gone)?;
+            self.tx
+                .send(Ok(Frame::data(Bytes::from(data))))
+                .await
+                .map_err(|_| StreamError::Gone)?;
         }
-        if reached { Err(StreamError::Limit) } else { Ok(()) }
+        if reached {
+            Err(StreamError::Limit)
+        } else {
+            Ok(())
+        }
     }
 }
 
 /// Writes the existing lines (since/tail applied), then follows the file when asked.
-async fn stream(cri: &mut CriClient, container_id: &str, path: &str, opts: &LogOptions, out: &mut Sender) -> Result<(), StreamError> {
+async fn stream(
+    cri: &mut CriClient,
+    container_id: &str,
+    path: &str,
+    opts: &LogOptions,
+    out: &mut Sender,
+) -> Result<(), StreamError> {
     let mut file = match tokio::fs::File::open(path).await {
         Ok(f) => Some(f),
         // No log yet (the container has not written anything) is an empty log.
@@ -241,7 +289,13 @@ async fn stream(cri: &mut CriClient, container_id: &str, path: &str, opts: &LogO
         let skip = lines.len().saturating_sub(tail as usize);
         lines.drain(..skip);
     }
-    out.send(lines.iter().flat_map(|l| l.render(opts.timestamps)).collect()).await?;
+    out.send(
+        lines
+            .iter()
+            .flat_map(|l| l.render(opts.timestamps))
+            .collect(),
+    )
+    .await?;
     if !opts.follow {
         return Ok(());
     }
@@ -249,7 +303,10 @@ async fn stream(cri: &mut CriClient, container_id: &str, path: &str, opts: &LogO
     loop {
         let exited = container_status(cri, container_id)
             .await
-            .map(|s| s.state() != cri::ContainerState::ContainerRunning && s.state() != cri::ContainerState::ContainerCreated)
+            .map(|s| {
+                s.state() != cri::ContainerState::ContainerRunning
+                    && s.state() != cri::ContainerState::ContainerCreated
+            })
             .unwrap_or(true);
         if file.is_none() {
             file = tokio::fs::File::open(path).await.ok();
@@ -261,10 +318,20 @@ async fn stream(cri: &mut CriClient, container_id: &str, path: &str, opts: &LogO
             pos += chunk.len() as u64;
         }
         let lines = parser.feed(&chunk);
-        out.send(lines.iter().filter(|l| l.after(opts.since)).flat_map(|l| l.render(opts.timestamps)).collect()).await?;
+        out.send(
+            lines
+                .iter()
+                .filter(|l| l.after(opts.since))
+                .flat_map(|l| l.render(opts.timestamps))
+                .collect(),
+        )
+        .await?;
         // The state was read before the file, so everything written before the exit is sent.
         if exited {
-            let rest = parser.finish().map(|l| l.render(opts.timestamps)).unwrap_or_default();
+            let rest = parser
+                .finish()
+                .map(|l| l.render(opts.timestamps))
+                .unwrap_or_default();
             return out.send(rest).await;
         }
         tokio::select! {
@@ -279,16 +346,22 @@ mod tests {
     use super::*;
 
     fn texts(lines: &[Line]) -> Vec<String> {
-        lines.iter().map(|l| String::from_utf8_lossy(&l.text).into_owned()).collect()
+        lines
+            .iter()
+            .map(|l| String::from_utf8_lossy(&l.text).into_owned())
+            .collect()
     }
 
     #[test]
     fn partial_records_are_joined_across_feeds() {
         let mut p = Parser::default();
-        let first = p.feed(b"2026-01-01T00:00:00.1Z stdout F hello\n2026-01-01T00:00:00.2Z stdout P wor");
+        let first =
+            p.feed(b"2026-01-01T00:00:00.1Z stdout F hello\n2026-01-01T00:00:00.2Z stdout P wor");
         assert_eq!(texts(&first), vec!["hello\n"]);
         assert_eq!(first[0].time, "2026-01-01T00:00:00.1Z");
-        let second = p.feed(b"ld\n2026-01-01T00:00:00.3Z stderr F  and more\n2026-01-01T00:00:00.4Z stdout F \n");
+        let second = p.feed(
+            b"ld\n2026-01-01T00:00:00.3Z stderr F  and more\n2026-01-01T00:00:00.4Z stdout F \n",
+        );
         assert_eq!(texts(&second), vec!["world and more\n", "\n"]);
         assert_eq!(second[0].time, "2026-01-01T00:00:00.2Z");
         assert_eq!(p.feed(b"2026-01-01T00:00:00.5Z stdout P tail\n"), vec![]);
@@ -297,14 +370,20 @@ mod tests {
 
     #[test]
     fn render_with_and_without_timestamps() {
-        let l = Line { time: "2026-01-01T00:00:00.000000001Z".into(), text: b"x\n".to_vec() };
+        let l = Line {
+            time: "2026-01-01T00:00:00.000000001Z".into(),
+            text: b"x\n".to_vec(),
+        };
         assert_eq!(l.render(false), b"x\n");
         assert_eq!(l.render(true), b"2026-01-01T00:00:00.000000001Z x\n");
     }
 
     #[test]
     fn since_filters_by_record_time() {
-        let l = Line { time: "2026-01-01T00:00:10Z".into(), text: vec![] };
+        let l = Line {
+            time: "2026-01-01T00:00:10Z".into(),
+            text: vec![],
+        };
         let at = |s: &str| Some(DateTime::parse_from_rfc3339(s).unwrap());
         assert!(l.after(at("2026-01-01T00:00:10Z")));
         assert!(!l.after(at("2026-01-01T00:00:11Z")));
@@ -313,7 +392,9 @@ mod tests {
 
     #[test]
     fn options_from_query() {
-        let q = Query::parse(Some("follow=true&tailLines=3&timestamps=true&limitBytes=10"));
+        let q = Query::parse(Some(
+            "follow=true&tailLines=3&timestamps=true&limitBytes=10",
+        ));
         let o = LogOptions::from_query(&q).unwrap();
         assert!(o.follow && o.timestamps && !o.previous);
         assert_eq!((o.tail, o.limit_bytes), (Some(3), Some(10)));

@@ -65,17 +65,33 @@ pub async fn serve(
     config: &AgentConfig,
     cri: CriClient,
 ) -> Result<(u16, impl Future<Output = ()> + Send + 'static), ServerError> {
-    let ip = if config.node_ip.is_loopback() { config.node_ip } else { std::net::IpAddr::from([0u8, 0, 0, 0]) };
+    let ip = if config.node_ip.is_loopback() {
+        config.node_ip
+    } else {
+        std::net::IpAddr::from([0u8, 0, 0, 0])
+    };
     let addr = SocketAddr::new(ip, config.server_port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-    let port = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?.port();
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?
+        .port();
     let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(config.node_ip)?);
-    let shared = Arc::new(Shared { cri, token: config.server_token.clone() });
+    let shared = Arc::new(Shared {
+        cri,
+        token: config.server_token.clone(),
+    });
     tracing::info!(port, "node endpoint (logs, exec) listening");
     Ok((port, accept_loop(listener, acceptor, shared)))
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor, shared: Arc<Shared>) {
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shared: Arc<Shared>,
+) {
     // Connections are tracked so they end when the endpoint's future is dropped.
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -102,7 +118,9 @@ async fn accept_loop(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor,
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(route(&shared, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).with_upgrades();
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), svc)
+                .with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "node endpoint connection ended with an error");
             }
@@ -129,16 +147,32 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
     let query = find::Query::parse(req.uri().query());
     if let Some((ns, pod, c)) = target(&path, "/containerLogs/") {
         if req.method() != http::Method::GET {
-            return status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "the server does not allow this method");
+            return status(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "the server does not allow this method",
+            );
         }
-        let id = find::Id { namespace: ns.into(), pod: pod.into(), container: c.into() };
+        let id = find::Id {
+            namespace: ns.into(),
+            pod: pod.into(),
+            container: c.into(),
+        };
         return logs::serve(shared.cri.clone(), &id, &query).await;
     }
     if let Some((ns, pod, c)) = target(&path, "/exec/") {
-        let id = find::Id { namespace: ns.into(), pod: pod.into(), container: c.into() };
+        let id = find::Id {
+            namespace: ns.into(),
+            pod: pod.into(),
+            container: c.into(),
+        };
         return exec::serve(shared.cri.clone(), &id, &query, req).await;
     }
-    status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource")
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 /// A token comparison without an early exit.
@@ -151,7 +185,13 @@ fn authorized<B>(token: &str, req: &Request<B>) -> bool {
     else {
         return false;
     };
-    !token.is_empty() && given.len() == token.len() && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    !token.is_empty()
+        && given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 /// A `metav1.Status` error response (what kubectl prints).
@@ -162,13 +202,18 @@ pub(crate) fn status(code: StatusCode, reason: &str, message: &str) -> Response<
     });
     let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = code;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
 /// A complete body.
 pub(crate) fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|never| match never {}).boxed()
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
 }
 
 #[cfg(test)]
@@ -185,7 +230,12 @@ mod tests {
 
     #[test]
     fn bearer_token_must_match() {
-        let req = |h: &str| Request::builder().header("authorization", h).body(()).unwrap();
+        let req = |h: &str| {
+            Request::builder()
+                .header("authorization", h)
+                .body(())
+                .unwrap()
+        };
         assert!(authorized("secret", &req("Bearer secret")));
         assert!(!authorized("secret", &req("Bearer secreT")));
         assert!(!authorized("secret", &req("secret")));

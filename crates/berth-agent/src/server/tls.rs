@@ -24,7 +24,9 @@ pub fn server_config(ip: IpAddr) -> Result<Arc<rustls::ServerConfig>, TlsError> 
     let names = vec!["localhost".to_string(), ip.to_string()];
     let certified = rcgen::generate_simple_self_signed(names)?;
     let cert = CertificateDer::from(certified.cert.der().to_vec());
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        certified.signing_key.serialize_der(),
+    ));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

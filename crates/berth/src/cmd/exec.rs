@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::{Api, AttachParams};
 use tokio::io::AsyncWriteExt;
 
 use crate::client::connect::ConnArgs;
@@ -42,11 +42,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn exec(args: Args) -> anyhow::Result<i32> {
-    let name = args.pod.strip_prefix("pod/").or_else(|| args.pod.strip_prefix("pods/")).unwrap_or(&args.pod);
+    let name = args
+        .pod
+        .strip_prefix("pod/")
+        .or_else(|| args.pod.strip_prefix("pods/"))
+        .unwrap_or(&args.pod);
     let conn = args.conn.connect().await?;
     let pods: Api<Pod> = Api::namespaced(conn.client.clone(), &conn.namespace);
     let pod = pods.get(name).await.map_err(explain)?;
-    if let Some(phase @ ("Succeeded" | "Failed")) = pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+    if let Some(phase @ ("Succeeded" | "Failed")) =
+        pod.status.as_ref().and_then(|s| s.phase.as_deref())
+    {
         anyhow::bail!("cannot exec into a container in a completed pod; current phase is {phase}");
     }
     let container = match &args.container {
@@ -61,7 +67,10 @@ async fn exec(args: Args) -> anyhow::Result<i32> {
         tty: false,
         ..Default::default()
     };
-    let mut proc = pods.exec(name, args.command.clone(), &ap).await.map_err(explain)?;
+    let mut proc = pods
+        .exec(name, args.command.clone(), &ap)
+        .await
+        .map_err(explain)?;
     let status = proc.take_status().context("no exec status channel")?;
     let mut out = proc.stdout().context("no stdout")?;
     let mut err = proc.stderr().context("no stderr")?;
@@ -110,16 +119,27 @@ fn exit_code(status: Option<&Status>) -> anyhow::Result<i32> {
 }
 
 fn default_container(pod: &Pod) -> anyhow::Result<String> {
-    let names: Vec<String> = pod.spec.iter().flat_map(|s| s.containers.iter()).map(|c| c.name.clone()).collect();
+    let names: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| c.name.clone())
+        .collect();
     let annotated = pod
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
         .filter(|c| names.contains(c));
-    let chosen = annotated.or(names.first()).cloned().context("the Pod has no containers")?;
+    let chosen = annotated
+        .or(names.first())
+        .cloned()
+        .context("the Pod has no containers")?;
     if annotated.is_none() && names.len() > 1 {
-        eprintln!("Defaulted container \"{chosen}\" out of: {}", names.join(", "));
+        eprintln!(
+            "Defaulted container \"{chosen}\" out of: {}",
+            names.join(", ")
+        );
     }
     Ok(chosen)
 }
@@ -131,7 +151,9 @@ mod tests {
     #[test]
     fn exit_codes_from_status() {
         assert_eq!(exit_code(None).unwrap(), 0);
-        let ok: Status = serde_json::from_value(serde_json::json!({"status": "Success", "metadata": {}})).unwrap();
+        let ok: Status =
+            serde_json::from_value(serde_json::json!({"status": "Success", "metadata": {}}))
+                .unwrap();
         assert_eq!(exit_code(Some(&ok)).unwrap(), 0);
         let three: Status = serde_json::from_value(serde_json::json!({
             "status": "Failure", "reason": "NonZeroExitCode", "message": "command terminated with non-zero exit code: 3",

@@ -44,13 +44,20 @@ enum Target {
 fn parse_target(s: &str) -> anyhow::Result<Target> {
     match s.split_once('/') {
         None => Ok(Target::Pod(s.to_string())),
-        Some(("pod" | "pods" | "po", name)) if !name.is_empty() => Ok(Target::Pod(name.to_string())),
-        Some(("ms" | "modelservice" | "modelservices" | "modelservices.berth.dev" | "modelservice.berth.dev", name))
-            if !name.is_empty() =>
-        {
-            Ok(Target::ModelService(name.to_string()))
+        Some(("pod" | "pods" | "po", name)) if !name.is_empty() => {
+            Ok(Target::Pod(name.to_string()))
         }
-        Some((kind, _)) => anyhow::bail!("cannot show logs of {kind:?}: use POD, pod/NAME or ms/NAME"),
+        Some((
+            "ms"
+            | "modelservice"
+            | "modelservices"
+            | "modelservices.berth.dev"
+            | "modelservice.berth.dev",
+            name,
+        )) if !name.is_empty() => Ok(Target::ModelService(name.to_string())),
+        Some((kind, _)) => {
+            anyhow::bail!("cannot show logs of {kind:?}: use POD, pod/NAME or ms/NAME")
+        }
     }
 }
 
@@ -86,7 +93,11 @@ async fn logs(args: Args) -> anyhow::Result<()> {
 /// Streams every Pod of the ModelService `ms` (concurrently when following), lines prefixed.
 async fn service_logs(pods: &Api<Pod>, ms: &str, args: &Args) -> anyhow::Result<()> {
     let selector = format!("{}={ms}", berth_controller::MODELSERVICE_LABEL);
-    let mut list = pods.list(&ListParams::default().labels(&selector)).await.map_err(explain)?.items;
+    let mut list = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(explain)?
+        .items;
     if list.is_empty() {
         anyhow::bail!("no Pods found for ModelService {ms:?}");
     }
@@ -142,16 +153,27 @@ fn container_of(pod: &Pod, asked: Option<&str>, announce: bool) -> anyhow::Resul
     if let Some(c) = asked {
         return Ok(c.to_string());
     }
-    let names: Vec<String> = pod.spec.iter().flat_map(|s| s.containers.iter()).map(|c| c.name.clone()).collect();
+    let names: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.containers.iter())
+        .map(|c| c.name.clone())
+        .collect();
     let annotated = pod
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
         .filter(|c| names.contains(c));
-    let chosen = annotated.or(names.first()).cloned().context("the Pod has no containers")?;
+    let chosen = annotated
+        .or(names.first())
+        .cloned()
+        .context("the Pod has no containers")?;
     if announce && annotated.is_none() && names.len() > 1 {
-        eprintln!("Defaulted container \"{chosen}\" out of: {}", names.join(", "));
+        eprintln!(
+            "Defaulted container \"{chosen}\" out of: {}",
+            names.join(", ")
+        );
     }
     Ok(chosen)
 }
@@ -163,9 +185,18 @@ mod tests {
     #[test]
     fn targets() {
         assert_eq!(parse_target("web-1").unwrap(), Target::Pod("web-1".into()));
-        assert_eq!(parse_target("pod/web-1").unwrap(), Target::Pod("web-1".into()));
-        assert_eq!(parse_target("ms/churn").unwrap(), Target::ModelService("churn".into()));
-        assert_eq!(parse_target("modelservices.berth.dev/churn").unwrap(), Target::ModelService("churn".into()));
+        assert_eq!(
+            parse_target("pod/web-1").unwrap(),
+            Target::Pod("web-1".into())
+        );
+        assert_eq!(
+            parse_target("ms/churn").unwrap(),
+            Target::ModelService("churn".into())
+        );
+        assert_eq!(
+            parse_target("modelservices.berth.dev/churn").unwrap(),
+            Target::ModelService("churn".into())
+        );
         assert!(parse_target("deploy/x").is_err());
         assert!(parse_target("ms/").is_err());
     }
@@ -178,8 +209,13 @@ mod tests {
         assert_eq!(container_of(&pod, None, false).unwrap(), "a");
         assert_eq!(container_of(&pod, Some("b"), false).unwrap(), "b");
         let mut annotated = pod.clone();
-        annotated.metadata.annotations =
-            Some([("kubectl.kubernetes.io/default-container".to_string(), "b".to_string())].into());
+        annotated.metadata.annotations = Some(
+            [(
+                "kubectl.kubernetes.io/default-container".to_string(),
+                "b".to_string(),
+            )]
+            .into(),
+        );
         assert_eq!(container_of(&annotated, None, false).unwrap(), "b");
     }
 }

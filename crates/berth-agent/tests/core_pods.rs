@@ -422,6 +422,8 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(agent_core(tmp.path()))));
     drop(rt);
+    // Before a failure exits the process (which skips destructors).
+    let _ = tmp.close();
     println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
     if result.is_err() {
         std::process::exit(1);

@@ -857,6 +857,9 @@ fn main() {
         "test {name} ... {}",
         if result.is_ok() { "ok" } else { "FAILED" }
     );
+    // exit() skips destructors: remove the temp dir first.
+    drop(rt);
+    drop(tmp);
     if result.is_err() {
         std::process::exit(1);
     }

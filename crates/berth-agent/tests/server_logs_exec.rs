@@ -95,6 +95,8 @@ impl Drop for Registry {
 /// The in-process runtime, its client and the test's sandbox.
 struct Node {
     cri: berth_cri::CriClient,
+    /// The Pod's UID (the API server's, so pods/log finds these containers).
+    uid: String,
     image: String,
     sandbox_id: String,
     sandbox: cri::PodSandboxConfig,
@@ -103,10 +105,16 @@ struct Node {
 impl Node {
     /// Creates and starts container `name` (instance `restart`) running `script` as root.
     async fn run(&mut self, name: &str, restart: u32, script: &str) -> String {
+        let uid = self.uid.clone();
+        self.run_as(&uid, name, restart, script).await
+    }
+
+    /// Like [`Node::run`], labelled with Pod UID `uid`.
+    async fn run_as(&mut self, uid: &str, name: &str, restart: u32, script: &str) -> String {
         let labels = HashMap::from([
             (labels::POD_NAME.to_string(), POD.to_string()),
             (labels::POD_NAMESPACE.to_string(), NS.to_string()),
-            (labels::POD_UID.to_string(), "uid-web".to_string()),
+            (labels::POD_UID.to_string(), uid.to_string()),
             (labels::CONTAINER_NAME.to_string(), name.to_string()),
         ]);
         let config = cri::ContainerConfig {
@@ -539,9 +547,9 @@ fn api_error(e: kube::Error) -> (u16, String) {
     }
 }
 
-/// pods/log and pods/exec through the API server, with kube-rs and with kubectl, against the
-/// node endpoint on `port`; `node` still has the containers [`checks`] made.
-async fn api_checks(node: &mut Node, port: u16, dir: &Path) {
+/// The API server with Node `node-a` (its endpoint on `port`), Pod `web` on it (containers app,
+/// err, shell) and Pod `lonely` (not scheduled); returns the server, a client and web's UID.
+async fn api_setup(port: u16, dir: &Path) -> (berth_apiserver::Running, kube::Client, String) {
     let (server, client) = api_server(&dir.join("api")).await;
     let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
     nodes
@@ -569,16 +577,28 @@ async fn api_checks(node: &mut Node, port: u16, dir: &Path) {
         )
         .expect("pod")
     };
-    pods.create(
-        &PostParams::default(),
-        &pod(POD, Some("node-a"), &["app", "err", "shell"]),
-    )
-    .await
-    .expect("create pod");
+    let web = pods
+        .create(
+            &PostParams::default(),
+            &pod(POD, Some("node-a"), &["app", "err", "shell"]),
+        )
+        .await
+        .expect("create pod");
     pods.create(&PostParams::default(), &pod("lonely", None, &["app"]))
         .await
         .expect("create pod");
 
+    (server, client, web.metadata.uid.expect("a UID"))
+}
+
+/// pods/log and pods/exec through the API server, with kube-rs and with kubectl; `node` still has
+/// the containers [`checks`] made.
+async fn api_checks(node: &mut Node, server: berth_apiserver::Running, client: kube::Client) {
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), NS);
+    // A container of an older Pod of the same name (another UID) with a higher restart count is
+    // not this Pod's: the API server names the UID.
+    let stale = node.run_as("old-uid", "app", 9, "echo stale").await;
+    node.wait_exited(&stale).await;
     let lp = |c: &str| LogParams {
         container: Some(c.into()),
         ..Default::default()
@@ -685,7 +705,8 @@ async fn api_checks(node: &mut Node, port: u16, dir: &Path) {
     assert_eq!(rest, vec!["done".to_string()]);
 
     // The real kubectl: logs (--tail, --previous, -f on an ended container) and exec (WebSocket).
-    let (kc, cache) = (server.kubeconfig.clone(), dir.join("kubecache"));
+    let kc = server.kubeconfig.clone();
+    let cache = kc.with_file_name("kubecache");
     let (code, out, err) = kubectl(&kc, &cache, &["logs", POD, "-c", "app", "--tail", "1"]).await;
     assert_eq!((code, out.as_str()), (0, "done\n"), "{err}");
     let (code, out, err) = kubectl(&kc, &cache, &["logs", POD, "-c", "app", "--previous"]).await;
@@ -746,12 +767,21 @@ async fn logs_and_exec(tmp: &Path) {
         })
         .await
         .expect("pull");
+    let mut agent = AgentConfig::new("node-a", endpoint, tmp.join("agent"));
+    agent.server_port = 0;
+    agent.server_token = TOKEN.into();
+    let (port, serving) = berth_agent::server::serve(&agent, c.clone())
+        .await
+        .expect("node endpoint");
+    let serving = tokio::spawn(serving);
+
+    let (api, client, uid) = api_setup(port, tmp).await;
     let logs_dir = tmp.join("logs");
     std::fs::create_dir_all(&logs_dir).expect("logs");
     let sandbox = cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
             name: POD.into(),
-            uid: "uid-web".into(),
+            uid: uid.clone(),
             namespace: NS.into(),
             attempt: 0,
         }),
@@ -760,7 +790,7 @@ async fn logs_and_exec(tmp: &Path) {
         labels: HashMap::from([
             (labels::POD_NAME.to_string(), POD.to_string()),
             (labels::POD_NAMESPACE.to_string(), NS.to_string()),
-            (labels::POD_UID.to_string(), "uid-web".to_string()),
+            (labels::POD_UID.to_string(), uid.clone()),
         ]),
         ..Default::default()
     };
@@ -775,23 +805,16 @@ async fn logs_and_exec(tmp: &Path) {
         .into_inner()
         .pod_sandbox_id;
 
-    let mut agent = AgentConfig::new("node-a", endpoint, tmp.join("agent"));
-    agent.server_port = 0;
-    agent.server_token = TOKEN.into();
-    let (port, serving) = berth_agent::server::serve(&agent, c.clone())
-        .await
-        .expect("node endpoint");
-    let serving = tokio::spawn(serving);
-
     let mut node = Node {
         cri: c.clone(),
+        uid,
         image: image.clone(),
         sandbox_id: sandbox_id.clone(),
         sandbox,
     };
     let result = std::panic::AssertUnwindSafe(async {
         checks(&mut node, port).await;
-        api_checks(&mut node, port, tmp).await;
+        api_checks(&mut node, api, client).await;
     })
     .catch_unwind()
     .await;

@@ -92,7 +92,12 @@ pub async fn handle(req: SubresourceRequest<'_>) -> ApiResult<Response> {
         "log" => "containerLogs",
         _ => "exec",
     };
-    let query = req.raw_query.map(|q| format!("?{q}")).unwrap_or_default();
+    // The Pod's UID tells the agent which incarnation of a re-created Pod is meant.
+    let uid = crate::object::meta_str(&pod, "uid").unwrap_or_default();
+    let query = match req.raw_query.filter(|q| !q.is_empty()) {
+        Some(q) => format!("?{q}&podUID={uid}"),
+        None => format!("?podUID={uid}"),
+    };
     let target = Target {
         ip,
         port,

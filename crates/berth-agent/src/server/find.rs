@@ -17,6 +17,9 @@ pub struct Id {
     pub pod: String,
     /// The container's name in the Pod spec.
     pub container: String,
+    /// The Pod's UID when the caller knows it (the API server sends `podUID`): tells a re-created
+    /// Pod of the same name from the old one while the old one's containers are still there.
+    pub uid: Option<String>,
 }
 
 /// Which instance of a container (a restarted container is a new CRI container).
@@ -66,11 +69,14 @@ pub async fn container(
     id: &Id,
     instance: Instance,
 ) -> Result<String, FindError> {
-    let selector = HashMap::from([
+    let mut selector = HashMap::from([
         (labels::POD_NAMESPACE.to_string(), id.namespace.clone()),
         (labels::POD_NAME.to_string(), id.pod.clone()),
         (labels::CONTAINER_NAME.to_string(), id.container.clone()),
     ]);
+    if let Some(uid) = &id.uid {
+        selector.insert(labels::POD_UID.to_string(), uid.clone());
+    }
     let filter = cri::ContainerFilter {
         label_selector: selector,
         ..Default::default()

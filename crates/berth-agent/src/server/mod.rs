@@ -9,7 +9,8 @@
 //! - `GET|POST /exec/{namespace}/{pod}/{container}?command=..&stdin=&stdout=&stderr=&tty=`, a
 //!   WebSocket upgrade relayed to the runtime's streaming URL ([`exec`]).
 //!
-//! Containers are found through CRI by the kubelet's labels ([`find`]).
+//! Containers are found through CRI by the kubelet's labels ([`find`]); the optional `podUID`
+//! query parameter narrows them to one incarnation of the Pod.
 
 pub mod exec;
 pub mod find;
@@ -157,6 +158,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             namespace: ns.into(),
             pod: pod.into(),
             container: c.into(),
+            uid: query
+                .get("podUID")
+                .filter(|u| !u.is_empty())
+                .map(String::from),
         };
         return logs::serve(shared.cri.clone(), &id, &query).await;
     }
@@ -165,6 +170,10 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
             namespace: ns.into(),
             pod: pod.into(),
             container: c.into(),
+            uid: query
+                .get("podUID")
+                .filter(|u| !u.is_empty())
+                .map(String::from),
         };
         return exec::serve(shared.cri.clone(), &id, &query, req).await;
     }

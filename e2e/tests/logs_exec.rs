@@ -217,6 +217,27 @@ async fn logs_and_exec_through_berth_and_kubectl() {
         ),
         (Some(0), "piped through\n")
     );
+    let mut kcat = s
+        .kubectl()
+        .args(["exec", "-i", &b, "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("kubectl exec -i");
+    {
+        use std::io::Write;
+        let mut stdin = kcat.stdin.take().expect("stdin");
+        stdin.write_all(b"through kubectl\n").expect("write stdin");
+    }
+    let kcat = kcat.wait_with_output().expect("kubectl exec -i");
+    assert_eq!(
+        (
+            kcat.status.code(),
+            String::from_utf8_lossy(&kcat.stdout).as_ref()
+        ),
+        (Some(0), "through kubectl\n"),
+        "{kcat:?}"
+    );
     let k = output(
         "kubectl exec",
         s.kubectl().args([

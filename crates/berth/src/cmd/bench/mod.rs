@@ -4,6 +4,7 @@ use clap::Subcommand;
 
 mod api;
 mod image;
+mod pods;
 mod registry;
 mod runtime;
 
@@ -24,6 +25,8 @@ enum What {
     Image(image::Args),
     /// Runtime: container start through berth's CRI socket against `runc run` and `ctr run`.
     Runtime(runtime::Args),
+    /// Pods: apply -> N Ready and per-Pod startup latency on an in-process node, beside `runc run`.
+    Pods(pods::Args),
 }
 
 /// Runs `berth bench`.
@@ -33,5 +36,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         What::Registry(a) => registry::run(a),
         What::Image(a) => image::run(a),
         What::Runtime(a) => runtime::run(a),
+        What::Pods(a) => pods::run(a),
     }
 }

@@ -1,0 +1,319 @@
+//! `berth bench pods`: pod startup latency of a whole node. Starts a server in-process (API,
+//! controllers, registry, runtime, agent) on a temp data dir, free ports and a bridge and cluster
+//! CIDR of its own; pushes the busybox test image; then for each N applies a ModelService with N
+//! replicas and measures apply -> all N Ready, and per Pod the Kubernetes pod startup SLI
+//! (creation -> all containers running, observed via watch). A `runc run -d` of the same image,
+//! N times in a row, is the peer. Everything is deleted, and the machine left clean, between Ns
+//! and at the end.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use berth_api::ModelService;
+use clap::Parser as _;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
+
+use crate::cmd::server;
+
+/// Arguments of `berth bench pods`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Replica counts to measure, in order.
+    #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
+    replicas: Vec<u32>,
+}
+
+const NAME: &str = "bench-pods";
+const NAMESPACE: &str = "default";
+
+/// Runs `berth bench pods`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.replicas.is_empty() && args.replicas.iter().all(|n| *n > 0), "--replicas takes counts > 0");
+    let scratch = Scratch::new()?;
+    let result = crate::rt::block_on(bench(&args, &scratch))?;
+    scratch.cleanup();
+    result
+}
+
+/// The data dir and names of this run; `cleanup` removes what the node may have left.
+struct Scratch {
+    dir: PathBuf,
+    bridge: String,
+    cidr: String,
+}
+
+impl Scratch {
+    fn new() -> anyhow::Result<Scratch> {
+        let pid = std::process::id();
+        let dir = PathBuf::from(format!("/var/tmp/berth-bench-pods-{pid}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Scratch {
+            dir,
+            // Names of their own, so a user's `berth server` (berth0, 10.88.0.0/16) is never touched.
+            bridge: format!("bbp{:05x}", pid % 0xfffff),
+            cidr: format!("10.{}.0.0/16", 160 + pid % 40),
+        })
+    }
+
+    /// Deletes the bridge and the data dir (Pods are gone by then: `bench` deletes and waits).
+    fn cleanup(&self) {
+        if Path::new("/sys/class/net").join(&self.bridge).exists() {
+            let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `berth server` flags for the bench node, parsed by the server's own clap definition.
+fn server_args(s: &Scratch) -> anyhow::Result<server::Args> {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: server::Args,
+    }
+    let (api, registry) = (free_port()?.to_string(), free_port()?.to_string());
+    let dir = s.dir.to_string_lossy().to_string();
+    let argv = [
+        "server", "--data-dir", &dir, "--api-port", &api, "--bind-address", "127.0.0.1", "--registry-port", &registry,
+        "--registry-auth", "none", "--bridge", &s.bridge, "--cluster-cidr", &s.cidr, "--kubelet-port", "0",
+        "--node-name", "bench-node", "--node-ip", "127.0.0.1", "--disable-proxy",
+    ];
+    Ok(Cli::try_parse_from(argv)?.server)
+}
+
+async fn bench(args: &Args, scratch: &Scratch) -> anyhow::Result<()> {
+    let running = server::start(server_args(scratch)?).await.context("starting the bench server")?;
+    let result = measure_all(args, scratch, &running).await;
+    running.stop().await;
+    result
+}
+
+async fn measure_all(args: &Args, scratch: &Scratch, running: &server::Running) -> anyhow::Result<()> {
+    let registry = running.registry.context("the bench server has no registry")?;
+    let image = push_busybox(&scratch.dir, registry.port())?;
+    let client = client(&running.kubeconfig).await?;
+    println!("pod startup: apply of a ModelService with N replicas (busybox `sleep`) on one in-process node");
+    println!("  SLI per Pod: first watch sighting -> all containers running, as seen by a watch");
+    for &n in &args.replicas {
+        let outcome = measure(&client, &image, n).await;
+        // Whatever happened, nothing stays behind for the next N.
+        delete_and_wait(&client).await?;
+        let m = outcome?;
+        let peer = runc_peer(&running.data_dir, &scratch.dir, n).ok();
+        report(n, &m, peer);
+    }
+    println!("  goal: p99 < 1 s for 50 replicas on a 2-core machine ({} cores here)", cores());
+    Ok(())
+}
+
+async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// Pushes the busybox test image (berth_runtime::testimage) with skopeo; returns its reference.
+fn push_busybox(dir: &Path, port: u16) -> anyhow::Result<String> {
+    let layout = berth_runtime::testimage::busybox_layout(&dir.join("busybox")).context("busybox-static is needed")?;
+    let image = format!("127.0.0.1:{port}/bench/busybox:latest");
+    let out = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", &format!("oci:{}:latest", layout.display()), &format!("docker://{image}")])
+        .output()
+        .context("skopeo (Debian package skopeo) is needed")?;
+    if !out.status.success() {
+        bail!("skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(image)
+}
+
+/// What one N measured.
+struct Measured {
+    /// Apply -> all N Pods Ready.
+    all_ready: Duration,
+    /// Per Pod: first sighting -> all containers running.
+    startup: Vec<Duration>,
+}
+
+async fn measure(client: &kube::Client, image: &str, n: u32) -> anyhow::Result<Measured> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let config = watcher::Config::default().labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
+    let mut events = std::pin::pin!(watcher(pods, config).default_backoff().applied_objects());
+    let ms: ModelService = serde_json::from_value(serde_json::json!({
+        "apiVersion": "berth.dev/v1alpha1", "kind": "ModelService",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {"image": image, "replicas": n, "command": ["/bin/sleep", "3600"],
+                 "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}}}
+    }))?;
+    let start = Instant::now();
+    Api::<ModelService>::namespaced(client.clone(), NAMESPACE).create(&PostParams::default(), &ms).await?;
+    let mut seen: HashMap<String, Instant> = HashMap::new();
+    let mut started: HashMap<String, Duration> = HashMap::new();
+    let mut ready: std::collections::HashSet<String> = Default::default();
+    let deadline = Duration::from_secs(120 + 5 * u64::from(n));
+    while ready.len() < n as usize || started.len() < n as usize {
+        let pod = match tokio::time::timeout_at((start + deadline).into(), events.next()).await {
+            Ok(Some(Ok(p))) => p,
+            Ok(Some(Err(e))) => {
+                tracing::debug!(error = %e, "watch error");
+                continue;
+            }
+            Ok(None) => bail!("the Pod watch ended"),
+            Err(_) => bail!("{n} replicas: only {} of {n} Ready after {deadline:?}", ready.len()),
+        };
+        let Some(name) = pod.metadata.name.clone() else { continue };
+        let now = Instant::now();
+        let first = *seen.entry(name.clone()).or_insert(now);
+        if all_running(&pod) {
+            started.entry(name.clone()).or_insert(now - first);
+        }
+        if is_ready(&pod) {
+            ready.insert(name);
+        }
+    }
+    Ok(Measured { all_ready: start.elapsed(), startup: started.into_values().collect() })
+}
+
+fn all_running(p: &Pod) -> bool {
+    let cs = p.status.as_ref().and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
+    !cs.is_empty() && cs.iter().all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Deletes the bench ModelService and waits until none of its Pods is left.
+async fn delete_and_wait(client: &kube::Client) -> anyhow::Result<()> {
+    let services: Api<ModelService> = Api::namespaced(client.clone(), NAMESPACE);
+    match services.delete(NAME, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(e) if crate::client::errors::is_not_found(&e) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let lp = ListParams::default().labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !pods.list(&lp).await?.items.is_empty() {
+        if Instant::now() > deadline {
+            bail!("the bench Pods were not gone after 180 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+/// The peer: `runc run -d` of the same busybox snapshot with `sleep`, `n` times in a row (each
+/// until it runs), then deleted; returns the per-container times.
+fn runc_peer(data_dir: &Path, scratch: &Path, n: u32) -> anyhow::Result<Vec<Duration>> {
+    let snapshots = data_dir.join("runtime/snapshots");
+    let snapshot: PathBuf = std::fs::read_dir(&snapshots)?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("bin/busybox").exists())
+        .with_context(|| format!("no busybox snapshot in {}", snapshots.display()))?;
+    let bundle = scratch.join("runc-bundle");
+    std::fs::create_dir_all(&bundle)?;
+    let rootfs = berth_runtime::container::rootfs::mount_overlay(&bundle, &[snapshot])?;
+    let state = scratch.join("runc-state");
+    let result = (|| {
+        let params = berth_runtime::oci::ContainerParams {
+            command: vec!["/bin/sleep".into(), "3600".into()],
+            ..Default::default()
+        };
+        berth_runtime::oci::generate(None, &params, &rootfs)?.save(bundle.join("config.json"))?;
+        let mut times = Vec::new();
+        for i in 0..n {
+            let id = format!("bench-pods-{}-{i}", std::process::id());
+            let t = Instant::now();
+            let status = runc(&state).args(["run", "-d", "--bundle"]).arg(&bundle).arg(&id).status()?;
+            times.push(t.elapsed());
+            let _ = runc(&state).args(["delete", "-f", &id]).status();
+            if !status.success() {
+                bail!("runc run -d failed: {status}");
+            }
+        }
+        anyhow::Ok(times)
+    })();
+    berth_runtime::container::rootfs::unmount(&bundle)?;
+    result
+}
+
+fn runc(state: &Path) -> Command {
+    let mut c = Command::new("runc");
+    c.arg("--root").arg(state).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c
+}
+
+/// The `q` quantile (nearest rank) of `v`.
+fn quantile(v: &[Duration], q: f64) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
+    v.get(rank - 1).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn report(n: u32, m: &Measured, peer: Option<Vec<Duration>>) {
+    let (p50, p99) = (quantile(&m.startup, 0.5), quantile(&m.startup, 0.99));
+    print!(
+        "  N={n:<3} apply -> all Ready {:>8.1} ms   startup p50 {:>7.1} ms  p99 {:>7.1} ms",
+        ms(m.all_ready),
+        ms(p50),
+        ms(p99)
+    );
+    match peer {
+        Some(peer) if !peer.is_empty() => {
+            let total: Duration = peer.iter().sum();
+            println!(
+                "   | runc run -d x{n} in a row {:>8.1} ms (p50 {:.1} ms each); all-Ready / runc total {:.2}x",
+                ms(total),
+                ms(quantile(&peer, 0.5)),
+                m.all_ready.as_secs_f64() / total.as_secs_f64()
+            );
+        }
+        _ => println!("   | runc peer not measured"),
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&v, 0.5), Duration::from_millis(50));
+        assert_eq!(quantile(&v, 0.99), Duration::from_millis(99));
+        assert_eq!(quantile(&v[..1], 0.99), Duration::from_millis(1));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
+
+    #[test]
+    fn bench_server_flags_parse_and_avoid_the_defaults() {
+        let s = Scratch { dir: "/var/tmp/x".into(), bridge: "bbp00001".into(), cidr: "10.170.0.0/16".into() };
+        let a = server_args(&s).unwrap();
+        assert_eq!(a.node.bridge, "bbp00001");
+        assert_ne!(a.registry.registry_port, 5000);
+        assert_ne!(a.api_port, 6443);
+    }
+}

@@ -22,7 +22,9 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         // A long grace period: the test's node posts no Lease, and must not be declared lost.
-        let server = TestServer::start_with_controllers(&["--node-grace-period", "10m"]).await.unwrap();
+        let server = TestServer::start_with_controllers(&["--node-grace-period", "10m"])
+            .await
+            .unwrap();
         let client = server.client().await.unwrap();
         let c = Cluster { server, client };
         c.node().await;
@@ -44,19 +46,28 @@ impl Cluster {
         let status = json!({"status": {"capacity": {"cpu": "8", "memory": "16Gi", "pods": "110"},
             "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"},
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}});
-        nodes.patch_status("n1", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        nodes
+            .patch_status("n1", &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
     }
 
     async fn create(&self, name: &str, replicas: i32) {
         let spec: ModelServiceSpec = serde_json::from_value(json!({"image": "localhost:5000/m:v1", "replicas": replicas,
             "env": [{"name": "MODE", "value": "one"}], "ports": [{"containerPort": 8080, "name": "http"}]}))
         .unwrap();
-        self.services().create(&PostParams::default(), &ModelService::new(name, spec)).await.unwrap();
+        self.services()
+            .create(&PostParams::default(), &ModelService::new(name, spec))
+            .await
+            .unwrap();
     }
 
     async fn set_env(&self, name: &str, value: &str) {
         let patch = json!({"spec": {"env": [{"name": "MODE", "value": value}]}});
-        self.services().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        self.services()
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
     }
 
     /// One step of the agent's work: finalize terminating Pods, make one bound Pod Ready.
@@ -66,7 +77,10 @@ impl Cluster {
         let mut changed = false;
         for p in self.pods().list(&lp).await.unwrap().items {
             if p.metadata.deletion_timestamp.is_some() {
-                let _ = self.pods().delete(&p.name_any(), &DeleteParams::default().grace_period(0)).await;
+                let _ = self
+                    .pods()
+                    .delete(&p.name_any(), &DeleteParams::default().grace_period(0))
+                    .await;
                 changed = true;
                 continue;
             }
@@ -74,7 +88,14 @@ impl Cluster {
             if bound && !berth_controller::modelservice::is_ready(&p) {
                 let status = json!({"status": {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"},
                     {"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]}});
-                self.pods().patch_status(&p.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+                self.pods()
+                    .patch_status(
+                        &p.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&status),
+                    )
+                    .await
+                    .unwrap();
                 return true;
             }
         }
@@ -96,20 +117,31 @@ impl Cluster {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "{name} did not settle: {:?}", ms.status);
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not settle: {:?}",
+                ms.status
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     fn rollout(&self, args: &[&str]) -> std::process::Command {
         let mut c = self.server.berth();
-        c.args(["rollout", "status"]).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.args(["rollout", "status"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         c
     }
 }
 
 fn text(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -120,7 +152,10 @@ async fn rollout_status_follows_an_env_change_until_rolled_out() {
     let out = c.rollout(&["ms/roll"]).output().unwrap();
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
-    assert_eq!(stdout.trim(), "modelservice \"roll\" successfully rolled out");
+    assert_eq!(
+        stdout.trim(),
+        "modelservice \"roll\" successfully rolled out"
+    );
 
     c.set_env("roll", "two").await;
     let mut child = c.rollout(&["ms/roll", "--timeout", "2m"]).spawn().unwrap();
@@ -135,23 +170,60 @@ async fn rollout_status_follows_an_env_change_until_rolled_out() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     };
     let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(status.success(), "{stdout}{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines.len() >= 2, "no progress lines: {stdout}");
-    assert!(lines[..lines.len() - 1].iter().all(|l| l.starts_with("Waiting for rollout")), "{stdout}");
-    assert!(stdout.contains("updated replicas are available") || stdout.contains("new replicas have been updated"), "{stdout}");
-    assert_eq!(lines.last().copied(), Some("modelservice \"roll\" successfully rolled out"));
+    assert!(
+        lines[..lines.len() - 1]
+            .iter()
+            .all(|l| l.starts_with("Waiting for rollout")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("updated replicas are available")
+            || stdout.contains("new replicas have been updated"),
+        "{stdout}"
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some("modelservice \"roll\" successfully rolled out")
+    );
     // Lines are printed when the progress changes, not repeated.
     assert!(lines.windows(2).all(|w| w[0] != w[1]), "{stdout}");
-    let pods = c.pods().list(&ListParams::default().labels(&format!("{MODELSERVICE_LABEL}=roll"))).await.unwrap();
-    for p in pods.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+    let pods = c
+        .pods()
+        .list(&ListParams::default().labels(&format!("{MODELSERVICE_LABEL}=roll")))
+        .await
+        .unwrap();
+    for p in pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
         let env = p.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
-        assert_eq!(env[0].value.as_deref(), Some("two"), "a Pod of the old spec remains");
+        assert_eq!(
+            env[0].value.as_deref(),
+            Some("two"),
+            "a Pod of the old spec remains"
+        );
     }
-    c.services().delete("roll", &DeleteParams::default()).await.unwrap();
+    c.services()
+        .delete("roll", &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,7 +233,10 @@ async fn rollout_status_times_out_and_reports_a_snapshot_without_watch() {
     c.settle("stuck").await;
     // Nobody plays the agent after this change: the new Pods never become Ready.
     c.set_env("stuck", "two").await;
-    let out = c.rollout(&["ms", "stuck", "--timeout", "3s"]).output().unwrap();
+    let out = c
+        .rollout(&["ms", "stuck", "--timeout", "3s"])
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "{stdout}{stderr}");
     assert!(stderr.contains("timed out"), "{stderr}");
@@ -179,5 +254,8 @@ async fn rollout_status_times_out_and_reports_a_snapshot_without_watch() {
     assert!(stderr.contains("not found"), "{stderr}");
     let out = c.rollout(&["pods/x"]).output().unwrap();
     assert!(!out.status.success());
-    c.services().delete("stuck", &DeleteParams::default()).await.unwrap();
+    c.services()
+        .delete("stuck", &DeleteParams::default())
+        .await
+        .unwrap();
 }

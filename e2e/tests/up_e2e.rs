@@ -35,7 +35,10 @@ struct Node {
 impl Node {
     fn new() -> Node {
         Node {
-            dir: tempfile::Builder::new().prefix("berth-e2e-up-").tempdir_in("/var/tmp").unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("berth-e2e-up-")
+                .tempdir_in("/var/tmp")
+                .unwrap(),
             setup: NodeSetup::new(),
             api_port: berth_e2e::free_port(),
             service_port: berth_e2e::free_port(),
@@ -59,12 +62,21 @@ impl Node {
 
     /// Starts `berth up` with stdout piped (read line by line) and stderr to up.log.
     fn start(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let mut child = Command::new(berth_e2e::berth_bin())
             .arg("up")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--api-port", &self.api_port.to_string(), "--bind-address", "127.0.0.1"])
+            .args([
+                "--api-port",
+                &self.api_port.to_string(),
+                "--bind-address",
+                "127.0.0.1",
+            ])
             .args(self.setup.args())
             .args(["--service-port", &self.service_port.to_string()])
             .arg("--source-dir")
@@ -84,7 +96,11 @@ impl Node {
                 }
             }
         });
-        self.running = Some(Up { child, lines, stdout: Vec::new() });
+        self.running = Some(Up {
+            child,
+            lines,
+            stdout: Vec::new(),
+        });
     }
 
     /// Waits for the printed curl line; returns it.
@@ -104,10 +120,19 @@ impl Node {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = up.child.wait().unwrap();
-                    panic!("berth up exited ({status}) before it was ready; stdout {:?}\nlog:\n{}", up.stdout, tail());
+                    panic!(
+                        "berth up exited ({status}) before it was ready; stdout {:?}\nlog:\n{}",
+                        up.stdout,
+                        tail()
+                    );
                 }
             }
-            assert!(Instant::now() < deadline, "berth up not ready after {within:?}; stdout {:?}\nlog:\n{}", up.stdout, tail());
+            assert!(
+                Instant::now() < deadline,
+                "berth up not ready after {within:?}; stdout {:?}\nlog:\n{}",
+                up.stdout,
+                tail()
+            );
         }
     }
 
@@ -123,20 +148,31 @@ impl Node {
     /// Sends SIGTERM and waits for the exit status.
     fn stop(&mut self) -> std::process::ExitStatus {
         let mut up = self.running.take().expect("berth up runs");
-        Command::new("kill").args(["-TERM", &up.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &up.child.id().to_string()])
+            .status()
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = up.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "berth up did not stop after SIGTERM; log:\n{}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "berth up did not stop after SIGTERM; log:\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     async fn client(&self) -> kube::Client {
-        let kc = kube::config::Kubeconfig::read_from(self.data_dir().join("server/kubeconfig.yaml")).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+        let kc =
+            kube::config::Kubeconfig::read_from(self.data_dir().join("server/kubeconfig.yaml"))
+                .unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
         kube::Client::try_from(config).unwrap()
     }
 }
@@ -162,21 +198,41 @@ fn predict(port: u16, body: &str) -> std::io::Result<(u16, String)> {
     )?;
     let mut out = String::new();
     conn.read_to_string(&mut out)?;
-    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok((status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()))
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default(),
+    ))
 }
 
 /// The port and body of `curl -X POST localhost:PORT/predict -d 'BODY'`.
 fn parse_curl(line: &str) -> (u16, String) {
-    let rest = line.strip_prefix("curl -X POST localhost:").expect("curl line shape");
+    let rest = line
+        .strip_prefix("curl -X POST localhost:")
+        .expect("curl line shape");
     let (port, rest) = rest.split_once("/predict -d '").expect("curl line shape");
-    (port.parse().unwrap(), rest.strip_suffix('\'').expect("quoted body").to_string())
+    (
+        port.parse().unwrap(),
+        rest.strip_suffix('\'').expect("quoted body").to_string(),
+    )
 }
 
 async fn live_pods(client: &kube::Client) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(client.clone(), "default");
     let lp = ListParams::default().labels("berth.dev/modelservice=churn-model");
-    api.list(&lp).await.unwrap().items.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect()
+    api.list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
 }
 
 /// A `berth` client command against the node's server.
@@ -187,7 +243,11 @@ fn berth(node: &Node, args: &[&str]) -> String {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "berth {args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "berth {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -196,22 +256,46 @@ fn berth(node: &Node, args: &[&str]) -> String {
 fn check_get_and_describe(node: &Node, pod: &str) {
     let wide = berth(node, &["get", "pods", "-o", "wide"]);
     let mut lines = wide.lines();
-    let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
     for col in ["NAME", "READY", "STATUS", "RESTARTS", "IP", "NODE"] {
         assert!(header.contains(&col), "no {col} column: {wide}");
     }
-    let (ip_col, node_col) = (header.iter().position(|c| *c == "IP").unwrap(), header.iter().position(|c| *c == "NODE").unwrap());
-    let cidr_prefix = node.setup.cluster_cidr.split('.').take(2).collect::<Vec<_>>().join(".") + ".";
+    let (ip_col, node_col) = (
+        header.iter().position(|c| *c == "IP").unwrap(),
+        header.iter().position(|c| *c == "NODE").unwrap(),
+    );
+    let cidr_prefix = node
+        .setup
+        .cluster_cidr
+        .split('.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".")
+        + ".";
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 3, "{wide}");
     for row in &rows {
         assert_eq!(row.get(node_col), Some(&"e2e-node"), "{wide}");
-        assert!(row.get(ip_col).is_some_and(|ip| ip.starts_with(&cidr_prefix)), "{wide}");
+        assert!(
+            row.get(ip_col)
+                .is_some_and(|ip| ip.starts_with(&cidr_prefix)),
+            "{wide}"
+        );
         assert_eq!(row[1], "1/1", "{wide}");
     }
 
     let described = berth(node, &["describe", "pod", pod]);
-    for want in ["Conditions:", "Ready", "Events:", "Started container", "Pulled"] {
+    for want in [
+        "Conditions:",
+        "Ready",
+        "Events:",
+        "Started container",
+        "Pulled",
+    ] {
         assert!(described.contains(want), "no {want:?} in:\n{described}");
     }
     let described = berth(node, &["describe", "ms", "churn-model"]);
@@ -228,27 +312,43 @@ async fn up_serves_churn_model_stops_on_sigterm_and_resumes() {
     let (port, body) = parse_curl(&curl);
     assert_eq!(port, node.service_port, "{curl}");
     let up = node.running.as_ref().unwrap();
-    assert!(up.stdout.iter().any(|l| l == "churn-model: 3/3 ready"), "{:?}", up.stdout);
+    assert!(
+        up.stdout.iter().any(|l| l == "churn-model: 3/3 ready"),
+        "{:?}",
+        up.stdout
+    );
     let (status, answer) = predict(port, &body).unwrap();
     assert_eq!(status, 200, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
     assert!(answer["churn_probability"].is_f64(), "{answer}");
 
     let client = node.client().await;
-    let mut first: Vec<String> = live_pods(&client).await.iter().map(|p| p.name_any()).collect();
+    let mut first: Vec<String> = live_pods(&client)
+        .await
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
     first.sort();
     assert_eq!(first.len(), 3);
 
     check_get_and_describe(&node, &first[0]);
 
     let status = node.stop();
-    assert!(status.success(), "berth up exited with {status} on SIGTERM; log:\n{}", node.log_tail());
+    assert!(
+        status.success(),
+        "berth up exited with {status} on SIGTERM; log:\n{}",
+        node.log_tail()
+    );
 
     // Again on the same data dir: the same three Pods come back Ready, nothing is duplicated.
     node.start();
     let curl = node.wait_for_curl_line(Duration::from_secs(300));
     let client = node.client().await;
-    let mut again: Vec<String> = live_pods(&client).await.iter().map(|p| p.name_any()).collect();
+    let mut again: Vec<String> = live_pods(&client)
+        .await
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
     again.sort();
     assert_eq!(again, first, "berth up again changed the Pods");
     let (port, body) = parse_curl(&curl);
@@ -257,7 +357,10 @@ async fn up_serves_churn_model_stops_on_sigterm_and_resumes() {
 
     // Clean up through the API, as a user would, and check the machine is clean before stopping.
     let services: Api<ModelService> = Api::namespaced(client.clone(), "default");
-    services.delete("churn-model", &DeleteParams::default()).await.unwrap();
+    services
+        .delete("churn-model", &DeleteParams::default())
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let api: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -266,7 +369,11 @@ async fn up_serves_churn_model_stops_on_sigterm_and_resumes() {
         if left == 0 && leftovers == Leftovers::default() {
             break;
         }
-        assert!(Instant::now() < deadline, "{left} pods and {leftovers:?} left; log:\n{}", node.log_tail());
+        assert!(
+            Instant::now() < deadline,
+            "{left} pods and {leftovers:?} left; log:\n{}",
+            node.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let status = node.stop();

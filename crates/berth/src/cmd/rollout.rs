@@ -71,10 +71,16 @@ pub fn progress(ms: &ModelService) -> Progress {
     if status.observed_generation.unwrap_or(0) < generation {
         return Progress::Waiting("Waiting for rollout spec update to be observed...".into());
     }
-    if let Some(c) = status.conditions.iter().find(|c| c.type_ == "Progressing" && c.status == "False") {
+    if let Some(c) = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing" && c.status == "False")
+    {
         let reason = c.reason.as_deref().unwrap_or("Unknown");
         let message = c.message.as_deref().unwrap_or_default();
-        return Progress::Failed(format!("modelservice \"{name}\" rollout failed ({reason}): {message}"));
+        return Progress::Failed(format!(
+            "modelservice \"{name}\" rollout failed ({reason}): {message}"
+        ));
     }
     let want = ms.spec.replicas;
     let updated = status.updated_replicas.unwrap_or(0);
@@ -122,7 +128,12 @@ async fn status(args: StatusArgs) -> anyhow::Result<()> {
     }
     tokio::time::timeout(args.timeout, follow)
         .await
-        .map_err(|_| anyhow::anyhow!("timed out waiting for the condition (modelservice \"{name}\", {:?})", args.timeout))?
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "timed out waiting for the condition (modelservice \"{name}\", {:?})",
+                args.timeout
+            )
+        })?
 }
 
 /// Watches the ModelService, printing each new progress line, until done, failed or deleted.
@@ -164,7 +175,13 @@ fn target_name(args: &[String]) -> anyhow::Result<String> {
         anyhow::bail!("rollout status takes exactly one ModelService");
     };
     let kind = t.kind.to_ascii_lowercase();
-    let known = ["ms", "modelservice", "modelservices", "modelservice.berth.dev", "modelservices.berth.dev"];
+    let known = [
+        "ms",
+        "modelservice",
+        "modelservices",
+        "modelservice.berth.dev",
+        "modelservices.berth.dev",
+    ];
     anyhow::ensure!(
         known.contains(&kind.as_str()),
         "no rollout for {:?}: only ModelServices (ms/NAME) have rollouts",
@@ -222,19 +239,41 @@ mod tests {
     #[test]
     fn stale_generation_waits_for_observation() {
         let p = progress(&ms(3, 3, Some(st(2, 3, 3, 3))));
-        assert_eq!(p, Progress::Waiting("Waiting for rollout spec update to be observed...".into()));
+        assert_eq!(
+            p,
+            Progress::Waiting("Waiting for rollout spec update to be observed...".into())
+        );
     }
 
     #[test]
     fn each_phase_has_its_line() {
         let updating = progress(&ms(2, 3, Some(st(2, 4, 1, 3))));
-        assert_eq!(updating, Progress::Waiting("Waiting for rollout to finish: 1 out of 3 new replicas have been updated...".into()));
+        assert_eq!(
+            updating,
+            Progress::Waiting(
+                "Waiting for rollout to finish: 1 out of 3 new replicas have been updated..."
+                    .into()
+            )
+        );
         let old = progress(&ms(2, 3, Some(st(2, 4, 3, 3))));
-        assert_eq!(old, Progress::Waiting("Waiting for rollout to finish: 1 old replicas are pending termination...".into()));
+        assert_eq!(
+            old,
+            Progress::Waiting(
+                "Waiting for rollout to finish: 1 old replicas are pending termination...".into()
+            )
+        );
         let avail = progress(&ms(2, 3, Some(st(2, 3, 3, 1))));
-        assert_eq!(avail, Progress::Waiting("Waiting for rollout to finish: 1 of 3 updated replicas are available...".into()));
+        assert_eq!(
+            avail,
+            Progress::Waiting(
+                "Waiting for rollout to finish: 1 of 3 updated replicas are available...".into()
+            )
+        );
         let done = progress(&ms(2, 3, Some(st(2, 3, 3, 3))));
-        assert_eq!(done, Progress::Done("modelservice \"m\" successfully rolled out".into()));
+        assert_eq!(
+            done,
+            Progress::Done("modelservice \"m\" successfully rolled out".into())
+        );
     }
 
     #[test]
@@ -247,14 +286,19 @@ mod tests {
             message: Some("too slow".into()),
             ..Default::default()
         });
-        let Progress::Failed(m) = progress(&ms(2, 3, Some(s))) else { panic!("not failed") };
+        let Progress::Failed(m) = progress(&ms(2, 3, Some(s))) else {
+            panic!("not failed")
+        };
         assert!(m.contains("ProgressDeadlineExceeded"), "{m}");
     }
 
     #[test]
     fn targets_and_durations() {
         assert_eq!(target_name(&["ms/churn".into()]).unwrap(), "churn");
-        assert_eq!(target_name(&["modelservice".into(), "churn".into()]).unwrap(), "churn");
+        assert_eq!(
+            target_name(&["modelservice".into(), "churn".into()]).unwrap(),
+            "churn"
+        );
         assert!(target_name(&["pods/x".into()]).is_err());
         assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));

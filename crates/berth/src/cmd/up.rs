@@ -44,7 +44,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 async fn up(args: Args, source: example::Source) -> anyhow::Result<()> {
     let service_port = args.service_port;
     let ready_timeout = args.ready_timeout;
-    let running = server::start(args.server).await.context("starting the server")?;
+    let running = server::start(args.server)
+        .await
+        .context("starting the server")?;
     // From here on, every way out stops what was started.
     let outcome = tokio::select! {
         r = deploy(&running, &source, service_port, ready_timeout) => Some(r),
@@ -63,7 +65,10 @@ async fn up(args: Args, source: example::Source) -> anyhow::Result<()> {
         }
     }
     crate::rt::shutdown_signal().await;
-    eprintln!("berth up: stopping (the example keeps its state in {})", running.data_dir.display());
+    eprintln!(
+        "berth up: stopping (the example keeps its state in {})",
+        running.data_dir.display()
+    );
     running.stop().await;
     Ok(())
 }
@@ -84,7 +89,8 @@ async fn deploy(
         .await
         .context("step 2/4, building and pushing the churn-model image")?;
     let client = admin_client(running).await?;
-    let manifest = example::manifest(source, &image_ref, service_port).context("step 3/4, reading the example manifest")?;
+    let manifest = example::manifest(source, &image_ref, service_port)
+        .context("step 3/4, reading the example manifest")?;
     let port = example::service_port(&manifest);
     example::apply(&client, &manifest)
         .await
@@ -94,13 +100,17 @@ async fn deploy(
         .context("step 4/4, waiting for churn-model to become ready")?;
     println!("churn-model is ready. Try it:");
     println!("  {}", example::curl_line(port));
-    println!("berth up keeps running until Ctrl-C (kubectl/berth use {}).", running.kubeconfig.display());
+    println!(
+        "berth up keeps running until Ctrl-C (kubectl/berth use {}).",
+        running.kubeconfig.display()
+    );
     Ok(())
 }
 
 /// A client with the server's admin kubeconfig.
 async fn admin_client(running: &server::Running) -> anyhow::Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(&running.kubeconfig).context("reading the server's kubeconfig")?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(&running.kubeconfig)
+        .context("reading the server's kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .context("loading the server's kubeconfig")?;
@@ -111,7 +121,9 @@ async fn admin_client(running: &server::Running) -> anyhow::Result<kube::Client>
 fn require_root() -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt as _;
     // /proc/self belongs to the effective user.
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).context("reading /proc/self")?;
+    let uid = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .context("reading /proc/self")?;
     anyhow::ensure!(
         uid == 0,
         "berth up runs containers and needs root (network namespaces, mounts, cgroups): run it with sudo"
@@ -146,8 +158,21 @@ mod tests {
     fn every_server_flag_works_with_up() {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from([
-            "up", "--data-dir", "/d", "--api-port", "7443", "--registry-port", "5123", "--bridge", "bx",
-            "--kubelet-port", "0", "--service-port", "18000", "--ready-timeout", "90s",
+            "up",
+            "--data-dir",
+            "/d",
+            "--api-port",
+            "7443",
+            "--registry-port",
+            "5123",
+            "--bridge",
+            "bx",
+            "--kubelet-port",
+            "0",
+            "--service-port",
+            "18000",
+            "--ready-timeout",
+            "90s",
         ])
         .unwrap();
         assert_eq!(cli.up.server.api_port, 7443);

@@ -34,7 +34,10 @@ const NAMESPACE: &str = "default";
 
 /// Runs `berth bench pods`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(!args.replicas.is_empty() && args.replicas.iter().all(|n| *n > 0), "--replicas takes counts > 0");
+    anyhow::ensure!(
+        !args.replicas.is_empty() && args.replicas.iter().all(|n| *n > 0),
+        "--replicas takes counts > 0"
+    );
     let scratch = Scratch::new()?;
     let result = crate::rt::block_on(bench(&args, &scratch))?;
     scratch.cleanup();
@@ -64,14 +67,18 @@ impl Scratch {
     /// Deletes the bridge and the data dir (Pods are gone by then: `bench` deletes and waits).
     fn cleanup(&self) {
         if Path::new("/sys/class/net").join(&self.bridge).exists() {
-            let _ = Command::new("ip").args(["link", "del", &self.bridge]).status();
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.bridge])
+                .status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// `berth server` flags for the bench node, parsed by the server's own clap definition.
@@ -84,25 +91,54 @@ fn server_args(s: &Scratch) -> anyhow::Result<server::Args> {
     let (api, registry) = (free_port()?.to_string(), free_port()?.to_string());
     let dir = s.dir.to_string_lossy().to_string();
     let argv = [
-        "server", "--data-dir", &dir, "--api-port", &api, "--bind-address", "127.0.0.1", "--registry-port", &registry,
-        "--registry-auth", "none", "--bridge", &s.bridge, "--cluster-cidr", &s.cidr, "--kubelet-port", "0",
-        "--node-name", "bench-node", "--node-ip", "127.0.0.1", "--disable-proxy",
+        "server",
+        "--data-dir",
+        &dir,
+        "--api-port",
+        &api,
+        "--bind-address",
+        "127.0.0.1",
+        "--registry-port",
+        &registry,
+        "--registry-auth",
+        "none",
+        "--bridge",
+        &s.bridge,
+        "--cluster-cidr",
+        &s.cidr,
+        "--kubelet-port",
+        "0",
+        "--node-name",
+        "bench-node",
+        "--node-ip",
+        "127.0.0.1",
+        "--disable-proxy",
     ];
     Ok(Cli::try_parse_from(argv)?.server)
 }
 
 async fn bench(args: &Args, scratch: &Scratch) -> anyhow::Result<()> {
-    let running = server::start(server_args(scratch)?).await.context("starting the bench server")?;
+    let running = server::start(server_args(scratch)?)
+        .await
+        .context("starting the bench server")?;
     let result = measure_all(args, scratch, &running).await;
     running.stop().await;
     result
 }
 
-async fn measure_all(args: &Args, scratch: &Scratch, running: &server::Running) -> anyhow::Result<()> {
-    let registry = running.registry.context("the bench server has no registry")?;
+async fn measure_all(
+    args: &Args,
+    scratch: &Scratch,
+    running: &server::Running,
+) -> anyhow::Result<()> {
+    let registry = running
+        .registry
+        .context("the bench server has no registry")?;
     let image = push_busybox(&scratch.dir, registry.port())?;
     let client = client(&running.kubeconfig).await?;
-    println!("pod startup: apply of a ModelService with N replicas (busybox `sleep`) on one in-process node");
+    println!(
+        "pod startup: apply of a ModelService with N replicas (busybox `sleep`) on one in-process node"
+    );
     println!("  SLI per Pod: first watch sighting -> all containers running, as seen by a watch");
     for &n in &args.replicas {
         let outcome = measure(&client, &image, n).await;
@@ -112,7 +148,10 @@ async fn measure_all(args: &Args, scratch: &Scratch, running: &server::Running) 
         let peer = runc_peer(&running.data_dir, &scratch.dir, n).ok();
         report(n, &m, peer);
     }
-    println!("  goal: p99 < 1 s for 50 replicas on a 2-core machine ({} cores here)", cores());
+    println!(
+        "  goal: p99 < 1 s for 50 replicas on a 2-core machine ({} cores here)",
+        cores()
+    );
     Ok(())
 }
 
@@ -124,10 +163,16 @@ async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
 
 /// Pushes the busybox test image (berth_runtime::testimage) with skopeo; returns its reference.
 fn push_busybox(dir: &Path, port: u16) -> anyhow::Result<String> {
-    let layout = berth_runtime::testimage::busybox_layout(&dir.join("busybox")).context("busybox-static is needed")?;
+    let layout = berth_runtime::testimage::busybox_layout(&dir.join("busybox"))
+        .context("busybox-static is needed")?;
     let image = format!("127.0.0.1:{port}/bench/busybox:latest");
     let out = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false", &format!("oci:{}:latest", layout.display()), &format!("docker://{image}")])
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker://{image}"),
+        ])
         .output()
         .context("skopeo (Debian package skopeo) is needed")?;
     if !out.status.success() {
@@ -146,7 +191,8 @@ struct Measured {
 
 async fn measure(client: &kube::Client, image: &str, n: u32) -> anyhow::Result<Measured> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let config = watcher::Config::default().labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
+    let config = watcher::Config::default()
+        .labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
     let mut events = std::pin::pin!(watcher(pods, config).default_backoff().applied_objects());
     let ms: ModelService = serde_json::from_value(serde_json::json!({
         "apiVersion": "berth.dev/v1alpha1", "kind": "ModelService",
@@ -155,7 +201,9 @@ async fn measure(client: &kube::Client, image: &str, n: u32) -> anyhow::Result<M
                  "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}}}
     }))?;
     let start = Instant::now();
-    Api::<ModelService>::namespaced(client.clone(), NAMESPACE).create(&PostParams::default(), &ms).await?;
+    Api::<ModelService>::namespaced(client.clone(), NAMESPACE)
+        .create(&PostParams::default(), &ms)
+        .await?;
     let mut seen: HashMap<String, Instant> = HashMap::new();
     let mut started: HashMap<String, Duration> = HashMap::new();
     let mut ready: std::collections::HashSet<String> = Default::default();
@@ -168,9 +216,14 @@ async fn measure(client: &kube::Client, image: &str, n: u32) -> anyhow::Result<M
                 continue;
             }
             Ok(None) => bail!("the Pod watch ended"),
-            Err(_) => bail!("{n} replicas: only {} of {n} Ready after {deadline:?}", ready.len()),
+            Err(_) => bail!(
+                "{n} replicas: only {} of {n} Ready after {deadline:?}",
+                ready.len()
+            ),
         };
-        let Some(name) = pod.metadata.name.clone() else { continue };
+        let Some(name) = pod.metadata.name.clone() else {
+            continue;
+        };
         let now = Instant::now();
         let first = *seen.entry(name.clone()).or_insert(now);
         if all_running(&pod) {
@@ -180,12 +233,22 @@ async fn measure(client: &kube::Client, image: &str, n: u32) -> anyhow::Result<M
             ready.insert(name);
         }
     }
-    Ok(Measured { all_ready: start.elapsed(), startup: started.into_values().collect() })
+    Ok(Measured {
+        all_ready: start.elapsed(),
+        startup: started.into_values().collect(),
+    })
 }
 
 fn all_running(p: &Pod) -> bool {
-    let cs = p.status.as_ref().and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
-    !cs.is_empty() && cs.iter().all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+    let cs = p
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_deref())
+        .unwrap_or_default();
+    !cs.is_empty()
+        && cs
+            .iter()
+            .all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
 }
 
 fn is_ready(p: &Pod) -> bool {
@@ -204,7 +267,8 @@ async fn delete_and_wait(client: &kube::Client) -> anyhow::Result<()> {
         Err(e) => return Err(e.into()),
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let lp = ListParams::default().labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
+    let lp =
+        ListParams::default().labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
     let deadline = Instant::now() + Duration::from_secs(180);
     while !pods.list(&lp).await?.items.is_empty() {
         if Instant::now() > deadline {
@@ -238,7 +302,11 @@ fn runc_peer(data_dir: &Path, scratch: &Path, n: u32) -> anyhow::Result<Vec<Dura
         for i in 0..n {
             let id = format!("bench-pods-{}-{i}", std::process::id());
             let t = Instant::now();
-            let status = runc(&state).args(["run", "-d", "--bundle"]).arg(&bundle).arg(&id).status()?;
+            let status = runc(&state)
+                .args(["run", "-d", "--bundle"])
+                .arg(&bundle)
+                .arg(&id)
+                .status()?;
             times.push(t.elapsed());
             let _ = runc(&state).args(["delete", "-f", &id]).status();
             if !status.success() {
@@ -253,7 +321,11 @@ fn runc_peer(data_dir: &Path, scratch: &Path, n: u32) -> anyhow::Result<Vec<Dura
 
 fn runc(state: &Path) -> Command {
     let mut c = Command::new("runc");
-    c.arg("--root").arg(state).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.arg("--root")
+        .arg(state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
     c
 }
 
@@ -292,7 +364,9 @@ fn report(n: u32, m: &Measured, peer: Option<Vec<Duration>>) {
 }
 
 fn cores() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -310,7 +384,11 @@ mod tests {
 
     #[test]
     fn bench_server_flags_parse_and_avoid_the_defaults() {
-        let s = Scratch { dir: "/var/tmp/x".into(), bridge: "bbp00001".into(), cidr: "10.170.0.0/16".into() };
+        let s = Scratch {
+            dir: "/var/tmp/x".into(),
+            bridge: "bbp00001".into(),
+            cidr: "10.170.0.0/16".into(),
+        };
         let a = server_args(&s).unwrap();
         assert_eq!(a.node.bridge, "bbp00001");
         assert_ne!(a.registry.registry_port, 5000);

@@ -32,7 +32,10 @@ impl Source {
             Some(d) => vec![d.to_path_buf()],
             None => {
                 let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-                std::env::current_dir().into_iter().chain([built_from]).collect()
+                std::env::current_dir()
+                    .into_iter()
+                    .chain([built_from])
+                    .collect()
             }
         };
         for root in &candidates {
@@ -44,7 +47,11 @@ impl Source {
         anyhow::bail!(
             "no berth checkout with examples/churn-model and manifests/examples/churn-model.yaml in {}: \
              run berth up from the source checkout or pass --source-dir",
-            candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(" or ")
+            candidates
+                .iter()
+                .map(|c| c.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" or ")
         )
     }
 
@@ -66,8 +73,10 @@ impl Source {
 /// The example's ModelService as JSON, with `image` and (if given) `service.port` replaced.
 pub fn manifest(source: &Source, image: &str, service_port: Option<u16>) -> anyhow::Result<Value> {
     let path = source.manifest_path();
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut obj: Value = serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut obj: Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     anyhow::ensure!(
         obj["kind"] == "ModelService" && obj["metadata"]["name"] == NAME,
         "{} is not the {NAME} ModelService",
@@ -96,7 +105,10 @@ pub async fn apply(client: &kube::Client, manifest: &Value) -> anyhow::Result<()
             Ok(())
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
-            eprintln!("berth up: modelservice/{NAME} has fields changed by others; keeping them ({})", s.message);
+            eprintln!(
+                "berth up: modelservice/{NAME} has fields changed by others; keeping them ({})",
+                s.message
+            );
             Ok(())
         }
         Err(e) => Err(crate::client::errors::explain(e)),
@@ -119,7 +131,11 @@ mod tests {
 
     #[test]
     fn manifest_takes_this_servers_image_and_port() {
-        let source = Source::locate(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))).unwrap();
+        let source = Source::locate(Some(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../.."
+        ))))
+        .unwrap();
         let m = manifest(&source, "localhost:5123/churn-model:v1", Some(18000)).unwrap();
         assert_eq!(m["spec"]["image"], "localhost:5123/churn-model:v1");
         assert_eq!(service_port(&m), 18000);
@@ -130,13 +146,32 @@ mod tests {
 
     #[test]
     fn the_printed_body_names_every_model_feature() {
-        let source = Source::locate(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")))).unwrap();
-        let model: Value =
-            serde_json::from_str(&std::fs::read_to_string(source.example_dir().join("models/churn.json")).unwrap()).unwrap();
+        let source = Source::locate(Some(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../.."
+        ))))
+        .unwrap();
+        let model: Value = serde_json::from_str(
+            &std::fs::read_to_string(source.example_dir().join("models/churn.json")).unwrap(),
+        )
+        .unwrap();
         let body: Value = serde_json::from_str(predict_body()).unwrap();
-        let features: Vec<&str> = model["features"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
-        let keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        let features: Vec<&str> = model["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f.as_str())
+            .collect();
+        let keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(features.len(), keys.len());
-        assert!(features.iter().all(|f| keys.contains(f)), "{keys:?} vs {features:?}");
+        assert!(
+            features.iter().all(|f| keys.contains(f)),
+            "{keys:?} vs {features:?}"
+        );
     }
 }

@@ -18,7 +18,11 @@ use super::example::Source;
 pub fn build_static(source: &Source) -> anyhow::Result<()> {
     let dir = source.example_dir();
     let binary = modified(&dir.join("dist/churn-model"));
-    let sources = newest([dir.join("src"), dir.join("models"), dir.join("Cargo.toml")].iter().map(|p| p.as_path()));
+    let sources = newest(
+        [dir.join("src"), dir.join("models"), dir.join("Cargo.toml")]
+            .iter()
+            .map(|p| p.as_path()),
+    );
     if let (Some(binary), Some(sources)) = (binary, sources)
         && binary >= sources
     {
@@ -31,7 +35,9 @@ pub fn build_static(source: &Source) -> anyhow::Result<()> {
         .arg(&script)
         .current_dir(source.root())
         // Cargo's output is for the user, not for whoever reads berth up's stdout.
-        .stdout(std::process::Stdio::from(std::io::stderr().as_fd().try_clone_to_owned()?))
+        .stdout(std::process::Stdio::from(
+            std::io::stderr().as_fd().try_clone_to_owned()?,
+        ))
         .status()
         .with_context(|| format!("running {}", script.display()))?;
     anyhow::ensure!(status.success(), "{} failed ({status})", script.display());
@@ -40,9 +46,14 @@ pub fn build_static(source: &Source) -> anyhow::Result<()> {
 
 /// Builds the image from examples/churn-model tagged `image_ref` into DATA_DIR/images and pushes
 /// it to the registry `image_ref` names (blobs already there are skipped).
-pub async fn build_and_push(source: &Source, data_dir: &Path, image_ref: &str) -> anyhow::Result<()> {
+pub async fn build_and_push(
+    source: &Source,
+    data_dir: &Path,
+    image_ref: &str,
+) -> anyhow::Result<()> {
     let dir = data_dir.join("images");
-    let images = LocalImages::open(&dir).with_context(|| format!("opening the image store {}", dir.display()))?;
+    let images = LocalImages::open(&dir)
+        .with_context(|| format!("opening the image store {}", dir.display()))?;
     let reference = Reference::parse(image_ref)?;
     let client = registry_client(data_dir, &reference.registry)?;
     let opts = BuildOptions {
@@ -58,7 +69,13 @@ pub async fn build_and_push(source: &Source, data_dir: &Path, image_ref: &str) -
         built.built_steps, built.cached_steps
     );
     let digest = client
-        .push_image(&reference, images.content(), &built.manifest_digest, None, None)
+        .push_image(
+            &reference,
+            images.content(),
+            &built.manifest_digest,
+            None,
+            None,
+        )
         .await
         .with_context(|| format!("pushing {image_ref}"))?;
     eprintln!("berth up: pushed {image_ref} ({digest})");
@@ -70,10 +87,17 @@ pub async fn build_and_push(source: &Source, data_dir: &Path, image_ref: &str) -
 fn registry_client(data_dir: &Path, registry: &str) -> anyhow::Result<RegistryClient> {
     let mut auth = AuthConfig::default();
     let path = data_dir.join("registry/credentials");
-    if let Some(creds) = std::fs::read_to_string(&path).ok().and_then(|t| Credentials::from_pair(t.trim())) {
+    if let Some(creds) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| Credentials::from_pair(t.trim()))
+    {
         auth.explicit.insert(registry.to_string(), creds);
     }
-    Ok(RegistryClient::new(ClientOptions { auth, insecure: Vec::new(), chunk_size: None })?)
+    Ok(RegistryClient::new(ClientOptions {
+        auth,
+        insecure: Vec::new(),
+        chunk_size: None,
+    })?)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -85,7 +109,9 @@ fn newest<'a>(paths: impl Iterator<Item = &'a Path>) -> Option<SystemTime> {
     let mut newest = None;
     let mut stack: Vec<std::path::PathBuf> = paths.map(Path::to_path_buf).collect();
     while let Some(p) = stack.pop() {
-        let Ok(meta) = std::fs::metadata(&p) else { continue };
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
         if meta.is_dir() {
             if let Ok(entries) = std::fs::read_dir(&p) {
                 stack.extend(entries.flatten().map(|e| e.path()));
@@ -111,6 +137,9 @@ mod tests {
         std::fs::write(dir.path().join("sub/b"), "b").unwrap();
         let after = newest(std::iter::once(dir.path())).unwrap();
         assert!(after > before);
-        assert_eq!(newest(std::iter::once(dir.path().join("missing").as_path())), None);
+        assert_eq!(
+            newest(std::iter::once(dir.path().join("missing").as_path())),
+            None
+        );
     }
 }

@@ -33,12 +33,19 @@ impl Counts {
         for pod in pods.filter(|p| p.metadata.deletion_timestamp.is_none()) {
             let spec_node = pod.spec.as_ref().and_then(|s| s.node_name.as_ref());
             let status = pod.status.as_ref();
-            let containers = status.and_then(|s| s.container_statuses.as_deref()).unwrap_or_default();
+            let containers = status
+                .and_then(|s| s.container_statuses.as_deref())
+                .unwrap_or_default();
             let running = |cs: &k8s_openapi::api::core::v1::ContainerStatus| {
                 cs.state.as_ref().is_some_and(|s| s.running.is_some())
             };
             c.scheduled += usize::from(spec_node.is_some());
-            c.pulled += usize::from(!containers.is_empty() && containers.iter().all(|cs| !cs.image_id.is_empty() || running(cs)));
+            c.pulled += usize::from(
+                !containers.is_empty()
+                    && containers
+                        .iter()
+                        .all(|cs| !cs.image_id.is_empty() || running(cs)),
+            );
             c.running += usize::from(!containers.is_empty() && containers.iter().all(running));
             let ready = status
                 .and_then(|s| s.conditions.as_ref())
@@ -61,13 +68,18 @@ impl Counts {
 }
 
 enum Change {
-    Service(ModelService),
+    Service(Box<ModelService>),
     Pod(Box<Pod>),
     PodGone(String),
 }
 
 /// Waits until the ModelService reports all its replicas Ready on the current spec.
-pub async fn until_ready(client: &kube::Client, name: &str, namespace: &str, within: Duration) -> anyhow::Result<()> {
+pub async fn until_ready(
+    client: &kube::Client,
+    name: &str,
+    namespace: &str,
+    within: Duration,
+) -> anyhow::Result<()> {
     tokio::time::timeout(within, follow(client, name, namespace)).await.map_err(|_| {
         anyhow::anyhow!(
             "not ready after {within:?}: see `berth describe ms {name}` and `berth get pods -l {}={name}`",
@@ -84,18 +96,23 @@ async fn follow(client: &kube::Client, name: &str, namespace: &str) -> anyhow::R
     .default_backoff()
     .filter_map(|e| async move {
         match e {
-            Ok(watcher::Event::Apply(ms) | watcher::Event::InitApply(ms)) => Some(Change::Service(ms)),
+            Ok(watcher::Event::Apply(ms) | watcher::Event::InitApply(ms)) => {
+                Some(Change::Service(Box::new(ms)))
+            }
             _ => None,
         }
     });
     let pods = watcher(
         Api::<Pod>::namespaced(client.clone(), namespace),
-        watcher::Config::default().labels(&format!("{}={name}", berth_controller::MODELSERVICE_LABEL)),
+        watcher::Config::default()
+            .labels(&format!("{}={name}", berth_controller::MODELSERVICE_LABEL)),
     )
     .default_backoff()
     .filter_map(|e| async move {
         match e {
-            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => Some(Change::Pod(Box::new(p))),
+            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                Some(Change::Pod(Box::new(p)))
+            }
             Ok(watcher::Event::Delete(p)) => p.metadata.name.map(Change::PodGone),
             _ => None,
         }
@@ -106,7 +123,7 @@ async fn follow(client: &kube::Client, name: &str, namespace: &str) -> anyhow::R
     let mut service: Option<ModelService> = None;
     while let Some(change) = changes.next().await {
         match change {
-            Change::Service(ms) => service = Some(ms),
+            Change::Service(ms) => service = Some(*ms),
             Change::Pod(p) => {
                 seen.insert(p.metadata.name.clone().unwrap_or_default(), *p);
             }
@@ -119,7 +136,10 @@ async fn follow(client: &kube::Client, name: &str, namespace: &str) -> anyhow::R
         display.show(&counts.line(ms.spec.replicas));
         match progress(ms) {
             Progress::Done(_) => {
-                display.done(&format!("{name}: {}/{} ready", ms.spec.replicas, ms.spec.replicas));
+                display.done(&format!(
+                    "{name}: {}/{} ready",
+                    ms.spec.replicas, ms.spec.replicas
+                ));
                 return Ok(());
             }
             Progress::Failed(m) => anyhow::bail!("{m}"),
@@ -142,12 +162,18 @@ impl Display {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(120));
             bar.set_prefix(name.to_string());
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})") {
+            if let Ok(style) =
+                indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg} ({elapsed})")
+            {
                 bar.set_style(style);
             }
             bar
         });
-        Display { bar, last: Default::default(), name: name.to_string() }
+        Display {
+            bar,
+            last: Default::default(),
+            name: name.to_string(),
+        }
     }
 
     fn show(&self, line: &str) {
@@ -180,7 +206,8 @@ mod tests {
 
     #[test]
     fn counts_follow_pod_stages() {
-        let pending = pod(serde_json::json!({"metadata": {"name": "a"}, "spec": {"containers": []}}));
+        let pending =
+            pod(serde_json::json!({"metadata": {"name": "a"}, "spec": {"containers": []}}));
         let creating = pod(serde_json::json!({
             "metadata": {"name": "b"}, "spec": {"nodeName": "n", "containers": []},
             "status": {"containerStatuses": [{"name": "c", "image": "i", "imageID": "sha256:1", "ready": false, "restartCount": 0,
@@ -193,9 +220,22 @@ mod tests {
                 "state": {"running": {}}}]}
         }));
         let mut deleting = ready.clone();
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
         let c = Counts::of([pending, creating, ready, deleting].iter());
-        assert_eq!(c, Counts { scheduled: 2, pulled: 2, running: 1, ready: 1 });
-        assert_eq!(c.line(3), "2/3 scheduled, 2/3 pulled, 1/3 running, 1/3 ready");
+        assert_eq!(
+            c,
+            Counts {
+                scheduled: 2,
+                pulled: 2,
+                running: 1,
+                ready: 1
+            }
+        );
+        assert_eq!(
+            c.line(3),
+            "2/3 scheduled, 2/3 pulled, 1/3 running, 1/3 ready"
+        );
     }
 }

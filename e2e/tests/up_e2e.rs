@@ -379,3 +379,22 @@ async fn up_serves_churn_model_stops_on_sigterm_and_resumes() {
     let status = node.stop();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn up_refuses_to_start_without_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .arg(berth_e2e::berth_bin())
+        .arg("up")
+        .arg("--data-dir")
+        .arg(&data)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("needs root"), "{stderr}");
+    assert!(!data.exists(), "berth up created state before refusing");
+}

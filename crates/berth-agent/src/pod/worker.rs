@@ -145,7 +145,7 @@ impl Worker {
         }
         if let Err(e) = self.ensure_sandbox().await {
             tracing::warn!(pod = %self.pod.name_any(), error = %e, "pod sandbox");
-            self.write_status().await;
+            self.write_status(false).await;
             return self.sandbox_backoff.remaining(Instant::now()).max(SLOW_POLL);
         }
         let mut observed = self.observe().await;
@@ -555,9 +555,9 @@ impl Worker {
     }
 
     /// Writes the status of what was last observed (used when the sandbox failed).
-    async fn write_status(&mut self) {
+    async fn write_status(&mut self, deleting: bool) {
         let observed = self.observe().await;
-        let view = self.view(&observed, false);
+        let view = self.view(&observed, deleting);
         self.write_status_view(&view).await;
     }
 
@@ -589,8 +589,8 @@ impl Worker {
         });
     }
 
-    /// Graceful deletion: drain, stop with the grace period, remove the sandbox, then delete the
-    /// Pod object with grace 0 and a UID precondition.
+    /// Graceful deletion: Ready=False, drain, stop with the grace period, remove the sandbox, then
+    /// delete the Pod object with grace 0 and a UID precondition.
     async fn terminate(mut self) {
         let grace = decide::grace_period(&self.pod);
         tracing::info!(pod = %self.pod.name_any(), grace_s = grace.as_secs(), "stopping the deleted pod");
@@ -599,10 +599,10 @@ impl Worker {
                 self.sandbox = Some(Sandbox { id: sb.id, ip: None, config: Default::default() });
             }
         }
-        // Ready=False is not written here: berth's API server deletes an object with a
-        // deletionTimestamp and no finalizers on ANY update (rest/write.rs), which would remove
-        // the Pod before its containers stopped. The service proxy already drops a Pod on its
-        // deletionTimestamp, so the drain below still takes it out before SIGTERM.
+        // Ready=False first, so every consumer (the service proxy) drops the Pod before SIGTERM.
+        // (berth's API server currently removes a Pod with a deletionTimestamp and no finalizers
+        // on any update, so the object may vanish here; the containers are still stopped below.)
+        self.write_status(true).await;
         tokio::time::sleep(decide::drain(grace)).await;
         for t in self.tracks.values_mut() {
             t.probes.clear();

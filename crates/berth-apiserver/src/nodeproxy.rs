@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extensions::SubresourceRequest;
+use crate::resources::ResourceInfo;
 use crate::rest::Ctx;
 use crate::state::ApiServer;
 
@@ -75,7 +76,7 @@ pub async fn handle(req: SubresourceRequest<'_>) -> ApiResult<Response> {
     }
     let name = ctx.path.name.as_deref().unwrap_or_default();
     let namespace = ctx.namespace().unwrap_or("default");
-    let pod = load(ctx, &ctx.r.key(Some(namespace), name))
+    let pod = load(ctx, &ctx.r, Some(namespace), name)
         .await?
         .ok_or_else(|| ApiError::not_found(&ctx.r, name))?;
     let container = pick_container(&pod, name, ctx.query.get("container"))?;
@@ -107,17 +108,17 @@ pub async fn handle(req: SubresourceRequest<'_>) -> ApiResult<Response> {
     forward(target, req.method.clone(), &ctx.headers, req.upgrade).await
 }
 
-async fn load(ctx: &Ctx, key: &str) -> ApiResult<Option<Value>> {
-    let Some(kv) = ctx.srv.store.get(key).await? else {
+/// Reads object `name` (in `namespace`) of resource `r` from the store.
+async fn load(
+    ctx: &Ctx,
+    r: &ResourceInfo,
+    namespace: Option<&str>,
+    name: &str,
+) -> ApiResult<Option<Value>> {
+    let Some(kv) = ctx.srv.store.get(&r.key(namespace, name)).await? else {
         return Ok(None);
     };
-    let r = if key.contains("/nodes/") {
-        ctx.srv.registry.lookup("", "v1", "nodes")
-    } else {
-        Some(ctx.r.clone())
-    };
-    let r = r.ok_or_else(|| ApiError::internal("nodes are not served"))?;
-    crate::object::decode(&kv, &r).map(Some)
+    crate::object::decode(&kv, r).map(Some)
 }
 
 /// The container a request is for: the one named (it must be in the Pod), else the Pod's only one.
@@ -164,7 +165,7 @@ async fn node_endpoint(ctx: &Ctx, node: &str) -> ApiResult<(IpAddr, u16)> {
         .registry
         .lookup("", "v1", "nodes")
         .ok_or_else(|| ApiError::internal("nodes are not served"))?;
-    let obj = load(ctx, &nodes.key(None, node))
+    let obj = load(ctx, &nodes, None, node)
         .await?
         .ok_or_else(|| ApiError::not_found(&nodes, node))?;
     endpoint_of(&obj).ok_or_else(|| {

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_cri::v1 as cri;
 use berth_cri::CriClient;
+use berth_cri::v1 as cri;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::node::{self, MachineInfo};
-use crate::{lease, pod, proxy, server, AgentConfig};
+use crate::{AgentConfig, lease, pod, proxy, server};
 
 /// The reporting component of the agent's Events.
 pub const REPORTER: &str = "berth-agent";
@@ -51,7 +51,9 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), AgentE
     let version = cri_
         .runtime
         .clone()
-        .version(cri::VersionRequest { version: berth_cri::API_VERSION.into() })
+        .version(cri::VersionRequest {
+            version: berth_cri::API_VERSION.into(),
+        })
         .await
         .map_err(AgentError::Version)?
         .into_inner();
@@ -59,7 +61,12 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), AgentE
     let info = MachineInfo::read(&version);
     let node = register(&client, &config, &info, port).await?;
     let node_uid = node.metadata.uid.clone().unwrap_or_default();
-    let pod_cidr = match node.spec.as_ref().and_then(|s| s.pod_cidr.clone()).filter(|c| !c.is_empty()) {
+    let pod_cidr = match node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.clone())
+        .filter(|c| !c.is_empty())
+    {
         Some(c) => Some(c),
         None => node::wait_pod_cidr(&client, &config.node_name, node::POD_CIDR_WAIT).await,
     };
@@ -69,9 +76,17 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), AgentE
     }
     let recorder = Recorder::new(
         client.clone(),
-        Reporter { controller: REPORTER.into(), instance: Some(config.node_name.clone()) },
+        Reporter {
+            controller: REPORTER.into(),
+            instance: Some(config.node_name.clone()),
+        },
     );
-    let ctx = Arc::new(pod::Ctx { client: client.clone(), cri: cri_, config: config.clone(), recorder });
+    let ctx = Arc::new(pod::Ctx {
+        client: client.clone(),
+        cri: cri_,
+        config: config.clone(),
+        recorder,
+    });
     let proxy_client = client.clone();
     let proxy = async move {
         if config.proxy {
@@ -113,7 +128,14 @@ async fn register(
 ) -> Result<k8s_openapi::api::core::v1::Node, node::NodeError> {
     let mut attempts = 0;
     loop {
-        let status = node::status(config, info, port, k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        let status = node::status(
+            config,
+            info,
+            port,
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::now(),
+            ),
+        );
         match node::register(client, config, &status).await {
             Ok(n) => return Ok(n),
             Err(e) if attempts < 30 => {

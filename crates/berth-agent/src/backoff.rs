@@ -54,7 +54,8 @@ impl Backoff {
 
     /// How long is left to wait at `now` (zero when the restart may happen).
     pub fn remaining(&self, now: Instant) -> Duration {
-        self.until.map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
+        self.until
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
     }
 
     /// Whether a restart must still wait at `now`.

@@ -2,12 +2,12 @@
 //! renewed every `lease_renew`; the node lifecycle controller marks a node NotReady when it goes
 //! stale.
 
+use k8s_openapi::Resource;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
-use kube::api::{Api, PostParams};
 use k8s_openapi::jiff::Timestamp;
-use k8s_openapi::Resource;
+use kube::api::{Api, PostParams};
 
 use crate::AgentConfig;
 
@@ -31,7 +31,9 @@ pub fn lease(config: &AgentConfig, node_uid: &str, now: Timestamp) -> Lease {
         },
         spec: Some(LeaseSpec {
             holder_identity: Some(config.node_name.clone()),
-            lease_duration_seconds: Some(i32::try_from(config.lease_duration.as_secs()).unwrap_or(i32::MAX)),
+            lease_duration_seconds: Some(
+                i32::try_from(config.lease_duration.as_secs()).unwrap_or(i32::MAX),
+            ),
             renew_time: Some(MicroTime(now)),
             ..Default::default()
         }),
@@ -70,7 +72,10 @@ pub async fn run(client: kube::Client, config: AgentConfig, node_uid: String) {
 async fn ensure_namespace(client: &kube::Client) {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns = Namespace {
-        metadata: ObjectMeta { name: Some(NAMESPACE.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(NAMESPACE.into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     match api.create(&PostParams::default(), &ns).await {

@@ -8,11 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use berth_cri::v1 as cri;
 use berth_cri::CriClient;
+use berth_cri::v1 as cri;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus, NodeSystemInfo,
+    DaemonEndpoint, Node, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeStatus,
+    NodeSystemInfo,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -117,18 +118,29 @@ fn labels(node: &str) -> BTreeMap<String, String> {
 pub fn status(config: &AgentConfig, info: &MachineInfo, port: u16, now: Time) -> NodeStatus {
     let resources = BTreeMap::from([
         ("cpu".to_string(), Quantity(info.cpus.to_string())),
-        ("memory".to_string(), Quantity(format!("{}Ki", info.memory_bytes / 1024))),
+        (
+            "memory".to_string(),
+            Quantity(format!("{}Ki", info.memory_bytes / 1024)),
+        ),
         ("pods".to_string(), Quantity(config.max_pods.to_string())),
     ]);
     NodeStatus {
         capacity: Some(resources.clone()),
         allocatable: Some(resources),
         addresses: Some(vec![
-            NodeAddress { type_: "InternalIP".into(), address: config.node_ip.to_string() },
-            NodeAddress { type_: "Hostname".into(), address: config.node_name.clone() },
+            NodeAddress {
+                type_: "InternalIP".into(),
+                address: config.node_ip.to_string(),
+            },
+            NodeAddress {
+                type_: "Hostname".into(),
+                address: config.node_name.clone(),
+            },
         ]),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(port) }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             architecture: arch().into(),
@@ -153,19 +165,32 @@ pub fn status(config: &AgentConfig, info: &MachineInfo, port: u16, now: Time) ->
 }
 
 /// Creates the Node if missing (labels merged into an existing one) and writes its status.
-pub async fn register(client: &kube::Client, config: &AgentConfig, status: &NodeStatus) -> Result<Node, NodeError> {
+pub async fn register(
+    client: &kube::Client,
+    config: &AgentConfig,
+    status: &NodeStatus,
+) -> Result<Node, NodeError> {
     let api: Api<Node> = Api::all(client.clone());
     let name = config.node_name.clone();
-    let err = |source| NodeError::Api { node: name.clone(), source };
+    let err = |source| NodeError::Api {
+        node: name.clone(),
+        source,
+    };
     let node = Node {
-        metadata: ObjectMeta { name: Some(name.clone()), labels: Some(labels(&name)), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(labels(&name)),
+            ..Default::default()
+        },
         ..Default::default()
     };
     match api.create(&PostParams::default(), &node).await {
         Ok(_) => tracing::info!(node = %name, "registered the node"),
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let patch = json!({"metadata": {"labels": labels(&name)}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(err)?;
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .map_err(err)?;
         }
         Err(e) => return Err(err(e)),
     }
@@ -173,13 +198,24 @@ pub async fn register(client: &kube::Client, config: &AgentConfig, status: &Node
 }
 
 /// Writes the Node's status (merge patch of the status subresource).
-async fn write_status(api: &Api<Node>, name: &str, status: &NodeStatus) -> Result<Node, kube::Error> {
+async fn write_status(
+    api: &Api<Node>,
+    name: &str,
+    status: &NodeStatus,
+) -> Result<Node, kube::Error> {
     let patch = json!({"status": status});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
 }
 
 /// Refreshes the Node's status every `every` (heartbeat of the Ready condition) until dropped.
-pub async fn refresh_loop(client: kube::Client, config: AgentConfig, info: MachineInfo, port: u16, every: Duration) {
+pub async fn refresh_loop(
+    client: kube::Client,
+    config: AgentConfig,
+    info: MachineInfo,
+    port: u16,
+    every: Duration,
+) {
     let api: Api<Node> = Api::all(client);
     let since = Time(Timestamp::now());
     loop {
@@ -222,14 +258,19 @@ pub async fn wait_pod_cidr(client: &kube::Client, node: &str, wait: Duration) ->
 pub async fn configure_runtime(cri: &CriClient, pod_cidr: &str) -> Result<(), NodeError> {
     let req = cri::UpdateRuntimeConfigRequest {
         runtime_config: Some(cri::RuntimeConfig {
-            network_config: Some(cri::NetworkConfig { pod_cidr: pod_cidr.to_string() }),
+            network_config: Some(cri::NetworkConfig {
+                pod_cidr: pod_cidr.to_string(),
+            }),
         }),
     };
     cri.runtime
         .clone()
         .update_runtime_config(req)
         .await
-        .map_err(|source| NodeError::Cri { call: "UpdateRuntimeConfig", source })?;
+        .map_err(|source| NodeError::Cri {
+            call: "UpdateRuntimeConfig",
+            source,
+        })?;
     Ok(())
 }
 
@@ -239,9 +280,15 @@ mod tests {
 
     #[test]
     fn meminfo_and_os_release_parse() {
-        assert_eq!(mem_total("MemTotal:       2048 kB\nMemFree: 1 kB\n"), Some(2048 * 1024));
+        assert_eq!(
+            mem_total("MemTotal:       2048 kB\nMemFree: 1 kB\n"),
+            Some(2048 * 1024)
+        );
         assert_eq!(mem_total("nothing"), None);
-        assert_eq!(os_image("ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 13\"\n"), "Debian GNU/Linux 13");
+        assert_eq!(
+            os_image("ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 13\"\n"),
+            "Debian GNU/Linux 13"
+        );
         assert_eq!(os_image(""), "Linux");
     }
 
@@ -261,9 +308,18 @@ mod tests {
         assert_eq!(cap["cpu"].0, "2");
         assert_eq!(cap["memory"].0, "4194304Ki");
         assert_eq!(cap["pods"].0, "7");
-        assert_eq!(st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port, 12345);
+        assert_eq!(
+            st.daemon_endpoints.unwrap().kubelet_endpoint.unwrap().port,
+            12345
+        );
         let ready = &st.conditions.unwrap()[0];
-        assert_eq!((ready.type_.as_str(), ready.status.as_str()), ("Ready", "True"));
-        assert_eq!(st.node_info.unwrap().container_runtime_version, "berth://0.1");
+        assert_eq!(
+            (ready.type_.as_str(), ready.status.as_str()),
+            ("Ready", "True")
+        );
+        assert_eq!(
+            st.node_info.unwrap().container_runtime_version,
+            "berth://0.1"
+        );
     }
 }

@@ -18,11 +18,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_agent::{labels, AgentConfig};
+use berth_agent::{AgentConfig, labels};
 use berth_apiserver::{Config, Options};
 use berth_cri::v1 as cri;
 use berth_runtime::testimage::busybox_layout;
-use berth_runtime::{shim, CriService, RuntimeConfig};
+use berth_runtime::{CriService, RuntimeConfig, shim};
 use berth_store::MemStore;
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -45,7 +45,10 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
         let config = dir.join("registry.yml");
         let storage = dir.join("registry");
         let yml = format!(
@@ -77,7 +80,11 @@ impl Registry {
             .arg(format!("docker://{image}"))
             .output()
             .expect("skopeo installed");
-        assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "skopeo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         image
     }
 }
@@ -111,7 +118,10 @@ impl Env {
     }
 
     fn start_agent(&mut self) {
-        self.agent = Some(tokio::spawn(berth_agent::run(self.client.clone(), self.config())));
+        self.agent = Some(tokio::spawn(berth_agent::run(
+            self.client.clone(),
+            self.config(),
+        )));
     }
 
     async fn stop_agent(&mut self) {
@@ -125,7 +135,12 @@ impl Env {
         Api::namespaced(self.client.clone(), "default")
     }
 
-    async fn create_pod(&self, name: &str, restart_policy: &str, command: serde_json::Value) -> Pod {
+    async fn create_pod(
+        &self,
+        name: &str,
+        restart_policy: &str,
+        command: serde_json::Value,
+    ) -> Pod {
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name},
@@ -140,7 +155,10 @@ impl Env {
             }
         }))
         .expect("pod");
-        self.pods().create(&PostParams::default(), &pod).await.expect("create pod")
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod")
     }
 
     /// Waits until `name` satisfies `cond`; returns it.
@@ -151,7 +169,10 @@ impl Env {
             if let Some(p) = pod.filter(|p| cond(p)) {
                 return p;
             }
-            assert!(Instant::now() < deadline, "pod {name}: timed out waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "pod {name}: timed out waiting for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -161,8 +182,17 @@ impl Env {
             label_selector: [(labels::POD_UID.to_string(), uid.to_string())].into(),
             ..Default::default()
         };
-        let req = cri::ListPodSandboxRequest { filter: Some(filter) };
-        self.cri.runtime.clone().list_pod_sandbox(req).await.expect("list sandboxes").into_inner().items
+        let req = cri::ListPodSandboxRequest {
+            filter: Some(filter),
+        };
+        self.cri
+            .runtime
+            .clone()
+            .list_pod_sandbox(req)
+            .await
+            .expect("list sandboxes")
+            .into_inner()
+            .items
     }
 
     async fn containers(&self, uid: &str) -> Vec<cri::Container> {
@@ -170,8 +200,17 @@ impl Env {
             label_selector: [(labels::POD_UID.to_string(), uid.to_string())].into(),
             ..Default::default()
         };
-        let req = cri::ListContainersRequest { filter: Some(filter) };
-        self.cri.runtime.clone().list_containers(req).await.expect("list containers").into_inner().containers
+        let req = cri::ListContainersRequest {
+            filter: Some(filter),
+        };
+        self.cri
+            .runtime
+            .clone()
+            .list_containers(req)
+            .await
+            .expect("list containers")
+            .into_inner()
+            .containers
     }
 
     async fn event_reasons(&self, pod: &str) -> Vec<String> {
@@ -190,12 +229,20 @@ fn container_status(p: &Pod) -> Option<&k8s_openapi::api::core::v1::ContainerSta
 }
 
 fn ready(p: &Pod) -> bool {
-    let conds = p.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-    conds.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+    let conds = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    conds
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 fn running(p: &Pod) -> bool {
-    container_status(p).and_then(|c| c.state.as_ref()).is_some_and(|s| s.running.is_some())
+    container_status(p)
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|s| s.running.is_some())
 }
 
 fn restarts(p: &Pod) -> i32 {
@@ -238,18 +285,41 @@ async fn scenarios(env: &mut Env) {
     let deadline = Instant::now() + PATIENCE;
     let node = loop {
         let n = nodes.get(NODE).await.expect("node");
-        if n.status.as_ref().and_then(|s| s.node_info.as_ref()).is_some() {
+        if n.status
+            .as_ref()
+            .and_then(|s| s.node_info.as_ref())
+            .is_some()
+        {
             break n;
         }
         assert!(Instant::now() < deadline, "node status never written");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let st = node.status.expect("status");
-    assert!(st.capacity.as_ref().expect("capacity").contains_key("memory"));
-    let port = st.daemon_endpoints.and_then(|d| d.kubelet_endpoint).expect("endpoint").port;
+    assert!(
+        st.capacity
+            .as_ref()
+            .expect("capacity")
+            .contains_key("memory")
+    );
+    let port = st
+        .daemon_endpoints
+        .and_then(|d| d.kubelet_endpoint)
+        .expect("endpoint")
+        .port;
     assert_ne!(port, 0, "the node endpoint's real port is published");
-    assert!(st.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    assert!(st.node_info.expect("info").container_runtime_version.contains("://"));
+    assert!(
+        st.conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
+    assert!(
+        st.node_info
+            .expect("info")
+            .container_runtime_version
+            .contains("://")
+    );
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-node-lease");
     let deadline = Instant::now() + PATIENCE;
     while leases.get_opt(NODE).await.expect("lease").is_none() {
@@ -257,12 +327,19 @@ async fn scenarios(env: &mut Env) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let lease = leases.get(NODE).await.expect("lease");
-    assert_eq!(lease.spec.and_then(|s| s.holder_identity).as_deref(), Some(NODE));
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some(NODE)
+    );
 
     // A Pod runs and becomes Ready with an IP of the node's pod CIDR.
-    let web = env.create_pod("web", "Always", json!(["sleep", "3600"])).await;
+    let web = env
+        .create_pod("web", "Always", json!(["sleep", "3600"]))
+        .await;
     let web_uid = web.metadata.uid.clone().expect("uid");
-    let p = env.wait_pod("web", "Running and Ready", |p| ready(p) && running(p)).await;
+    let p = env
+        .wait_pod("web", "Running and Ready", |p| ready(p) && running(p))
+        .await;
     let st = p.status.clone().expect("status");
     assert_eq!(st.phase.as_deref(), Some("Running"));
     let ip = st.pod_ip.expect("pod IP");
@@ -270,11 +347,18 @@ async fn scenarios(env: &mut Env) {
     assert!(ip.starts_with(prefix), "pod IP {ip} is in {}", env.pod_cidr);
     assert_eq!(st.host_ip.as_deref(), Some("127.0.0.1"));
     let cs = container_status(&p).expect("container status");
-    assert!(cs.container_id.as_deref().is_some_and(|id| id.starts_with("berth://")));
+    assert!(
+        cs.container_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("berth://"))
+    );
     let deadline = Instant::now() + PATIENCE;
     loop {
         let reasons = env.event_reasons("web").await;
-        if ["Pulling", "Pulled", "Created", "Started"].iter().all(|r| reasons.iter().any(|x| x == r)) {
+        if ["Pulling", "Pulled", "Created", "Started"]
+            .iter()
+            .all(|r| reasons.iter().any(|x| x == r))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "events so far: {reasons:?}");
@@ -285,47 +369,104 @@ async fn scenarios(env: &mut Env) {
     let first = cs.container_id.clone().expect("id");
     let pids = pids_of(first.strip_prefix("berth://"), "sleep");
     assert_eq!(pids.len(), 1, "one sleep process: {pids:?}");
-    let killed = Command::new("kill").args(["-KILL", &pids[0]]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-KILL", &pids[0]])
+        .status()
+        .expect("kill");
     assert!(killed.success());
-    let p = env.wait_pod("web", "restartCount 1, running", |p| restarts(p) == 1 && running(p)).await;
-    let last = container_status(&p).and_then(|c| c.last_state.clone()).and_then(|s| s.terminated).expect("lastState");
+    let p = env
+        .wait_pod("web", "restartCount 1, running", |p| {
+            restarts(p) == 1 && running(p)
+        })
+        .await;
+    let last = container_status(&p)
+        .and_then(|c| c.last_state.clone())
+        .and_then(|s| s.terminated)
+        .expect("lastState");
     assert_eq!(last.exit_code, 137, "killed by SIGKILL");
-    let web_container = container_status(&p).and_then(|c| c.container_id.clone()).expect("id");
+    let web_container = container_status(&p)
+        .and_then(|c| c.container_id.clone())
+        .expect("id");
 
     // A container that always exits backs off 10 s, then 20 s.
-    env.create_pod("crash", "Always", json!(["sh", "-c", "exit 3"])).await;
-    let p = env.wait_pod("crash", "back-off 10s", |p| waiting_message(p).starts_with("back-off 10s")).await;
-    assert_eq!(restarts(&p), 1, "the first restart is immediate, the second waits");
-    let p = env.wait_pod("crash", "back-off 20s", |p| waiting_message(p).starts_with("back-off 20s")).await;
+    env.create_pod("crash", "Always", json!(["sh", "-c", "exit 3"]))
+        .await;
+    let p = env
+        .wait_pod("crash", "back-off 10s", |p| {
+            waiting_message(p).starts_with("back-off 10s")
+        })
+        .await;
+    assert_eq!(
+        restarts(&p),
+        1,
+        "the first restart is immediate, the second waits"
+    );
+    let p = env
+        .wait_pod("crash", "back-off 20s", |p| {
+            waiting_message(p).starts_with("back-off 20s")
+        })
+        .await;
     assert_eq!(restarts(&p), 2);
-    let last = container_status(&p).and_then(|c| c.last_state.clone()).and_then(|s| s.terminated).expect("lastState");
+    let last = container_status(&p)
+        .and_then(|c| c.last_state.clone())
+        .and_then(|s| s.terminated)
+        .expect("lastState");
     assert_eq!(last.exit_code, 3);
-    assert!(env.event_reasons("crash").await.iter().any(|r| r == "BackOff"));
+    assert!(
+        env.event_reasons("crash")
+            .await
+            .iter()
+            .any(|r| r == "BackOff")
+    );
     let crash_uid = p.metadata.uid.clone().expect("uid");
 
     // Restart the agent; meanwhile the crash Pod is force-deleted.
     env.stop_agent().await;
-    let force = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
-    env.pods().delete("crash", &force).await.expect("force delete");
+    let force = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..Default::default()
+    };
+    env.pods()
+        .delete("crash", &force)
+        .await
+        .expect("force delete");
     env.start_agent();
     let deadline = Instant::now() + PATIENCE;
     while !env.sandboxes(&crash_uid).await.is_empty() {
-        assert!(Instant::now() < deadline, "the force-deleted Pod's sandbox stays");
+        assert!(
+            Instant::now() < deadline,
+            "the force-deleted Pod's sandbox stays"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Give the new agent a few rounds on web, then check nothing was duplicated.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let p = env.pods().get("web").await.expect("web");
-    assert_eq!(container_status(&p).and_then(|c| c.container_id.clone()), Some(web_container.clone()));
+    assert_eq!(
+        container_status(&p).and_then(|c| c.container_id.clone()),
+        Some(web_container.clone())
+    );
     assert_eq!(restarts(&p), 1);
     assert!(ready(&p));
     assert_eq!(env.sandboxes(&web_uid).await.len(), 1, "one sandbox");
     let cs = env.containers(&web_uid).await;
-    assert_eq!(cs.len(), 2, "the running instance and the previous one: {cs:?}");
-    assert_eq!(cs.iter().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32).count(), 1);
+    assert_eq!(
+        cs.len(),
+        2,
+        "the running instance and the previous one: {cs:?}"
+    );
+    assert_eq!(
+        cs.iter()
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32)
+            .count(),
+        1
+    );
 
     // Deleting the Pod removes its sandbox and containers, then the object.
-    env.pods().delete("web", &DeleteParams::default()).await.expect("delete");
+    env.pods()
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete");
     let deadline = Instant::now() + PATIENCE;
     while env.pods().get_opt("web").await.expect("get").is_some() {
         assert!(Instant::now() < deadline, "the Pod object stays");
@@ -335,7 +476,10 @@ async fn scenarios(env: &mut Env) {
     // deletionTimestamp on its next update, here the agent's Ready=False.)
     let deadline = Instant::now() + PATIENCE;
     while !env.sandboxes(&web_uid).await.is_empty() || !env.containers(&web_uid).await.is_empty() {
-        assert!(Instant::now() < deadline, "the deleted Pod's sandbox or containers stay");
+        assert!(
+            Instant::now() < deadline,
+            "the deleted Pod's sandbox or containers stay"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let id = web_container.strip_prefix("berth://");
@@ -344,7 +488,8 @@ async fn scenarios(env: &mut Env) {
 
 async fn agent_core(tmp: &Path) {
     let registry = Registry::start(tmp);
-    let layout = busybox_layout(&tmp.join("img")).expect("busybox layout (busybox-static installed)");
+    let layout =
+        busybox_layout(&tmp.join("img")).expect("busybox layout (busybox-static installed)");
     let image = registry.push(&layout);
 
     let pid = std::process::id();
@@ -357,13 +502,20 @@ async fn agent_core(tmp: &Path) {
         insecure_registries: vec![],
         network: None,
     };
-    let service = CriService::open(&config).expect("open runtime").with_pod_bridge(bridge.clone());
+    let service = CriService::open(&config)
+        .expect("open runtime")
+        .with_pod_bridge(bridge.clone());
     let socket = tmp.join("cri.sock");
     let listener = berth_cri::bind(&socket).expect("bind");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async {
-        let _ = stop_rx.await;
-    }));
+    let runtime = tokio::spawn(berth_cri::serve(
+        listener,
+        service.clone(),
+        service,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let endpoint = format!("unix://{}", socket.display());
     let cri = berth_cri::connect(&endpoint).await.expect("connect");
 
@@ -374,24 +526,56 @@ async fn agent_core(tmp: &Path) {
         install_crds: vec![berth_api::crd_json()],
         validators: Default::default(),
     };
-    let server = berth_apiserver::start(api_config, Arc::new(MemStore::new())).await.expect("api server");
+    let server = berth_apiserver::start(api_config, Arc::new(MemStore::new()))
+        .await
+        .expect("api server");
     let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let kcfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+    let kcfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("config");
     let client = kube::Client::try_from(kcfg).expect("client");
     // The server's node IPAM would assign the pod CIDR; here the Node is pre-created with one.
-    let node: Node = serde_json::from_value(json!({"metadata": {"name": NODE}, "spec": {"podCIDR": pod_cidr}})).expect("node");
-    Api::<Node>::all(client.clone()).create(&PostParams::default(), &node).await.expect("create node");
+    let node: Node =
+        serde_json::from_value(json!({"metadata": {"name": NODE}, "spec": {"podCIDR": pod_cidr}}))
+            .expect("node");
+    Api::<Node>::all(client.clone())
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("create node");
 
-    let mut env = Env { tmp: tmp.to_path_buf(), image, client, cri, endpoint, agent: None, pod_cidr };
+    let mut env = Env {
+        tmp: tmp.to_path_buf(),
+        image,
+        client,
+        cri,
+        endpoint,
+        agent: None,
+        pod_cidr,
+    };
     env.start_agent();
-    let result = std::panic::AssertUnwindSafe(scenarios(&mut env)).catch_unwind().await;
+    let result = std::panic::AssertUnwindSafe(scenarios(&mut env))
+        .catch_unwind()
+        .await;
     env.stop_agent().await;
     // Remove whatever a failed scenario left, through CRI.
     let mut rt = env.cri.runtime.clone();
-    let left = rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await.expect("list").into_inner().items;
+    let left = rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+        .expect("list")
+        .into_inner()
+        .items;
     for sb in &left {
-        let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
-        let _ = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sb.id.clone() }).await;
+        let _ = rt
+            .stop_pod_sandbox(cri::StopPodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await;
+        let _ = rt
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: sb.id.clone(),
+            })
+            .await;
     }
     let _ = stop_tx.send(());
     let _ = runtime.await;
@@ -401,9 +585,15 @@ async fn agent_core(tmp: &Path) {
     if let Err(panic) = result {
         std::panic::resume_unwind(panic);
     }
-    assert!(left.is_empty(), "sandboxes left after the scenarios: {left:?}");
+    assert!(
+        left.is_empty(),
+        "sandboxes left after the scenarios: {left:?}"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(!mounts.contains(tmp.to_str().expect("utf8")), "leftover mounts:\n{mounts}");
+    assert!(
+        !mounts.contains(tmp.to_str().expect("utf8")),
+        "leftover mounts:\n{mounts}"
+    );
 }
 
 fn main() {
@@ -413,22 +603,30 @@ fn main() {
         std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
     }
     let name = "agent_core";
-    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-')) {
-        if !name.contains(filter.as_str()) {
-            println!("running 0 tests");
-            return;
-        }
+    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-'))
+        && !name.contains(filter.as_str())
+    {
+        println!("running 0 tests");
+        return;
     }
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber_init();
     }
-    let tmp = tempfile::Builder::new().prefix("berth-core-").tempdir_in("/var/tmp").expect("tmp");
+    let tmp = tempfile::Builder::new()
+        .prefix("berth-core-")
+        .tempdir_in("/var/tmp")
+        .expect("tmp");
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(agent_core(tmp.path()))));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(agent_core(tmp.path()))
+    }));
     drop(rt);
     // Before a failure exits the process (which skips destructors).
     let _ = tmp.close();
-    println!("test {name} ... {}", if result.is_ok() { "ok" } else { "FAILED" });
+    println!(
+        "test {name} ... {}",
+        if result.is_ok() { "ok" } else { "FAILED" }
+    );
     if result.is_err() {
         std::process::exit(1);
     }

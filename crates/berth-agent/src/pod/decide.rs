@@ -9,7 +9,10 @@ use super::status::Instance;
 
 /// The Pod's restartPolicy (default Always).
 pub fn restart_policy(pod: &Pod) -> &str {
-    pod.spec.as_ref().and_then(|s| s.restart_policy.as_deref()).unwrap_or("Always")
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always")
 }
 
 /// Whether an instance that exited with `exit_code` is restarted under `policy`.
@@ -42,7 +45,9 @@ pub enum Next {
 /// wait before a restart.
 pub fn next(policy: &str, current: Option<&Instance>, backoff_left: Duration) -> Next {
     use berth_cri::v1::ContainerState as S;
-    let Some(cur) = current else { return Next::Create };
+    let Some(cur) = current else {
+        return Next::Create;
+    };
     match cur.state {
         S::ContainerCreated => Next::Start(cur.id.clone()),
         S::ContainerRunning | S::ContainerUnknown => Next::Keep,
@@ -57,7 +62,12 @@ pub fn next(policy: &str, current: Option<&Instance>, backoff_left: Duration) ->
 pub fn stale_instances(instances: &[Instance]) -> Vec<String> {
     let mut sorted: Vec<&Instance> = instances.iter().collect();
     sorted.sort_by_key(|i| std::cmp::Reverse(i.restart_count));
-    sorted.iter().skip(2).filter(|i| i.exited()).map(|i| i.id.clone()).collect()
+    sorted
+        .iter()
+        .skip(2)
+        .filter(|i| i.exited())
+        .map(|i| i.id.clone())
+        .collect()
 }
 
 /// The newest instance and the one before it.
@@ -73,7 +83,10 @@ pub fn grace_period(pod: &Pod) -> Duration {
     let secs = pod
         .metadata
         .deletion_grace_period_seconds
-        .or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .or(pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds))
         .unwrap_or(30);
     Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
@@ -108,13 +121,22 @@ mod tests {
     fn next_step_by_state_policy_and_backoff() {
         let zero = Duration::ZERO;
         assert_eq!(next("Always", None, zero), Next::Create);
-        assert_eq!(next("Always", Some(&inst("a", S::ContainerCreated, 0, 0)), zero), Next::Start("a".into()));
-        assert_eq!(next("Always", Some(&inst("a", S::ContainerRunning, 0, 0)), zero), Next::Keep);
+        assert_eq!(
+            next("Always", Some(&inst("a", S::ContainerCreated, 0, 0)), zero),
+            Next::Start("a".into())
+        );
+        assert_eq!(
+            next("Always", Some(&inst("a", S::ContainerRunning, 0, 0)), zero),
+            Next::Keep
+        );
         let failed = inst("a", S::ContainerExited, 1, 0);
         let ok = inst("a", S::ContainerExited, 0, 0);
         assert_eq!(next("Always", Some(&failed), zero), Next::Restart);
         assert_eq!(next("Always", Some(&ok), zero), Next::Restart);
-        assert_eq!(next("Always", Some(&failed), Duration::from_secs(10)), Next::BackOff(Duration::from_secs(10)));
+        assert_eq!(
+            next("Always", Some(&failed), Duration::from_secs(10)),
+            Next::BackOff(Duration::from_secs(10))
+        );
         assert_eq!(next("OnFailure", Some(&failed), zero), Next::Restart);
         assert_eq!(next("OnFailure", Some(&ok), zero), Next::Done);
         assert_eq!(next("Never", Some(&failed), zero), Next::Done);
@@ -129,7 +151,10 @@ mod tests {
         ];
         assert_eq!(stale_instances(&list), vec!["r0".to_string()]);
         let (cur, prev) = current_and_previous(&list);
-        assert_eq!((cur.unwrap().id.as_str(), prev.unwrap().id.as_str()), ("r2", "r1"));
+        assert_eq!(
+            (cur.unwrap().id.as_str(), prev.unwrap().id.as_str()),
+            ("r2", "r1")
+        );
         assert!(stale_instances(&list[..2]).is_empty());
     }
 

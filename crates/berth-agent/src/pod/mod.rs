@@ -19,18 +19,18 @@ pub mod worker;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use berth_cri::v1 as cri;
 use berth_cri::CriClient;
+use berth_cri::v1 as cri;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::Recorder;
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{labels, AgentConfig};
+use crate::{AgentConfig, labels};
 
 /// What every worker shares.
 pub struct Ctx {
@@ -129,7 +129,10 @@ fn dispatch(ctx: &Arc<Ctx>, workers: &mut HashMap<String, Handle>, pod: Pod) {
 /// Removes sandboxes (with their containers) of Pods not in `live` (UIDs of the first full list).
 async fn remove_orphans(ctx: Arc<Ctx>, live: HashSet<String>) {
     let mut rt = ctx.cri.runtime.clone();
-    let sandboxes = match rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: None }).await {
+    let sandboxes = match rt
+        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+        .await
+    {
         Ok(r) => r.into_inner().items,
         Err(e) => {
             tracing::warn!(error = %e, "listing sandboxes for orphan cleanup failed");
@@ -137,7 +140,9 @@ async fn remove_orphans(ctx: Arc<Ctx>, live: HashSet<String>) {
         }
     };
     for sb in sandboxes {
-        let Some(uid) = sb.labels.get(labels::POD_UID) else { continue };
+        let Some(uid) = sb.labels.get(labels::POD_UID) else {
+            continue;
+        };
         if live.contains(uid) {
             continue;
         }

@@ -18,7 +18,10 @@ const CPU_PERIOD: i64 = 100_000;
 pub fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     HashMap::from([
         (labels::POD_NAME.to_string(), pod.name_any()),
-        (labels::POD_NAMESPACE.to_string(), pod.namespace().unwrap_or_default()),
+        (
+            labels::POD_NAMESPACE.to_string(),
+            pod.namespace().unwrap_or_default(),
+        ),
         (labels::POD_UID.to_string(), pod.uid().unwrap_or_default()),
     ])
 }
@@ -26,7 +29,12 @@ pub fn pod_labels(pod: &Pod) -> HashMap<String, String> {
 /// The directory of a Pod's container logs under the agent's data dir (`pods/<ns>_<name>_<uid>`,
 /// the kubelet's layout).
 pub fn log_directory(data_dir: &Path, pod: &Pod) -> String {
-    let dir = format!("{}_{}_{}", pod.namespace().unwrap_or_default(), pod.name_any(), pod.uid().unwrap_or_default());
+    let dir = format!(
+        "{}_{}_{}",
+        pod.namespace().unwrap_or_default(),
+        pod.name_any(),
+        pod.uid().unwrap_or_default()
+    );
     data_dir.join("pods").join(dir).display().to_string()
 }
 
@@ -85,7 +93,10 @@ pub fn should_pull(container: &Container, present: bool) -> Result<bool, String>
     match pull_policy(container).as_str() {
         "Always" => Ok(true),
         "Never" if present => Ok(false),
-        "Never" => Err(format!("Container image \"{}\" is not present with pull policy of Never", image(container))),
+        "Never" => Err(format!(
+            "Container image \"{}\" is not present with pull policy of Never",
+            image(container)
+        )),
         _ => Ok(!present),
     }
 }
@@ -93,7 +104,11 @@ pub fn should_pull(container: &Container, present: bool) -> Result<bool, String>
 /// The effective imagePullPolicy: given, else Always for `:latest` or untagged images, else
 /// IfNotPresent.
 pub fn pull_policy(container: &Container) -> String {
-    if let Some(p) = container.image_pull_policy.clone().filter(|p| !p.is_empty()) {
+    if let Some(p) = container
+        .image_pull_policy
+        .clone()
+        .filter(|p| !p.is_empty())
+    {
         return p;
     }
     let image = image(container);
@@ -123,14 +138,24 @@ pub fn container_config(
 ) -> cri::ContainerConfig {
     let mut labels = pod_labels(pod);
     labels.insert(labels::CONTAINER_NAME.into(), container.name.clone());
-    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30);
     let annotations = HashMap::from([
         (labels::RESTART_COUNT.to_string(), restart_count.to_string()),
         (labels::GRACE_PERIOD.to_string(), grace.to_string()),
     ]);
     cri::ContainerConfig {
-        metadata: Some(cri::ContainerMetadata { name: container.name.clone(), attempt: restart_count }),
-        image: Some(cri::ImageSpec { image: image(container), ..Default::default() }),
+        metadata: Some(cri::ContainerMetadata {
+            name: container.name.clone(),
+            attempt: restart_count,
+        }),
+        image: Some(cri::ImageSpec {
+            image: image(container),
+            ..Default::default()
+        }),
         command: container.command.clone().unwrap_or_default(),
         args: container.args.clone().unwrap_or_default(),
         working_dir: container.working_dir.clone().unwrap_or_default(),
@@ -155,10 +180,15 @@ fn env(pod: &Pod, container: &Container, fields: &FieldValues) -> Vec<cri::KeyVa
         .filter_map(|e| {
             let value = match (&e.value, &e.value_from) {
                 (Some(v), _) => v.clone(),
-                (None, Some(from)) => field_value(pod, from.field_ref.as_ref()?.field_path.as_str(), fields)?,
+                (None, Some(from)) => {
+                    field_value(pod, from.field_ref.as_ref()?.field_path.as_str(), fields)?
+                }
                 (None, None) => String::new(),
             };
-            Some(cri::KeyValue { key: e.name.clone(), value: value.into_bytes() })
+            Some(cri::KeyValue {
+                key: e.name.clone(),
+                value: value.into_bytes(),
+            })
         })
         .collect()
 }
@@ -179,15 +209,25 @@ fn field_value(pod: &Pod, path: &str, fields: &FieldValues) -> Option<String> {
 
 /// cpu shares from the request, a CFS quota from the cpu limit, the memory limit.
 pub fn resources(res: Option<&ResourceRequirements>) -> cri::LinuxContainerResources {
-    let get = |m: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
-               k: &str| m.and_then(|m| m.get(k)).and_then(|q| parse_quantity(&q.0).ok());
+    let get = |m: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+               k: &str| {
+        m.and_then(|m| m.get(k))
+            .and_then(|q| parse_quantity(&q.0).ok())
+    };
     let limits = res.and_then(|r| r.limits.as_ref());
     // Kubernetes defaults a missing request to the limit.
     let requests = res.and_then(|r| r.requests.as_ref());
     let cpu_request = get(requests, "cpu").or(get(limits, "cpu"));
-    let mut out = cri::LinuxContainerResources::default();
-    // The kubelet's minimum of 2 shares (the kernel's minimum) when nothing is requested.
-    out.cpu_shares = cpu_request.map_or(2, |c| ((c * 1024.0).round() as i64).max(2));
+    let mut out = cri::LinuxContainerResources {
+        // The kubelet's minimum of 2 shares (the kernel's minimum) when nothing is requested.
+        cpu_shares: cpu_request.map_or(2, |c| ((c * 1024.0).round() as i64).max(2)),
+        ..Default::default()
+    };
     if let Some(cpu) = get(limits, "cpu") {
         out.cpu_period = CPU_PERIOD;
         out.cpu_quota = ((cpu * CPU_PERIOD as f64).round() as i64).max(1000);
@@ -200,7 +240,9 @@ pub fn resources(res: Option<&ResourceRequirements>) -> cri::LinuxContainerResou
 
 /// The container's Linux security context.
 pub fn security(sc: Option<&SecurityContext>) -> cri::LinuxContainerSecurityContext {
-    let Some(sc) = sc else { return Default::default() };
+    let Some(sc) = sc else {
+        return Default::default();
+    };
     cri::LinuxContainerSecurityContext {
         capabilities: sc.capabilities.as_ref().map(|c| cri::Capability {
             add_capabilities: c.add.clone().unwrap_or_default(),
@@ -221,8 +263,13 @@ pub fn security(sc: Option<&SecurityContext>) -> cri::LinuxContainerSecurityCont
 pub fn non_root_violation(container: &Container, pod: &Pod) -> Option<String> {
     let sc = container.security_context.as_ref();
     let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-    let non_root = sc.and_then(|s| s.run_as_non_root).or(psc.and_then(|s| s.run_as_non_root)).unwrap_or(false);
-    let uid = sc.and_then(|s| s.run_as_user).or(psc.and_then(|s| s.run_as_user));
+    let non_root = sc
+        .and_then(|s| s.run_as_non_root)
+        .or(psc.and_then(|s| s.run_as_non_root))
+        .unwrap_or(false);
+    let uid = sc
+        .and_then(|s| s.run_as_user)
+        .or(psc.and_then(|s| s.run_as_user));
     match (non_root, uid) {
         (true, Some(0)) => Some("container's runAsUser breaks non-root policy".into()),
         _ => None,
@@ -245,13 +292,19 @@ mod tests {
 
     #[test]
     fn pull_policy_defaults() {
-        let c = |img: &str| Container { image: Some(img.into()), ..Default::default() };
+        let c = |img: &str| Container {
+            image: Some(img.into()),
+            ..Default::default()
+        };
         assert_eq!(pull_policy(&c("busybox")), "Always");
         assert_eq!(pull_policy(&c("reg:5000/busybox:latest")), "Always");
         assert_eq!(pull_policy(&c("reg:5000/busybox")), "Always");
         assert_eq!(pull_policy(&c("reg:5000/busybox:1.0")), "IfNotPresent");
         assert_eq!(pull_policy(&c("busybox@sha256:abc")), "IfNotPresent");
-        let never = Container { image_pull_policy: Some("Never".into()), ..c("x:1") };
+        let never = Container {
+            image_pull_policy: Some("Never".into()),
+            ..c("x:1")
+        };
         assert!(should_pull(&never, false).is_err());
         assert_eq!(should_pull(&never, true), Ok(false));
         assert_eq!(should_pull(&c("x:1"), true), Ok(false));
@@ -272,13 +325,25 @@ mod tests {
                                 "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]}}
         }]));
         let c = &p.spec.as_ref().unwrap().containers[0];
-        let fields = FieldValues { pod_ip: Some("10.1.0.5".into()), node_name: "n1".into(), host_ip: "1.2.3.4".into() };
+        let fields = FieldValues {
+            pod_ip: Some("10.1.0.5".into()),
+            node_name: "n1".into(),
+            host_ip: "1.2.3.4".into(),
+        };
         let cfg = container_config(&p, c, 3, &fields);
-        let env: Vec<(String, String)> =
-            cfg.envs.iter().map(|kv| (kv.key.clone(), String::from_utf8(kv.value.clone()).unwrap())).collect();
+        let env: Vec<(String, String)> = cfg
+            .envs
+            .iter()
+            .map(|kv| (kv.key.clone(), String::from_utf8(kv.value.clone()).unwrap()))
+            .collect();
         assert_eq!(
             env,
-            vec![("A".into(), "1".into()), ("N".into(), "p".into()), ("IP".into(), "10.1.0.5".into()), ("NODE".into(), "n1".into())]
+            vec![
+                ("A".into(), "1".into()),
+                ("N".into(), "p".into()),
+                ("IP".into(), "10.1.0.5".into()),
+                ("NODE".into(), "n1".into())
+            ]
         );
         assert_eq!(cfg.log_path, "app/3.log");
         assert_eq!(cfg.annotations[labels::RESTART_COUNT], "3");
@@ -287,29 +352,60 @@ mod tests {
         assert_eq!(cfg.labels[labels::POD_UID], "u1");
         let linux = cfg.linux.unwrap();
         let r = linux.resources.unwrap();
-        assert_eq!((r.cpu_shares, r.cpu_quota, r.cpu_period, r.memory_limit_in_bytes), (256, 50_000, 100_000, 64 << 20));
+        assert_eq!(
+            (
+                r.cpu_shares,
+                r.cpu_quota,
+                r.cpu_period,
+                r.memory_limit_in_bytes
+            ),
+            (256, 50_000, 100_000, 64 << 20)
+        );
         let s = linux.security_context.unwrap();
         assert_eq!(s.run_as_user.unwrap().value, 1000);
         assert!(s.readonly_rootfs);
-        assert_eq!(s.capabilities.unwrap().drop_capabilities, vec!["ALL".to_string()]);
+        assert_eq!(
+            s.capabilities.unwrap().drop_capabilities,
+            vec!["ALL".to_string()]
+        );
     }
 
     #[test]
     fn sandbox_maps_host_ports() {
-        let p = pod(json!([{"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81}]}]));
+        let p = pod(
+            json!([{"name": "a", "image": "i", "ports": [{"containerPort": 80, "hostPort": 8080}, {"containerPort": 81}]}]),
+        );
         let cfg = sandbox_config(&p, 1, "/logs".into());
         assert_eq!(cfg.port_mappings.len(), 1);
-        assert_eq!((cfg.port_mappings[0].container_port, cfg.port_mappings[0].host_port), (80, 8080));
+        assert_eq!(
+            (
+                cfg.port_mappings[0].container_port,
+                cfg.port_mappings[0].host_port
+            ),
+            (80, 8080)
+        );
         let m = cfg.metadata.unwrap();
-        assert_eq!((m.name.as_str(), m.namespace.as_str(), m.uid.as_str(), m.attempt), ("p", "ns", "u1", 1));
+        assert_eq!(
+            (
+                m.name.as_str(),
+                m.namespace.as_str(),
+                m.uid.as_str(),
+                m.attempt
+            ),
+            ("p", "ns", "u1", 1)
+        );
         assert_eq!(cfg.hostname, "p");
     }
 
     #[test]
     fn run_as_non_root_with_root_user_is_refused() {
-        let p = pod(json!([{"name": "a", "image": "i", "securityContext": {"runAsNonRoot": true, "runAsUser": 0}}]));
+        let p = pod(
+            json!([{"name": "a", "image": "i", "securityContext": {"runAsNonRoot": true, "runAsUser": 0}}]),
+        );
         assert!(non_root_violation(&p.spec.as_ref().unwrap().containers[0], &p).is_some());
-        let ok = pod(json!([{"name": "a", "image": "i", "securityContext": {"runAsNonRoot": true, "runAsUser": 10}}]));
+        let ok = pod(
+            json!([{"name": "a", "image": "i", "securityContext": {"runAsNonRoot": true, "runAsUser": 10}}]),
+        );
         assert!(non_root_violation(&ok.spec.as_ref().unwrap().containers[0], &ok).is_none());
     }
 }

@@ -7,8 +7,8 @@
 
 use berth_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
-    Pod, PodCondition, PodIP, PodStatus,
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
+    ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -131,19 +131,30 @@ pub fn compute(pod: &Pod, view: &PodView, now: Timestamp) -> PodStatus {
     let statuses: Vec<ContainerStatus> = view.containers.iter().map(container_status).collect();
     let all_ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
     let pod_ready = all_ready && !view.deleting;
-    let cond = |type_: &str, ok: bool, reason: Option<&str>| condition(&old, type_, ok, reason, now);
+    let cond =
+        |type_: &str, ok: bool, reason: Option<&str>| condition(&old, type_, ok, reason, now);
     let not_ready = (!all_ready).then_some("ContainersNotReady");
     let conditions = vec![
         cond("PodScheduled", true, None),
         cond("Initialized", true, None),
         cond("ContainersReady", all_ready, not_ready),
-        cond("Ready", pod_ready, if view.deleting && all_ready { Some("PodTerminating") } else { not_ready }),
+        cond(
+            "Ready",
+            pod_ready,
+            if view.deleting && all_ready {
+                Some("PodTerminating")
+            } else {
+                not_ready
+            },
+        ),
     ];
     PodStatus {
         phase: Some(phase(view, policy).into()),
         conditions: Some(conditions),
         host_ip: Some(view.host_ip.clone()),
-        host_ips: Some(vec![HostIP { ip: view.host_ip.clone() }]),
+        host_ips: Some(vec![HostIP {
+            ip: view.host_ip.clone(),
+        }]),
         pod_ip: view.pod_ip.clone(),
         pod_ips: view.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
         start_time: old.start_time.clone().or(Some(Time(now))),
@@ -154,14 +165,26 @@ pub fn compute(pod: &Pod, view: &PodView, now: Timestamp) -> PodStatus {
 }
 
 /// A condition, keeping the old transition time when its status did not change.
-fn condition(old: &PodStatus, type_: &str, ok: bool, reason: Option<&str>, now: Timestamp) -> PodCondition {
+fn condition(
+    old: &PodStatus,
+    type_: &str,
+    ok: bool,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> PodCondition {
     let status = if ok { "True" } else { "False" };
-    let prev = old.conditions.iter().flatten().find(|c| c.type_ == type_ && c.status == status);
+    let prev = old
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == type_ && c.status == status);
     PodCondition {
         type_: type_.into(),
         status: status.into(),
         reason: reason.map(Into::into),
-        last_transition_time: prev.and_then(|p| p.last_transition_time.clone()).or(Some(Time(now))),
+        last_transition_time: prev
+            .and_then(|p| p.last_transition_time.clone())
+            .or(Some(Time(now))),
         ..Default::default()
     }
 }
@@ -174,13 +197,21 @@ fn phase(view: &PodView, policy: &str) -> &'static str {
         return "Pending";
     }
     let finished = |c: &ContainerView| {
-        c.current.as_ref().is_some_and(|i| i.exited() && !should_restart(policy, i.exit_code))
+        c.current
+            .as_ref()
+            .is_some_and(|i| i.exited() && !should_restart(policy, i.exit_code))
     };
     if cs.iter().all(finished) {
-        let ok = cs.iter().all(|c| c.current.as_ref().is_some_and(|i| i.exit_code == 0));
+        let ok = cs
+            .iter()
+            .all(|c| c.current.as_ref().is_some_and(|i| i.exit_code == 0));
         return if ok { "Succeeded" } else { "Failed" };
     }
-    let has_run = |c: &ContainerView| c.current.as_ref().is_some_and(|i| i.running() || i.exited());
+    let has_run = |c: &ContainerView| {
+        c.current
+            .as_ref()
+            .is_some_and(|i| i.running() || i.exited())
+    };
     if cs.iter().all(has_run) {
         "Running"
     } else {
@@ -195,10 +226,15 @@ fn container_status(c: &ContainerView) -> ContainerStatus {
     let state = match (cur, &c.waiting) {
         (_, Some((reason, message))) => waiting(reason, message),
         (Some(i), None) if i.running() => ContainerState {
-            running: Some(ContainerStateRunning { started_at: time(i.started_at) }),
+            running: Some(ContainerStateRunning {
+                started_at: time(i.started_at),
+            }),
             ..Default::default()
         },
-        (Some(i), None) if i.exited() => ContainerState { terminated: Some(i.terminated()), ..Default::default() },
+        (Some(i), None) if i.exited() => ContainerState {
+            terminated: Some(i.terminated()),
+            ..Default::default()
+        },
         _ => waiting("ContainerCreating", ""),
     };
     // While the current instance has exited and waits for its restart, it is the last state.
@@ -208,7 +244,10 @@ fn container_status(c: &ContainerView) -> ContainerStatus {
     };
     ContainerStatus {
         name: c.name.clone(),
-        image: cur.map(|i| i.image.clone()).filter(|i| !i.is_empty()).unwrap_or_else(|| c.image.clone()),
+        image: cur
+            .map(|i| i.image.clone())
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| c.image.clone()),
         image_id: cur.map(|i| i.image_ref.clone()).unwrap_or_default(),
         container_id: cur.map(|i| container_id(&i.id)),
         ready: running && c.ready,
@@ -216,7 +255,11 @@ fn container_status(c: &ContainerView) -> ContainerStatus {
         restart_count: cur.map_or(0, |i| i32::try_from(i.restart_count).unwrap_or(i32::MAX)),
         state: Some(state),
         last_state: Some(
-            last.map(|i| ContainerState { terminated: Some(i.terminated()), ..Default::default() }).unwrap_or_default(),
+            last.map(|i| ContainerState {
+                terminated: Some(i.terminated()),
+                ..Default::default()
+            })
+            .unwrap_or_default(),
         ),
         ..Default::default()
     }
@@ -253,7 +296,11 @@ mod tests {
             id: id.into(),
             state,
             started_at: 100 * S,
-            finished_at: if state == cri::ContainerState::ContainerExited { 105 * S } else { 0 },
+            finished_at: if state == cri::ContainerState::ContainerExited {
+                105 * S
+            } else {
+                0
+            },
             exit_code,
             reason: String::new(),
             message: String::new(),
@@ -264,11 +311,23 @@ mod tests {
     }
 
     fn view(c: ContainerView) -> PodView {
-        PodView { pod_ip: Some("10.0.0.2".into()), host_ip: "192.0.2.1".into(), containers: vec![c], deleting: false }
+        PodView {
+            pod_ip: Some("10.0.0.2".into()),
+            host_ip: "192.0.2.1".into(),
+            containers: vec![c],
+            deleting: false,
+        }
     }
 
     fn cond(st: &PodStatus, t: &str) -> String {
-        st.conditions.as_ref().unwrap().iter().find(|c| c.type_ == t).unwrap().status.clone()
+        st.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == t)
+            .unwrap()
+            .status
+            .clone()
     }
 
     #[test]
@@ -327,7 +386,14 @@ mod tests {
         let w = cs.state.as_ref().unwrap().waiting.as_ref().unwrap();
         assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
         let last = cs.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
-        assert_eq!((last.exit_code, last.container_id.as_deref(), last.reason.as_deref()), (1, Some("berth://c2"), Some("Error")));
+        assert_eq!(
+            (
+                last.exit_code,
+                last.container_id.as_deref(),
+                last.reason.as_deref()
+            ),
+            (1, Some("berth://c2"), Some("Error"))
+        );
     }
 
     #[test]
@@ -337,26 +403,63 @@ mod tests {
             current: Some(inst("c1", cri::ContainerState::ContainerExited, code, 0)),
             ..Default::default()
         };
-        assert_eq!(compute(&pod("Never"), &view(exited(0)), Timestamp::now()).phase.as_deref(), Some("Succeeded"));
-        assert_eq!(compute(&pod("Never"), &view(exited(3)), Timestamp::now()).phase.as_deref(), Some("Failed"));
-        assert_eq!(compute(&pod("OnFailure"), &view(exited(0)), Timestamp::now()).phase.as_deref(), Some("Succeeded"));
-        assert_eq!(compute(&pod("OnFailure"), &view(exited(3)), Timestamp::now()).phase.as_deref(), Some("Running"));
+        assert_eq!(
+            compute(&pod("Never"), &view(exited(0)), Timestamp::now())
+                .phase
+                .as_deref(),
+            Some("Succeeded")
+        );
+        assert_eq!(
+            compute(&pod("Never"), &view(exited(3)), Timestamp::now())
+                .phase
+                .as_deref(),
+            Some("Failed")
+        );
+        assert_eq!(
+            compute(&pod("OnFailure"), &view(exited(0)), Timestamp::now())
+                .phase
+                .as_deref(),
+            Some("Succeeded")
+        );
+        assert_eq!(
+            compute(&pod("OnFailure"), &view(exited(3)), Timestamp::now())
+                .phase
+                .as_deref(),
+            Some("Running")
+        );
         let st = compute(&pod("Never"), &view(exited(3)), Timestamp::now());
-        let t = st.container_statuses.unwrap()[0].state.clone().unwrap().terminated.unwrap();
+        let t = st.container_statuses.unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .terminated
+            .unwrap();
         assert_eq!(t.exit_code, 3);
     }
 
     #[test]
     fn pending_until_created_and_transition_times_kept() {
-        let c = ContainerView { name: "app".into(), image: "img:1".into(), ..Default::default() };
+        let c = ContainerView {
+            name: "app".into(),
+            image: "img:1".into(),
+            ..Default::default()
+        };
         let t0 = Timestamp::from_second(1_000).unwrap();
         let st = compute(&pod("Always"), &view(c.clone()), t0);
         assert_eq!(st.phase.as_deref(), Some("Pending"));
-        let w = st.container_statuses.as_ref().unwrap()[0].state.clone().unwrap().waiting.unwrap();
+        let w = st.container_statuses.as_ref().unwrap()[0]
+            .state
+            .clone()
+            .unwrap()
+            .waiting
+            .unwrap();
         assert_eq!(w.reason.as_deref(), Some("ContainerCreating"));
         let mut p = pod("Always");
         p.status = Some(st.clone());
         let again = compute(&p, &view(c), t0 + std::time::Duration::from_secs(5));
-        assert_eq!(again, st, "an unchanged view gives an identical status (no write)");
+        assert_eq!(
+            again, st,
+            "an unchanged view gives an identical status (no write)"
+        );
     }
 }

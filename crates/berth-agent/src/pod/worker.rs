@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_cri::v1 as cri;
 use berth_cri::CriClient;
+use berth_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus, Probe};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
@@ -22,10 +22,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
+use super::Ctx;
 use super::decide::{self, Next};
 use super::spec::{self, FieldValues};
 use super::status::{self, ContainerView, Instance, PodView};
-use super::Ctx;
 use crate::backoff::Backoff;
 use crate::labels;
 use crate::probe::{self, ProbeKind, ProbeTask, ProbeUpdate};
@@ -130,12 +130,21 @@ impl Worker {
     }
 
     fn containers(&self) -> Vec<Container> {
-        self.pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default()
+        self.pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default()
     }
 
     /// One reconcile round; returns how long to sleep before the next.
     async fn round(&mut self) -> Duration {
-        if self.pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Succeeded" || p == "Failed")
+        if self
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Succeeded" || p == "Failed")
             && self.sandbox.is_none()
             && self.written.is_some()
             && self.find_sandbox().await.is_none()
@@ -146,7 +155,10 @@ impl Worker {
         if let Err(e) = self.ensure_sandbox().await {
             tracing::warn!(pod = %self.pod.name_any(), error = %e, "pod sandbox");
             self.write_status(false).await;
-            return self.sandbox_backoff.remaining(Instant::now()).max(SLOW_POLL);
+            return self
+                .sandbox_backoff
+                .remaining(Instant::now())
+                .max(SLOW_POLL);
         }
         let mut observed = self.observe().await;
         if self.act(&observed).await {
@@ -161,14 +173,22 @@ impl Worker {
     /// backoff ends, else the exit-detection poll.
     fn next_wait(&self, view: &PodView) -> Duration {
         let starting = view.containers.iter().any(|c| {
-            c.waiting.is_none() && c.current.as_ref().is_none_or(|i| i.state == cri::ContainerState::ContainerCreated)
+            c.waiting.is_none()
+                && c.current
+                    .as_ref()
+                    .is_none_or(|i| i.state == cri::ContainerState::ContainerCreated)
         });
         if starting {
             return FAST_POLL;
         }
         let now = Instant::now();
-        let backoffs = self.tracks.values().flat_map(|t| [t.backoff.remaining(now), t.pull_backoff.remaining(now)]);
-        backoffs.filter(|d| !d.is_zero()).fold(SLOW_POLL, Duration::min)
+        let backoffs = self
+            .tracks
+            .values()
+            .flat_map(|t| [t.backoff.remaining(now), t.pull_backoff.remaining(now)]);
+        backoffs
+            .filter(|d| !d.is_zero())
+            .fold(SLOW_POLL, Duration::min)
     }
 
     /// The newest ready sandbox carrying this Pod's UID label, with all sandboxes of the Pod.
@@ -185,7 +205,9 @@ impl Worker {
             return Ok(());
         }
         if self.sandbox_backoff.waiting(Instant::now()) {
-            return Err(tonic::Status::unavailable("waiting before the next sandbox attempt"));
+            return Err(tonic::Status::unavailable(
+                "waiting before the next sandbox attempt",
+            ));
         }
         let mut rt = self.ctx.cri.runtime.clone();
         let all = list_sandboxes(&self.ctx.cri, &self.uid()).await?;
@@ -203,23 +225,43 @@ impl Worker {
             }
             None => {
                 let _ = std::fs::create_dir_all(&log_dir);
-                let req = cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() };
+                let req = cri::RunPodSandboxRequest {
+                    config: Some(config.clone()),
+                    runtime_handler: String::new(),
+                };
                 match rt.run_pod_sandbox(req).await {
                     Ok(r) => r.into_inner().pod_sandbox_id,
                     Err(e) => {
                         self.sandbox_backoff.exited(Instant::now(), Duration::ZERO);
-                        self.event(EventType::Warning, "FailedCreatePodSandBox", format!("Failed to create pod sandbox: {}", e.message()));
+                        self.event(
+                            EventType::Warning,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {}", e.message()),
+                        );
                         return Err(e);
                     }
                 }
             }
         };
         // Sandboxes of earlier attempts that are no longer ready hold nothing we need.
-        for old in all.iter().filter(|s| s.id != id && s.state != cri::PodSandboxState::SandboxReady as i32) {
+        for old in all
+            .iter()
+            .filter(|s| s.id != id && s.state != cri::PodSandboxState::SandboxReady as i32)
+        {
             remove_sandbox(&self.ctx.cri, &old.id, 0).await;
         }
-        let st = rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false }).await?;
-        let ip = st.into_inner().status.and_then(|s| s.network).map(|n| n.ip).filter(|ip| !ip.is_empty());
+        let st = rt
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            })
+            .await?;
+        let ip = st
+            .into_inner()
+            .status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty());
         self.sandbox = Some(Sandbox { id, ip, config });
         Ok(())
     }
@@ -227,24 +269,38 @@ impl Worker {
     /// The instances of each spec container in the current sandbox, by container name.
     async fn observe(&mut self) -> HashMap<String, Vec<Instance>> {
         let mut out: HashMap<String, Vec<Instance>> = HashMap::new();
-        let Some(sandbox_id) = self.sandbox.as_ref().map(|s| s.id.clone()) else { return out };
+        let Some(sandbox_id) = self.sandbox.as_ref().map(|s| s.id.clone()) else {
+            return out;
+        };
         let filter = cri::ContainerFilter {
             pod_sandbox_id: sandbox_id,
             label_selector: HashMap::from([(labels::POD_UID.to_string(), self.uid())]),
             ..Default::default()
         };
         let mut rt = self.ctx.cri.runtime.clone();
-        let listed = match rt.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await {
+        let listed = match rt
+            .list_containers(cri::ListContainersRequest {
+                filter: Some(filter),
+            })
+            .await
+        {
             Ok(r) => r.into_inner().containers,
             Err(e) => {
                 tracing::warn!(pod = %self.pod.name_any(), error = %e, "listing containers failed");
                 return out;
             }
         };
-        self.cache.retain(|id, _| listed.iter().any(|c| &c.id == id));
+        self.cache
+            .retain(|id, _| listed.iter().any(|c| &c.id == id));
         for c in listed {
-            let Some(name) = c.labels.get(labels::CONTAINER_NAME).cloned() else { continue };
-            let fresh = self.cache.get(&c.id).filter(|i| i.state as i32 == c.state).cloned();
+            let Some(name) = c.labels.get(labels::CONTAINER_NAME).cloned() else {
+                continue;
+            };
+            let fresh = self
+                .cache
+                .get(&c.id)
+                .filter(|i| i.state as i32 == c.state)
+                .cloned();
             let inst = match fresh {
                 Some(i) => i,
                 None => match instance(&self.ctx.cri, &c.id).await {
@@ -267,23 +323,30 @@ impl Worker {
         for c in self.containers() {
             let instances = observed.get(&c.name).cloned().unwrap_or_default();
             for id in decide::stale_instances(&instances) {
-                let _ = self.ctx.cri.runtime.clone().remove_container(cri::RemoveContainerRequest { container_id: id }).await;
+                let _ = self
+                    .ctx
+                    .cri
+                    .runtime
+                    .clone()
+                    .remove_container(cri::RemoveContainerRequest { container_id: id })
+                    .await;
             }
             let (cur, _) = decide::current_and_previous(&instances);
             let cur = cur.cloned();
             let now = Instant::now();
             let track = self.tracks.entry(c.name.clone()).or_default();
             let mut newly_exited = false;
-            if let Some(i) = cur.as_ref().filter(|i| i.exited()) {
-                if track.counted_exit.as_deref() != Some(i.id.as_str()) {
-                    track.counted_exit = Some(i.id.clone());
-                    newly_exited = true;
-                    if decide::should_restart(&policy, i.exit_code) {
-                        track.backoff.exited(now, i.ran());
-                    }
-                    track.probes.clear();
-                    track.probed = None;
+            if let Some(i) = cur
+                .as_ref()
+                .filter(|i| i.exited() && track.counted_exit.as_deref() != Some(i.id.as_str()))
+            {
+                track.counted_exit = Some(i.id.clone());
+                newly_exited = true;
+                if decide::should_restart(&policy, i.exit_code) {
+                    track.backoff.exited(now, i.ran());
                 }
+                track.probes.clear();
+                track.probed = None;
             }
             let left = track.backoff.remaining(now);
             match decide::next(&policy, cur.as_ref(), left) {
@@ -312,7 +375,11 @@ impl Worker {
                     );
                     self.track(&c.name).waiting = Some(("CrashLoopBackOff".into(), msg));
                     if newly_exited {
-                        let note = format!("Back-off restarting failed container {} in pod {}", c.name, self.pod.name_any());
+                        let note = format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            c.name,
+                            self.pod.name_any()
+                        );
                         self.event(EventType::Warning, "BackOff", note);
                     }
                 }
@@ -339,7 +406,9 @@ impl Worker {
             return false;
         }
         self.ensure_liveness(c).await;
-        let Some(sandbox) = self.sandbox.as_ref() else { return false };
+        let Some(sandbox) = self.sandbox.as_ref() else {
+            return false;
+        };
         let fields = FieldValues {
             pod_ip: sandbox.ip.clone(),
             node_name: self.ctx.config.node_name.clone(),
@@ -353,28 +422,50 @@ impl Worker {
         let id = match self.ctx.cri.runtime.clone().create_container(req).await {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
-                self.event(EventType::Warning, "Failed", format!("Error: {}", e.message()));
-                self.track(&c.name).waiting = Some(("CreateContainerError".into(), e.message().to_string()));
-                self.track(&c.name).backoff.exited(Instant::now(), Duration::ZERO);
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {}", e.message()),
+                );
+                self.track(&c.name).waiting =
+                    Some(("CreateContainerError".into(), e.message().to_string()));
+                self.track(&c.name)
+                    .backoff
+                    .exited(Instant::now(), Duration::ZERO);
                 return false;
             }
         };
-        self.event(EventType::Normal, "Created", format!("Created container {}", c.name));
+        self.event(
+            EventType::Normal,
+            "Created",
+            format!("Created container {}", c.name),
+        );
         self.start(c, &id).await;
         true
     }
 
     /// Starts a created instance.
     async fn start(&mut self, c: &Container, id: &str) -> bool {
-        let req = cri::StartContainerRequest { container_id: id.to_string() };
+        let req = cri::StartContainerRequest {
+            container_id: id.to_string(),
+        };
         match self.ctx.cri.runtime.clone().start_container(req).await {
             Ok(_) => {
                 self.track(&c.name).waiting = None;
-                self.event(EventType::Normal, "Started", format!("Started container {}", c.name));
+                self.event(
+                    EventType::Normal,
+                    "Started",
+                    format!("Started container {}", c.name),
+                );
             }
             Err(e) => {
-                self.event(EventType::Warning, "Failed", format!("Error: {}", e.message()));
-                self.track(&c.name).waiting = Some(("RunContainerError".into(), e.message().to_string()));
+                self.event(
+                    EventType::Warning,
+                    "Failed",
+                    format!("Error: {}", e.message()),
+                );
+                self.track(&c.name).waiting =
+                    Some(("RunContainerError".into(), e.message().to_string()));
             }
         }
         true
@@ -389,9 +480,15 @@ impl Worker {
             return Err(("ImagePullBackOff".into(), msg));
         }
         let mut img = self.ctx.cri.image.clone();
-        let spec_ = cri::ImageSpec { image: image.clone(), ..Default::default() };
+        let spec_ = cri::ImageSpec {
+            image: image.clone(),
+            ..Default::default()
+        };
         let present = img
-            .image_status(cri::ImageStatusRequest { image: Some(spec_.clone()), verbose: false })
+            .image_status(cri::ImageStatusRequest {
+                image: Some(spec_.clone()),
+                verbose: false,
+            })
             .await
             .is_ok_and(|r| r.into_inner().image.is_some());
         let pull = match spec::should_pull(c, present) {
@@ -402,17 +499,33 @@ impl Worker {
             }
         };
         if !pull {
-            self.event(EventType::Normal, "Pulled", format!("Container image \"{image}\" already present on machine"));
+            self.event(
+                EventType::Normal,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            );
             return Ok(());
         }
-        self.event(EventType::Normal, "Pulling", format!("Pulling image \"{image}\""));
+        self.event(
+            EventType::Normal,
+            "Pulling",
+            format!("Pulling image \"{image}\""),
+        );
         let started = Instant::now();
-        let req = cri::PullImageRequest { image: Some(spec_), auth: None, sandbox_config: None };
+        let req = cri::PullImageRequest {
+            image: Some(spec_),
+            auth: None,
+            sandbox_config: None,
+        };
         match img.pull_image(req).await {
             Ok(_) => {
                 self.track(&c.name).pull_backoff = Backoff::new();
                 let secs = started.elapsed().as_secs_f64();
-                self.event(EventType::Normal, "Pulled", format!("Successfully pulled image \"{image}\" in {secs:.3}s"));
+                self.event(
+                    EventType::Normal,
+                    "Pulled",
+                    format!("Successfully pulled image \"{image}\" in {secs:.3}s"),
+                );
                 Ok(())
             }
             Err(e) => {
@@ -436,7 +549,10 @@ impl Worker {
             Some(p) => Some(p),
             None => {
                 let req = cri::ImageStatusRequest {
-                    image: Some(cri::ImageSpec { image: spec::image(c), ..Default::default() }),
+                    image: Some(cri::ImageSpec {
+                        image: spec::image(c),
+                        ..Default::default()
+                    }),
                     verbose: true,
                 };
                 match self.ctx.cri.image.clone().image_status(req).await {
@@ -470,7 +586,11 @@ impl Worker {
 
     /// Starts the liveness and readiness probes.
     fn spawn_main_probes(&mut self, c: &Container, id: &str) {
-        let liveness = self.tracks.get(&c.name).and_then(|t| t.liveness.clone()).flatten();
+        let liveness = self
+            .tracks
+            .get(&c.name)
+            .and_then(|t| t.liveness.clone())
+            .flatten();
         let mut tasks = Vec::new();
         if let Some(p) = liveness {
             tasks.push(self.spawn_probe(ProbeKind::Liveness, c, p, id));
@@ -483,22 +603,49 @@ impl Worker {
 
     fn spawn_probe(&self, kind: ProbeKind, c: &Container, p: Probe, id: &str) -> ProbeTask {
         let target = probe::Target {
-            pod_ip: self.sandbox.as_ref().and_then(|s| s.ip.as_deref()).and_then(|ip| ip.parse::<IpAddr>().ok()),
+            pod_ip: self
+                .sandbox
+                .as_ref()
+                .and_then(|s| s.ip.as_deref())
+                .and_then(|ip| ip.parse::<IpAddr>().ok()),
             container_id: id.to_string(),
             ports: c.ports.clone().unwrap_or_default(),
         };
-        probe::spawn(kind, c.name.clone(), p, target, self.ctx.cri.clone(), self.probe_tx.clone())
+        probe::spawn(
+            kind,
+            c.name.clone(),
+            p,
+            target,
+            self.ctx.cri.clone(),
+            self.probe_tx.clone(),
+        )
     }
 
     /// Applies a probe report.
     async fn on_probe(&mut self, update: ProbeUpdate) {
         match update {
-            ProbeUpdate::Failed { kind, container: _, message } => {
-                self.event(EventType::Warning, "Unhealthy", format!("{} probe failed: {message}", kind.title()));
+            ProbeUpdate::Failed {
+                kind,
+                container: _,
+                message,
+            } => {
+                self.event(
+                    EventType::Warning,
+                    "Unhealthy",
+                    format!("{} probe failed: {message}", kind.title()),
+                );
             }
-            ProbeUpdate::Changed { kind, container, healthy } => {
-                let Some(c) = self.containers().into_iter().find(|c| c.name == container) else { return };
-                let Some(id) = self.tracks.get(&container).and_then(|t| t.probed.clone()) else { return };
+            ProbeUpdate::Changed {
+                kind,
+                container,
+                healthy,
+            } => {
+                let Some(c) = self.containers().into_iter().find(|c| c.name == container) else {
+                    return;
+                };
+                let Some(id) = self.tracks.get(&container).and_then(|t| t.probed.clone()) else {
+                    return;
+                };
                 match kind {
                     ProbeKind::Startup if healthy => {
                         self.track(&container).started = true;
@@ -518,9 +665,17 @@ impl Worker {
         let t = self.track(&c.name);
         t.probes.clear();
         t.ready = false;
-        let note = format!("Container {} failed liveness probe, will be restarted", c.name);
+        let note = format!(
+            "Container {} failed liveness probe, will be restarted",
+            c.name
+        );
         self.event(EventType::Normal, "Killing", note);
-        let grace = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         stop_container(&self.ctx.cri, id, grace).await;
     }
 
@@ -533,7 +688,8 @@ impl Worker {
                 let instances = observed.get(&c.name).cloned().unwrap_or_default();
                 let (cur, prev) = decide::current_and_previous(&instances);
                 let t = self.tracks.get(&c.name);
-                let probed = |i: &Instance| t.and_then(|t| t.probed.as_deref()) == Some(i.id.as_str());
+                let probed =
+                    |i: &Instance| t.and_then(|t| t.probed.as_deref()) == Some(i.id.as_str());
                 let on_current = cur.is_some_and(probed);
                 ContainerView {
                     image: spec::image(&c),
@@ -569,17 +725,35 @@ impl Worker {
         if self.written.as_ref() == Some(&next) {
             return;
         }
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.pod.namespace().unwrap_or_default());
+        let api: Api<Pod> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.pod.namespace().unwrap_or_default(),
+        );
         let patch = json!({"status": next});
-        match api.patch_status(&self.pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(
+                &self.pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
             Ok(_) => self.written = Some(next),
-            Err(e) => tracing::warn!(pod = %self.pod.name_any(), error = %e, "writing the pod status failed"),
+            Err(e) => {
+                tracing::warn!(pod = %self.pod.name_any(), error = %e, "writing the pod status failed")
+            }
         }
     }
 
     /// Records an Event about the Pod (in the background: Events never hold the worker up).
     fn event(&self, type_: EventType, reason: &str, note: String) {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
         let reference = self.pod.object_ref(&());
         let recorder = self.ctx.recorder.clone();
         tokio::spawn(async move {
@@ -594,10 +768,14 @@ impl Worker {
     async fn terminate(mut self) {
         let grace = decide::grace_period(&self.pod);
         tracing::info!(pod = %self.pod.name_any(), grace_s = grace.as_secs(), "stopping the deleted pod");
-        if self.sandbox.is_none() {
-            if let Some(sb) = self.find_sandbox().await {
-                self.sandbox = Some(Sandbox { id: sb.id, ip: None, config: Default::default() });
-            }
+        if self.sandbox.is_none()
+            && let Some(sb) = self.find_sandbox().await
+        {
+            self.sandbox = Some(Sandbox {
+                id: sb.id,
+                ip: None,
+                config: Default::default(),
+            });
         }
         // Ready=False first, so every consumer (the service proxy) drops the Pod before SIGTERM.
         // (berth's API server currently removes a Pod with a deletionTimestamp and no finalizers
@@ -612,23 +790,35 @@ impl Worker {
         let mut stops = Vec::new();
         for (name, instances) in &observed {
             for i in instances.iter().filter(|i| !i.exited()) {
-                self.event(EventType::Normal, "Killing", format!("Stopping container {name}"));
+                self.event(
+                    EventType::Normal,
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
                 stops.push(stop_container(&self.ctx.cri, &i.id, grace_secs));
             }
         }
         futures::future::join_all(stops).await;
         self.remove_all_sandboxes(0).await;
         tracing::debug!(pod = %self.pod.name_any(), "containers stopped, sandbox removed");
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &self.pod.namespace().unwrap_or_default());
+        let api: Api<Pod> = Api::namespaced(
+            self.ctx.client.clone(),
+            &self.pod.namespace().unwrap_or_default(),
+        );
         let params = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: self.pod.uid(), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: self.pod.uid(),
+                resource_version: None,
+            }),
             ..Default::default()
         };
         match api.delete(&self.pod.name_any(), &params).await {
             Ok(_) => tracing::info!(pod = %self.pod.name_any(), "pod stopped and deleted"),
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %self.pod.name_any(), error = %e, "deleting the pod failed"),
+            Err(e) => {
+                tracing::warn!(pod = %self.pod.name_any(), error = %e, "deleting the pod failed")
+            }
         }
     }
 
@@ -637,7 +827,12 @@ impl Worker {
         for t in self.tracks.values_mut() {
             t.probes.clear();
         }
-        let grace = self.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
+        let grace = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30);
         // A force-deleted Pod gets a short grace: its object is already gone.
         self.remove_all_sandboxes(grace.min(2)).await;
         tracing::info!(pod = %self.pod.name_any(), "pod gone; sandbox removed");
@@ -645,7 +840,9 @@ impl Worker {
 
     /// Stops and removes every sandbox of this Pod (containers are stopped with `grace` s).
     async fn remove_all_sandboxes(&self, grace: i64) {
-        let Ok(all) = list_sandboxes(&self.ctx.cri, &self.uid()).await else { return };
+        let Ok(all) = list_sandboxes(&self.ctx.cri, &self.uid()).await else {
+            return;
+        };
         for sb in all {
             remove_sandbox(&self.ctx.cri, &sb.id, grace).await;
         }
@@ -653,23 +850,47 @@ impl Worker {
 }
 
 /// Every sandbox carrying `uid`'s label.
-async fn list_sandboxes(cri_: &CriClient, uid: &str) -> Result<Vec<cri::PodSandbox>, tonic::Status> {
+async fn list_sandboxes(
+    cri_: &CriClient,
+    uid: &str,
+) -> Result<Vec<cri::PodSandbox>, tonic::Status> {
     let filter = cri::PodSandboxFilter {
         label_selector: HashMap::from([(labels::POD_UID.to_string(), uid.to_string())]),
         ..Default::default()
     };
-    let r = cri_.runtime.clone().list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await?;
+    let r = cri_
+        .runtime
+        .clone()
+        .list_pod_sandbox(cri::ListPodSandboxRequest {
+            filter: Some(filter),
+        })
+        .await?;
     Ok(r.into_inner().items)
 }
 
 /// Reads one container's status as an [`Instance`].
 async fn instance(cri_: &CriClient, id: &str) -> Option<Instance> {
-    let req = cri::ContainerStatusRequest { container_id: id.to_string(), verbose: false };
-    let st = cri_.runtime.clone().container_status(req).await.ok()?.into_inner().status?;
-    let restart_count = st.annotations.get(labels::RESTART_COUNT).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let req = cri::ContainerStatusRequest {
+        container_id: id.to_string(),
+        verbose: false,
+    };
+    let st = cri_
+        .runtime
+        .clone()
+        .container_status(req)
+        .await
+        .ok()?
+        .into_inner()
+        .status?;
+    let restart_count = st
+        .annotations
+        .get(labels::RESTART_COUNT)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     Some(Instance {
         id: st.id,
-        state: cri::ContainerState::try_from(st.state).unwrap_or(cri::ContainerState::ContainerUnknown),
+        state: cri::ContainerState::try_from(st.state)
+            .unwrap_or(cri::ContainerState::ContainerUnknown),
         started_at: st.started_at,
         finished_at: st.finished_at,
         exit_code: st.exit_code,
@@ -683,7 +904,10 @@ async fn instance(cri_: &CriClient, id: &str) -> Option<Instance> {
 
 /// Stops a container, SIGTERM then SIGKILL after `grace` seconds (the runtime's part).
 async fn stop_container(cri_: &CriClient, id: &str, grace: i64) {
-    let req = cri::StopContainerRequest { container_id: id.to_string(), timeout: grace };
+    let req = cri::StopContainerRequest {
+        container_id: id.to_string(),
+        timeout: grace,
+    };
     if let Err(e) = cri_.runtime.clone().stop_container(req).await {
         tracing::warn!(container = %id, error = %e, "stopping a container failed");
     }
@@ -692,15 +916,40 @@ async fn stop_container(cri_: &CriClient, id: &str, grace: i64) {
 /// Stops a sandbox's containers (grace `grace` s), then stops and removes the sandbox.
 pub async fn remove_sandbox(cri_: &CriClient, id: &str, grace: i64) {
     let mut rt = cri_.runtime.clone();
-    let filter = cri::ContainerFilter { pod_sandbox_id: id.to_string(), ..Default::default() };
-    if let Ok(r) = rt.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await {
-        let running = r.into_inner().containers.into_iter().filter(|c| c.state == cri::ContainerState::ContainerRunning as i32);
-        futures::future::join_all(running.map(|c| async move { stop_container(cri_, &c.id, grace).await })).await;
+    let filter = cri::ContainerFilter {
+        pod_sandbox_id: id.to_string(),
+        ..Default::default()
+    };
+    if let Ok(r) = rt
+        .list_containers(cri::ListContainersRequest {
+            filter: Some(filter),
+        })
+        .await
+    {
+        let running = r
+            .into_inner()
+            .containers
+            .into_iter()
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning as i32);
+        futures::future::join_all(
+            running.map(|c| async move { stop_container(cri_, &c.id, grace).await }),
+        )
+        .await;
     }
-    if let Err(e) = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: id.to_string() }).await {
+    if let Err(e) = rt
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await
+    {
         tracing::warn!(sandbox = %id, error = %e, "stopping a sandbox failed");
     }
-    if let Err(e) = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id.to_string() }).await {
+    if let Err(e) = rt
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: id.to_string(),
+        })
+        .await
+    {
         tracing::warn!(sandbox = %id, error = %e, "removing a sandbox failed");
     }
 }

@@ -51,18 +51,29 @@ pub struct Args {
 
 /// Runs the subcommand until Ctrl-C (containers keep running).
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
     rt.block_on(async move {
         let client = client(&args).await?;
-        let mut config = berth_agent::AgentConfig::new(node_name(&args)?, args.container_runtime_endpoint.clone(), args.data_dir.clone());
+        let mut config = berth_agent::AgentConfig::new(
+            node_name(&args)?,
+            args.container_runtime_endpoint.clone(),
+            args.data_dir.clone(),
+        );
         config.node_ip = args.node_ip;
         config.server_port = args.kubelet_port;
         config.server_token = args.token.clone().unwrap_or_default();
         config.max_pods = args.max_pods;
         config.proxy = !args.disable_proxy;
         config.proxy_bind = args.proxy_bind_address;
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
-        eprintln!("berth agent: node {} ({}) on {}", config.node_name, config.node_ip, config.cri_endpoint);
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        eprintln!(
+            "berth agent: node {} ({}) on {}",
+            config.node_name, config.node_ip, config.cri_endpoint
+        );
         tokio::select! {
             r = berth_agent::run(client, config) => r.context("node agent"),
             _ = tokio::signal::ctrl_c() => {
@@ -77,7 +88,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 async fn client(args: &Args) -> anyhow::Result<kube::Client> {
     let config = match (&args.server, &args.kubeconfig) {
         (Some(server), _) => {
-            let mut c = kube::Config::new(server.parse().with_context(|| format!("bad --server {server:?}"))?);
+            let mut c = kube::Config::new(
+                server
+                    .parse()
+                    .with_context(|| format!("bad --server {server:?}"))?,
+            );
             c.auth_info.token = args.token.clone().map(Into::into);
             match &args.certificate_authority {
                 Some(ca) => c.root_cert_file = Some(ca.clone()),
@@ -86,10 +101,15 @@ async fn client(args: &Args) -> anyhow::Result<kube::Client> {
             c
         }
         (None, Some(path)) => {
-            let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.context("loading the kubeconfig")?
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .context("loading the kubeconfig")?
         }
-        (None, None) => kube::Config::infer().await.context("no --server or --kubeconfig, and no kubeconfig found")?,
+        (None, None) => kube::Config::infer()
+            .await
+            .context("no --server or --kubeconfig, and no kubeconfig found")?,
     };
     kube::Client::try_from(config).context("creating the API client")
 }
@@ -99,7 +119,8 @@ fn node_name(args: &Args) -> anyhow::Result<String> {
     if let Some(n) = &args.node_name {
         return Ok(n.clone());
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
     let name = host.trim().to_ascii_lowercase();
     anyhow::ensure!(!name.is_empty(), "the host name is empty: pass --node-name");
     Ok(name)

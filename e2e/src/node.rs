@@ -64,36 +64,71 @@ impl NodeSetup {
     pub fn teardown(&self, data_dir: &Path) {
         let dir = data_dir.to_string_lossy().to_string();
         for _ in 0..5 {
-            if kill_processes_of(&dir) == 0 {
+            if kill_processes_of(data_dir) == 0 {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         unmount_under(&dir);
         remove_bridge(&self.bridge);
-        remove_cgroups(&data_dir.join("runtime"));
+        remove_cgroups(data_dir);
     }
 }
 
-/// SIGKILLs shims (their command line names the data dir) and container processes (their root is
-/// under it); returns how many it found.
-fn kill_processes_of(dir: &str) -> usize {
-    let me = std::process::id().to_string();
-    let mut found = 0;
+/// The runtime's cgroup parent for the node at `data_dir` (`<hash>` of `/berth/<hash>`: the
+/// runtime names it after its canonical root, `data_dir/runtime`).
+pub fn cgroup_parent(data_dir: &Path) -> Option<String> {
+    let canonical = std::fs::canonicalize(data_dir.join("runtime")).ok()?;
+    let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    Some(hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..12].to_string())
+}
+
+/// A process running in one of a node's containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerProcess {
+    /// Host pid.
+    pub pid: u32,
+    /// Command name (`/proc/PID/comm`).
+    pub comm: String,
+    /// The container it runs in (the last element of its cgroup path).
+    pub container_id: String,
+}
+
+/// The processes in the containers of the node at `data_dir`, found by their cgroup
+/// (`/berth/<parent>/<container id>`): a container's root is not visible from the host's view.
+pub fn container_processes(data_dir: &Path) -> Vec<ContainerProcess> {
+    let Some(parent) = cgroup_parent(data_dir) else { return Vec::new() };
+    let marker = format!("/berth/{parent}/");
+    let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = entry.file_name().to_string_lossy().to_string();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        let Some(id) = cgroups.lines().find_map(|l| l.split_once(&marker).map(|(_, id)| id.to_string())) else {
             continue;
-        }
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
+        out.push(ContainerProcess { pid, comm, container_id: id });
+    }
+    out
+}
+
+/// SIGKILLs the node's container processes and shims (their command line names the data dir);
+/// returns how many it found.
+fn kill_processes_of(data_dir: &Path) -> usize {
+    let dir = data_dir.to_string_lossy().to_string();
+    let me = std::process::id();
+    let mut pids: Vec<u32> = container_processes(data_dir).into_iter().map(|p| p.pid).collect();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let root = std::fs::read_link(entry.path().join("root")).unwrap_or_default();
-        let mine = String::from_utf8_lossy(&cmdline).contains(dir) || root.to_string_lossy().starts_with(dir);
-        if mine {
-            found += 1;
-            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        if pid != me && String::from_utf8_lossy(&cmdline).contains(&dir) {
+            pids.push(pid);
         }
     }
-    found
+    for pid in &pids {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    }
+    pids.len()
 }
 
 /// Lazily unmounts every mount point under `dir`, deepest first.
@@ -124,10 +159,8 @@ fn remove_bridge(bridge: &str) {
 }
 
 /// Removes the runtime's container cgroups (`/berth/<hash of the root>/<id>`) in every hierarchy.
-fn remove_cgroups(runtime_root: &Path) {
-    let Ok(canonical) = std::fs::canonicalize(runtime_root) else { return };
-    let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-    let parent: String = hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..12].to_string();
+fn remove_cgroups(data_dir: &Path) {
+    let Some(parent) = cgroup_parent(data_dir) else { return };
     let mut hierarchies: Vec<std::path::PathBuf> = vec!["/sys/fs/cgroup".into()];
     hierarchies.extend(std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path()));
     for h in hierarchies {
@@ -145,12 +178,15 @@ fn remove_cgroups(runtime_root: &Path) {
 }
 
 /// Pushes the busybox test image (berth_runtime::testimage: sh, httpd with CGI, sleep ...) to the
-/// registry on `registry_port`; returns its reference as Pods name it.
+/// registry on `registry_port` of the node whose data dir is `work`; returns its reference.
 pub fn push_busybox(work: &Path, registry_port: u16) -> anyhow::Result<String> {
     let dir = work.join("busybox-image");
     let layout = berth_runtime::testimage::busybox_layout(&dir)?;
     let image = format!("127.0.0.1:{registry_port}/test/busybox:latest");
-    crate::peer::skopeo_copy(&format!("oci:{}:latest", layout.display()), &format!("docker://{image}"), None)?;
+    // The node's registry lets anyone pull but wants its credentials for a push.
+    let creds = std::fs::read_to_string(work.join("registry/credentials")).unwrap_or_default();
+    let creds = Some(creds.trim()).filter(|c| !c.is_empty());
+    crate::peer::skopeo_copy(&format!("oci:{}:latest", layout.display()), &format!("docker://{image}"), creds)?;
     Ok(image)
 }
 
@@ -189,7 +225,7 @@ pub fn push_churn_model(data_dir: &Path, registry_port: u16, tag: &str) -> anyho
 }
 
 /// What of a node's runtime state is left: sandboxes on disk, veths on the bridge, mounts under
-/// the data dir, container cgroups, processes whose root is under the data dir.
+/// the data dir, container cgroups, processes in those cgroups.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Leftovers {
     /// Sandbox directories.
@@ -202,7 +238,7 @@ pub struct Leftovers {
     pub mounts: Vec<String>,
     /// Container cgroups (any hierarchy).
     pub cgroups: Vec<String>,
-    /// Container processes (pid and command).
+    /// Container processes (pid and command), found by cgroup.
     pub processes: Vec<String>,
 }
 
@@ -228,23 +264,14 @@ impl NodeSetup {
             .map(str::to_string)
             .collect();
         let mut cgroups = Vec::new();
-        if let Ok(canonical) = std::fs::canonicalize(&runtime) {
-            let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-            let parent: String = hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..12].to_string();
+        if let Some(parent) = cgroup_parent(data_dir) {
             for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
                 for c in names(h.path().join("berth").join(&parent)) {
                     cgroups.push(format!("{}/{c}", h.path().display()));
                 }
             }
         }
-        let mut processes = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let root = std::fs::read_link(entry.path().join("root")).unwrap_or_default();
-            if root.to_string_lossy().starts_with(&dir) {
-                let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-                processes.push(format!("{} {}", entry.file_name().to_string_lossy(), comm.trim()));
-            }
-        }
+        let processes = container_processes(data_dir).into_iter().map(|p| format!("{} {}", p.pid, p.comm)).collect();
         Leftovers {
             sandboxes: names(runtime.join("sandboxes")),
             containers: names(runtime.join("containers")),

@@ -14,7 +14,7 @@ use berth_api::ModelService;
 use berth_e2e::node::{Leftovers, NodeSetup};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
 /// One `berth up` process plus what it printed so far.
 struct Up {
@@ -352,6 +352,44 @@ async fn up_serves_churn_model_stops_on_sigterm_and_resumes() {
     again.sort();
     assert_eq!(again, first, "berth up again changed the Pods");
     let (port, body) = parse_curl(&curl);
+    let (status, answer) = predict(port, &body).unwrap();
+    assert_eq!(status, 200, "{answer}");
+
+    // A real rollout through the agent: `berth rollout status` follows it to the end.
+    let services: Api<ModelService> = Api::namespaced(client.clone(), "default");
+    let patch = serde_json::json!({"spec": {"env": [{"name": "MODEL_PATH", "value": "/app/models/churn.json"},
+        {"name": "LOG_LEVEL", "value": "debug"}]}});
+    services
+        .patch(
+            "churn-model",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    let rolled = berth(
+        &node,
+        &["rollout", "status", "ms/churn-model", "--timeout", "3m"],
+    );
+    assert!(
+        rolled.ends_with("modelservice \"churn-model\" successfully rolled out\n"),
+        "{rolled}"
+    );
+    eprintln!("berth rollout status printed:\n{rolled}");
+    let pods = live_pods(&client).await;
+    assert_eq!(pods.len(), 3, "{rolled}");
+    for p in &pods {
+        let env = p.spec.as_ref().unwrap().containers[0]
+            .env
+            .clone()
+            .unwrap_or_default();
+        assert!(
+            env.iter()
+                .any(|e| e.name == "LOG_LEVEL" && e.value.as_deref() == Some("debug")),
+            "{rolled}"
+        );
+        assert!(p.metadata.deletion_timestamp.is_none());
+    }
     let (status, answer) = predict(port, &body).unwrap();
     assert_eq!(status, 200, "{answer}");
 

@@ -268,8 +268,26 @@ struct ExecOutput {
 /// Runs `command` in `container` through the endpoint (WebSocket, v5): sends `stdin` (if any)
 /// and closes it, then collects the channels until the server closes.
 async fn exec(port: u16, container: &str, command: &[&str], stdin: Option<&[u8]>) -> ExecOutput {
+    exec_with(
+        port,
+        container,
+        command,
+        stdin,
+        &[("stdout", "true"), ("stderr", "true")],
+    )
+    .await
+}
+
+/// [`exec`] with the given stream flags (e.g. kubectl's `-t`: stdout and tty, no stderr).
+async fn exec_with(
+    port: u16,
+    container: &str,
+    command: &[&str],
+    stdin: Option<&[u8]>,
+    flags: &[(&str, &str)],
+) -> ExecOutput {
     let mut query: Vec<(&str, &str)> = command.iter().map(|c| ("command", *c)).collect();
-    query.extend([("stdout", "true"), ("stderr", "true")]);
+    query.extend(flags);
     if stdin.is_some() {
         query.push(("stdin", "true"));
     }
@@ -437,6 +455,22 @@ async fn checks(node: &mut Node, port: u16) {
         serde_json::from_str(&failed.status).expect("a Status on channel 3");
     assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
     assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
+    // A tty request (kubectl -t sends no stderr): runs without a terminal, stderr shows on stdout.
+    let tty = exec_with(
+        port,
+        "shell",
+        &["sh", "-c", "echo out; echo err >&2"],
+        None,
+        &[("stdout", "true"), ("tty", "true")],
+    )
+    .await;
+    let mut merged: Vec<&str> = tty.stdout.lines().collect();
+    merged.sort();
+    assert_eq!(
+        (merged, tty.stderr.as_str()),
+        (vec!["err", "out"], ""),
+        "{tty:?}"
+    );
     let cat = exec(port, "shell", &["cat"], Some(b"hello from stdin")).await;
     assert_eq!(cat.stdout, "hello from stdin");
     // Exec without a WebSocket upgrade is refused with a Status.

@@ -40,6 +40,10 @@ pub enum RelayError {
     Response(#[from] http::Error),
 }
 
+/// Channel bytes of the Kubernetes stream protocol that the relay looks at.
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+
 fn is_websocket(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::UPGRADE)
@@ -82,28 +86,29 @@ pub async fn serve(
             );
         }
     };
+    // Without a terminal, a tty client's stderr (which a terminal would show) goes to stdout.
+    let tty = query.flag("tty");
     let request = cri::ExecRequest {
         container_id,
         cmd,
         tty: false,
         stdin: query.flag("stdin"),
-        stdout: query.flag("stdout"),
-        stderr: query.flag("stderr"),
+        stdout: query.flag("stdout") || tty,
+        stderr: query.flag("stderr") || tty,
     };
     let url = match cri.runtime.exec(request).await {
         Ok(r) => r.into_inner().url,
         Err(e) => {
-            let code = if e.code() == tonic::Code::FailedPrecondition
-                || e.code() == tonic::Code::InvalidArgument
-            {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::INTERNAL_SERVER_ERROR
+            let (code, reason) = match e.code() {
+                tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
+                    (StatusCode::BAD_REQUEST, "BadRequest")
+                }
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
             };
-            return status(code, "BadRequest", &format!("exec: {}", e.message()));
+            return status(code, reason, &format!("exec: {}", e.message()));
         }
     };
-    match relay(&url, req).await {
+    match relay(&url, req, tty).await {
         Ok(resp) => resp,
         Err(e) => status(StatusCode::BAD_GATEWAY, "InternalError", &e.to_string()),
     }
@@ -112,7 +117,11 @@ pub async fn serve(
 /// Opens a WebSocket to the runtime's `url` offering the client's subprotocols, answers the
 /// client `101` with the one the runtime chose, and relays messages between both in the
 /// background ([`pump`]).
-async fn relay(url: &str, mut req: Request<Incoming>) -> Result<Response<Body>, RelayError> {
+async fn relay(
+    url: &str,
+    mut req: Request<Incoming>,
+    merge_stderr: bool,
+) -> Result<Response<Body>, RelayError> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
         return Ok(status(
             StatusCode::BAD_REQUEST,
@@ -166,7 +175,7 @@ async fn relay(url: &str, mut req: Request<Incoming>) -> Result<Response<Body>, 
             Ok(io) => {
                 let client =
                     WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
-                pump(client, runtime).await;
+                pump(client, runtime, merge_stderr).await;
             }
             Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
         }
@@ -176,8 +185,8 @@ async fn relay(url: &str, mut req: Request<Incoming>) -> Result<Response<Body>, 
 
 /// Copies data messages both ways until the runtime ends the exec, then closes the client's
 /// socket with code 1000 (kubectl reports a close without a code as an error). Pings are
-/// answered by each side's WebSocket itself.
-async fn pump<C, R>(client: WebSocketStream<C>, runtime: WebSocketStream<R>)
+/// answered by each side's WebSocket itself. `merge_stderr` moves stderr messages to stdout.
+async fn pump<C, R>(client: WebSocketStream<C>, runtime: WebSocketStream<R>, merge_stderr: bool)
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -203,6 +212,13 @@ where
             match msg {
                 Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                Message::Binary(data) if merge_stderr && data.first() == Some(&STDERR) => {
+                    let mut moved = data.to_vec();
+                    moved[0] = STDOUT;
+                    if client_tx.send(Message::Binary(moved.into())).await.is_err() {
+                        return;
+                    }
+                }
                 data => {
                     if client_tx.send(data).await.is_err() {
                         return;

@@ -197,6 +197,15 @@ async fn logs_and_exec_through_berth_and_kubectl() {
         s.berth().args(["exec", &a, "--", "sh", "-c", "exit 3"]),
     );
     assert_eq!(code.status.code(), Some(3), "{code:?}");
+    // -t: no terminal in the container yet, but stderr shows on stdout as a terminal would.
+    assert_eq!(
+        stdout_ok(
+            "berth exec -t",
+            s.berth()
+                .args(["exec", "-t", &a, "--", "sh", "-c", "echo e >&2"])
+        ),
+        "e\n"
+    );
     let mut cat = s
         .berth()
         .args(["exec", "-i", &a, "--", "cat"])

@@ -21,8 +21,8 @@ pub struct Args {
     /// Pass stdin to the command.
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Ask for a terminal. Accepted for kubectl compatibility; the command still runs without a
-    /// terminal (berth's runtime has none yet), so stdout and stderr stay separate.
+    /// Ask for a terminal, as kubectl's `-t`. berth's runtime has no terminals yet: the command
+    /// runs without one and its stderr arrives merged into stdout (as a terminal would show it).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// The command and its arguments (after `--`).
@@ -63,8 +63,9 @@ async fn exec(args: Args) -> anyhow::Result<i32> {
         container: Some(container),
         stdin: args.stdin,
         stdout: true,
-        stderr: true,
-        tty: false,
+        // kube-rs (like kubectl) sends no separate stderr with a tty.
+        stderr: !args.tty,
+        tty: args.tty,
         ..Default::default()
     };
     let mut proc = pods
@@ -73,7 +74,7 @@ async fn exec(args: Args) -> anyhow::Result<i32> {
         .map_err(explain)?;
     let status = proc.take_status().context("no exec status channel")?;
     let mut out = proc.stdout().context("no stdout")?;
-    let mut err = proc.stderr().context("no stderr")?;
+    let err = proc.stderr();
     if let Some(mut input) = proc.stdin() {
         // Dropping the writer at EOF tells the server stdin is closed.
         tokio::spawn(async move {
@@ -87,6 +88,7 @@ async fn exec(args: Args) -> anyhow::Result<i32> {
         stdout.flush().await
     };
     let copy_err = async {
+        let Some(mut err) = err else { return Ok(()) };
         let mut stderr = tokio::io::stderr();
         tokio::io::copy(&mut err, &mut stderr).await?;
         stderr.flush().await

@@ -2,7 +2,9 @@
 //! controllers, registry, runtime, agent) on a temp data dir, free ports and a bridge and cluster
 //! CIDR of its own; pushes the busybox test image; then for each N applies a ModelService with N
 //! replicas and measures apply -> all N Ready, and per Pod the Kubernetes pod startup SLI
-//! (creation -> all containers running, observed via watch). A `runc run -d` of the same image,
+//! (creation -> all containers running, observed via watch; both ends are watch sightings on this
+//! machine's monotonic clock, because creationTimestamp has only second resolution). A `runc run
+//! -d` of the same image,
 //! N times in a row, is the peer. Everything is deleted, and the machine left clean, between Ns
 //! and at the end.
 
@@ -121,7 +123,17 @@ async fn bench(args: &Args, scratch: &Scratch) -> anyhow::Result<()> {
     let running = server::start(server_args(scratch)?)
         .await
         .context("starting the bench server")?;
-    let result = measure_all(args, scratch, &running).await;
+    let result = async {
+        let client = client(&running.kubeconfig).await?;
+        let result = tokio::select! {
+            r = measure_all(args, scratch, &running, &client) => r,
+            _ = crate::rt::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+        };
+        // Also after an error or Ctrl-C: the bench's Pods must not outlive it.
+        let cleaned = delete_and_wait(&client, &running.data_dir).await;
+        result.and(cleaned)
+    }
+    .await;
     running.stop().await;
     result
 }
@@ -130,20 +142,20 @@ async fn measure_all(
     args: &Args,
     scratch: &Scratch,
     running: &server::Running,
+    client: &kube::Client,
 ) -> anyhow::Result<()> {
     let registry = running
         .registry
         .context("the bench server has no registry")?;
     let image = push_busybox(&scratch.dir, registry.port())?;
-    let client = client(&running.kubeconfig).await?;
     println!(
         "pod startup: apply of a ModelService with N replicas (busybox `sleep`) on one in-process node"
     );
     println!("  SLI per Pod: first watch sighting -> all containers running, as seen by a watch");
     for &n in &args.replicas {
-        let outcome = measure(&client, &image, n).await;
+        let outcome = measure(client, &image, n).await;
         // Whatever happened, nothing stays behind for the next N.
-        delete_and_wait(&client).await?;
+        delete_and_wait(client, &running.data_dir).await?;
         let m = outcome?;
         let peer = runc_peer(&running.data_dir, &scratch.dir, n).ok();
         report(n, &m, peer);
@@ -258,8 +270,9 @@ fn is_ready(p: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Deletes the bench ModelService and waits until none of its Pods is left.
-async fn delete_and_wait(client: &kube::Client) -> anyhow::Result<()> {
+/// Deletes the bench ModelService and waits until none of its Pods is left, in the API and on
+/// the node (the agent stops containers after the Pod objects are gone).
+async fn delete_and_wait(client: &kube::Client, data_dir: &Path) -> anyhow::Result<()> {
     let services: Api<ModelService> = Api::namespaced(client.clone(), NAMESPACE);
     match services.delete(NAME, &DeleteParams::default()).await {
         Ok(_) => {}
@@ -270,13 +283,31 @@ async fn delete_and_wait(client: &kube::Client) -> anyhow::Result<()> {
     let lp =
         ListParams::default().labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !pods.list(&lp).await?.items.is_empty() {
+    loop {
+        let api_left = pods.list(&lp).await?.items.len();
+        let node_left = runtime_entries(data_dir);
+        if api_left == 0 && node_left == 0 {
+            return Ok(());
+        }
         if Instant::now() > deadline {
-            bail!("the bench Pods were not gone after 180 s");
+            bail!(
+                "after 180 s, {api_left} bench Pods in the API and {node_left} sandboxes/containers on the node are left"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(())
+}
+
+/// How many sandboxes and containers the embedded runtime still has.
+fn runtime_entries(data_dir: &Path) -> usize {
+    ["sandboxes", "containers"]
+        .iter()
+        .map(|d| {
+            std::fs::read_dir(data_dir.join("runtime").join(d))
+                .map(|r| r.count())
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// The peer: `runc run -d` of the same busybox snapshot with `sleep`, `n` times in a row (each

@@ -484,13 +484,17 @@ impl Worker {
             image: image.clone(),
             ..Default::default()
         };
-        let present = img
+        // Verbose: the same answer carries the image's HEALTHCHECK (see `ensure_liveness`).
+        let status = img
             .image_status(cri::ImageStatusRequest {
                 image: Some(spec_.clone()),
-                verbose: false,
+                verbose: true,
             })
             .await
-            .is_ok_and(|r| r.into_inner().image.is_some());
+            .map(tonic::Response::into_inner)
+            .ok()
+            .filter(|r| r.image.is_some());
+        let present = status.is_some();
         let pull = match spec::should_pull(c, present) {
             Ok(p) => p,
             Err(msg) => {
@@ -499,6 +503,12 @@ impl Worker {
             }
         };
         if !pull {
+            let t = self.track(&c.name);
+            if t.liveness.is_none() {
+                let probe = c.liveness_probe.clone();
+                t.liveness =
+                    Some(probe.or_else(|| status.as_ref().and_then(probe::healthcheck_probe)));
+            }
             self.event(
                 EventType::Normal,
                 "Pulled",

@@ -470,7 +470,9 @@ async fn an_unschedulable_service_reports_why_and_harms_nothing() {
 
 #[tokio::test]
 async fn containers_survive_a_server_restart_and_status_converges() {
-    let mut s = TestServer::start_node(&[]).await.unwrap();
+    // A short node grace period: the server stays down longer than it in the second round, and
+    // the restarted node lifecycle controller must not take that silence for a lost node.
+    let mut s = TestServer::start_node(&["--node-grace-period", "3s"]).await.unwrap();
     let client = s.client().await.unwrap();
     let image = push_busybox(s.data_dir(), s.registry_port().unwrap()).unwrap();
     let port = berth_e2e::free_port();
@@ -482,6 +484,7 @@ async fn containers_survive_a_server_restart_and_status_converges() {
     for (round, hard) in [(1, false), (2, true)] {
         if hard {
             s.kill9().unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
         } else {
             s.stop().unwrap();
         }

@@ -3,6 +3,8 @@
 //! ModelService controller replaces them and the scheduler places them on live nodes.
 //!
 //! Nodes that never had a Lease are left alone: without a heartbeat there is nothing to judge.
+//! Staleness counts from the controller's own start at the earliest, so restarting the server
+//! after a long stop does not evict every Pod before the agents had a chance to renew.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,10 @@ pub enum Error {
 struct Ctx {
     client: kube::Client,
     opts: ControllerOptions,
+    /// When this controller started: a heartbeat missed while no controller was watching (the
+    /// whole server was down) is not the node's fault, so staleness counts from here at the
+    /// earliest — the node gets a full grace period to renew after a server restart.
+    started: Timestamp,
 }
 
 /// Whether a heartbeat renewed at `renewed` is older than `grace` at `now`, and if not, how long
@@ -57,7 +63,7 @@ pub fn staleness(renewed: Timestamp, now: Timestamp, grace: Duration) -> Result<
 pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
-    let ctx = Arc::new(Ctx { client, opts });
+    let ctx = Arc::new(Ctx { client, opts, started: Timestamp::now() });
     Controller::new(nodes, watcher::Config::default())
         .watches(leases, watcher::Config::default(), |lease: Lease| {
             Some(ObjectRef::<Node>::new(&lease.name_any()))
@@ -91,7 +97,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     else {
         return Ok(Action::await_change());
     };
-    match staleness(renewed, Timestamp::now(), ctx.opts.node_grace) {
+    match staleness(renewed.max(ctx.started), Timestamp::now(), ctx.opts.node_grace) {
         // Check again just after the heartbeat would expire (a renewal wakes us earlier).
         Err(left) => Ok(Action::requeue(left + Duration::from_millis(200))),
         Ok(()) => {

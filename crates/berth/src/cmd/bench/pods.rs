@@ -1,12 +1,11 @@
 //! `berth bench pods`: pod startup latency of a whole node. Starts a server in-process (API,
 //! controllers, registry, runtime, agent) on a temp data dir, free ports and a bridge and cluster
-//! CIDR of its own; pushes the busybox test image; then for each N applies a ModelService with N
-//! replicas and measures apply -> all N Ready, and per Pod the Kubernetes pod startup SLI
-//! (creation -> all containers running, observed via watch; both ends are watch sightings on this
-//! machine's monotonic clock, because creationTimestamp has only second resolution). A `runc run
-//! -d` of the same image,
-//! N times in a row, is the peer. Everything is deleted, and the machine left clean, between Ns
-//! and at the end.
+//! CIDR of its own; pushes the busybox test image and pulls it onto the node with one unmeasured
+//! Pod; then for each N applies a ModelService with N replicas and measures apply -> all N Ready,
+//! and per Pod the Kubernetes pod startup SLI (creation -> all containers running, observed via
+//! watch; both ends are watch sightings on this machine's monotonic clock, because
+//! creationTimestamp has only second resolution). A `runc run -d` of the same image, N times in a
+//! row, is the peer. Everything is deleted, and the machine left clean, between Ns and at the end.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -152,6 +151,10 @@ async fn measure_all(
         "pod startup: apply of a ModelService with N replicas (busybox `sleep`) on one in-process node"
     );
     println!("  SLI per Pod: first watch sighting -> all containers running, as seen by a watch");
+    // One unmeasured Pod first, so every N starts with the image present on the node.
+    let warm = measure(client, &image, 1).await;
+    delete_and_wait(client, &running.data_dir).await?;
+    warm.context("warm-up (pulling the image onto the node)")?;
     for &n in &args.replicas {
         let outcome = measure(client, &image, n).await;
         // Whatever happened, nothing stays behind for the next N.

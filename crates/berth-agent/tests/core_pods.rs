@@ -6,6 +6,7 @@
 //! - a Pod runs, gets Running/Ready with a pod IP from the node's CIDR, Events Pulled/Created/Started;
 //! - killing its process restarts it (restartCount 1, lastState terminated);
 //! - a container that always exits goes into CrashLoopBackOff with growing delays (10 s, then 20 s);
+//! - restartPolicy Never ends Succeeded; an image that cannot be pulled shows ImagePullBackOff;
 //! - restarting the agent adopts the running container (same id, no duplicate sandbox or
 //!   container), and removes the sandbox of a Pod force-deleted while it was down;
 //! - deleting a Pod stops and removes its sandbox and containers, then the Pod object.
@@ -141,6 +142,17 @@ impl Env {
         restart_policy: &str,
         command: serde_json::Value,
     ) -> Pod {
+        self.create_pod_of(name, &self.image.clone(), restart_policy, command)
+            .await
+    }
+
+    async fn create_pod_of(
+        &self,
+        name: &str,
+        image: &str,
+        restart_policy: &str,
+        command: serde_json::Value,
+    ) -> Pod {
         let pod: Pod = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name},
@@ -149,7 +161,7 @@ impl Env {
                 "restartPolicy": restart_policy,
                 "terminationGracePeriodSeconds": 2,
                 "containers": [{
-                    "name": "app", "image": self.image, "command": command,
+                    "name": "app", "image": image, "command": command,
                     "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}]
                 }]
             }
@@ -419,6 +431,54 @@ async fn scenarios(env: &mut Env) {
             .any(|r| r == "BackOff")
     );
     let crash_uid = p.metadata.uid.clone().expect("uid");
+
+    // restartPolicy Never: a container that exits 0 leaves the Pod Succeeded, not restarted.
+    env.create_pod("once", "Never", json!(["sh", "-c", "exit 0"]))
+        .await;
+    let p = env
+        .wait_pod("once", "phase Succeeded", |p| {
+            p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+        })
+        .await;
+    assert_eq!(restarts(&p), 0);
+    // An image that cannot be pulled: ErrImagePull, then ImagePullBackOff; Failed events.
+    let missing = env.image.replace("busybox:latest", "missing:1");
+    env.create_pod_of("nopull", &missing, "Always", json!(["true"]))
+        .await;
+    let waiting_reason = |p: &Pod| {
+        container_status(p)
+            .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+            .unwrap_or_default()
+    };
+    env.wait_pod("nopull", "ImagePullBackOff", |p| {
+        waiting_reason(p) == "ImagePullBackOff"
+    })
+    .await;
+    assert!(
+        env.event_reasons("nopull")
+            .await
+            .iter()
+            .any(|r| r == "Failed")
+    );
+    let gone = DeleteParams::default();
+    for name in ["once", "nopull"] {
+        let uid = env
+            .pods()
+            .get(name)
+            .await
+            .expect("pod")
+            .metadata
+            .uid
+            .expect("uid");
+        env.pods().delete(name, &gone).await.expect("delete");
+        let deadline = Instant::now() + PATIENCE;
+        while env.pods().get_opt(name).await.expect("get").is_some()
+            || !env.sandboxes(&uid).await.is_empty()
+        {
+            assert!(Instant::now() < deadline, "{name} stays");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 
     // Restart the agent; meanwhile the crash Pod is force-deleted.
     env.stop_agent().await;

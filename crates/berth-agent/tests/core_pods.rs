@@ -106,6 +106,7 @@ struct Env {
     endpoint: String,
     agent: Option<JoinHandle<Result<(), berth_agent::AgentError>>>,
     pod_cidr: String,
+    bridge: String,
 }
 
 impl Env {
@@ -381,6 +382,9 @@ async fn scenarios(env: &mut Env) {
     let first = cs.container_id.clone().expect("id");
     let pids = pids_of(first.strip_prefix("berth://"), "sleep");
     assert_eq!(pids.len(), 1, "one sleep process: {pids:?}");
+    // (So that the cgroup check after deletion can fail: a running container has its cgroup.)
+    let first_id = first.strip_prefix("berth://").expect("berth id");
+    assert!(!cgroups_of(first_id).is_empty(), "a running container's cgroup is found");
     let killed = Command::new("kill")
         .args(["-KILL", &pids[0]])
         .status()
@@ -544,6 +548,35 @@ async fn scenarios(env: &mut Env) {
     }
     let id = web_container.strip_prefix("berth://");
     assert!(pids_of(id, "sleep").is_empty(), "no container process left");
+    let id = id.expect("id");
+    assert!(
+        cgroups_of(id).is_empty(),
+        "cgroups left: {:?}",
+        cgroups_of(id)
+    );
+    let brif = format!("/sys/class/net/{}/brif", env.bridge);
+    let veths: Vec<_> = std::fs::read_dir(&brif)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(veths.is_empty(), "veths left on the bridge: {veths:?}");
+}
+
+/// Cgroup directories (any hierarchy, under berth's `/berth/<runtime>/`) named after container `id`.
+fn cgroups_of(id: &str) -> Vec<std::path::PathBuf> {
+    let mut roots = vec![std::path::PathBuf::from("/sys/fs/cgroup/berth")];
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        roots.push(h.path().join("berth"));
+    }
+    roots
+        .iter()
+        .flat_map(|r| std::fs::read_dir(r).into_iter().flatten().flatten())
+        .map(|runtime| runtime.path().join(id))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 async fn agent_core(tmp: &Path) {
@@ -611,6 +644,7 @@ async fn agent_core(tmp: &Path) {
         endpoint,
         agent: None,
         pod_cidr,
+        bridge: bridge.clone(),
     };
     env.start_agent();
     let result = std::panic::AssertUnwindSafe(scenarios(&mut env))

@@ -245,12 +245,16 @@ async fn churn_model_serves_predictions_scales_and_cleans_up() {
     wait_ready(&s, &client, "churn-model", 1).await;
     assert_eq!(http(port, "POST", "/predict", PREDICT).unwrap().0, 200);
 
-    // Deleting the service removes every container, sandbox, mount, veth and cgroup.
-    run_ok("berth delete", s.berth().args(["delete", "ms", "churn-model"]).output());
+    // Deleting the service removes every container, sandbox, mount, veth and cgroup; a Pod object
+    // goes only after its agent stopped its containers (graceful deletion).
+    run_ok("berth delete", s.berth().args(["delete", "ms", "churn-model", "--wait=false"]).output());
+    let lp = ListParams::default().labels("berth.dev/modelservice=churn-model");
     eventually(&s, "pods to go", Duration::from_secs(60), || async {
-        live_pods(&client, "churn-model").await.is_empty().then_some(())
+        pods(&client).list(&lp).await.ok()?.items.is_empty().then_some(())
     })
     .await;
+    let left = s.node().unwrap().leftovers(s.data_dir());
+    assert!(left.containers.is_empty() && left.processes.is_empty(), "Pods went before their containers: {left:?}");
     wait_clean(&s).await;
 }
 

@@ -280,7 +280,11 @@ pub async fn commit_as(ctx: &Ctx, key: &str, expected: i64, obj: Value, old: &Va
         Err(e) => return Err(e.into()),
     };
     let stored = object::decode(&kv, &ctx.r)?;
-    if stored["metadata"].get("deletionTimestamp").is_some() && object::finalizers(&stored).is_empty() {
+    // An object being deleted goes once its last finalizer is removed — unless it is in a graceful
+    // deletion (a Pod with deletionGracePeriodSeconds > 0), which only its node agent ends, with a
+    // DELETE of grace 0 after the containers stopped; status writes meanwhile must not end it.
+    let graceful = stored["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
+    if stored["metadata"].get("deletionTimestamp").is_some() && object::finalizers(&stored).is_empty() && !graceful {
         if let Ok((rev, _)) = ctx.srv.store.delete(key, kv.mod_revision).await {
             let mut last = stored.clone();
             object::set_resource_version(&mut last, rev);

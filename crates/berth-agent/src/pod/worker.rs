@@ -163,6 +163,19 @@ impl Worker {
         let mut observed = self.observe().await;
         if self.act(&observed).await {
             observed = self.observe().await;
+            // Instances that just started get their probes now (no probes: Ready at once),
+            // not a poll later.
+            for c in self.containers() {
+                let running = observed.get(&c.name).and_then(|list| {
+                    decide::current_and_previous(list)
+                        .0
+                        .filter(|i| i.running())
+                        .cloned()
+                });
+                if let Some(i) = running {
+                    self.ensure_probes(&c, &i).await;
+                }
+            }
         }
         let view = self.view(&observed, false);
         self.write_status_view(&view).await;

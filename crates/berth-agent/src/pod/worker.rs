@@ -231,6 +231,7 @@ impl Worker {
         let attempt = u32::try_from(all.len()).unwrap_or(0);
         let log_dir = spec::log_directory(&self.ctx.config.data_dir, &self.pod);
         let config = spec::sandbox_config(&self.pod, attempt, log_dir.clone());
+        let began = Instant::now();
         let id = match ready {
             Some(s) => {
                 tracing::debug!(pod = %self.pod.name_any(), sandbox = %s.id, "adopted the pod sandbox");
@@ -275,6 +276,7 @@ impl Worker {
             .and_then(|s| s.network)
             .map(|n| n.ip)
             .filter(|ip| !ip.is_empty());
+        tracing::debug!(pod = %self.pod.name_any(), took = ?began.elapsed(), "sandbox ready");
         self.sandbox = Some(Sandbox { id, ip, config });
         Ok(())
     }
@@ -409,6 +411,7 @@ impl Worker {
     /// Pulls the image as its policy says, creates and starts instance `restart_count` of `c`.
     /// Returns whether a container was created.
     async fn create(&mut self, c: &Container, restart_count: u32) -> bool {
+        let began = Instant::now();
         if let Err(waiting) = self.ensure_image(c).await {
             self.track(&c.name).waiting = Some(waiting);
             return false;
@@ -453,7 +456,9 @@ impl Worker {
             "Created",
             format!("Created container {}", c.name),
         );
+        let created = began.elapsed();
         self.start(c, &id).await;
+        tracing::debug!(pod = %self.pod.name_any(), container = %c.name, ?created, took = ?began.elapsed(), "container started");
         true
     }
 

@@ -103,8 +103,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// A started server: API, registry, controllers and (unless disabled) runtime and agent.
 pub struct Running {
-    /// The API server's address.
-    pub api: SocketAddr,
     /// The admin kubeconfig it wrote.
     pub kubeconfig: PathBuf,
     /// The registry's address, if it runs.
@@ -173,7 +171,6 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
         Some(node::LocalNode::start(&args.node, &data_dir, client).await?)
     };
     Ok(Running {
-        api: api_server.addr,
         kubeconfig: api_server.kubeconfig.clone(),
         registry,
         data_dir,

@@ -120,10 +120,6 @@ pub fn curl_line(port: u64) -> String {
     format!("curl -X POST localhost:{port}/predict -d '{PREDICT_BODY}'")
 }
 
-/// The request body `curl_line` sends.
-pub fn predict_body() -> &'static str {
-    PREDICT_BODY
-}
 
 #[cfg(test)]
 mod tests {
@@ -155,7 +151,7 @@ mod tests {
             &std::fs::read_to_string(source.example_dir().join("models/churn.json")).unwrap(),
         )
         .unwrap();
-        let body: Value = serde_json::from_str(predict_body()).unwrap();
+        let body: Value = serde_json::from_str(PREDICT_BODY).unwrap();
         let features: Vec<&str> = model["features"]
             .as_array()
             .unwrap()

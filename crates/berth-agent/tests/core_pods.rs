@@ -7,6 +7,7 @@
 //! - killing its process restarts it (restartCount 1, lastState terminated);
 //! - a container that always exits goes into CrashLoopBackOff with growing delays (10 s, then 20 s);
 //! - restartPolicy Never ends Succeeded; an image that cannot be pulled shows ImagePullBackOff;
+//! - a running Pod force-deleted has its sandbox and containers removed;
 //! - restarting the agent adopts the running container (same id, no duplicate sandbox or
 //!   container), and removes the sandbox of a Pod force-deleted while it was down;
 //! - deleting a Pod stops and removes its sandbox and containers, then the Pod object.
@@ -384,7 +385,10 @@ async fn scenarios(env: &mut Env) {
     assert_eq!(pids.len(), 1, "one sleep process: {pids:?}");
     // (So that the cgroup check after deletion can fail: a running container has its cgroup.)
     let first_id = first.strip_prefix("berth://").expect("berth id");
-    assert!(!cgroups_of(first_id).is_empty(), "a running container's cgroup is found");
+    assert!(
+        !cgroups_of(first_id).is_empty(),
+        "a running container's cgroup is found"
+    );
     let killed = Command::new("kill")
         .args(["-KILL", &pids[0]])
         .status()
@@ -484,12 +488,33 @@ async fn scenarios(env: &mut Env) {
         }
     }
 
-    // Restart the agent; meanwhile the crash Pod is force-deleted.
-    env.stop_agent().await;
+    // A running Pod force-deleted (no graceful deletion): the agent still removes its sandbox.
+    let forced = env
+        .create_pod("forced", "Always", json!(["sleep", "3600"]))
+        .await;
+    let forced_uid = forced.metadata.uid.clone().expect("uid");
+    env.wait_pod("forced", "Running", running).await;
     let force = DeleteParams {
         grace_period_seconds: Some(0),
         ..Default::default()
     };
+    env.pods()
+        .delete("forced", &force)
+        .await
+        .expect("force delete");
+    let deadline = Instant::now() + PATIENCE;
+    while !env.sandboxes(&forced_uid).await.is_empty()
+        || !env.containers(&forced_uid).await.is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the force-deleted Pod's sandbox stays"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Restart the agent; meanwhile the crash Pod is force-deleted.
+    env.stop_agent().await;
     env.pods()
         .delete("crash", &force)
         .await

@@ -449,6 +449,22 @@ async fn scenarios(env: &mut Env) {
         })
         .await;
     assert_eq!(restarts(&p), 0);
+    // Its sandbox is stopped (network released); the exited container stays until deletion.
+    let once_uid = p.metadata.uid.clone().expect("uid");
+    let deadline = Instant::now() + PATIENCE;
+    while env
+        .sandboxes(&once_uid)
+        .await
+        .iter()
+        .any(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a finished Pod's sandbox keeps running"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(env.containers(&once_uid).await.len(), 1);
     // An image that cannot be pulled: ErrImagePull, then ImagePullBackOff; Failed events.
     let missing = env.image.replace("busybox:latest", "missing:1");
     env.create_pod_of("nopull", &missing, "Always", json!(["true"]))

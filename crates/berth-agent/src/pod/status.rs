@@ -191,7 +191,7 @@ fn condition(
 
 /// Pending until every container has run; Succeeded/Failed when every container has ended for
 /// good; Running otherwise.
-fn phase(view: &PodView, policy: &str) -> &'static str {
+pub fn phase(view: &PodView, policy: &str) -> &'static str {
     let cs = &view.containers;
     if cs.is_empty() {
         return "Pending";

@@ -72,6 +72,8 @@ pub struct Worker {
     rx: watch::Receiver<Option<Arc<Pod>>>,
     sandbox: Option<Sandbox>,
     sandbox_backoff: Backoff,
+    /// Whether the sandbox was stopped because the Pod finished.
+    sandbox_stopped: bool,
     tracks: HashMap<String, Track>,
     /// Observed instances by id (an instance's timestamps and exit don't change once read).
     cache: HashMap<String, Instance>,
@@ -92,6 +94,7 @@ impl Worker {
             rx,
             sandbox: None,
             sandbox_backoff: Backoff::new(),
+            sandbox_stopped: false,
             tracks: HashMap::new(),
             cache: HashMap::new(),
             probe_tx,
@@ -179,7 +182,30 @@ impl Worker {
         }
         let view = self.view(&observed, false);
         self.write_status_view(&view).await;
+        self.stop_finished_sandbox(&view).await;
         self.next_wait(&view)
+    }
+
+    /// Stops the sandbox of a Pod whose containers have all ended for good (as the kubelet
+    /// does): its network goes, the exited containers and their logs stay until deletion.
+    async fn stop_finished_sandbox(&mut self, view: &PodView) {
+        let finished = matches!(
+            status::phase(view, decide::restart_policy(&self.pod)),
+            "Succeeded" | "Failed"
+        );
+        if !finished || self.sandbox_stopped {
+            return;
+        }
+        let Some(id) = self.sandbox.as_ref().map(|s| s.id.clone()) else {
+            return;
+        };
+        let req = cri::StopPodSandboxRequest { pod_sandbox_id: id };
+        match self.ctx.cri.runtime.clone().stop_pod_sandbox(req).await {
+            Ok(_) => self.sandbox_stopped = true,
+            Err(e) => {
+                tracing::warn!(pod = %self.pod.name_any(), error = %e, "stopping a finished pod's sandbox failed")
+            }
+        }
     }
 
     /// The sleep before the next round: fast while something is starting, until the earliest

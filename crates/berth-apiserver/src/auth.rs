@@ -27,16 +27,20 @@ impl Identity {
         }
     }
 
-    /// Whether this identity may use `resource` of `group` at all.
-    pub fn allowed(&self, group: &str, resource: &str) -> bool {
+    /// Whether this identity may use `resource` of `group` with HTTP `method`.
+    pub fn allowed(&self, group: &str, resource: &str, method: &http::Method) -> bool {
         match self {
             Identity::Admin => true,
-            Identity::Node => matches!(
-                (group, resource),
-                ("", "nodes" | "pods" | "events" | "namespaces" | "services" | "endpoints" | "configmaps" | "secrets")
-                    | ("coordination.k8s.io", "leases")
-                    | ("events.k8s.io", "events")
-            ),
+            Identity::Node => {
+                let read = matches!(*method, http::Method::GET | http::Method::HEAD);
+                matches!(
+                    (group, resource),
+                    ("", "nodes" | "pods" | "events" | "namespaces" | "services" | "endpoints" | "configmaps" | "secrets")
+                        | ("coordination.k8s.io", "leases")
+                        | ("events.k8s.io", "events")
+                // The service proxy reads every ModelService's service port; it never writes them.
+                ) || (read && (group, resource) == ("berth.dev", "modelservices"))
+            }
         }
     }
 }
@@ -114,4 +118,21 @@ impl Authenticator {
 /// Compares without an early exit, so timing does not leak how much of a token matched.
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_agents_may_read_but_not_write_modelservices() {
+        let node = Identity::Node;
+        assert!(node.allowed("berth.dev", "modelservices", &http::Method::GET));
+        assert!(!node.allowed("berth.dev", "modelservices", &http::Method::PATCH));
+        assert!(!node.allowed("berth.dev", "modelservices", &http::Method::DELETE));
+        assert!(node.allowed("", "pods", &http::Method::PATCH));
+        assert!(node.allowed("coordination.k8s.io", "leases", &http::Method::PUT));
+        assert!(!node.allowed("apiextensions.k8s.io", "customresourcedefinitions", &http::Method::GET));
+        assert!(Identity::Admin.allowed("berth.dev", "modelservices", &http::Method::DELETE));
+    }
 }

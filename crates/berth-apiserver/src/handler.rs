@@ -66,7 +66,7 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         other => return crate::surface::discovery(&srv, &other, &accept),
     };
     let r = srv.registry.lookup(&rp.group, &rp.version, &rp.resource).ok_or_else(ApiError::no_route)?;
-    if !identity.allowed(&r.group, &r.plural) {
+    if !identity.allowed(&r.group, &r.plural, req.method()) {
         let verb = req.method().as_str().to_lowercase();
         let ns = rp.namespace.as_deref().map(|n| format!(" in the namespace \"{n}\"")).unwrap_or_default();
         return Err(ApiError::forbidden(format!(

@@ -3,6 +3,7 @@
 //! wording server errors like kubectl does.
 
 pub mod connect;
+pub mod container;
 pub mod discovery;
 pub mod errors;
 pub mod manifest;

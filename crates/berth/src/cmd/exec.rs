@@ -57,7 +57,7 @@ async fn exec(args: Args) -> anyhow::Result<i32> {
     }
     let container = match &args.container {
         Some(c) => c.clone(),
-        None => default_container(&pod)?,
+        None => crate::client::container::container_of(&pod, None, true)?,
     };
     let ap = AttachParams {
         container: Some(container),
@@ -118,32 +118,6 @@ fn exit_code(status: Option<&Status>) -> anyhow::Result<i32> {
             s.message.as_deref().unwrap_or_default()
         ),
     }
-}
-
-fn default_container(pod: &Pod) -> anyhow::Result<String> {
-    let names: Vec<String> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .map(|c| c.name.clone())
-        .collect();
-    let annotated = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
-        .filter(|c| names.contains(c));
-    let chosen = annotated
-        .or(names.first())
-        .cloned()
-        .context("the Pod has no containers")?;
-    if annotated.is_none() && names.len() > 1 {
-        eprintln!(
-            "Defaulted container \"{chosen}\" out of: {}",
-            names.join(", ")
-        );
-    }
-    Ok(chosen)
 }
 
 #[cfg(test)]

@@ -73,7 +73,7 @@ async fn logs(args: Args) -> anyhow::Result<()> {
     match target {
         Target::Pod(name) => {
             let pod = pods.get(&name).await.map_err(explain)?;
-            let lp = params(&args, container_of(&pod, args.container.as_deref(), true)?);
+            let lp = params(&args, crate::client::container::container_of(&pod, args.container.as_deref(), true)?);
             let mut stream = pods.log_stream(&name, &lp).await.map_err(explain)?;
             let mut buf = vec![0u8; 32 * 1024];
             let mut out = std::io::stdout();
@@ -123,7 +123,7 @@ async fn service_logs(pods: &Api<Pod>, ms: &str, args: &Args) -> anyhow::Result<
 }
 
 async fn pod_lines(pods: &Api<Pod>, pod: &Pod, name: &str, args: &Args) -> anyhow::Result<()> {
-    let lp = params(args, container_of(pod, args.container.as_deref(), false)?);
+    let lp = params(args, crate::client::container::container_of(pod, args.container.as_deref(), false)?);
     let stream = pods.log_stream(name, &lp).await.map_err(explain)?;
     let mut lines = stream.lines();
     while let Some(line) = lines.next().await {
@@ -145,37 +145,6 @@ fn params(args: &Args, container: String) -> LogParams {
         tail_lines: (args.tail >= 0).then_some(args.tail),
         ..Default::default()
     }
-}
-
-/// The container to read: `-c`, else the default-container annotation, else the first one
-/// (saying so on stderr when `announce` and there are several, as kubectl does).
-fn container_of(pod: &Pod, asked: Option<&str>, announce: bool) -> anyhow::Result<String> {
-    if let Some(c) = asked {
-        return Ok(c.to_string());
-    }
-    let names: Vec<String> = pod
-        .spec
-        .iter()
-        .flat_map(|s| s.containers.iter())
-        .map(|c| c.name.clone())
-        .collect();
-    let annotated = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
-        .filter(|c| names.contains(c));
-    let chosen = annotated
-        .or(names.first())
-        .cloned()
-        .context("the Pod has no containers")?;
-    if announce && annotated.is_none() && names.len() > 1 {
-        eprintln!(
-            "Defaulted container \"{chosen}\" out of: {}",
-            names.join(", ")
-        );
-    }
-    Ok(chosen)
 }
 
 #[cfg(test)]
@@ -201,21 +170,4 @@ mod tests {
         assert!(parse_target("ms/").is_err());
     }
 
-    #[test]
-    fn default_container() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}, {"name": "b"}]}}))
-        .unwrap();
-        assert_eq!(container_of(&pod, None, false).unwrap(), "a");
-        assert_eq!(container_of(&pod, Some("b"), false).unwrap(), "b");
-        let mut annotated = pod.clone();
-        annotated.metadata.annotations = Some(
-            [(
-                "kubectl.kubernetes.io/default-container".to_string(),
-                "b".to_string(),
-            )]
-            .into(),
-        );
-        assert_eq!(container_of(&annotated, None, false).unwrap(), "b");
-    }
 }

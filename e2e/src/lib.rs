@@ -4,9 +4,11 @@
 //! One module per concern, each owned by the part it serves:
 //! - [`server`]: a `berth server` under test (`TestServer`, also as a whole node);
 //! - [`node`]: names, ports and teardown of a node under test;
+//! - [`http`]: a minimal HTTP client for requests through service ports;
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers;
 //! - [`runtime`]: a `berth runtime` under test (test images come from `berth_runtime::testimage`).
 
+pub mod http;
 pub mod node;
 pub mod peer;
 pub mod runtime;

@@ -6,8 +6,6 @@
 //! run in parallel.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
@@ -49,30 +47,7 @@ where
     }
 }
 
-/// A minimal HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
-fn http(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        conn,
-        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    conn.read_to_string(&mut out)?;
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {out:?}")))?;
-    // CGI scripts end their headers with bare newlines, which busybox httpd passes through.
-    let end = [("\r\n\r\n", 4), ("\n\n", 2)]
-        .iter()
-        .filter_map(|(sep, len)| out.find(sep).map(|i| i + len))
-        .min();
-    let body = end.map(|i| out[i..].to_string()).unwrap_or_default();
-    Ok((status, body))
-}
+use berth_e2e::http::request as http;
 
 const PREDICT: &str = r#"{"tenure_months": 2, "monthly_charges": 95.5, "support_tickets": 5, "contract_monthly": true, "paperless_billing": 1, "num_products": 1}"#;
 

@@ -3,8 +3,7 @@
 //! SIGTERM stops it cleanly, and a second `berth up` on the same data dir resumes without
 //! duplicate Pods. Ports, bridge and pod CIDR are the test's own; everything is removed at the end.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -189,26 +188,7 @@ impl Drop for Node {
 
 /// POSTs `body` to 127.0.0.1:`port`/predict; returns (status, body).
 fn predict(port: u16, body: &str) -> std::io::Result<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        conn,
-        "POST /predict HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    conn.read_to_string(&mut out)?;
-    let status = out
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((
-        status,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default(),
-    ))
+    berth_e2e::http::request(port, "POST", "/predict", body)
 }
 
 /// The port and body of `curl -X POST localhost:PORT/predict -d 'BODY'`.

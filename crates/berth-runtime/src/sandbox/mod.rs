@@ -106,9 +106,7 @@ impl SandboxStore {
         let Some(net) = self.network() else {
             // No pod network (yet): still remove a veth a previous configuration left.
             let veth = crate::network::host_veth(id);
-            if Path::new("/sys/class/net").join(&veth).exists() {
-                let _ = std::process::Command::new("ip").args(["link", "del", &veth]).status();
-            }
+            let _ = crate::network::netlink::delete_link(&veth);
             return Ok(());
         };
         let v4 = match ip {

@@ -20,14 +20,8 @@ pub fn create(pin: &Path) -> io::Result<()> {
             MsFlags::MS_BIND,
             None::<&str>,
         )?;
-        // A child forked from this thread starts in the new namespace.
-        let status = std::process::Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()?;
-        if !status.success() {
-            return Err(io::Error::other("ip link set lo up failed"));
-        }
-        Ok(())
+        // A netlink socket opened on this thread now lives in the new namespace.
+        crate::network::netlink::lo_up_here()
         // The thread ends here, so its namespace change dies with it; the pin keeps the netns.
     })
     .join()

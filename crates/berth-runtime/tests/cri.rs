@@ -723,12 +723,7 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
         .expect("ipam")
         .count();
     assert_eq!(ips, 0, "addresses released");
-    let veths = std::fs::read_dir("/sys/class/net")
-        .expect("links")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("veth"))
-        .count();
-    assert_eq!(veths, 0, "veths removed");
+    assert_eq!(veth_count(), 0, "veths removed");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(
         !mounts.contains(tmp.to_str().expect("utf8")),
@@ -968,6 +963,25 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The veths in this test's own network namespace (`ip` answers for the caller's namespace;
+/// /sys/class/net would show the host's, where other tests' pods may be running).
+/// The kernel destroys a veth whose peer's namespace went away asynchronously, so this waits up
+/// to 5 s for the count to reach 0.
+fn veth_count() -> usize {
+    let count = || {
+        let out = Command::new("ip").args(["-o", "link", "show", "type", "veth"]).output().expect("ip");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = count();
+        if n == 0 || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Starts a CRI server for `service` on `tmp/<name>.sock`; returns a client and a stopper.
 async fn serve_at(
     service: CriService,
@@ -1055,12 +1069,7 @@ async fn pod_cidr_over_cri(tmp: &Path) {
             .await
             .expect("remove sandbox");
     }
-    let veths = std::fs::read_dir("/sys/class/net")
-        .expect("net")
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("veth"))
-        .count();
-    assert_eq!(veths, 0, "every sandbox's veth is gone");
+    assert_eq!(veth_count(), 0, "every sandbox's veth is gone");
     let _ = stop.send(());
     server.await.expect("join").expect("serve");
 }

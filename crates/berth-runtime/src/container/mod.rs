@@ -291,8 +291,11 @@ impl ContainerStore {
                 state: status.state(),
             });
         }
+        // Taken before `runc start`: a process that exits at once may be reaped by its shim (which
+        // stamps finished_at) before `runc start` even returns.
+        let started = now_ns();
         self.runc(&["start", id])?;
-        status.record.started_at_ns = Some(now_ns());
+        status.record.started_at_ns = Some(started);
         self.save(&self.path(id)?, &status.record)?;
         Ok(status)
     }

@@ -1,7 +1,7 @@
 //! Logs and exec end to end, as a user runs them: `berth server` as a node (agent, runtime,
 //! registry), a ModelService of busybox Pods, then `berth logs` / `kubectl logs` (tail,
 //! timestamps, follow until the container ends, previous after a restart, ms/NAME) and
-//! `berth exec` / `kubectl exec` (output, stdin, exit codes) through the API server's pods/log and
+//! `berth exec` / `kubectl exec` (output, stdin, terminals, exit codes) through the API server's pods/log and
 //! pods/exec and the agent's node endpoint. Needs root (CI runs as root).
 
 use std::io::{BufRead, BufReader};
@@ -38,6 +38,37 @@ fn stdout_ok(what: &str, cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `cmd` on a fresh pseudo-terminal under script(1), typing `input` into it; returns what
+/// the terminal showed, with the command's exit status (`script -e`).
+fn on_a_terminal(cmd: &Command, input: &str) -> Output {
+    use std::io::Write;
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(quote(cmd.get_program()))
+        .chain(cmd.get_args().map(quote))
+        .collect();
+    let mut script = Command::new("script");
+    script
+        .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    let mut child = script.spawn().expect("script(1) from util-linux");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("typing");
+    child.wait_with_output().expect("script")
 }
 
 fn restarts(p: &Pod) -> i32 {
@@ -197,15 +228,36 @@ async fn logs_and_exec_through_berth_and_kubectl() {
         s.berth().args(["exec", &a, "--", "sh", "-c", "exit 3"]),
     );
     assert_eq!(code.status.code(), Some(3), "{code:?}");
-    // -t: no terminal in the container yet, but stderr shows on stdout as a terminal would.
+    // -t: the command runs on a terminal in the container, which shows its stderr too (and
+    // ends lines with CR LF), even when berth's own stdin is not a terminal.
     assert_eq!(
         stdout_ok(
             "berth exec -t",
-            s.berth()
-                .args(["exec", "-t", &a, "--", "sh", "-c", "echo e >&2"])
+            s.berth().args([
+                "exec",
+                "-t",
+                &a,
+                "--",
+                "sh",
+                "-c",
+                "test -t 0 && echo on-a-tty; echo e >&2"
+            ])
         ),
-        "e\n"
+        "on-a-tty\r\ne\r\n"
     );
+    // -it from a real terminal (script(1) gives berth and kubectl one): an interactive shell on
+    // the container's terminal, driven by what is typed; its exit code comes back.
+    for (what, mut cmd) in [
+        ("berth exec -it", s.berth()),
+        ("kubectl exec -it", s.kubectl()),
+    ] {
+        cmd.args(["exec", "-it", &a, "--", "sh"]);
+        let out = on_a_terminal(&cmd, "tty; echo $((6*7)); exit 4\n");
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(4), "{what}: {out:?}");
+        assert!(screen.contains("/dev/pts/"), "{what}: {screen:?}");
+        assert!(screen.contains("42\r\n"), "{what}: {screen:?}");
+    }
     let mut cat = s
         .berth()
         .args(["exec", "-i", &a, "--", "cat"])

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::ResourceExt;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -45,7 +45,10 @@ pub struct CidrParseError(String);
 impl Ipv4Cidr {
     /// The network `addr/prefix` (host bits cleared); `None` for a prefix over 32.
     pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
-        (prefix <= 32).then(|| Ipv4Cidr { network: u32::from(addr) & Self::mask(prefix), prefix })
+        (prefix <= 32).then(|| Ipv4Cidr {
+            network: u32::from(addr) & Self::mask(prefix),
+            prefix,
+        })
     }
 
     /// The prefix length.
@@ -54,7 +57,11 @@ impl Ipv4Cidr {
     }
 
     fn mask(prefix: u8) -> u32 {
-        if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) }
+        if prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(prefix))
+        }
     }
 
     /// Whether the two networks share any address.
@@ -72,8 +79,15 @@ impl Ipv4Cidr {
         if u64::from(index) >= count {
             return None;
         }
-        let step = if prefix == 32 { 1 } else { 1u32 << (32 - prefix) };
-        Some(Ipv4Cidr { network: self.network + index * step, prefix })
+        let step = if prefix == 32 {
+            1
+        } else {
+            1u32 << (32 - prefix)
+        };
+        Some(Ipv4Cidr {
+            network: self.network + index * step,
+            prefix,
+        })
     }
 }
 
@@ -125,11 +139,15 @@ pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), Er
         return Ok(());
     };
     let nodes: Api<Node> = Api::all(client);
-    let ctx = Arc::new(Ctx { nodes: nodes.clone(), opts: ipam, lock: tokio::sync::Mutex::new(()) });
+    let ctx = Arc::new(Ctx {
+        nodes: nodes.clone(),
+        opts: ipam,
+        lock: tokio::sync::Mutex::new(()),
+    });
     let retry = opts.retry_after;
     Controller::new(nodes, watcher::Config::default())
         .run(
-            |node, ctx| reconcile(node, ctx),
+            reconcile,
             move |_node, err, _ctx| {
                 warn!(error = %err, "node IPAM: allocation failed; retrying");
                 Action::requeue(retry)
@@ -153,15 +171,18 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     // Read every node afresh under the lock: the reflector's view may lag our own last patch.
     let all = ctx.nodes.list(&ListParams::default()).await?;
     let name = node.name_any();
-    if let Some(current) = all.items.iter().find(|n| n.name_any() == name) {
-        if pod_cidr(current).is_some() {
-            return Ok(Action::await_change());
-        }
+    if let Some(current) = all.items.iter().find(|n| n.name_any() == name)
+        && pod_cidr(current).is_some()
+    {
+        return Ok(Action::await_change());
     }
     let used: BTreeSet<Ipv4Cidr> = all.items.iter().filter_map(pod_cidr).collect();
-    let cidr = allocate(&ctx.opts, &used).ok_or_else(|| Error::Exhausted(ctx.opts.cluster_cidr, name.clone()))?;
+    let cidr = allocate(&ctx.opts, &used)
+        .ok_or_else(|| Error::Exhausted(ctx.opts.cluster_cidr, name.clone()))?;
     let patch = json!({ "spec": { "podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()] } });
-    ctx.nodes.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.nodes
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     info!(node = %name, %cidr, "pod CIDR allocated");
     Ok(Action::await_change())
 }
@@ -184,7 +205,10 @@ mod tests {
 
     #[test]
     fn allocates_the_first_free_range_and_skips_overlaps() {
-        let opts = NodeIpamOptions { cluster_cidr: cidr("10.88.0.0/16"), node_mask: 24 };
+        let opts = NodeIpamOptions {
+            cluster_cidr: cidr("10.88.0.0/16"),
+            node_mask: 24,
+        };
         let mut used = BTreeSet::new();
         assert_eq!(allocate(&opts, &used), Some(cidr("10.88.0.0/24")));
         used.insert(cidr("10.88.0.0/24"));
@@ -194,10 +218,20 @@ mod tests {
 
     #[test]
     fn reports_exhaustion() {
-        let opts = NodeIpamOptions { cluster_cidr: cidr("10.88.0.0/23"), node_mask: 24 };
+        let opts = NodeIpamOptions {
+            cluster_cidr: cidr("10.88.0.0/23"),
+            node_mask: 24,
+        };
         let used: BTreeSet<_> = [cidr("10.88.0.0/24"), cidr("10.88.1.0/24")].into();
         assert_eq!(allocate(&opts, &used), None);
-        let bigger = NodeIpamOptions { cluster_cidr: cidr("10.88.0.0/24"), node_mask: 16 };
-        assert_eq!(allocate(&bigger, &BTreeSet::new()), None, "node ranges larger than the cluster's");
+        let bigger = NodeIpamOptions {
+            cluster_cidr: cidr("10.88.0.0/24"),
+            node_mask: 16,
+        };
+        assert_eq!(
+            allocate(&bigger, &BTreeSet::new()),
+            None,
+            "node ranges larger than the cluster's"
+        );
     }
 }

@@ -752,7 +752,7 @@ impl RuntimeService for CriService {
         }
         let mut cmd = self
             .containers
-            .exec_command(&req.container_id, &req.cmd)
+            .exec_command(&req.container_id, &req.cmd, false)
             .map_err(container_status)?;
         cmd.kill_on_drop(true);
         let fut = cmd.output();
@@ -782,9 +782,9 @@ impl RuntimeService for CriService {
         r: Request<cri::ExecRequest>,
     ) -> Result<Response<cri::ExecResponse>, Status> {
         let req = r.into_inner();
-        if req.tty {
-            return Err(Status::unimplemented(
-                "exec with a tty is not supported yet",
+        if !(req.stdin || req.stdout || req.stderr) {
+            return Err(Status::invalid_argument(
+                "one of stdin, stdout or stderr must be set",
             ));
         }
         let streams = self
@@ -803,12 +803,15 @@ impl RuntimeService for CriService {
         }
         let command = self
             .containers
-            .exec_command(&req.container_id, &req.cmd)
+            .exec_command(&req.container_id, &req.cmd, req.tty)
             .map_err(container_status)?;
+        // With a terminal, stderr is part of what the terminal shows (kubelet: tty implies no
+        // separate stderr).
         let url = streams
             .register(crate::stream::PendingExec {
                 command,
                 stdin: req.stdin,
+                tty: req.tty,
             })
             .ok_or_else(|| internal("registering exec"))?;
         Ok(Response::new(cri::ExecResponse { url }))
@@ -918,12 +921,12 @@ impl CriService {
             .clone()
             .or_else(|| saved_pod_network(&net_dir));
         let network = match wanted {
-            Some(n) => Some(crate::network::Network::open(&net_dir, n).map_err(
-                |source| SandboxError::Io {
+            Some(n) => Some(
+                crate::network::Network::open(&net_dir, n).map_err(|source| SandboxError::Io {
                     path: net_dir.clone(),
                     source,
-                },
-            )?),
+                })?,
+            ),
             None => None,
         };
         Ok(Self {
@@ -955,8 +958,10 @@ impl CriService {
         }
         let bridge = current.map_or_else(|| self.pod_bridge.clone(), |n| n.config().bridge.clone());
         let config = crate::network::NetworkConfig { bridge, cidr };
-        let network = crate::network::Network::open(&self.net_dir, config.clone())
-            .map_err(|e| Status::internal(format!("pod network {}/{}: {e}", cidr.network, cidr.prefix)))?;
+        let network =
+            crate::network::Network::open(&self.net_dir, config.clone()).map_err(|e| {
+                Status::internal(format!("pod network {}/{}: {e}", cidr.network, cidr.prefix))
+            })?;
         let saved = format!("{} {}/{}\n", config.bridge, cidr.network, cidr.prefix);
         crate::shim::write_atomic(&self.net_dir.join(POD_NETWORK_FILE), saved.as_bytes())
             .map_err(|e| Status::internal(format!("saving the pod network: {e}")))?;

@@ -25,8 +25,8 @@ pub fn busybox_layout(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(staging.join("etc"))?;
     std::fs::copy("/bin/busybox", staging.join("bin/busybox"))?;
     for applet in [
-        "sh", "echo", "id", "sleep", "true", "false", "cat", "httpd", "wget", "rm", "mkdir", "kill", "ls",
-        "ps", "hostname", "test", "chmod", "nc",
+        "sh", "echo", "id", "sleep", "true", "false", "cat", "httpd", "wget", "rm", "mkdir",
+        "kill", "ls", "ps", "hostname", "test", "chmod", "nc", "stty", "tty",
     ] {
         symlink("busybox", staging.join("bin").join(applet))?;
     }

@@ -500,6 +500,34 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
         "{status}"
     );
 
+    // The same with a terminal: stderr shows on it (channel 1), typed input is echoed, a
+    // resize reaches the command, and the exit status still comes back.
+    let url = c
+        .runtime
+        .exec(cri::ExecRequest {
+            container_id: client_id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "test -t 0 && echo on-a-tty; read x; echo got=$x >&2; stty size; exit 4".into(),
+            ],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .expect("exec tty")
+        .into_inner()
+        .url;
+    let (screen, status) = exec_tty_stream(&url).await;
+    assert!(screen.contains("on-a-tty\r\n"), "{screen:?}");
+    assert!(
+        screen.contains("hello\r\ngot=hello\r\n40 120\r\n"),
+        "{screen:?}"
+    );
+    assert!(status.contains(r#""message":"4""#), "{status}");
+
     // Stats move under load (exec'd processes join the container's cgroup).
     let cpu = |s: cri::ContainerStatsResponse| {
         s.stats
@@ -933,6 +961,48 @@ async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
     (s(out), s(err), s(status))
 }
 
+/// Runs a streaming exec on a terminal: resizes it to 120x40, waits for the command's first
+/// line, types `hello`, and returns everything the terminal showed and the exit status.
+async fn exec_tty_stream(url: &str) -> (String, String) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let mut req = url
+        .replace("http://", "ws://")
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "v5.channel.k8s.io".parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    let mut resize = vec![4u8];
+    resize.extend_from_slice(br#"{"Width":120,"Height":40}"#);
+    ws.send(Message::Binary(resize.into()))
+        .await
+        .expect("resize");
+    let (mut screen, mut status, mut typed) = (Vec::new(), Vec::new(), false);
+    while let Some(Ok(msg)) = ws.next().await {
+        let Message::Binary(data) = msg else { continue };
+        match data.first() {
+            Some(1) => screen.extend_from_slice(&data[1..]),
+            Some(3) => status.extend_from_slice(&data[1..]),
+            other => panic!("unexpected channel {other:?} with a terminal"),
+        }
+        if !typed && String::from_utf8_lossy(&screen).contains("on-a-tty") {
+            // Leave the runtime a moment to pass the resize on to the container's terminal.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            ws.send(Message::Binary(b"\x00hello\r".to_vec().into()))
+                .await
+                .expect("stdin");
+            typed = true;
+        }
+    }
+    let s = |v: Vec<u8>| String::from_utf8_lossy(&v).into_owned();
+    (s(screen), s(status))
+}
+
 /// A minimal HTTP/1.0 GET on 127.0.0.1:port; the whole response, or "" on any error.
 async fn http_get(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -969,7 +1039,10 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
 /// to 5 s for the count to reach 0.
 fn veth_count() -> usize {
     let count = || {
-        let out = Command::new("ip").args(["-o", "link", "show", "type", "veth"]).output().expect("ip");
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "type", "veth"])
+            .output()
+            .expect("ip");
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -987,13 +1060,22 @@ async fn serve_at(
     service: CriService,
     tmp: &Path,
     name: &str,
-) -> (berth_cri::CriClient, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), berth_cri::CriError>>) {
+) -> (
+    berth_cri::CriClient,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), berth_cri::CriError>>,
+) {
     let socket = tmp.join(format!("{name}.sock"));
     let listener = berth_cri::bind(&socket).expect("bind");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(listener, service.clone(), service, async {
-        let _ = stop_rx.await;
-    }));
+    let server = tokio::spawn(berth_cri::serve(
+        listener,
+        service.clone(),
+        service,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     let c = berth_cri::connect(&format!("unix://{}", socket.display()))
         .await
         .expect("connect");
@@ -1012,14 +1094,20 @@ async fn sandbox_ip(c: &mut berth_cri::CriClient, name: &str) -> (String, String
     };
     let id = c
         .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() })
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
         .await
         .expect("run sandbox")
         .into_inner()
         .pod_sandbox_id;
     let status = c
         .runtime
-        .pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false })
+        .pod_sandbox_status(cri::PodSandboxStatusRequest {
+            pod_sandbox_id: id.clone(),
+            verbose: false,
+        })
         .await
         .expect("sandbox status")
         .into_inner()
@@ -1031,7 +1119,9 @@ async fn sandbox_ip(c: &mut berth_cri::CriClient, name: &str) -> (String, String
 fn update_cidr(cidr: &str) -> cri::UpdateRuntimeConfigRequest {
     cri::UpdateRuntimeConfigRequest {
         runtime_config: Some(cri::RuntimeConfig {
-            network_config: Some(cri::NetworkConfig { pod_cidr: cidr.into() }),
+            network_config: Some(cri::NetworkConfig {
+                pod_cidr: cidr.into(),
+            }),
         }),
     }
 }
@@ -1046,23 +1136,42 @@ async fn pod_cidr_over_cri(tmp: &Path) {
         insecure_registries: vec![],
         network: None,
     };
-    let service = CriService::open(&config).expect("open").with_pod_bridge("berthcidr0");
+    let service = CriService::open(&config)
+        .expect("open")
+        .with_pod_bridge("berthcidr0");
     let (mut c, stop, server) = serve_at(service, tmp, "a").await;
     let (plain, ip) = sandbox_ip(&mut c, "before").await;
     assert_eq!(ip, "", "no pod network before a CIDR is set");
-    let bad = c.runtime.update_runtime_config(update_cidr("10.78.0.0/33")).await;
-    assert_eq!(bad.expect_err("bad cidr").code(), tonic::Code::InvalidArgument);
-    c.runtime.update_runtime_config(update_cidr("10.78.0.0/24")).await.expect("set cidr");
+    let bad = c
+        .runtime
+        .update_runtime_config(update_cidr("10.78.0.0/33"))
+        .await;
+    assert_eq!(
+        bad.expect_err("bad cidr").code(),
+        tonic::Code::InvalidArgument
+    );
+    c.runtime
+        .update_runtime_config(update_cidr("10.78.0.0/24"))
+        .await
+        .expect("set cidr");
     let (first, ip) = sandbox_ip(&mut c, "after").await;
-    assert!(ip.starts_with("10.78.0."), "sandbox address {ip:?} from the pod CIDR");
+    assert!(
+        ip.starts_with("10.78.0."),
+        "sandbox address {ip:?} from the pod CIDR"
+    );
     let _ = stop.send(());
     server.await.expect("join").expect("serve");
 
     // A restarted runtime, configured without a network, still serves the CIDR it was given.
-    let service = CriService::open(&config).expect("reopen").with_pod_bridge("berthcidr0");
+    let service = CriService::open(&config)
+        .expect("reopen")
+        .with_pod_bridge("berthcidr0");
     let (mut c, stop, server) = serve_at(service, tmp, "b").await;
     let (second, ip2) = sandbox_ip(&mut c, "restarted").await;
-    assert!(ip2.starts_with("10.78.0.") && ip2 != ip, "restarted runtime gave {ip2:?} (first {ip:?})");
+    assert!(
+        ip2.starts_with("10.78.0.") && ip2 != ip,
+        "restarted runtime gave {ip2:?} (first {ip:?})"
+    );
     for id in [plain, first, second] {
         c.runtime
             .remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: id })
@@ -1091,7 +1200,11 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
     let mut failed = false;
-    for name in ["lifecycle_through_the_socket", "bad_images_are_refused", "pod_cidr_over_cri"] {
+    for name in [
+        "lifecycle_through_the_socket",
+        "bad_images_are_refused",
+        "pod_cidr_over_cri",
+    ] {
         if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
             continue;
         }

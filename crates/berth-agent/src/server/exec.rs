@@ -3,9 +3,8 @@
 //! protocol over WebSocket. The endpoint opens a WebSocket there with the client's subprotocols,
 //! accepts the client's with the one the runtime chose, and relays the messages (the channel
 //! protocol itself passes through untouched); it ends the client's socket with a proper close
-//! code whatever the runtime sent.
-//!
-//! `tty=true` is accepted but runs without a terminal (the runtime has none yet; no resize).
+//! code whatever the runtime sent. With `tty=true` the command runs on a terminal: its output
+//! (stderr included) comes on stdout and the client's resize messages pass through.
 
 use berth_cri::CriClient;
 use berth_cri::v1 as cri;
@@ -39,10 +38,6 @@ pub enum RelayError {
     #[error("building the response: {0}")]
     Response(#[from] http::Error),
 }
-
-/// Channel bytes of the Kubernetes stream protocol that the relay looks at.
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
 
 fn is_websocket(headers: &HeaderMap) -> bool {
     headers
@@ -86,15 +81,15 @@ pub async fn serve(
             );
         }
     };
-    // Without a terminal, a tty client's stderr (which a terminal would show) goes to stdout.
     let tty = query.flag("tty");
     let request = cri::ExecRequest {
         container_id,
         cmd,
-        tty: false,
+        tty,
         stdin: query.flag("stdin"),
         stdout: query.flag("stdout") || tty,
-        stderr: query.flag("stderr") || tty,
+        // A terminal shows stderr itself (as kubelet: tty implies no separate stderr).
+        stderr: query.flag("stderr") && !tty,
     };
     let url = match cri.runtime.exec(request).await {
         Ok(r) => r.into_inner().url,
@@ -108,7 +103,7 @@ pub async fn serve(
             return status(code, reason, &format!("exec: {}", e.message()));
         }
     };
-    match relay(&url, req, tty).await {
+    match relay(&url, req).await {
         Ok(resp) => resp,
         Err(e) => status(StatusCode::BAD_GATEWAY, "InternalError", &e.to_string()),
     }
@@ -117,11 +112,7 @@ pub async fn serve(
 /// Opens a WebSocket to the runtime's `url` offering the client's subprotocols, answers the
 /// client `101` with the one the runtime chose, and relays messages between both in the
 /// background ([`pump`]).
-async fn relay(
-    url: &str,
-    mut req: Request<Incoming>,
-    merge_stderr: bool,
-) -> Result<Response<Body>, RelayError> {
+async fn relay(url: &str, mut req: Request<Incoming>) -> Result<Response<Body>, RelayError> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
         return Ok(status(
             StatusCode::BAD_REQUEST,
@@ -175,7 +166,7 @@ async fn relay(
             Ok(io) => {
                 let client =
                     WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, None).await;
-                pump(client, runtime, merge_stderr).await;
+                pump(client, runtime).await;
             }
             Err(e) => tracing::debug!(error = %e, "exec upgrade failed"),
         }
@@ -185,8 +176,8 @@ async fn relay(
 
 /// Copies data messages both ways until the runtime ends the exec, then closes the client's
 /// socket with code 1000 (kubectl reports a close without a code as an error). Pings are
-/// answered by each side's WebSocket itself. `merge_stderr` moves stderr messages to stdout.
-async fn pump<C, R>(client: WebSocketStream<C>, runtime: WebSocketStream<R>, merge_stderr: bool)
+/// answered by each side's WebSocket itself.
+async fn pump<C, R>(client: WebSocketStream<C>, runtime: WebSocketStream<R>)
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     R: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -212,13 +203,6 @@ where
             match msg {
                 Message::Close(_) => break,
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-                Message::Binary(data) if merge_stderr && data.first() == Some(&STDERR) => {
-                    let mut moved = data.to_vec();
-                    moved[0] = STDOUT;
-                    if client_tx.send(Message::Binary(moved.into())).await.is_err() {
-                        return;
-                    }
-                }
                 data => {
                     if client_tx.send(data).await.is_err() {
                         return;

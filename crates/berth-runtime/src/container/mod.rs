@@ -379,6 +379,7 @@ impl ContainerStore {
         &self,
         id: &str,
         argv: &[String],
+        tty: bool,
     ) -> Result<tokio::process::Command, ContainerError> {
         let dir = self.path(id)?;
         let config = dir.join("config.json");
@@ -386,6 +387,10 @@ impl ContainerStore {
             .map_err(|e| io_at(&config)(io::Error::other(e)))?;
         let mut cmd = tokio::process::Command::new(&self.runtime);
         cmd.arg("--root").arg(&self.runtime_root).arg("exec");
+        if tty {
+            // The runtime's foreground terminal mode: see `stream::pty`.
+            cmd.arg("--tty");
+        }
         if let Some(p) = spec.process() {
             cmd.arg("--user")
                 .arg(format!("{}:{}", p.user().uid(), p.user().gid()));

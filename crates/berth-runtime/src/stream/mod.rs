@@ -2,6 +2,9 @@
 //! WebSocket speaking the Kubernetes channel protocol (`v5.channel.k8s.io`/`v4.channel.k8s.io`):
 //! every binary message starts with a channel byte — 0 stdin, 1 stdout, 2 stderr, 3 error (a
 //! metav1.Status JSON carrying the exit code), 4 resize; v5 adds 255 = close a channel.
+//! With a terminal ([`pty`]) the command's output arrives on stdout only and resizes apply.
+
+pub mod pty;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +21,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 /// A prepared exec waiting for its client.
@@ -26,6 +30,8 @@ pub struct PendingExec {
     pub command: tokio::process::Command,
     /// Whether the client may send stdin.
     pub stdin: bool,
+    /// Whether the command runs on a terminal (the command must ask its runtime for one).
+    pub tty: bool,
 }
 
 /// The streaming server's shared state: one-time tokens to prepared execs.
@@ -106,7 +112,73 @@ pub fn exit_status_json(code: i32) -> String {
     .to_string()
 }
 
-async fn run(mut socket: WebSocket, mut exec: PendingExec) {
+async fn run(socket: WebSocket, exec: PendingExec) {
+    if exec.tty {
+        run_tty(socket, exec).await
+    } else {
+        run_pipes(socket, exec).await
+    }
+}
+
+/// Sends the end of an exec: its status on the error channel, then a close.
+async fn finish(socket: &mut WebSocket, status: &str) {
+    let _ = socket.send(frame(ERROR, status.as_bytes())).await;
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+/// The status sent when the command could not even start.
+fn spawn_failure(e: &std::io::Error) -> String {
+    serde_json::json!({"metadata": {}, "status": "Failure", "message": e.to_string()}).to_string()
+}
+
+/// Exit code of a finished command (255 when it died of a signal or could not be waited for).
+fn exit_code(status: std::io::Result<std::process::ExitStatus>) -> i32 {
+    status.ok().and_then(|s| s.code()).unwrap_or(255)
+}
+
+/// Runs a command on a terminal: stdin and resizes go to the pty master, whatever the terminal
+/// shows comes back on stdout until the last slave closes.
+async fn run_tty(mut socket: WebSocket, mut exec: PendingExec) {
+    let master = pty::attach(&mut exec.command, pty::Size::DEFAULT);
+    let spawned = master.and_then(|m| {
+        exec.command.kill_on_drop(true);
+        Ok((m, exec.command.spawn()?))
+    });
+    // The command holds the parent's copies of the slave: without dropping it the master
+    // would never report the end.
+    drop(exec.command);
+    let (master, mut child) = match spawned {
+        Ok(pair) => pair,
+        Err(e) => return finish(&mut socket, &spawn_failure(&e)).await,
+    };
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        tokio::select! {
+            n = master.read(&mut buf) => match n {
+                Ok(n) if n > 0 => if socket.send(frame(STDOUT, &buf[..n])).await.is_err() { break },
+                _ => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Binary(data))) if !data.is_empty() => match data[0] {
+                    STDIN if exec.stdin => { let _ = master.write_all(&data[1..]).await; }
+                    RESIZE => if let Some(size) = pty::Size::from_resize_message(&data[1..]) {
+                        let _ = master.resize(size);
+                    },
+                    // A closed stdin on a terminal is the end-of-file character.
+                    CLOSE if exec.stdin && data.get(1) == Some(&STDIN) => { let _ = master.write_all(b"\x04").await; }
+                    _ => {}
+                },
+                // The client left: killing the runtime hangs up the container's terminal.
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => { let _ = child.start_kill(); break }
+                _ => {}
+            },
+        }
+    }
+    let code = exit_code(child.wait().await);
+    finish(&mut socket, &exit_status_json(code)).await;
+}
+
+async fn run_pipes(mut socket: WebSocket, mut exec: PendingExec) {
     use std::process::Stdio;
     exec.command
         .stdin(if exec.stdin {
@@ -119,15 +191,7 @@ async fn run(mut socket: WebSocket, mut exec: PendingExec) {
         .kill_on_drop(true);
     let mut child = match exec.command.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = socket
-                .send(frame(
-                    ERROR,
-                    format!(r#"{{"metadata":{{}},"status":"Failure","message":"{e}"}}"#).as_bytes(),
-                ))
-                .await;
-            return;
-        }
+        Err(e) => return finish(&mut socket, &spawn_failure(&e)).await,
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(16);
     let mut pumps = Vec::new();
@@ -179,12 +243,6 @@ async fn run(mut socket: WebSocket, mut exec: PendingExec) {
         }
     }
     drop(stdin);
-    let code = match child.wait().await {
-        Ok(s) => s.code().unwrap_or(255),
-        Err(_) => 255,
-    };
-    let _ = socket
-        .send(frame(ERROR, exit_status_json(code).as_bytes()))
-        .await;
-    let _ = socket.send(Message::Close(None)).await;
+    let code = exit_code(child.wait().await);
+    finish(&mut socket, &exit_status_json(code)).await;
 }

@@ -9,3 +9,4 @@ pub mod errors;
 pub mod manifest;
 pub mod table;
 pub mod target;
+pub mod terminal;

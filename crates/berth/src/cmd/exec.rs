@@ -1,5 +1,7 @@
 //! `berth exec`: a command in a container through pods/exec (WebSocket, like `kubectl exec`):
 //! stdin (with `-i`), stdout and stderr relayed; berth exits with the command's exit code.
+//! With `-t` the command runs on a terminal in the container: the local one is put in raw mode
+//! and its size (and every change of it) is sent along.
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Pod;
@@ -9,6 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::client::connect::ConnArgs;
 use crate::client::errors::explain;
+use crate::client::terminal;
 
 /// Arguments of `berth exec`.
 #[derive(clap::Args)]
@@ -21,8 +24,7 @@ pub struct Args {
     /// Pass stdin to the command.
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Ask for a terminal, as kubectl's `-t`. berth's runtime has no terminals yet: the command
-    /// runs without one and its stderr arrives merged into stdout (as a terminal would show it).
+    /// Run the command on a terminal, as kubectl's `-t` (its stderr shows on that terminal).
     #[arg(short = 't', long)]
     pub tty: bool,
     /// The command and its arguments (after `--`).
@@ -72,13 +74,25 @@ async fn exec(args: Args) -> anyhow::Result<i32> {
         .exec(name, args.command.clone(), &ap)
         .await
         .map_err(explain)?;
+    // Restored when this function returns, before the process exits with the code.
+    let _raw = args.tty.then(terminal::RawMode::enter).flatten();
+    if args.tty
+        && let Some(sizes) = proc.terminal_size()
+    {
+        tokio::spawn(follow_size(sizes));
+    }
     let status = proc.take_status().context("no exec status channel")?;
     let mut out = proc.stdout().context("no stdout")?;
     let err = proc.stderr();
     if let Some(mut input) = proc.stdin() {
-        // Dropping the writer at EOF tells the server stdin is closed.
+        let mut typed = read_stdin();
+        // Shutting the writer down at EOF tells the server stdin is closed.
         tokio::spawn(async move {
-            let _ = tokio::io::copy(&mut tokio::io::stdin(), &mut input).await;
+            while let Some(chunk) = typed.recv().await {
+                if input.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
             let _ = input.shutdown().await;
         });
     }
@@ -98,6 +112,49 @@ async fn exec(args: Args) -> anyhow::Result<i32> {
     b.context("writing stderr")?;
     let _ = proc.join().await;
     exit_code(status.as_ref())
+}
+
+/// Reads stdin on a thread of its own, chunk by chunk, until EOF. Not tokio's stdin: its reads
+/// run on the runtime's blocking pool, and a terminal that is never closed would keep the
+/// runtime from shutting down after the command ended; this thread simply dies with the process.
+fn read_stdin() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// Sends the local terminal's size now and after every SIGWINCH.
+async fn follow_size(sizes: futures::channel::mpsc::Sender<kube::api::TerminalSize>) {
+    use futures::SinkExt;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut sizes = sizes;
+    let Ok(mut changes) = signal(SignalKind::window_change()) else {
+        return;
+    };
+    loop {
+        if let Some(size) = terminal::size()
+            && sizes.send(size).await.is_err()
+        {
+            return;
+        }
+        if changes.recv().await.is_none() {
+            return;
+        }
+    }
 }
 
 /// The exit code a channel-3 Status carries: none or Success is 0, NonZeroExitCode its code.

@@ -14,88 +14,34 @@
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod support;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_agent::{AgentConfig, labels};
-use berth_apiserver::{Config, Options};
 use berth_cri::v1 as cri;
-use berth_runtime::testimage::busybox_layout;
-use berth_runtime::{CriService, RuntimeConfig, shim};
-use berth_store::MemStore;
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
+use support::LOCALHOST;
+use support::cri::{Runtime, open_runtime};
+use support::registry::{Registry, busybox};
 use tokio::task::JoinHandle;
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const NODE: &str = "core-node";
 /// Bound on waiting for one observable change, so a broken agent fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(90);
+/// How often a wait for a change looks again.
+const POLL: Duration = Duration::from_millis(100);
 
-/// Debian's docker-registry on a free loopback port; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let config = dir.join("registry.yml");
-        let storage = dir.join("registry");
-        let yml = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            storage.display()
-        );
-        std::fs::write(&config, yml).expect("registry config");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry installed");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry { child, port }
-    }
-
-    fn push(&self, layout: &Path) -> String {
-        let image = format!("127.0.0.1:{}/test/busybox:latest", self.port);
-        let out = Command::new("skopeo")
-            .args(["copy", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:latest", layout.display()))
-            .arg(format!("docker://{image}"))
-            .output()
-            .expect("skopeo installed");
-        assert!(
-            out.status.success(),
-            "skopeo: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        image
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Polls `check` until it returns true; fails with `failure` after [`PATIENCE`].
+async fn until(failure: &str, check: impl AsyncFnMut() -> bool) {
+    support::eventually(PATIENCE, POLL, failure, check).await
 }
 
 /// Everything of one test node.
@@ -187,7 +133,7 @@ impl Env {
                 Instant::now() < deadline,
                 "pod {name}: timed out waiting for {what}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -307,7 +253,7 @@ async fn scenarios(env: &mut Env) {
             break n;
         }
         assert!(Instant::now() < deadline, "node status never written");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(POLL).await;
     };
     let st = node.status.expect("status");
     assert!(
@@ -335,11 +281,10 @@ async fn scenarios(env: &mut Env) {
             .contains("://")
     );
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), "kube-node-lease");
-    let deadline = Instant::now() + PATIENCE;
-    while leases.get_opt(NODE).await.expect("lease").is_none() {
-        assert!(Instant::now() < deadline, "no lease");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("no lease", async || {
+        leases.get_opt(NODE).await.expect("lease").is_some()
+    })
+    .await;
     let lease = leases.get(NODE).await.expect("lease");
     assert_eq!(
         lease.spec.and_then(|s| s.holder_identity).as_deref(),
@@ -376,7 +321,7 @@ async fn scenarios(env: &mut Env) {
             break;
         }
         assert!(Instant::now() < deadline, "events so far: {reasons:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(POLL).await;
     }
 
     // Killing the container's process restarts it.
@@ -451,19 +396,13 @@ async fn scenarios(env: &mut Env) {
     assert_eq!(restarts(&p), 0);
     // Its sandbox is stopped (network released); the exited container stays until deletion.
     let once_uid = p.metadata.uid.clone().expect("uid");
-    let deadline = Instant::now() + PATIENCE;
-    while env
-        .sandboxes(&once_uid)
-        .await
-        .iter()
-        .any(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "a finished Pod's sandbox keeps running"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("a finished Pod's sandbox keeps running", async || {
+        !env.sandboxes(&once_uid)
+            .await
+            .iter()
+            .any(|s| s.state == cri::PodSandboxState::SandboxReady as i32)
+    })
+    .await;
     assert_eq!(env.containers(&once_uid).await.len(), 1);
     // An image that cannot be pulled: ErrImagePull, then ImagePullBackOff; Failed events.
     let missing = env.image.replace("busybox:latest", "missing:1");
@@ -495,13 +434,11 @@ async fn scenarios(env: &mut Env) {
             .uid
             .expect("uid");
         env.pods().delete(name, &gone).await.expect("delete");
-        let deadline = Instant::now() + PATIENCE;
-        while env.pods().get_opt(name).await.expect("get").is_some()
-            || !env.sandboxes(&uid).await.is_empty()
-        {
-            assert!(Instant::now() < deadline, "{name} stays");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until(&format!("{name} stays"), async || {
+            env.pods().get_opt(name).await.expect("get").is_none()
+                && env.sandboxes(&uid).await.is_empty()
+        })
+        .await;
     }
 
     // A running Pod force-deleted (no graceful deletion): the agent still removes its sandbox.
@@ -518,16 +455,10 @@ async fn scenarios(env: &mut Env) {
         .delete("forced", &force)
         .await
         .expect("force delete");
-    let deadline = Instant::now() + PATIENCE;
-    while !env.sandboxes(&forced_uid).await.is_empty()
-        || !env.containers(&forced_uid).await.is_empty()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the force-deleted Pod's sandbox stays"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("the force-deleted Pod's sandbox stays", async || {
+        env.sandboxes(&forced_uid).await.is_empty() && env.containers(&forced_uid).await.is_empty()
+    })
+    .await;
 
     // Restart the agent; meanwhile the crash Pod is force-deleted.
     env.stop_agent().await;
@@ -536,14 +467,10 @@ async fn scenarios(env: &mut Env) {
         .await
         .expect("force delete");
     env.start_agent();
-    let deadline = Instant::now() + PATIENCE;
-    while !env.sandboxes(&crash_uid).await.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the force-deleted Pod's sandbox stays"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("the force-deleted Pod's sandbox stays", async || {
+        env.sandboxes(&crash_uid).await.is_empty()
+    })
+    .await;
     // Give the new agent a few rounds on web, then check nothing was duplicated.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let p = env.pods().get("web").await.expect("web");
@@ -572,21 +499,16 @@ async fn scenarios(env: &mut Env) {
         .delete("web", &DeleteParams::default())
         .await
         .expect("delete");
-    let deadline = Instant::now() + PATIENCE;
-    while env.pods().get_opt("web").await.expect("get").is_some() {
-        assert!(Instant::now() < deadline, "the Pod object stays");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("the Pod object stays", async || {
+        env.pods().get_opt("web").await.expect("get").is_none()
+    })
+    .await;
     // (The object may go before the containers stopped: berth's API server removes a Pod with a
     // deletionTimestamp on its next update, here the agent's Ready=False.)
-    let deadline = Instant::now() + PATIENCE;
-    while !env.sandboxes(&web_uid).await.is_empty() || !env.containers(&web_uid).await.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the deleted Pod's sandbox or containers stay"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until("the deleted Pod's sandbox or containers stay", async || {
+        env.sandboxes(&web_uid).await.is_empty() && env.containers(&web_uid).await.is_empty()
+    })
+    .await;
     let id = web_container.strip_prefix("berth://");
     assert!(pids_of(id, "sleep").is_empty(), "no container process left");
     let id = id.expect("id");
@@ -622,52 +544,15 @@ fn cgroups_of(id: &str) -> Vec<std::path::PathBuf> {
 
 async fn agent_core(tmp: &Path) {
     let registry = Registry::start(tmp);
-    let layout =
-        busybox_layout(&tmp.join("img")).expect("busybox layout (busybox-static installed)");
-    let image = registry.push(&layout);
+    let image = registry.push(&busybox(&tmp.join("img")), "busybox");
 
     let pid = std::process::id();
     let bridge = format!("bca{:05x}", pid & 0xfffff);
     let pod_cidr = format!("10.{}.{}.0/24", 150 + pid % 50, (pid / 50) % 250);
-    let config = RuntimeConfig {
-        root: tmp.join("root"),
-        shim_exe: std::env::current_exe().expect("exe"),
-        oci_runtime: "runc".into(),
-        insecure_registries: vec![],
-        network: None,
-    };
-    let service = CriService::open(&config)
-        .expect("open runtime")
-        .with_pod_bridge(bridge.clone());
-    let socket = tmp.join("cri.sock");
-    let listener = berth_cri::bind(&socket).expect("bind");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::spawn(berth_cri::serve(
-        listener,
-        service.clone(),
-        service,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = format!("unix://{}", socket.display());
-    let cri = berth_cri::connect(&endpoint).await.expect("connect");
+    let service = open_runtime(tmp).with_pod_bridge(bridge.clone());
+    let runtime = Runtime::serve(service, &tmp.join("cri.sock")).await;
 
-    let api_config = Config {
-        data_dir: tmp.join("api"),
-        listen: SocketAddr::new(LOCALHOST, 0),
-        options: Options::default(),
-        install_crds: vec![berth_api::crd_json()],
-        validators: Default::default(),
-    };
-    let server = berth_apiserver::start(api_config, Arc::new(MemStore::new()))
-        .await
-        .expect("api server");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let kcfg = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    let client = kube::Client::try_from(kcfg).expect("client");
+    let (server, client) = support::api::start(&tmp.join("api"), vec![berth_api::crd_json()]).await;
     // The server's node IPAM would assign the pod CIDR; here the Node is pre-created with one.
     let node: Node =
         serde_json::from_value(json!({"metadata": {"name": NODE}, "spec": {"podCIDR": pod_cidr}}))
@@ -681,8 +566,8 @@ async fn agent_core(tmp: &Path) {
         tmp: tmp.to_path_buf(),
         image,
         client,
-        cri,
-        endpoint,
+        cri: runtime.cri.clone(),
+        endpoint: runtime.endpoint.clone(),
         agent: None,
         pod_cidr,
         bridge: bridge.clone(),
@@ -712,8 +597,7 @@ async fn agent_core(tmp: &Path) {
             })
             .await;
     }
-    let _ = stop_tx.send(());
-    let _ = runtime.await;
+    let _ = runtime.stop().await;
     drop(server);
     drop(registry);
     let _ = Command::new("ip").args(["link", "del", &bridge]).status();
@@ -724,54 +608,9 @@ async fn agent_core(tmp: &Path) {
         left.is_empty(),
         "sandboxes left after the scenarios: {left:?}"
     );
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(
-        !mounts.contains(tmp.to_str().expect("utf8")),
-        "leftover mounts:\n{mounts}"
-    );
+    support::assert_no_leftover_mounts(tmp);
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("shim") {
-        let cfg = shim::ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
-        std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
-    }
-    let name = "agent_core";
-    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-'))
-        && !name.contains(filter.as_str())
-    {
-        println!("running 0 tests");
-        return;
-    }
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber_init();
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("berth-core-")
-        .tempdir_in("/var/tmp")
-        .expect("tmp");
-    let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(agent_core(tmp.path()))
-    }));
-    drop(rt);
-    // Before a failure exits the process (which skips destructors).
-    let _ = tmp.close();
-    println!(
-        "test {name} ... {}",
-        if result.is_ok() { "ok" } else { "FAILED" }
-    );
-    if result.is_err() {
-        std::process::exit(1);
-    }
-    println!("test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out");
-}
-
-/// Logs to stderr when RUST_LOG is set (debugging a failure).
-fn tracing_subscriber_init() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .try_init();
+    support::harness::main("agent_core", "berth-core-", agent_core);
 }

@@ -2,15 +2,17 @@
 //! verdict changes after the thresholds, failure messages, timeouts against a silent server,
 //! startup probes ending after success, and dropping a probe stopping it.
 
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
-use berth_agent::probe::{self, ProbeKind, ProbeUpdate, Target};
+use berth_agent::probe::{ProbeKind, ProbeUpdate, Target};
 use k8s_openapi::api::core::v1::{ContainerPort, HTTPGetAction, Probe, TCPSocketAction};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use tokio::net::TcpListener;
+use support::probe::{changed, spawn, target};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 /// Generous bound on waiting for one update, so a broken prober fails the test instead of hanging.
@@ -29,17 +31,14 @@ fn localhost() -> Option<IpAddr> {
     Some(IpAddr::from([127, 0, 0, 1]))
 }
 
+/// The next update of a probe loop, within [`WAIT`].
 async fn next(rx: &mut UnboundedReceiver<ProbeUpdate>) -> ProbeUpdate {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("a probe update in time")
-        .expect("the probe loop is running")
+    support::probe::next(rx, WAIT).await
 }
 
 /// An HTTP server answering every request with the status in `status`.
 async fn status_server(status: Arc<AtomicU16>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = support::listen().await;
     let app = axum::Router::new().fallback(move || {
         let status = status.clone();
         async move {
@@ -78,25 +77,10 @@ async fn readiness_turns_ready_then_unready_after_failure_threshold() {
             ..Default::default()
         }],
     };
-    let (tx, mut rx) = unbounded_channel();
     let probe = http_probe(IntOrString::String("web".into()), 2);
-    let _task = probe::spawn(
-        ProbeKind::Readiness,
-        "app".into(),
-        probe,
-        target,
-        unused_cri(),
-        tx,
-    );
+    let (_task, mut rx) = spawn(ProbeKind::Readiness, probe, target, unused_cri());
 
-    assert_eq!(
-        next(&mut rx).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Readiness,
-            container: "app".into(),
-            healthy: true
-        }
-    );
+    assert_eq!(next(&mut rx).await, changed(ProbeKind::Readiness, true));
     status.store(503, Ordering::SeqCst);
     for _ in 0..2 {
         match next(&mut rx).await {
@@ -112,32 +96,16 @@ async fn readiness_turns_ready_then_unready_after_failure_threshold() {
             other => panic!("expected a failure, got {other:?}"),
         }
     }
-    assert_eq!(
-        next(&mut rx).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Readiness,
-            container: "app".into(),
-            healthy: false
-        }
-    );
+    assert_eq!(next(&mut rx).await, changed(ProbeKind::Readiness, false));
     // Redirect-free 3xx counts as success: ready again.
     status.store(302, Ordering::SeqCst);
-    assert_eq!(
-        next(&mut rx).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Readiness,
-            container: "app".into(),
-            healthy: true
-        }
-    );
+    assert_eq!(next(&mut rx).await, changed(ProbeKind::Readiness, true));
 }
 
 #[tokio::test]
 async fn tcp_probe_against_a_closed_port_fails() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        l.local_addr().expect("addr").port()
-    };
+    // A port nothing listens on any more.
+    let [port] = support::free_ports();
     let probe = Probe {
         tcp_socket: Some(TCPSocketAction {
             host: None,
@@ -147,19 +115,11 @@ async fn tcp_probe_against_a_closed_port_fails() {
         failure_threshold: Some(1),
         ..Default::default()
     };
-    let target = Target {
-        pod_ip: localhost(),
-        container_id: "c".into(),
-        ports: vec![],
-    };
-    let (tx, mut rx) = unbounded_channel();
-    let _task = probe::spawn(
+    let (_task, mut rx) = spawn(
         ProbeKind::Liveness,
-        "app".into(),
         probe,
-        target,
+        target(localhost(), "c"),
         unused_cri(),
-        tx,
     );
     match next(&mut rx).await {
         ProbeUpdate::Failed {
@@ -172,21 +132,14 @@ async fn tcp_probe_against_a_closed_port_fails() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
-    assert_eq!(
-        next(&mut rx).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Liveness,
-            container: "app".into(),
-            healthy: false
-        }
-    );
+    assert_eq!(next(&mut rx).await, changed(ProbeKind::Liveness, false));
 }
 
 #[tokio::test]
 async fn http_probe_times_out_against_a_server_that_never_answers() {
     // Accepts connections and holds them open without ever answering.
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let (listener, addr) = support::listen().await;
+    let port = addr.port();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((stream, _)) = listener.accept().await {
@@ -195,19 +148,11 @@ async fn http_probe_times_out_against_a_server_that_never_answers() {
     });
     let mut probe = http_probe(IntOrString::Int(i32::from(port)), 3);
     probe.timeout_seconds = Some(1);
-    let target = Target {
-        pod_ip: localhost(),
-        container_id: "c".into(),
-        ports: vec![],
-    };
-    let (tx, mut rx) = unbounded_channel();
-    let _task = probe::spawn(
+    let (_task, mut rx) = spawn(
         ProbeKind::Liveness,
-        "app".into(),
         probe,
-        target,
+        target(localhost(), "c"),
         unused_cri(),
-        tx,
     );
     // Each attempt ends with its timeout, so the loop keeps going: three failures, then the verdict.
     for _ in 0..3 {
@@ -218,20 +163,13 @@ async fn http_probe_times_out_against_a_server_that_never_answers() {
             other => panic!("expected a timeout, got {other:?}"),
         }
     }
-    assert_eq!(
-        next(&mut rx).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Liveness,
-            container: "app".into(),
-            healthy: false
-        }
-    );
+    assert_eq!(next(&mut rx).await, changed(ProbeKind::Liveness, false));
 }
 
 #[tokio::test]
 async fn startup_probe_stops_after_it_succeeds() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let (listener, addr) = support::listen().await;
+    let port = addr.port();
     let probe = Probe {
         tcp_socket: Some(TCPSocketAction {
             host: Some("127.0.0.1".into()),
@@ -241,28 +179,8 @@ async fn startup_probe_stops_after_it_succeeds() {
         ..Default::default()
     };
     // No pod IP: the probe's own host is used.
-    let target = Target {
-        pod_ip: None,
-        container_id: "c".into(),
-        ports: vec![],
-    };
-    let (tx, mut rx) = unbounded_channel();
-    let task = probe::spawn(
-        ProbeKind::Startup,
-        "app".into(),
-        probe,
-        target,
-        unused_cri(),
-        tx,
-    );
-    assert_eq!(
-        next(&mut rx).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Startup,
-            container: "app".into(),
-            healthy: true
-        }
-    );
+    let (task, mut rx) = spawn(ProbeKind::Startup, probe, target(None, "c"), unused_cri());
+    assert_eq!(next(&mut rx).await, changed(ProbeKind::Startup, true));
     // The loop ends: its sender is dropped, so the channel closes.
     assert_eq!(
         tokio::time::timeout(WAIT, rx.recv())
@@ -276,8 +194,8 @@ async fn startup_probe_stops_after_it_succeeds() {
 
 #[tokio::test]
 async fn dropping_the_task_stops_the_probe() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
+    let (_listener, addr) = support::listen().await;
+    let port = addr.port();
     let probe = Probe {
         tcp_socket: Some(TCPSocketAction {
             host: None,
@@ -286,19 +204,11 @@ async fn dropping_the_task_stops_the_probe() {
         period_seconds: Some(1),
         ..Default::default()
     };
-    let target = Target {
-        pod_ip: localhost(),
-        container_id: "c".into(),
-        ports: vec![],
-    };
-    let (tx, mut rx) = unbounded_channel();
-    let task = probe::spawn(
+    let (task, mut rx) = spawn(
         ProbeKind::Readiness,
-        "app".into(),
         probe,
-        target,
+        target(localhost(), "c"),
         unused_cri(),
-        tx,
     );
     assert!(matches!(
         next(&mut rx).await,
@@ -316,20 +226,7 @@ async fn dropping_the_task_stops_the_probe() {
 #[tokio::test]
 async fn a_probe_without_a_pod_ip_reports_why() {
     let probe = http_probe(IntOrString::Int(80), 1);
-    let target = Target {
-        pod_ip: None,
-        container_id: "c".into(),
-        ports: vec![],
-    };
-    let (tx, mut rx) = unbounded_channel();
-    let _task = probe::spawn(
-        ProbeKind::Readiness,
-        "app".into(),
-        probe,
-        target,
-        unused_cri(),
-        tx,
-    );
+    let (_task, mut rx) = spawn(ProbeKind::Readiness, probe, target(None, "c"), unused_cri());
     match next(&mut rx).await {
         ProbeUpdate::Failed { message, .. } => assert!(message.contains("no IP"), "{message}"),
         other => panic!("expected a failure, got {other:?}"),
@@ -356,8 +253,7 @@ async fn https_server() -> (SocketAddr, UnboundedReceiver<String>) {
     .with_single_cert(vec![certified.cert.der().clone()], key)
     .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = support::listen().await;
     let (tx, rx) = unbounded_channel();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
@@ -401,28 +297,13 @@ async fn https_probes_skip_certificate_verification_and_send_the_probe_headers()
         period_seconds: Some(1),
         ..Default::default()
     };
-    let target = Target {
-        pod_ip: localhost(),
-        container_id: "c".into(),
-        ports: vec![],
-    };
-    let (tx, mut rx) = unbounded_channel();
-    let _task = probe::spawn(
+    let (_task, mut rx) = spawn(
         ProbeKind::Readiness,
-        "app".into(),
         probe,
-        target,
+        target(localhost(), "c"),
         unused_cri(),
-        tx,
     );
-    assert_eq!(
-        next(&mut rx).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Readiness,
-            container: "app".into(),
-            healthy: true
-        }
-    );
+    assert_eq!(next(&mut rx).await, changed(ProbeKind::Readiness, true));
     let head = tokio::time::timeout(WAIT, requests.recv())
         .await
         .expect("in time")
@@ -435,8 +316,7 @@ async fn https_probes_skip_certificate_verification_and_send_the_probe_headers()
 
 #[tokio::test]
 async fn redirects_are_followed_on_the_same_host_only() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = support::listen().await;
     let redirect = |to: String| {
         move || async move { (http::StatusCode::FOUND, [(http::header::LOCATION, to)]) }
     };
@@ -468,16 +348,7 @@ async fn redirects_are_followed_on_the_same_host_only() {
             failure_threshold: Some(1),
             ..Default::default()
         };
-        let target = Target {
-            pod_ip: localhost(),
-            container_id: "c".into(),
-            ports: vec![],
-        };
-        let (tx, rx) = unbounded_channel();
-        (
-            probe::spawn(kind, "app".into(), probe, target, unused_cri(), tx),
-            rx,
-        )
+        spawn(kind, probe, target(localhost(), "c"), unused_cri())
     };
     let (_same, mut same) = run("/same", ProbeKind::Liveness);
     match next(&mut same).await {
@@ -487,14 +358,7 @@ async fn redirects_are_followed_on_the_same_host_only() {
         other => panic!("expected the redirect target's failure, got {other:?}"),
     }
     let (_away, mut away) = run("/away", ProbeKind::Readiness);
-    assert_eq!(
-        next(&mut away).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Readiness,
-            container: "app".into(),
-            healthy: true
-        }
-    );
+    assert_eq!(next(&mut away).await, changed(ProbeKind::Readiness, true));
 }
 
 /// The standard gRPC health service over h2c, knowing one service, `db`, with a settable status.
@@ -517,8 +381,7 @@ async fn grpc_health_server(status: Arc<std::sync::atomic::AtomicI32>) -> Socket
         }
     }
 
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let (listener, addr) = support::listen().await;
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let health = Health(status.clone());
@@ -557,33 +420,15 @@ async fn grpc_probes_use_the_standard_health_check() {
             failure_threshold: Some(1),
             ..Default::default()
         };
-        let target = Target {
-            pod_ip: localhost(),
-            container_id: "c".into(),
-            ports: vec![],
-        };
-        let (tx, rx) = unbounded_channel();
-        (
-            probe::spawn(
-                ProbeKind::Readiness,
-                "app".into(),
-                probe,
-                target,
-                unused_cri(),
-                tx,
-            ),
-            rx,
+        spawn(
+            ProbeKind::Readiness,
+            probe,
+            target(localhost(), "c"),
+            unused_cri(),
         )
     };
     let (_db, mut db) = run("db");
-    assert_eq!(
-        next(&mut db).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Readiness,
-            container: "app".into(),
-            healthy: true
-        }
-    );
+    assert_eq!(next(&mut db).await, changed(ProbeKind::Readiness, true));
     status.store(2, Ordering::SeqCst);
     match next(&mut db).await {
         ProbeUpdate::Failed { message, .. } => {
@@ -591,14 +436,7 @@ async fn grpc_probes_use_the_standard_health_check() {
         }
         other => panic!("expected a failure, got {other:?}"),
     }
-    assert_eq!(
-        next(&mut db).await,
-        ProbeUpdate::Changed {
-            kind: ProbeKind::Readiness,
-            container: "app".into(),
-            healthy: false
-        }
-    );
+    assert_eq!(next(&mut db).await, changed(ProbeKind::Readiness, false));
     let (_unknown, mut unknown) = run("cache");
     match next(&mut unknown).await {
         ProbeUpdate::Failed { message, .. } => assert!(message.contains("NotFound"), "{message}"),

@@ -3,15 +3,16 @@
 //! upload. Every exchange is checked; the figures are printed, not asserted:
 //! `cargo test -p berth-agent --test proxy_bench -- --nocapture`.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+mod support;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_agent::proxy::{listener, Backends};
+use berth_agent::proxy::{Backends, listener};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n";
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 const NEW_CONNECTIONS: usize = 500;
@@ -21,10 +22,7 @@ const BULK_BYTES: usize = 64 << 20;
 /// Answers every request on a connection with [`RESPONSE`] until the client closes; a connection
 /// starting with `PUT` is instead drained and answered with the byte count (8 bytes, big endian).
 async fn backend() -> SocketAddr {
-    let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = support::listen().await;
     tokio::spawn(async move {
         while let Ok((conn, _)) = listener.accept().await {
             conn.set_nodelay(true).unwrap();
@@ -68,10 +66,7 @@ async fn serve(mut conn: TcpStream) {
 
 /// The proxy's data path for one service whose only endpoint is `backend`, on a free port.
 async fn proxy_to(backend: SocketAddr) -> SocketAddr {
-    let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
+    let (listener, addr) = support::listen().await;
     let backends = Arc::new(Backends::default());
     backends.set(vec![backend]);
     tokio::spawn(listener::serve(listener, backends, Arc::from("bench")));

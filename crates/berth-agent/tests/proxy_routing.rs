@@ -5,25 +5,23 @@
 //! Each backend greets a connection with its name and a newline, then echoes what the client sent
 //! once the client half-closes, so a reply shows both who served it and that bytes went both ways.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use berth_agent::proxy;
 use berth_api::ModelService;
-use berth_apiserver::{Config, Options};
-use berth_store::MemStore;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use support::{LOCALHOST, free_ports, listen};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// How long a test waits for the proxy to reflect a change (the watch is much faster).
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -38,21 +36,7 @@ struct Cluster {
 impl Cluster {
     async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().to_path_buf(),
-            listen: SocketAddr::new(LOCALHOST, 0),
-            options: Options::default(),
-            install_crds: vec![berth_api::crd_json()],
-            validators: Default::default(),
-        };
-        let server = berth_apiserver::start(config, Arc::new(MemStore::new()))
-            .await
-            .unwrap();
-        let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        let client = kube::Client::try_from(config).unwrap();
+        let (server, client) = support::api::start(dir.path(), vec![berth_api::crd_json()]).await;
         let proxy = tokio::spawn(proxy::run(client.clone(), LOCALHOST));
         Cluster {
             _dir: dir,
@@ -125,10 +109,7 @@ struct Backend {
 
 impl Backend {
     async fn start(name: &'static str) -> Backend {
-        let listener = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
-            .await
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
+        let (listener, addr) = listen().await;
         let task = tokio::spawn(async move {
             while let Ok((conn, _)) = listener.accept().await {
                 tokio::spawn(greet_and_echo(conn, name));
@@ -215,27 +196,9 @@ async fn serving(port: u16, n: usize) -> std::io::Result<BTreeSet<String>> {
 }
 
 /// Polls `check` until it returns true, failing the test after [`PATIENCE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `N` distinct free ports (all held while picking, so they differ).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<_> = (0..N)
-        .map(|_| std::net::TcpListener::bind(SocketAddr::new(LOCALHOST, 0)).unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
+async fn eventually(what: &str, check: impl AsyncFnMut() -> bool) {
+    let failure = format!("timed out waiting until {what}");
+    support::eventually(PATIENCE, Duration::from_millis(50), &failure, check).await
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -417,10 +380,8 @@ async fn changing_the_port_moves_the_listener_and_deleting_the_service_closes_it
 #[tokio::test]
 async fn a_taken_port_is_reported_with_an_event_and_served_once_free() {
     let cluster = Cluster::start().await;
-    let holder = TcpListener::bind(SocketAddr::new(LOCALHOST, 0))
-        .await
-        .unwrap();
-    let port = holder.local_addr().unwrap().port();
+    let (holder, addr) = listen().await;
+    let port = addr.port();
     let backend = Backend::start("x").await;
     cluster.create_service("taken", port).await;
     cluster

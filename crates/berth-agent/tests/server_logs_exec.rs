@@ -6,21 +6,26 @@
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_agent::AgentConfig;
 use berth_agent::labels;
 use berth_cri::v1 as cri;
-use berth_runtime::testimage::busybox_layout;
-use berth_runtime::{CriService, RuntimeConfig, shim};
 use futures::{AsyncBufReadExt, FutureExt, SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, LogParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use support::cri::{
+    Runtime, image_spec, open_runtime, pull, remove_image, remove_sandbox, run_sandbox,
+    sandbox_config, start_container,
+};
+use support::registry::{Registry, busybox};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -29,68 +34,6 @@ const WAIT: Duration = Duration::from_secs(60);
 const TOKEN: &str = "node-secret";
 const NS: &str = "default";
 const POD: &str = "web";
-
-/// Debian's docker-registry on a free loopback port; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let config = dir.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("registry").display()
-            ),
-        )
-        .expect("registry config");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry installed");
-        let registry = Registry { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    fn push(&self, layout: &Path) -> String {
-        let image = format!("127.0.0.1:{}/test/busybox:latest", self.port);
-        let out = Command::new("skopeo")
-            .args(["copy", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:latest", layout.display()))
-            .arg(format!("docker://{image}"))
-            .output()
-            .expect("skopeo installed");
-        assert!(
-            out.status.success(),
-            "skopeo: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        image
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The in-process runtime, its client and the test's sandbox.
 struct Node {
@@ -122,10 +65,7 @@ impl Node {
                 name: name.into(),
                 attempt: restart,
             }),
-            image: Some(cri::ImageSpec {
-                image: self.image.clone(),
-                ..Default::default()
-            }),
+            image: image_spec(&self.image),
             command: vec!["sh".into(), "-c".into(), script.into()],
             log_path: format!("{name}/{restart}.log"),
             labels,
@@ -139,26 +79,7 @@ impl Node {
             }),
             ..Default::default()
         };
-        let id = self
-            .cri
-            .runtime
-            .create_container(cri::CreateContainerRequest {
-                pod_sandbox_id: self.sandbox_id.clone(),
-                config: Some(config),
-                sandbox_config: Some(self.sandbox.clone()),
-            })
-            .await
-            .expect("create container")
-            .into_inner()
-            .container_id;
-        self.cri
-            .runtime
-            .start_container(cri::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .expect("start container");
-        id
+        start_container(&mut self.cri, &self.sandbox_id, &self.sandbox, config).await
     }
 
     async fn wait_exited(&mut self, id: &str) {
@@ -455,7 +376,8 @@ async fn checks(node: &mut Node, port: u16) {
         serde_json::from_str(&failed.status).expect("a Status on channel 3");
     assert_eq!(status["reason"], "NonZeroExitCode", "{status}");
     assert_eq!(status["details"]["causes"][0]["message"], "3", "{status}");
-    // A tty request (kubectl -t sends no stderr): runs without a terminal, stderr shows on stdout.
+    // A tty request (kubectl -t sends no stderr): the command runs on a terminal, which shows
+    // its stderr too, on stdout.
     let tty = exec_with(
         port,
         "shell",
@@ -487,21 +409,7 @@ async fn checks(node: &mut Node, port: u16) {
 async fn api_server(dir: &Path) -> (berth_apiserver::Running, kube::Client) {
     std::fs::create_dir_all(dir.join("server")).expect("server dir");
     std::fs::write(dir.join("server/node-token"), format!("{TOKEN}\n")).expect("node token");
-    let config = berth_apiserver::Config {
-        data_dir: dir.to_path_buf(),
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        options: berth_apiserver::Options::default(),
-        install_crds: vec![],
-        validators: Default::default(),
-    };
-    let server = berth_apiserver::start(config, Arc::new(berth_store::MemStore::new()))
-        .await
-        .expect("API server");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&server.kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("config");
-    (server, kube::Client::try_from(config).expect("client"))
+    support::api::start(dir, vec![]).await
 }
 
 /// Runs kubectl against `kubeconfig`; returns (exit code, stdout, stderr).
@@ -766,42 +674,13 @@ async fn api_checks(node: &mut Node, server: berth_apiserver::Running, client: k
 
 async fn logs_and_exec(tmp: &Path) {
     let registry = Registry::start(tmp);
-    let layout =
-        busybox_layout(&tmp.join("image")).expect("busybox layout (busybox-static installed)");
-    let image = registry.push(&layout);
-    let config = RuntimeConfig {
-        root: tmp.join("root"),
-        shim_exe: std::env::current_exe().expect("exe"),
-        oci_runtime: "runc".into(),
-        insecure_registries: vec![],
-        network: None,
-    };
-    let mut service = CriService::open(&config).expect("open runtime");
+    let image = registry.push(&busybox(&tmp.join("image")), "busybox");
+    let mut service = open_runtime(tmp);
     service.start_streaming().await.expect("streaming server");
-    let socket = tmp.join("cri.sock");
-    let listener = berth_cri::bind(&socket).expect("bind");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(
-        listener,
-        service.clone(),
-        service,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let endpoint = format!("unix://{}", socket.display());
-    let mut c = berth_cri::connect(&endpoint).await.expect("connect");
-    c.image
-        .pull_image(cri::PullImageRequest {
-            image: Some(cri::ImageSpec {
-                image: image.clone(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("pull");
-    let mut agent = AgentConfig::new("node-a", endpoint, tmp.join("agent"));
+    let runtime = Runtime::serve(service, &tmp.join("cri.sock")).await;
+    let mut c = runtime.cri.clone();
+    pull(&mut c, &image).await;
+    let mut agent = AgentConfig::new("node-a", runtime.endpoint.clone(), tmp.join("agent"));
     agent.server_port = 0;
     agent.server_token = TOKEN.into();
     let (port, serving) = berth_agent::server::serve(&agent, c.clone())
@@ -813,31 +692,14 @@ async fn logs_and_exec(tmp: &Path) {
     let logs_dir = tmp.join("logs");
     std::fs::create_dir_all(&logs_dir).expect("logs");
     let sandbox = cri::PodSandboxConfig {
-        metadata: Some(cri::PodSandboxMetadata {
-            name: POD.into(),
-            uid: uid.clone(),
-            namespace: NS.into(),
-            attempt: 0,
-        }),
-        hostname: POD.into(),
-        log_directory: logs_dir.display().to_string(),
         labels: HashMap::from([
             (labels::POD_NAME.to_string(), POD.to_string()),
             (labels::POD_NAMESPACE.to_string(), NS.to_string()),
             (labels::POD_UID.to_string(), uid.clone()),
         ]),
-        ..Default::default()
+        ..sandbox_config(POD, &uid, NS, &logs_dir)
     };
-    let sandbox_id = c
-        .runtime
-        .run_pod_sandbox(cri::RunPodSandboxRequest {
-            config: Some(sandbox.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .expect("run sandbox")
-        .into_inner()
-        .pod_sandbox_id;
+    let sandbox_id = run_sandbox(&mut c, &sandbox).await;
 
     let mut node = Node {
         cri: c.clone(),
@@ -854,70 +716,13 @@ async fn logs_and_exec(tmp: &Path) {
     .await;
 
     serving.abort();
-    c.runtime
-        .stop_pod_sandbox(cri::StopPodSandboxRequest {
-            pod_sandbox_id: sandbox_id.clone(),
-        })
-        .await
-        .expect("stop sandbox");
-    c.runtime
-        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
-            pod_sandbox_id: sandbox_id,
-        })
-        .await
-        .expect("remove sandbox");
-    c.image
-        .remove_image(cri::RemoveImageRequest {
-            image: Some(cri::ImageSpec {
-                image,
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("remove image");
-    let _ = stop_tx.send(());
-    server.await.expect("join").expect("serve");
+    remove_sandbox(&mut c, &sandbox_id).await;
+    remove_image(&mut c, &image).await;
+    runtime.stop().await.expect("join").expect("serve");
     drop(registry);
-    if let Err(panic) = result {
-        std::panic::resume_unwind(panic);
-    }
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(
-        !mounts.contains(tmp.to_str().expect("utf8")),
-        "leftover mounts:\n{mounts}"
-    );
+    support::harness::conclude(result, tmp);
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("shim") {
-        let cfg = shim::ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
-        std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
-    }
-    let name = "server_logs_and_exec";
-    // `cargo test -p berth-agent <filter>` passes the filter on; honour it like libtest does.
-    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-'))
-        && !name.contains(filter.as_str())
-    {
-        println!("running 0 tests");
-        return;
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("berth-nodesrv-")
-        .tempdir_in("/var/tmp")
-        .expect("tmp");
-    let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(logs_and_exec(tmp.path()))
-    }));
-    println!(
-        "test {name} ... {}",
-        if result.is_ok() { "ok" } else { "FAILED" }
-    );
-    // exit() skips destructors: remove the temp dir first.
-    drop(rt);
-    drop(tmp);
-    if result.is_err() {
-        std::process::exit(1);
-    }
+    support::harness::main("server_logs_and_exec", "berth-nodesrv-", logs_and_exec);
 }

@@ -15,6 +15,7 @@ pub mod fit;
 pub mod modelservice;
 pub mod nodeipam;
 pub mod nodelifecycle;
+mod outcome;
 pub mod rollout;
 pub mod scheduler;
 pub mod status;

@@ -12,7 +12,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::rollout::{self, Bounds, Counts};
 use crate::status::{self, Observed};
@@ -46,18 +46,22 @@ pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), Er
     Controller::new(services, watcher::Config::default())
         .owns(pods, watcher::Config::default())
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            match r {
-                Ok((obj, _)) => debug!(modelservice = %obj, "reconciled"),
-                Err(e) => warn!(error = %e, "modelservice reconcile failed"),
-            }
-        })
+        .for_each(|r| async move { crate::outcome::log("modelservice", r, Error::is_not_found) })
         .await;
     Ok(())
 }
 
+impl Error {
+    /// Whether the API said the object is gone (it was deleted during the reconcile).
+    fn is_not_found(&self) -> bool {
+        matches!(self, Error::Kube(e) if crate::outcome::is_not_found(e))
+    }
+}
+
 fn error_policy(_ms: Arc<ModelService>, err: &Error, ctx: Arc<Ctx>) -> Action {
-    warn!(error = %err, "modelservice reconcile error; retrying");
+    if !err.is_not_found() {
+        warn!(error = %err, "modelservice reconcile error; retrying");
+    }
     Action::requeue(ctx.opts.retry_after)
 }
 

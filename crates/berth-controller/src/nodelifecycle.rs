@@ -63,16 +63,20 @@ pub fn staleness(renewed: Timestamp, now: Timestamp, grace: Duration) -> Result<
 pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), Error> {
     let nodes: Api<Node> = Api::all(client.clone());
     let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
-    let ctx = Arc::new(Ctx { client, opts, started: Timestamp::now() });
+    let ctx = Arc::new(Ctx {
+        client,
+        opts,
+        started: Timestamp::now(),
+    });
     Controller::new(nodes, watcher::Config::default())
         .watches(leases, watcher::Config::default(), |lease: Lease| {
             Some(ObjectRef::<Node>::new(&lease.name_any()))
         })
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
-            if let Err(e) = r {
-                warn!(error = %e, "node lifecycle reconcile failed");
-            }
+            crate::outcome::log("node-lifecycle", r, |Error::Kube(e)| {
+                crate::outcome::is_not_found(e)
+            })
         })
         .await;
     Ok(())
@@ -97,7 +101,11 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     else {
         return Ok(Action::await_change());
     };
-    match staleness(renewed.max(ctx.started), Timestamp::now(), ctx.opts.node_grace) {
+    match staleness(
+        renewed.max(ctx.started),
+        Timestamp::now(),
+        ctx.opts.node_grace,
+    ) {
         // Check again just after the heartbeat would expire (a renewal wakes us earlier).
         Err(left) => Ok(Action::requeue(left + Duration::from_millis(200))),
         Ok(()) => {

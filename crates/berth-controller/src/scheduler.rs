@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::Mutex;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::ControllerOptions;
 use crate::fit::{self, Decision};
@@ -71,18 +71,22 @@ pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), Er
                 .collect::<Vec<_>>()
         })
         .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            match r {
-                Ok((obj, _)) => debug!(pod = %obj, "scheduler reconciled"),
-                Err(e) => warn!(error = %e, "scheduler reconcile failed"),
-            }
-        })
+        .for_each(|r| async move { crate::outcome::log("scheduler", r, Error::is_not_found) })
         .await;
     Ok(())
 }
 
+impl Error {
+    /// Whether the API said the object is gone (the Pod was deleted during the reconcile).
+    fn is_not_found(&self) -> bool {
+        matches!(self, Error::Kube(e) if crate::outcome::is_not_found(e))
+    }
+}
+
 fn error_policy(_pod: Arc<Pod>, err: &Error, ctx: Arc<Ctx>) -> Action {
-    warn!(error = %err, "scheduling error; retrying");
+    if !err.is_not_found() {
+        warn!(error = %err, "scheduling error; retrying");
+    }
     Action::requeue(ctx.opts.retry_after)
 }
 

@@ -28,9 +28,15 @@ pub struct Args {
     /// Replica counts to measure, in order.
     #[arg(long, value_delimiter = ',', default_value = "1,10,50")]
     replicas: Vec<u32>,
+    /// The OCI runtime binary the node's runtime runs containers with (as `berth server`).
+    #[arg(long, default_value = "runc")]
+    oci_runtime: String,
 }
 
 const NAME: &str = "bench-pods";
+/// The Pods' command: sleeps, but ends at SIGTERM (a bare `sleep` as PID 1 ignores it, and every
+/// deletion between Ns would wait out the 30 s grace period).
+const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 const NAMESPACE: &str = "default";
 
 /// Runs `berth bench pods`.
@@ -83,7 +89,7 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 /// `berth server` flags for the bench node, parsed by the server's own clap definition.
-fn server_args(s: &Scratch) -> anyhow::Result<server::Args> {
+fn server_args(s: &Scratch, oci_runtime: &str) -> anyhow::Result<server::Args> {
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
@@ -114,12 +120,14 @@ fn server_args(s: &Scratch) -> anyhow::Result<server::Args> {
         "--node-ip",
         "127.0.0.1",
         "--disable-proxy",
+        "--oci-runtime",
+        oci_runtime,
     ];
     Ok(Cli::try_parse_from(argv)?.server)
 }
 
 async fn bench(args: &Args, scratch: &Scratch) -> anyhow::Result<()> {
-    let running = server::start(server_args(scratch)?)
+    let running = server::start(server_args(scratch, &args.oci_runtime)?)
         .await
         .context("starting the bench server")?;
     let result = async {
@@ -212,7 +220,7 @@ async fn measure(client: &kube::Client, image: &str, n: u32) -> anyhow::Result<M
     let ms: ModelService = serde_json::from_value(serde_json::json!({
         "apiVersion": "berth.dev/v1alpha1", "kind": "ModelService",
         "metadata": {"name": NAME, "namespace": NAMESPACE},
-        "spec": {"image": image, "replicas": n, "command": ["/bin/sleep", "3600"],
+        "spec": {"image": image, "replicas": n, "command": ["/bin/sh", "-c", SLEEPER],
                  "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}}}
     }))?;
     let start = Instant::now();
@@ -423,7 +431,7 @@ mod tests {
             bridge: "bbp00001".into(),
             cidr: "10.170.0.0/16".into(),
         };
-        let a = server_args(&s).unwrap();
+        let a = server_args(&s, "runc").unwrap();
         assert_eq!(a.node.bridge, "bbp00001");
         assert_ne!(a.registry.registry_port, 5000);
         assert_ne!(a.api_port, 6443);

@@ -20,6 +20,7 @@ pub mod container;
 pub mod image;
 pub mod network;
 pub mod oci;
+pub mod ociruntime;
 pub mod sandbox;
 pub mod server;
 pub mod shim;

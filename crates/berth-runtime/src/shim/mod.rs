@@ -209,9 +209,7 @@ fn now_ns() -> i64 {
 
 /// The OCI runtime command with its global flags.
 pub fn runtime_cmd(cfg: &ShimConfig) -> Command {
-    let mut c = Command::new(&cfg.runtime);
-    c.arg("--root").arg(&cfg.runtime_root);
-    c
+    crate::ociruntime::command(&cfg.runtime, &cfg.runtime_root)
 }
 
 /// `runc create`: the container's init waits (blocked in runc init) for `runc start`.

@@ -168,8 +168,8 @@ async fn measure_all(
         // Whatever happened, nothing stays behind for the next N.
         delete_and_wait(client, &running.data_dir).await?;
         let m = outcome?;
-        let peer = runc_peer(&running.data_dir, &scratch.dir, n).ok();
-        report(n, &m, peer);
+        let peer = runc_peer(&running.data_dir, &scratch.dir, &args.oci_runtime, n).ok();
+        report(n, &m, peer, &runtime_name(&args.oci_runtime));
     }
     println!(
         "  goal: p99 < 1 s for 50 replicas on a 2-core machine ({} cores here)",
@@ -321,9 +321,15 @@ fn runtime_entries(data_dir: &Path) -> usize {
         .sum()
 }
 
-/// The peer: `runc run -d` of the same busybox snapshot with `sleep`, `n` times in a row (each
-/// until it runs), then deleted; returns the per-container times.
-fn runc_peer(data_dir: &Path, scratch: &Path, n: u32) -> anyhow::Result<Vec<Duration>> {
+/// The peer: `<oci runtime> run -d` (the node's own OCI runtime, invoked as the node invokes it)
+/// of the same busybox snapshot with `sleep`, `n` times in a row (each until it runs), then
+/// deleted; returns the per-container times.
+fn runc_peer(
+    data_dir: &Path,
+    scratch: &Path,
+    oci_runtime: &str,
+    n: u32,
+) -> anyhow::Result<Vec<Duration>> {
     let snapshots = data_dir.join("runtime/snapshots");
     let snapshot: PathBuf = std::fs::read_dir(&snapshots)?
         .flatten()
@@ -344,15 +350,17 @@ fn runc_peer(data_dir: &Path, scratch: &Path, n: u32) -> anyhow::Result<Vec<Dura
         for i in 0..n {
             let id = format!("bench-pods-{}-{i}", std::process::id());
             let t = Instant::now();
-            let status = runc(&state)
+            let status = runc(oci_runtime, &state)
                 .args(["run", "-d", "--bundle"])
                 .arg(&bundle)
                 .arg(&id)
                 .status()?;
             times.push(t.elapsed());
-            let _ = runc(&state).args(["delete", "-f", &id]).status();
+            let _ = runc(oci_runtime, &state)
+                .args(["delete", "-f", &id])
+                .status();
             if !status.success() {
-                bail!("runc run -d failed: {status}");
+                bail!("{oci_runtime} run -d failed: {status}");
             }
         }
         anyhow::Ok(times)
@@ -361,11 +369,9 @@ fn runc_peer(data_dir: &Path, scratch: &Path, n: u32) -> anyhow::Result<Vec<Dura
     result
 }
 
-fn runc(state: &Path) -> Command {
-    let mut c = Command::new("runc");
-    c.arg("--root")
-        .arg(state)
-        .stdin(Stdio::null())
+fn runc(oci_runtime: &str, state: &Path) -> Command {
+    let mut c = berth_runtime::ociruntime::command(Path::new(oci_runtime), state);
+    c.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     c
@@ -383,7 +389,15 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn report(n: u32, m: &Measured, peer: Option<Vec<Duration>>) {
+/// The runtime's file name, for the report.
+fn runtime_name(oci_runtime: &str) -> String {
+    Path::new(oci_runtime)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| oci_runtime.to_string())
+}
+
+fn report(n: u32, m: &Measured, peer: Option<Vec<Duration>>, peer_name: &str) {
     let (p50, p99) = (quantile(&m.startup, 0.5), quantile(&m.startup, 0.99));
     print!(
         "  N={n:<3} apply -> all Ready {:>8.1} ms   startup p50 {:>7.1} ms  p99 {:>7.1} ms",
@@ -395,13 +409,13 @@ fn report(n: u32, m: &Measured, peer: Option<Vec<Duration>>) {
         Some(peer) if !peer.is_empty() => {
             let total: Duration = peer.iter().sum();
             println!(
-                "   | runc run -d x{n} in a row {:>8.1} ms (p50 {:.1} ms each); all-Ready / runc total {:.2}x",
+                "   | {peer_name} run -d x{n} in a row {:>8.1} ms (p50 {:.1} ms each); all-Ready / {peer_name} total {:.2}x",
                 ms(total),
                 ms(quantile(&peer, 0.5)),
                 m.all_ready.as_secs_f64() / total.as_secs_f64()
             );
         }
-        _ => println!("   | runc peer not measured"),
+        _ => println!("   | {peer_name} peer not measured"),
     }
 }
 

@@ -234,6 +234,49 @@ fn containers_survive_a_new_store_and_exits_are_recorded() {
     );
 }
 
+/// A shim killed with SIGKILL (or gone with a reboot) leaves a container nobody supervises:
+/// its status says it exited (255, Unknown) instead of running forever, and it is really gone.
+fn a_container_whose_shim_died_is_ended() {
+    let f = Fixture::new();
+    f.run("orphan", sh("sleep 1000"));
+    let pid = f.store.status("orphan").expect("status").record.pid;
+    let state = f.store.path("orphan").expect("path").join("state");
+    let shim_pid: i32 = std::fs::read_to_string(state.join(shim::SHIM_PID_FILE))
+        .expect("shim pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the shim");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(exit) = f.store.status("orphan").expect("status").exit {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reported as exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((exit.exit_code, exit.reason.as_str()), (255, "Unknown"));
+    assert_eq!(
+        f.store.status("orphan").expect("status").state(),
+        ContainerState::Exited
+    );
+    // Its parent died with the shim: whoever inherits it may leave a zombie for a while.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+    assert!(
+        matches!(state, None | Some(Some('Z' | 'X'))),
+        "the unsupervised container process is killed: {stat}"
+    );
+    f.cleanup();
+}
+
 fn upper_layer_whiteouts_hide_lower_files() {
     let f = Fixture::new();
     // A second layer, unpacked by the snapshot unpacker, deleting /bin/cat and making /etc opaque.
@@ -281,7 +324,7 @@ fn main() {
         let code = if shim::run(&cfg).is_ok() { 0 } else { 1 };
         std::process::exit(code);
     }
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
         (
             "upper_layer_whiteouts_hide_lower_files",
             upper_layer_whiteouts_hide_lower_files,
@@ -292,6 +335,10 @@ fn main() {
         (
             "containers_survive_a_new_store_and_exits_are_recorded",
             containers_survive_a_new_store_and_exits_are_recorded,
+        ),
+        (
+            "a_container_whose_shim_died_is_ended",
+            a_container_whose_shim_died_is_ended,
         ),
     ];
     let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();

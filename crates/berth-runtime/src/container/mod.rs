@@ -248,10 +248,35 @@ impl ContainerStore {
         };
         let record =
             serde_json::from_slice(&bytes).map_err(|e| io_at(&path)(io::Error::other(e)))?;
-        Ok(ContainerStatus {
-            record,
-            exit: shim::read_exit(&dir.join("state")),
-        })
+        let state_dir = dir.join("state");
+        let mut exit = shim::read_exit(&state_dir);
+        if exit.is_none() && shim_gone(&state_dir, id) {
+            exit = Some(self.reap_orphan(id, &state_dir)?);
+        }
+        Ok(ContainerStatus { record, exit })
+    }
+
+    /// Ends a container whose shim died (killed, or the machine rebooted) before recording an
+    /// exit: nobody collects its output or would see it exit any more, so it is killed and
+    /// deleted, and gets the exit record the shim would have written, with code 255 and reason
+    /// `Unknown` (its real status is lost). Without this it would show as running forever and
+    /// every stop would wait for an exit that is never recorded.
+    fn reap_orphan(&self, id: &str, state_dir: &Path) -> Result<ExitRecord, ContainerError> {
+        tracing::warn!(
+            container = id,
+            "the container's shim is gone; killing the container"
+        );
+        let _ = self.runc(&["kill", "--all", id, "KILL"]);
+        let _ = self.runc(&["delete", "--force", id]);
+        let record = ExitRecord {
+            exit_code: 255,
+            finished_at_ns: now_ns(),
+            reason: "Unknown".to_string(),
+        };
+        let json =
+            serde_json::to_vec(&record).map_err(|e| io_at(state_dir)(io::Error::other(e)))?;
+        shim::write_atomic(&state_dir.join(shim::EXIT_FILE), &json).map_err(io_at(state_dir))?;
+        Ok(record)
     }
 
     /// Every container on disk.
@@ -368,6 +393,22 @@ impl ContainerStore {
             let _ = std::fs::remove_dir(h.join(rel));
             let _ = std::fs::remove_dir(h.join("berth"));
         }
+    }
+}
+
+/// Whether the container's shim has died: it wrote its pid at start, and that process is gone
+/// (or the pid now belongs to another process). `false` while the shim is still starting.
+fn shim_gone(state_dir: &Path, id: &str) -> bool {
+    let Ok(text) = std::fs::read_to_string(state_dir.join(shim::SHIM_PID_FILE)) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return false;
+    };
+    // A zombie's cmdline reads empty: dead as well.
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmdline) => !String::from_utf8_lossy(&cmdline).contains(id),
+        Err(_) => true,
     }
 }
 

@@ -423,8 +423,31 @@ async fn scenarios(env: &mut Env) {
             .iter()
             .any(|r| r == "Failed")
     );
+    // runAsNonRoot without a uid: the image's user decides; busybox's is the name `app`, which
+    // cannot be verified before the container runs, so the container is refused (as kubelet).
+    let nonroot: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "nonroot"},
+        "spec": {"nodeName": NODE, "terminationGracePeriodSeconds": 2,
+                 "securityContext": {"runAsNonRoot": true},
+                 "containers": [{"name": "app", "image": env.image, "command": ["sleep", "100"]}]}
+    }))
+    .expect("pod");
+    env.pods()
+        .create(&PostParams::default(), &nonroot)
+        .await
+        .expect("create nonroot");
+    let refused = env
+        .wait_pod("nonroot", "CreateContainerConfigError", |p| {
+            waiting_reason(p) == "CreateContainerConfigError"
+        })
+        .await;
+    let message = container_status(&refused)
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("non-numeric user (app)"), "{message}");
     let gone = DeleteParams::default();
-    for name in ["once", "nopull"] {
+    for name in ["once", "nopull", "nonroot"] {
         let uid = env
             .pods()
             .get(name)

@@ -381,7 +381,7 @@ async fn checks(node: &mut Node, port: u16) {
     let tty = exec_with(
         port,
         "shell",
-        &["sh", "-c", "echo out; echo err >&2"],
+        &["sh", "-c", "test -t 0 && echo out; echo err >&2"],
         None,
         &[("stdout", "true"), ("tty", "true")],
     )

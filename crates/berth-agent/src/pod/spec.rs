@@ -258,21 +258,74 @@ pub fn security(sc: Option<&SecurityContext>) -> cri::LinuxContainerSecurityCont
     }
 }
 
-/// Why a container may not start for its `runAsNonRoot` (only an explicit uid 0 is known here;
-/// the image's user is not checked).
-pub fn non_root_violation(container: &Container, pod: &Pod) -> Option<String> {
-    let sc = container.security_context.as_ref();
-    let psc = pod.spec.as_ref().and_then(|s| s.security_context.as_ref());
-    let non_root = sc
-        .and_then(|s| s.run_as_non_root)
-        .or(psc.and_then(|s| s.run_as_non_root))
-        .unwrap_or(false);
-    let uid = sc
-        .and_then(|s| s.run_as_user)
-        .or(psc.and_then(|s| s.run_as_user));
-    match (non_root, uid) {
-        (true, Some(0)) => Some("container's runAsUser breaks non-root policy".into()),
-        _ => None,
+/// The user an image runs as, as the runtime reports it (CRI `Image.uid` / `Image.username`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageUser {
+    /// A numeric uid (an image without a user runs as root: uid 0).
+    Uid(i64),
+    /// A user name, resolved only inside the container.
+    Name(String),
+}
+
+impl ImageUser {
+    /// What the runtime says of `image`; root when it says nothing, as kubelet assumes.
+    pub fn of(image: Option<&cri::Image>) -> ImageUser {
+        match image {
+            Some(i) if i.uid.is_some() => ImageUser::Uid(i.uid.as_ref().map_or(0, |u| u.value)),
+            Some(i) if !i.username.is_empty() => ImageUser::Name(i.username.clone()),
+            _ => ImageUser::Uid(0),
+        }
+    }
+}
+
+/// The container's (else the Pod's) securityContext field `f`.
+fn security_field<T>(
+    container: &Container,
+    pod: &Pod,
+    f: impl Fn(&SecurityContext) -> Option<T>,
+    pf: impl Fn(&k8s_openapi::api::core::v1::PodSecurityContext) -> Option<T>,
+) -> Option<T> {
+    container
+        .security_context
+        .as_ref()
+        .and_then(f)
+        .or_else(|| pod.spec.as_ref()?.security_context.as_ref().and_then(pf))
+}
+
+/// Whether the container must not run as root and sets no uid itself, so that the image's user
+/// decides (then [`non_root_violation`] needs it).
+pub fn needs_image_user(container: &Container, pod: &Pod) -> bool {
+    run_as_non_root(container, pod) && run_as_user(container, pod).is_none()
+}
+
+fn run_as_non_root(container: &Container, pod: &Pod) -> bool {
+    security_field(container, pod, |s| s.run_as_non_root, |s| s.run_as_non_root).unwrap_or(false)
+}
+
+fn run_as_user(container: &Container, pod: &Pod) -> Option<i64> {
+    security_field(container, pod, |s| s.run_as_user, |s| s.run_as_user)
+}
+
+/// Why a container may not start for its `runAsNonRoot`, in kubelet's words: an explicit uid 0,
+/// or no uid and an image that runs as root or as a user name that cannot be verified.
+pub fn non_root_violation(
+    container: &Container,
+    pod: &Pod,
+    image_user: &ImageUser,
+) -> Option<String> {
+    if !run_as_non_root(container, pod) {
+        return None;
+    }
+    match (run_as_user(container, pod), image_user) {
+        (Some(0), _) => Some("container's runAsUser breaks non-root policy".into()),
+        (Some(_), _) => None,
+        (None, ImageUser::Uid(0)) => {
+            Some("container has runAsNonRoot and image will run as root".into())
+        }
+        (None, ImageUser::Uid(_)) => None,
+        (None, ImageUser::Name(name)) => Some(format!(
+            "container has runAsNonRoot and image has non-numeric user ({name}), cannot verify user is non-root"
+        )),
     }
 }
 
@@ -398,14 +451,41 @@ mod tests {
     }
 
     #[test]
-    fn run_as_non_root_with_root_user_is_refused() {
-        let p = pod(
-            json!([{"name": "a", "image": "i", "securityContext": {"runAsNonRoot": true, "runAsUser": 0}}]),
+    fn run_as_non_root_follows_the_uid_then_the_image() {
+        let check = |sc: serde_json::Value, image: ImageUser| {
+            let p = pod(json!([{"name": "a", "image": "i", "securityContext": sc}]));
+            let c = &p.spec.as_ref().unwrap().containers[0];
+            non_root_violation(c, &p, &image)
+        };
+        let non_root = json!({"runAsNonRoot": true});
+        // An explicit uid decides, whatever the image.
+        let root = json!({"runAsNonRoot": true, "runAsUser": 0});
+        assert!(check(root, ImageUser::Uid(10)).is_some());
+        let ten = json!({"runAsNonRoot": true, "runAsUser": 10});
+        assert_eq!(check(ten, ImageUser::Uid(0)), None);
+        // Else the image's user.
+        let msg = check(non_root.clone(), ImageUser::Uid(0)).unwrap();
+        assert_eq!(msg, "container has runAsNonRoot and image will run as root");
+        assert_eq!(check(non_root.clone(), ImageUser::Uid(10001)), None);
+        let named = check(non_root, ImageUser::Name("app".into())).unwrap();
+        assert!(named.contains("non-numeric user (app)"), "{named}");
+        // No policy, no refusal.
+        assert_eq!(check(json!({}), ImageUser::Uid(0)), None);
+    }
+
+    #[test]
+    fn image_user_from_the_runtime() {
+        assert_eq!(ImageUser::of(None), ImageUser::Uid(0));
+        let image = |uid: Option<i64>, name: &str| cri::Image {
+            uid: uid.map(|value| cri::Int64Value { value }),
+            username: name.into(),
+            ..Default::default()
+        };
+        assert_eq!(ImageUser::of(Some(&image(Some(7), ""))), ImageUser::Uid(7));
+        assert_eq!(
+            ImageUser::of(Some(&image(None, "app"))),
+            ImageUser::Name("app".into())
         );
-        assert!(non_root_violation(&p.spec.as_ref().unwrap().containers[0], &p).is_some());
-        let ok = pod(
-            json!([{"name": "a", "image": "i", "securityContext": {"runAsNonRoot": true, "runAsUser": 10}}]),
-        );
-        assert!(non_root_violation(&ok.spec.as_ref().unwrap().containers[0], &ok).is_none());
+        assert_eq!(ImageUser::of(Some(&image(None, ""))), ImageUser::Uid(0));
     }
 }

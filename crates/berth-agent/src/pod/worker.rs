@@ -442,7 +442,12 @@ impl Worker {
             self.track(&c.name).waiting = Some(waiting);
             return false;
         }
-        if let Some(msg) = spec::non_root_violation(c, &self.pod) {
+        let image_user = if spec::needs_image_user(c, &self.pod) {
+            self.image_user(c).await
+        } else {
+            spec::ImageUser::Uid(0)
+        };
+        if let Some(msg) = spec::non_root_violation(c, &self.pod, &image_user) {
             self.event(EventType::Warning, "Failed", format!("Error: {msg}"));
             self.track(&c.name).waiting = Some(("CreateContainerConfigError".into(), msg));
             return false;
@@ -592,6 +597,19 @@ impl Worker {
                 Err(("ErrImagePull".into(), msg))
             }
         }
+    }
+
+    /// The user `c`'s image runs as, from the runtime (root if it cannot tell).
+    async fn image_user(&self, c: &Container) -> spec::ImageUser {
+        let req = cri::ImageStatusRequest {
+            image: Some(cri::ImageSpec {
+                image: spec::image(c),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        let status = self.ctx.cri.image.clone().image_status(req).await;
+        spec::ImageUser::of(status.ok().and_then(|r| r.into_inner().image).as_ref())
     }
 
     /// Looks the liveness probe up once: the spec's, else the image's HEALTHCHECK.

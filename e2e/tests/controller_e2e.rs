@@ -525,7 +525,11 @@ async fn pods_of_a_silent_node_move_to_a_live_one() {
 async fn berth_server_runs_the_controllers_itself() {
     let server = TestServer::start_with_controllers(&[]).await.unwrap();
     let client = server.client().await.unwrap();
-    let f = Fixture { _server: server, client, controllers: tokio::spawn(async {}) };
+    let f = Fixture {
+        _server: server,
+        client,
+        controllers: tokio::spawn(async {}),
+    };
     f.node("node-1", "4", "8Gi").await;
     f.create_ms("served", 2, "128Mi").await;
     let bound = eventually("2 pods of `served` bound to node-1", || async {
@@ -533,7 +537,11 @@ async fn berth_server_runs_the_controllers_itself() {
         (pods.len() == 2 && pods.iter().all(|p| node_of(p) == Some("node-1"))).then_some(pods)
     })
     .await;
-    assert!(bound.iter().all(|p| p.owner_references().iter().any(|o| o.kind == "ModelService")));
+    assert!(bound.iter().all(|p| {
+        p.owner_references()
+            .iter()
+            .any(|o| o.kind == "ModelService")
+    }));
 }
 
 #[tokio::test]
@@ -564,9 +572,60 @@ async fn nodes_get_distinct_pod_cidrs_from_the_cluster_cidr() {
     };
     let distinct: BTreeSet<&String> = cidrs.iter().collect();
     assert_eq!(distinct.len(), 2, "two nodes, two ranges: {cidrs:?}");
-    assert!(cidrs.iter().all(|c| c.starts_with("10.66.") && c.ends_with("/24")), "{cidrs:?}");
+    assert!(
+        cidrs
+            .iter()
+            .all(|c| c.starts_with("10.66.") && c.ends_with("/24")),
+        "{cidrs:?}"
+    );
     // A node that already has a range keeps it.
     let a = nodes.get("a").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(nodes.get("a").await.unwrap().spec.unwrap().pod_cidr, a.spec.unwrap().pod_cidr);
+    assert_eq!(
+        nodes.get("a").await.unwrap().spec.unwrap().pod_cidr,
+        a.spec.unwrap().pod_cidr
+    );
+}
+
+/// A rollout that stops moving (here: Pods that never become Ready) turns `Progressing` False
+/// with ProgressDeadlineExceeded once `progressDeadlineSeconds` pass, with no other event to wake
+/// the controller; a Pod becoming Ready makes it progress again.
+#[tokio::test]
+async fn a_stalled_rollout_exceeds_its_progress_deadline() {
+    let f = setup().await;
+    f.node("n1", "4", "8Gi").await;
+    let spec: ModelServiceSpec = serde_json::from_value(json!({
+        "image": "localhost:5000/model:v1", "replicas": 2, "progressDeadlineSeconds": 2,
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}}))
+    .unwrap();
+    f.services()
+        .create(&PostParams::default(), &ModelService::new("stuck", spec))
+        .await
+        .unwrap();
+    let pods = f.converge("stuck", 2, false).await;
+    let progressing = |m: &ModelService| {
+        condition(m, "Progressing")
+            .map(|c| (c.status.clone(), c.reason.clone().unwrap_or_default()))
+    };
+    let timed_out = eventually("Progressing=False ProgressDeadlineExceeded", || async {
+        let m = f.services().get("stuck").await.unwrap();
+        (progressing(&m)? == ("False".into(), "ProgressDeadlineExceeded".into())).then_some(m)
+    })
+    .await;
+    let message = condition(&timed_out, "Progressing").and_then(|c| c.message.clone());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("has timed out progressing")),
+        "{message:?}"
+    );
+    f.make_ready(&pods[0].name_any()).await;
+    eventually(
+        "Progressing=True again after a Pod became ready",
+        || async {
+            let m = f.services().get("stuck").await.unwrap();
+            (progressing(&m)? == ("True".into(), "ReplicaSetUpdated".into())).then_some(())
+        },
+    )
+    .await;
 }

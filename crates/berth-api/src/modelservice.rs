@@ -124,6 +124,11 @@ pub struct ModelServiceSpec {
     /// How pods are replaced when the spec changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+    /// Seconds a rollout may go without progress (a Pod of the new spec created or becoming
+    /// ready) before the `Progressing` condition turns `False` with `ProgressDeadlineExceeded`,
+    /// as a Deployment's (default 600). The rollout itself goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline_seconds: Option<i32>,
     /// Exposes the ready pods on a port of every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
@@ -168,7 +173,16 @@ pub struct RollingUpdate {
 /// The default of both rolling-update bounds.
 pub const DEFAULT_ROLLING_BOUND: &str = "25%";
 
+/// A Deployment's default `progressDeadlineSeconds`.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+
 impl ModelServiceSpec {
+    /// `progressDeadlineSeconds`, defaulted.
+    pub fn progress_deadline_seconds(&self) -> i32 {
+        self.progress_deadline_seconds
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    }
+
     /// `maxSurge`, defaulted.
     pub fn max_surge(&self) -> IntOrString {
         self.rolling_update()

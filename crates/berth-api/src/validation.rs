@@ -214,6 +214,13 @@ fn validate_spec(spec: &ModelServiceSpec, errs: &mut Vec<FieldError>) {
             "must be greater than or equal to 0",
         ));
     }
+    if let Some(d) = spec.progress_deadline_seconds.filter(|d| *d <= 0) {
+        errs.push(FieldError::invalid(
+            "spec.progressDeadlineSeconds",
+            json!(d),
+            "must be greater than 0",
+        ));
+    }
     validate_env(spec, errs);
     validate_ports(&spec.ports, errs);
     let probes = [

@@ -59,6 +59,7 @@ fn every_problem_is_reported_with_its_path() {
     obj["spec"]["env"][0]["name"] = json!("1BAD");
     obj["spec"]["resources"]["requests"]["memory"] = json!("12 bytes");
     obj["spec"]["service"]["port"] = json!(0);
+    obj["spec"]["progressDeadlineSeconds"] = json!(0);
     let got = fields(&obj);
     let want = [
         ("metadata.name", "FieldValueInvalid"),
@@ -71,6 +72,7 @@ fn every_problem_is_reported_with_its_path() {
         ("spec.readinessProbe.httpGet.port", "FieldValueInvalid"),
         ("spec.resources.requests[memory]", "FieldValueInvalid"),
         ("spec.service.port", "FieldValueInvalid"),
+        ("spec.progressDeadlineSeconds", "FieldValueInvalid"),
     ];
     for (field, reason) in want {
         assert!(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use berth_api::ModelService;
+use berth_api::{ModelService, ModelServiceStatus};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -116,9 +116,18 @@ async fn reconcile(ms: Arc<ModelService>, ctx: Arc<Ctx>) -> Result<Action, Error
         updated: remaining.iter().filter(|m| m.current).count() as i32 + plan.create_new,
         updated_ready: remaining.iter().filter(|m| m.current && m.ready).count() as i32,
         max_unavailable: bounds.max_unavailable,
+        progress_deadline_seconds: ms.spec.progress_deadline_seconds(),
     };
-    write_status(&ctx.client, &ns, &name, &ms, observed).await?;
-    Ok(Action::await_change())
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let next = write_status(&ctx.client, &ns, &name, &ms, observed, now.clone()).await?;
+    // A stalled rollout changes nothing that would wake the controller: look again when its
+    // progress deadline would pass.
+    Ok(
+        match status::deadline_in(&next, observed.progress_deadline_seconds, &now) {
+            Some(wait) => Action::requeue(wait),
+            None => Action::await_change(),
+        },
+    )
 }
 
 /// The service's non-terminating Pods that it controls.
@@ -245,15 +254,15 @@ async fn write_status(
     name: &str,
     ms: &ModelService,
     o: Observed,
-) -> Result<(), Error> {
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    now: Time,
+) -> Result<ModelServiceStatus, Error> {
     let next = status::compute(name, o, ms.status.as_ref(), now);
     if ms.status.as_ref() == Some(&next) {
-        return Ok(());
+        return Ok(next);
     }
     let api: Api<ModelService> = Api::namespaced(client.clone(), ns);
     let patch = json!({ "status": next });
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
-    Ok(())
+    Ok(next)
 }

@@ -1,5 +1,11 @@
 //! The status a ModelService reports: counts, selector and Deployment-shaped conditions
 //! (`Available`, `Progressing`) that GitOps tools and `kubectl wait` read.
+//!
+//! Progress, as a Deployment's: while a rollout is incomplete, `Progressing` is `True`
+//! (`ReplicaSetUpdated`) and its message carries how many Pods of the current spec exist and are
+//! ready, so each change of those counts moves its `lastUpdateTime`. When that time is older than
+//! `progressDeadlineSeconds`, the condition turns `False` (`ProgressDeadlineExceeded`) and stays
+//! so until the counts move again or the rollout completes.
 
 use berth_api::{ModelServiceCondition, ModelServiceStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -23,7 +29,13 @@ pub struct Observed {
     pub updated_ready: i32,
     /// Resolved maxUnavailable.
     pub max_unavailable: i32,
+    /// `progressDeadlineSeconds`, defaulted.
+    pub progress_deadline_seconds: i32,
 }
+
+const UPDATED: &str = "ReplicaSetUpdated";
+const COMPLETE: &str = "NewReplicaSetAvailable";
+const TIMED_OUT: &str = "ProgressDeadlineExceeded";
 
 /// The label selector string of ModelService `name`'s Pods.
 pub fn selector(name: &str) -> String {
@@ -53,24 +65,8 @@ pub fn compute(
             "ModelService does not have minimum availability.".to_string(),
         )
     };
-    let complete =
-        o.updated == o.desired && o.replicas == o.desired && o.updated_ready == o.desired;
-    let progressing_cond = if complete {
-        cond(
-            "Progressing",
-            "True",
-            "NewReplicaSetAvailable",
-            format!("ModelService \"{name}\" has successfully progressed."),
-        )
-    } else {
-        cond(
-            "Progressing",
-            "True",
-            "ReplicaSetUpdated",
-            format!("ModelService \"{name}\" is progressing."),
-        )
-    };
     let prev_conds = prev.map(|p| p.conditions.as_slice()).unwrap_or_default();
+    let progressing_cond = progressing(name, o, prev_conds, &now);
     let conditions = [available_cond, progressing_cond]
         .into_iter()
         .map(|c| stamp(c, prev_conds, &now))
@@ -84,6 +80,70 @@ pub fn compute(
         selector: Some(selector(name)),
         conditions,
     }
+}
+
+/// The `Progressing` condition (see the module docs).
+fn progressing(
+    name: &str,
+    o: Observed,
+    prev: &[ModelServiceCondition],
+    now: &Time,
+) -> ModelServiceCondition {
+    let complete =
+        o.updated == o.desired && o.replicas == o.desired && o.updated_ready == o.desired;
+    if complete {
+        let msg = format!("ModelService \"{name}\" has successfully progressed.");
+        return cond("Progressing", "True", COMPLETE, msg);
+    }
+    let counts = format!(
+        "{} of {} updated replicas created, {} ready",
+        o.updated, o.desired, o.updated_ready
+    );
+    let timed_out = cond(
+        "Progressing",
+        "False",
+        TIMED_OUT,
+        format!("ModelService \"{name}\" has timed out progressing: {counts}."),
+    );
+    let moving = cond(
+        "Progressing",
+        "True",
+        UPDATED,
+        format!("ModelService \"{name}\" is progressing: {counts}."),
+    );
+    let Some(p) = prev.iter().find(|c| c.type_ == "Progressing") else {
+        return moving;
+    };
+    let stalled = |c: &ModelServiceCondition| p.reason == c.reason && p.message == c.message;
+    if stalled(&timed_out) {
+        return timed_out;
+    }
+    let deadline = i64::from(o.progress_deadline_seconds.max(1));
+    match &p.last_update_time {
+        Some(since) if stalled(&moving) && seconds_between(since, now) >= deadline => timed_out,
+        _ => moving,
+    }
+}
+
+/// Whole seconds from `a` to `b` (negative if `b` is earlier).
+fn seconds_between(a: &Time, b: &Time) -> i64 {
+    b.0.duration_since(a.0).as_secs()
+}
+
+/// How long until the rollout described by `status` would exceed its deadline without further
+/// change: the controller looks again then. `None` when no deadline is running.
+pub fn deadline_in(
+    status: &ModelServiceStatus,
+    progress_deadline_seconds: i32,
+    now: &Time,
+) -> Option<std::time::Duration> {
+    let p = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing" && c.reason.as_deref() == Some(UPDATED))?;
+    let since = p.last_update_time.as_ref()?;
+    let left = i64::from(progress_deadline_seconds.max(1)) - seconds_between(since, now);
+    Some(std::time::Duration::from_secs(left.max(0) as u64 + 1))
 }
 
 fn cond(type_: &str, status: &str, reason: &str, message: String) -> ModelServiceCondition {
@@ -133,7 +193,61 @@ mod tests {
             updated,
             updated_ready,
             max_unavailable: 0,
+            progress_deadline_seconds: 600,
         }
+    }
+
+    fn at(secs: i64) -> Time {
+        Time(
+            now()
+                .0
+                .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(secs))
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_stalled_rollout_exceeds_its_deadline_until_it_moves_again() {
+        let stuck = obs(3, 3, 0, 3, 0);
+        let s0 = compute("m", stuck, None, now());
+        assert_eq!(get(&s0, "Progressing").reason.as_deref(), Some(UPDATED));
+        assert_eq!(
+            deadline_in(&s0, 600, &at(100)),
+            Some(std::time::Duration::from_secs(501))
+        );
+        // No change for less than the deadline: still progressing, nothing to write.
+        let s1 = compute("m", stuck, Some(&s0), at(599));
+        assert_eq!(s1, s0);
+        // The deadline passes without progress.
+        let s2 = compute("m", stuck, Some(&s1), at(600));
+        let p = get(&s2, "Progressing");
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_deref()),
+            ("False", Some(TIMED_OUT))
+        );
+        assert!(
+            p.message
+                .as_deref()
+                .unwrap()
+                .contains("timed out progressing"),
+            "{p:?}"
+        );
+        assert_eq!(deadline_in(&s2, 600, &at(600)), None);
+        // It stays so while nothing moves...
+        assert_eq!(compute("m", stuck, Some(&s2), at(900)), s2);
+        // ...and progresses again when a Pod becomes ready.
+        let s3 = compute("m", obs(3, 3, 1, 3, 1), Some(&s2), at(901));
+        let p = get(&s3, "Progressing");
+        assert_eq!(
+            (p.status.as_str(), p.reason.as_deref()),
+            ("True", Some(UPDATED))
+        );
+        // Progress moves the clock: another 600 s from then.
+        let s4 = compute("m", obs(3, 3, 2, 3, 2), Some(&s3), at(1400));
+        let s5 = compute("m", obs(3, 3, 2, 3, 2), Some(&s4), at(1999));
+        assert_eq!(get(&s5, "Progressing").status, "True");
+        let done = compute("m", obs(3, 3, 3, 3, 3), Some(&s5), at(5000));
+        assert_eq!(get(&done, "Progressing").reason.as_deref(), Some(COMPLETE));
     }
 
     fn now() -> Time {

@@ -115,6 +115,8 @@ pub struct ContainerStore {
     /// Parent of every container cgroup of this store (`/berth/<hash of the root>`), so two
     /// runtimes (or test runs) on one host never share a cgroup name.
     cgroup_parent: String,
+    /// Held while ending a container whose shim died, so concurrent status reads reap it once.
+    reaping: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 fn now_ns() -> i64 {
@@ -145,6 +147,7 @@ impl ContainerStore {
             runtime,
             runtime_root,
             cgroup_parent,
+            reaping: Default::default(),
         })
     }
 
@@ -262,6 +265,11 @@ impl ContainerStore {
     /// `Unknown` (its real status is lost). Without this it would show as running forever and
     /// every stop would wait for an exit that is never recorded.
     fn reap_orphan(&self, id: &str, state_dir: &Path) -> Result<ExitRecord, ContainerError> {
+        let _one_at_a_time = self.reaping.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(exit) = shim::read_exit(state_dir) {
+            // Another reader got here first.
+            return Ok(exit);
+        }
         tracing::warn!(
             container = id,
             "the container's shim is gone; killing the container"

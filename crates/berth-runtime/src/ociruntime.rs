@@ -25,9 +25,41 @@ pub fn command(runtime: &Path, root: &Path) -> Command {
     cmd
 }
 
-/// The same as a tokio command.
-pub fn tokio_command(runtime: &Path, root: &Path) -> tokio::process::Command {
-    tokio::process::Command::from(command(runtime, root))
+/// `<runtime> --root <root>` for a large multi-threaded caller (the runtime server). A
+/// `pre_exec` hook makes the standard library fork the caller (copying its page tables, then
+/// faulting and flushing TLBs on every core) instead of using posix_spawn; so when the private
+/// view is needed, the runtime is started as `<helper> oci-runtime <runtime> ...` instead (the
+/// `berth` binary), which sets the view up in its own small process and execs the runtime.
+pub fn command_via(helper: &Path, runtime: &Path, root: &Path) -> Command {
+    if !needs_hidden_unified(runtime) {
+        return command(runtime, root);
+    }
+    let mut cmd = Command::new(helper);
+    cmd.arg(HELPER_VERB).arg(runtime).arg("--root").arg(root);
+    cmd
+}
+
+/// The `berth` subcommand that [`command_via`] runs.
+pub const HELPER_VERB: &str = "oci-runtime";
+
+/// The helper's side of [`command_via`]: hides the cgroup2 mount in a mount namespace of this
+/// process (which must be single-threaded) and replaces it with `runtime args...`. Returns only
+/// on failure.
+pub fn exec_with_private_view(runtime: &Path, args: &[std::ffi::OsString]) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(runtime);
+    cmd.args(args);
+    if needs_hidden_unified(runtime)
+        && let Err(e) = private_view()
+    {
+        return e;
+    }
+    cmd.exec()
+}
+
+/// The same as [`command_via`], as a tokio command.
+pub fn tokio_command_via(helper: &Path, runtime: &Path, root: &Path) -> tokio::process::Command {
+    tokio::process::Command::from(command_via(helper, runtime, root))
 }
 
 /// Whether `runtime` is crun on a host with hybrid cgroups.
@@ -47,33 +79,34 @@ fn is_hybrid() -> bool {
 
 fn hide_unified(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
-    // SAFETY: runs in the forked child before exec, calling only async-signal-safe syscalls
-    // (unshare, mount, umount2) on static C strings, without allocating.
+    // SAFETY: runs in the forked child before exec; `private_view` makes only async-signal-safe
+    // syscalls (unshare, mount, umount2) on static C strings, without allocating.
     unsafe {
-        cmd.pre_exec(|| {
-            if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Private first, so the unmount does not propagate back to the host.
-            let root = c"/";
-            let none: *const libc::c_char = std::ptr::null();
-            if libc::mount(
-                none,
-                root.as_ptr(),
-                none,
-                libc::MS_REC | libc::MS_PRIVATE,
-                std::ptr::null(),
-            ) != 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            let unified = c"/sys/fs/cgroup/unified";
-            if libc::umount2(unified.as_ptr(), libc::MNT_DETACH) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(private_view);
     }
+}
+
+/// Moves this process into a mount namespace of its own in which the cgroup2 mount is gone.
+fn private_view() -> std::io::Result<()> {
+    // SAFETY: plain syscalls on static NUL-terminated strings and null pointers the kernel
+    // accepts for these arguments.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // Private first, so the unmount does not propagate back to the host.
+        let none: *const libc::c_char = std::ptr::null();
+        let root = c"/";
+        let flags = libc::MS_REC | libc::MS_PRIVATE;
+        if libc::mount(none, root.as_ptr(), none, flags, std::ptr::null()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let unified = c"/sys/fs/cgroup/unified";
+        if libc::umount2(unified.as_ptr(), libc::MNT_DETACH) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -83,6 +116,11 @@ mod tests {
     #[test]
     fn only_crun_on_hybrid_hosts_gets_a_private_view() {
         assert!(!needs_hidden_unified(Path::new("/usr/sbin/runc")));
+        let runc = command_via(Path::new("/bin/berth"), Path::new("runc"), Path::new("/r"));
+        assert_eq!(runc.get_program(), "runc");
+        let crun = command_via(Path::new("/bin/berth"), Path::new("crun"), Path::new("/r"));
+        let wrapped = crun.get_program() == "/bin/berth";
+        assert_eq!(wrapped, is_hybrid());
         assert_eq!(
             needs_hidden_unified(Path::new("/usr/bin/crun")),
             is_hybrid()
@@ -98,7 +136,10 @@ mod tests {
             return;
         }
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "grep -c ' /sys/fs/cgroup/unified ' /proc/self/mountinfo"]);
+        cmd.args([
+            "-c",
+            "grep -c ' /sys/fs/cgroup/unified ' /proc/self/mountinfo",
+        ]);
         hide_unified(&mut cmd);
         let out = cmd.output().expect("sh");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");

@@ -69,6 +69,9 @@ enum Command {
     /// Per-container supervisor (started by the runtime).
     #[command(hide = true)]
     Shim(cmd::shim::Args),
+    /// Runs the OCI runtime with its view of cgroups (started by the runtime).
+    #[command(hide = true, name = "oci-runtime")]
+    OciRuntime(cmd::shim::OciArgs),
     /// Benchmarks that compare berth with a peer measured in the same run.
     Bench(cmd::bench::Args),
 }
@@ -76,7 +79,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The shim logs to its own file; everything else logs to stderr.
-    if !matches!(cli.command, Command::Shim(_)) {
+    if !matches!(cli.command, Command::Shim(_) | Command::OciRuntime(_)) {
         init_tracing(&cli.log_level);
     }
     let result = match cli.command {
@@ -102,6 +105,7 @@ fn main() -> std::process::ExitCode {
         Command::Exec(a) => cmd::exec::run(a),
         Command::Rollout(a) => cmd::rollout::run(a),
         Command::Shim(a) => cmd::shim::run(a),
+        Command::OciRuntime(a) => cmd::shim::oci_runtime(a),
         Command::Bench(a) => cmd::bench::run(a),
     };
     match result {

@@ -300,7 +300,7 @@ impl ContainerStore {
     }
 
     fn runc(&self, args: &[&str]) -> Result<(), ContainerError> {
-        let out = crate::ociruntime::command(&self.runtime, &self.runtime_root)
+        let out = crate::ociruntime::command_via(&self.shim_exe, &self.runtime, &self.runtime_root)
             .args(args)
             .output()
             .map_err(io_at(&self.runtime))?;
@@ -432,7 +432,8 @@ impl ContainerStore {
         let config = dir.join("config.json");
         let spec = oci_spec::runtime::Spec::load(&config)
             .map_err(|e| io_at(&config)(io::Error::other(e)))?;
-        let mut cmd = crate::ociruntime::tokio_command(&self.runtime, &self.runtime_root);
+        let mut cmd =
+            crate::ociruntime::tokio_command_via(&self.shim_exe, &self.runtime, &self.runtime_root);
         cmd.arg("exec");
         if tty {
             // The runtime's foreground terminal mode: see `stream::pty`.

@@ -315,8 +315,14 @@ fn events_table(events: &[Value]) -> String {
 fn event_age(e: &Value) -> String {
     let last = age_of(last_seen(e));
     // events.k8s.io/v1 counts repeats in series.count and starts at eventTime.
-    let count = e["count"].as_i64().or_else(|| e["series"]["count"].as_i64()).unwrap_or(1);
-    match e["firstTimestamp"].as_str().or_else(|| e["eventTime"].as_str()) {
+    let count = e["count"]
+        .as_i64()
+        .or_else(|| e["series"]["count"].as_i64())
+        .unwrap_or(1);
+    match e["firstTimestamp"]
+        .as_str()
+        .or_else(|| e["eventTime"].as_str())
+    {
         Some(first) if count > 1 => format!("{last} (x{count} over {})", age_of(first)),
         _ => last,
     }
@@ -425,10 +431,20 @@ mod tests {
             "reportingComponent": "berth-agent", "eventTime": "2020-01-01T00:00:00.000000Z",
             "series": {"count": 4, "lastObservedTime": "2020-01-01T00:05:00.000000Z"}});
         assert_eq!(last_seen(&event), "2020-01-01T00:05:00.000000Z");
-        assert!(event_age(&event).contains("(x4 over "), "{}", event_age(&event));
-        let out = render(&json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}), &[event]);
+        assert!(
+            event_age(&event).contains("(x4 over "),
+            "{}",
+            event_age(&event)
+        );
+        let out = render(
+            &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
+            &[event],
+        );
         assert!(out.contains("Normal  Started"), "{out}");
-        assert!(out.contains("berth-agent  Started container model"), "{out}");
+        assert!(
+            out.contains("berth-agent  Started container model"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -29,7 +29,9 @@ pub struct Common {
 
 impl Common {
     fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(super::server::default_data_dir)
+        self.data_dir
+            .clone()
+            .unwrap_or_else(super::server::default_data_dir)
     }
 
     fn images(&self) -> anyhow::Result<LocalImages> {
@@ -41,12 +43,17 @@ impl Common {
     /// only) from the local berth registry's credentials file.
     fn client(&self, registry: &str) -> anyhow::Result<RegistryClient> {
         let mut auth = AuthConfig::from_environment();
-        if auth.for_registry(registry).is_none() && is_loopback(registry)
+        if auth.for_registry(registry).is_none()
+            && is_loopback(registry)
             && let Some(c) = self.local_registry_credentials()
         {
             auth.explicit.insert(registry.to_string(), c);
         }
-        Ok(RegistryClient::new(ClientOptions { auth, insecure: self.insecure.clone(), chunk_size: None })?)
+        Ok(RegistryClient::new(ClientOptions {
+            auth,
+            insecure: self.insecure.clone(),
+            chunk_size: None,
+        })?)
     }
 
     fn local_registry_credentials(&self) -> Option<Credentials> {
@@ -62,13 +69,29 @@ fn is_loopback(registry: &str) -> bool {
 
 /// Adds "run berth login" to authentication failures.
 fn with_login_hint(e: berth_image::Error, registry: &str) -> anyhow::Error {
-    let denied = matches!(&e, berth_image::Error::Auth { .. } | berth_image::Error::Registry { status: 401 | 403, .. });
+    let denied = matches!(
+        &e,
+        berth_image::Error::Auth { .. }
+            | berth_image::Error::Registry {
+                status: 401 | 403,
+                ..
+            }
+    );
     let e = anyhow::Error::from(e);
-    if denied { e.context(format!("not authorized by {registry}; run `berth login {registry}`")) } else { e }
+    if denied {
+        e.context(format!(
+            "not authorized by {registry}; run `berth login {registry}`"
+        ))
+    } else {
+        e
+    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("start tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start tokio runtime")
 }
 
 /// Progress bars per blob on stderr (indicatif hides them when stderr is not a terminal).
@@ -78,8 +101,10 @@ fn progress_bars(verb: &'static str) -> Option<Progress> {
     }
     let multi = indicatif::MultiProgress::new();
     let bars: Mutex<HashMap<String, indicatif::ProgressBar>> = Mutex::default();
-    let style = indicatif::ProgressStyle::with_template("{prefix} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
     Some(Arc::new(move |ev: berth_image::ProgressEvent| {
         let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
         let bar = bars.entry(ev.digest.to_string()).or_insert_with(|| {
@@ -119,20 +144,34 @@ pub struct BuildArgs {
 /// Runs `berth build`.
 pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     let images = args.common.images()?;
-    let tags = args.tags.iter().map(|t| Reference::parse(t)).collect::<Result<Vec<_>, _>>()?;
+    let tags = args
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut build_args = HashMap::new();
     for kv in &args.build_args {
-        let (k, v) = kv.split_once('=').with_context(|| format!("--build-arg {kv:?}: expected KEY=VALUE"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--build-arg {kv:?}: expected KEY=VALUE"))?;
         build_args.insert(k.to_string(), v.to_string());
     }
-    let opts = berth_image::build::BuildOptions { context: args.context.clone(), dockerfile: args.file.clone(), build_args, tags: tags.clone() };
+    let opts = berth_image::build::BuildOptions {
+        context: args.context.clone(),
+        dockerfile: args.file.clone(),
+        build_args,
+        tags: tags.clone(),
+    };
     // Base images are pulled with the credentials of the first tag's registry (bare names: local).
     let registry = tags.first().map(|t| t.registry.clone()).unwrap_or_default();
     let client = args.common.client(&registry)?;
     let log = |line: &str| eprintln!("{line}");
     let builder = berth_image::build::Builder::new(&images, &client, &log);
     let out = runtime()?.block_on(builder.build(&opts))?;
-    eprintln!("{} layer step(s) built, {} from cache", out.built_steps, out.cached_steps);
+    eprintln!(
+        "{} layer step(s) built, {} from cache",
+        out.built_steps, out.cached_steps
+    );
     for t in &tags {
         println!("{t}: digest: {}", out.manifest_digest);
     }
@@ -163,7 +202,13 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
     // Mounting only helps when pushing between repositories of the same registry.
     let mount_from = (src.registry == dest.registry).then_some(src.repository.clone());
     let digest = runtime()?
-        .block_on(client.push_image(&dest, images.content(), &manifest, mount_from.as_deref(), progress_bars("push")))
+        .block_on(client.push_image(
+            &dest,
+            images.content(),
+            &manifest,
+            mount_from.as_deref(),
+            progress_bars("push"),
+        ))
         .map_err(|e| with_login_hint(e, &dest.registry))?;
     println!("{dest}: digest: {digest}");
     Ok(())
@@ -205,7 +250,10 @@ pub struct ImagesArgs {
 pub fn images(args: ImagesArgs) -> anyhow::Result<()> {
     let images = args.common.images()?;
     if !args.quiet {
-        println!("{:<40} {:<16} {:<14} {:<22} SIZE", "REPOSITORY", "TAG", "IMAGE ID", "CREATED");
+        println!(
+            "{:<40} {:<16} {:<14} {:<22} SIZE",
+            "REPOSITORY", "TAG", "IMAGE ID", "CREATED"
+        );
     }
     for (name, entry) in images.list()? {
         let r = Reference::parse(&name)?;
@@ -216,16 +264,29 @@ pub fn images(args: ImagesArgs) -> anyhow::Result<()> {
             .read(&m.config.digest)
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v.get("created").and_then(|c| c.as_str()).map(str::to_string))
+            .and_then(|v| {
+                v.get("created")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string)
+            })
             .unwrap_or_else(|| "N/A".into());
         if args.quiet {
             println!("{}", m.config.digest.short());
             continue;
         }
         let repo = r.name();
-        let repo = repo.strip_prefix(&format!("{}/", berth_image::reference::DEFAULT_REGISTRY)).unwrap_or(&repo);
+        let repo = repo
+            .strip_prefix(&format!("{}/", berth_image::reference::DEFAULT_REGISTRY))
+            .unwrap_or(&repo);
         let tag = r.tag.clone().unwrap_or_else(|| "<none>".into());
-        println!("{:<40} {:<16} {:<14} {:<22} {}", repo, tag, m.config.digest.short(), created, human_size(size));
+        println!(
+            "{:<40} {:<16} {:<14} {:<22} {}",
+            repo,
+            tag,
+            m.config.digest.short(),
+            created,
+            human_size(size)
+        );
     }
     Ok(())
 }
@@ -238,7 +299,11 @@ fn human_size(n: u64) -> String {
         v /= 1000.0;
         u += 1;
     }
-    if u == 0 { format!("{n}B") } else { format!("{v:.3}{}", UNITS[u]) }
+    if u == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}{}", UNITS[u])
+    }
 }
 
 /// Arguments of `berth tag`.
@@ -303,31 +368,54 @@ pub struct LoginArgs {
 
 /// Runs `berth login`: verifies the credentials against the registry and stores them.
 pub fn login(args: LoginArgs) -> anyhow::Result<()> {
-    let registry = args.registry.clone().unwrap_or_else(|| berth_image::reference::DEFAULT_REGISTRY.to_string());
+    let registry = args
+        .registry
+        .clone()
+        .unwrap_or_else(|| berth_image::reference::DEFAULT_REGISTRY.to_string());
     let password = if args.password_stdin {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("read password from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("read password from stdin")?;
         Some(s.trim_end_matches(['\n', '\r']).to_string())
     } else {
         args.password.clone()
     };
     let creds = match (&args.username, password) {
-        (Some(u), Some(p)) => Credentials { username: u.clone(), password: p },
+        (Some(u), Some(p)) => Credentials {
+            username: u.clone(),
+            password: p,
+        },
         (Some(_), None) => bail!("a password is required (-p or --password-stdin)"),
         (None, Some(_)) => bail!("a username is required (-u)"),
-        (None, None) if is_loopback(&registry) => args.common.local_registry_credentials().with_context(|| {
-            format!("no credentials given and no {}", args.common.data_dir().join("registry/credentials").display())
-        })?,
+        (None, None) if is_loopback(&registry) => {
+            args.common.local_registry_credentials().with_context(|| {
+                format!(
+                    "no credentials given and no {}",
+                    args.common
+                        .data_dir()
+                        .join("registry/credentials")
+                        .display()
+                )
+            })?
+        }
         (None, None) => bail!("credentials are required for {registry} (-u USER -p PASS)"),
     };
     let mut auth = AuthConfig::default();
     auth.explicit.insert(registry.clone(), creds.clone());
-    let client = RegistryClient::new(ClientOptions { auth, insecure: args.common.insecure.clone(), chunk_size: None })?;
+    let client = RegistryClient::new(ClientOptions {
+        auth,
+        insecure: args.common.insecure.clone(),
+        chunk_size: None,
+    })?;
     runtime()?.block_on(client.login_check(&registry))?;
     let path = docker_config_path();
     let mut cfg = DockerConfig::load(&path)?;
     cfg.set(&registry, &creds);
     cfg.save(&path)?;
-    println!("Login Succeeded ({registry}, credentials in {})", path.display());
+    println!(
+        "Login Succeeded ({registry}, credentials in {})",
+        path.display()
+    );
     Ok(())
 }

@@ -73,7 +73,10 @@ async fn logs(args: Args) -> anyhow::Result<()> {
     match target {
         Target::Pod(name) => {
             let pod = pods.get(&name).await.map_err(explain)?;
-            let lp = params(&args, crate::client::container::container_of(&pod, args.container.as_deref(), true)?);
+            let lp = params(
+                &args,
+                crate::client::container::container_of(&pod, args.container.as_deref(), true)?,
+            );
             let mut stream = pods.log_stream(&name, &lp).await.map_err(explain)?;
             let mut buf = vec![0u8; 32 * 1024];
             let mut out = std::io::stdout();
@@ -123,7 +126,10 @@ async fn service_logs(pods: &Api<Pod>, ms: &str, args: &Args) -> anyhow::Result<
 }
 
 async fn pod_lines(pods: &Api<Pod>, pod: &Pod, name: &str, args: &Args) -> anyhow::Result<()> {
-    let lp = params(args, crate::client::container::container_of(pod, args.container.as_deref(), false)?);
+    let lp = params(
+        args,
+        crate::client::container::container_of(pod, args.container.as_deref(), false)?,
+    );
     let stream = pods.log_stream(name, &lp).await.map_err(explain)?;
     let mut lines = stream.lines();
     while let Some(line) = lines.next().await {
@@ -169,5 +175,4 @@ mod tests {
         assert!(parse_target("deploy/x").is_err());
         assert!(parse_target("ms/").is_err());
     }
-
 }

@@ -134,7 +134,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// The registry flags of `berth server` (flatten into its `Args`), and the call that starts it.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ServerRegistryArgs {

@@ -52,26 +52,34 @@ pub struct Args {
 /// The default data dir: /var/lib/berth as root, else $XDG_DATA_HOME/berth (or ~/.local/share/berth).
 pub fn default_data_dir() -> PathBuf {
     use std::os::unix::fs::MetadataExt;
-    let is_root = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false);
     if is_root {
         return PathBuf::from("/var/lib/berth");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("berth");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/berth")
 }
 
 /// Opens the object store under DIR/server.
-fn open_store(args: &Args, data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn berth_store::Store>> {
+fn open_store(
+    args: &Args,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Arc<dyn berth_store::Store>> {
     if args.ephemeral {
         return Ok(Arc::new(berth_store::MemStore::new()));
     }
     let dir = data_dir.join("server");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("state.redb");
-    let store = berth_store::RedbStore::open(&path).with_context(|| format!("opening the store {}", path.display()))?;
+    let store = berth_store::RedbStore::open(&path)
+        .with_context(|| format!("opening the store {}", path.display()))?;
     Ok(Arc::new(store))
 }
 
@@ -85,7 +93,11 @@ fn validators() -> HashMap<String, Validator> {
     let modelservice: Validator = Arc::new(|obj: &serde_json::Value| {
         berth_api::validate_value(obj)
             .into_iter()
-            .map(|e| Cause { reason: e.reason().to_string(), message: e.message(), field: e.field.clone() })
+            .map(|e| Cause {
+                reason: e.reason().to_string(),
+                message: e.message(),
+                field: e.field.clone(),
+            })
             .collect()
     });
     HashMap::from([("berth.dev/ModelService".to_string(), modelservice)])
@@ -134,7 +146,8 @@ impl Running {
 /// Starts the server's parts and returns once all of them listen.
 pub async fn start(args: Args) -> anyhow::Result<Running> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let store = open_store(&args, &data_dir)?;
     let config = Config {
         data_dir: data_dir.clone(),
@@ -147,8 +160,14 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
         install_crds: builtin_crds(),
         validators: validators(),
     };
-    let api_server = berth_apiserver::start(config, store).await.context("starting the API server")?;
-    eprintln!("berth server: API on https://{} (kubeconfig {})", api_server.addr, api_server.kubeconfig.display());
+    let api_server = berth_apiserver::start(config, store)
+        .await
+        .context("starting the API server")?;
+    eprintln!(
+        "berth server: API on https://{} (kubeconfig {})",
+        api_server.addr,
+        api_server.kubeconfig.display()
+    );
     let (registry_stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let registry = args
         .registry
@@ -184,7 +203,8 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
 /// A kube client with the admin kubeconfig the server just wrote: the controllers and the local
 /// agent talk to the API exactly as any Kubernetes client would.
 async fn admin_client(kubeconfig: &std::path::Path) -> anyhow::Result<kube::Client> {
-    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the server's kubeconfig")?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)
+        .context("reading the server's kubeconfig")?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .context("loading the server's kubeconfig")?;

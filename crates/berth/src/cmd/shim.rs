@@ -18,3 +18,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     shim::run(&cfg)?;
     Ok(())
 }
+
+/// Arguments of `berth oci-runtime RUNTIME ARGS...` (hidden): runs the OCI runtime with the
+/// view of cgroups it needs (see `berth_runtime::ociruntime::command_via`).
+#[derive(clap::Args)]
+pub struct OciArgs {
+    /// The OCI runtime binary.
+    runtime: std::path::PathBuf,
+    /// Its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<std::ffi::OsString>,
+}
+
+/// Runs `berth oci-runtime`: replaces this process with the OCI runtime (returns only on error).
+pub fn oci_runtime(a: OciArgs) -> anyhow::Result<()> {
+    let err = berth_runtime::ociruntime::exec_with_private_view(&a.runtime, &a.args);
+    Err(anyhow::anyhow!("running {}: {err}", a.runtime.display()))
+}

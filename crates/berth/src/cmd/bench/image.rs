@@ -26,7 +26,10 @@ pub struct Args {
 
 /// Runs `berth bench image`.
 pub fn run(args: Args) -> Result<()> {
-    anyhow::ensure!(args.layers > 0 && args.size_mb > 0, "sizes must be positive");
+    anyhow::ensure!(
+        args.layers > 0 && args.size_mb > 0,
+        "sizes must be positive"
+    );
     let work = std::env::temp_dir().join(format!("berth-bench-image-{}", std::process::id()));
     std::fs::create_dir_all(&work).with_context(|| format!("create {}", work.display()))?;
     let result = bench(&args, &work);
@@ -38,11 +41,23 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
     let src_data = work.join("src");
     let images = LocalImages::open(src_data.join("images"))?;
     let name = Reference::parse("bench/image:1")?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let layers = u32::try_from(args.layers).context("too many layers")?;
-    let manifest = rt.block_on(berth_image::synthetic::random_image(images.content(), layers, args.size_mb * 1_000_000 / args.layers, 42))?;
+    let manifest = rt.block_on(berth_image::synthetic::random_image(
+        images.content(),
+        layers,
+        args.size_mb * 1_000_000 / args.layers,
+        42,
+    ))?;
     images.tag(&name, &manifest)?;
-    let bytes: u64 = images.manifest(&manifest)?.layers.iter().map(|l| l.size).sum();
+    let bytes: u64 = images
+        .manifest(&manifest)?
+        .layers
+        .iter()
+        .map(|l| l.size)
+        .sum();
     let mb = bytes as f64 / 1e6;
     let layout = work.join("layout");
     berth_image::layout::export(images.content(), &manifest, &layout, "1")?;
@@ -51,30 +66,73 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
     let data = src_data.to_string_lossy().to_string();
 
     let berth_push = timed_with_registry(args, work, "berth-push", |host| {
-        run_cmd(Command::new(&exe).args(["push", "--data-dir", &data, "bench/image:1", &format!("{host}/bench/image:1")]))
+        run_cmd(Command::new(&exe).args([
+            "push",
+            "--data-dir",
+            &data,
+            "bench/image:1",
+            &format!("{host}/bench/image:1"),
+        ]))
     })?;
-    let berth_pull = timed_with_registry_prefilled(args, work, "berth-pull", &exe, &data, |host| {
-        let d = work.join("berth-pulled");
-        run_cmd(Command::new(&exe).args(["pull", "--data-dir"]).arg(&d).arg(format!("{host}/bench/image:1")))
-    })?;
+    let berth_pull =
+        timed_with_registry_prefilled(args, work, "berth-pull", &exe, &data, |host| {
+            let d = work.join("berth-pulled");
+            run_cmd(
+                Command::new(&exe)
+                    .args(["pull", "--data-dir"])
+                    .arg(&d)
+                    .arg(format!("{host}/bench/image:1")),
+            )
+        })?;
     let skopeo_push = timed_with_registry(args, work, "skopeo-push", |host| {
-        run_cmd(Command::new("skopeo").args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:1", layout.display())).arg(format!("docker://{host}/bench/image:1")))
+        run_cmd(
+            Command::new("skopeo")
+                .args(["copy", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:1", layout.display()))
+                .arg(format!("docker://{host}/bench/image:1")),
+        )
     })?;
-    let skopeo_pull = timed_with_registry_prefilled(args, work, "skopeo-pull", &exe, &data, |host| {
-        let d = work.join("skopeo-pulled");
-        run_cmd(Command::new("skopeo").args(["copy", "--src-tls-verify=false"]).arg(format!("docker://{host}/bench/image:1")).arg(format!("oci:{}:1", d.display())))
-    })?;
+    let skopeo_pull =
+        timed_with_registry_prefilled(args, work, "skopeo-pull", &exe, &data, |host| {
+            let d = work.join("skopeo-pulled");
+            run_cmd(
+                Command::new("skopeo")
+                    .args(["copy", "--src-tls-verify=false"])
+                    .arg(format!("docker://{host}/bench/image:1"))
+                    .arg(format!("oci:{}:1", d.display())),
+            )
+        })?;
     let rate = |d: Duration| mb / d.as_secs_f64();
-    println!("{:<8} {:>12} {:>12} {:>10}", "", "berth MB/s", "skopeo MB/s", "ratio");
-    for (what, b, s) in [("push", berth_push, skopeo_push), ("pull", berth_pull, skopeo_pull)] {
-        println!("{:<8} {:>12.1} {:>12.1} {:>9.2}x", what, rate(b), rate(s), rate(b) / rate(s));
+    println!(
+        "{:<8} {:>12} {:>12} {:>10}",
+        "", "berth MB/s", "skopeo MB/s", "ratio"
+    );
+    for (what, b, s) in [
+        ("push", berth_push, skopeo_push),
+        ("pull", berth_pull, skopeo_pull),
+    ] {
+        println!(
+            "{:<8} {:>12.1} {:>12.1} {:>9.2}x",
+            what,
+            rate(b),
+            rate(s),
+            rate(b) / rate(s)
+        );
     }
-    println!("(image {mb:.1} MB, {} layers; ratio = berth / skopeo throughput; higher is better for berth)", args.layers);
+    println!(
+        "(image {mb:.1} MB, {} layers; ratio = berth / skopeo throughput; higher is better for berth)",
+        args.layers
+    );
     Ok(())
 }
 
 /// Times `f` against a fresh, empty registry.
-fn timed_with_registry(args: &Args, work: &Path, tag: &str, f: impl Fn(&str) -> Result<()>) -> Result<Duration> {
+fn timed_with_registry(
+    args: &Args,
+    work: &Path,
+    tag: &str,
+    f: impl Fn(&str) -> Result<()>,
+) -> Result<Duration> {
     let reg = Registry::start(&args.docker_registry, &work.join(tag))?;
     let t = Instant::now();
     f(&reg.host())?;
@@ -82,16 +140,32 @@ fn timed_with_registry(args: &Args, work: &Path, tag: &str, f: impl Fn(&str) -> 
 }
 
 /// Times `f` against a fresh registry that already holds the image (pushed untimed by berth).
-fn timed_with_registry_prefilled(args: &Args, work: &Path, tag: &str, exe: &Path, data: &str, f: impl Fn(&str) -> Result<()>) -> Result<Duration> {
+fn timed_with_registry_prefilled(
+    args: &Args,
+    work: &Path,
+    tag: &str,
+    exe: &Path,
+    data: &str,
+    f: impl Fn(&str) -> Result<()>,
+) -> Result<Duration> {
     let reg = Registry::start(&args.docker_registry, &work.join(tag))?;
-    run_cmd(Command::new(exe).args(["push", "--data-dir", data, "bench/image:1", &format!("{}/bench/image:1", reg.host())]))?;
+    run_cmd(Command::new(exe).args([
+        "push",
+        "--data-dir",
+        data,
+        "bench/image:1",
+        &format!("{}/bench/image:1", reg.host()),
+    ]))?;
     let t = Instant::now();
     f(&reg.host())?;
     Ok(t.elapsed())
 }
 
 fn run_cmd(cmd: &mut Command) -> Result<()> {
-    let out = cmd.stdin(Stdio::null()).output().with_context(|| format!("run {cmd:?}"))?;
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {cmd:?}"))?;
     if !out.status.success() {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -106,7 +180,9 @@ struct Registry {
 
 impl Registry {
     fn start(bin: &Path, dir: &Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         std::fs::create_dir_all(dir.join("storage"))?;
         let cfg = dir.join("config.yml");
         std::fs::write(
@@ -116,7 +192,14 @@ impl Registry {
                 dir.join("storage").display()
             ),
         )?;
-        let child = Command::new(bin).arg("serve").arg(&cfg).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("spawn {}", bin.display()))?;
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawn {}", bin.display()))?;
         let reg = Registry { child, port };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(reg.host()).is_err() {

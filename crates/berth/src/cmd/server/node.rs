@@ -49,13 +49,20 @@ pub struct NodeArgs {
 
 /// The running runtime and agent.
 pub struct LocalNode {
-    runtime: Option<(tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    runtime: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
     agent: tokio::task::JoinHandle<()>,
 }
 
 impl LocalNode {
     /// Starts the embedded runtime (unless an endpoint is given) and the agent.
-    pub async fn start(args: &NodeArgs, data_dir: &Path, client: kube::Client) -> anyhow::Result<Self> {
+    pub async fn start(
+        args: &NodeArgs,
+        data_dir: &Path,
+        client: kube::Client,
+    ) -> anyhow::Result<Self> {
         let (endpoint, runtime) = match &args.container_runtime_endpoint {
             Some(e) => (e.clone(), None),
             None => {
@@ -63,13 +70,17 @@ impl LocalNode {
                 (endpoint, Some(handle))
             }
         };
-        let mut config = berth_agent::AgentConfig::new(node_name(args)?, endpoint, data_dir.join("agent"));
+        let mut config =
+            berth_agent::AgentConfig::new(node_name(args)?, endpoint, data_dir.join("agent"));
         config.node_ip = args.node_ip.unwrap_or_else(default_node_ip);
         config.server_port = args.kubelet_port;
         config.server_token = read_node_token(data_dir)?;
         config.proxy = !args.disable_proxy;
         config.proxy_bind = args.proxy_bind_address;
-        eprintln!("berth server: node {} ({})", config.node_name, config.node_ip);
+        eprintln!(
+            "berth server: node {} ({})",
+            config.node_name, config.node_ip
+        );
         let agent = tokio::spawn(async move {
             if let Err(err) = berth_agent::run(client, config).await {
                 tracing::error!(error = %err, "node agent stopped");
@@ -93,7 +104,13 @@ impl LocalNode {
 async fn start_runtime(
     args: &NodeArgs,
     data_dir: &Path,
-) -> anyhow::Result<(String, (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>))> {
+) -> anyhow::Result<(
+    String,
+    (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    ),
+)> {
     let root = data_dir.join("runtime");
     let config = RuntimeConfig {
         root: root.clone(),
@@ -106,10 +123,14 @@ async fn start_runtime(
     let mut service = CriService::open(&config)
         .with_context(|| format!("opening the runtime at {}", root.display()))?
         .with_pod_bridge(args.bridge.clone());
-    service.start_streaming().await.context("starting the exec streaming server")?;
+    service
+        .start_streaming()
+        .await
+        .context("starting the exec streaming server")?;
     service.restore_host_ports();
     let socket = root.join("cri.sock");
-    let listener = berth_cri::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
+    let listener =
+        berth_cri::bind(&socket).with_context(|| format!("binding {}", socket.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let stopped = async move {
@@ -127,7 +148,8 @@ fn node_name(args: &NodeArgs) -> anyhow::Result<String> {
     if let Some(n) = &args.node_name {
         return Ok(n.clone());
     }
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
     let name = host.trim().to_ascii_lowercase();
     anyhow::ensure!(!name.is_empty(), "the host name is empty: pass --node-name");
     Ok(name)
@@ -146,6 +168,7 @@ fn default_node_ip() -> IpAddr {
 /// The agents' join token the API server keeps (the API server presents it to node endpoints).
 fn read_node_token(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("server").join("node-token");
-    let token = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let token =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     Ok(token.trim().to_string())
 }

@@ -120,7 +120,6 @@ pub fn curl_line(port: u64) -> String {
     format!("curl -X POST localhost:{port}/predict -d '{PREDICT_BODY}'")
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,13 +47,20 @@ impl NodeSetup {
     /// The `berth server` flags for this node.
     pub fn args(&self) -> Vec<String> {
         [
-            "--registry-port", &self.registry_port.to_string(),
-            "--bridge", &self.bridge,
-            "--cluster-cidr", &self.cluster_cidr,
-            "--kubelet-port", "0",
-            "--node-name", "e2e-node",
-            "--node-ip", "127.0.0.1",
-            "--proxy-bind-address", "127.0.0.1",
+            "--registry-port",
+            &self.registry_port.to_string(),
+            "--bridge",
+            &self.bridge,
+            "--cluster-cidr",
+            &self.cluster_cidr,
+            "--kubelet-port",
+            "0",
+            "--node-name",
+            "e2e-node",
+            "--node-ip",
+            "127.0.0.1",
+            "--proxy-bind-address",
+            "127.0.0.1",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -97,17 +104,31 @@ pub struct ContainerProcess {
 /// The processes in the containers of the node at `data_dir`, found by their cgroup
 /// (`/berth/<parent>/<container id>`): a container's root is not visible from the host's view.
 pub fn container_processes(data_dir: &Path) -> Vec<ContainerProcess> {
-    let Some(parent) = cgroup_parent(data_dir) else { return Vec::new() };
+    let Some(parent) = cgroup_parent(data_dir) else {
+        return Vec::new();
+    };
     let marker = format!("/berth/{parent}/");
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-        let Some(id) = cgroups.lines().find_map(|l| l.split_once(&marker).map(|(_, id)| id.to_string())) else {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
-        out.push(ContainerProcess { pid, comm, container_id: id });
+        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+        let Some(id) = cgroups
+            .lines()
+            .find_map(|l| l.split_once(&marker).map(|(_, id)| id.to_string()))
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm"))
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        out.push(ContainerProcess {
+            pid,
+            comm,
+            container_id: id,
+        });
     }
     out
 }
@@ -117,16 +138,23 @@ pub fn container_processes(data_dir: &Path) -> Vec<ContainerProcess> {
 fn kill_processes_of(data_dir: &Path) -> usize {
     let dir = data_dir.to_string_lossy().to_string();
     let me = std::process::id();
-    let mut pids: Vec<u32> = container_processes(data_dir).into_iter().map(|p| p.pid).collect();
+    let mut pids: Vec<u32> = container_processes(data_dir)
+        .into_iter()
+        .map(|p| p.pid)
+        .collect();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         if pid != me && String::from_utf8_lossy(&cmdline).contains(&dir) {
             pids.push(pid);
         }
     }
     for pid in &pids {
-        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
     pids.len()
 }
@@ -153,16 +181,26 @@ fn remove_bridge(bridge: &str) {
     }
     let brif = Path::new("/sys/class/net").join(bridge).join("brif");
     for port in std::fs::read_dir(brif).into_iter().flatten().flatten() {
-        let _ = Command::new("ip").args(["link", "del", &port.file_name().to_string_lossy()]).status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &port.file_name().to_string_lossy()])
+            .status();
     }
     let _ = Command::new("ip").args(["link", "del", bridge]).status();
 }
 
 /// Removes the runtime's container cgroups (`/berth/<hash of the root>/<id>`) in every hierarchy.
 fn remove_cgroups(data_dir: &Path) {
-    let Some(parent) = cgroup_parent(data_dir) else { return };
+    let Some(parent) = cgroup_parent(data_dir) else {
+        return;
+    };
     let mut hierarchies: Vec<std::path::PathBuf> = vec!["/sys/fs/cgroup".into()];
-    hierarchies.extend(std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten().map(|e| e.path()));
+    hierarchies.extend(
+        std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
     for h in hierarchies {
         let p = h.join("berth").join(&parent);
         if !p.is_dir() {
@@ -186,7 +224,11 @@ pub fn push_busybox(work: &Path, registry_port: u16) -> anyhow::Result<String> {
     // The node's registry lets anyone pull but wants its credentials for a push.
     let creds = std::fs::read_to_string(work.join("registry/credentials")).unwrap_or_default();
     let creds = Some(creds.trim()).filter(|c| !c.is_empty());
-    crate::peer::skopeo_copy(&format!("oci:{}:latest", layout.display()), &format!("docker://{image}"), creds)?;
+    crate::peer::skopeo_copy(
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{image}"),
+        creds,
+    )?;
     Ok(image)
 }
 
@@ -203,8 +245,15 @@ pub fn push_churn_model(data_dir: &Path, registry_port: u16, tag: &str) -> anyho
         let _guard = CHURN_BUILD.lock().unwrap_or_else(|e| e.into_inner());
         static BUILT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if !BUILT.load(Ordering::SeqCst) {
-            let out = Command::new("sh").arg(example.join("build-static.sh")).output().context("running build-static.sh")?;
-            anyhow::ensure!(out.status.success(), "build-static.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new("sh")
+                .arg(example.join("build-static.sh"))
+                .output()
+                .context("running build-static.sh")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "build-static.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             BUILT.store(true, Ordering::SeqCst);
         }
     }
@@ -216,7 +265,11 @@ pub fn push_churn_model(data_dir: &Path, registry_port: u16, tag: &str) -> anyho
             .arg(data_dir)
             .output()
             .with_context(|| format!("berth {args:?}"))?;
-        anyhow::ensure!(out.status.success(), "berth {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "berth {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Ok(())
     };
     berth(&["build", "-t", &image, &example.to_string_lossy()])?;
@@ -265,13 +318,20 @@ impl NodeSetup {
             .collect();
         let mut cgroups = Vec::new();
         if let Some(parent) = cgroup_parent(data_dir) {
-            for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            for h in std::fs::read_dir("/sys/fs/cgroup")
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 for c in names(h.path().join("berth").join(&parent)) {
                     cgroups.push(format!("{}/{c}", h.path().display()));
                 }
             }
         }
-        let processes = container_processes(data_dir).into_iter().map(|p| format!("{} {}", p.pid, p.comm)).collect();
+        let processes = container_processes(data_dir)
+            .into_iter()
+            .map(|p| format!("{} {}", p.pid, p.comm))
+            .collect();
         Leftovers {
             sandboxes: names(runtime.join("sandboxes")),
             containers: names(runtime.join("containers")),

@@ -39,7 +39,14 @@ impl TestServer {
     async fn launch(extra: &[&str], controllers: bool) -> Result<Self> {
         let dir = tempfile::tempdir().context("temp dir for berth server")?;
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        let mut s = TestServer { dir, port: crate::free_port(), extra, controllers, child: None, node: None };
+        let mut s = TestServer {
+            dir,
+            port: crate::free_port(),
+            extra,
+            controllers,
+            child: None,
+            node: None,
+        };
         s.spawn(&[]).await?;
         Ok(s)
     }
@@ -48,11 +55,20 @@ impl TestServer {
     /// runtime, agent, service proxy), on a bridge, pod CIDR and ports of its own so tests run in
     /// parallel. Needs root. On drop, whatever the test left running is torn down.
     pub async fn start_node(extra: &[&str]) -> Result<Self> {
-        let dir = tempfile::Builder::new().prefix("berth-e2e-node-").tempdir_in("/var/tmp")?;
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-node-")
+            .tempdir_in("/var/tmp")?;
         let node = crate::node::NodeSetup::new();
         let mut all = node.args();
         all.extend(extra.iter().map(|s| s.to_string()));
-        let mut s = TestServer { dir, port: crate::free_port(), extra: all, controllers: true, child: None, node: Some(node) };
+        let mut s = TestServer {
+            dir,
+            port: crate::free_port(),
+            extra: all,
+            controllers: true,
+            child: None,
+            node: Some(node),
+        };
         s.spawn(&[]).await?;
         Ok(s)
     }
@@ -70,19 +86,36 @@ impl TestServer {
     /// A `berth` CLI command bound to this server (KUBECONFIG).
     pub fn berth(&self) -> Command {
         let mut c = Command::new(crate::berth_bin());
-        c.env("KUBECONFIG", self.kubeconfig()).env("HOME", self.data_dir());
+        c.env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.data_dir());
         c
     }
 
     async fn spawn(&mut self, once: &[&str]) -> Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path())?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
         let child = Command::new(crate::berth_bin())
             .arg("server")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--api-port", &self.port.to_string(), "--bind-address", "127.0.0.1"])
-            .args(if self.node.is_some() { &[][..] } else { &["--disable-agent", "--disable-registry"][..] })
-            .args(if self.controllers { &[][..] } else { &["--disable-controllers"][..] })
+            .args([
+                "--api-port",
+                &self.port.to_string(),
+                "--bind-address",
+                "127.0.0.1",
+            ])
+            .args(if self.node.is_some() {
+                &[][..]
+            } else {
+                &["--disable-agent", "--disable-registry"][..]
+            })
+            .args(if self.controllers {
+                &[][..]
+            } else {
+                &["--disable-controllers"][..]
+            })
             .args(&self.extra)
             .args(once)
             .env("BERTH_LOG", "info,berth_apiserver=debug")
@@ -107,7 +140,10 @@ impl TestServer {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("berth server not ready after {within:?}; log:\n{}", self.log());
+                bail!(
+                    "berth server not ready after {within:?}; log:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -115,10 +151,17 @@ impl TestServer {
 
     /// Whether `/readyz` answers `ok`.
     async fn ready(&self) -> bool {
-        let Ok(client) = self.client().await else { return false };
+        let Ok(client) = self.client().await else {
+            return false;
+        };
         // kube's request builder gives `GET /readyz?…` (the query is ignored there).
-        let Ok(req) = kube::core::Request::new("/readyz").list(&Default::default()) else { return false };
-        client.request_text(req).await.is_ok_and(|body| body.trim() == "ok")
+        let Ok(req) = kube::core::Request::new("/readyz").list(&Default::default()) else {
+            return false;
+        };
+        client
+            .request_text(req)
+            .await
+            .is_ok_and(|body| body.trim() == "ok")
     }
 
     /// The data dir (`--data-dir`).
@@ -148,7 +191,10 @@ impl TestServer {
 
     /// The admin bearer token.
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir().join("server/token")).unwrap_or_default().trim().to_string()
+        std::fs::read_to_string(self.data_dir().join("server/token"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
     }
 
     /// `https://127.0.0.1:<port>`.
@@ -159,7 +205,10 @@ impl TestServer {
     /// A kube-rs config read from the kubeconfig.
     pub async fn kube_config(&self) -> Result<kube::Config> {
         let kc = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
-        Ok(kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?)
+        Ok(
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await?,
+        )
     }
 
     /// A kube-rs client authenticated as admin.
@@ -187,7 +236,10 @@ impl TestServer {
     /// Stops the server with SIGTERM and waits for it to exit.
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while child.try_wait()?.is_none() {
                 if Instant::now() > deadline {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use berth_e2e::node::NodeSetup;
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 /// `berth runtime` in the host's network namespace on a bridge and pod CIDR of its own, rooted at
@@ -24,7 +24,10 @@ struct Runtime {
 impl Runtime {
     fn start() -> Runtime {
         let setup = NodeSetup::new();
-        let dir = tempfile::Builder::new().prefix("berth-e2e-agent-").tempdir_in("/var/tmp").unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-agent-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
         let log = std::fs::File::create(dir.path().join("runtime.log")).unwrap();
         let pod_cidr = setup.cluster_cidr.replace(".0.0/16", ".0.0/24");
         let child = Command::new(berth_e2e::berth_bin())
@@ -67,12 +70,22 @@ impl Drop for Runtime {
 /// Starts `berth agent` for node `n1` against the server, with the node token, on the runtime.
 fn start_agent(s: &TestServer, rt: &Runtime, data: &std::path::Path) -> Child {
     let token = std::fs::read_to_string(s.data_dir().join("server/node-token")).unwrap();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(data.join("agent.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.join("agent.log"))
+        .unwrap();
     Command::new(berth_e2e::berth_bin())
         .args(["agent", "--server", &s.url(), "--token", token.trim()])
         .arg("--certificate-authority")
         .arg(s.data_dir().join("server/tls/ca.crt"))
-        .args(["--node-name", "n1", "--kubelet-port", "0", "--disable-proxy"])
+        .args([
+            "--node-name",
+            "n1",
+            "--kubelet-port",
+            "0",
+            "--disable-proxy",
+        ])
         .arg("--container-runtime-endpoint")
         .arg(format!("unix://{}", rt.socket().display()))
         .arg("--data-dir")
@@ -101,17 +114,31 @@ where
 
 fn ready_container(p: &Pod) -> Option<(String, i32)> {
     let st = p.status.as_ref()?;
-    let ready = st.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let ready = st
+        .conditions
+        .as_ref()?
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
     let cs = st.container_statuses.as_ref()?.first()?;
-    ready.then(|| (cs.container_id.clone().unwrap_or_default(), cs.restart_count))
+    ready.then(|| {
+        (
+            cs.container_id.clone().unwrap_or_default(),
+            cs.restart_count,
+        )
+    })
 }
 
 #[tokio::test]
 async fn a_separate_agent_restarts_without_touching_its_containers() {
     let rt = Runtime::start();
     let cluster = rt.setup.cluster_cidr.clone();
-    let s = TestServer::start_with_controllers(&["--cluster-cidr", &cluster]).await.unwrap();
-    let data = tempfile::Builder::new().prefix("berth-e2e-agent-data-").tempdir_in("/var/tmp").unwrap();
+    let s = TestServer::start_with_controllers(&["--cluster-cidr", &cluster])
+        .await
+        .unwrap();
+    let data = tempfile::Builder::new()
+        .prefix("berth-e2e-agent-data-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
     let client = s.client().await.unwrap();
     let mut agent = start_agent(&s, &rt, data.path());
 
@@ -129,7 +156,12 @@ async fn a_separate_agent_restarts_without_touching_its_containers() {
     let registry = berth_e2e::peer::DockerRegistry::start().unwrap();
     let layout = berth_runtime::testimage::busybox_layout(data.path()).unwrap();
     let image = format!("{}/test/busybox:latest", registry.host());
-    berth_e2e::peer::skopeo_copy(&format!("oci:{}:latest", layout.display()), &format!("docker://{image}"), None).unwrap();
+    berth_e2e::peer::skopeo_copy(
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{image}"),
+        None,
+    )
+    .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "sleeper"},
@@ -137,7 +169,10 @@ async fn a_separate_agent_restarts_without_touching_its_containers() {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let (id, restarts) = until("the Pod Ready", || async { ready_container(&pods.get("sleeper").await.ok()?) }).await;
+    let (id, restarts) = until("the Pod Ready", || async {
+        ready_container(&pods.get("sleeper").await.ok()?)
+    })
+    .await;
     assert_eq!(restarts, 0);
 
     // Kill the agent: the container keeps running; a new agent adopts it, nothing duplicated.
@@ -146,18 +181,41 @@ async fn a_separate_agent_restarts_without_touching_its_containers() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut agent = start_agent(&s, &rt, data.path());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (id2, restarts2) = until("the Pod Ready again", || async { ready_container(&pods.get("sleeper").await.ok()?) }).await;
-    assert_eq!((id2.as_str(), restarts2), (id.as_str(), 0), "same container, never restarted");
-    let sandboxes = std::fs::read_dir(rt.root().join("sandboxes")).unwrap().count();
-    let containers = std::fs::read_dir(rt.root().join("containers")).unwrap().count();
-    assert_eq!((sandboxes, containers), (1, 1), "no duplicates after the agent restart");
+    let (id2, restarts2) = until("the Pod Ready again", || async {
+        ready_container(&pods.get("sleeper").await.ok()?)
+    })
+    .await;
+    assert_eq!(
+        (id2.as_str(), restarts2),
+        (id.as_str(), 0),
+        "same container, never restarted"
+    );
+    let sandboxes = std::fs::read_dir(rt.root().join("sandboxes"))
+        .unwrap()
+        .count();
+    let containers = std::fs::read_dir(rt.root().join("containers"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        (sandboxes, containers),
+        (1, 1),
+        "no duplicates after the agent restart"
+    );
     let all = pods.list(&ListParams::default()).await.unwrap();
-    assert_eq!(all.items.iter().map(|p| p.name_any()).collect::<Vec<_>>(), ["sleeper"]);
+    assert_eq!(
+        all.items.iter().map(|p| p.name_any()).collect::<Vec<_>>(),
+        ["sleeper"]
+    );
 
     // Deleting the Pod: the agent stops and removes it, then the Pod object goes.
     pods.delete("sleeper", &Default::default()).await.unwrap();
-    until("the Pod gone", || async { pods.get_opt("sleeper").await.ok()?.is_none().then_some(()) }).await;
-    let containers = std::fs::read_dir(rt.root().join("containers")).unwrap().count();
+    until("the Pod gone", || async {
+        pods.get_opt("sleeper").await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let containers = std::fs::read_dir(rt.root().join("containers"))
+        .unwrap()
+        .count();
     assert_eq!(containers, 0, "the container went before the Pod object");
     agent.kill().unwrap();
     agent.wait().unwrap();

@@ -24,9 +24,15 @@ async fn configmap_crud_with_kube_rs() {
     let client = server.client().await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
-    let created = cms.create(&PostParams::default(), &cm("one", "v1")).await.unwrap();
+    let created = cms
+        .create(&PostParams::default(), &cm("one", "v1"))
+        .await
+        .unwrap();
     let meta = &created.metadata;
-    assert!(meta.uid.as_deref().is_some_and(|u| u.len() == 36), "uid set: {meta:?}");
+    assert!(
+        meta.uid.as_deref().is_some_and(|u| u.len() == 36),
+        "uid set: {meta:?}"
+    );
     assert!(meta.creation_timestamp.is_some());
     let rv1: i64 = meta.resource_version.as_deref().unwrap().parse().unwrap();
 
@@ -36,40 +42,76 @@ async fn configmap_crud_with_kube_rs() {
     // Update with the current resourceVersion succeeds and moves the resourceVersion.
     let mut next = got.clone();
     next.data = Some([("k".to_string(), "v2".to_string())].into());
-    let updated = cms.replace("one", &PostParams::default(), &next).await.unwrap();
-    let rv2: i64 = updated.metadata.resource_version.as_deref().unwrap().parse().unwrap();
+    let updated = cms
+        .replace("one", &PostParams::default(), &next)
+        .await
+        .unwrap();
+    let rv2: i64 = updated
+        .metadata
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(rv2 > rv1);
 
     // The stale copy is refused with 409 Conflict and changes nothing.
-    let err = api_err(cms.replace("one", &PostParams::default(), &got).await.unwrap_err());
+    let err = api_err(
+        cms.replace("one", &PostParams::default(), &got)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
     assert_eq!(cms.get("one").await.unwrap().data.unwrap()["k"], "v2");
 
     // Merge patch and list with a label selector.
     let patched = cms
-        .patch("one", &PatchParams::default(), &Patch::Merge(json!({"data":{"extra":"x"}})))
+        .patch(
+            "one",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data":{"extra":"x"}})),
+        )
         .await
         .unwrap();
     assert_eq!(patched.data.as_ref().unwrap()["extra"], "x");
-    cms.create(&PostParams::default(), &cm("two", "v")).await.unwrap();
-    let listed = cms.list(&ListParams::default().labels("app=demo")).await.unwrap();
-    let mut names: Vec<String> = listed.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
+    cms.create(&PostParams::default(), &cm("two", "v"))
+        .await
+        .unwrap();
+    let listed = cms
+        .list(&ListParams::default().labels("app=demo"))
+        .await
+        .unwrap();
+    let mut names: Vec<String> = listed
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
     names.sort();
     assert_eq!(names, ["one", "two"]);
     assert!(listed.metadata.resource_version.is_some());
-    let none = cms.list(&ListParams::default().labels("app in (other)")).await.unwrap();
+    let none = cms
+        .list(&ListParams::default().labels("app in (other)"))
+        .await
+        .unwrap();
     assert!(none.items.is_empty());
 
     // Paging with limit/continue returns every object once.
     let page1 = cms.list(&ListParams::default().limit(1)).await.unwrap();
     assert_eq!(page1.items.len(), 1);
     let token = page1.metadata.continue_.clone().expect("continue token");
-    let page2 = cms.list(&ListParams::default().limit(1).continue_token(&token)).await.unwrap();
+    let page2 = cms
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+        .unwrap();
     assert_eq!(page2.items.len(), 1);
     assert_ne!(page1.items[0].metadata.name, page2.items[0].metadata.name);
 
     // Create of an existing name: 409 AlreadyExists.
-    let err = api_err(cms.create(&PostParams::default(), &cm("one", "again")).await.unwrap_err());
+    let err = api_err(
+        cms.create(&PostParams::default(), &cm("one", "again"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
 
     // Delete, then 404.
@@ -84,7 +126,11 @@ async fn missing_token_is_401_and_changes_nothing() {
     let server = TestServer::start().await.unwrap();
     let anon = server.anonymous_client().await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(anon, "default");
-    let err = api_err(cms.create(&PostParams::default(), &cm("sneaky", "v")).await.unwrap_err());
+    let err = api_err(
+        cms.create(&PostParams::default(), &cm("sneaky", "v"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((err.code, err.reason.as_str()), (401, "Unauthorized"));
     let admin: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
     assert!(admin.get_opt("sneaky").await.unwrap().is_none());
@@ -94,19 +140,39 @@ async fn missing_token_is_401_and_changes_nothing() {
 async fn create_in_missing_namespace_is_404() {
     let server = TestServer::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "nope");
-    let err = api_err(cms.create(&PostParams::default(), &cm("a", "v")).await.unwrap_err());
+    let err = api_err(
+        cms.create(&PostParams::default(), &cm("a", "v"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code, 404);
-    assert!(err.message.contains("namespaces \"nope\" not found"), "{}", err.message);
+    assert!(
+        err.message.contains("namespaces \"nope\" not found"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
 async fn bad_selectors_are_400() {
     let server = TestServer::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
-    let err = api_err(cms.list(&ListParams::default().fields("data.k=v")).await.unwrap_err());
+    let err = api_err(
+        cms.list(&ListParams::default().fields("data.k=v"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code, 400);
-    assert!(err.message.contains("field label not supported: data.k"), "{}", err.message);
-    let err = api_err(cms.list(&ListParams::default().labels("a in b")).await.unwrap_err());
+    assert!(
+        err.message.contains("field label not supported: data.k"),
+        "{}",
+        err.message
+    );
+    let err = api_err(
+        cms.list(&ListParams::default().labels("a in b"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(err.code, 400);
 }
 
@@ -115,15 +181,24 @@ async fn continue_token_of_a_compacted_snapshot_is_410() {
     let mut server = TestServer::start().await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
     for n in ["a", "b", "c"] {
-        cms.create(&PostParams::default(), &cm(n, "v")).await.unwrap();
+        cms.create(&PostParams::default(), &cm(n, "v"))
+            .await
+            .unwrap();
     }
     let page = cms.list(&ListParams::default().limit(1)).await.unwrap();
     let token = page.metadata.continue_.unwrap();
     server.stop().unwrap();
     server.start_again(&["--compact-on-start"]).await.unwrap();
     let cms: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
-    let err = api_err(cms.list(&ListParams::default().limit(1).continue_token(&token)).await.unwrap_err());
+    let err = api_err(
+        cms.list(&ListParams::default().limit(1).continue_token(&token))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((err.code, err.reason.as_str()), (410, "Expired"));
     // A fresh list works.
-    assert_eq!(cms.list(&ListParams::default()).await.unwrap().items.len(), 3);
+    assert_eq!(
+        cms.list(&ListParams::default()).await.unwrap().items.len(),
+        3
+    );
 }

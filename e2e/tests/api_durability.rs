@@ -9,26 +9,51 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 fn cm(name: &str) -> ConfigMap {
-    serde_json::from_value(json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name},"data":{"n":name}})).unwrap()
+    serde_json::from_value(
+        json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":name},"data":{"n":name}}),
+    )
+    .unwrap()
 }
 
 async fn names(api: &Api<ConfigMap>) -> BTreeSet<String> {
-    api.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|c| c.metadata.name).collect()
+    api.list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect()
 }
 
 #[tokio::test]
 async fn state_survives_restart() {
     let mut server = TestServer::start().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
-    let created = api.create(&PostParams::default(), &cm("keep-me")).await.unwrap();
+    let created = api
+        .create(&PostParams::default(), &cm("keep-me"))
+        .await
+        .unwrap();
     server.restart().await.unwrap();
     let api: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
     let got = api.get("keep-me").await.unwrap();
     assert_eq!(got.metadata.uid, created.metadata.uid);
-    assert_eq!(got.metadata.resource_version, created.metadata.resource_version);
+    assert_eq!(
+        got.metadata.resource_version,
+        created.metadata.resource_version
+    );
     // Revisions keep increasing after a restart.
-    let next = api.create(&PostParams::default(), &cm("after")).await.unwrap();
-    let rv = |c: &ConfigMap| c.metadata.resource_version.as_deref().unwrap().parse::<i64>().unwrap();
+    let next = api
+        .create(&PostParams::default(), &cm("after"))
+        .await
+        .unwrap();
+    let rv = |c: &ConfigMap| {
+        c.metadata
+            .resource_version
+            .as_deref()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
     assert!(rv(&next) > rv(&created));
 }
 
@@ -72,5 +97,8 @@ async fn kill_9_during_a_burst_keeps_every_acknowledged_write() {
     let api: Api<ConfigMap> = Api::namespaced(server.client().await.unwrap(), "default");
     let stored = names(&api).await;
     let lost: Vec<&String> = acked.difference(&stored).collect();
-    assert!(lost.is_empty(), "acknowledged but lost after kill -9: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost after kill -9: {lost:?}"
+    );
 }

@@ -12,11 +12,25 @@ fn bench_image_prints_berth_and_skopeo_throughput() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("berth MB/s") && stdout.contains("skopeo MB/s"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("berth MB/s") && stdout.contains("skopeo MB/s"),
+        "{stdout}"
+    );
     for row in ["push", "pull"] {
-        let line = stdout.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no {row} row:\n{stdout}"));
-        let figures: Vec<f64> = line.split_whitespace().skip(1).map(|w| w.trim_end_matches('x').parse().unwrap()).collect();
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no {row} row:\n{stdout}"));
+        let figures: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|w| w.trim_end_matches('x').parse().unwrap())
+            .collect();
         assert_eq!(figures.len(), 3, "{line}");
         assert!(figures.iter().all(|f| f.is_finite() && *f > 0.0), "{line}");
     }

@@ -21,7 +21,12 @@ fn berth(home: &Path, args: &[&str]) -> Output {
 }
 
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "berth failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "berth failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -31,10 +36,21 @@ fn printed_digest(stdout: &str) -> String {
 }
 
 fn sha256(bytes: &[u8]) -> String {
-    let mut child = Command::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), bytes).unwrap();
     let out = child.wait_with_output().unwrap();
-    format!("sha256:{}", String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap())
+    format!(
+        "sha256:{}",
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+    )
 }
 
 /// An OCI layout at `<dir>/oci` tagged `base`: an empty umoci image plus /bin/busybox.
@@ -44,11 +60,24 @@ fn busybox_layout(dir: &Path) -> PathBuf {
     for args in [
         vec!["init", "--layout", &l],
         vec!["new", "--image", &format!("{l}:base")],
-        vec!["insert", "--image", &format!("{l}:base"), "/bin/busybox", "/bin/busybox"],
+        vec![
+            "insert",
+            "--image",
+            &format!("{l}:base"),
+            "/bin/busybox",
+            "/bin/busybox",
+        ],
         vec!["gc", "--layout", &l],
     ] {
-        let out = Command::new("umoci").args(&args).output().expect("umoci installed");
-        assert!(out.status.success(), "umoci {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("umoci")
+            .args(&args)
+            .output()
+            .expect("umoci installed");
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     layout
 }
@@ -76,7 +105,10 @@ impl BerthRegistry {
         let mut reg = BerthRegistry { child, port, data };
         let deadline = Instant::now() + Duration::from_secs(20);
         while peer::http_status(&reg.host(), "/v2/").is_err() {
-            assert!(reg.child.try_wait().unwrap().is_none(), "berth registry exited");
+            assert!(
+                reg.child.try_wait().unwrap().is_none(),
+                "berth registry exited"
+            );
             assert!(Instant::now() < deadline, "berth registry did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -88,7 +120,10 @@ impl BerthRegistry {
     }
 
     fn creds(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("registry/credentials")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.data.path().join("registry/credentials"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 }
 
@@ -105,7 +140,12 @@ fn pull_push_round_trip_through_docker_registry_keeps_digests() {
     let reg = DockerRegistry::start().unwrap();
     let layout = busybox_layout(tmp.path());
     let src = format!("{}/src/busybox:v1", reg.host());
-    skopeo_copy(&format!("oci:{}:base", layout.display()), &format!("docker://{src}"), None).unwrap();
+    skopeo_copy(
+        &format!("oci:{}:base", layout.display()),
+        &format!("docker://{src}"),
+        None,
+    )
+    .unwrap();
     let want = sha256(&skopeo_raw_manifest(&format!("docker://{src}"), None).unwrap());
 
     let data = tmp.path().join("data");
@@ -114,22 +154,47 @@ fn pull_push_round_trip_through_docker_registry_keeps_digests() {
     assert_eq!(printed_digest(&pulled), want);
 
     let images = ok(berth(tmp.path(), &["images", "--data-dir", d]));
-    assert!(images.lines().next().unwrap().starts_with("REPOSITORY"), "{images}");
-    assert!(images.contains(&format!("{}/src/busybox", reg.host())) && images.contains("v1"), "{images}");
+    assert!(
+        images.lines().next().unwrap().starts_with("REPOSITORY"),
+        "{images}"
+    );
+    assert!(
+        images.contains(&format!("{}/src/busybox", reg.host())) && images.contains("v1"),
+        "{images}"
+    );
 
     // Push to another repository (cross-repo mount) and to a new tag of the same one.
-    for dst in [format!("{}/copy/bb:v2", reg.host()), format!("{}/src/busybox:again", reg.host())] {
+    for dst in [
+        format!("{}/copy/bb:v2", reg.host()),
+        format!("{}/src/busybox:again", reg.host()),
+    ] {
         let pushed = ok(berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]));
         assert_eq!(printed_digest(&pushed), want);
-        assert_eq!(sha256(&skopeo_raw_manifest(&format!("docker://{dst}"), None).unwrap()), want);
+        assert_eq!(
+            sha256(&skopeo_raw_manifest(&format!("docker://{dst}"), None).unwrap()),
+            want
+        );
     }
     // skopeo can read the pushed image's blobs back: copy it to a layout and compare manifests.
     let back = tmp.path().join("back");
-    skopeo_copy(&format!("docker://{}/copy/bb:v2", reg.host()), &format!("oci:{}:x", back.display()), None).unwrap();
+    skopeo_copy(
+        &format!("docker://{}/copy/bb:v2", reg.host()),
+        &format!("oci:{}:x", back.display()),
+        None,
+    )
+    .unwrap();
 
     // A second data dir pulls the pushed copy to the same digest.
     let data2 = tmp.path().join("data2");
-    let again = ok(berth(tmp.path(), &["pull", "--data-dir", data2.to_str().unwrap(), &format!("{}/copy/bb:v2", reg.host())]));
+    let again = ok(berth(
+        tmp.path(),
+        &[
+            "pull",
+            "--data-dir",
+            data2.to_str().unwrap(),
+            &format!("{}/copy/bb:v2", reg.host()),
+        ],
+    ));
     assert_eq!(printed_digest(&again), want);
 }
 
@@ -140,7 +205,12 @@ fn push_to_berth_registry_needs_credentials_and_round_trips() {
     let berth_reg = BerthRegistry::start();
     let layout = busybox_layout(tmp.path());
     let src = format!("{}/src/busybox:v1", peer_reg.host());
-    skopeo_copy(&format!("oci:{}:base", layout.display()), &format!("docker://{src}"), None).unwrap();
+    skopeo_copy(
+        &format!("oci:{}:base", layout.display()),
+        &format!("docker://{src}"),
+        None,
+    )
+    .unwrap();
 
     let data = tmp.path().join("data");
     let d = data.to_str().unwrap();
@@ -151,19 +221,34 @@ fn push_to_berth_registry_needs_credentials_and_round_trips() {
     let refused = berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("401") && stderr.contains("berth login"), "{stderr}");
+    assert!(
+        stderr.contains("401") && stderr.contains("berth login"),
+        "{stderr}"
+    );
 
     // Wrong credentials: login fails and stores nothing.
-    let bad = berth(tmp.path(), &["login", &berth_reg.host(), "-u", "berth", "-p", "wrong"]);
+    let bad = berth(
+        tmp.path(),
+        &["login", &berth_reg.host(), "-u", "berth", "-p", "wrong"],
+    );
     assert!(!bad.status.success());
     assert!(!tmp.path().join("docker/config.json").exists());
 
     // Login with the registry's generated credentials (read from its data dir), then push.
     let reg_data = berth_reg.data.path().to_str().unwrap();
-    ok(berth(tmp.path(), &["login", "--data-dir", reg_data, &berth_reg.host()]));
+    ok(berth(
+        tmp.path(),
+        &["login", "--data-dir", reg_data, &berth_reg.host()],
+    ));
     let stored = std::fs::read_to_string(tmp.path().join("docker/config.json")).unwrap();
     assert!(stored.contains(&berth_reg.host()), "{stored}");
-    assert_eq!(printed_digest(&ok(berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]))), want);
+    assert_eq!(
+        printed_digest(&ok(berth(
+            tmp.path(),
+            &["push", "--data-dir", d, &src, &dst]
+        ))),
+        want
+    );
     let raw = skopeo_raw_manifest(&format!("docker://{dst}"), Some(&berth_reg.creds())).unwrap();
     assert_eq!(sha256(&raw), want);
 
@@ -171,20 +256,40 @@ fn push_to_berth_registry_needs_credentials_and_round_trips() {
     let data2 = tmp.path().join("data2");
     let d2 = data2.to_str().unwrap();
     std::fs::remove_file(tmp.path().join("docker/config.json")).unwrap();
-    assert_eq!(printed_digest(&ok(berth(tmp.path(), &["pull", "--data-dir", d2, &dst]))), want);
+    assert_eq!(
+        printed_digest(&ok(berth(tmp.path(), &["pull", "--data-dir", d2, &dst]))),
+        want
+    );
 
     // tag + rmi: removing one of two names keeps the blobs, removing the last frees them.
-    ok(berth(tmp.path(), &["tag", "--data-dir", d2, &dst, "local/copy:x"]));
-    let blobs = |p: &Path| std::fs::read_dir(p.join("images/blobs/sha256")).unwrap().count();
+    ok(berth(
+        tmp.path(),
+        &["tag", "--data-dir", d2, &dst, "local/copy:x"],
+    ));
+    let blobs = |p: &Path| {
+        std::fs::read_dir(p.join("images/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
     let before = blobs(&data2);
     assert!(before >= 3);
     ok(berth(tmp.path(), &["rmi", "--data-dir", d2, &dst]));
     assert_eq!(blobs(&data2), before);
     let images = ok(berth(tmp.path(), &["images", "--data-dir", d2]));
-    assert!(images.contains("local/copy") && !images.contains("team/busybox"), "{images}");
-    ok(berth(tmp.path(), &["rmi", "--data-dir", d2, "local/copy:x"]));
+    assert!(
+        images.contains("local/copy") && !images.contains("team/busybox"),
+        "{images}"
+    );
+    ok(berth(
+        tmp.path(),
+        &["rmi", "--data-dir", d2, "local/copy:x"],
+    ));
     assert_eq!(blobs(&data2), 0);
-    assert!(!berth(tmp.path(), &["rmi", "--data-dir", d2, "local/copy:x"]).status.success());
+    assert!(
+        !berth(tmp.path(), &["rmi", "--data-dir", d2, "local/copy:x"])
+            .status
+            .success()
+    );
 }
 
 #[test]
@@ -193,16 +298,43 @@ fn docker_schema2_images_round_trip_with_their_media_types() {
     let reg = DockerRegistry::start().unwrap();
     let layout = busybox_layout(tmp.path());
     let src = format!("{}/docker/busybox:v1", reg.host());
-    let out = skopeo(&["copy", "--dest-tls-verify=false", "--format", "v2s2", &format!("oci:{}:base", layout.display()), &format!("docker://{src}")]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--format",
+        "v2s2",
+        &format!("oci:{}:base", layout.display()),
+        &format!("docker://{src}"),
+    ])
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let raw = skopeo_raw_manifest(&format!("docker://{src}"), None).unwrap();
-    assert!(String::from_utf8_lossy(&raw).contains("application/vnd.docker.distribution.manifest.v2+json"));
+    assert!(
+        String::from_utf8_lossy(&raw)
+            .contains("application/vnd.docker.distribution.manifest.v2+json")
+    );
     let want = sha256(&raw);
 
     let d = tmp.path().join("data");
     let d = d.to_str().unwrap();
-    assert_eq!(printed_digest(&ok(berth(tmp.path(), &["pull", "--data-dir", d, &src]))), want);
+    assert_eq!(
+        printed_digest(&ok(berth(tmp.path(), &["pull", "--data-dir", d, &src]))),
+        want
+    );
     let dst = format!("{}/docker/copy:v1", reg.host());
-    assert_eq!(printed_digest(&ok(berth(tmp.path(), &["push", "--data-dir", d, &src, &dst]))), want);
-    assert_eq!(skopeo_raw_manifest(&format!("docker://{dst}"), None).unwrap(), raw);
+    assert_eq!(
+        printed_digest(&ok(berth(
+            tmp.path(),
+            &["push", "--data-dir", d, &src, &dst]
+        ))),
+        want
+    );
+    assert_eq!(
+        skopeo_raw_manifest(&format!("docker://{dst}"), None).unwrap(),
+        raw
+    );
 }

@@ -35,7 +35,11 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     /// Defaults for a node named `node_name` using the runtime at `cri_endpoint`.
-    pub fn new(node_name: impl Into<String>, cri_endpoint: impl Into<String>, data_dir: PathBuf) -> Self {
+    pub fn new(
+        node_name: impl Into<String>,
+        cri_endpoint: impl Into<String>,
+        data_dir: PathBuf,
+    ) -> Self {
         AgentConfig {
             node_name: node_name.into(),
             cri_endpoint: cri_endpoint.into(),

@@ -29,5 +29,5 @@ pub mod probe;
 pub mod proxy;
 pub mod server;
 
-pub use agent::{run, AgentError};
+pub use agent::{AgentError, run};
 pub use config::AgentConfig;

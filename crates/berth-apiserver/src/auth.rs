@@ -35,10 +35,18 @@ impl Identity {
                 let read = matches!(*method, http::Method::GET | http::Method::HEAD);
                 matches!(
                     (group, resource),
-                    ("", "nodes" | "pods" | "events" | "namespaces" | "services" | "endpoints" | "configmaps" | "secrets")
-                        | ("coordination.k8s.io", "leases")
-                        | ("events.k8s.io", "events")
-                // The service proxy reads every ModelService's service port; it never writes them.
+                    (
+                        "",
+                        "nodes"
+                            | "pods"
+                            | "events"
+                            | "namespaces"
+                            | "services"
+                            | "endpoints"
+                            | "configmaps"
+                            | "secrets"
+                    ) | ("coordination.k8s.io", "leases")
+                        | ("events.k8s.io", "events") // The service proxy reads every ModelService's service port; it never writes them.
                 ) || (read && (group, resource) == ("berth.dev", "modelservices"))
             }
         }
@@ -66,7 +74,10 @@ fn random_token() -> String {
 }
 
 fn load_or_create_token(path: &Path) -> Result<String, TokenError> {
-    let err = |source| TokenError { path: path.into(), source };
+    let err = |source| TokenError {
+        path: path.into(),
+        source,
+    };
     if let Ok(t) = std::fs::read_to_string(path) {
         let t = t.trim().to_string();
         if !t.is_empty() {
@@ -102,7 +113,10 @@ impl Authenticator {
     /// Maps an `Authorization` header value to an identity; 401 when missing or unknown.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Identity, ApiError> {
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
         if constant_time_eq(token, &self.admin) {
@@ -117,7 +131,11 @@ impl Authenticator {
 
 /// Compares without an early exit, so timing does not leak how much of a token matched.
 fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -132,7 +150,11 @@ mod tests {
         assert!(!node.allowed("berth.dev", "modelservices", &http::Method::DELETE));
         assert!(node.allowed("", "pods", &http::Method::PATCH));
         assert!(node.allowed("coordination.k8s.io", "leases", &http::Method::PUT));
-        assert!(!node.allowed("apiextensions.k8s.io", "customresourcedefinitions", &http::Method::GET));
+        assert!(!node.allowed(
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            &http::Method::GET
+        ));
         assert!(Identity::Admin.allowed("berth.dev", "modelservices", &http::Method::DELETE));
     }
 }

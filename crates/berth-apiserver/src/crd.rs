@@ -15,7 +15,11 @@ fn is_crd(r: &ResourceInfo) -> bool {
 }
 
 fn required(field: &str) -> Cause {
-    Cause { reason: "FieldValueRequired".into(), message: "Required value".into(), field: field.into() }
+    Cause {
+        reason: "FieldValueRequired".into(),
+        message: "Required value".into(),
+        field: field.into(),
+    }
 }
 
 /// Validates a CRD object (names, group, versions).
@@ -30,7 +34,11 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
     if plural.is_empty() {
         causes.push(required("spec.names.plural"));
     }
-    if spec["names"]["kind"].as_str().unwrap_or_default().is_empty() {
+    if spec["names"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
         causes.push(required("spec.names.kind"));
     }
     let name = crd["metadata"]["name"].as_str().unwrap_or_default();
@@ -44,10 +52,16 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {
         causes.push(required("spec.versions"));
-    } else if versions.iter().filter(|v| v["storage"].as_bool() == Some(true)).count() != 1 {
+    } else if versions
+        .iter()
+        .filter(|v| v["storage"].as_bool() == Some(true))
+        .count()
+        != 1
+    {
         causes.push(Cause {
             reason: "FieldValueInvalid".into(),
-            message: "Invalid value: must have exactly one version marked as storage version".into(),
+            message: "Invalid value: must have exactly one version marked as storage version"
+                .into(),
             field: "spec.versions".into(),
         });
     }
@@ -63,7 +77,10 @@ pub fn validate(crd: &Value) -> Vec<Cause> {
 
 /// Fills in defaults (singular, listKind, conversion) and the accepted/established status.
 pub fn default_and_accept(crd: &mut Value) {
-    let kind = crd["spec"]["names"]["kind"].as_str().unwrap_or_default().to_string();
+    let kind = crd["spec"]["names"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let names = &mut crd["spec"]["names"];
     if names["singular"].as_str().unwrap_or_default().is_empty() {
         names["singular"] = json!(kind.to_lowercase());
@@ -113,8 +130,14 @@ pub fn after_delete(srv: &Arc<ApiServer>, r: &ResourceInfo, obj: &Value) {
     if !is_crd(r) {
         return;
     }
-    let group = obj["spec"]["group"].as_str().unwrap_or_default().to_string();
-    let plural = obj["spec"]["names"]["plural"].as_str().unwrap_or_default().to_string();
+    let group = obj["spec"]["group"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let plural = obj["spec"]["names"]["plural"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     srv.registry.remove_custom(&group, &plural);
     let store = srv.store.clone();
     tokio::spawn(async move {
@@ -130,22 +153,34 @@ pub fn after_delete(srv: &Arc<ApiServer>, r: &ResourceInfo, obj: &Value) {
 }
 
 /// Serves every stored CRD, and creates (or updates) the given built-in CRDs (e.g. ModelService).
-pub async fn bootstrap(srv: &Arc<ApiServer>, install: &[Value]) -> Result<(), crate::error::ApiError> {
-    let crds = srv.registry.lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions").ok_or_else(crate::error::ApiError::no_route)?;
+pub async fn bootstrap(
+    srv: &Arc<ApiServer>,
+    install: &[Value],
+) -> Result<(), crate::error::ApiError> {
+    let crds = srv
+        .registry
+        .lookup("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .ok_or_else(crate::error::ApiError::no_route)?;
     for crd in install {
         let mut crd = crd.clone();
         crd["apiVersion"] = json!("apiextensions.k8s.io/v1");
         crd["kind"] = json!("CustomResourceDefinition");
         default_and_accept(&mut crd);
-        let name = crd["metadata"]["name"].as_str().unwrap_or_default().to_string();
+        let name = crd["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let key = crds.key(None, &name);
         match srv.store.get(&key).await? {
             Some(kv) => {
-                let mut cur: Value = serde_json::from_slice(&kv.value).map_err(crate::error::ApiError::internal)?;
+                let mut cur: Value =
+                    serde_json::from_slice(&kv.value).map_err(crate::error::ApiError::internal)?;
                 if cur["spec"] != crd["spec"] {
                     cur["spec"] = crd["spec"].clone();
                     default_and_accept(&mut cur);
-                    srv.store.update(&key, crate::object::encode(&cur, &crds)?, kv.mod_revision).await?;
+                    srv.store
+                        .update(&key, crate::object::encode(&cur, &crds)?, kv.mod_revision)
+                        .await?;
                 }
             }
             None => {
@@ -153,11 +188,16 @@ pub async fn bootstrap(srv: &Arc<ApiServer>, install: &[Value]) -> Result<(), cr
                 meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
                 meta.insert("creationTimestamp".into(), json!(crate::object::now()));
                 meta.insert("generation".into(), json!(1));
-                srv.store.create(&key, crate::object::encode(&crd, &crds)?).await?;
+                srv.store
+                    .create(&key, crate::object::encode(&crd, &crds)?)
+                    .await?;
             }
         }
     }
-    let res = srv.store.range(&crds.collection_prefix(None), RangeOptions::default()).await?;
+    let res = srv
+        .store
+        .range(&crds.collection_prefix(None), RangeOptions::default())
+        .await?;
     for kv in res.kvs {
         if let Ok(obj) = serde_json::from_slice::<Value>(&kv.value) {
             after_write(srv, &crds, &obj);

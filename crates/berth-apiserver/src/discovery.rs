@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::resources::{ResourceInfo, STANDARD_VERBS};
 
 /// The Content-Type of aggregated discovery responses.
-pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+pub const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// Verbs of the status and scale subresources.
 const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
@@ -22,10 +23,17 @@ const SUBRESOURCE_VERBS: &[&str] = &["get", "patch", "update"];
 pub fn wants_aggregated(accept: &str) -> bool {
     let mut best: Option<(f32, bool)> = None;
     for alt in accept.split(',') {
-        let params: Vec<(&str, &str)> = alt.split(';').skip(1).filter_map(|p| p.split_once('=')).map(|(k, v)| (k.trim(), v.trim())).collect();
+        let params: Vec<(&str, &str)> = alt
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
         let get = |k: &str| params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
         let q = get("q").and_then(|q| q.parse().ok()).unwrap_or(1.0);
-        let aggregated = get("g") == Some("apidiscovery.k8s.io") && get("v") == Some("v2") && get("as") == Some("APIGroupDiscoveryList");
+        let aggregated = get("g") == Some("apidiscovery.k8s.io")
+            && get("v") == Some("v2")
+            && get("as") == Some("APIGroupDiscoveryList");
         if best.is_none_or(|(bq, _)| q > bq) {
             best = Some((q, aggregated));
         }
@@ -36,9 +44,13 @@ pub fn wants_aggregated(accept: &str) -> bool {
 /// Sort key of a Kubernetes version string: GA first, then beta, then alpha, then others;
 /// higher major/minor first within a class.
 fn version_rank(v: &str) -> (u8, Reverse<u32>, Reverse<u32>, String) {
-    let Some(rest) = v.strip_prefix('v') else { return (3, Reverse(0), Reverse(0), v.to_string()) };
+    let Some(rest) = v.strip_prefix('v') else {
+        return (3, Reverse(0), Reverse(0), v.to_string());
+    };
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    let Ok(major) = digits.parse::<u32>() else { return (3, Reverse(0), Reverse(0), v.to_string()) };
+    let Ok(major) = digits.parse::<u32>() else {
+        return (3, Reverse(0), Reverse(0), v.to_string());
+    };
     let tail = &rest[digits.len()..];
     let (class, minor) = if tail.is_empty() {
         (0, "0")
@@ -49,7 +61,12 @@ fn version_rank(v: &str) -> (u8, Reverse<u32>, Reverse<u32>, String) {
     } else {
         return (3, Reverse(0), Reverse(0), v.to_string());
     };
-    (class, Reverse(major), Reverse(minor.parse().unwrap_or(0)), String::new())
+    (
+        class,
+        Reverse(major),
+        Reverse(minor.parse().unwrap_or(0)),
+        String::new(),
+    )
 }
 
 /// Groups in registration order (core first if present), each with its versions, preferred first.
@@ -81,7 +98,11 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
 
 /// `/apis`: APIGroupList of every named group.
 pub fn api_group_list(resources: &[&ResourceInfo]) -> Value {
-    let gs: Vec<Value> = groups(resources).iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_json(g, vs)).collect();
+    let gs: Vec<Value> = groups(resources)
+        .iter()
+        .filter(|(g, _)| !g.is_empty())
+        .map(|(g, vs)| group_json(g, vs))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})
 }
 
@@ -97,13 +118,22 @@ pub fn api_group(resources: &[&ResourceInfo], group: &str) -> Option<Value> {
 
 /// `/api/v1` or `/apis/<group>/<version>`: APIResourceList, or `None` (404) when nothing is served.
 pub fn api_resource_list(resources: &[&ResourceInfo], group: &str, version: &str) -> Option<Value> {
-    let served: Vec<&&ResourceInfo> = resources.iter().filter(|r| r.group == group && r.version == version).collect();
+    let served: Vec<&&ResourceInfo> = resources
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if served.is_empty() {
         return None;
     }
     let entries: Vec<Value> = served.iter().flat_map(|r| legacy_entries(r)).collect();
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": entries}),
+    )
 }
 
 /// One resource's APIResource entries: the resource, then `<plural>/<subresource>` entries.
@@ -125,7 +155,12 @@ fn legacy_entries(r: &ResourceInfo) -> Vec<Value> {
         }
         e
     };
-    let verbs = || SUBRESOURCE_VERBS.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+    let verbs = || {
+        SUBRESOURCE_VERBS
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+    };
     if r.status_subresource {
         out.push(sub("status", &r.group, &r.version, &r.kind, verbs()));
     }
@@ -148,7 +183,11 @@ pub fn aggregated(resources: &[&ResourceInfo], core: bool) -> Value {
             let versions: Vec<Value> = vs
                 .iter()
                 .map(|v| {
-                    let rs: Vec<Value> = resources.iter().filter(|r| r.group == g && r.version == *v).map(|r| aggregated_resource(r)).collect();
+                    let rs: Vec<Value> = resources
+                        .iter()
+                        .filter(|r| r.group == g && r.version == *v)
+                        .map(|r| aggregated_resource(r))
+                        .collect();
                     json!({"version": v, "resources": rs, "freshness": "Current"})
                 })
                 .collect();
@@ -191,7 +230,11 @@ mod tests {
 
     fn registry() -> Vec<ResourceInfo> {
         let mut all = builtins();
-        let pods = all.iter().find(|r| r.plural == "pods" && r.group.is_empty()).unwrap().clone();
+        let pods = all
+            .iter()
+            .find(|r| r.plural == "pods" && r.group.is_empty())
+            .unwrap()
+            .clone();
         let mut ms = pods.clone();
         ms.group = "berth.dev".into();
         ms.version = "v1alpha1".into();
@@ -201,7 +244,11 @@ mod tests {
         ms.short_names = vec!["ms".into()];
         ms.categories = vec!["all".into()];
         ms.extra_subresources.clear();
-        ms.scale = Some(ScalePaths { spec_replicas_path: ".spec.replicas".into(), status_replicas_path: ".status.replicas".into(), label_selector_path: None });
+        ms.scale = Some(ScalePaths {
+            spec_replicas_path: ".spec.replicas".into(),
+            status_replicas_path: ".status.replicas".into(),
+            label_selector_path: None,
+        });
         let mut ms_v1 = ms.clone();
         ms_v1.version = "v1".into();
         all.push(ms);
@@ -211,9 +258,13 @@ mod tests {
 
     #[test]
     fn accept_negotiation() {
-        assert!(wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"));
+        assert!(wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        ));
         assert!(!wants_aggregated("application/json, */*"));
-        assert!(!wants_aggregated("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList;q=0.5,application/json"));
+        assert!(!wants_aggregated(
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList;q=0.5,application/json"
+        ));
         assert!(!wants_aggregated(""));
     }
 
@@ -229,19 +280,56 @@ mod tests {
         let reg = registry();
         let refs: Vec<&ResourceInfo> = reg.iter().collect();
         let groups = api_group_list(&refs);
-        let berth = groups["groups"].as_array().unwrap().iter().find(|g| g["name"] == "berth.dev").unwrap();
-        assert_eq!(berth["preferredVersion"], json!({"groupVersion": "berth.dev/v1", "version": "v1"}));
-        assert!(groups["groups"].as_array().unwrap().iter().all(|g| g["name"] != ""), "core is not a named group");
+        let berth = groups["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == "berth.dev")
+            .unwrap();
+        assert_eq!(
+            berth["preferredVersion"],
+            json!({"groupVersion": "berth.dev/v1", "version": "v1"})
+        );
+        assert!(
+            groups["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|g| g["name"] != ""),
+            "core is not a named group"
+        );
         assert_eq!(api_group(&refs, "berth.dev").unwrap()["kind"], "APIGroup");
         assert!(api_group(&refs, "nope.dev").is_none());
 
         let core = api_resource_list(&refs, "", "v1").unwrap();
         assert_eq!(core["groupVersion"], "v1");
-        let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-        assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"configmaps"), "{names:?}");
+        let names: Vec<&str> = core["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.contains(&"pods")
+                && names.contains(&"pods/status")
+                && names.contains(&"configmaps"),
+            "{names:?}"
+        );
         let ms = api_resource_list(&refs, "berth.dev", "v1alpha1").unwrap();
-        let scale = ms["resources"].as_array().unwrap().iter().find(|r| r["name"] == "modelservices/scale").unwrap();
-        assert_eq!((scale["group"].as_str(), scale["version"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("v1"), Some("Scale")));
+        let scale = ms["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "modelservices/scale")
+            .unwrap();
+        assert_eq!(
+            (
+                scale["group"].as_str(),
+                scale["version"].as_str(),
+                scale["kind"].as_str()
+            ),
+            (Some("autoscaling"), Some("v1"), Some("Scale"))
+        );
         assert_eq!(ms["resources"][0]["shortNames"], json!(["ms"]));
         assert!(api_resource_list(&refs, "berth.dev", "v9").is_none());
         assert_eq!(api_versions("127.0.0.1:6443")["versions"], json!(["v1"]));
@@ -254,16 +342,37 @@ mod tests {
         let core = aggregated(&refs, true);
         assert_eq!(core["items"].as_array().unwrap().len(), 1);
         assert_eq!(core["items"][0]["metadata"]["name"], "");
-        let pods = core["items"][0]["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods").unwrap();
+        let pods = core["items"][0]["versions"][0]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "pods")
+            .unwrap();
         assert_eq!(pods["scope"], "Namespaced");
-        assert_eq!(pods["responseKind"], json!({"group": "", "version": "v1", "kind": "Pod"}));
+        assert_eq!(
+            pods["responseKind"],
+            json!({"group": "", "version": "v1", "kind": "Pod"})
+        );
         let apis = aggregated(&refs, false);
-        let berth = apis["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "berth.dev").unwrap();
-        assert_eq!(berth["versions"][0]["version"], "v1", "preferred version first");
+        let berth = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "berth.dev")
+            .unwrap();
+        assert_eq!(
+            berth["versions"][0]["version"], "v1",
+            "preferred version first"
+        );
         let ms = &berth["versions"][1]["resources"][0];
         assert_eq!(ms["singularResource"], "modelservice");
         assert_eq!(ms["categories"], json!(["all"]));
-        let subs: Vec<&str> = ms["subresources"].as_array().unwrap().iter().map(|s| s["subresource"].as_str().unwrap()).collect();
+        let subs: Vec<&str> = ms["subresources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["subresource"].as_str().unwrap())
+            .collect();
         assert!(subs.contains(&"scale"), "{subs:?}");
     }
 }

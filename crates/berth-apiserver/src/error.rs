@@ -37,7 +37,12 @@ pub type ApiResult<T> = Result<T, ApiError>;
 impl ApiError {
     /// A bare error with code, reason and message.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// 400 BadRequest.
@@ -57,24 +62,40 @@ impl ApiError {
 
     /// 404 NotFound for an object of a resource.
     pub fn not_found(r: &ResourceInfo, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{}\" not found", r.qualified_plural(), name))
-            .with_details(r, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", r.qualified_plural(), name),
+        )
+        .with_details(r, name)
     }
 
     /// 404 NotFound for a path that is not served.
     pub fn no_route() -> Self {
-        Self::new(404, "NotFound", "the server could not find the requested resource")
+        Self::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     /// 409 AlreadyExists.
     pub fn already_exists(r: &ResourceInfo, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", r.qualified_plural(), name))
-            .with_details(r, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{}\" already exists", r.qualified_plural(), name),
+        )
+        .with_details(r, name)
     }
 
     /// 409 Conflict for a stale resourceVersion.
@@ -98,13 +119,26 @@ impl ApiError {
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(ct: &str) -> Self {
-        Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {ct})"))
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {ct})"
+            ),
+        )
     }
 
     /// 422 Invalid with causes; the message lists every cause, like kube-apiserver.
     pub fn invalid(r: &ResourceInfo, name: &str, causes: Vec<Cause>) -> Self {
-        let parts: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let joined = if parts.len() == 1 { parts[0].clone() } else { format!("[{}]", parts.join(", ")) };
+        let parts: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let joined = if parts.len() == 1 {
+            parts[0].clone()
+        } else {
+            format!("[{}]", parts.join(", "))
+        };
         let message = format!("{} \"{}\" is invalid: {}", r.qualified_kind(), name, joined);
         let causes: Vec<Value> = causes
             .iter()
@@ -114,13 +148,19 @@ impl ApiError {
             code: 422,
             reason: "Invalid",
             message,
-            details: Some(json!({"name": name, "group": r.group, "kind": r.kind, "causes": causes})),
+            details: Some(
+                json!({"name": name, "group": r.group, "kind": r.kind, "causes": causes}),
+            ),
         }
     }
 
     /// 500 InternalError.
     pub fn internal(message: impl std::fmt::Display) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {message}"))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {message}"),
+        )
     }
 
     /// Adds `details: {name, group, kind: <plural>}`.
@@ -151,7 +191,10 @@ impl ApiError {
 impl From<berth_store::StoreError> for ApiError {
     fn from(e: berth_store::StoreError) -> Self {
         match e {
-            berth_store::StoreError::Compacted { requested, compacted } => ApiError::expired(format!(
+            berth_store::StoreError::Compacted {
+                requested,
+                compacted,
+            } => ApiError::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             )),
             berth_store::StoreError::FutureRevision { requested, current } => ApiError::new(
@@ -167,6 +210,11 @@ impl From<berth_store::StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, [(http::header::CONTENT_TYPE, "application/json")], self.status().to_string()).into_response()
+        (
+            code,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            self.status().to_string(),
+        )
+            .into_response()
     }
 }

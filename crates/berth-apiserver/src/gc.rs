@@ -24,12 +24,19 @@ fn prefixes(srv: &ApiServer) -> Vec<(String, bool)> {
 }
 
 fn owner_uids(v: &Value) -> Vec<&str> {
-    v["metadata"]["ownerReferences"].as_array().into_iter().flatten().filter_map(|o| o["uid"].as_str()).collect()
+    v["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["uid"].as_str())
+        .collect()
 }
 
 /// Stored objects whose ownerReferences name `owner`'s uid.
 async fn dependents(srv: &ApiServer, owner: &Value) -> Vec<(KeyValue, Value)> {
-    let Some(uid) = owner["metadata"]["uid"].as_str() else { return Vec::new() };
+    let Some(uid) = owner["metadata"]["uid"].as_str() else {
+        return Vec::new();
+    };
     let ns = owner["metadata"]["namespace"].as_str();
     let mut out = Vec::new();
     for (prefix, namespaced) in prefixes(srv) {
@@ -37,7 +44,9 @@ async fn dependents(srv: &ApiServer, owner: &Value) -> Vec<(KeyValue, Value)> {
             (true, Some(ns)) => format!("{prefix}/{ns}/"),
             _ => format!("{prefix}/"),
         };
-        let Ok(res) = srv.store.range(&p, RangeOptions::default()).await else { continue };
+        let Ok(res) = srv.store.range(&p, RangeOptions::default()).await else {
+            continue;
+        };
         for kv in res.kvs {
             if let Ok(v) = serde_json::from_slice::<Value>(&kv.value) {
                 if owner_uids(&v).contains(&uid) {
@@ -56,7 +65,10 @@ pub async fn has_dependents(srv: &ApiServer, owner: &Value) -> bool {
 
 /// Strips `owner` from the ownerReferences of its dependents (propagationPolicy=Orphan).
 pub async fn orphan_dependents(srv: &ApiServer, owner: &Value) {
-    let uid = owner["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    let uid = owner["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     for (kv, mut v) in dependents(srv, owner).await {
         if let Some(refs) = v["metadata"]["ownerReferences"].as_array_mut() {
             refs.retain(|o| o["uid"].as_str() != Some(&uid));
@@ -76,9 +88,17 @@ fn pod_grace(key: &str, v: &Value) -> Option<i64> {
         return None;
     }
     let phase = v["status"]["phase"].as_str().unwrap_or_default();
-    let scheduled = !v["spec"]["nodeName"].as_str().unwrap_or_default().is_empty();
+    let scheduled = !v["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty();
     (scheduled && !matches!(phase, "Succeeded" | "Failed"))
-        .then(|| v["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30).max(0))
+        .then(|| {
+            v["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30)
+                .max(0)
+        })
         .filter(|g| *g > 0)
 }
 
@@ -86,17 +106,24 @@ fn pod_grace(key: &str, v: &Value) -> Option<i64> {
 /// node, get a deletionTimestamp instead (their finalizer holders or agents finish the job).
 async fn delete_dependents(srv: &ApiServer, owner: &Value) {
     for (kv, mut v) in dependents(srv, owner).await {
-        let has_finalizers = v["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let has_finalizers = v["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
         let grace = pod_grace(&kv.key, &v);
         let result = if has_finalizers || grace.is_some() {
             if v["metadata"].get("deletionTimestamp").is_some() {
                 continue;
             }
             let when = chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0));
-            v["metadata"]["deletionTimestamp"] = Value::String(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+            v["metadata"]["deletionTimestamp"] =
+                Value::String(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
             v["metadata"]["deletionGracePeriodSeconds"] = Value::from(grace.unwrap_or(0));
             match serde_json::to_vec(&v) {
-                Ok(bytes) => srv.store.update(&kv.key, bytes, kv.mod_revision).await.map(|_| ()),
+                Ok(bytes) => srv
+                    .store
+                    .update(&kv.key, bytes, kv.mod_revision)
+                    .await
+                    .map(|_| ()),
                 Err(_) => continue,
             }
         } else {
@@ -122,12 +149,18 @@ pub fn spawn_foreground(srv: Arc<ApiServer>, r: Arc<ResourceInfo>, owner: Value)
         let name = owner["metadata"]["name"].as_str().unwrap_or_default();
         let key = r.key(owner["metadata"]["namespace"].as_str(), name);
         for _ in 0..10 {
-            let Ok(Some(kv)) = srv.store.get(&key).await else { return };
-            let Ok(mut v) = serde_json::from_slice::<Value>(&kv.value) else { return };
+            let Ok(Some(kv)) = srv.store.get(&key).await else {
+                return;
+            };
+            let Ok(mut v) = serde_json::from_slice::<Value>(&kv.value) else {
+                return;
+            };
             if let Some(f) = v["metadata"]["finalizers"].as_array_mut() {
                 f.retain(|x| x != "foregroundDeletion");
             }
-            let empty = v["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
+            let empty = v["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
             let res = if empty {
                 srv.store.delete(&key, kv.mod_revision).await.map(|_| ())
             } else {
@@ -149,7 +182,13 @@ async fn purge_namespace(srv: &ApiServer, ns: &str) {
         if !namespaced {
             continue;
         }
-        let Ok(res) = srv.store.range(&format!("{prefix}/{ns}/"), RangeOptions::default()).await else { continue };
+        let Ok(res) = srv
+            .store
+            .range(&format!("{prefix}/{ns}/"), RangeOptions::default())
+            .await
+        else {
+            continue;
+        };
         for kv in res.kvs {
             if let Err(e) = srv.store.delete(&kv.key, kv.mod_revision).await {
                 tracing::debug!(key = %kv.key, error = %e, "purging namespace");
@@ -176,7 +215,9 @@ pub async fn run(srv: Arc<ApiServer>) {
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(WatchEvent::Delete { prev, .. }) => {
-                    let Ok(owner) = serde_json::from_slice::<Value>(&prev.value) else { continue };
+                    let Ok(owner) = serde_json::from_slice::<Value>(&prev.value) else {
+                        continue;
+                    };
                     if prev.key.starts_with("/registry/namespaces/") {
                         if let Some(ns) = owner["metadata"]["name"].as_str() {
                             purge_namespace(&srv, ns).await;

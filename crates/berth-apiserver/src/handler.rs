@@ -32,7 +32,11 @@ pub async fn handle(State(srv): State<Arc<ApiServer>>, req: Request<Body>) -> Re
 }
 
 fn text(body: &'static str) -> Response {
-    ([(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
 }
 
 /// The `/version` document (k8s-openapi's `Info` requires every field).
@@ -51,39 +55,66 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         "/version" | "/version/" => return Ok(json_response(200, &version_info(), &[])),
         _ => {}
     }
-    let auth = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let identity = srv.auth.authenticate(auth)?;
-    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     if path == "/openapi/v3" || path.starts_with("/openapi/v3/") {
         return crate::surface::openapi(&srv, &path, &accept);
     }
     if path == "/openapi/v2" {
         return Err(ApiError::no_route());
     }
-    let Some(api_path) = path::parse(&path) else { return Err(ApiError::no_route()) };
+    let Some(api_path) = path::parse(&path) else {
+        return Err(ApiError::no_route());
+    };
     let rp = match api_path {
         ApiPath::Resource(rp) => rp,
         other => return crate::surface::discovery(&srv, &other, &accept),
     };
-    let r = srv.registry.lookup(&rp.group, &rp.version, &rp.resource).ok_or_else(ApiError::no_route)?;
+    let r = srv
+        .registry
+        .lookup(&rp.group, &rp.version, &rp.resource)
+        .ok_or_else(ApiError::no_route)?;
     if !identity.allowed(&r.group, &r.plural, req.method()) {
         let verb = req.method().as_str().to_lowercase();
-        let ns = rp.namespace.as_deref().map(|n| format!(" in the namespace \"{n}\"")).unwrap_or_default();
+        let ns = rp
+            .namespace
+            .as_deref()
+            .map(|n| format!(" in the namespace \"{n}\""))
+            .unwrap_or_default();
         return Err(ApiError::forbidden(format!(
             "{} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\"{ns}",
-            r.plural, identity.user(), r.plural, r.group
+            r.plural,
+            identity.user(),
+            r.plural,
+            r.group
         )));
     }
     let (mut parts, body) = req.into_parts();
     // Taken before the body is read: extensions answering `101` (pods/exec) need the connection.
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let raw_query = parts.uri.query().map(str::to_string);
-    let mut body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
+    let mut body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
     if is_protobuf(&parts.headers) {
         // kubectl's typed commands send protobuf; translate the kinds we know, else 415 (JSON retry).
-        let obj = crate::protobuf::to_json(&body).ok_or_else(|| ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf"))?;
+        let obj = crate::protobuf::to_json(&body).ok_or_else(|| {
+            ApiError::unsupported_media_type("application/vnd.kubernetes.protobuf")
+        })?;
         body = bytes::Bytes::from(obj.to_string());
-        parts.headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        parts.headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
     }
     reject_binary_body(&parts.headers)?;
     let ctx = Ctx {
@@ -106,15 +137,26 @@ fn is_protobuf(headers: &http::HeaderMap) -> bool {
 
 /// Protobuf and CBOR bodies are not served; a 415 makes client-go retry the request as JSON.
 fn reject_binary_body(headers: &http::HeaderMap) -> ApiResult<()> {
-    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if ct.starts_with("application/vnd.kubernetes.protobuf") || ct.starts_with("application/cbor") || ct.contains("+cbor") {
+    let ct = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if ct.starts_with("application/vnd.kubernetes.protobuf")
+        || ct.starts_with("application/cbor")
+        || ct.contains("+cbor")
+    {
         return Err(ApiError::unsupported_media_type(ct));
     }
     Ok(())
 }
 
 /// `extra`: the raw query and the connection upgrade, for subresource extensions.
-async fn verb(ctx: Ctx, method: &Method, body: &bytes::Bytes, extra: (Option<&str>, Option<hyper::upgrade::OnUpgrade>)) -> ApiResult<Response> {
+async fn verb(
+    ctx: Ctx,
+    method: &Method,
+    body: &bytes::Bytes,
+    extra: (Option<&str>, Option<hyper::upgrade::OnUpgrade>),
+) -> ApiResult<Response> {
     let sub = ctx.path.subresource.clone();
     let has_name = ctx.path.name.is_some();
     match (sub.as_deref(), has_name, method.as_str()) {
@@ -132,21 +174,27 @@ async fn verb(ctx: Ctx, method: &Method, body: &bytes::Bytes, extra: (Option<&st
             "PATCH" => rest::patch::patch(&ctx, body, Some("status")).await,
             _ => Err(ApiError::method_not_allowed()),
         },
-        (Some("scale"), true, _) if ctx.r.scale.is_some() => rest::sub::scale(&ctx, method, body).await,
-        (Some("binding"), true, "POST") if ctx.r.builtin && ctx.r.plural == "pods" => rest::sub::binding(&ctx, body).await,
-        (Some(other), true, _) => match crate::extensions::handle(crate::extensions::SubresourceRequest {
-            ctx: &ctx,
-            subresource: other,
-            method,
-            body,
-            raw_query: extra.0,
-            upgrade: extra.1,
-        })
-        .await
-        {
-            Some(resp) => resp,
-            None => Err(ApiError::no_route()),
-        },
+        (Some("scale"), true, _) if ctx.r.scale.is_some() => {
+            rest::sub::scale(&ctx, method, body).await
+        }
+        (Some("binding"), true, "POST") if ctx.r.builtin && ctx.r.plural == "pods" => {
+            rest::sub::binding(&ctx, body).await
+        }
+        (Some(other), true, _) => {
+            match crate::extensions::handle(crate::extensions::SubresourceRequest {
+                ctx: &ctx,
+                subresource: other,
+                method,
+                body,
+                raw_query: extra.0,
+                upgrade: extra.1,
+            })
+            .await
+            {
+                Some(resp) => resp,
+                None => Err(ApiError::no_route()),
+            }
+        }
         _ => Err(ApiError::method_not_allowed()),
     }
 }

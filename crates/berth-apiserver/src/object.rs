@@ -89,7 +89,10 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
 
 /// A string field of `metadata`.
 pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
-    obj.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_str).filter(|s| !s.is_empty())
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// The object's name.
@@ -101,7 +104,11 @@ pub fn name(obj: &Value) -> Option<&str> {
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -109,7 +116,9 @@ pub fn finalizers(obj: &Value) -> Vec<String> {
 pub fn generate_name(prefix: &str) -> String {
     const CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    let suffix: String = (0..5).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect();
+    let suffix: String = (0..5)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect();
     format!("{prefix}{suffix}")
 }
 
@@ -117,7 +126,9 @@ pub fn generate_name(prefix: &str) -> String {
 pub fn name_problem(name: &str) -> Option<String> {
     let ok = !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric());
     (!ok).then(|| {
@@ -143,7 +154,9 @@ pub fn spec_part(obj: &Value, ignore_status: bool) -> Value {
 
 /// Reads a simple JSONPath like `.spec.replicas`.
 pub fn get_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    path.trim_start_matches('.').split('.').try_fold(obj, |cur, seg| cur.get(seg))
+    path.trim_start_matches('.')
+        .split('.')
+        .try_fold(obj, |cur, seg| cur.get(seg))
 }
 
 /// Writes a simple JSONPath like `.spec.replicas`, creating objects on the way.
@@ -175,7 +188,12 @@ mod tests {
         let ev = json!({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"e","resourceVersion":"9"},
             "regarding":{"kind":"Pod","name":"p"},"note":"hello","reason":"Started"});
         let stored = encode(&ev, &v1).unwrap();
-        let kv = KeyValue { key: "k".into(), value: stored, create_revision: 3, mod_revision: 4 };
+        let kv = KeyValue {
+            key: "k".into(),
+            value: stored,
+            create_revision: 3,
+            mod_revision: 4,
+        };
         let as_core = decode(&kv, &core).unwrap();
         assert_eq!(as_core["involvedObject"]["name"], "p");
         assert_eq!(as_core["message"], "hello");

@@ -29,8 +29,10 @@ const OBJECT_META: &[(u32, Field)] = &[
     (12, Field::StrMap("annotations")),
     (14, Field::StrList("finalizers")),
 ];
-const NAMESPACE: &[(u32, Field)] =
-    &[(1, Field::Msg("metadata", OBJECT_META)), (2, Field::Msg("spec", &[(1, Field::StrList("finalizers"))]))];
+const NAMESPACE: &[(u32, Field)] = &[
+    (1, Field::Msg("metadata", OBJECT_META)),
+    (2, Field::Msg("spec", &[(1, Field::StrList("finalizers"))])),
+];
 const CONFIG_MAP: &[(u32, Field)] = &[
     (1, Field::Msg("metadata", OBJECT_META)),
     (2, Field::StrMap("data")),
@@ -111,7 +113,9 @@ fn entry(b: &[u8]) -> Option<(String, &[u8])> {
 fn decode(buf: &[u8], schema: &[(u32, Field)]) -> Option<Value> {
     let mut out = Map::new();
     for (num, wire) in fields(buf)? {
-        let Some((_, field)) = schema.iter().find(|(n, _)| *n == num) else { continue };
+        let Some((_, field)) = schema.iter().find(|(n, _)| *n == num) else {
+            continue;
+        };
         match (*field, wire) {
             // Go marshals unset strings as ""; JSON clients omit them.
             (Field::Str(_), Wire::Bytes([])) => {}
@@ -127,11 +131,17 @@ fn decode(buf: &[u8], schema: &[(u32, Field)]) -> Option<Value> {
             }
             (Field::StrMap(name), Wire::Bytes(b)) => {
                 let (k, v) = entry(b)?;
-                out.entry(name).or_insert_with(|| json!({})).as_object_mut()?.insert(k, text(v)?);
+                out.entry(name)
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()?
+                    .insert(k, text(v)?);
             }
             (Field::BytesMap(name), Wire::Bytes(b)) => {
                 let (k, v) = entry(b)?;
-                out.entry(name).or_insert_with(|| json!({})).as_object_mut()?.insert(k, b64(v));
+                out.entry(name)
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()?
+                    .insert(k, b64(v));
             }
             (Field::Msg(name, sub), Wire::Bytes(b)) => {
                 out.insert(name.into(), decode(b, sub)?);
@@ -152,7 +162,11 @@ pub fn to_json(body: &[u8]) -> Option<Value> {
                 for (m, v) in fields(tm)? {
                     if let Wire::Bytes(s) = v {
                         let s = String::from_utf8(s.to_vec()).ok()?;
-                        if m == 1 { api_version = s } else if m == 2 { kind = s }
+                        if m == 1 {
+                            api_version = s
+                        } else if m == 2 {
+                            kind = s
+                        }
                     }
                 }
             }
@@ -184,14 +198,31 @@ mod tests {
 
     #[test]
     fn decodes_a_configmap_envelope() {
-        let meta = [ld(1, b"cfg"), ld(2, b""), ld(11, &[ld(1, b"app"), ld(2, b"x")].concat())].concat();
-        let cm = [ld(1, &meta), ld(2, &[ld(1, b"k"), ld(2, b"v")].concat()), vec![(4 << 3), 1]].concat();
+        let meta = [
+            ld(1, b"cfg"),
+            ld(2, b""),
+            ld(11, &[ld(1, b"app"), ld(2, b"x")].concat()),
+        ]
+        .concat();
+        let cm = [
+            ld(1, &meta),
+            ld(2, &[ld(1, b"k"), ld(2, b"v")].concat()),
+            vec![(4 << 3), 1],
+        ]
+        .concat();
         let type_meta = [ld(1, b"v1"), ld(2, b"ConfigMap")].concat();
         let body = [b"k8s\0".to_vec(), ld(1, &type_meta), ld(2, &cm)].concat();
         let v = to_json(&body).unwrap();
-        assert_eq!(v, json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg","labels":{"app":"x"}},
-            "data":{"k":"v"},"immutable":true}));
-        let pod = [b"k8s\0".to_vec(), ld(1, &[ld(1, b"v1"), ld(2, b"Pod")].concat())].concat();
+        assert_eq!(
+            v,
+            json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cfg","labels":{"app":"x"}},
+            "data":{"k":"v"},"immutable":true})
+        );
+        let pod = [
+            b"k8s\0".to_vec(),
+            ld(1, &[ld(1, b"v1"), ld(2, b"Pod")].concat()),
+        ]
+        .concat();
         assert!(to_json(&pod).is_none());
     }
 }

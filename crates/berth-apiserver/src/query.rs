@@ -18,14 +18,21 @@ impl Query {
             if k.is_empty() {
                 continue;
             }
-            pairs.entry(k.into_owned()).or_default().push(v.into_owned());
+            pairs
+                .entry(k.into_owned())
+                .or_default()
+                .push(v.into_owned());
         }
         Query { pairs }
     }
 
     /// The first value of `key`, if present and non-empty.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs.get(key).and_then(|v| v.first()).map(String::as_str).filter(|s| !s.is_empty())
+        self.pairs
+            .get(key)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// All values of `key`.
@@ -41,7 +48,10 @@ impl Query {
     /// An integer parameter; 400 when it does not parse.
     pub fn int(&self, key: &str) -> ApiResult<Option<i64>> {
         self.get(key)
-            .map(|v| v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}"))))
+            .map(|v| {
+                v.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid value for {key}: {v:?}")))
+            })
             .transpose()
     }
 
@@ -69,7 +79,9 @@ impl FieldValidation {
             None | Some("Warn") => Ok(Self::Warn),
             Some("Strict") => Ok(Self::Strict),
             Some("Ignore") => Ok(Self::Ignore),
-            Some(other) => Err(ApiError::bad_request(format!("fieldValidation {other:?} is invalid: valid values are Ignore, Warn, Strict"))),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation {other:?} is invalid: valid values are Ignore, Warn, Strict"
+            ))),
         }
     }
 }

@@ -384,7 +384,10 @@ pub fn builtins() -> Vec<ResourceInfo> {
             short_names: &["no"],
             status: true,
             field_labels: &["spec.unschedulable"],
-            columns: &[AGE, ("Version", "string", ".status.nodeInfo.kubeletVersion", 0)],
+            columns: &[
+                AGE,
+                ("Version", "string", ".status.nodeInfo.kubeletVersion", 0),
+            ],
         }),
         builtin(Builtin {
             group: "",
@@ -545,7 +548,11 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceInfo> {
     let plural = names["plural"].as_str().unwrap_or_default().to_string();
     let strings = |v: &Value| -> Vec<String> {
         v.as_array()
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let singular = names["singular"]
@@ -631,14 +638,20 @@ mod tests {
     fn keys_follow_kube_apiserver_layout() {
         let reg = Registry::with_builtins();
         let pods = reg.lookup("", "v1", "pods").unwrap();
-        assert_eq!(pods.key(Some("default"), "web"), "/registry/pods/default/web");
+        assert_eq!(
+            pods.key(Some("default"), "web"),
+            "/registry/pods/default/web"
+        );
         let leases = reg.lookup("coordination.k8s.io", "v1", "leases").unwrap();
         assert_eq!(
             leases.key(Some("kube-node-lease"), "n1"),
             "/registry/coordination.k8s.io/leases/kube-node-lease/n1"
         );
         let ns = reg.lookup("", "v1", "namespaces").unwrap();
-        assert_eq!(ns.key(Some("ignored"), "default"), "/registry/namespaces/default");
+        assert_eq!(
+            ns.key(Some("ignored"), "default"),
+            "/registry/namespaces/default"
+        );
         let ev = reg.lookup("events.k8s.io", "v1", "events").unwrap();
         assert_eq!(ev.storage_prefix, "/registry/events");
     }
@@ -656,8 +669,14 @@ mod tests {
         assert_eq!(r.list_kind, "ModelServiceList");
         assert_eq!(r.singular, "modelservice");
         assert!(r.status_subresource);
-        assert_eq!(r.scale.as_ref().unwrap().spec_replicas_path, ".spec.replicas");
+        assert_eq!(
+            r.scale.as_ref().unwrap().spec_replicas_path,
+            ".spec.replicas"
+        );
         assert_eq!(r.printer_columns[0].name, "Image");
-        assert_eq!(r.key(Some("default"), "x"), "/registry/berth.dev/modelservices/default/x");
+        assert_eq!(
+            r.key(Some("default"), "x"),
+            "/registry/berth.dev/modelservices/default/x"
+        );
     }
 }

@@ -14,11 +14,18 @@ pub fn prune(obj: &mut Value, schema: &Value) -> Vec<String> {
 }
 
 fn join(path: &str, field: &str) -> String {
-    if path.is_empty() { field.to_string() } else { format!("{path}.{field}") }
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 fn prune_at(v: &mut Value, schema: &Value, path: &str, root: bool, removed: &mut Vec<String>) {
-    if schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    if schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
         && schema.get("properties").is_none()
     {
         return;
@@ -27,11 +34,18 @@ fn prune_at(v: &mut Value, schema: &Value, path: &str, root: bool, removed: &mut
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
-            let embedded = schema.get("x-kubernetes-embedded-resource").and_then(Value::as_bool) == Some(true);
-            let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+            let embedded = schema
+                .get("x-kubernetes-embedded-resource")
+                .and_then(Value::as_bool)
+                == Some(true);
+            let preserve = schema
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                == Some(true);
             let keys: Vec<String> = map.keys().cloned().collect();
             for k in keys {
-                let keep_meta = (root || embedded) && matches!(k.as_str(), "apiVersion" | "kind" | "metadata");
+                let keep_meta =
+                    (root || embedded) && matches!(k.as_str(), "apiVersion" | "kind" | "metadata");
                 if keep_meta {
                     continue;
                 }
@@ -73,7 +87,11 @@ pub fn validate(obj: &Value, schema: &Value) -> Vec<Cause> {
 }
 
 fn cause(reason: &str, field: &str, message: String) -> Cause {
-    Cause { reason: reason.into(), message, field: field.into() }
+    Cause {
+        reason: reason.into(),
+        message,
+        field: field.into(),
+    }
 }
 
 fn type_matches(v: &Value, ty: &str, int_or_string: bool) -> bool {
@@ -93,23 +111,39 @@ fn type_matches(v: &Value, ty: &str, int_or_string: bool) -> bool {
 
 fn short(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 64 { format!("{}...", &s[..61]) } else { s }
+    if s.len() > 64 {
+        format!("{}...", &s[..61])
+    } else {
+        s
+    }
 }
 
 fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
     if v.is_null() {
-        if schema.get("nullable").and_then(Value::as_bool) != Some(true) && schema.get("type").is_some() {
-            out.push(cause("FieldValueInvalid", path, "Invalid value: \"null\": field must not be null".into()));
+        if schema.get("nullable").and_then(Value::as_bool) != Some(true)
+            && schema.get("type").is_some()
+        {
+            out.push(cause(
+                "FieldValueInvalid",
+                path,
+                "Invalid value: \"null\": field must not be null".into(),
+            ));
         }
         return;
     }
-    let int_or_string = schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true);
+    let int_or_string = schema
+        .get("x-kubernetes-int-or-string")
+        .and_then(Value::as_bool)
+        == Some(true);
     if let Some(ty) = schema.get("type").and_then(Value::as_str) {
         if !type_matches(v, ty, int_or_string) {
             out.push(cause(
                 "FieldValueInvalid",
                 path,
-                format!("Invalid value: {}: {path} in body must be of type {ty}", short(v)),
+                format!(
+                    "Invalid value: {}: {path} in body must be of type {ty}",
+                    short(v)
+                ),
             ));
             return;
         }
@@ -117,7 +151,15 @@ fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         if !allowed.contains(v) {
             let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-            out.push(cause("FieldValueNotSupported", path, format!("Unsupported value: {}: supported values: {}", short(v), list.join(", "))));
+            out.push(cause(
+                "FieldValueNotSupported",
+                path,
+                format!(
+                    "Unsupported value: {}: supported values: {}",
+                    short(v),
+                    list.join(", ")
+                ),
+            ));
         }
     }
     if let Some(n) = v.as_f64() {
@@ -128,7 +170,14 @@ fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
         }
         if let Some(max) = schema.get("maximum").and_then(Value::as_f64) {
             if n > max {
-                out.push(cause("FieldValueInvalid", path, format!("Invalid value: {}: {path} in body should be less than or equal to {max}", short(v))));
+                out.push(cause(
+                    "FieldValueInvalid",
+                    path,
+                    format!(
+                        "Invalid value: {}: {path} in body should be less than or equal to {max}",
+                        short(v)
+                    ),
+                ));
             }
         }
     }
@@ -136,21 +185,41 @@ fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
         let len = s.chars().count() as u64;
         if let Some(min) = schema.get("minLength").and_then(Value::as_u64) {
             if len < min {
-                out.push(cause("FieldValueInvalid", path, format!("Invalid value: {}: {path} in body should be at least {min} chars long", short(v))));
+                out.push(cause(
+                    "FieldValueInvalid",
+                    path,
+                    format!(
+                        "Invalid value: {}: {path} in body should be at least {min} chars long",
+                        short(v)
+                    ),
+                ));
             }
         }
         if let Some(max) = schema.get("maxLength").and_then(Value::as_u64) {
             if len > max {
-                out.push(cause("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+                out.push(cause(
+                    "FieldValueTooLong",
+                    path,
+                    format!("Too long: may not be more than {max} bytes"),
+                ));
             }
         }
     }
     match v {
         Value::Object(map) => {
-            for req in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            for req in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(r) = req.as_str() {
                     if !map.contains_key(r) {
-                        out.push(cause("FieldValueRequired", &join(path, r), "Required value".into()));
+                        out.push(cause(
+                            "FieldValueRequired",
+                            &join(path, r),
+                            "Required value".into(),
+                        ));
                     }
                 }
             }
@@ -159,7 +228,9 @@ fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
                 if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
                     continue;
                 }
-                let cs = props.and_then(|p| p.get(k)).or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
+                let cs = props
+                    .and_then(|p| p.get(k))
+                    .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()));
                 if let Some(cs) = cs {
                     validate_at(child, cs, &join(path, k), out);
                 }
@@ -168,12 +239,23 @@ fn validate_at(v: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>) {
         Value::Array(items) => {
             if let Some(min) = schema.get("minItems").and_then(Value::as_u64) {
                 if (items.len() as u64) < min {
-                    out.push(cause("FieldValueInvalid", path, format!("Invalid value: {}: {path} in body should have at least {min} items", items.len())));
+                    out.push(cause(
+                        "FieldValueInvalid",
+                        path,
+                        format!(
+                            "Invalid value: {}: {path} in body should have at least {min} items",
+                            items.len()
+                        ),
+                    ));
                 }
             }
             if let Some(max) = schema.get("maxItems").and_then(Value::as_u64) {
                 if (items.len() as u64) > max {
-                    out.push(cause("FieldValueTooMany", path, format!("Too many: {}: must have at most {max} items", items.len())));
+                    out.push(cause(
+                        "FieldValueTooMany",
+                        path,
+                        format!("Too many: {}: must have at most {max} items", items.len()),
+                    ));
                 }
             }
             if let Some(is) = schema.get("items") {
@@ -217,9 +299,19 @@ mod tests {
     #[test]
     fn validate_names_every_field() {
         let o = json!({"spec":{"replicas":-1,"ports":[{"containerPort":"x"}]}});
-        let fields: Vec<String> = validate(&o, &schema()).into_iter().map(|c| c.field).collect();
-        assert_eq!(fields, vec!["spec.image", "spec.ports[0].containerPort", "spec.replicas"]);
-        assert!(validate(&json!({}), &schema()).iter().any(|c| c.field == "spec" && c.reason == "FieldValueRequired"));
+        let fields: Vec<String> = validate(&o, &schema())
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            vec!["spec.image", "spec.ports[0].containerPort", "spec.replicas"]
+        );
+        assert!(
+            validate(&json!({}), &schema())
+                .iter()
+                .any(|c| c.field == "spec" && c.reason == "FieldValueRequired")
+        );
         assert!(validate(&json!({"spec":{"image":"i","replicas":null}}), &schema()).is_empty());
     }
 }

@@ -35,16 +35,29 @@ fn split_top(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn bad_selector(s: &str) -> ApiError {
-    ApiError::bad_request(format!("unable to parse requirement: invalid label selector: {s:?}"))
+    ApiError::bad_request(format!(
+        "unable to parse requirement: invalid label selector: {s:?}"
+    ))
 }
 
 fn set_of(s: &str, whole: &str) -> ApiResult<BTreeSet<String>> {
-    let inner = s.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(|| bad_selector(whole))?;
-    Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    let inner = s
+        .trim()
+        .strip_prefix('(')
+        .and_then(|r| r.strip_suffix(')'))
+        .ok_or_else(|| bad_selector(whole))?;
+    Ok(inner
+        .split(',')
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect())
 }
 
 impl LabelSelector {
@@ -62,7 +75,10 @@ impl LabelSelector {
                 LabelReq::NotIn(k.trim().into(), set_of(v, s)?)
             } else if let Some((k, v)) = part.split_once(" in ") {
                 LabelReq::In(k.trim().into(), set_of(v, s)?)
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 LabelReq::Exists(part.to_string())
             } else {
                 return Err(bad_selector(s));
@@ -112,25 +128,38 @@ impl FieldSelector {
             } else if let Some((f, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
                 (f, v, false)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
             let field = field.trim();
             if !r.supports_field(field) {
-                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
             }
-            reqs.push(FieldReq { field: field.into(), value: value.trim().into(), negate });
+            reqs.push(FieldReq {
+                field: field.into(),
+                value: value.trim().into(),
+                negate,
+            });
         }
         Ok(FieldSelector(reqs))
     }
 
     /// Whether `obj` satisfies every term. Missing fields compare as the empty string.
     pub fn matches(&self, obj: &Value) -> bool {
-        self.0.iter().all(|r| (field_value(obj, &r.field) == r.value) != r.negate)
+        self.0
+            .iter()
+            .all(|r| (field_value(obj, &r.field) == r.value) != r.negate)
     }
 
     /// The value required by an equality term on `field`, if any (e.g. `metadata.name`).
     pub fn equals(&self, field: &str) -> Option<&str> {
-        self.0.iter().find(|r| r.field == field && !r.negate).map(|r| r.value.as_str())
+        self.0
+            .iter()
+            .find(|r| r.field == field && !r.negate)
+            .map(|r| r.value.as_str())
     }
 }
 
@@ -171,7 +200,11 @@ mod tests {
             ("app in (x,y),tier", false),
             ("", true),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&o), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&o),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("a in x").is_err());
     }
@@ -183,7 +216,11 @@ mod tests {
         let o = json!({"metadata":{"name":"p","namespace":"d"},"spec":{"nodeName":"n1"},"status":{"phase":"Running"}});
         let s = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", &pods).unwrap();
         assert!(s.matches(&o));
-        assert!(!FieldSelector::parse("metadata.name=q", &pods).unwrap().matches(&o));
+        assert!(
+            !FieldSelector::parse("metadata.name=q", &pods)
+                .unwrap()
+                .matches(&o)
+        );
         let e = FieldSelector::parse("spec.foo=1", &pods).unwrap_err();
         assert_eq!(e.code, 400);
         assert!(e.message.contains("field label not supported"));

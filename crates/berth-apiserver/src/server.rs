@@ -29,7 +29,10 @@ pub enum ServerError {
     Token(#[from] crate::auth::TokenError),
     /// File or socket I/O.
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     /// Bootstrapping objects failed.
     #[error("bootstrap: {0}")]
     Bootstrap(#[from] crate::error::ApiError),
@@ -82,17 +85,29 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServerError {
 
 /// Creates the namespaces every cluster has.
 async fn bootstrap_namespaces(srv: &ApiServer) -> Result<(), ServerError> {
-    let Some(ns) = srv.registry.lookup("", "v1", "namespaces") else { return Ok(()) };
+    let Some(ns) = srv.registry.lookup("", "v1", "namespaces") else {
+        return Ok(());
+    };
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let key = ns.key(None, name);
-        if srv.store.get(&key).await.map_err(crate::error::ApiError::from)?.is_some() {
+        if srv
+            .store
+            .get(&key)
+            .await
+            .map_err(crate::error::ApiError::from)?
+            .is_some()
+        {
             continue;
         }
         let obj = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":name,
             "uid": uuid::Uuid::new_v4().to_string(), "creationTimestamp": crate::object::now(),
             "labels": {"kubernetes.io/metadata.name": name}},
             "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}});
-        match srv.store.create(&key, crate::object::encode(&obj, &ns)?).await {
+        match srv
+            .store
+            .create(&key, crate::object::encode(&obj, &ns)?)
+            .await
+        {
             Ok(_) | Err(berth_store::StoreError::AlreadyExists { .. }) => {}
             Err(e) => return Err(crate::error::ApiError::from(e).into()),
         }
@@ -108,8 +123,20 @@ async fn compact_now(srv: &ApiServer) -> Result<(), ServerError> {
     let err = |e: berth_store::StoreError| ServerError::Bootstrap(e.into());
     let stamp = crate::object::now().into_bytes();
     let rev = match srv.store.get(COMPACT_MARKER).await.map_err(err)? {
-        Some(kv) => srv.store.update(COMPACT_MARKER, stamp, kv.mod_revision).await.map_err(err)?.mod_revision,
-        None => srv.store.create(COMPACT_MARKER, stamp).await.map_err(err)?.mod_revision,
+        Some(kv) => {
+            srv.store
+                .update(COMPACT_MARKER, stamp, kv.mod_revision)
+                .await
+                .map_err(err)?
+                .mod_revision
+        }
+        None => {
+            srv.store
+                .create(COMPACT_MARKER, stamp)
+                .await
+                .map_err(err)?
+                .mod_revision
+        }
     };
     srv.store.compact(rev).await.map_err(err)?;
     tracing::info!(revision = rev, "compacted history at start");
@@ -118,7 +145,9 @@ async fn compact_now(srv: &ApiServer) -> Result<(), ServerError> {
 
 /// Compacts history periodically to the revision seen one interval earlier.
 async fn compactor(srv: Arc<ApiServer>) {
-    let Some(every) = srv.options.compact_interval else { return };
+    let Some(every) = srv.options.compact_interval else {
+        return;
+    };
     let mut previous: Option<i64> = None;
     loop {
         tokio::time::sleep(every).await;
@@ -137,7 +166,8 @@ async fn compactor(srv: Arc<ApiServer>) {
 /// Starts the server over `store`.
 pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, ServerError> {
     let server_dir = cfg.data_dir.join("server");
-    std::fs::create_dir_all(&server_dir).map_err(io(format!("creating {}", server_dir.display())))?;
+    std::fs::create_dir_all(&server_dir)
+        .map_err(io(format!("creating {}", server_dir.display())))?;
     let tls = crate::tls::load_or_create(&server_dir.join("tls"))?;
     let tls_config = crate::tls::server_config(&tls)?;
     let auth = Authenticator::load_or_create(&server_dir)?;
@@ -149,26 +179,40 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
         options: cfg.options,
     });
     // pods/log and pods/exec reach node agents with the node token (see auth.rs).
-    let node_token = std::fs::read_to_string(server_dir.join("node-token")).map_err(io("reading the node token"))?;
+    let node_token = std::fs::read_to_string(server_dir.join("node-token"))
+        .map_err(io("reading the node token"))?;
     crate::nodeproxy::set_node_token(&state, node_token.trim().to_string());
     bootstrap_namespaces(&state).await?;
     crate::crd::bootstrap(&state, &cfg.install_crds).await?;
 
-    let listener = TcpListener::bind(cfg.listen).await.map_err(io(format!("binding {}", cfg.listen)))?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(io(format!("binding {}", cfg.listen)))?;
     let addr = listener.local_addr().map_err(io("local address"))?;
-    let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
+    let host = if addr.ip().is_unspecified() || addr.ip().is_loopback() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
     let url = format!("https://{host}:{}", addr.port());
     let kubeconfig = server_dir.join("kubeconfig.yaml");
     let tmp = server_dir.join("kubeconfig.yaml.tmp");
     // Written via rename so a reader never sees half a file (tests wait for it to appear).
-    std::fs::write(&tmp, crate::kubeconfig::render(&url, &tls.ca_pem, state.auth.admin_token())).map_err(io("writing kubeconfig"))?;
+    std::fs::write(
+        &tmp,
+        crate::kubeconfig::render(&url, &tls.ca_pem, state.auth.admin_token()),
+    )
+    .map_err(io("writing kubeconfig"))?;
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io("kubeconfig permissions"))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+            .map_err(io("kubeconfig permissions"))?;
     }
     std::fs::rename(&tmp, &kubeconfig).map_err(io("writing kubeconfig"))?;
 
-    let app = axum::Router::new().fallback(crate::handler::handle).with_state(state.clone());
+    let app = axum::Router::new()
+        .fallback(crate::handler::handle)
+        .with_state(state.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
     let accept = tokio::spawn(async move {
         loop {
@@ -207,5 +251,11 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
         tokio::join!(crate::gc::run(gc_state.clone()), compactor(gc_state));
     });
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
-    Ok(Running { addr, kubeconfig, state, accept, gc })
+    Ok(Running {
+        addr,
+        kubeconfig,
+        state,
+        accept,
+        gc,
+    })
 }

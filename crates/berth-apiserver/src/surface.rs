@@ -14,7 +14,11 @@ use crate::resources::ResourceInfo;
 use crate::state::ApiServer;
 
 fn respond(content_type: &str, body: &Value) -> Response {
-    ([(http::header::CONTENT_TYPE, content_type.to_string())], body.to_string()).into_response()
+    (
+        [(http::header::CONTENT_TYPE, content_type.to_string())],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Answers `/api`, `/apis`, `/apis/G` and `/api/v1`, `/apis/G/V`.
@@ -23,8 +27,18 @@ pub fn discovery(srv: &ApiServer, path: &ApiPath, accept: &str) -> ApiResult<Res
     let resources: Vec<&ResourceInfo> = all.iter().map(|r| r.as_ref()).collect();
     if !srv.options.legacy_discovery && discovery::wants_aggregated(accept) {
         match path {
-            ApiPath::CoreRoot => return Ok(respond(discovery::AGGREGATED_CONTENT_TYPE, &discovery::aggregated(&resources, true))),
-            ApiPath::GroupsRoot => return Ok(respond(discovery::AGGREGATED_CONTENT_TYPE, &discovery::aggregated(&resources, false))),
+            ApiPath::CoreRoot => {
+                return Ok(respond(
+                    discovery::AGGREGATED_CONTENT_TYPE,
+                    &discovery::aggregated(&resources, true),
+                ));
+            }
+            ApiPath::GroupsRoot => {
+                return Ok(respond(
+                    discovery::AGGREGATED_CONTENT_TYPE,
+                    &discovery::aggregated(&resources, false),
+                ));
+            }
             _ => {}
         }
     }
@@ -32,10 +46,13 @@ pub fn discovery(srv: &ApiServer, path: &ApiPath, accept: &str) -> ApiResult<Res
         ApiPath::CoreRoot => Some(discovery::api_versions("")),
         ApiPath::GroupsRoot => Some(discovery::api_group_list(&resources)),
         ApiPath::Group(g) => discovery::api_group(&resources, g),
-        ApiPath::GroupVersion { group, version } => discovery::api_resource_list(&resources, group, version),
+        ApiPath::GroupVersion { group, version } => {
+            discovery::api_resource_list(&resources, group, version)
+        }
         _ => None,
     };
-    doc.map(|d| respond("application/json", &d)).ok_or_else(ApiError::no_route)
+    doc.map(|d| respond("application/json", &d))
+        .ok_or_else(ApiError::no_route)
 }
 
 /// The published schema of a built-in kind (from k8s-openapi, generated once), with `$ref`s
@@ -60,27 +77,44 @@ fn builtin_schema(r: &ResourceInfo) -> Option<KindSchema> {
             (("", "Event"), schema_of!(core::Event)),
             (("", "ConfigMap"), schema_of!(core::ConfigMap)),
             (("", "Secret"), schema_of!(core::Secret)),
-            (("coordination.k8s.io", "Lease"), schema_of!(coordination::v1::Lease)),
+            (
+                ("coordination.k8s.io", "Lease"),
+                schema_of!(coordination::v1::Lease),
+            ),
             (("events.k8s.io", "Event"), schema_of!(events::v1::Event)),
         ];
         raw.into_iter()
             .filter_map(|(k, mut v)| {
                 rewrite_refs(&mut v);
                 let id = v.get("title")?.as_str()?.to_string();
-                let mut refs = v.as_object_mut()?.remove("$defs").and_then(|d| d.as_object().cloned()).unwrap_or_default();
+                let mut refs = v
+                    .as_object_mut()?
+                    .remove("$defs")
+                    .and_then(|d| d.as_object().cloned())
+                    .unwrap_or_default();
                 if let Some(m) = v.as_object_mut() {
                     m.remove("$schema");
                     m.remove("title");
                 }
                 mark_patch_strategies(k.1, &mut v, &mut refs, &mut Vec::new());
-                Some((k, KindSchema { id, schema: v, refs: refs.into_iter().collect() }))
+                Some((
+                    k,
+                    KindSchema {
+                        id,
+                        schema: v,
+                        refs: refs.into_iter().collect(),
+                    },
+                ))
             })
             .collect()
     });
     if !r.builtin {
         return None;
     }
-    cache.iter().find(|((g, k), _)| *g == r.group && *k == r.kind).map(|(_, v)| v.clone())
+    cache
+        .iter()
+        .find(|((g, k), _)| *g == r.group && *k == r.kind)
+        .map(|(_, v)| v.clone())
 }
 
 /// Points JSON-Schema `$defs` references at OpenAPI components.
@@ -104,9 +138,20 @@ fn rewrite_refs(v: &mut Value) {
 /// publishes: kubectl computes its patches from these schemas, and only with them does it send
 /// `$patch: delete` for list items dropped from a manifest instead of whole lists. `path` holds
 /// the field names from the kind's root; referenced components are walked where they are used.
-fn mark_patch_strategies(kind: &str, node: &mut Value, refs: &mut Map<String, Value>, path: &mut Vec<String>) {
-    let Some(m) = node.as_object_mut() else { return };
-    if let Some(id) = m.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/")) {
+fn mark_patch_strategies(
+    kind: &str,
+    node: &mut Value,
+    refs: &mut Map<String, Value>,
+    path: &mut Vec<String>,
+) {
+    let Some(m) = node.as_object_mut() else {
+        return;
+    };
+    if let Some(id) = m
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
         // Taken out while it is walked: a component that (indirectly) contains itself stops there.
         if let Some(mut target) = refs.remove(id) {
             let id = id.to_string();
@@ -115,11 +160,21 @@ fn mark_patch_strategies(kind: &str, node: &mut Value, refs: &mut Map<String, Va
         }
     }
     for combinator in ["allOf", "anyOf", "oneOf"] {
-        for alt in m.get_mut(combinator).and_then(Value::as_array_mut).into_iter().flatten() {
+        for alt in m
+            .get_mut(combinator)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
             mark_patch_strategies(kind, alt, refs, path);
         }
     }
-    for (name, prop) in m.get_mut("properties").and_then(Value::as_object_mut).into_iter().flatten() {
+    for (name, prop) in m
+        .get_mut("properties")
+        .and_then(Value::as_object_mut)
+        .into_iter()
+        .flatten()
+    {
         path.push(name.clone());
         if prop.get("type").and_then(Value::as_str) == Some("array") {
             let names: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -150,13 +205,17 @@ fn mark_patch_strategies(kind: &str, node: &mut Value, refs: &mut Map<String, Va
 pub fn openapi(srv: &ApiServer, path: &str, _accept: &str) -> ApiResult<Response> {
     let all = srv.registry.all();
     let resources: Vec<&ResourceInfo> = all.iter().map(|r| r.as_ref()).collect();
-    let doc_of = |g: &str, v: &str| openapi::group_version_document(&resources, g, v, &builtin_schema);
+    let doc_of =
+        |g: &str, v: &str| openapi::group_version_document(&resources, g, v, &builtin_schema);
     let rest = path.trim_start_matches("/openapi/v3").trim_matches('/');
     if rest.is_empty() {
         let index = openapi::root(&resources, &|g, v| doc_of(g, v).unwrap_or(Value::Null));
         return Ok(respond("application/json", &index));
     }
-    let r = resources.iter().find(|r| openapi::gv_path(&r.group, &r.version) == rest).ok_or_else(ApiError::no_route)?;
+    let r = resources
+        .iter()
+        .find(|r| openapi::gv_path(&r.group, &r.version) == rest)
+        .ok_or_else(ApiError::no_route)?;
     let doc = doc_of(&r.group, &r.version).ok_or_else(ApiError::no_route)?;
     Ok(respond("application/json", &doc))
 }
@@ -168,22 +227,56 @@ mod tests {
     #[test]
     fn builtin_pod_schema_carries_the_patch_strategies_the_server_merges_by() {
         let all = crate::resources::builtins();
-        let pods = all.iter().find(|r| r.plural == "pods" && r.group.is_empty()).unwrap();
+        let pods = all
+            .iter()
+            .find(|r| r.plural == "pods" && r.group.is_empty())
+            .unwrap();
         let k = builtin_schema(pods).unwrap();
-        let component = |id: &str| k.refs.get(&format!("io.k8s.api.core.v1.{id}")).unwrap().clone();
+        let component = |id: &str| {
+            k.refs
+                .get(&format!("io.k8s.api.core.v1.{id}"))
+                .unwrap()
+                .clone()
+        };
         let prop = |id: &str, field: &str| component(id)["properties"][field].clone();
-        assert_eq!(prop("PodSpec", "containers")["x-kubernetes-patch-merge-key"], "name");
-        assert_eq!(prop("Container", "env")["x-kubernetes-patch-merge-key"], "name");
-        assert_eq!(prop("Container", "ports")["x-kubernetes-patch-merge-key"], "containerPort");
-        assert_eq!(prop("Container", "volumeMounts")["x-kubernetes-patch-strategy"], "merge");
-        assert_eq!(prop("PodStatus", "conditions")["x-kubernetes-patch-merge-key"], "type");
-        assert!(prop("Container", "args").get("x-kubernetes-patch-strategy").is_none(), "args are replaced");
+        assert_eq!(
+            prop("PodSpec", "containers")["x-kubernetes-patch-merge-key"],
+            "name"
+        );
+        assert_eq!(
+            prop("Container", "env")["x-kubernetes-patch-merge-key"],
+            "name"
+        );
+        assert_eq!(
+            prop("Container", "ports")["x-kubernetes-patch-merge-key"],
+            "containerPort"
+        );
+        assert_eq!(
+            prop("Container", "volumeMounts")["x-kubernetes-patch-strategy"],
+            "merge"
+        );
+        assert_eq!(
+            prop("PodStatus", "conditions")["x-kubernetes-patch-merge-key"],
+            "type"
+        );
+        assert!(
+            prop("Container", "args")
+                .get("x-kubernetes-patch-strategy")
+                .is_none(),
+            "args are replaced"
+        );
         let meta = &k.refs["io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"]["properties"];
         assert_eq!(meta["finalizers"]["x-kubernetes-patch-strategy"], "merge");
-        assert!(meta["finalizers"].get("x-kubernetes-patch-merge-key").is_none());
+        assert!(
+            meta["finalizers"]
+                .get("x-kubernetes-patch-merge-key")
+                .is_none()
+        );
         // With the strategies published, the document advertises strategic merge patch.
         let doc = openapi::group_version_document(&[pods], "", "v1", &builtin_schema).unwrap();
         let patch = &doc["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
-        assert!(patch["requestBody"]["content"]["application/strategic-merge-patch+json"].is_object());
+        assert!(
+            patch["requestBody"]["content"]["application/strategic-merge-patch+json"].is_object()
+        );
     }
 }

@@ -10,7 +10,17 @@ pub use crate::resources::PrinterColumn;
 use crate::resources::ResourceInfo;
 
 /// Kinds whose kubectl columns [`Columns::Builtin`] knows.
-const BUILTIN_KINDS: &[&str] = &["Pod", "Node", "Namespace", "ConfigMap", "Secret", "Service", "Event", "Lease", "CustomResourceDefinition"];
+const BUILTIN_KINDS: &[&str] = &[
+    "Pod",
+    "Node",
+    "Namespace",
+    "ConfigMap",
+    "Secret",
+    "Service",
+    "Event",
+    "Lease",
+    "CustomResourceDefinition",
+];
 
 /// The columns of a served resource: kubectl's for known built-in kinds, else its printer
 /// columns (CRDs' `additionalPrinterColumns`).
@@ -66,45 +76,106 @@ pub fn wants_table(accept: &str) -> bool {
     accept.split(',').any(|alt| {
         let mut parts = alt.split(';').map(str::trim);
         let media = parts.next().unwrap_or_default();
-        let params: Vec<(&str, &str)> = parts.filter_map(|p| p.split_once('=')).map(|(k, v)| (k.trim(), v.trim())).collect();
+        let params: Vec<(&str, &str)> = parts
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
         let has = |k: &str, v: &str| params.iter().any(|(pk, pv)| *pk == k && *pv == v);
-        media == "application/json" && has("as", "Table") && has("g", "meta.k8s.io") && (has("v", "v1") || has("v", "v1beta1"))
+        media == "application/json"
+            && has("as", "Table")
+            && has("g", "meta.k8s.io")
+            && (has("v", "v1") || has("v", "v1beta1"))
     })
 }
 
 /// A Table of `items` (list `metadata` given by the caller: resourceVersion, continue).
-pub fn table(columns: Columns<'_>, items: &[Value], list_meta: Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
+pub fn table(
+    columns: Columns<'_>,
+    items: &[Value],
+    list_meta: Value,
+    include: IncludeObject,
+    now: DateTime<Utc>,
+) -> Value {
     let defs = column_definitions(columns);
-    let rows: Vec<Value> = items.iter().map(|o| json!({"cells": cells(columns, o, now), "object": row_object(o, include)})).collect();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|o| json!({"cells": cells(columns, o, now), "object": row_object(o, include)}))
+        .collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta, "columnDefinitions": defs, "rows": rows})
 }
 
 /// The Table sent as a watch event's object: one row for `obj`. kube-apiserver omits the column
 /// definitions after the first event; sending them every time is accepted by kubectl.
-pub fn watch_event_table(columns: Columns<'_>, obj: &Value, include: IncludeObject, now: DateTime<Utc>) -> Value {
-    let rv = obj.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-    table(columns, std::slice::from_ref(obj), json!({"resourceVersion": rv}), include, now)
+pub fn watch_event_table(
+    columns: Columns<'_>,
+    obj: &Value,
+    include: IncludeObject,
+    now: DateTime<Utc>,
+) -> Value {
+    let rv = obj
+        .pointer("/metadata/resourceVersion")
+        .cloned()
+        .unwrap_or(Value::Null);
+    table(
+        columns,
+        std::slice::from_ref(obj),
+        json!({"resourceVersion": rv}),
+        include,
+        now,
+    )
 }
 
 fn row_object(o: &Value, include: IncludeObject) -> Value {
     match include {
         IncludeObject::None => Value::Null,
         IncludeObject::Object => o.clone(),
-        IncludeObject::Metadata => json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-            "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({}))}),
+        IncludeObject::Metadata => {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+            "metadata": o.get("metadata").cloned().unwrap_or_else(|| json!({}))})
+        }
     }
 }
 
 /// (name, type, priority) of a built-in kind's columns after NAME.
 fn builtin_columns(kind: &str) -> &'static [(&'static str, &'static str, i32)] {
     match kind {
-        "Pod" => &[("Ready", "string", 0), ("Status", "string", 0), ("Restarts", "string", 0), ("Age", "string", 0), ("IP", "string", 1), ("Node", "string", 1)],
-        "Node" => &[("Status", "string", 0), ("Roles", "string", 0), ("Age", "string", 0), ("Version", "string", 0), ("Internal-IP", "string", 1)],
+        "Pod" => &[
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            ("Age", "string", 0),
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+        ],
+        "Node" => &[
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            ("Age", "string", 0),
+            ("Version", "string", 0),
+            ("Internal-IP", "string", 1),
+        ],
         "Namespace" => &[("Status", "string", 0), ("Age", "string", 0)],
         "ConfigMap" => &[("Data", "integer", 0), ("Age", "string", 0)],
-        "Secret" => &[("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
-        "Service" => &[("Type", "string", 0), ("Cluster-IP", "string", 0), ("External-IP", "string", 0), ("Port(s)", "string", 0), ("Age", "string", 0), ("Selector", "string", 1)],
-        "Event" => &[("Last Seen", "string", 0), ("Type", "string", 0), ("Reason", "string", 0), ("Object", "string", 0), ("Message", "string", 0)],
+        "Secret" => &[
+            ("Type", "string", 0),
+            ("Data", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        "Service" => &[
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            ("Age", "string", 0),
+            ("Selector", "string", 1),
+        ],
+        "Event" => &[
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Message", "string", 0),
+        ],
         "Lease" => &[("Holder", "string", 0), ("Age", "string", 0)],
         "CustomResourceDefinition" => &[("Created At", "date", 0)],
         _ => &[("Age", "string", 0)],
@@ -112,8 +183,10 @@ fn builtin_columns(kind: &str) -> &'static [(&'static str, &'static str, i32)] {
 }
 
 fn column_definitions(columns: Columns<'_>) -> Vec<Value> {
-    let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "priority": 0,
-        "description": "Name must be unique within a namespace."})];
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "priority": 0,
+        "description": "Name must be unique within a namespace."}),
+    ];
     match columns {
         Columns::Builtin(kind) => defs.extend(builtin_columns(kind).iter().map(|(n, t, p)| {
             json!({"name": n, "type": t, "format": "", "description": "", "priority": p})
@@ -154,8 +227,15 @@ fn builtin_cells(kind: &str, o: &Value, age_: &str, now: DateTime<Utc>) -> Vec<V
         "Pod" => pod_cells(o, age_),
         "Node" => node_cells(o, age_),
         "Namespace" => vec![json!(or_none(text(o, "/status/phase"))), json!(age_)],
-        "ConfigMap" => vec![json!(count(o, "/data") + count(o, "/binaryData")), json!(age_)],
-        "Secret" => vec![json!(or_none(text(o, "/type"))), json!(count(o, "/data")), json!(age_)],
+        "ConfigMap" => vec![
+            json!(count(o, "/data") + count(o, "/binaryData")),
+            json!(age_),
+        ],
+        "Secret" => vec![
+            json!(or_none(text(o, "/type"))),
+            json!(count(o, "/data")),
+            json!(age_),
+        ],
         "Service" => service_cells(o, age_),
         "Event" => event_cells(o, now),
         "Lease" => vec![json!(text(o, "/spec/holderIdentity")), json!(age_)],
@@ -177,14 +257,26 @@ fn or_none(s: String) -> String {
 }
 
 fn count(o: &Value, pointer: &str) -> usize {
-    o.pointer(pointer).and_then(Value::as_object).map_or(0, |m| m.len())
+    o.pointer(pointer)
+        .and_then(Value::as_object)
+        .map_or(0, |m| m.len())
 }
 
 fn pod_cells(o: &Value, age_: &str) -> Vec<Value> {
-    let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
-    let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+    let statuses = o
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let total = o
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     let ready = statuses.iter().filter(|s| s["ready"] == true).count();
-    let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
+    let restarts: i64 = statuses
+        .iter()
+        .filter_map(|s| s["restartCount"].as_i64())
+        .sum();
     vec![
         json!(format!("{ready}/{total}")),
         json!(pod_status(o, statuses)),
@@ -198,15 +290,26 @@ fn pod_cells(o: &Value, age_: &str) -> Vec<Value> {
 /// The STATUS column: Terminating, else a container's waiting/terminated reason, else the
 /// status reason or phase.
 fn pod_status(o: &Value, statuses: &[Value]) -> String {
-    if o.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+    if o.pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
         return "Terminating".into();
     }
-    let mut reason = o.pointer("/status/reason").and_then(Value::as_str).or_else(|| o.pointer("/status/phase").and_then(Value::as_str)).unwrap_or("Pending").to_string();
+    let mut reason = o
+        .pointer("/status/reason")
+        .and_then(Value::as_str)
+        .or_else(|| o.pointer("/status/phase").and_then(Value::as_str))
+        .unwrap_or("Pending")
+        .to_string();
     for s in statuses.iter().rev() {
         if let Some(r) = s.pointer("/state/waiting/reason").and_then(Value::as_str) {
             reason = r.to_string();
         } else if let Some(t) = s.pointer("/state/terminated") {
-            reason = match (t["reason"].as_str(), t["signal"].as_i64(), t["exitCode"].as_i64()) {
+            reason = match (
+                t["reason"].as_str(),
+                t["signal"].as_i64(),
+                t["exitCode"].as_i64(),
+            ) {
                 (Some(r), _, _) => r.to_string(),
                 (None, Some(sig), _) => format!("Signal:{sig}"),
                 (None, None, code) => format!("ExitCode:{}", code.unwrap_or(0)),
@@ -217,7 +320,11 @@ fn pod_status(o: &Value, statuses: &[Value]) -> String {
 }
 
 fn node_cells(o: &Value, age_: &str) -> Vec<Value> {
-    let conditions = o.pointer("/status/conditions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+    let conditions = o
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let ready = conditions.iter().find(|c| c["type"] == "Ready");
     let mut status = match ready.map(|c| &c["status"]) {
         Some(Value::String(s)) if s == "True" => "Ready".to_string(),
@@ -227,15 +334,26 @@ fn node_cells(o: &Value, age_: &str) -> Vec<Value> {
     if o.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
         status.push_str(",SchedulingDisabled");
     }
-    let roles: Vec<&str> =
-        o.pointer("/metadata/labels").and_then(Value::as_object).into_iter().flatten().filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/")).collect();
+    let roles: Vec<&str> = o
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+        .collect();
     let internal_ip = o
         .pointer("/status/addresses")
         .and_then(Value::as_array)
         .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
         .and_then(|a| a["address"].as_str())
         .unwrap_or("<none>");
-    vec![json!(status), json!(or_none(roles.join(","))), json!(age_), json!(text(o, "/status/nodeInfo/kubeletVersion")), json!(internal_ip)]
+    vec![
+        json!(status),
+        json!(or_none(roles.join(","))),
+        json!(age_),
+        json!(text(o, "/status/nodeInfo/kubeletVersion")),
+        json!(internal_ip),
+    ]
 }
 
 fn service_cells(o: &Value, age_: &str) -> Vec<Value> {
@@ -257,13 +375,33 @@ fn service_cells(o: &Value, age_: &str) -> Vec<Value> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|i| i["ip"].as_str().or_else(|| i["hostname"].as_str()).map(String::from))
-        .chain(o.pointer("/spec/externalIPs").and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(String::from)))
+        .filter_map(|i| {
+            i["ip"]
+                .as_str()
+                .or_else(|| i["hostname"].as_str())
+                .map(String::from)
+        })
+        .chain(
+            o.pointer("/spec/externalIPs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(String::from)),
+        )
         .collect();
-    let selector: Vec<String> =
-        o.pointer("/spec/selector").and_then(Value::as_object).into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+    let selector: Vec<String> = o
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
     vec![
-        json!(if o.pointer("/spec/type").is_some() { text(o, "/spec/type") } else { "ClusterIP".into() }),
+        json!(if o.pointer("/spec/type").is_some() {
+            text(o, "/spec/type")
+        } else {
+            "ClusterIP".into()
+        }),
         json!(or_none(text(o, "/spec/clusterIP"))),
         json!(or_none(external.join(","))),
         json!(or_none(ports.join(","))),
@@ -273,7 +411,15 @@ fn service_cells(o: &Value, age_: &str) -> Vec<Value> {
 }
 
 fn event_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let last = ["/lastTimestamp", "/eventTime", "/metadata/creationTimestamp"].iter().map(|p| text(o, p)).find(|s| !s.is_empty()).unwrap_or_default();
+    let last = [
+        "/lastTimestamp",
+        "/eventTime",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .map(|p| text(o, p))
+    .find(|s| !s.is_empty())
+    .unwrap_or_default();
     let kind = text(o, "/involvedObject/kind").to_lowercase();
     vec![
         json!(age(&last, now)),
@@ -286,19 +432,34 @@ fn event_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 fn custom_cell(o: &Value, c: &PrinterColumn, now: DateTime<Utc>) -> Value {
     let values = jsonpath(o, &c.json_path);
-    let Some(first) = values.first() else { return Value::Null };
+    let Some(first) = values.first() else {
+        return Value::Null;
+    };
     match (c.type_.as_str(), first) {
         // kube-apiserver renders date columns of custom resources as ages.
         ("date", Value::String(s)) => json!(age(s, now)),
         (_, v) if values.len() == 1 && !v.is_object() && !v.is_array() => (*v).clone(),
-        _ => json!(values.iter().map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(",")),
+        _ => json!(
+            values
+                .iter()
+                .map(|v| v
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| v.to_string()))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
     }
 }
 
 /// Evaluates a simple JSONPath: `.a.b`, `.a[0]`, `.a[*].b`, `.a[?(@.k=="v")].b` (also `{...}`
 /// wrapped). Returns every matched value.
 pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
-    let path = path.trim().trim_start_matches('{').trim_end_matches('}').trim();
+    let path = path
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim();
     let mut cur: Vec<&Value> = vec![obj];
     for step in steps(path) {
         cur = cur.into_iter().flat_map(|v| apply_step(v, &step)).collect();
@@ -359,7 +520,11 @@ fn bracket_end(s: &str) -> Option<usize> {
 
 /// `?(@.type=="Ready")` -> a filter on `type`.
 fn parse_filter(inner: &str) -> Option<Step> {
-    let body = inner.strip_prefix('?')?.trim().strip_prefix('(')?.strip_suffix(')')?;
+    let body = inner
+        .strip_prefix('?')?
+        .trim()
+        .strip_prefix('(')?
+        .strip_suffix(')')?;
     let (lhs, rhs) = body.split_once("==")?;
     let field = lhs.trim().strip_prefix("@.")?.to_string();
     let value = rhs.trim().trim_matches(['"', '\'']).to_string();
@@ -391,7 +556,9 @@ fn apply_step<'a>(v: &'a Value, step: &Step) -> Vec<&'a Value> {
 /// Formats the time since `timestamp` like kubectl (`45s`, `5m3s`, `12m`, `5h3m`, `20h`, `3d4h`,
 /// `400d`); `<unknown>` if it does not parse.
 pub fn age(timestamp: &str, now: DateTime<Utc>) -> String {
-    let Ok(t) = DateTime::parse_from_rfc3339(timestamp) else { return "<unknown>".into() };
+    let Ok(t) = DateTime::parse_from_rfc3339(timestamp) else {
+        return "<unknown>".into();
+    };
     let secs = (now - t.with_timezone(&Utc)).num_seconds().max(0);
     let (m, h, d) = (secs / 60, secs / 3600, secs / 86400);
     match secs {
@@ -411,20 +578,34 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-10T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-01-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn cells_of(kind: &str, o: Value) -> Vec<Value> {
-        let t = table(Columns::Builtin(kind), &[o], json!({}), IncludeObject::Metadata, now());
+        let t = table(
+            Columns::Builtin(kind),
+            &[o],
+            json!({}),
+            IncludeObject::Metadata,
+            now(),
+        );
         t["rows"][0]["cells"].as_array().unwrap().clone()
     }
 
     #[test]
     fn accept_header_detection() {
-        assert!(wants_table("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"));
-        assert!(wants_table("application/json; as=Table; g=meta.k8s.io; v=v1"));
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+        ));
+        assert!(wants_table(
+            "application/json; as=Table; g=meta.k8s.io; v=v1"
+        ));
         assert!(!wants_table("application/json"));
-        assert!(!wants_table("application/json;as=APIGroupDiscoveryList;v=v2;g=apidiscovery.k8s.io"));
+        assert!(!wants_table(
+            "application/json;as=APIGroupDiscoveryList;v=v2;g=apidiscovery.k8s.io"
+        ));
     }
 
     #[test]
@@ -434,11 +615,39 @@ mod tests {
             "status":{"phase":"Running","podIP":"10.0.0.2","containerStatuses":[
                 {"name":"a","ready":true,"restartCount":2,"state":{"running":{}}},
                 {"name":"b","ready":false,"restartCount":1,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}});
-        let t = table(Columns::Builtin("Pod"), std::slice::from_ref(&pod), json!({"resourceVersion":"7"}), IncludeObject::Metadata, now());
-        let names: Vec<&str> = t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-        assert_eq!(names, ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"]);
-        assert_eq!(t["columnDefinitions"][5]["priority"], 1, "IP only with -o wide");
-        assert_eq!(t["rows"][0]["cells"], json!(["p", "1/2", "CrashLoopBackOff", "3", "5m0s", "10.0.0.2", "n1"]));
+        let t = table(
+            Columns::Builtin("Pod"),
+            std::slice::from_ref(&pod),
+            json!({"resourceVersion":"7"}),
+            IncludeObject::Metadata,
+            now(),
+        );
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["Name", "Ready", "Status", "Restarts", "Age", "IP", "Node"]
+        );
+        assert_eq!(
+            t["columnDefinitions"][5]["priority"], 1,
+            "IP only with -o wide"
+        );
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "p",
+                "1/2",
+                "CrashLoopBackOff",
+                "3",
+                "5m0s",
+                "10.0.0.2",
+                "n1"
+            ])
+        );
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["metadata"]["resourceVersion"], "7");
     }
@@ -452,22 +661,58 @@ mod tests {
         assert_eq!(cells_of("Pod", killed)[2], "Signal:9");
         let deleting = json!({"metadata":{"name":"p","deletionTimestamp":"2026-01-10T12:00:00Z"},"status":{"phase":"Running"}});
         assert_eq!(cells_of("Pod", deleting)[2], "Terminating");
-        assert_eq!(cells_of("Pod", json!({"metadata":{"name":"p"}}))[2], "Pending");
+        assert_eq!(
+            cells_of("Pod", json!({"metadata":{"name":"p"}}))[2],
+            "Pending"
+        );
     }
 
     #[test]
     fn other_builtin_kinds() {
         let node = json!({"metadata":{"name":"n","labels":{"node-role.kubernetes.io/control-plane":""}},"spec":{"unschedulable":true},
             "status":{"conditions":[{"type":"Ready","status":"True"}],"nodeInfo":{"kubeletVersion":"berth-0.1"},"addresses":[{"type":"InternalIP","address":"10.1.1.1"}]}});
-        assert_eq!(cells_of("Node", node), json!(["n", "Ready,SchedulingDisabled", "control-plane", "<unknown>", "berth-0.1", "10.1.1.1"]).as_array().unwrap().clone());
+        assert_eq!(
+            cells_of("Node", node),
+            json!([
+                "n",
+                "Ready,SchedulingDisabled",
+                "control-plane",
+                "<unknown>",
+                "berth-0.1",
+                "10.1.1.1"
+            ])
+            .as_array()
+            .unwrap()
+            .clone()
+        );
         let cm = json!({"metadata":{"name":"c","creationTimestamp":"2026-01-07T08:00:00Z"},"data":{"a":"1","b":"2"},"binaryData":{"c":""}});
-        assert_eq!(cells_of("ConfigMap", cm), vec![json!("c"), json!(3), json!("3d4h")]);
+        assert_eq!(
+            cells_of("ConfigMap", cm),
+            vec![json!("c"), json!(3), json!("3d4h")]
+        );
         let svc = json!({"metadata":{"name":"s"},"spec":{"type":"NodePort","clusterIP":"10.96.0.5","selector":{"app":"x"},
             "ports":[{"port":80,"nodePort":30080},{"port":53,"protocol":"UDP"}]}});
-        assert_eq!(cells_of("Service", svc)[1..5], [json!("NodePort"), json!("10.96.0.5"), json!("<none>"), json!("80:30080/TCP,53/UDP")]);
+        assert_eq!(
+            cells_of("Service", svc)[1..5],
+            [
+                json!("NodePort"),
+                json!("10.96.0.5"),
+                json!("<none>"),
+                json!("80:30080/TCP,53/UDP")
+            ]
+        );
         let ev = json!({"metadata":{"name":"e"},"type":"Normal","reason":"Scheduled","message":"ok","lastTimestamp":"2026-01-10T11:59:30Z",
             "involvedObject":{"kind":"Pod","name":"p"}});
-        assert_eq!(cells_of("Event", ev)[1..], [json!("30s"), json!("Normal"), json!("Scheduled"), json!("pod/p"), json!("ok")]);
+        assert_eq!(
+            cells_of("Event", ev)[1..],
+            [
+                json!("30s"),
+                json!("Normal"),
+                json!("Scheduled"),
+                json!("pod/p"),
+                json!("ok")
+            ]
+        );
         let lease = json!({"metadata":{"name":"l"},"spec":{"holderIdentity":"node-1"}});
         assert_eq!(cells_of("Lease", lease)[1], "node-1");
         let ns = json!({"metadata":{"name":"default"},"status":{"phase":"Active"}});
@@ -477,18 +722,56 @@ mod tests {
     #[test]
     fn custom_printer_columns_with_filters_and_dates() {
         let cols = vec![
-            PrinterColumn { name: "Replicas".into(), type_: "integer".into(), format: String::new(), description: String::new(), priority: 0, json_path: ".spec.replicas".into() },
-            PrinterColumn { name: "Ready".into(), type_: "string".into(), format: String::new(), description: String::new(), priority: 0,
-                json_path: ".status.conditions[?(@.type==\"Ready\")].status".into() },
-            PrinterColumn { name: "Since".into(), type_: "date".into(), format: String::new(), description: String::new(), priority: 1, json_path: ".status.since".into() },
+            PrinterColumn {
+                name: "Replicas".into(),
+                type_: "integer".into(),
+                format: String::new(),
+                description: String::new(),
+                priority: 0,
+                json_path: ".spec.replicas".into(),
+            },
+            PrinterColumn {
+                name: "Ready".into(),
+                type_: "string".into(),
+                format: String::new(),
+                description: String::new(),
+                priority: 0,
+                json_path: ".status.conditions[?(@.type==\"Ready\")].status".into(),
+            },
+            PrinterColumn {
+                name: "Since".into(),
+                type_: "date".into(),
+                format: String::new(),
+                description: String::new(),
+                priority: 1,
+                json_path: ".status.since".into(),
+            },
         ];
         let ms = json!({"metadata":{"name":"m","creationTimestamp":"2026-01-10T10:00:00Z"},"spec":{"replicas":2},
             "status":{"since":"2026-01-10T11:00:00Z","conditions":[{"type":"Available","status":"False"},{"type":"Ready","status":"True"}]}});
-        let t = table(Columns::Custom(&cols), &[ms], json!({}), IncludeObject::Object, now());
-        assert_eq!(t["rows"][0]["cells"], json!(["m", 2, "True", "60m", "120m"]));
+        let t = table(
+            Columns::Custom(&cols),
+            &[ms],
+            json!({}),
+            IncludeObject::Object,
+            now(),
+        );
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["m", 2, "True", "60m", "120m"])
+        );
         assert_eq!(t["columnDefinitions"][4]["name"], "Age");
-        assert_eq!(t["rows"][0]["object"]["spec"]["replicas"], 2, "includeObject=Object");
-        let missing = table(Columns::Custom(&cols), &[json!({"metadata":{"name":"x"}})], json!({}), IncludeObject::None, now());
+        assert_eq!(
+            t["rows"][0]["object"]["spec"]["replicas"], 2,
+            "includeObject=Object"
+        );
+        let missing = table(
+            Columns::Custom(&cols),
+            &[json!({"metadata":{"name":"x"}})],
+            json!({}),
+            IncludeObject::None,
+            now(),
+        );
         assert_eq!(missing["rows"][0]["cells"][1], Value::Null);
         assert_eq!(missing["rows"][0]["object"], Value::Null);
     }
@@ -496,10 +779,23 @@ mod tests {
     #[test]
     fn registry_entries_pick_their_columns() {
         let all = crate::resources::builtins();
-        let by = |group: &str, kind: &str| all.iter().find(|r| r.group == group && r.kind == kind).unwrap();
-        assert!(matches!(columns_for(by("", "ConfigMap")), Columns::Builtin("ConfigMap")));
-        assert!(matches!(columns_for(by("", "Event")), Columns::Builtin("Event")));
-        assert!(matches!(columns_for(by("events.k8s.io", "Event")), Columns::Custom(_)));
+        let by = |group: &str, kind: &str| {
+            all.iter()
+                .find(|r| r.group == group && r.kind == kind)
+                .unwrap()
+        };
+        assert!(matches!(
+            columns_for(by("", "ConfigMap")),
+            Columns::Builtin("ConfigMap")
+        ));
+        assert!(matches!(
+            columns_for(by("", "Event")),
+            Columns::Builtin("Event")
+        ));
+        assert!(matches!(
+            columns_for(by("events.k8s.io", "Event")),
+            Columns::Custom(_)
+        ));
         let mut crd_like = by("", "ConfigMap").clone();
         crd_like.builtin = false;
         assert!(matches!(columns_for(&crd_like), Columns::Custom(_)));
@@ -517,9 +813,17 @@ mod tests {
     #[test]
     fn include_object_parsing_and_watch_rows() {
         assert_eq!(IncludeObject::parse(None), Some(IncludeObject::Metadata));
-        assert_eq!(IncludeObject::parse(Some("Object")), Some(IncludeObject::Object));
+        assert_eq!(
+            IncludeObject::parse(Some("Object")),
+            Some(IncludeObject::Object)
+        );
         assert_eq!(IncludeObject::parse(Some("bogus")), None);
-        let t = watch_event_table(Columns::Builtin("Lease"), &json!({"metadata":{"name":"l","resourceVersion":"9"}}), IncludeObject::Metadata, now());
+        let t = watch_event_table(
+            Columns::Builtin("Lease"),
+            &json!({"metadata":{"name":"l","resourceVersion":"9"}}),
+            IncludeObject::Metadata,
+            now(),
+        );
         assert_eq!(t["rows"].as_array().unwrap().len(), 1);
         assert_eq!(t["metadata"]["resourceVersion"], "9");
     }

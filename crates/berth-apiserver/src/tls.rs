@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Errors while creating or loading TLS material.
@@ -18,7 +18,10 @@ use rcgen::{
 pub enum TlsError {
     /// File I/O failed.
     #[error("tls file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// Certificate generation failed.
     #[error("generating certificate: {0}")]
     Rcgen(#[from] rcgen::Error),
@@ -42,29 +45,46 @@ pub struct TlsMaterial {
 }
 
 fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Io { path: path.into(), source })
+    std::fs::read_to_string(path).map_err(|source| TlsError::Io {
+        path: path.into(),
+        source,
+    })
 }
 
 fn write(path: &Path, data: &str) -> Result<(), TlsError> {
-    std::fs::write(path, data).map_err(|source| TlsError::Io { path: path.into(), source })?;
+    std::fs::write(path, data).map_err(|source| TlsError::Io {
+        path: path.into(),
+        source,
+    })?;
     if path.extension().is_some_and(|e| e == "key") {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|source| TlsError::Io { path: path.into(), source })?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| TlsError::Io {
+                path: path.into(),
+                source,
+            },
+        )?;
     }
     Ok(())
 }
 
 /// Loads the TLS material from `dir`, generating it first if any file is missing.
 pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, TlsError> {
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.into(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io {
+        path: dir.into(),
+        source,
+    })?;
     let ca_path = dir.join("ca.crt");
     let cert_path = dir.join("server.crt");
     let key_path = dir.join("server.key");
     if !(ca_path.exists() && cert_path.exists() && key_path.exists()) {
         generate(dir)?;
     }
-    Ok(TlsMaterial { ca_pem: read(&ca_path)?, cert_path, key_path })
+    Ok(TlsMaterial {
+        ca_pem: read(&ca_path)?,
+        cert_path,
+        key_path,
+    })
 }
 
 fn generate(dir: &Path) -> Result<(), TlsError> {
@@ -74,12 +94,19 @@ fn generate(dir: &Path) -> Result<(), TlsError> {
     dn.push(DnType::CommonName, "berth-ca");
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca_params.not_after = rcgen::date_time_ymd(2099, 1, 1);
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, &ca_key);
 
-    let mut params = CertificateParams::new(vec!["localhost".to_string(), "kubernetes.default.svc".to_string()])?;
+    let mut params = CertificateParams::new(vec![
+        "localhost".to_string(),
+        "kubernetes.default.svc".to_string(),
+    ])?;
     for ip in host_addresses() {
         params.subject_alt_names.push(SanType::IpAddress(ip));
     }
@@ -95,7 +122,10 @@ fn generate(dir: &Path) -> Result<(), TlsError> {
     dn.push(DnType::CommonName, "berth-apiserver");
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.not_after = rcgen::date_time_ymd(2099, 1, 1);
     let key = KeyPair::generate()?;
@@ -103,7 +133,10 @@ fn generate(dir: &Path) -> Result<(), TlsError> {
 
     write(&dir.join("ca.key"), &ca_key.serialize_pem())?;
     write(&dir.join("server.key"), &key.serialize_pem())?;
-    write(&dir.join("server.crt"), &format!("{}{}", cert.pem(), ca_cert.pem()))?;
+    write(
+        &dir.join("server.crt"),
+        &format!("{}{}", cert.pem(), ca_cert.pem()),
+    )?;
     // The CA certificate is written last: its presence marks the set as complete.
     write(&dir.join("ca.crt"), &ca_cert.pem())?;
     Ok(())
@@ -111,7 +144,10 @@ fn generate(dir: &Path) -> Result<(), TlsError> {
 
 /// Loopback plus the host's own addresses (as the kernel reports them), for IP SANs.
 fn host_addresses() -> Vec<IpAddr> {
-    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().ok(), "::1".parse().ok()].into_iter().flatten().collect();
+    let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse().ok(), "::1".parse().ok()]
+        .into_iter()
+        .flatten()
+        .collect();
     // /proc/net/fib_trie lists local IPv4 addresses as "/32 host LOCAL" entries.
     if let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") {
         let lines: Vec<&str> = trie.lines().collect();
@@ -134,12 +170,18 @@ pub fn server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsEr
         .filter_map(|c| c.ok())
         .collect();
     if certs.is_empty() {
-        return Err(TlsError::Missing { what: "certificate", path: m.cert_path.clone() });
+        return Err(TlsError::Missing {
+            what: "certificate",
+            path: m.cert_path.clone(),
+        });
     }
     let key = rustls_pemfile::private_key(&mut read(&m.key_path)?.as_bytes())
         .ok()
         .flatten()
-        .ok_or_else(|| TlsError::Missing { what: "private key", path: m.key_path.clone() })?;
+        .ok_or_else(|| TlsError::Missing {
+            what: "private key",
+            path: m.key_path.clone(),
+        })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

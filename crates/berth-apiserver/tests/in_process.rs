@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_store::MemStore;
 use berth_apiserver::{Config, Options};
+use berth_store::MemStore;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
@@ -16,13 +16,20 @@ async fn start(dir: &std::path::Path) -> (berth_apiserver::Running, kube::Client
     let cfg = Config {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        options: Options { bookmark_interval: Duration::from_millis(200), ..Options::default() },
+        options: Options {
+            bookmark_interval: Duration::from_millis(200),
+            ..Options::default()
+        },
         install_crds: Vec::new(),
         validators: Default::default(),
     };
-    let running = berth_apiserver::start(cfg, Arc::new(MemStore::new())).await.unwrap();
+    let running = berth_apiserver::start(cfg, Arc::new(MemStore::new()))
+        .await
+        .unwrap();
     let kc = kube::config::Kubeconfig::read_from(&running.kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
     (running, kube::Client::try_from(config).unwrap())
 }
 
@@ -37,8 +44,16 @@ async fn idle_watch_gets_bookmarks_at_the_last_revision() {
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
     let created = api.create(&PostParams::default(), &cm("x")).await.unwrap();
     let rv = created.metadata.resource_version.clone().unwrap();
-    let mut stream = api.watch(&WatchParams::default().timeout(10), &rv).await.unwrap().boxed();
-    let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap().unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(10), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match ev {
         WatchEvent::Bookmark(b) => assert_eq!(b.metadata.resource_version, rv),
         other => panic!("expected a bookmark, got {other:?}"),
@@ -57,11 +72,21 @@ async fn streaming_list_ends_initial_events_with_a_marked_bookmark() {
     let mut stream = api.watch(&wp, "0").await.unwrap().boxed();
     let mut added = Vec::new();
     loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next()).await.unwrap().unwrap().unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         match ev {
             WatchEvent::Added(c) => added.push(c.metadata.name.unwrap()),
             WatchEvent::Bookmark(b) => {
-                assert_eq!(b.metadata.annotations.get("k8s.io/initial-events-end").map(String::as_str), Some("true"));
+                assert_eq!(
+                    b.metadata
+                        .annotations
+                        .get("k8s.io/initial-events-end")
+                        .map(String::as_str),
+                    Some("true")
+                );
                 break;
             }
             other => panic!("unexpected {other:?}"),

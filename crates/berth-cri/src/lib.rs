@@ -119,7 +119,10 @@ pub fn image_server<T: ImageService>(svc: T) -> ImageServiceServer<T> {
 
 /// Binds `path` (removing a stale socket file first) for [`serve`].
 pub fn bind(path: &Path) -> Result<UnixListener, CriError> {
-    let listen_err = |source| CriError::Listen { path: path.to_path_buf(), source };
+    let listen_err = |source| CriError::Listen {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(listen_err)?;
     }
@@ -156,9 +159,21 @@ mod tests {
 
     #[test]
     fn endpoints_parse_to_socket_paths() {
-        assert_eq!(socket_path("unix:///run/berth/cri.sock").unwrap(), PathBuf::from("/run/berth/cri.sock"));
-        assert_eq!(socket_path("/tmp/x.sock").unwrap(), PathBuf::from("/tmp/x.sock"));
-        assert!(matches!(socket_path("tcp://1.2.3.4:5"), Err(CriError::BadEndpoint(_))));
-        assert!(matches!(socket_path("unix://relative"), Err(CriError::BadEndpoint(_))));
+        assert_eq!(
+            socket_path("unix:///run/berth/cri.sock").unwrap(),
+            PathBuf::from("/run/berth/cri.sock")
+        );
+        assert_eq!(
+            socket_path("/tmp/x.sock").unwrap(),
+            PathBuf::from("/tmp/x.sock")
+        );
+        assert!(matches!(
+            socket_path("tcp://1.2.3.4:5"),
+            Err(CriError::BadEndpoint(_))
+        ));
+        assert!(matches!(
+            socket_path("unix://relative"),
+            Err(CriError::BadEndpoint(_))
+        ));
     }
 }

@@ -23,13 +23,22 @@ struct SaveEntry {
 }
 
 /// Writes the image `manifest` from `store` as a docker archive at `path`, tagged `tags`.
-pub fn save(store: &ContentStore, manifest_digest: &Digest, tags: &[String], path: &Path) -> Result<()> {
+pub fn save(
+    store: &ContentStore,
+    manifest_digest: &Digest,
+    tags: &[String],
+    path: &Path,
+) -> Result<()> {
     let bytes = store.read(manifest_digest)?;
     let Document::Manifest(m) = Document::parse(&bytes, None)? else {
         return Err(Error::Manifest("only image manifests can be saved".into()));
     };
     let blob_name = |d: &Digest| format!("blobs/sha256/{}", d.hex());
-    let entry = SaveEntry { config: blob_name(&m.config.digest), repo_tags: tags.to_vec(), layers: m.layers.iter().map(|l| blob_name(&l.digest)).collect() };
+    let entry = SaveEntry {
+        config: blob_name(&m.config.digest),
+        repo_tags: tags.to_vec(),
+        layers: m.layers.iter().map(|l| blob_name(&l.digest)).collect(),
+    };
     let index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": manifest::OCI_INDEX,
@@ -51,12 +60,14 @@ pub fn save(store: &ContentStore, manifest_digest: &Digest, tags: &[String], pat
     add("manifest.json", &to_json(&vec![entry])?)?;
     add(&blob_name(manifest_digest), &bytes)?;
     for d in std::iter::once(&m.config).chain(m.layers.iter()) {
-        let mut f = std::fs::File::open(store.path(&d.digest)).map_err(|_| Error::BlobNotFound(d.digest.to_string()))?;
+        let mut f = std::fs::File::open(store.path(&d.digest))
+            .map_err(|_| Error::BlobNotFound(d.digest.to_string()))?;
         let mut h = tar::Header::new_gnu();
         h.set_size(d.size);
         h.set_mode(0o644);
         h.set_mtime(0);
-        tar.append_data(&mut h, blob_name(&d.digest), (&mut f).take(d.size)).map_err(io)?;
+        tar.append_data(&mut h, blob_name(&d.digest), (&mut f).take(d.size))
+            .map_err(io)?;
     }
     tar.into_inner().map_err(io)?;
     Ok(())
@@ -69,29 +80,56 @@ pub fn save(store: &ContentStore, manifest_digest: &Digest, tags: &[String], pat
 pub fn load(path: &Path, store: &ContentStore) -> Result<(Digest, Vec<String>)> {
     let dir = tempfile::tempdir().map_err(|e| Error::io("create", "temp dir", e))?;
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
-    tar::Archive::new(f).unpack(dir.path()).map_err(|e| Error::io("unpack", path, e))?;
+    tar::Archive::new(f)
+        .unpack(dir.path())
+        .map_err(|e| Error::io("unpack", path, e))?;
     let mf = dir.path().join("manifest.json");
     let raw = std::fs::read(&mf).map_err(|e| Error::io("read", &mf, e))?;
-    let entries: Vec<SaveEntry> = serde_json::from_slice(&raw).map_err(|e| Error::json("manifest.json", e))?;
-    let entry = entries.into_iter().next().ok_or_else(|| Error::Manifest("empty docker archive".into()))?;
+    let entries: Vec<SaveEntry> =
+        serde_json::from_slice(&raw).map_err(|e| Error::json("manifest.json", e))?;
+    let entry = entries
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Manifest("empty docker archive".into()))?;
     let add = |rel: &str, media: &str| -> Result<Descriptor> {
         let p = dir.path().join(rel);
         let (digest, size) = store_file(store, &p)?;
-        Ok(Descriptor { media_type: media.into(), digest, size, platform: None, annotations: Default::default() })
+        Ok(Descriptor {
+            media_type: media.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: Default::default(),
+        })
     };
     let config = add(&entry.config, manifest::OCI_CONFIG)?;
     let layers = entry
         .layers
         .iter()
         .map(|l| {
-            let gz = std::fs::File::open(dir.path().join(l)).ok().and_then(|mut f| {
-                let mut magic = [0u8; 2];
-                f.read_exact(&mut magic).ok().map(|_| magic == [0x1f, 0x8b])
-            });
-            add(l, if gz == Some(true) { manifest::OCI_LAYER_GZIP } else { "application/vnd.oci.image.layer.v1.tar" })
+            let gz = std::fs::File::open(dir.path().join(l))
+                .ok()
+                .and_then(|mut f| {
+                    let mut magic = [0u8; 2];
+                    f.read_exact(&mut magic).ok().map(|_| magic == [0x1f, 0x8b])
+                });
+            add(
+                l,
+                if gz == Some(true) {
+                    manifest::OCI_LAYER_GZIP
+                } else {
+                    "application/vnd.oci.image.layer.v1.tar"
+                },
+            )
         })
         .collect::<Result<Vec<_>>>()?;
-    let m = Manifest { schema_version: 2, media_type: Some(manifest::OCI_MANIFEST.into()), config, layers, annotations: Default::default() };
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(manifest::OCI_MANIFEST.into()),
+        config,
+        layers,
+        annotations: Default::default(),
+    };
     let bytes = serde_json::to_vec(&m).map_err(|e| Error::json("manifest", e))?;
     Ok((store.write_bytes(&bytes)?, entry.repo_tags))
 }

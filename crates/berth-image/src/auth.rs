@@ -27,13 +27,19 @@ impl Credentials {
     /// Parses `user:password` (the form of docker's `auth` field and the registry's credentials file).
     pub fn from_pair(s: &str) -> Option<Self> {
         let (u, p) = s.trim_end_matches(['\n', '\r']).split_once(':')?;
-        Some(Credentials { username: u.to_string(), password: p.to_string() })
+        Some(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        })
     }
 
     /// The `Authorization: Basic` value.
     pub fn basic_header(&self) -> String {
         let raw = format!("{}:{}", self.username, self.password);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
     }
 }
 
@@ -49,7 +55,10 @@ pub struct AuthConfig {
 impl AuthConfig {
     /// Consults `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
     pub fn from_environment() -> Self {
-        AuthConfig { explicit: BTreeMap::new(), docker_config: Some(docker_config_path()) }
+        AuthConfig {
+            explicit: BTreeMap::new(),
+            docker_config: Some(docker_config_path()),
+        }
     }
 
     /// The credentials for `registry`, if any.
@@ -68,7 +77,9 @@ pub fn docker_config_path() -> PathBuf {
     if let Some(d) = std::env::var_os("DOCKER_CONFIG") {
         return PathBuf::from(d).join("config.json");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".docker/config.json")
 }
 
@@ -82,8 +93,13 @@ impl DockerConfig {
     /// Loads the file; a missing file is an empty config.
     pub fn load(path: &Path) -> Result<Self> {
         match std::fs::read(path) {
-            Ok(b) => Ok(DockerConfig { value: serde_json::from_slice(&b).map_err(|e| Error::json(path.display().to_string(), e))? }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerConfig { value: serde_json::json!({}) }),
+            Ok(b) => Ok(DockerConfig {
+                value: serde_json::from_slice(&b)
+                    .map_err(|e| Error::json(path.display().to_string(), e))?,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerConfig {
+                value: serde_json::json!({}),
+            }),
             Err(e) => Err(Error::io("read", path, e)),
         }
     }
@@ -91,14 +107,24 @@ impl DockerConfig {
     /// Credentials stored for `registry` (`auth` base64 or `username`/`password`).
     pub fn get(&self, registry: &str) -> Option<Credentials> {
         let auths = self.value.get("auths")?.as_object()?;
-        let entry = auths.iter().find(|(k, _)| host_of(k) == registry).map(|(_, v)| v)?;
-        if let Some(a) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
+        let entry = auths
+            .iter()
+            .find(|(k, _)| host_of(k) == registry)
+            .map(|(_, v)| v)?;
+        if let Some(a) = entry
+            .get("auth")
+            .and_then(|a| a.as_str())
+            .filter(|a| !a.is_empty())
+        {
             let raw = base64::engine::general_purpose::STANDARD.decode(a).ok()?;
             return Credentials::from_pair(&String::from_utf8(raw).ok()?);
         }
         let u = entry.get("username")?.as_str()?;
         let p = entry.get("password")?.as_str()?;
-        Some(Credentials { username: u.to_string(), password: p.to_string() })
+        Some(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        })
     }
 
     /// Sets credentials for `registry`.
@@ -113,22 +139,33 @@ impl DockerConfig {
 
     /// Writes the file (mode 0600, via a temp file and rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        use std::os::unix::fs::OpenOptionsExt as _;
         use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
         }
         let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(&self.value).map_err(|e| Error::json("docker config", e))?;
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&bytes).map_err(|e| Error::io("write", &tmp, e))?;
+        let bytes =
+            serde_json::to_vec_pretty(&self.value).map_err(|e| Error::json("docker config", e))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| Error::io("create", &tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| Error::io("write", &tmp, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
     }
 }
 
 /// Docker writes some keys as URLs (`https://index.docker.io/v1/`); compare hosts only.
 fn host_of(key: &str) -> &str {
-    let k = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
     k.split('/').next().unwrap_or(k)
 }
 
@@ -191,7 +228,10 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
                 }
             }
         } else {
-            value = std::iter::from_fn(|| chars.next_if(|c| *c != ',')).collect::<String>().trim().to_string();
+            value = std::iter::from_fn(|| chars.next_if(|c| *c != ','))
+                .collect::<String>()
+                .trim()
+                .to_string();
         }
         out.insert(key.trim().to_ascii_lowercase(), value);
     }
@@ -213,12 +253,19 @@ mod tests {
                 scope: Some("repository:a/b:pull,push".into()),
             })
         );
-        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(Challenge::parse("Bearer service=x"), None);
         assert_eq!(Challenge::parse("Negotiate abc"), None);
         assert_eq!(
             Challenge::parse("bearer realm=http://127.0.0.1:1/token"),
-            Some(Challenge::Bearer { realm: "http://127.0.0.1:1/token".into(), service: None, scope: None })
+            Some(Challenge::Bearer {
+                realm: "http://127.0.0.1:1/token".into(),
+                service: None,
+                scope: None
+            })
         );
     }
 
@@ -228,13 +275,28 @@ mod tests {
         let p = dir.path().join("config.json");
         std::fs::write(&p, r#"{"auths":{"https://reg.example:5000/v1/":{"auth":"dXNlcjpwYTpzcw=="}},"credsStore":"x"}"#).unwrap();
         let mut cfg = DockerConfig::load(&p).unwrap();
-        assert_eq!(cfg.get("reg.example:5000"), Some(Credentials { username: "user".into(), password: "pa:ss".into() }));
-        cfg.set("127.0.0.1:9", &Credentials { username: "a".into(), password: "b".into() });
+        assert_eq!(
+            cfg.get("reg.example:5000"),
+            Some(Credentials {
+                username: "user".into(),
+                password: "pa:ss".into()
+            })
+        );
+        cfg.set(
+            "127.0.0.1:9",
+            &Credentials {
+                username: "a".into(),
+                password: "b".into(),
+            },
+        );
         cfg.save(&p).unwrap();
         let again = DockerConfig::load(&p).unwrap();
         assert_eq!(again.get("127.0.0.1:9").unwrap().password, "b");
         assert!(std::fs::read_to_string(&p).unwrap().contains("credsStore"));
-        let auth = AuthConfig { explicit: BTreeMap::new(), docker_config: Some(p) };
+        let auth = AuthConfig {
+            explicit: BTreeMap::new(),
+            docker_config: Some(p),
+        };
         assert_eq!(auth.for_registry("127.0.0.1:9").unwrap().username, "a");
         assert!(auth.for_registry("other").is_none());
     }

@@ -85,7 +85,13 @@ impl Stage {
     /// ENV then ARG values, for substitution (ENV wins, as in Docker).
     fn vars(&self) -> HashMap<String, String> {
         let mut v = self.args.clone();
-        for kv in self.config.get("Env").and_then(Value::as_array).into_iter().flatten() {
+        for kv in self
+            .config
+            .get("Env")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if let Some((k, val)) = kv.as_str().and_then(|s| s.split_once('=')) {
                 v.insert(k.to_string(), val.to_string());
             }
@@ -94,7 +100,12 @@ impl Stage {
     }
 
     fn workdir(&self) -> String {
-        self.config.get("WorkingDir").and_then(Value::as_str).filter(|w| !w.is_empty()).unwrap_or("/").to_string()
+        self.config
+            .get("WorkingDir")
+            .and_then(Value::as_str)
+            .filter(|w| !w.is_empty())
+            .unwrap_or("/")
+            .to_string()
     }
 }
 
@@ -108,28 +119,60 @@ pub struct Builder<'a> {
 
 impl<'a> Builder<'a> {
     /// A builder; `log` receives one line per step.
-    pub fn new(images: &'a LocalImages, client: &'a RegistryClient, log: &'a (dyn Fn(&str) + Sync)) -> Self {
-        let epoch = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
-        Builder { images, client, epoch, log }
+    pub fn new(
+        images: &'a LocalImages,
+        client: &'a RegistryClient,
+        log: &'a (dyn Fn(&str) + Sync),
+    ) -> Self {
+        let epoch = std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        Builder {
+            images,
+            client,
+            epoch,
+            log,
+        }
     }
 
     /// Builds, stores and tags the image.
     pub async fn build(&self, opts: &BuildOptions) -> Result<BuildOutput, BuildError> {
-        let df_path = opts.dockerfile.clone().unwrap_or_else(|| opts.context.join("Dockerfile"));
+        let df_path = opts
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| opts.context.join("Dockerfile"));
         let text = std::fs::read_to_string(&df_path).map_err(|e| Error::io("read", &df_path, e))?;
         let lines = dockerfile::parse(&text)?;
         let ignore = Ignore::load(&opts.context)?;
-        let mut run = Run { b: self, opts, ignore, stages: Vec::new(), global_args: HashMap::new(), cached: 0, built: 0, rootfs: HashMap::new() };
+        let mut run = Run {
+            b: self,
+            opts,
+            ignore,
+            stages: Vec::new(),
+            global_args: HashMap::new(),
+            cached: 0,
+            built: 0,
+            rootfs: HashMap::new(),
+        };
         for l in &lines {
             (self.log)(&format!("step (line {}): {}", l.line, l.text));
             run.step(l).await?;
         }
-        let stage = run.stages.pop().ok_or_else(|| BuildError::Step { line: 1, message: "no FROM".into() })?;
+        let stage = run.stages.pop().ok_or_else(|| BuildError::Step {
+            line: 1,
+            message: "no FROM".into(),
+        })?;
         let (manifest_digest, config_digest) = self.commit(&stage)?;
         for t in &opts.tags {
             self.images.tag(t, &manifest_digest)?;
         }
-        Ok(BuildOutput { manifest_digest, config_digest, cached_steps: run.cached, built_steps: run.built })
+        Ok(BuildOutput {
+            manifest_digest,
+            config_digest,
+            cached_steps: run.cached,
+            built_steps: run.built,
+        })
     }
 
     /// Writes the config and manifest of the final stage.
@@ -142,13 +185,20 @@ impl<'a> Builder<'a> {
             "rootfs": {"type": "layers", "diff_ids": s.diff_ids},
             "history": s.history,
         });
-        let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
+        let config_bytes =
+            serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
         let store = self.images.content();
         let config_digest = store.write_bytes(&config_bytes)?;
         let m = Manifest {
             schema_version: 2,
             media_type: Some(manifest::OCI_MANIFEST.into()),
-            config: Descriptor { media_type: manifest::OCI_CONFIG.into(), digest: config_digest.clone(), size: config_bytes.len() as u64, platform: None, annotations: Default::default() },
+            config: Descriptor {
+                media_type: manifest::OCI_CONFIG.into(),
+                digest: config_digest.clone(),
+                size: config_bytes.len() as u64,
+                platform: None,
+                annotations: Default::default(),
+            },
             layers: s.layers.clone(),
             annotations: Default::default(),
         };
@@ -172,11 +222,16 @@ struct Run<'b, 'a> {
 
 impl Run<'_, '_> {
     fn fail(line: &Line, message: impl Into<String>) -> BuildError {
-        BuildError::Step { line: line.line, message: message.into() }
+        BuildError::Step {
+            line: line.line,
+            message: message.into(),
+        }
     }
 
     fn stage(&mut self, l: &Line) -> Result<&mut Stage, BuildError> {
-        self.stages.last_mut().ok_or_else(|| Run::fail(l, "instruction before the first FROM"))
+        self.stages
+            .last_mut()
+            .ok_or_else(|| Run::fail(l, "instruction before the first FROM"))
     }
 
     async fn step(&mut self, l: &Line) -> Result<(), BuildError> {
@@ -191,38 +246,81 @@ impl Run<'_, '_> {
                 let epoch = self.b.epoch;
                 let s = self.stage(l)?;
                 s.args.insert(k, v);
-                s.history.push(json!({"created": rfc3339(epoch), "created_by": l.text, "empty_layer": true}));
+                s.history.push(
+                    json!({"created": rfc3339(epoch), "created_by": l.text, "empty_layer": true}),
+                );
             }
             Instruction::From { image, alias } => self.from(l, image, alias.clone()).await?,
-            Instruction::Copy { add, sources, dest, from, chown } => self.copy(l, *add, sources, dest, from.as_deref(), chown.as_deref()).await?,
-            Instruction::Run(_) => return Err(Run::fail(l, "RUN needs a container runtime; not supported by berth build yet")),
+            Instruction::Copy {
+                add,
+                sources,
+                dest,
+                from,
+                chown,
+            } => {
+                self.copy(l, *add, sources, dest, from.as_deref(), chown.as_deref())
+                    .await?
+            }
+            Instruction::Run(_) => {
+                return Err(Run::fail(
+                    l,
+                    "RUN needs a container runtime; not supported by berth build yet",
+                ));
+            }
             other => {
                 let other = other.clone();
                 let epoch = self.b.epoch;
                 let s = self.stage(l)?;
                 apply_metadata(s, l, &other).map_err(|m| Run::fail(l, m))?;
-                s.history.push(json!({"created": rfc3339(epoch), "created_by": l.text, "empty_layer": true}));
+                s.history.push(
+                    json!({"created": rfc3339(epoch), "created_by": l.text, "empty_layer": true}),
+                );
             }
         }
         Ok(())
     }
 
-    fn arg_value(&self, l: &Line, spec: &str, vars: &HashMap<String, String>) -> Result<(String, String), BuildError> {
+    fn arg_value(
+        &self,
+        l: &Line,
+        spec: &str,
+        vars: &HashMap<String, String>,
+    ) -> Result<(String, String), BuildError> {
         let spec = dockerfile::expand_one(spec, vars).map_err(|m| Run::fail(l, m))?;
         let (k, default) = match spec.split_once('=') {
             Some((k, v)) => (k.to_string(), Some(v.to_string())),
             None => (spec.clone(), None),
         };
-        let v = self.opts.build_args.get(&k).cloned().or(default).or_else(|| self.global_args.get(&k).cloned()).unwrap_or_default();
+        let v = self
+            .opts
+            .build_args
+            .get(&k)
+            .cloned()
+            .or(default)
+            .or_else(|| self.global_args.get(&k).cloned())
+            .unwrap_or_default();
         Ok((k, v))
     }
 
-    async fn from(&mut self, l: &Line, image: &str, alias: Option<String>) -> Result<(), BuildError> {
-        let image = dockerfile::expand_one(image, &self.global_args).map_err(|m| Run::fail(l, m))?;
+    async fn from(
+        &mut self,
+        l: &Line,
+        image: &str,
+        alias: Option<String>,
+    ) -> Result<(), BuildError> {
+        let image =
+            dockerfile::expand_one(image, &self.global_args).map_err(|m| Run::fail(l, m))?;
         let mut stage = if image.eq_ignore_ascii_case("scratch") {
             Stage::default()
-        } else if let Some(prev) = self.stages.iter().find(|s| s.name.as_deref() == Some(&image.to_ascii_lowercase())) {
-            Stage { cmd_set: false, ..prev.clone() }
+        } else if let Some(prev) = self
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(&image.to_ascii_lowercase()))
+        {
+            Stage {
+                cmd_set: false,
+                ..prev.clone()
+            }
         } else {
             let digest = self.image_manifest(l, &image).await?;
             self.stage_from_image(&digest)?
@@ -241,24 +339,54 @@ impl Run<'_, '_> {
         }
         let r = Reference::parse(image).map_err(|e| Run::fail(l, e.to_string()))?;
         (self.b.log)(&format!("pulling {r}"));
-        let pulled = self.b.client.pull_image(&r, self.b.images.content(), None).await.map_err(|e| Run::fail(l, format!("pull {r}: {e}")))?;
+        let pulled = self
+            .b
+            .client
+            .pull_image(&r, self.b.images.content(), None)
+            .await
+            .map_err(|e| Run::fail(l, format!("pull {r}: {e}")))?;
         self.b.images.tag(&r, &pulled.manifest_digest)?;
         Ok(pulled.manifest_digest)
     }
 
     fn stage_from_image(&self, manifest_digest: &Digest) -> Result<Stage, BuildError> {
         let m = self.b.images.manifest(manifest_digest)?;
-        let cfg: Value = serde_json::from_slice(&self.b.images.content().read(&m.config.digest)?).map_err(|e| Error::json("base image config", e))?;
+        let cfg: Value = serde_json::from_slice(&self.b.images.content().read(&m.config.digest)?)
+            .map_err(|e| Error::json("base image config", e))?;
         Ok(Stage {
             layers: m.layers.clone(),
-            diff_ids: cfg.pointer("/rootfs/diff_ids").and_then(Value::as_array).map(|a| a.iter().filter_map(|d| d.as_str().map(str::to_string)).collect()).unwrap_or_default(),
-            config: cfg.get("config").and_then(Value::as_object).cloned().unwrap_or_default(),
-            history: cfg.get("history").and_then(Value::as_array).cloned().unwrap_or_default(),
+            diff_ids: cfg
+                .pointer("/rootfs/diff_ids")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| d.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            config: cfg
+                .get("config")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            history: cfg
+                .get("history")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
             ..Stage::default()
         })
     }
 
-    async fn copy(&mut self, l: &Line, add: bool, sources: &[String], dest: &str, from: Option<&str>, chown: Option<&str>) -> Result<(), BuildError> {
+    async fn copy(
+        &mut self,
+        l: &Line,
+        add: bool,
+        sources: &[String],
+        dest: &str,
+        from: Option<&str>,
+        chown: Option<&str>,
+    ) -> Result<(), BuildError> {
         let vars = self.stage(l)?.vars();
         let ex = |w: &str| dockerfile::expand_one(w, &vars).map_err(|m| Run::fail(l, m));
         let dest_raw = ex(dest)?;
@@ -268,7 +396,11 @@ impl Run<'_, '_> {
             None => (0, 0),
         };
         let workdir = self.stage(l)?.workdir();
-        let dest_abs = if dest_raw.starts_with('/') { dest_raw.clone() } else { format!("{}/{}", workdir.trim_end_matches('/'), dest_raw) };
+        let dest_abs = if dest_raw.starts_with('/') {
+            dest_raw.clone()
+        } else {
+            format!("{}/{}", workdir.trim_end_matches('/'), dest_raw)
+        };
         let (root, use_ignore) = match from {
             Some(f) => (self.source_root(l, &ex(f)?).await?, false),
             None => (self.opts.context.clone(), true),
@@ -277,27 +409,61 @@ impl Run<'_, '_> {
         let mut matched: Vec<(PathBuf, PathBuf)> = Vec::new();
         for s in &sources {
             if add && (s.starts_with("http://") || s.starts_with("https://")) {
-                return Err(Run::fail(l, "ADD from URLs is not supported by berth build"));
+                return Err(Run::fail(
+                    l,
+                    "ADD from URLs is not supported by berth build",
+                ));
             }
-            let rel = s.trim_start_matches('/').trim_start_matches("./").to_string();
+            let rel = s
+                .trim_start_matches('/')
+                .trim_start_matches("./")
+                .to_string();
             let found = resolve_sources(&root, &rel, &keep_ctx).map_err(|m| Run::fail(l, m))?;
             if found.is_empty() {
-                return Err(Run::fail(l, format!("{s}: no such file or directory in the {}", if from.is_some() { "source stage" } else { "build context" })));
+                return Err(Run::fail(
+                    l,
+                    format!(
+                        "{s}: no such file or directory in the {}",
+                        if from.is_some() {
+                            "source stage"
+                        } else {
+                            "build context"
+                        }
+                    ),
+                ));
             }
             matched.extend(found);
         }
-        let dest_is_dir = dest_raw.ends_with('/') || matched.len() > 1 || sources.iter().any(|s| s.contains(['*', '?', '[']));
+        let dest_is_dir = dest_raw.ends_with('/')
+            || matched.len() > 1
+            || sources.iter().any(|s| s.contains(['*', '?', '[']));
         let mut lb = LayerBuilder::default();
         for (abs, rel) in &matched {
             let meta = std::fs::symlink_metadata(abs).map_err(|e| Error::io("stat", abs, e))?;
             let keep = |sub: &Path| keep_ctx(&rel.join(sub));
             if meta.is_dir() {
-                lb.insert(&dest_abs, layer::Entry { kind: layer::EntryKind::Dir, mode: 0o755 });
+                lb.insert(
+                    &dest_abs,
+                    layer::Entry {
+                        kind: layer::EntryKind::Dir,
+                        mode: 0o755,
+                    },
+                );
                 let mut tmp = LayerBuilder::default();
                 tmp.add_path(abs, &dest_abs, &keep)?;
                 lb.extend(tmp);
             } else {
-                let file_dest = if dest_is_dir { format!("{}/{}", dest_abs.trim_end_matches('/'), abs.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()) } else { dest_abs.clone() };
+                let file_dest = if dest_is_dir {
+                    format!(
+                        "{}/{}",
+                        dest_abs.trim_end_matches('/'),
+                        abs.file_name()
+                            .map(|n| n.to_string_lossy())
+                            .unwrap_or_default()
+                    )
+                } else {
+                    dest_abs.clone()
+                };
                 if add && layer::is_archive(abs) {
                     lb.add_archive(abs, &dest_abs)?;
                 } else {
@@ -309,11 +475,24 @@ impl Run<'_, '_> {
     }
 
     /// Commits a layer (or reuses the cached one) onto the current stage.
-    async fn add_layer(&mut self, l: &Line, lb: LayerBuilder, uid: u64, gid: u64) -> Result<(), BuildError> {
+    async fn add_layer(
+        &mut self,
+        l: &Line,
+        lb: LayerBuilder,
+        uid: u64,
+        gid: u64,
+    ) -> Result<(), BuildError> {
         let epoch = self.b.epoch;
         let content = lb.content_hash()?;
         let stage = self.stage(l)?;
-        let key = Digest::of(format!("{}\n{}\n{uid}:{gid}\n{content}\n{epoch}", stage.diff_ids.join(","), l.text).as_bytes());
+        let key = Digest::of(
+            format!(
+                "{}\n{}\n{uid}:{gid}\n{content}\n{epoch}",
+                stage.diff_ids.join(","),
+                l.text
+            )
+            .as_bytes(),
+        );
         let cache_dir = self.b.images.dir().join("build-cache");
         let cache_file = cache_dir.join(key.hex());
         let store = self.b.images.content().clone();
@@ -329,17 +508,27 @@ impl Run<'_, '_> {
             }
             None => {
                 let blob = lb.write(&store, uid, gid, epoch)?;
-                std::fs::create_dir_all(&cache_dir).map_err(|e| Error::io("create", &cache_dir, e))?;
-                let rec = serde_json::to_vec(&(&blob.digest, &blob.diff_id, blob.size)).map_err(|e| Error::json("cache", e))?;
+                std::fs::create_dir_all(&cache_dir)
+                    .map_err(|e| Error::io("create", &cache_dir, e))?;
+                let rec = serde_json::to_vec(&(&blob.digest, &blob.diff_id, blob.size))
+                    .map_err(|e| Error::json("cache", e))?;
                 std::fs::write(&cache_file, rec).map_err(|e| Error::io("write", &cache_file, e))?;
                 self.built += 1;
                 (blob.digest, blob.diff_id, blob.size)
             }
         };
         let stage = self.stage(l)?;
-        stage.layers.push(Descriptor { media_type: manifest::OCI_LAYER_GZIP.into(), digest, size, platform: None, annotations: Default::default() });
+        stage.layers.push(Descriptor {
+            media_type: manifest::OCI_LAYER_GZIP.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: Default::default(),
+        });
         stage.diff_ids.push(diff_id.to_string());
-        stage.history.push(json!({"created": rfc3339(epoch), "created_by": l.text}));
+        stage
+            .history
+            .push(json!({"created": rfc3339(epoch), "created_by": l.text}));
         Ok(())
     }
 
@@ -349,7 +538,15 @@ impl Run<'_, '_> {
         if let Some(t) = self.rootfs.get(&key) {
             return Ok(t.path().to_path_buf());
         }
-        let stage = match self.stages.iter().position(|s| s.name.as_deref() == Some(&key)).or_else(|| key.parse::<usize>().ok().filter(|i| *i + 1 < self.stages.len())) {
+        let stage = match self
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(&key))
+            .or_else(|| {
+                key.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i + 1 < self.stages.len())
+            }) {
             Some(i) => self.stages[i].clone(),
             None => {
                 let d = self.image_manifest(l, from).await?;
@@ -358,7 +555,10 @@ impl Run<'_, '_> {
         };
         let dir = tempfile::tempdir().map_err(|e| Error::io("create", "temp dir", e))?;
         for layer_desc in &stage.layers {
-            layer::extract(&self.b.images.content().path(&layer_desc.digest), dir.path())?;
+            layer::extract(
+                &self.b.images.content().path(&layer_desc.digest),
+                dir.path(),
+            )?;
         }
         let p = dir.path().to_path_buf();
         self.rootfs.insert(key, dir);
@@ -367,19 +567,35 @@ impl Run<'_, '_> {
 }
 
 /// Expands sources (globs allowed) under `root`: (absolute path, path relative to root).
-fn resolve_sources(root: &Path, rel: &str, keep: &dyn Fn(&Path) -> bool) -> std::result::Result<Vec<(PathBuf, PathBuf)>, String> {
+fn resolve_sources(
+    root: &Path,
+    rel: &str,
+    keep: &dyn Fn(&Path) -> bool,
+) -> std::result::Result<Vec<(PathBuf, PathBuf)>, String> {
     let rel_trim = rel.trim_end_matches('/');
-    if Path::new(rel_trim).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if Path::new(rel_trim)
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(format!("{rel}: source outside the build context"));
     }
     if !rel_trim.contains(['*', '?', '[']) {
-        let abs = if rel_trim.is_empty() { root.to_path_buf() } else { root.join(rel_trim) };
-        let ok = std::fs::symlink_metadata(&abs).is_ok() && (rel_trim.is_empty() || keep(Path::new(rel_trim)));
+        let abs = if rel_trim.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel_trim)
+        };
+        let ok = std::fs::symlink_metadata(&abs).is_ok()
+            && (rel_trim.is_empty() || keep(Path::new(rel_trim)));
         // A symlinked directory on the way must not lead out of the context (or stage root).
         if ok && !inside(root, abs.parent().unwrap_or(root)) {
             return Err(format!("{rel}: resolves outside the build context"));
         }
-        return Ok(if ok { vec![(abs, PathBuf::from(rel_trim))] } else { vec![] });
+        return Ok(if ok {
+            vec![(abs, PathBuf::from(rel_trim))]
+        } else {
+            vec![]
+        });
     }
     let re = layer::glob_regex(rel_trim).ok_or_else(|| format!("invalid pattern {rel}"))?;
     let mut out = Vec::new();
@@ -401,7 +617,9 @@ fn inside(root: &Path, p: &Path) -> bool {
 }
 
 fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&Path, &Path)) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.filter_map(|e| e.ok()) {
         let p = e.path();
         let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
@@ -414,7 +632,10 @@ fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&Path, &Path)) {
 
 fn parse_chown(s: &str) -> std::result::Result<(u64, u64), String> {
     let (u, g) = s.split_once(':').unwrap_or((s, s));
-    let num = |x: &str| x.parse::<u64>().map_err(|_| format!("--chown={s}: berth build needs numeric uid:gid"));
+    let num = |x: &str| {
+        x.parse::<u64>()
+            .map_err(|_| format!("--chown={s}: berth build needs numeric uid:gid"))
+    };
     Ok((num(u)?, num(g)?))
 }
 
@@ -424,7 +645,15 @@ fn apply_metadata(s: &mut Stage, l: &Line, ins: &Instruction) -> std::result::Re
     let cfg = &mut s.config;
     match ins {
         Instruction::Env(text) => {
-            let mut env: Vec<String> = cfg.get("Env").and_then(Value::as_array).map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default();
+            let mut env: Vec<String> = cfg
+                .get("Env")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
             for (k, v) in dockerfile::key_values(text, &vars)? {
                 env.retain(|e| e.split_once('=').map(|(ek, _)| ek) != Some(k.as_str()));
                 env.push(format!("{k}={v}"));
@@ -440,7 +669,11 @@ fn apply_metadata(s: &mut Stage, l: &Line, ins: &Instruction) -> std::result::Re
         Instruction::Expose(text) => {
             let ports = cfg.entry("ExposedPorts").or_insert_with(|| json!({}));
             for p in dockerfile::expand_words(text, &vars)? {
-                let p = if p.contains('/') { p } else { format!("{p}/tcp") };
+                let p = if p.contains('/') {
+                    p
+                } else {
+                    format!("{p}/tcp")
+                };
                 ports[p] = json!({});
             }
         }
@@ -449,12 +682,23 @@ fn apply_metadata(s: &mut Stage, l: &Line, ins: &Instruction) -> std::result::Re
         }
         Instruction::Workdir(w) => {
             let w = dockerfile::expand_one(w, &vars)?;
-            let cur = cfg.get("WorkingDir").and_then(Value::as_str).unwrap_or("/").to_string();
-            let new = if w.starts_with('/') { w } else { format!("{}/{}", cur.trim_end_matches('/'), w) };
+            let cur = cfg
+                .get("WorkingDir")
+                .and_then(Value::as_str)
+                .unwrap_or("/")
+                .to_string();
+            let new = if w.starts_with('/') {
+                w
+            } else {
+                format!("{}/{}", cur.trim_end_matches('/'), w)
+            };
             cfg.insert("WorkingDir".into(), json!(new));
         }
         Instruction::StopSignal(sig) => {
-            cfg.insert("StopSignal".into(), json!(dockerfile::expand_one(sig, &vars)?));
+            cfg.insert(
+                "StopSignal".into(),
+                json!(dockerfile::expand_one(sig, &vars)?),
+            );
         }
         Instruction::Cmd(c) => {
             cfg.insert("Cmd".into(), json!(c.argv()));
@@ -470,12 +714,20 @@ fn apply_metadata(s: &mut Stage, l: &Line, ins: &Instruction) -> std::result::Re
         Instruction::Healthcheck(hc) => {
             let test = match &hc.command {
                 None => json!(["NONE"]),
-                Some(CommandForm::Exec(v)) => json!(std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect::<Vec<_>>()),
+                Some(CommandForm::Exec(v)) => json!(
+                    std::iter::once("CMD".to_string())
+                        .chain(v.iter().cloned())
+                        .collect::<Vec<_>>()
+                ),
                 Some(CommandForm::Shell(sh)) => json!(["CMD-SHELL", sh]),
             };
             let mut h = serde_json::Map::new();
             h.insert("Test".into(), test);
-            for (field, val) in [("Interval", &hc.interval), ("Timeout", &hc.timeout), ("StartPeriod", &hc.start_period)] {
+            for (field, val) in [
+                ("Interval", &hc.interval),
+                ("Timeout", &hc.timeout),
+                ("StartPeriod", &hc.start_period),
+            ] {
                 if let Some(v) = val {
                     h.insert(field.into(), json!(parse_duration_ns(v)?));
                 }
@@ -498,7 +750,9 @@ fn parse_duration_ns(s: &str) -> std::result::Result<u64, String> {
     while !rest.is_empty() {
         let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        let unit_end = rest[digits..].find(|c: char| c.is_ascii_digit()).map_or(rest.len(), |i| digits + i);
+        let unit_end = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .map_or(rest.len(), |i| digits + i);
         let mult = match &rest[digits..unit_end] {
             "ns" => 1,
             "us" | "µs" => 1_000,
@@ -528,7 +782,12 @@ fn rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]

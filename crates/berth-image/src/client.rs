@@ -66,7 +66,9 @@ pub struct ClientOptions {
 #[derive(Clone, Debug)]
 enum AuthState {
     Basic(String),
-    Bearer { scope_tokens: HashMap<String, String> },
+    Bearer {
+        scope_tokens: HashMap<String, String>,
+    },
 }
 
 /// An OCI distribution client.
@@ -83,16 +85,32 @@ impl RegistryClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Http { url: String::new(), source: e })?;
-        Ok(RegistryClient { http, opts, auth: Arc::default() })
+            .map_err(|e| Error::Http {
+                url: String::new(),
+                source: e,
+            })?;
+        Ok(RegistryClient {
+            http,
+            opts,
+            auth: Arc::default(),
+        })
     }
 
     /// `http` or `https` for a registry host.
     pub fn scheme(&self, registry: &str) -> &'static str {
-        let host = registry.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(registry, |(h, _)| h);
+        let host = registry
+            .rsplit_once(':')
+            .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(registry, |(h, _)| h);
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let loopback = host == "localhost" || host.starts_with("127.") || host == "::1";
-        if loopback || self.opts.insecure.iter().any(|i| i == registry || i == host) {
+        if loopback
+            || self
+                .opts
+                .insecure
+                .iter()
+                .any(|i| i == registry || i == host)
+        {
             "http"
         } else {
             "https"
@@ -100,23 +118,52 @@ impl RegistryClient {
     }
 
     fn url(&self, r: &Reference, tail: &str) -> String {
-        format!("{}://{}/v2/{}/{}", self.scheme(&r.registry), r.registry, r.repository, tail)
+        format!(
+            "{}://{}/v2/{}/{}",
+            self.scheme(&r.registry),
+            r.registry,
+            r.repository,
+            tail
+        )
     }
 
     /// Sends a request built by `build`, answering an auth challenge once if needed.
-    async fn send(&self, r: &Reference, push: bool, build: impl Fn() -> RequestBuilder) -> Result<Response> {
-        let scope = format!("repository:{}:{}", r.repository, if push { "pull,push" } else { "pull" });
-        let resp = self.with_auth(&r.registry, &scope, build()).send().await.map_err(http_err)?;
+    async fn send(
+        &self,
+        r: &Reference,
+        push: bool,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response> {
+        let scope = format!(
+            "repository:{}:{}",
+            r.repository,
+            if push { "pull,push" } else { "pull" }
+        );
+        let resp = self
+            .with_auth(&r.registry, &scope, build())
+            .send()
+            .await
+            .map_err(http_err)?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        let header = resp.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).map(str::to_string);
-        let challenge = header.as_deref().and_then(Challenge::parse).ok_or_else(|| Error::Auth {
-            registry: r.registry.clone(),
-            reason: format!("401 with unusable challenge {header:?}"),
-        })?;
+        let header = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
+        let challenge = header
+            .as_deref()
+            .and_then(Challenge::parse)
+            .ok_or_else(|| Error::Auth {
+                registry: r.registry.clone(),
+                reason: format!("401 with unusable challenge {header:?}"),
+            })?;
         self.authenticate(&r.registry, &scope, challenge).await?;
-        self.with_auth(&r.registry, &scope, build()).send().await.map_err(http_err)
+        self.with_auth(&r.registry, &scope, build())
+            .send()
+            .await
+            .map_err(http_err)
     }
 
     fn with_auth(&self, registry: &str, scope: &str, req: RequestBuilder) -> RequestBuilder {
@@ -135,7 +182,10 @@ impl RegistryClient {
         let creds = self.opts.auth.for_registry(registry);
         let state = match challenge {
             Challenge::Basic => {
-                let c = creds.ok_or_else(|| Error::Auth { registry: registry.into(), reason: "credentials required (berth login)".into() })?;
+                let c = creds.ok_or_else(|| Error::Auth {
+                    registry: registry.into(),
+                    reason: "credentials required (berth login)".into(),
+                })?;
                 AuthState::Basic(c.basic_header())
             }
             Challenge::Bearer { realm, service, .. } => {
@@ -148,13 +198,20 @@ impl RegistryClient {
                 }
                 let resp = req.send().await.map_err(http_err)?;
                 if !resp.status().is_success() {
-                    return Err(Error::Auth { registry: registry.into(), reason: format!("token endpoint {realm} answered {}", resp.status()) });
+                    return Err(Error::Auth {
+                        registry: registry.into(),
+                        reason: format!("token endpoint {realm} answered {}", resp.status()),
+                    });
                 }
                 let body: serde_json::Value = resp.json().await.map_err(http_err)?;
-                let token = body.get("token").or_else(|| body.get("access_token")).and_then(|t| t.as_str()).ok_or_else(|| Error::Auth {
-                    registry: registry.into(),
-                    reason: "token response has no token".into(),
-                })?;
+                let token = body
+                    .get("token")
+                    .or_else(|| body.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| Error::Auth {
+                        registry: registry.into(),
+                        reason: "token response has no token".into(),
+                    })?;
                 let mut auth = self.auth.lock().unwrap_or_else(|p| p.into_inner());
                 let mut scope_tokens = match auth.remove(registry) {
                     Some(AuthState::Bearer { scope_tokens }) => scope_tokens,
@@ -165,7 +222,10 @@ impl RegistryClient {
                 return Ok(());
             }
         };
-        self.auth.lock().unwrap_or_else(|p| p.into_inner()).insert(registry.to_string(), state);
+        self.auth
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(registry.to_string(), state);
         Ok(())
     }
 
@@ -178,48 +238,101 @@ impl RegistryClient {
             check(resp, "GET", &url).await?;
             return Ok(());
         }
-        let creds = self.opts.auth.for_registry(registry).ok_or_else(|| Error::Auth { registry: registry.into(), reason: "no credentials".into() })?;
-        let header = resp.headers().get(reqwest::header::WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).map(str::to_string);
+        let creds = self
+            .opts
+            .auth
+            .for_registry(registry)
+            .ok_or_else(|| Error::Auth {
+                registry: registry.into(),
+                reason: "no credentials".into(),
+            })?;
+        let header = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
         let auth = match header.as_deref().and_then(Challenge::parse) {
             Some(Challenge::Bearer { realm, service, .. }) => {
-                let mut req = self.http.get(&realm).header(reqwest::header::AUTHORIZATION, creds.basic_header());
+                let mut req = self
+                    .http
+                    .get(&realm)
+                    .header(reqwest::header::AUTHORIZATION, creds.basic_header());
                 if let Some(s) = &service {
                     req = req.query(&[("service", s)]);
                 }
                 let resp = req.send().await.map_err(http_err)?;
                 if !resp.status().is_success() {
-                    return Err(Error::Auth { registry: registry.into(), reason: format!("token endpoint answered {}", resp.status()) });
+                    return Err(Error::Auth {
+                        registry: registry.into(),
+                        reason: format!("token endpoint answered {}", resp.status()),
+                    });
                 }
                 let body: serde_json::Value = resp.json().await.map_err(http_err)?;
-                let token = body.get("token").or_else(|| body.get("access_token")).and_then(|t| t.as_str()).unwrap_or_default();
+                let token = body
+                    .get("token")
+                    .or_else(|| body.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default();
                 format!("Bearer {token}")
             }
             _ => creds.basic_header(),
         };
-        let resp = self.http.get(&url).header(reqwest::header::AUTHORIZATION, auth).send().await.map_err(http_err)?;
+        let resp = self
+            .http
+            .get(&url)
+            .header(reqwest::header::AUTHORIZATION, auth)
+            .send()
+            .await
+            .map_err(http_err)?;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            return Err(Error::Auth { registry: registry.into(), reason: "credentials rejected".into() });
+            return Err(Error::Auth {
+                registry: registry.into(),
+                reason: "credentials rejected".into(),
+            });
         }
         check(resp, "GET", &url).await.map(|_| ())
     }
 
     /// Fetches a manifest or index: (bytes, digest, content type).
-    pub async fn fetch_manifest(&self, r: &Reference, object: &str) -> Result<(Vec<u8>, Digest, Option<String>)> {
+    pub async fn fetch_manifest(
+        &self,
+        r: &Reference,
+        object: &str,
+    ) -> Result<(Vec<u8>, Digest, Option<String>)> {
         let url = self.url(r, &format!("manifests/{object}"));
-        let resp = self.send(r, false, || self.http.get(&url).header(reqwest::header::ACCEPT, manifest::ACCEPT_ALL)).await?;
+        let resp = self
+            .send(r, false, || {
+                self.http
+                    .get(&url)
+                    .header(reqwest::header::ACCEPT, manifest::ACCEPT_ALL)
+            })
+            .await?;
         let resp = check(resp, "GET", &url).await?;
-        let ct = resp.headers().get(reqwest::header::CONTENT_TYPE).and_then(|h| h.to_str().ok()).map(str::to_string);
+        let ct = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string);
         let bytes = resp.bytes().await.map_err(http_err)?.to_vec();
         let digest = Digest::of(&bytes);
         if let Ok(want) = Digest::parse(object)
-            && want != digest {
-                return Err(Error::DigestMismatch { expected: want.to_string(), actual: digest.to_string() });
-            }
+            && want != digest
+        {
+            return Err(Error::DigestMismatch {
+                expected: want.to_string(),
+                actual: digest.to_string(),
+            });
+        }
         Ok((bytes, digest, ct))
     }
 
     /// Pulls an image (resolving an index to this host's linux platform) into `store`.
-    pub async fn pull_image(&self, r: &Reference, store: &ContentStore, progress: Option<Progress>) -> Result<PulledImage> {
+    pub async fn pull_image(
+        &self,
+        r: &Reference,
+        store: &ContentStore,
+        progress: Option<Progress>,
+    ) -> Result<PulledImage> {
         let (bytes, digest, ct) = self.fetch_manifest(r, &r.object()).await?;
         let (bytes, digest, index_digest) = match Document::parse(&bytes, ct.as_deref())? {
             Document::Manifest(_) => (bytes, digest, None),
@@ -234,22 +347,45 @@ impl RegistryClient {
             return Err(Error::Manifest("an index points at another index".into()));
         };
         self.fetch_blob(r, &m.config, store, None).await?;
-        futures::stream::iter(m.layers.iter().map(|l| self.fetch_blob(r, l, store, progress.clone())))
-            .buffer_unordered(3)
-            .try_collect::<Vec<()>>()
-            .await?;
+        futures::stream::iter(
+            m.layers
+                .iter()
+                .map(|l| self.fetch_blob(r, l, store, progress.clone())),
+        )
+        .buffer_unordered(3)
+        .try_collect::<Vec<()>>()
+        .await?;
         store.write_bytes(&bytes)?;
         let config_bytes = store.read(&m.config.digest)?;
-        let config = serde_json::from_slice(&config_bytes).map_err(|e| Error::json("image config", e))?;
-        Ok(PulledImage { manifest_digest: digest, index_digest, config_digest: m.config.digest.clone(), layers: m.layers.clone(), manifest: m, config })
+        let config =
+            serde_json::from_slice(&config_bytes).map_err(|e| Error::json("image config", e))?;
+        Ok(PulledImage {
+            manifest_digest: digest,
+            index_digest,
+            config_digest: m.config.digest.clone(),
+            layers: m.layers.clone(),
+            manifest: m,
+            config,
+        })
     }
 
     /// Streams one blob into the store (skipping it if present), verifying its digest.
-    pub async fn fetch_blob(&self, r: &Reference, d: &Descriptor, store: &ContentStore, progress: Option<Progress>) -> Result<()> {
+    pub async fn fetch_blob(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        store: &ContentStore,
+        progress: Option<Progress>,
+    ) -> Result<()> {
         let _guard = store.lock(&d.digest).await;
         let report = |done, skipped| {
             if let Some(p) = &progress {
-                p(ProgressEvent { digest: d.digest.clone(), done, total: d.size, skipped });
+                p(ProgressEvent {
+                    digest: d.digest.clone(),
+                    done,
+                    total: d.size,
+                    skipped,
+                });
             }
         };
         if store.exists(&d.digest) {
@@ -257,7 +393,12 @@ impl RegistryClient {
             return Ok(());
         }
         let url = self.url(r, &format!("blobs/{}", d.digest));
-        let resp = check(self.send(r, false, || self.http.get(&url)).await?, "GET", &url).await?;
+        let resp = check(
+            self.send(r, false, || self.http.get(&url)).await?,
+            "GET",
+            &url,
+        )
+        .await?;
         let mut w = store.writer(Some(d.digest.clone())).await?;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
@@ -269,28 +410,61 @@ impl RegistryClient {
     }
 
     /// Pushes the image whose manifest `manifest_digest` is in `store` to `r` (tag or digest).
-    pub async fn push_image(&self, r: &Reference, store: &ContentStore, manifest_digest: &Digest, mount_from: Option<&str>, progress: Option<Progress>) -> Result<Digest> {
+    pub async fn push_image(
+        &self,
+        r: &Reference,
+        store: &ContentStore,
+        manifest_digest: &Digest,
+        mount_from: Option<&str>,
+        progress: Option<Progress>,
+    ) -> Result<Digest> {
         let bytes = store.read(manifest_digest)?;
         let Document::Manifest(m) = Document::parse(&bytes, None)? else {
             return Err(Error::Manifest("pushing indexes is not supported".into()));
         };
         let blobs: Vec<&Descriptor> = std::iter::once(&m.config).chain(m.layers.iter()).collect();
-        futures::stream::iter(blobs.into_iter().map(|d| self.push_blob(r, d, store, mount_from, progress.clone())))
-            .buffer_unordered(3)
-            .try_collect::<Vec<()>>()
-            .await?;
-        let media = m.media_type.clone().unwrap_or_else(|| manifest::OCI_MANIFEST.to_string());
+        futures::stream::iter(
+            blobs
+                .into_iter()
+                .map(|d| self.push_blob(r, d, store, mount_from, progress.clone())),
+        )
+        .buffer_unordered(3)
+        .try_collect::<Vec<()>>()
+        .await?;
+        let media = m
+            .media_type
+            .clone()
+            .unwrap_or_else(|| manifest::OCI_MANIFEST.to_string());
         let url = self.url(r, &format!("manifests/{}", r.object()));
-        let resp = self.send(r, true, || self.http.put(&url).header(reqwest::header::CONTENT_TYPE, &media).body(bytes.clone())).await?;
+        let resp = self
+            .send(r, true, || {
+                self.http
+                    .put(&url)
+                    .header(reqwest::header::CONTENT_TYPE, &media)
+                    .body(bytes.clone())
+            })
+            .await?;
         check(resp, "PUT", &url).await?;
         Ok(manifest_digest.clone())
     }
 
     /// Uploads one blob unless the registry has it (HEAD) or can mount it from `mount_from`.
-    async fn push_blob(&self, r: &Reference, d: &Descriptor, store: &ContentStore, mount_from: Option<&str>, progress: Option<Progress>) -> Result<()> {
+    async fn push_blob(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        store: &ContentStore,
+        mount_from: Option<&str>,
+        progress: Option<Progress>,
+    ) -> Result<()> {
         let report = |done, skipped| {
             if let Some(p) = &progress {
-                p(ProgressEvent { digest: d.digest.clone(), done, total: d.size, skipped });
+                p(ProgressEvent {
+                    digest: d.digest.clone(),
+                    done,
+                    total: d.size,
+                    skipped,
+                });
             }
         };
         let head_url = self.url(r, &format!("blobs/{}", d.digest));
@@ -301,10 +475,14 @@ impl RegistryClient {
         }
         let start_url = self.url(r, "blobs/uploads/");
         let mount_query: Vec<(&str, String)> = match mount_from {
-            Some(from) if from != r.repository => vec![("mount", d.digest.to_string()), ("from", from.to_string())],
+            Some(from) if from != r.repository => {
+                vec![("mount", d.digest.to_string()), ("from", from.to_string())]
+            }
             _ => vec![],
         };
-        let resp = self.send(r, true, || self.http.post(&start_url).query(&mount_query)).await?;
+        let resp = self
+            .send(r, true, || self.http.post(&start_url).query(&mount_query))
+            .await?;
         if resp.status() == StatusCode::CREATED {
             report(d.size, true);
             return Ok(());
@@ -313,21 +491,40 @@ impl RegistryClient {
         let mut location = self.location(r, &resp, &start_url)?;
         let scope = format!("repository:{}:pull,push", r.repository);
         if let Some(chunk) = self.opts.chunk_size.filter(|c| *c > 0 && *c < d.size) {
-            location = self.upload_chunks(r, d, store, &location, chunk, &scope, &report).await?;
+            location = self
+                .upload_chunks(r, d, store, &location, chunk, &scope, &report)
+                .await?;
             let url = with_digest(&location, &d.digest);
-            let resp = self.with_auth(&r.registry, &scope, self.http.put(&url).header(reqwest::header::CONTENT_LENGTH, 0)).send().await.map_err(http_err)?;
+            let resp = self
+                .with_auth(
+                    &r.registry,
+                    &scope,
+                    self.http
+                        .put(&url)
+                        .header(reqwest::header::CONTENT_LENGTH, 0),
+                )
+                .send()
+                .await
+                .map_err(http_err)?;
             check(resp, "PUT", &url).await?;
             return Ok(());
         }
         let file = store.open_blob(&d.digest).await?;
         let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (p2, dg, total) = (progress.clone(), d.digest.clone(), d.size);
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect_ok(move |b| {
-            let done = counter.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed) + b.len() as u64;
-            if let Some(p) = &p2 {
-                p(ProgressEvent { digest: dg.clone(), done, total, skipped: false });
-            }
-        });
+        let stream =
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect_ok(move |b| {
+                let done = counter.fetch_add(b.len() as u64, std::sync::atomic::Ordering::Relaxed)
+                    + b.len() as u64;
+                if let Some(p) = &p2 {
+                    p(ProgressEvent {
+                        digest: dg.clone(),
+                        done,
+                        total,
+                        skipped: false,
+                    });
+                }
+            });
         let url = with_digest(&location, &d.digest);
         let req = self
             .http
@@ -335,14 +532,27 @@ impl RegistryClient {
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, d.size)
             .body(reqwest::Body::wrap_stream(stream));
-        let resp = self.with_auth(&r.registry, &scope, req).send().await.map_err(http_err)?;
+        let resp = self
+            .with_auth(&r.registry, &scope, req)
+            .send()
+            .await
+            .map_err(http_err)?;
         check(resp, "PUT", &url).await?;
         Ok(())
     }
 
     /// Sends the blob in PATCH chunks; returns the final upload location.
     #[allow(clippy::too_many_arguments)]
-    async fn upload_chunks(&self, r: &Reference, d: &Descriptor, store: &ContentStore, location: &str, chunk: u64, scope: &str, report: &(dyn Fn(u64, bool) + Sync)) -> Result<String> {
+    async fn upload_chunks(
+        &self,
+        r: &Reference,
+        d: &Descriptor,
+        store: &ContentStore,
+        location: &str,
+        chunk: u64,
+        scope: &str,
+        report: &(dyn Fn(u64, bool) + Sync),
+    ) -> Result<String> {
         use tokio::io::AsyncReadExt as _;
         let mut file = store.open_blob(&d.digest).await?;
         let mut location = location.to_string();
@@ -350,14 +560,23 @@ impl RegistryClient {
         while offset < d.size {
             let n = chunk.min(d.size - offset);
             let mut buf = vec![0u8; n as usize];
-            file.read_exact(&mut buf).await.map_err(|e| Error::io("read", store.path(&d.digest), e))?;
+            file.read_exact(&mut buf)
+                .await
+                .map_err(|e| Error::io("read", store.path(&d.digest), e))?;
             let req = self
                 .http
                 .patch(&location)
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                .header(reqwest::header::CONTENT_RANGE, format!("{}-{}", offset, offset + n - 1))
+                .header(
+                    reqwest::header::CONTENT_RANGE,
+                    format!("{}-{}", offset, offset + n - 1),
+                )
                 .body(buf);
-            let resp = self.with_auth(&r.registry, scope, req).send().await.map_err(http_err)?;
+            let resp = self
+                .with_auth(&r.registry, scope, req)
+                .send()
+                .await
+                .map_err(http_err)?;
             let resp = check(resp, "PATCH", &location).await?;
             location = self.location(r, &resp, &location)?;
             offset += n;
@@ -372,11 +591,21 @@ impl RegistryClient {
             .headers()
             .get(reqwest::header::LOCATION)
             .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| Error::Registry { method: "POST".into(), url: base.into(), status: resp.status().as_u16(), body: "no Location header".into() })?;
+            .ok_or_else(|| Error::Registry {
+                method: "POST".into(),
+                url: base.into(),
+                status: resp.status().as_u16(),
+                body: "no Location header".into(),
+            })?;
         if loc.starts_with("http://") || loc.starts_with("https://") {
             Ok(loc.to_string())
         } else {
-            Ok(format!("{}://{}{}", self.scheme(&r.registry), r.registry, loc))
+            Ok(format!(
+                "{}://{}{}",
+                self.scheme(&r.registry),
+                r.registry,
+                loc
+            ))
         }
     }
 }
@@ -387,7 +616,10 @@ fn with_digest(location: &str, digest: &Digest) -> String {
 }
 
 fn http_err(e: reqwest::Error) -> Error {
-    Error::Http { url: e.url().map(|u| u.to_string()).unwrap_or_default(), source: e }
+    Error::Http {
+        url: e.url().map(|u| u.to_string()).unwrap_or_default(),
+        source: e,
+    }
 }
 
 /// Turns a non-success response into [`Error::Registry`] with the start of its body.
@@ -398,6 +630,10 @@ async fn check(resp: Response, method: &str, url: &str) -> Result<Response> {
     let status = resp.status().as_u16();
     let mut body = resp.text().await.unwrap_or_default();
     body.truncate(500);
-    Err(Error::Registry { method: method.into(), url: url.into(), status, body })
+    Err(Error::Registry {
+        method: method.into(),
+        url: url.into(),
+        status,
+        body,
+    })
 }
-

@@ -13,12 +13,19 @@ pub struct Digest {
 impl Digest {
     /// Parses and validates `sha256:<hex>`.
     pub fn parse(s: &str) -> Result<Self> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| Error::InvalidDigest(s.to_string()))?;
-        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| Error::InvalidDigest(s.to_string()))?;
+        let valid = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !valid {
             return Err(Error::InvalidDigest(s.to_string()));
         }
-        Ok(Digest { hex: hex.to_string() })
+        Ok(Digest {
+            hex: hex.to_string(),
+        })
     }
 
     /// The digest of `data`.
@@ -67,7 +74,9 @@ impl Hasher {
 
     /// The digest of everything fed.
     pub fn finish(self) -> Digest {
-        Digest { hex: hex::encode(self.0.finish().as_ref()) }
+        Digest {
+            hex: hex::encode(self.0.finish().as_ref()),
+        }
     }
 }
 
@@ -120,7 +129,10 @@ mod tests {
     #[test]
     fn parses_valid_and_rejects_invalid() {
         let d = Digest::of(b"hello");
-        assert_eq!(d.to_string(), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            d.to_string(),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(Digest::parse(&d.to_string()).unwrap(), d);
         assert!(Digest::parse("sha256:ABC").is_err());
         assert!(Digest::parse("md5:2cf24dba5fb0a30e26e83b2ac5b9e29e").is_err());

@@ -30,9 +30,10 @@ impl CommandForm {
     fn parse(rest: &str) -> Self {
         let t = rest.trim();
         if t.starts_with('[')
-            && let Ok(v) = serde_json::from_str::<Vec<String>>(t) {
-                return CommandForm::Exec(v);
-            }
+            && let Ok(v) = serde_json::from_str::<Vec<String>>(t)
+        {
+            return CommandForm::Exec(v);
+        }
         CommandForm::Shell(t.to_string())
     }
 
@@ -143,11 +144,18 @@ pub fn parse(src: &str) -> Result<Vec<Line>, ParseError> {
         }
     }
     if let Some((start, text)) = pending
-        && !text.trim().is_empty() {
-            out.push(parse_instruction(start, text.trim())?);
-        }
-    if !out.iter().any(|l| matches!(l.instruction, Instruction::From { .. })) {
-        return Err(ParseError { line: 1, message: "no FROM instruction".into() });
+        && !text.trim().is_empty()
+    {
+        out.push(parse_instruction(start, text.trim())?);
+    }
+    if !out
+        .iter()
+        .any(|l| matches!(l.instruction, Instruction::From { .. }))
+    {
+        return Err(ParseError {
+            line: 1,
+            message: "no FROM instruction".into(),
+        });
     }
     Ok(out)
 }
@@ -155,14 +163,21 @@ pub fn parse(src: &str) -> Result<Vec<Line>, ParseError> {
 /// Reads the `# escape=` parser directive (default `\`).
 fn escape_char(src: &str) -> Result<char, ParseError> {
     for (i, line) in src.lines().enumerate() {
-        let Some(c) = line.trim().strip_prefix('#') else { break };
-        let Some((k, v)) = c.split_once('=') else { break };
+        let Some(c) = line.trim().strip_prefix('#') else {
+            break;
+        };
+        let Some((k, v)) = c.split_once('=') else {
+            break;
+        };
         match k.trim().to_ascii_lowercase().as_str() {
             "escape" => {
                 return match v.trim() {
                     "\\" => Ok('\\'),
                     "`" => Ok('`'),
-                    other => Err(ParseError { line: i + 1, message: format!("invalid escape directive {other:?}; use \\ or `") }),
+                    other => Err(ParseError {
+                        line: i + 1,
+                        message: format!("invalid escape directive {other:?}; use \\ or `"),
+                    }),
                 };
             }
             "syntax" | "check" => {}
@@ -177,15 +192,27 @@ fn parse_instruction(line: usize, text: &str) -> Result<Line, ParseError> {
     let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
     let rest = rest.trim();
     let keyword = word.to_ascii_uppercase();
-    let need_args = |r: &str| if r.is_empty() { Err(err(format!("{keyword} requires arguments"))) } else { Ok(()) };
+    let need_args = |r: &str| {
+        if r.is_empty() {
+            Err(err(format!("{keyword} requires arguments")))
+        } else {
+            Ok(())
+        }
+    };
     let (flags, after_flags) = split_flags(rest);
     let instruction = match keyword.as_str() {
         "FROM" => {
             need_args(after_flags)?;
             let words: Vec<&str> = after_flags.split_whitespace().collect();
             match words.as_slice() {
-                [img] => Instruction::From { image: img.to_string(), alias: None },
-                [img, as_, name] if as_.eq_ignore_ascii_case("as") => Instruction::From { image: img.to_string(), alias: Some(name.to_ascii_lowercase()) },
+                [img] => Instruction::From {
+                    image: img.to_string(),
+                    alias: None,
+                },
+                [img, as_, name] if as_.eq_ignore_ascii_case("as") => Instruction::From {
+                    image: img.to_string(),
+                    alias: Some(name.to_ascii_lowercase()),
+                },
                 _ => return Err(err("FROM takes IMAGE [AS NAME]".into())),
             }
         }
@@ -196,7 +223,11 @@ fn parse_instruction(line: usize, text: &str) -> Result<Line, ParseError> {
                 match (k.as_str(), v) {
                     ("from", Some(v)) if keyword == "COPY" => from = Some(v.clone()),
                     ("chown", Some(v)) => chown = Some(v.clone()),
-                    ("chmod" | "link", _) => return Err(err(format!("{keyword} --{k} is not supported by berth build"))),
+                    ("chmod" | "link", _) => {
+                        return Err(err(format!(
+                            "{keyword} --{k} is not supported by berth build"
+                        )));
+                    }
                     _ => return Err(err(format!("unknown flag --{k} for {keyword}"))),
                 }
             }
@@ -205,37 +236,99 @@ fn parse_instruction(line: usize, text: &str) -> Result<Line, ParseError> {
                 CommandForm::Shell(s) => split_raw_words(&s),
             };
             if words.len() < 2 {
-                return Err(err(format!("{keyword} requires at least one source and a destination")));
+                return Err(err(format!(
+                    "{keyword} requires at least one source and a destination"
+                )));
             }
             let dest = words.pop().unwrap_or_default();
-            Instruction::Copy { add: keyword == "ADD", sources: words, dest, from, chown }
+            Instruction::Copy {
+                add: keyword == "ADD",
+                sources: words,
+                dest,
+                from,
+                chown,
+            }
         }
-        "WORKDIR" => { need_args(rest)?; Instruction::Workdir(rest.into()) }
-        "ENV" => { need_args(rest)?; Instruction::Env(rest.into()) }
-        "ARG" => { need_args(rest)?; Instruction::Arg(rest.into()) }
-        "LABEL" => { need_args(rest)?; Instruction::Label(rest.into()) }
-        "EXPOSE" => { need_args(rest)?; Instruction::Expose(rest.into()) }
-        "USER" => { need_args(rest)?; Instruction::User(rest.into()) }
-        "STOPSIGNAL" => { need_args(rest)?; Instruction::StopSignal(rest.into()) }
-        "CMD" => { need_args(rest)?; Instruction::Cmd(CommandForm::parse(rest)) }
-        "ENTRYPOINT" => { need_args(rest)?; Instruction::Entrypoint(CommandForm::parse(rest)) }
-        "RUN" => { need_args(rest)?; Instruction::Run(rest.into()) }
-        "HEALTHCHECK" => Instruction::Healthcheck(parse_healthcheck(&flags, after_flags).map_err(err)?),
-        "MAINTAINER" | "ONBUILD" | "SHELL" | "VOLUME" => return Err(err(format!("{keyword} is not supported by berth build"))),
+        "WORKDIR" => {
+            need_args(rest)?;
+            Instruction::Workdir(rest.into())
+        }
+        "ENV" => {
+            need_args(rest)?;
+            Instruction::Env(rest.into())
+        }
+        "ARG" => {
+            need_args(rest)?;
+            Instruction::Arg(rest.into())
+        }
+        "LABEL" => {
+            need_args(rest)?;
+            Instruction::Label(rest.into())
+        }
+        "EXPOSE" => {
+            need_args(rest)?;
+            Instruction::Expose(rest.into())
+        }
+        "USER" => {
+            need_args(rest)?;
+            Instruction::User(rest.into())
+        }
+        "STOPSIGNAL" => {
+            need_args(rest)?;
+            Instruction::StopSignal(rest.into())
+        }
+        "CMD" => {
+            need_args(rest)?;
+            Instruction::Cmd(CommandForm::parse(rest))
+        }
+        "ENTRYPOINT" => {
+            need_args(rest)?;
+            Instruction::Entrypoint(CommandForm::parse(rest))
+        }
+        "RUN" => {
+            need_args(rest)?;
+            Instruction::Run(rest.into())
+        }
+        "HEALTHCHECK" => {
+            Instruction::Healthcheck(parse_healthcheck(&flags, after_flags).map_err(err)?)
+        }
+        "MAINTAINER" | "ONBUILD" | "SHELL" | "VOLUME" => {
+            return Err(err(format!("{keyword} is not supported by berth build")));
+        }
         other => return Err(err(format!("unknown instruction {other}"))),
     };
-    Ok(Line { line, instruction, text: text.to_string() })
+    Ok(Line {
+        line,
+        instruction,
+        text: text.to_string(),
+    })
 }
 
-fn parse_healthcheck(flags: &[(String, Option<String>)], rest: &str) -> Result<Healthcheck, String> {
-    let mut hc = Healthcheck { command: None, interval: None, timeout: None, start_period: None, retries: None };
+fn parse_healthcheck(
+    flags: &[(String, Option<String>)],
+    rest: &str,
+) -> Result<Healthcheck, String> {
+    let mut hc = Healthcheck {
+        command: None,
+        interval: None,
+        timeout: None,
+        start_period: None,
+        retries: None,
+    };
     for (k, v) in flags {
-        let v = v.clone().ok_or_else(|| format!("HEALTHCHECK --{k} needs a value"))?;
+        let v = v
+            .clone()
+            .ok_or_else(|| format!("HEALTHCHECK --{k} needs a value"))?;
         match k.as_str() {
             "interval" => hc.interval = Some(v),
             "timeout" => hc.timeout = Some(v),
             "start-period" => hc.start_period = Some(v),
-            "retries" => hc.retries = Some(v.parse().map_err(|_| format!("HEALTHCHECK --retries {v:?} is not a number"))?),
+            "retries" => {
+                hc.retries = Some(
+                    v.parse()
+                        .map_err(|_| format!("HEALTHCHECK --retries {v:?} is not a number"))?,
+                )
+            }
             _ => return Err(format!("unknown flag --{k} for HEALTHCHECK")),
         }
     }
@@ -370,7 +463,10 @@ pub fn expand_one(s: &str, env: &HashMap<String, String>) -> Result<String, Stri
 }
 
 /// Expands the variable after a `$` (already consumed).
-fn expand_var(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, env: &HashMap<String, String>) -> Result<String, String> {
+fn expand_var(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    env: &HashMap<String, String>,
+) -> Result<String, String> {
     let get = |name: &str| env.get(name).cloned().unwrap_or_default();
     if chars.peek() == Some(&'{') {
         chars.next();
@@ -384,10 +480,18 @@ fn expand_var(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, env: &HashMa
         }
         if let Some((name, default)) = inner.split_once(":-") {
             let v = get(name);
-            return Ok(if v.is_empty() { expand_one(default, env)? } else { v });
+            return Ok(if v.is_empty() {
+                expand_one(default, env)?
+            } else {
+                v
+            });
         }
         if let Some((name, alt)) = inner.split_once(":+") {
-            return Ok(if get(name).is_empty() { String::new() } else { expand_one(alt, env)? });
+            return Ok(if get(name).is_empty() {
+                String::new()
+            } else {
+                expand_one(alt, env)?
+            });
         }
         if !inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || inner.is_empty() {
             return Err(format!("unsupported variable reference ${{{inner}}}"));
@@ -413,14 +517,17 @@ fn expand_var(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, env: &HashMa
 pub fn key_values(s: &str, env: &HashMap<String, String>) -> Result<Vec<(String, String)>, String> {
     let raw = split_raw_words(s);
     if let Some(first) = raw.first()
-        && !first.contains('=') {
-            let key = expand_one(first, env)?;
-            let value = s.trim_start()[first.len()..].trim();
-            return Ok(vec![(key, expand_one(value, env)?)]);
-        }
+        && !first.contains('=')
+    {
+        let key = expand_one(first, env)?;
+        let value = s.trim_start()[first.len()..].trim();
+        return Ok(vec![(key, expand_one(value, env)?)]);
+    }
     raw.iter()
         .map(|w| {
-            let (k, v) = w.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {w:?}"))?;
+            let (k, v) = w
+                .split_once('=')
+                .ok_or_else(|| format!("expected KEY=VALUE, got {w:?}"))?;
             Ok((expand_one(k, env)?, expand_one(v, env)?))
         })
         .collect()
@@ -431,7 +538,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -448,46 +558,103 @@ mod tests {
                    HEALTHCHECK --interval=5s --retries=3 CMD [\"/app\", \"-h\"]\n\
                    COPY --from=build /x /y\n";
         let lines = parse(src).unwrap();
-        assert_eq!(lines[0].instruction, Instruction::From { image: "scratch".into(), alias: Some("build".into()) });
+        assert_eq!(
+            lines[0].instruction,
+            Instruction::From {
+                image: "scratch".into(),
+                alias: Some("build".into())
+            }
+        );
         assert_eq!(lines[0].line, 2);
         assert_eq!(
             lines[1].instruction,
-            Instruction::Copy { add: false, sources: vec!["a.txt".into(), "b/".into()], dest: "/dst/".into(), from: None, chown: Some("1:2".into()) }
+            Instruction::Copy {
+                add: false,
+                sources: vec!["a.txt".into(), "b/".into()],
+                dest: "/dst/".into(),
+                from: None,
+                chown: Some("1:2".into())
+            }
         );
         assert_eq!(lines[1].line, 4);
         assert_eq!(lines[2].line, 7);
-        assert_eq!(lines[3].instruction, Instruction::Cmd(CommandForm::Exec(vec!["/bin/app".into(), "--flag".into()])));
-        assert_eq!(lines[4].instruction, Instruction::Entrypoint(CommandForm::Shell("/bin/app run".into())));
-        assert_eq!(CommandForm::Shell("x y".into()).argv(), vec!["/bin/sh", "-c", "x y"]);
-        let Instruction::Healthcheck(hc) = &lines[5].instruction else { panic!("not a healthcheck") };
+        assert_eq!(
+            lines[3].instruction,
+            Instruction::Cmd(CommandForm::Exec(vec!["/bin/app".into(), "--flag".into()]))
+        );
+        assert_eq!(
+            lines[4].instruction,
+            Instruction::Entrypoint(CommandForm::Shell("/bin/app run".into()))
+        );
+        assert_eq!(
+            CommandForm::Shell("x y".into()).argv(),
+            vec!["/bin/sh", "-c", "x y"]
+        );
+        let Instruction::Healthcheck(hc) = &lines[5].instruction else {
+            panic!("not a healthcheck")
+        };
         assert_eq!((hc.interval.as_deref(), hc.retries), (Some("5s"), Some(3)));
-        assert_eq!(hc.command, Some(CommandForm::Exec(vec!["/app".into(), "-h".into()])));
-        assert!(matches!(&lines[6].instruction, Instruction::Copy { from: Some(f), .. } if f == "build"));
+        assert_eq!(
+            hc.command,
+            Some(CommandForm::Exec(vec!["/app".into(), "-h".into()]))
+        );
+        assert!(
+            matches!(&lines[6].instruction, Instruction::Copy { from: Some(f), .. } if f == "build")
+        );
     }
 
     #[test]
     fn escape_directive_and_errors_carry_line_numbers() {
         let lines = parse("# escape=`\nFROM scratch\nLABEL a=b `\n  c=d\n").unwrap();
         assert_eq!(lines[1].instruction, Instruction::Label("a=b   c=d".into()));
-        assert_eq!(parse("FROM scratch\n\nFROBNICATE x\n").unwrap_err(), ParseError { line: 3, message: "unknown instruction FROBNICATE".into() });
+        assert_eq!(
+            parse("FROM scratch\n\nFROBNICATE x\n").unwrap_err(),
+            ParseError {
+                line: 3,
+                message: "unknown instruction FROBNICATE".into()
+            }
+        );
         assert_eq!(parse("FROM scratch\nCOPY onlyone\n").unwrap_err().line, 2);
-        assert_eq!(parse("FROM scratch\nHEALTHCHECK --retries=x CMD a\n").unwrap_err().line, 2);
+        assert_eq!(
+            parse("FROM scratch\nHEALTHCHECK --retries=x CMD a\n")
+                .unwrap_err()
+                .line,
+            2
+        );
         assert_eq!(parse("# escape=x\nFROM scratch\n").unwrap_err().line, 1);
-        assert_eq!(parse("LABEL a=b\n").unwrap_err().message, "no FROM instruction");
+        assert_eq!(
+            parse("LABEL a=b\n").unwrap_err().message,
+            "no FROM instruction"
+        );
         // Invalid JSON falls back to shell form, as Docker does.
         let l = parse("FROM scratch\nCMD [\"a\", b]\n").unwrap();
-        assert_eq!(l[1].instruction, Instruction::Cmd(CommandForm::Shell("[\"a\", b]".into())));
+        assert_eq!(
+            l[1].instruction,
+            Instruction::Cmd(CommandForm::Shell("[\"a\", b]".into()))
+        );
     }
 
     #[test]
     fn substitution_forms() {
         let e = env(&[("A", "x"), ("EMPTY", ""), ("SP", "a b")]);
-        assert_eq!(expand_words("$A ${A}y ${B:-def} ${A:-def} ${A:+alt} ${B:+alt}", &e).unwrap(), vec!["x", "xy", "def", "x", "alt", ""]);
-        assert_eq!(expand_words("'$A' \"$A z\" \\$A ${EMPTY:-e}", &e).unwrap(), vec!["$A", "x z", "$A", "e"]);
+        assert_eq!(
+            expand_words("$A ${A}y ${B:-def} ${A:-def} ${A:+alt} ${B:+alt}", &e).unwrap(),
+            vec!["x", "xy", "def", "x", "alt", ""]
+        );
+        assert_eq!(
+            expand_words("'$A' \"$A z\" \\$A ${EMPTY:-e}", &e).unwrap(),
+            vec!["$A", "x z", "$A", "e"]
+        );
         assert_eq!(expand_one("/opt/$A/bin", &e).unwrap(), "/opt/x/bin");
         assert!(expand_words("${A", &e).is_err());
         assert!(expand_words("'open", &e).is_err());
-        assert_eq!(key_values("K=$A L=\"$SP c\"", &e).unwrap(), vec![("K".into(), "x".into()), ("L".into(), "a b c".into())]);
-        assert_eq!(key_values("K legacy value", &e).unwrap(), vec![("K".into(), "legacy value".into())]);
+        assert_eq!(
+            key_values("K=$A L=\"$SP c\"", &e).unwrap(),
+            vec![("K".into(), "x".into()), ("L".into(), "a b c".into())]
+        );
+        assert_eq!(
+            key_values("K legacy value", &e).unwrap(),
+            vec![("K".into(), "legacy value".into())]
+        );
     }
 }

@@ -79,12 +79,19 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the operation and path.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { op, path: path.into(), source }
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
     }
 
     /// Wraps a JSON error with what was being decoded.
     pub(crate) fn json(what: impl Into<String>, source: serde_json::Error) -> Self {
-        Error::Json { what: what.into(), source }
+        Error::Json {
+            what: what.into(),
+            source,
+        }
     }
 }
 

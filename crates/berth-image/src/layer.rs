@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 
-
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::store::ContentStore;
@@ -55,13 +54,21 @@ pub struct LayerBuilder {
 impl LayerBuilder {
     /// Adds (or replaces) an entry, creating its parent directories (mode 0755).
     pub fn insert(&mut self, path: &str, entry: Entry) {
-        let path = path.trim_start_matches('/').trim_end_matches('/').to_string();
+        let path = path
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .to_string();
         if path.is_empty() {
             return;
         }
         let mut parent = Path::new(&path).parent();
         while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            self.entries.entry(p.to_string_lossy().into_owned()).or_insert(Entry { kind: EntryKind::Dir, mode: 0o755 });
+            self.entries
+                .entry(p.to_string_lossy().into_owned())
+                .or_insert(Entry {
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                });
             parent = p.parent();
         }
         self.entries.insert(path, entry);
@@ -74,17 +81,41 @@ impl LayerBuilder {
         let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
         if meta.file_type().is_symlink() {
             let t = std::fs::read_link(src).map_err(|e| Error::io("readlink", src, e))?;
-            self.insert(dest, Entry { kind: EntryKind::Symlink(t.to_string_lossy().into_owned()), mode: 0o777 });
+            self.insert(
+                dest,
+                Entry {
+                    kind: EntryKind::Symlink(t.to_string_lossy().into_owned()),
+                    mode: 0o777,
+                },
+            );
         } else if meta.is_dir() {
-            self.insert(dest, Entry { kind: EntryKind::Dir, mode });
+            self.insert(
+                dest,
+                Entry {
+                    kind: EntryKind::Dir,
+                    mode,
+                },
+            );
             self.add_dir_contents(src, src, dest, keep)?;
         } else {
-            self.insert(dest, Entry { kind: EntryKind::File(src.to_path_buf()), mode });
+            self.insert(
+                dest,
+                Entry {
+                    kind: EntryKind::File(src.to_path_buf()),
+                    mode,
+                },
+            );
         }
         Ok(())
     }
 
-    fn add_dir_contents(&mut self, root: &Path, dir: &Path, dest: &str, keep: &dyn Fn(&Path) -> bool) -> Result<()> {
+    fn add_dir_contents(
+        &mut self,
+        root: &Path,
+        dir: &Path,
+        dest: &str,
+        keep: &dyn Fn(&Path) -> bool,
+    ) -> Result<()> {
         let rd = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
         let mut names: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         names.sort();
@@ -93,11 +124,23 @@ impl LayerBuilder {
             if !keep(rel) {
                 continue;
             }
-            let target = format!("{}/{}", dest.trim_end_matches('/'), p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+            let target = format!(
+                "{}/{}",
+                dest.trim_end_matches('/'),
+                p.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            );
             let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io("stat", &p, e))?;
             if meta.is_dir() {
                 let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
-                self.insert(&target, Entry { kind: EntryKind::Dir, mode });
+                self.insert(
+                    &target,
+                    Entry {
+                        kind: EntryKind::Dir,
+                        mode,
+                    },
+                );
                 self.add_dir_contents(root, &p, &target, keep)?;
             } else {
                 self.add_path(&p, &target, keep)?;
@@ -110,18 +153,37 @@ impl LayerBuilder {
     pub fn add_archive(&mut self, archive: &Path, dest: &str) -> Result<()> {
         let f = std::fs::File::open(archive).map_err(|e| Error::io("open", archive, e))?;
         let mut ar = tar::Archive::new(decompressor(f).map_err(|e| Error::io("read", archive, e))?);
-        let entries = ar.entries().map_err(|e| Error::io("read tar", archive, e))?;
+        let entries = ar
+            .entries()
+            .map_err(|e| Error::io("read tar", archive, e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| Error::io("read tar", archive, e))?;
-            let path = entry.path().map_err(|e| Error::io("read tar", archive, e))?.to_string_lossy().into_owned();
-            let target = format!("{}/{}", dest.trim_end_matches('/'), path.trim_start_matches("./"));
+            let path = entry
+                .path()
+                .map_err(|e| Error::io("read tar", archive, e))?
+                .to_string_lossy()
+                .into_owned();
+            let target = format!(
+                "{}/{}",
+                dest.trim_end_matches('/'),
+                path.trim_start_matches("./")
+            );
             let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
             let kind = match entry.header().entry_type() {
                 tar::EntryType::Directory => EntryKind::Dir,
-                tar::EntryType::Symlink => EntryKind::Symlink(entry.link_name().ok().flatten().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default()),
+                tar::EntryType::Symlink => EntryKind::Symlink(
+                    entry
+                        .link_name()
+                        .ok()
+                        .flatten()
+                        .map(|l| l.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                ),
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let mut data = Vec::new();
-                    entry.read_to_end(&mut data).map_err(|e| Error::io("read tar", archive, e))?;
+                    entry
+                        .read_to_end(&mut data)
+                        .map_err(|e| Error::io("read tar", archive, e))?;
                     EntryKind::Data(data)
                 }
                 _ => continue,
@@ -166,19 +228,33 @@ impl LayerBuilder {
     /// Writes the gzip layer into `store` with owner `uid:gid` and mtime `mtime` on every entry.
     pub fn write(&self, store: &ContentStore, uid: u64, gid: u64, mtime: u64) -> Result<LayerBlob> {
         let tmp = store.ingest_path();
-        let result = self.write_to(&tmp, uid, gid, mtime).and_then(|(diff_id, digest, size)| {
-            store.commit_verified(&tmp, &digest)?;
-            Ok(LayerBlob { digest, diff_id, size })
-        });
+        let result = self
+            .write_to(&tmp, uid, gid, mtime)
+            .and_then(|(diff_id, digest, size)| {
+                store.commit_verified(&tmp, &digest)?;
+                Ok(LayerBlob {
+                    digest,
+                    diff_id,
+                    size,
+                })
+            });
         let _ = std::fs::remove_file(&tmp);
         result
     }
 
-    fn write_to(&self, tmp: &Path, uid: u64, gid: u64, mtime: u64) -> Result<(Digest, Digest, u64)> {
+    fn write_to(
+        &self,
+        tmp: &Path,
+        uid: u64,
+        gid: u64,
+        mtime: u64,
+    ) -> Result<(Digest, Digest, u64)> {
         let file = std::fs::File::create(tmp).map_err(|e| Error::io("create", tmp, e))?;
         let gz_out = HashWriter::new(std::io::BufWriter::new(file));
         // Fixed gzip header: mtime 0, no name, OS "unknown"; flate2's defaults are fixed.
-        let gz = flate2::GzBuilder::new().mtime(0).write(gz_out, flate2::Compression::default());
+        let gz = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(gz_out, flate2::Compression::default());
         let mut tar = tar::Builder::new(HashWriter::new(gz));
         let io = |e| Error::io("write layer", tmp, e);
         for (path, e) in &self.entries {
@@ -191,7 +267,8 @@ impl LayerBuilder {
                 EntryKind::Dir => {
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_size(0);
-                    tar.append_data(&mut h, format!("{path}/"), std::io::empty()).map_err(io)?;
+                    tar.append_data(&mut h, format!("{path}/"), std::io::empty())
+                        .map_err(io)?;
                 }
                 EntryKind::Symlink(t) => {
                     h.set_entry_type(tar::EntryType::Symlink);
@@ -230,7 +307,11 @@ struct HashWriter<W> {
 
 impl<W> HashWriter<W> {
     fn new(inner: W) -> Self {
-        HashWriter { inner, hasher: Hasher::new(), count: 0 }
+        HashWriter {
+            inner,
+            hasher: Hasher::new(),
+            count: 0,
+        }
     }
 }
 
@@ -261,8 +342,12 @@ fn decompressor(mut f: std::fs::File) -> std::io::Result<Box<dyn std::io::Read>>
 
 /// Whether the file looks like a tar archive (gzip/zstd-compressed or plain ustar).
 pub fn is_archive(path: &Path) -> bool {
-    let Ok(f) = std::fs::File::open(path) else { return false };
-    let Ok(mut r) = decompressor(f) else { return false };
+    let Ok(f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(mut r) = decompressor(f) else {
+        return false;
+    };
     let mut head = vec![0u8; 512];
     r.read_exact(&mut head).is_ok() && &head[257..262] == b"ustar"
 }
@@ -275,8 +360,14 @@ pub fn extract(blob: &Path, root: &Path) -> Result<()> {
     ar.set_unpack_xattrs(false);
     for entry in ar.entries().map_err(|e| Error::io("read layer", blob, e))? {
         let mut entry = entry.map_err(|e| Error::io("read layer", blob, e))?;
-        let path = entry.path().map_err(|e| Error::io("read layer", blob, e))?.into_owned();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = entry
+            .path()
+            .map_err(|e| Error::io("read layer", blob, e))?
+            .into_owned();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if let Some(hidden) = name.strip_prefix(".wh.") {
             let dir = root.join(path.parent().unwrap_or(Path::new("")));
             if hidden == ".wh..opq" {
@@ -288,7 +379,9 @@ pub fn extract(blob: &Path, root: &Path) -> Result<()> {
             }
             continue;
         }
-        entry.unpack_in(root).map_err(|e| Error::io("unpack", root.join(&path), e))?;
+        entry
+            .unpack_in(root)
+            .map_err(|e| Error::io("unpack", root.join(&path), e))?;
     }
     Ok(())
 }
@@ -321,7 +414,10 @@ impl Ignore {
                     Some(p) => (true, p.trim()),
                     None => (false, l),
                 };
-                let pat = pat.trim_start_matches("./").trim_start_matches('/').trim_end_matches('/');
+                let pat = pat
+                    .trim_start_matches("./")
+                    .trim_start_matches('/')
+                    .trim_end_matches('/');
                 glob_regex(pat).map(|r| (r, neg))
             })
             .collect();
@@ -419,14 +515,30 @@ mod tests {
         let mut names = Vec::new();
         for e in ar.entries().unwrap() {
             let e = e.unwrap();
-            assert_eq!((e.header().mtime().unwrap(), e.header().uid().unwrap()), (0, 0));
+            assert_eq!(
+                (e.header().mtime().unwrap(), e.header().uid().unwrap()),
+                (0, 0)
+            );
             assert_eq!(e.header().username().unwrap(), Some(""));
             names.push(e.path().unwrap().to_string_lossy().into_owned());
         }
-        assert_eq!(names, vec!["opt/", "opt/a/", "opt/a/b/", "opt/a/b/f.txt", "opt/a/link", "opt/a/z.bin"]);
+        assert_eq!(
+            names,
+            vec![
+                "opt/",
+                "opt/a/",
+                "opt/a/b/",
+                "opt/a/b/f.txt",
+                "opt/a/link",
+                "opt/a/z.bin"
+            ]
+        );
         let root = tempfile::tempdir().unwrap();
         extract(&store.path(&l1.digest), root.path()).unwrap();
-        assert_eq!(std::fs::read_to_string(root.path().join("opt/a/link")).unwrap(), "hello");
+        assert_eq!(
+            std::fs::read_to_string(root.path().join("opt/a/link")).unwrap(),
+            "hello"
+        );
     }
 
     #[test]

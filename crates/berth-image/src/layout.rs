@@ -18,19 +18,30 @@ pub fn export(src: &ContentStore, manifest: &Digest, dir: &Path, tag: &str) -> R
     let dst = ContentStore::open(dir)?;
     let bytes = src.read(manifest)?;
     let Document::Manifest(m) = Document::parse(&bytes, None)? else {
-        return Err(Error::Manifest("only image manifests can be exported".into()));
+        return Err(Error::Manifest(
+            "only image manifests can be exported".into(),
+        ));
     };
     for d in std::iter::once(&m.config).chain(m.layers.iter()) {
         if !dst.exists(&d.digest) {
-            std::fs::copy(src.path(&d.digest), dst.path(&d.digest)).map_err(|e| Error::io("copy", src.path(&d.digest), e))?;
+            std::fs::copy(src.path(&d.digest), dst.path(&d.digest))
+                .map_err(|e| Error::io("copy", src.path(&d.digest), e))?;
         }
     }
     dst.write_bytes(&bytes)?;
     let _ = std::fs::remove_dir(dir.join("ingest"));
     let oci_layout = dir.join("oci-layout");
-    std::fs::write(&oci_layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|e| Error::io("write", &oci_layout, e))?;
-    let mut index = read_index(dir).unwrap_or(Index { schema_version: 2, media_type: Some(OCI_INDEX.into()), manifests: vec![], annotations: BTreeMap::new() });
-    index.manifests.retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
+    std::fs::write(&oci_layout, br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .map_err(|e| Error::io("write", &oci_layout, e))?;
+    let mut index = read_index(dir).unwrap_or(Index {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.into()),
+        manifests: vec![],
+        annotations: BTreeMap::new(),
+    });
+    index
+        .manifests
+        .retain(|d| d.annotations.get(REF_NAME).map(String::as_str) != Some(tag));
     let mut annotations = BTreeMap::new();
     annotations.insert(REF_NAME.to_string(), tag.to_string());
     index.manifests.push(Descriptor {
@@ -57,7 +68,10 @@ pub fn read_index(dir: &Path) -> Result<Index> {
 pub async fn import(dir: &Path, tag: Option<&str>, dst: &ContentStore) -> Result<Digest> {
     let index = read_index(dir)?;
     let chosen = match tag {
-        Some(t) => index.manifests.iter().find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(t)),
+        Some(t) => index
+            .manifests
+            .iter()
+            .find(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(t)),
         None if index.manifests.len() == 1 => index.manifests.first(),
         None => None,
     }
@@ -69,13 +83,17 @@ pub async fn import(dir: &Path, tag: Option<&str>, dst: &ContentStore) -> Result
             if dst.exists(&d) {
                 return Ok(());
             }
-            let f = tokio::fs::File::open(&path).await.map_err(|e| Error::io("open", &path, e))?;
+            let f = tokio::fs::File::open(&path)
+                .await
+                .map_err(|e| Error::io("open", &path, e))?;
             dst.write_stream(Some(d), f).await.map(|_| ())
         }
     };
     copy(chosen.digest.clone()).await?;
     let Document::Manifest(m) = Document::parse(&dst.read(&chosen.digest)?, None)? else {
-        return Err(Error::Manifest("nested indexes in layouts are not supported".into()));
+        return Err(Error::Manifest(
+            "nested indexes in layouts are not supported".into(),
+        ));
     };
     for d in std::iter::once(&m.config).chain(m.layers.iter()) {
         copy(d.digest.clone()).await?;

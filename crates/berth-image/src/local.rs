@@ -48,7 +48,9 @@ impl LocalImages {
     pub fn list(&self) -> Result<BTreeMap<String, ImageEntry>> {
         let p = self.names_path();
         match std::fs::read(&p) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::json(p.display().to_string(), e)),
+            Ok(b) => {
+                serde_json::from_slice(&b).map_err(|e| Error::json(p.display().to_string(), e))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(Error::io("read", &p, e)),
         }
@@ -56,7 +58,9 @@ impl LocalImages {
 
     fn save(&self, names: &BTreeMap<String, ImageEntry>) -> Result<()> {
         let p = self.names_path();
-        let tmp = self.dir.join(format!("names.json.{}.tmp", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!("names.json.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(names).map_err(|e| Error::json("names", e))?;
         std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
         std::fs::rename(&tmp, &p).map_err(|e| Error::io("rename", &p, e))
@@ -66,7 +70,12 @@ impl LocalImages {
     /// concurrent berth processes (parallel pulls, builds) don't lose each other's names.
     fn locked<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let p = self.dir.join("names.lock");
-        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| Error::io("open", &p, e))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| Error::io("open", &p, e))?;
         file.lock().map_err(|e| Error::io("lock", &p, e))?;
         let out = f();
         // Closing the file releases the lock as well; unlocking first just makes it explicit.
@@ -81,7 +90,12 @@ impl LocalImages {
         }
         self.locked(|| {
             let mut names = self.list()?;
-            names.insert(name.to_string(), ImageEntry { manifest: manifest.clone() });
+            names.insert(
+                name.to_string(),
+                ImageEntry {
+                    manifest: manifest.clone(),
+                },
+            );
             self.save(&names)
         })
     }
@@ -94,9 +108,10 @@ impl LocalImages {
                 return Ok(e.manifest.clone());
             }
             if let Some(d) = &r.digest
-                && self.store.exists(d) {
-                    return Ok(d.clone());
-                }
+                && self.store.exists(d)
+            {
+                return Ok(d.clone());
+            }
         }
         Err(Error::ImageNotFound(name.to_string()))
     }
@@ -111,7 +126,9 @@ impl LocalImages {
 
     /// Removes a name and frees blobs nothing else references; returns the freed digests.
     pub fn remove(&self, name: &str) -> Result<Vec<Digest>> {
-        let key = Reference::parse(name).map(|r| r.to_string()).map_err(|_| Error::ImageNotFound(name.to_string()))?;
+        let key = Reference::parse(name)
+            .map(|r| r.to_string())
+            .map_err(|_| Error::ImageNotFound(name.to_string()))?;
         self.locked(|| {
             let mut names = self.list()?;
             if names.remove(&key).is_none() {
@@ -142,7 +159,9 @@ impl LocalImages {
         if !keep.insert(d.clone()) {
             return;
         }
-        let Ok(bytes) = self.store.read(d) else { return };
+        let Ok(bytes) = self.store.read(d) else {
+            return;
+        };
         match Document::parse(&bytes, None) {
             Ok(Document::Manifest(m)) => {
                 keep.insert(m.config.digest);
@@ -169,20 +188,45 @@ mod tests {
         let images = std::sync::Arc::new(LocalImages::open(dir.path()).unwrap());
         let config = images.content().write_bytes(b"{}").unwrap();
         let layer = images.content().write_bytes(b"layer").unwrap();
-        let desc = |d: &Digest, n: usize| crate::manifest::Descriptor { media_type: "x".into(), digest: d.clone(), size: n as u64, platform: None, annotations: Default::default() };
-        let m = crate::manifest::Manifest { schema_version: 2, media_type: None, config: desc(&config, 2), layers: vec![desc(&layer, 5)], annotations: Default::default() };
-        let md = images.content().write_bytes(&serde_json::to_vec(&m).unwrap()).unwrap();
+        let desc = |d: &Digest, n: usize| crate::manifest::Descriptor {
+            media_type: "x".into(),
+            digest: d.clone(),
+            size: n as u64,
+            platform: None,
+            annotations: Default::default(),
+        };
+        let m = crate::manifest::Manifest {
+            schema_version: 2,
+            media_type: None,
+            config: desc(&config, 2),
+            layers: vec![desc(&layer, 5)],
+            annotations: Default::default(),
+        };
+        let md = images
+            .content()
+            .write_bytes(&serde_json::to_vec(&m).unwrap())
+            .unwrap();
         let threads: Vec<_> = (0..16)
             .map(|i| {
                 let (images, md) = (images.clone(), md.clone());
-                std::thread::spawn(move || images.tag(&Reference::parse(&format!("img:{i}")).unwrap(), &md).unwrap())
+                std::thread::spawn(move || {
+                    images
+                        .tag(&Reference::parse(&format!("img:{i}")).unwrap(), &md)
+                        .unwrap()
+                })
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(images.list().unwrap().len(), 16);
         let stray = images.content().write_bytes(b"unreferenced").unwrap();
         for i in 0..15 {
-            assert_eq!(images.remove(&format!("img:{i}")).unwrap(), vec![stray.clone()].into_iter().filter(|_| i == 0).collect::<Vec<_>>());
+            assert_eq!(
+                images.remove(&format!("img:{i}")).unwrap(),
+                vec![stray.clone()]
+                    .into_iter()
+                    .filter(|_| i == 0)
+                    .collect::<Vec<_>>()
+            );
         }
         assert!(images.content().exists(&layer));
         let mut freed = images.remove("img:15").unwrap();

@@ -99,11 +99,17 @@ impl Document {
     /// Decodes bytes, using the Content-Type header if given and else the `mediaType` field or the
     /// presence of `manifests`.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::json("manifest", e))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::json("manifest", e))?;
         let media = content_type
             .map(|c| c.split(';').next().unwrap_or(c).trim().to_string())
             .filter(|c| !c.is_empty() && c != "application/json" && c != "application/octet-stream")
-            .or_else(|| value.get("mediaType").and_then(|m| m.as_str()).map(str::to_string));
+            .or_else(|| {
+                value
+                    .get("mediaType")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_string)
+            });
         let is_index = match media.as_deref() {
             Some(OCI_INDEX | DOCKER_LIST) => true,
             Some(OCI_MANIFEST | DOCKER_MANIFEST) => false,
@@ -111,9 +117,13 @@ impl Document {
             None => value.get("manifests").is_some(),
         };
         if is_index {
-            serde_json::from_value(value).map(Document::Index).map_err(|e| Error::json("image index", e))
+            serde_json::from_value(value)
+                .map(Document::Index)
+                .map_err(|e| Error::json("image index", e))
         } else {
-            serde_json::from_value(value).map(Document::Manifest).map_err(|e| Error::json("image manifest", e))
+            serde_json::from_value(value)
+                .map(Document::Manifest)
+                .map_err(|e| Error::json("image manifest", e))
         }
     }
 }
@@ -123,8 +133,17 @@ impl Index {
     pub fn select(&self, os: &str, arch: &str) -> Result<&Descriptor> {
         self.manifests
             .iter()
-            .filter(|d| d.annotations.get("vnd.docker.reference.type").map(String::as_str) != Some("attestation-manifest"))
-            .find(|d| d.platform.as_ref().is_some_and(|p| p.os == os && p.architecture == arch))
+            .filter(|d| {
+                d.annotations
+                    .get("vnd.docker.reference.type")
+                    .map(String::as_str)
+                    != Some("attestation-manifest")
+            })
+            .find(|d| {
+                d.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == os && p.architecture == arch)
+            })
             .ok_or_else(|| Error::Manifest(format!("no {os}/{arch} manifest in the index")))
     }
 }
@@ -142,13 +161,19 @@ pub fn host_arch() -> &'static str {
 mod tests {
     use super::*;
 
-    fn desc(media: &str, data: &[u8], platform: Option<(&str, &str)>, attest: bool) -> serde_json::Value {
+    fn desc(
+        media: &str,
+        data: &[u8],
+        platform: Option<(&str, &str)>,
+        attest: bool,
+    ) -> serde_json::Value {
         let mut v = serde_json::json!({"mediaType": media, "digest": Digest::of(data).to_string(), "size": data.len()});
         if let Some((os, arch)) = platform {
             v["platform"] = serde_json::json!({"os": os, "architecture": arch});
         }
         if attest {
-            v["annotations"] = serde_json::json!({"vnd.docker.reference.type": "attestation-manifest"});
+            v["annotations"] =
+                serde_json::json!({"vnd.docker.reference.type": "attestation-manifest"});
         }
         v
     }
@@ -165,8 +190,13 @@ mod tests {
             ]
         });
         let bytes = serde_json::to_vec(&idx).unwrap();
-        let Document::Index(i) = Document::parse(&bytes, None).unwrap() else { panic!("not an index") };
-        assert_eq!(i.select("linux", "amd64").unwrap().digest, Digest::of(b"amd"));
+        let Document::Index(i) = Document::parse(&bytes, None).unwrap() else {
+            panic!("not an index")
+        };
+        assert_eq!(
+            i.select("linux", "amd64").unwrap().digest,
+            Digest::of(b"amd")
+        );
         assert!(i.select("windows", "amd64").is_err());
     }
 
@@ -178,10 +208,22 @@ mod tests {
             "layers": [desc("application/vnd.docker.image.rootfs.diff.tar.gzip", b"l1", None, false)]
         });
         let bytes = serde_json::to_vec(&m).unwrap();
-        let Document::Manifest(m) = Document::parse(&bytes, Some(DOCKER_MANIFEST)).unwrap() else { panic!("not a manifest") };
+        let Document::Manifest(m) = Document::parse(&bytes, Some(DOCKER_MANIFEST)).unwrap() else {
+            panic!("not a manifest")
+        };
         assert_eq!(m.layers.len(), 1);
-        assert!(Document::parse(&bytes, Some("application/vnd.docker.distribution.manifest.v1+prettyjws")).is_err());
-        let list = serde_json::json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": []});
-        assert!(matches!(Document::parse(&serde_json::to_vec(&list).unwrap(), None).unwrap(), Document::Index(_)));
+        assert!(
+            Document::parse(
+                &bytes,
+                Some("application/vnd.docker.distribution.manifest.v1+prettyjws")
+            )
+            .is_err()
+        );
+        let list =
+            serde_json::json!({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": []});
+        assert!(matches!(
+            Document::parse(&serde_json::to_vec(&list).unwrap(), None).unwrap(),
+            Document::Index(_)
+        ));
     }
 }

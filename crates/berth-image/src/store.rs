@@ -32,7 +32,10 @@ impl ContentStore {
         for d in [root.join("blobs/sha256"), root.join("ingest")] {
             std::fs::create_dir_all(&d).map_err(|e| Error::io("create", &d, e))?;
         }
-        Ok(ContentStore { root, locks: Arc::default() })
+        Ok(ContentStore {
+            root,
+            locks: Arc::default(),
+        })
     }
 
     /// The store's root directory.
@@ -53,12 +56,16 @@ impl ContentStore {
     /// The blob's size, if present.
     pub fn size(&self, digest: &Digest) -> Result<u64> {
         let p = self.path(digest);
-        std::fs::metadata(&p).map(|m| m.len()).map_err(|_| Error::BlobNotFound(digest.to_string()))
+        std::fs::metadata(&p)
+            .map(|m| m.len())
+            .map_err(|_| Error::BlobNotFound(digest.to_string()))
     }
 
     /// Opens the blob for streaming reads.
     pub async fn open_blob(&self, digest: &Digest) -> Result<tokio::fs::File> {
-        tokio::fs::File::open(self.path(digest)).await.map_err(|_| Error::BlobNotFound(digest.to_string()))
+        tokio::fs::File::open(self.path(digest))
+            .await
+            .map_err(|_| Error::BlobNotFound(digest.to_string()))
     }
 
     /// Reads a whole (small) blob, e.g. a manifest or config.
@@ -81,18 +88,34 @@ impl ContentStore {
     /// Starts a streaming write; `expected` (if known) is verified on commit.
     pub async fn writer(&self, expected: Option<Digest>) -> Result<BlobWriter> {
         let tmp = self.ingest_path();
-        let file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create", &tmp, e))?;
+        let file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| Error::io("create", &tmp, e))?;
         // Network chunks are small; buffering saves a blocking-pool hop per chunk.
         let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        Ok(BlobWriter { store: self.clone(), tmp, file: Some(file), hasher: Hasher::new(), size: 0, expected })
+        Ok(BlobWriter {
+            store: self.clone(),
+            tmp,
+            file: Some(file),
+            hasher: Hasher::new(),
+            size: 0,
+            expected,
+        })
     }
 
     /// Streams `reader` into the store, verifying against `expected` if given.
-    pub async fn write_stream(&self, expected: Option<Digest>, mut reader: impl AsyncRead + Unpin) -> Result<(Digest, u64)> {
+    pub async fn write_stream(
+        &self,
+        expected: Option<Digest>,
+        mut reader: impl AsyncRead + Unpin,
+    ) -> Result<(Digest, u64)> {
         let mut w = self.writer(expected).await?;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = reader.read(&mut buf).await.map_err(|e| Error::io("read", "stream", e))?;
+            let n = reader
+                .read(&mut buf)
+                .await
+                .map_err(|e| Error::io("read", "stream", e))?;
             if n == 0 {
                 break;
             }
@@ -116,7 +139,9 @@ impl ContentStore {
         let rd = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
         let mut out: Vec<Digest> = rd
             .filter_map(|e| e.ok())
-            .filter_map(|e| Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok())
+            .filter_map(|e| {
+                Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).ok()
+            })
             .collect();
         out.sort();
         Ok(out)
@@ -136,7 +161,9 @@ impl ContentStore {
     /// A fresh temp path inside the store (same file system, so it can be renamed in).
     pub fn ingest_path(&self) -> PathBuf {
         let n = INGEST_SEQ.fetch_add(1, Ordering::Relaxed);
-        self.root.join("ingest").join(format!("{}-{}", std::process::id(), n))
+        self.root
+            .join("ingest")
+            .join(format!("{}-{}", std::process::id(), n))
     }
 
     /// Moves a finished temp file (from [`ContentStore::ingest_path`]) into place after
@@ -148,7 +175,10 @@ impl ContentStore {
         let actual = Digest::from_hasher(h);
         if actual != *digest {
             let _ = std::fs::remove_file(tmp);
-            return Err(Error::DigestMismatch { expected: digest.to_string(), actual: actual.to_string() });
+            return Err(Error::DigestMismatch {
+                expected: digest.to_string(),
+                actual: actual.to_string(),
+            });
         }
         self.commit_file(tmp, digest)
     }
@@ -178,8 +208,15 @@ impl BlobWriter {
         self.hasher.update(data);
         self.size += data.len() as u64;
         match self.file.as_mut() {
-            Some(f) => f.write_all(data).await.map_err(|e| Error::io("write", &self.tmp, e)),
-            None => Err(Error::io("write", &self.tmp, std::io::Error::other("writer already committed"))),
+            Some(f) => f
+                .write_all(data)
+                .await
+                .map_err(|e| Error::io("write", &self.tmp, e)),
+            None => Err(Error::io(
+                "write",
+                &self.tmp,
+                std::io::Error::other("writer already committed"),
+            )),
         }
     }
 
@@ -190,16 +227,27 @@ impl BlobWriter {
 
     /// Verifies the digest and moves the blob into place; on mismatch nothing is kept.
     pub async fn commit(mut self) -> Result<(Digest, u64)> {
-        let mut file = self.file.take().ok_or_else(|| Error::io("commit", &self.tmp, std::io::Error::other("no file")))?;
-        file.flush().await.map_err(|e| Error::io("flush", &self.tmp, e))?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::io("commit", &self.tmp, std::io::Error::other("no file")))?;
+        file.flush()
+            .await
+            .map_err(|e| Error::io("flush", &self.tmp, e))?;
         let file = file.into_inner();
-        file.sync_all().await.map_err(|e| Error::io("sync", &self.tmp, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| Error::io("sync", &self.tmp, e))?;
         drop(file);
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
         if let Some(expected) = &self.expected
-            && *expected != actual {
-                return Err(Error::DigestMismatch { expected: expected.to_string(), actual: actual.to_string() });
-            }
+            && *expected != actual
+        {
+            return Err(Error::DigestMismatch {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
         self.store.commit_file(&self.tmp, &actual)?;
         Ok((actual, self.size))
     }
@@ -222,7 +270,10 @@ mod tests {
         let store = ContentStore::open(dir.path()).unwrap();
         let data = vec![7u8; 1_000_000];
         let want = Digest::of(&data);
-        let (d, n) = store.write_stream(Some(want.clone()), &data[..]).await.unwrap();
+        let (d, n) = store
+            .write_stream(Some(want.clone()), &data[..])
+            .await
+            .unwrap();
         assert_eq!((d.clone(), n), (want.clone(), 1_000_000));
         assert!(store.exists(&d));
         assert_eq!(store.read(&d).unwrap(), data);
@@ -237,12 +288,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ContentStore::open(dir.path()).unwrap();
         let wrong = Digest::of(b"something else");
-        let err = store.write_stream(Some(wrong.clone()), &b"actual bytes"[..]).await.unwrap_err();
+        let err = store
+            .write_stream(Some(wrong.clone()), &b"actual bytes"[..])
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
         assert!(!store.exists(&wrong));
         assert!(!store.exists(&Digest::of(b"actual bytes")));
         assert!(store.list().unwrap().is_empty());
-        assert_eq!(std::fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("ingest"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -254,12 +313,19 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let (s, d, w) = (store.clone(), data.clone(), want.clone());
-            tasks.push(tokio::spawn(async move { s.write_stream(Some(w), &d[..]).await }));
+            tasks.push(tokio::spawn(async move {
+                s.write_stream(Some(w), &d[..]).await
+            }));
         }
         for t in tasks {
             assert_eq!(t.await.unwrap().unwrap().0, want);
         }
         assert_eq!(store.read(&want).unwrap(), data);
-        assert_eq!(std::fs::read_dir(dir.path().join("ingest")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("ingest"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

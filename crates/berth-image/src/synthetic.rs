@@ -17,7 +17,12 @@ use crate::store::ContentStore;
 
 /// Writes an image of `layers` random layers of `layer_size` uncompressed bytes each into
 /// `store`; `seed` makes different images differ. Returns the manifest digest.
-pub async fn random_image(store: &ContentStore, layers: u32, layer_size: u64, seed: u64) -> Result<Digest> {
+pub async fn random_image(
+    store: &ContentStore,
+    layers: u32,
+    layer_size: u64,
+    seed: u64,
+) -> Result<Digest> {
     let mut rng = SplitMix64(seed);
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
@@ -51,10 +56,16 @@ pub async fn random_image(store: &ContentStore, layers: u32, layer_size: u64, se
 }
 
 /// One layer, streamed into the store in 1 MiB pieces (never whole in memory).
-async fn random_layer(store: &ContentStore, size: u64, rng: &mut SplitMix64) -> Result<(Descriptor, Digest)> {
+async fn random_layer(
+    store: &ContentStore,
+    size: u64,
+    rng: &mut SplitMix64,
+) -> Result<(Descriptor, Digest)> {
     let mut blob = store.writer(None).await?;
     // mtime 0 and no name keep the gzip header fixed.
-    let mut gz = GzBuilder::new().mtime(0).write(Vec::new(), Compression::none());
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), Compression::none());
     let mut diff = Hasher::new();
     let mut chunk = vec![0u8; 1 << 20];
     let mut left = size;
@@ -62,7 +73,8 @@ async fn random_layer(store: &ContentStore, size: u64, rng: &mut SplitMix64) -> 
         let n = left.min(chunk.len() as u64) as usize;
         rng.fill(&mut chunk[..n]);
         diff.update(&chunk[..n]);
-        gz.write_all(&chunk[..n]).map_err(|e| Error::io("gzip", "layer", e))?;
+        gz.write_all(&chunk[..n])
+            .map_err(|e| Error::io("gzip", "layer", e))?;
         left -= n as u64;
         let out = std::mem::take(gz.get_mut());
         blob.write(&out).await?;
@@ -70,7 +82,13 @@ async fn random_layer(store: &ContentStore, size: u64, rng: &mut SplitMix64) -> 
     let out = gz.finish().map_err(|e| Error::io("gzip", "layer", e))?;
     blob.write(&out).await?;
     let (digest, size) = blob.commit().await?;
-    let desc = Descriptor { media_type: manifest::OCI_LAYER_GZIP.into(), digest, size, platform: None, annotations: Default::default() };
+    let desc = Descriptor {
+        media_type: manifest::OCI_LAYER_GZIP.into(),
+        digest,
+        size,
+        platform: None,
+        annotations: Default::default(),
+    };
     Ok((desc, Digest::from_hasher(diff)))
 }
 
@@ -107,14 +125,20 @@ mod tests {
         let b = random_image(&store, 2, 1_500_000, 2).await.unwrap();
         assert_ne!(a, b);
         let m: Manifest = serde_json::from_slice(&store.read(&a).unwrap()).unwrap();
-        let config: serde_json::Value = serde_json::from_slice(&store.read(&m.config.digest).unwrap()).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&store.read(&m.config.digest).unwrap()).unwrap();
         assert_eq!(m.layers.len(), 2);
         for (i, l) in m.layers.iter().enumerate() {
             assert!(store.size(&l.digest).unwrap() == l.size && l.size > 1_500_000);
             let mut raw = Vec::new();
-            flate2::read::GzDecoder::new(&store.read(&l.digest).unwrap()[..]).read_to_end(&mut raw).unwrap();
+            flate2::read::GzDecoder::new(&store.read(&l.digest).unwrap()[..])
+                .read_to_end(&mut raw)
+                .unwrap();
             assert_eq!(raw.len(), 1_500_000);
-            assert_eq!(config["rootfs"]["diff_ids"][i], Digest::of(&raw).to_string());
+            assert_eq!(
+                config["rootfs"]["diff_ids"][i],
+                Digest::of(&raw).to_string()
+            );
         }
     }
 }

@@ -8,12 +8,25 @@ use berth_image::build::{BuildError, BuildOptions, Builder};
 use berth_image::{ClientOptions, LocalImages, Reference, RegistryClient};
 use serde_json::Value;
 
-fn build(images: &LocalImages, ctx: &Path, dockerfile: &str, tag: &str) -> Result<berth_image::build::BuildOutput, BuildError> {
+fn build(
+    images: &LocalImages,
+    ctx: &Path,
+    dockerfile: &str,
+    tag: &str,
+) -> Result<berth_image::build::BuildOutput, BuildError> {
     std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
     let client = RegistryClient::new(ClientOptions::default()).unwrap();
     let log = |_: &str| {};
-    let opts = BuildOptions { context: ctx.to_path_buf(), dockerfile: None, build_args: HashMap::new(), tags: vec![Reference::parse(tag).unwrap()] };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let opts = BuildOptions {
+        context: ctx.to_path_buf(),
+        dockerfile: None,
+        build_args: HashMap::new(),
+        tags: vec![Reference::parse(tag).unwrap()],
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(Builder::new(images, &client, &log).build(&opts))
 }
 
@@ -78,7 +91,11 @@ fn stages_inherit_and_entrypoint_resets_an_inherited_cmd() {
     assert_eq!(cfg["config"]["Env"], serde_json::json!(["A=1", "B=1-2"]));
     assert_eq!(cfg["config"]["WorkingDir"], "/w/rel");
     assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["ep"]));
-    assert_eq!(cfg["config"].get("Cmd"), None, "an inherited CMD is reset by ENTRYPOINT");
+    assert_eq!(
+        cfg["config"].get("Cmd"),
+        None,
+        "an inherited CMD is reset by ENTRYPOINT"
+    );
 }
 
 #[test]
@@ -90,16 +107,52 @@ fn step_errors_name_the_line() {
     std::fs::write(ctx.join("ignored"), "i").unwrap();
     std::fs::write(ctx.join(".dockerignore"), "ignored\n").unwrap();
     let images = LocalImages::open(tmp.path().join("images")).unwrap();
-    let err = build(&images, &ctx, "FROM scratch\nCOPY kept /k\nCOPY missing /m\n", "e:1").unwrap_err();
-    assert!(matches!(&err, BuildError::Step { line: 3, message } if message.contains("missing")), "{err}");
+    let err = build(
+        &images,
+        &ctx,
+        "FROM scratch\nCOPY kept /k\nCOPY missing /m\n",
+        "e:1",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, BuildError::Step { line: 3, message } if message.contains("missing")),
+        "{err}"
+    );
     let err = build(&images, &ctx, "FROM scratch\n\nCOPY ignored /i\n", "e:1").unwrap_err();
     assert!(matches!(&err, BuildError::Step { line: 3, .. }), "{err}");
-    let err = build(&images, &ctx, "FROM scratch\nCOPY --chown=app kept /k\n", "e:1").unwrap_err();
-    assert!(err.to_string().contains("line 2") && err.to_string().contains("numeric"), "{err}");
-    let err = build(&images, &ctx, "FROM scratch\nCOPY ../etc/passwd /p\n", "e:1").unwrap_err();
-    assert!(err.to_string().contains("outside the build context"), "{err}");
+    let err = build(
+        &images,
+        &ctx,
+        "FROM scratch\nCOPY --chown=app kept /k\n",
+        "e:1",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("line 2") && err.to_string().contains("numeric"),
+        "{err}"
+    );
+    let err = build(
+        &images,
+        &ctx,
+        "FROM scratch\nCOPY ../etc/passwd /p\n",
+        "e:1",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("outside the build context"),
+        "{err}"
+    );
     std::os::unix::fs::symlink("/etc", ctx.join("escape")).unwrap();
-    let err = build(&images, &ctx, "FROM scratch\nCOPY escape/hostname /h\n", "e:1").unwrap_err();
-    assert!(err.to_string().contains("outside the build context"), "{err}");
+    let err = build(
+        &images,
+        &ctx,
+        "FROM scratch\nCOPY escape/hostname /h\n",
+        "e:1",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("outside the build context"),
+        "{err}"
+    );
     assert!(images.list().unwrap().is_empty());
 }

@@ -15,27 +15,60 @@ const GOOD_LAYER: &[u8] = b"layer bytes";
 const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
 
 fn manifest_bytes() -> Vec<u8> {
-    let d = |media: &str, data: &[u8]| Descriptor { media_type: media.into(), digest: Digest::of(data), size: data.len() as u64, platform: None, annotations: BTreeMap::new() };
-    let m = Manifest { schema_version: 2, media_type: Some(manifest::OCI_MANIFEST.into()), config: d(manifest::OCI_CONFIG, CONFIG), layers: vec![d(manifest::OCI_LAYER_GZIP, GOOD_LAYER)], annotations: BTreeMap::new() };
+    let d = |media: &str, data: &[u8]| Descriptor {
+        media_type: media.into(),
+        digest: Digest::of(data),
+        size: data.len() as u64,
+        platform: None,
+        annotations: BTreeMap::new(),
+    };
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(manifest::OCI_MANIFEST.into()),
+        config: d(manifest::OCI_CONFIG, CONFIG),
+        layers: vec![d(manifest::OCI_LAYER_GZIP, GOOD_LAYER)],
+        annotations: BTreeMap::new(),
+    };
     serde_json::to_vec(&m).unwrap()
 }
 
 /// Serves `/v2/{good,bad}/...` behind Basic auth `user:secret`; `bad` serves a corrupted layer.
 async fn handle(req: Request<Body>) -> Response {
-    let authorized = req.headers().get("authorization").and_then(|h| h.to_str().ok()) == Some("Basic dXNlcjpzZWNyZXQ=");
+    let authorized = req
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        == Some("Basic dXNlcjpzZWNyZXQ=");
     if !authorized {
-        return Response::builder().status(StatusCode::UNAUTHORIZED).header("WWW-Authenticate", "Basic realm=\"fake\"").body(Body::empty()).unwrap();
+        return Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("WWW-Authenticate", "Basic realm=\"fake\"")
+            .body(Body::empty())
+            .unwrap();
     }
     let path = req.uri().path().to_string();
-    let (repo, rest) = path.trim_start_matches("/v2/").split_once('/').unwrap_or(("", ""));
+    let (repo, rest) = path
+        .trim_start_matches("/v2/")
+        .split_once('/')
+        .unwrap_or(("", ""));
     let body: Vec<u8> = if rest.starts_with("manifests/") {
-        return Response::builder().header("Content-Type", manifest::OCI_MANIFEST).body(Body::from(manifest_bytes())).unwrap();
+        return Response::builder()
+            .header("Content-Type", manifest::OCI_MANIFEST)
+            .body(Body::from(manifest_bytes()))
+            .unwrap();
     } else if rest == format!("blobs/{}", Digest::of(CONFIG)) {
         CONFIG.to_vec()
     } else if rest == format!("blobs/{}", Digest::of(GOOD_LAYER)) {
-        if repo == "bad" { b"tampered bytes".to_vec() } else { GOOD_LAYER.to_vec() }
+        if repo == "bad" {
+            b"tampered bytes".to_vec()
+        } else {
+            GOOD_LAYER.to_vec()
+        }
     } else {
-        return Response::builder().status(StatusCode::NOT_FOUND).body(Body::empty()).unwrap();
+        return Response::builder()
+            .status(StatusCode::NOT_FOUND)
+            .body(Body::empty())
+            .unwrap();
     };
     let mut h = HeaderMap::new();
     h.insert("content-type", "application/octet-stream".parse().unwrap());
@@ -57,23 +90,60 @@ async fn basic_auth_from_docker_config_and_corrupt_blobs_are_rejected() {
     let host = serve().await;
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("config.json");
-    std::fs::write(&cfg, format!(r#"{{"auths":{{"{host}":{{"auth":"dXNlcjpzZWNyZXQ="}}}}}}"#)).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"dXNlcjpzZWNyZXQ="}}}}}}"#),
+    )
+    .unwrap();
     let store = ContentStore::open(tmp.path().join("store")).unwrap();
 
     // Without credentials: a clear authentication error.
     let anon = RegistryClient::new(ClientOptions::default()).unwrap();
-    let err = anon.pull_image(&Reference::parse(&format!("{host}/good:v1")).unwrap(), &store, None).await.unwrap_err();
+    let err = anon
+        .pull_image(
+            &Reference::parse(&format!("{host}/good:v1")).unwrap(),
+            &store,
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Auth { .. }), "{err}");
 
-    let client = RegistryClient::new(ClientOptions { auth: AuthConfig { explicit: BTreeMap::new(), docker_config: Some(cfg) }, ..ClientOptions::default() }).unwrap();
-    let pulled = client.pull_image(&Reference::parse(&format!("{host}/good:v1")).unwrap(), &store, None).await.unwrap();
+    let client = RegistryClient::new(ClientOptions {
+        auth: AuthConfig {
+            explicit: BTreeMap::new(),
+            docker_config: Some(cfg),
+        },
+        ..ClientOptions::default()
+    })
+    .unwrap();
+    let pulled = client
+        .pull_image(
+            &Reference::parse(&format!("{host}/good:v1")).unwrap(),
+            &store,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(pulled.manifest_digest, Digest::of(&manifest_bytes()));
     assert_eq!(store.read(&Digest::of(GOOD_LAYER)).unwrap(), GOOD_LAYER);
 
     let fresh = ContentStore::open(tmp.path().join("fresh")).unwrap();
-    let err = client.pull_image(&Reference::parse(&format!("{host}/bad:v1")).unwrap(), &fresh, None).await.unwrap_err();
+    let err = client
+        .pull_image(
+            &Reference::parse(&format!("{host}/bad:v1")).unwrap(),
+            &fresh,
+            None,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
     assert!(!fresh.exists(&Digest::of(GOOD_LAYER)));
     assert!(!fresh.exists(&Digest::of(b"tampered bytes")));
-    assert_eq!(std::fs::read_dir(tmp.path().join("fresh/ingest")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("fresh/ingest"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

@@ -935,15 +935,27 @@ async fn concurrent_pushes_of_the_same_blob_all_succeed() {
     let mut tasks = Vec::new();
     for i in 0..16 {
         let (reg, data) = (reg.clone(), data.clone());
-        tasks.push(tokio::spawn(async move { reg.push_blob(&format!("repo{}", i % 4), &data).await }));
+        tasks.push(tokio::spawn(async move {
+            reg.push_blob(&format!("repo{}", i % 4), &data).await
+        }));
     }
     let d = sha256(&data);
     for t in tasks {
         assert_eq!(t.await.unwrap(), d);
     }
     for i in 0..4 {
-        let r = reg.client.get(reg.url(&format!("/v2/repo{i}/blobs/{d}"))).send().await.unwrap();
+        let r = reg
+            .client
+            .get(reg.url(&format!("/v2/repo{i}/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.bytes().await.unwrap().as_ref(), &data[..]);
     }
-    assert_eq!(std::fs::read_dir(reg.storage_root().join("uploads")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(reg.storage_root().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

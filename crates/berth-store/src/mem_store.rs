@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use crate::{KeyValue, RangeOptions, RangeResult, Result, Revision, Store, StoreError, WatchEvent, WatchStream};
+use crate::{
+    KeyValue, RangeOptions, RangeResult, Result, Revision, Store, StoreError, WatchEvent,
+    WatchStream,
+};
 use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
@@ -35,7 +38,10 @@ pub struct MemStore {
 
 impl Default for MemStore {
     fn default() -> Self {
-        MemStore { state: Mutex::new(State::default()), events: broadcast::channel(4096).0 }
+        MemStore {
+            state: Mutex::new(State::default()),
+            events: broadcast::channel(4096).0,
+        }
     }
 }
 
@@ -52,7 +58,12 @@ impl MemStore {
 
     fn record(&self, st: &mut State, key: &str, value: Option<KeyValue>, prev: Option<KeyValue>) {
         let revision = st.revision;
-        st.history.push(Entry { revision, key: key.to_string(), value: value.clone(), prev: prev.clone() });
+        st.history.push(Entry {
+            revision,
+            key: key.to_string(),
+            value: value.clone(),
+            prev: prev.clone(),
+        });
         let ev = match (value, prev) {
             (Some(kv), prev) => WatchEvent::Put { kv, prev },
             (None, Some(prev)) => WatchEvent::Delete { prev, revision },
@@ -64,8 +75,14 @@ impl MemStore {
 
     fn event_of(e: &Entry) -> Option<WatchEvent> {
         match (&e.value, &e.prev) {
-            (Some(kv), prev) => Some(WatchEvent::Put { kv: kv.clone(), prev: prev.clone() }),
-            (None, Some(prev)) => Some(WatchEvent::Delete { prev: prev.clone(), revision: e.revision }),
+            (Some(kv), prev) => Some(WatchEvent::Put {
+                kv: kv.clone(),
+                prev: prev.clone(),
+            }),
+            (None, Some(prev)) => Some(WatchEvent::Delete {
+                prev: prev.clone(),
+                revision: e.revision,
+            }),
             (None, None) => None,
         }
     }
@@ -81,10 +98,16 @@ impl Store for MemStore {
         let st = self.lock();
         let at = opts.revision.unwrap_or(st.revision);
         if opts.revision.is_some() && at <= st.compacted && at != st.revision {
-            return Err(StoreError::Compacted { requested: at, compacted: st.compacted });
+            return Err(StoreError::Compacted {
+                requested: at,
+                compacted: st.compacted,
+            });
         }
         if at > st.revision {
-            return Err(StoreError::FutureRevision { requested: at, current: st.revision });
+            return Err(StoreError::FutureRevision {
+                requested: at,
+                current: st.revision,
+            });
         }
         let mut view: BTreeMap<String, KeyValue> = st.current.clone();
         // Undo writes after `at`, newest first.
@@ -94,25 +117,45 @@ impl Store for MemStore {
                 None => view.remove(&e.key),
             };
         }
-        let all: Vec<KeyValue> =
-            view.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
+        let all: Vec<KeyValue> = view
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v.clone())
+            .collect();
         let count = all.len();
         let after: Vec<KeyValue> = all
             .into_iter()
-            .filter(|kv| opts.start_after.as_deref().is_none_or(|s| kv.key.as_str() > s))
+            .filter(|kv| {
+                opts.start_after
+                    .as_deref()
+                    .is_none_or(|s| kv.key.as_str() > s)
+            })
             .collect();
         let limit = opts.limit.unwrap_or(usize::MAX);
         let more = after.len() > limit;
-        Ok(RangeResult { kvs: after.into_iter().take(limit).collect(), revision: at, more, count })
+        Ok(RangeResult {
+            kvs: after.into_iter().take(limit).collect(),
+            revision: at,
+            more,
+            count,
+        })
     }
 
     async fn create(&self, key: &str, value: Vec<u8>) -> Result<KeyValue> {
         let mut st = self.lock();
         if let Some(cur) = st.current.get(key) {
-            return Err(StoreError::AlreadyExists { key: key.into(), current: cur.clone() });
+            return Err(StoreError::AlreadyExists {
+                key: key.into(),
+                current: cur.clone(),
+            });
         }
         let rev = st.revision + 1;
-        let kv = KeyValue { key: key.into(), value, create_revision: rev, mod_revision: rev };
+        let kv = KeyValue {
+            key: key.into(),
+            value,
+            create_revision: rev,
+            mod_revision: rev,
+        };
         st.revision = rev;
         st.current.insert(key.into(), kv.clone());
         self.record(&mut st, key, Some(kv.clone()), None);
@@ -125,10 +168,19 @@ impl Store for MemStore {
             return Err(StoreError::NotFound { key: key.into() });
         };
         if cur.mod_revision != expected {
-            return Err(StoreError::Conflict { key: key.into(), expected, current: cur });
+            return Err(StoreError::Conflict {
+                key: key.into(),
+                expected,
+                current: cur,
+            });
         }
         let rev = st.revision + 1;
-        let kv = KeyValue { key: key.into(), value, create_revision: cur.create_revision, mod_revision: rev };
+        let kv = KeyValue {
+            key: key.into(),
+            value,
+            create_revision: cur.create_revision,
+            mod_revision: rev,
+        };
         st.revision = rev;
         st.current.insert(key.into(), kv.clone());
         self.record(&mut st, key, Some(kv.clone()), Some(cur));
@@ -141,7 +193,11 @@ impl Store for MemStore {
             return Err(StoreError::NotFound { key: key.into() });
         };
         if cur.mod_revision != expected {
-            return Err(StoreError::Conflict { key: key.into(), expected, current: cur });
+            return Err(StoreError::Conflict {
+                key: key.into(),
+                expected,
+                current: cur,
+            });
         }
         let rev = st.revision + 1;
         st.revision = rev;
@@ -154,7 +210,10 @@ impl Store for MemStore {
         // Subscribe under the lock so no write falls between the replay and the live feed.
         let st = self.lock();
         if after < st.compacted {
-            return Err(StoreError::Compacted { requested: after, compacted: st.compacted });
+            return Err(StoreError::Compacted {
+                requested: after,
+                compacted: st.compacted,
+            });
         }
         let rx = self.events.subscribe();
         let backlog: Vec<Result<WatchEvent>> = st
@@ -209,17 +268,41 @@ mod tests {
     async fn history_watch_and_compaction_behave_like_the_durable_store() {
         let s = MemStore::new();
         let a = s.create("/k/a", b"1".to_vec()).await.unwrap();
-        s.update("/k/a", b"2".to_vec(), a.mod_revision).await.unwrap();
+        s.update("/k/a", b"2".to_vec(), a.mod_revision)
+            .await
+            .unwrap();
         let b = s.create("/k/b", b"x".to_vec()).await.unwrap();
         s.delete("/k/b", b.mod_revision).await.unwrap();
-        assert!(matches!(s.update("/k/a", b"3".to_vec(), a.mod_revision).await, Err(StoreError::Conflict { .. })));
+        assert!(matches!(
+            s.update("/k/a", b"3".to_vec(), a.mod_revision).await,
+            Err(StoreError::Conflict { .. })
+        ));
         assert_eq!(s.current_revision().await.unwrap(), 4);
-        let old = s.range("/k/", RangeOptions { revision: Some(1), ..Default::default() }).await.unwrap();
+        let old = s
+            .range(
+                "/k/",
+                RangeOptions {
+                    revision: Some(1),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(old.kvs.len(), 1);
         assert_eq!(old.kvs[0].value, b"1");
-        let evs: Vec<Revision> = s.watch("/k/", 1).await.unwrap().take(3).map(|e| e.unwrap().revision()).collect().await;
+        let evs: Vec<Revision> = s
+            .watch("/k/", 1)
+            .await
+            .unwrap()
+            .take(3)
+            .map(|e| e.unwrap().revision())
+            .collect()
+            .await;
         assert_eq!(evs, vec![2, 3, 4]);
         s.compact(3).await.unwrap();
-        assert!(matches!(s.watch("/k/", 1).await, Err(StoreError::Compacted { .. })));
+        assert!(matches!(
+            s.watch("/k/", 1).await,
+            Err(StoreError::Compacted { .. })
+        ));
     }
 }

@@ -1,8 +1,8 @@
 //! One service port: bind (retrying while the port is taken), accept, forward each connection.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;

@@ -22,10 +22,10 @@ use berth_api::ModelService;
 use berth_controller::MODELSERVICE_LABEL;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::Notify;
 
 pub use backends::Backends;

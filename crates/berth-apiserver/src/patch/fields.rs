@@ -33,15 +33,27 @@ pub struct FieldSet {
 }
 
 /// Top-level bookkeeping fields that nobody owns (server-managed or identity).
-const STRIPPED_METADATA: &[&str] =
-    &["name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"];
+const STRIPPED_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
 
 impl FieldSet {
     /// The fields set in `obj` (minus apiVersion, kind and server-managed metadata), with lists
     /// described by `list_type`.
     pub fn of(obj: &Value, list_type: &dyn Fn(&FieldPath) -> ListType) -> FieldSet {
         let mut set = FieldSet::default();
-        let Some(map) = obj.as_object() else { return set };
+        let Some(map) = obj.as_object() else {
+            return set;
+        };
         for (k, v) in map {
             if k == "apiVersion" || k == "kind" {
                 continue;
@@ -185,7 +197,8 @@ fn walk(v: &Value, path: &mut FieldPath, list_type: &dyn Fn(&FieldPath) -> ListT
         Value::Object(m) => {
             for (k, child) in m {
                 path.push(PathElement::Field(k.clone()));
-                set.children.insert(PathElement::Field(k.clone()), walk(child, path, list_type));
+                set.children
+                    .insert(PathElement::Field(k.clone()), walk(child, path, list_type));
                 path.pop();
             }
         }
@@ -193,12 +206,15 @@ fn walk(v: &Value, path: &mut FieldPath, list_type: &dyn Fn(&FieldPath) -> ListT
             ListType::Atomic => {}
             ListType::Set => {
                 for item in items {
-                    set.children.insert(PathElement::Value(item.to_string()), FieldSet::default());
+                    set.children
+                        .insert(PathElement::Value(item.to_string()), FieldSet::default());
                 }
             }
             ListType::Map(keys) => {
                 for item in items {
-                    let Some(seg) = key_of(item, &keys) else { continue };
+                    let Some(seg) = key_of(item, &keys) else {
+                        continue;
+                    };
                     path.push(seg.clone());
                     let mut child = walk(item, path, list_type);
                     path.pop();
@@ -224,7 +240,10 @@ pub fn key_of(item: &Value, keys: &[String]) -> Option<PathElement> {
     if sorted.is_empty() {
         return None;
     }
-    let fields: Vec<String> = sorted.iter().map(|(k, v)| format!("{}:{}", Value::String((*k).into()), v)).collect();
+    let fields: Vec<String> = sorted
+        .iter()
+        .map(|(k, v)| format!("{}:{}", Value::String((*k).into()), v))
+        .collect();
     Some(PathElement::Key(format!("{{{}}}", fields.join(","))))
 }
 
@@ -247,7 +266,9 @@ fn decode(k: &str) -> Option<PathElement> {
             let keys: Vec<String> = m.keys().cloned().collect();
             key_of(&Value::Object(m), &keys)
         }
-        "v:" => serde_json::from_str::<Value>(rest).ok().map(|v| PathElement::Value(v.to_string())),
+        "v:" => serde_json::from_str::<Value>(rest)
+            .ok()
+            .map(|v| PathElement::Value(v.to_string())),
         "i:" => rest.parse().ok().map(PathElement::Index),
         _ => None,
     }
@@ -258,7 +279,9 @@ pub fn value_at<'a>(obj: &'a Value, path: &[PathElement]) -> Option<&'a Value> {
     path.iter().try_fold(obj, |cur, seg| match seg {
         PathElement::Field(f) => cur.get(f),
         PathElement::Index(i) => cur.get(i),
-        PathElement::Key(_) | PathElement::Value(_) => cur.as_array()?.iter().find(|item| matches_item(item, seg)),
+        PathElement::Key(_) | PathElement::Value(_) => {
+            cur.as_array()?.iter().find(|item| matches_item(item, seg))
+        }
     })
 }
 
@@ -267,7 +290,9 @@ pub fn matches_item(item: &Value, seg: &PathElement) -> bool {
     match seg {
         PathElement::Value(v) => &item.to_string() == v,
         PathElement::Key(k) => {
-            let Ok(keys) = serde_json::from_str::<Map<String, Value>>(k) else { return false };
+            let Ok(keys) = serde_json::from_str::<Map<String, Value>>(k) else {
+                return false;
+            };
             keys.iter().all(|(name, want)| item.get(name) == Some(want))
         }
         _ => false,
@@ -276,13 +301,17 @@ pub fn matches_item(item: &Value, seg: &PathElement) -> bool {
 
 /// Removes the value at `path` from `obj` (a map field or a list item).
 pub fn remove_at(obj: &mut Value, path: &[PathElement]) {
-    let Some((last, init)) = path.split_last() else { return };
+    let Some((last, init)) = path.split_last() else {
+        return;
+    };
     let mut cur = obj;
     for seg in init {
         let next = match seg {
             PathElement::Field(f) => cur.get_mut(f),
             PathElement::Index(i) => cur.get_mut(i),
-            _ => cur.as_array_mut().and_then(|a| a.iter_mut().find(|item| matches_item(item, seg))),
+            _ => cur
+                .as_array_mut()
+                .and_then(|a| a.iter_mut().find(|item| matches_item(item, seg))),
         };
         match next {
             Some(n) => cur = n,
@@ -332,7 +361,16 @@ mod tests {
     use serde_json::json;
 
     fn pod_lists(p: &FieldPath) -> ListType {
-        let names: Vec<&str> = p.iter().filter_map(|s| if let PathElement::Field(f) = s { Some(f.as_str()) } else { None }).collect();
+        let names: Vec<&str> = p
+            .iter()
+            .filter_map(|s| {
+                if let PathElement::Field(f) = s {
+                    Some(f.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
         builtin_list_type("Pod", &names)
     }
 
@@ -346,26 +384,44 @@ mod tests {
             json!({"f:metadata":{"f:labels":{"f:a":{}},"f:finalizers":{"v:\"x\"":{}}},
                 "f:spec":{"f:containers":{"k:{\"name\":\"c\"}":{".":{},"f:args":{},"f:image":{},"f:name":{}}}}})
         );
-        assert_eq!(FieldSet::from_fields_v1(&set.to_fields_v1()), set, "round trip");
+        assert_eq!(
+            FieldSet::from_fields_v1(&set.to_fields_v1()),
+            set,
+            "round trip"
+        );
     }
 
     #[test]
     fn ownership_covers_atomic_descendants_and_removal_prunes() {
         let mut set = FieldSet::from_fields_v1(&json!({"f:spec":{"f:args":{},"f:replicas":{}}}));
-        let args = vec![PathElement::Field("spec".into()), PathElement::Field("args".into())];
+        let args = vec![
+            PathElement::Field("spec".into()),
+            PathElement::Field("args".into()),
+        ];
         assert!(set.owns(&args));
         assert!(set.owns(&[args[0].clone(), args[1].clone(), PathElement::Index(0)]));
-        assert!(!set.owns(&[PathElement::Field("spec".into()), PathElement::Field("image".into())]));
+        assert!(!set.owns(&[
+            PathElement::Field("spec".into()),
+            PathElement::Field("image".into())
+        ]));
         set.remove(&args);
-        set.remove(&[PathElement::Field("spec".into()), PathElement::Field("replicas".into())]);
+        set.remove(&[
+            PathElement::Field("spec".into()),
+            PathElement::Field("replicas".into()),
+        ]);
         assert!(set.is_empty());
     }
 
     #[test]
     fn values_are_found_and_removed_by_key() {
-        let mut pod = json!({"spec":{"containers":[{"name":"a","image":"1"},{"name":"b","image":"2"}]}});
+        let mut pod =
+            json!({"spec":{"containers":[{"name":"a","image":"1"},{"name":"b","image":"2"}]}});
         let b = key_of(&json!({"name":"b"}), &["name".into()]).unwrap();
-        let path = vec![PathElement::Field("spec".into()), PathElement::Field("containers".into()), b];
+        let path = vec![
+            PathElement::Field("spec".into()),
+            PathElement::Field("containers".into()),
+            b,
+        ];
         assert_eq!(value_at(&pod, &path).unwrap()["image"], "2");
         assert_eq!(display(&path), ".spec.containers[name=\"b\"]");
         remove_at(&mut pod, &path);

@@ -31,18 +31,28 @@ pub enum ListType {
 
 /// The strategic merge strategy of the list at `path` (field names only) in objects of `kind`.
 pub fn smp_list_strategy(kind: &str, path: &[&str]) -> SmpList {
-    let Some((&field, parents)) = path.split_last() else { return SmpList::Replace };
+    let Some((&field, parents)) = path.split_last() else {
+        return SmpList::Replace;
+    };
     let parent = parents.last().copied().unwrap_or("");
     match (field, parent) {
         ("finalizers", "metadata") => SmpList::MergePrimitives,
         ("podCIDRs", "spec") if kind == "Node" => SmpList::MergePrimitives,
         // Service ports merge by port number; container ports by containerPort.
         ("ports", "spec") if kind == "Service" => SmpList::MergeByKey("port"),
-        ("ports", _) if parents.contains(&"containers") || parents.contains(&"initContainers") || parents.contains(&"ephemeralContainers") => {
+        ("ports", _)
+            if parents.contains(&"containers")
+                || parents.contains(&"initContainers")
+                || parents.contains(&"ephemeralContainers") =>
+        {
             SmpList::MergeByKey("containerPort")
         }
-        ("containers" | "initContainers" | "ephemeralContainers", "spec") => SmpList::MergeByKey("name"),
-        ("volumes" | "imagePullSecrets" | "resourceClaims" | "schedulingGates", "spec") => SmpList::MergeByKey("name"),
+        ("containers" | "initContainers" | "ephemeralContainers", "spec") => {
+            SmpList::MergeByKey("name")
+        }
+        ("volumes" | "imagePullSecrets" | "resourceClaims" | "schedulingGates", "spec") => {
+            SmpList::MergeByKey("name")
+        }
         ("env", _) => SmpList::MergeByKey("name"),
         ("volumeMounts", _) => SmpList::MergeByKey("mountPath"),
         ("volumeDevices", _) => SmpList::MergeByKey("devicePath"),
@@ -62,7 +72,9 @@ pub fn smp_list_strategy(kind: &str, path: &[&str]) -> SmpList {
 pub fn builtin_list_type(kind: &str, path: &[&str]) -> ListType {
     match smp_list_strategy(kind, path) {
         SmpList::MergeByKey("port") => ListType::Map(vec!["port".into(), "protocol".into()]),
-        SmpList::MergeByKey("containerPort") => ListType::Map(vec!["containerPort".into(), "protocol".into()]),
+        SmpList::MergeByKey("containerPort") => {
+            ListType::Map(vec!["containerPort".into(), "protocol".into()])
+        }
         SmpList::MergeByKey(k) => ListType::Map(vec![k.into()]),
         SmpList::MergePrimitives => ListType::Set,
         SmpList::Replace => ListType::Atomic,
@@ -82,7 +94,11 @@ pub fn schema_list_type(schema: &Value, path: &[PathElement]) -> Option<ListType
     match node.get("x-kubernetes-list-type")?.as_str()? {
         "map" => {
             let keys = node.get("x-kubernetes-list-map-keys")?.as_array()?;
-            Some(ListType::Map(keys.iter().filter_map(|k| k.as_str().map(String::from)).collect()))
+            Some(ListType::Map(
+                keys.iter()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect(),
+            ))
         }
         "set" => Some(ListType::Set),
         _ => Some(ListType::Atomic),
@@ -91,12 +107,24 @@ pub fn schema_list_type(schema: &Value, path: &[PathElement]) -> Option<ListType
 
 /// The list-type lookup server-side apply needs for objects of `kind`: the CRD schema's
 /// annotations where present, else the built-in table (atomic for anything unknown).
-pub fn list_types<'a>(kind: &'a str, schema: Option<&'a Value>) -> impl Fn(&FieldPath) -> ListType + 'a {
+pub fn list_types<'a>(
+    kind: &'a str,
+    schema: Option<&'a Value>,
+) -> impl Fn(&FieldPath) -> ListType + 'a {
     move |path: &FieldPath| {
         if let Some(t) = schema.and_then(|s| schema_list_type(s, path)) {
             return t;
         }
-        let names: Vec<&str> = path.iter().filter_map(|s| if let PathElement::Field(f) = s { Some(f.as_str()) } else { None }).collect();
+        let names: Vec<&str> = path
+            .iter()
+            .filter_map(|s| {
+                if let PathElement::Field(f) = s {
+                    Some(f.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect();
         builtin_list_type(kind, &names)
     }
 }
@@ -114,33 +142,75 @@ mod tests {
             "args":{"type":"array"}}}}});
         let lt = list_types("ModelService", Some(&schema));
         let f = |s: &str| PathElement::Field(s.into());
-        assert_eq!(lt(&vec![f("spec"), f("models")]), ListType::Map(vec!["name".into()]));
-        assert_eq!(lt(&vec![f("spec"), f("models"), PathElement::Key("{\"name\":\"a\"}".into()), f("tags")]), ListType::Set);
+        assert_eq!(
+            lt(&vec![f("spec"), f("models")]),
+            ListType::Map(vec!["name".into()])
+        );
+        assert_eq!(
+            lt(&vec![
+                f("spec"),
+                f("models"),
+                PathElement::Key("{\"name\":\"a\"}".into()),
+                f("tags")
+            ]),
+            ListType::Set
+        );
         assert_eq!(lt(&vec![f("spec"), f("args")]), ListType::Atomic);
-        assert_eq!(lt(&vec![f("metadata"), f("finalizers")]), ListType::Set, "built-in metadata facts still apply");
+        assert_eq!(
+            lt(&vec![f("metadata"), f("finalizers")]),
+            ListType::Set,
+            "built-in metadata facts still apply"
+        );
     }
 
     #[test]
     fn ports_depend_on_kind_and_place() {
-        assert_eq!(smp_list_strategy("Service", &["spec", "ports"]), SmpList::MergeByKey("port"));
-        assert_eq!(smp_list_strategy("Pod", &["spec", "containers", "ports"]), SmpList::MergeByKey("containerPort"));
         assert_eq!(
-            smp_list_strategy("Deployment", &["spec", "template", "spec", "containers", "ports"]),
+            smp_list_strategy("Service", &["spec", "ports"]),
+            SmpList::MergeByKey("port")
+        );
+        assert_eq!(
+            smp_list_strategy("Pod", &["spec", "containers", "ports"]),
             SmpList::MergeByKey("containerPort")
         );
-        assert_eq!(smp_list_strategy("Pod", &["spec", "tolerations"]), SmpList::Replace);
-        assert_eq!(smp_list_strategy("Pod", &["spec", "containers", "args"]), SmpList::Replace);
-        assert_eq!(smp_list_strategy("ConfigMap", &["metadata", "finalizers"]), SmpList::MergePrimitives);
+        assert_eq!(
+            smp_list_strategy(
+                "Deployment",
+                &["spec", "template", "spec", "containers", "ports"]
+            ),
+            SmpList::MergeByKey("containerPort")
+        );
+        assert_eq!(
+            smp_list_strategy("Pod", &["spec", "tolerations"]),
+            SmpList::Replace
+        );
+        assert_eq!(
+            smp_list_strategy("Pod", &["spec", "containers", "args"]),
+            SmpList::Replace
+        );
+        assert_eq!(
+            smp_list_strategy("ConfigMap", &["metadata", "finalizers"]),
+            SmpList::MergePrimitives
+        );
     }
 
     #[test]
     fn apply_list_types_follow_merge_keys() {
-        assert_eq!(builtin_list_type("Pod", &["spec", "containers"]), ListType::Map(vec!["name".into()]));
+        assert_eq!(
+            builtin_list_type("Pod", &["spec", "containers"]),
+            ListType::Map(vec!["name".into()])
+        );
         assert_eq!(
             builtin_list_type("Service", &["spec", "ports"]),
             ListType::Map(vec!["port".into(), "protocol".into()])
         );
-        assert_eq!(builtin_list_type("Pod", &["metadata", "finalizers"]), ListType::Set);
-        assert_eq!(builtin_list_type("Pod", &["spec", "containers", "command"]), ListType::Atomic);
+        assert_eq!(
+            builtin_list_type("Pod", &["metadata", "finalizers"]),
+            ListType::Set
+        );
+        assert_eq!(
+            builtin_list_type("Pod", &["spec", "containers", "command"]),
+            ListType::Atomic
+        );
     }
 }

@@ -11,9 +11,13 @@ pub mod strategic;
 
 use serde_json::Value;
 
-pub use apply::{ApplyError, Conflict, FieldManagerEntry, Operation, Writer, apply, record_update, unchanged};
+pub use apply::{
+    ApplyError, Conflict, FieldManagerEntry, Operation, Writer, apply, record_update, unchanged,
+};
 pub use fields::{FieldPath, FieldSet, PathElement};
-pub use keys::{ListType, SmpList, builtin_list_type, list_types, schema_list_type, smp_list_strategy};
+pub use keys::{
+    ListType, SmpList, builtin_list_type, list_types, schema_list_type, smp_list_strategy,
+};
 pub use strategic::strategic_merge;
 
 /// Why a (non-apply) patch could not be applied.
@@ -58,7 +62,8 @@ impl PatchError {
 
 /// Applies an RFC 6902 JSON patch document (`body` is the raw JSON array) to `target`.
 pub fn json_patch(target: &Value, body: &[u8]) -> Result<Value, PatchError> {
-    let ops: json_patch::Patch = serde_json::from_slice(body).map_err(|e| PatchError::Decode(e.to_string()))?;
+    let ops: json_patch::Patch =
+        serde_json::from_slice(body).map_err(|e| PatchError::Decode(e.to_string()))?;
     let mut out = target.clone();
     json_patch::patch(&mut out, &ops).map_err(|e| PatchError::Apply(e.to_string()))?;
     Ok(out)
@@ -66,7 +71,8 @@ pub fn json_patch(target: &Value, body: &[u8]) -> Result<Value, PatchError> {
 
 /// Applies an RFC 7386 JSON merge patch (`body` is the raw JSON document) to `target`.
 pub fn merge_patch(target: &Value, body: &[u8]) -> Result<Value, PatchError> {
-    let patch: Value = serde_json::from_slice(body).map_err(|e| PatchError::Decode(e.to_string()))?;
+    let patch: Value =
+        serde_json::from_slice(body).map_err(|e| PatchError::Decode(e.to_string()))?;
     let mut out = target.clone();
     json_patch::merge(&mut out, &patch);
     Ok(out)
@@ -85,7 +91,10 @@ mod tests {
         assert_eq!(err.status_code(), 422);
         assert_eq!(err.reason(), "Invalid");
         let ok = br#"[{"op":"test","path":"/metadata/finalizers","value":["a"]},{"op":"add","path":"/metadata/finalizers/-","value":"c"}]"#;
-        assert_eq!(json_patch(&t, ok).unwrap()["metadata"]["finalizers"], json!(["a", "c"]));
+        assert_eq!(
+            json_patch(&t, ok).unwrap()["metadata"]["finalizers"],
+            json!(["a", "c"])
+        );
         assert_eq!(t["metadata"]["finalizers"], json!(["a"]));
     }
 

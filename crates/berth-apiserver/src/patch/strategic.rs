@@ -17,7 +17,9 @@ const DELETE_PRIMITIVES: &str = "$deleteFromPrimitiveList/";
 /// Applies the strategic merge patch `patch` to `target`, an object of `kind`.
 pub fn strategic_merge(kind: &str, target: &Value, patch: &Value) -> Result<Value, PatchError> {
     let Some(patch) = patch.as_object() else {
-        return Err(PatchError::Decode("a strategic merge patch must be a JSON object".into()));
+        return Err(PatchError::Decode(
+            "a strategic merge patch must be a JSON object".into(),
+        ));
     };
     let empty = Map::new();
     let base = target.as_object().unwrap_or(&empty);
@@ -33,13 +35,24 @@ struct Merger<'a> {
 
 impl Merger<'_> {
     /// Merges `patch` into the map `target` at `path`; `None` when the patch deletes the map.
-    fn map(&self, path: &mut Vec<String>, target: &Map<String, Value>, patch: &Map<String, Value>) -> Result<Option<Map<String, Value>>, PatchError> {
+    fn map(
+        &self,
+        path: &mut Vec<String>,
+        target: &Map<String, Value>,
+        patch: &Map<String, Value>,
+    ) -> Result<Option<Map<String, Value>>, PatchError> {
         match patch.get("$patch").map(|d| d.as_str()) {
             None | Some(Some("merge")) => {}
             Some(Some("delete")) => return Ok(None),
             // Replace: the patch (directives processed against nothing) is the new map.
-            Some(Some("replace")) => return self.map(path, &Map::new(), &without_patch_directive(patch)),
-            Some(other) => return Err(PatchError::Directive(format!("unknown $patch value {other:?}"))),
+            Some(Some("replace")) => {
+                return self.map(path, &Map::new(), &without_patch_directive(patch));
+            }
+            Some(other) => {
+                return Err(PatchError::Directive(format!(
+                    "unknown $patch value {other:?}"
+                )));
+            }
         }
         let mut out = target.clone();
         if let Some(retain) = patch.get("$retainKeys") {
@@ -69,7 +82,10 @@ impl Merger<'_> {
                 };
                 path.pop();
                 reorder(&mut out, field, v, key)?;
-            } else if k.starts_with('$') && !matches!(k.as_str(), "$patch" | "$retainKeys") && !k.starts_with(DELETE_PRIMITIVES) {
+            } else if k.starts_with('$')
+                && !matches!(k.as_str(), "$patch" | "$retainKeys")
+                && !k.starts_with(DELETE_PRIMITIVES)
+            {
                 return Err(PatchError::Directive(format!("unknown directive {k}")));
             }
         }
@@ -77,7 +93,12 @@ impl Merger<'_> {
     }
 
     /// Merges one patch value into the (possibly absent) live value; `None` deletes the field.
-    fn value(&self, path: &mut Vec<String>, live: Option<&Value>, patch: &Value) -> Result<Option<Value>, PatchError> {
+    fn value(
+        &self,
+        path: &mut Vec<String>,
+        live: Option<&Value>,
+        patch: &Value,
+    ) -> Result<Option<Value>, PatchError> {
         let empty = Map::new();
         Ok(match patch {
             Value::Null => None,
@@ -86,7 +107,10 @@ impl Merger<'_> {
                 self.map(path, base, p)?.map(Value::Object)
             }
             Value::Array(items) => {
-                let base = live.and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+                let base = live
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
                 Some(Value::Array(self.list(path, base, items)?))
             }
             primitive => Some(primitive.clone()),
@@ -94,13 +118,26 @@ impl Merger<'_> {
     }
 
     /// Merges the patch list `patch` into `live` according to the list's strategy.
-    fn list(&self, path: &mut Vec<String>, live: &[Value], patch: &[Value]) -> Result<Vec<Value>, PatchError> {
+    fn list(
+        &self,
+        path: &mut Vec<String>,
+        live: &[Value],
+        patch: &[Value],
+    ) -> Result<Vec<Value>, PatchError> {
         // `{"$patch": "replace"}` among the items: the other items are the whole new list.
-        let replace = patch.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
-        let rest: Vec<&Value> = patch.iter().filter(|i| !(replace && i.get("$patch").is_some())).collect();
+        let replace = patch
+            .iter()
+            .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"));
+        let rest: Vec<&Value> = patch
+            .iter()
+            .filter(|i| !(replace && i.get("$patch").is_some()))
+            .collect();
         let strategy = smp_list_strategy(self.kind, &as_strs(path));
         if replace || strategy == SmpList::Replace {
-            return rest.into_iter().filter_map(|i| self.value(path, None, i).transpose()).collect();
+            return rest
+                .into_iter()
+                .filter_map(|i| self.value(path, None, i).transpose())
+                .collect();
         }
         let mut out = live.to_vec();
         match strategy {
@@ -121,9 +158,20 @@ impl Merger<'_> {
     }
 
     /// Merges one item of a keyed list into `out` (appending, merging or deleting by key).
-    fn merge_item(&self, path: &mut Vec<String>, out: &mut Vec<Value>, item: &Value, key: &str) -> Result<(), PatchError> {
-        let missing_key = || PatchError::MissingMergeKey { item: item.to_string(), key: key.to_string() };
-        let Some(map) = item.as_object() else { return Err(missing_key()) };
+    fn merge_item(
+        &self,
+        path: &mut Vec<String>,
+        out: &mut Vec<Value>,
+        item: &Value,
+        key: &str,
+    ) -> Result<(), PatchError> {
+        let missing_key = || PatchError::MissingMergeKey {
+            item: item.to_string(),
+            key: key.to_string(),
+        };
+        let Some(map) = item.as_object() else {
+            return Err(missing_key());
+        };
         let id = map.get(key).ok_or_else(missing_key)?;
         let pos = out.iter().position(|c| c.get(key) == Some(id));
         let empty = Map::new();
@@ -145,7 +193,10 @@ fn as_strs(path: &[String]) -> Vec<&str> {
 }
 
 fn without_patch_directive(m: &Map<String, Value>) -> Map<String, Value> {
-    m.iter().filter(|(k, _)| k.as_str() != "$patch").map(|(k, v)| (k.clone(), v.clone())).collect()
+    m.iter()
+        .filter(|(k, _)| k.as_str() != "$patch")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn string_list<'a>(v: &'a Value, what: &str) -> Result<Vec<&'a str>, PatchError> {
@@ -155,9 +206,15 @@ fn string_list<'a>(v: &'a Value, what: &str) -> Result<Vec<&'a str>, PatchError>
 }
 
 /// `$deleteFromPrimitiveList/<field>`: removes the listed values from the primitive list.
-fn delete_primitives(out: &mut Map<String, Value>, field: &str, values: &Value) -> Result<(), PatchError> {
+fn delete_primitives(
+    out: &mut Map<String, Value>,
+    field: &str,
+    values: &Value,
+) -> Result<(), PatchError> {
     let Some(values) = values.as_array() else {
-        return Err(PatchError::Directive(format!("{DELETE_PRIMITIVES}{field} must be a list")));
+        return Err(PatchError::Directive(format!(
+            "{DELETE_PRIMITIVES}{field} must be a list"
+        )));
     };
     if let Some(Value::Array(items)) = out.get_mut(field) {
         items.retain(|i| !values.contains(i));
@@ -167,11 +224,20 @@ fn delete_primitives(out: &mut Map<String, Value>, field: &str, values: &Value) 
 
 /// `$setElementOrder/<field>`: items named in `order` come first, in that order; items only the
 /// live object has keep their relative order after them.
-fn reorder(out: &mut Map<String, Value>, field: &str, order: &Value, key: Option<&str>) -> Result<(), PatchError> {
+fn reorder(
+    out: &mut Map<String, Value>,
+    field: &str,
+    order: &Value,
+    key: Option<&str>,
+) -> Result<(), PatchError> {
     let Some(order) = order.as_array() else {
-        return Err(PatchError::Directive(format!("{SET_ORDER}{field} must be a list")));
+        return Err(PatchError::Directive(format!(
+            "{SET_ORDER}{field} must be a list"
+        )));
     };
-    let Some(Value::Array(items)) = out.get_mut(field) else { return Ok(()) };
+    let Some(Value::Array(items)) = out.get_mut(field) else {
+        return Ok(());
+    };
     let rank = |item: &Value| {
         order.iter().position(|o| match key {
             Some(k) => o.get(k).is_some() && o.get(k) == item.get(k),
@@ -196,7 +262,10 @@ mod tests {
     fn containers_merge_by_name_and_delete_directive_removes_one() {
         let t = json!({"spec":{"containers":[{"name":"a","image":"1"},{"name":"b","image":"2"}]}});
         let p = json!({"spec":{"containers":[{"name":"b","image":"3"},{"name":"a","$patch":"delete"},{"name":"c","image":"4"}]}});
-        assert_eq!(smp("Pod", t, p)["spec"]["containers"], json!([{"name":"b","image":"3"},{"name":"c","image":"4"}]));
+        assert_eq!(
+            smp("Pod", t, p)["spec"]["containers"],
+            json!([{"name":"b","image":"3"},{"name":"c","image":"4"}])
+        );
     }
 
     #[test]
@@ -205,24 +274,45 @@ mod tests {
             "ports":[{"containerPort":80,"name":"http"}],"args":["x","y"]}]}});
         let p = json!({"spec":{"containers":[{"name":"a","env":[{"name":"Y","value":"3"}],"ports":[{"containerPort":443}],"args":["z"]}]}});
         let c = &smp("Pod", t, p)["spec"]["containers"][0];
-        assert_eq!(c["env"], json!([{"name":"X","value":"1"},{"name":"Y","value":"3"}]));
-        assert_eq!(c["ports"], json!([{"containerPort":80,"name":"http"},{"containerPort":443}]));
-        assert_eq!(c["args"], json!(["z"]), "lists without a strategy are replaced");
+        assert_eq!(
+            c["env"],
+            json!([{"name":"X","value":"1"},{"name":"Y","value":"3"}])
+        );
+        assert_eq!(
+            c["ports"],
+            json!([{"containerPort":80,"name":"http"},{"containerPort":443}])
+        );
+        assert_eq!(
+            c["args"],
+            json!(["z"]),
+            "lists without a strategy are replaced"
+        );
     }
 
     #[test]
     fn service_ports_merge_by_port_number() {
         let t = json!({"spec":{"ports":[{"port":80,"targetPort":8080},{"port":443}]}});
         let p = json!({"spec":{"ports":[{"port":80,"targetPort":9090}]}});
-        assert_eq!(smp("Service", t, p)["spec"]["ports"], json!([{"port":80,"targetPort":9090},{"port":443}]));
+        assert_eq!(
+            smp("Service", t, p)["spec"]["ports"],
+            json!([{"port":80,"targetPort":9090},{"port":443}])
+        );
     }
 
     #[test]
     fn null_deletes_and_map_patch_directives_work() {
         let t = json!({"metadata":{"labels":{"a":"1","b":"2"}},"data":{"k":"v","j":"w"}});
-        let out = smp("ConfigMap", t.clone(), json!({"metadata":{"labels":{"a":null,"c":"3"}}}));
+        let out = smp(
+            "ConfigMap",
+            t.clone(),
+            json!({"metadata":{"labels":{"a":null,"c":"3"}}}),
+        );
         assert_eq!(out["metadata"]["labels"], json!({"b":"2","c":"3"}));
-        let out = smp("ConfigMap", t.clone(), json!({"data":{"$patch":"replace","n":"m"}}));
+        let out = smp(
+            "ConfigMap",
+            t.clone(),
+            json!({"data":{"$patch":"replace","n":"m"}}),
+        );
         assert_eq!(out["data"], json!({"n":"m"}));
         let out = smp("ConfigMap", t, json!({"data":{"$patch":"delete"}}));
         assert!(out.get("data").is_none());
@@ -232,22 +322,37 @@ mod tests {
     fn list_replace_directive_replaces_a_keyed_list() {
         let t = json!({"spec":{"containers":[{"name":"a"},{"name":"b"}]}});
         let p = json!({"spec":{"containers":[{"$patch":"replace"},{"name":"c"}]}});
-        assert_eq!(smp("Pod", t, p)["spec"]["containers"], json!([{"name":"c"}]));
+        assert_eq!(
+            smp("Pod", t, p)["spec"]["containers"],
+            json!([{"name":"c"}])
+        );
     }
 
     #[test]
     fn retain_keys_drops_unlisted_fields() {
-        let t = json!({"spec":{"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":1}}}});
+        let t =
+            json!({"spec":{"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":1}}}});
         let p = json!({"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate"}}});
-        assert_eq!(smp("Deployment", t, p)["spec"]["strategy"], json!({"type":"Recreate"}));
+        assert_eq!(
+            smp("Deployment", t, p)["spec"]["strategy"],
+            json!({"type":"Recreate"})
+        );
     }
 
     #[test]
     fn finalizers_merge_as_set_and_delete_from_primitive_list() {
         let t = json!({"metadata":{"finalizers":["a","b"]}});
-        let out = smp("ConfigMap", t.clone(), json!({"metadata":{"finalizers":["b","c"]}}));
-        assert_eq!(out["metadata"]["finalizers"], json!(["a","b","c"]));
-        let out = smp("ConfigMap", t, json!({"metadata":{"$deleteFromPrimitiveList/finalizers":["a"]}}));
+        let out = smp(
+            "ConfigMap",
+            t.clone(),
+            json!({"metadata":{"finalizers":["b","c"]}}),
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["a", "b", "c"]));
+        let out = smp(
+            "ConfigMap",
+            t,
+            json!({"metadata":{"$deleteFromPrimitiveList/finalizers":["a"]}}),
+        );
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
     }
 
@@ -255,7 +360,10 @@ mod tests {
     fn set_element_order_reorders_keyed_items() {
         let t = json!({"spec":{"containers":[{"name":"a"},{"name":"x"},{"name":"b"}]}});
         let p = json!({"spec":{"$setElementOrder/containers":[{"name":"b"},{"name":"a"}],"containers":[{"name":"b","image":"i"}]}});
-        assert_eq!(smp("Pod", t, p)["spec"]["containers"], json!([{"name":"b","image":"i"},{"name":"a"},{"name":"x"}]));
+        assert_eq!(
+            smp("Pod", t, p)["spec"]["containers"],
+            json!([{"name":"b","image":"i"},{"name":"a"},{"name":"x"}])
+        );
     }
 
     #[test]
@@ -266,22 +374,38 @@ mod tests {
         let p = json!({"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"x\":1}"}},
             "spec":{"$setElementOrder/containers":[{"name":"c"}],"containers":[{"$setElementOrder/env":[{"name":"A"}],"name":"c","env":[{"$patch":"delete","name":"B"}]}]}});
         let out = smp("Pod", t, p);
-        assert_eq!(out["spec"]["containers"], json!([{"name":"c","image":"i","env":[{"name":"A","value":"1"}]}]));
-        assert_eq!(out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"], "{\"x\":1}");
+        assert_eq!(
+            out["spec"]["containers"],
+            json!([{"name":"c","image":"i","env":[{"name":"A","value":"1"}]}])
+        );
+        assert_eq!(
+            out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+            "{\"x\":1}"
+        );
     }
 
     #[test]
     fn new_values_lose_their_directives() {
-        let out = smp("Pod", json!({}), json!({"spec":{"containers":[{"name":"a","env":[{"name":"X","$patch":"delete"}]}]}}));
+        let out = smp(
+            "Pod",
+            json!({}),
+            json!({"spec":{"containers":[{"name":"a","env":[{"name":"X","$patch":"delete"}]}]}}),
+        );
         assert_eq!(out["spec"]["containers"], json!([{"name":"a","env":[]}]));
     }
 
     #[test]
     fn bad_patches_are_400() {
-        let err = strategic_merge("Pod", &json!({}), &json!({"spec":{"containers":[{"image":"x"}]}})).unwrap_err();
+        let err = strategic_merge(
+            "Pod",
+            &json!({}),
+            &json!({"spec":{"containers":[{"image":"x"}]}}),
+        )
+        .unwrap_err();
         assert!(matches!(err, PatchError::MissingMergeKey { .. }), "{err}");
         assert_eq!(err.status_code(), 400);
-        let err = strategic_merge("Pod", &json!({}), &json!({"spec":{"$patch":"explode"}})).unwrap_err();
+        let err =
+            strategic_merge("Pod", &json!({}), &json!({"spec":{"$patch":"explode"}})).unwrap_err();
         assert_eq!(err.status_code(), 400);
         assert!(strategic_merge("Pod", &json!({}), &json!([1])).is_err());
     }

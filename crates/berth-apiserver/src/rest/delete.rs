@@ -30,13 +30,16 @@ impl DeleteOptions {
         let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
             json!({})
         } else {
-            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
         let mut o = DeleteOptions {
             grace: b["gracePeriodSeconds"].as_i64(),
             propagation: b["propagationPolicy"].as_str().map(String::from),
             uid: b["preconditions"]["uid"].as_str().map(String::from),
-            resource_version: b["preconditions"]["resourceVersion"].as_str().map(String::from),
+            resource_version: b["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(String::from),
         };
         if let Some(g) = ctx.query.int("gracePeriodSeconds")? {
             o.grace = Some(g);
@@ -61,10 +64,18 @@ pub async fn delete(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
 /// The grace period of a pod deletion (0 for unscheduled or finished pods).
 fn pod_grace(obj: &Value, opts: &DeleteOptions) -> i64 {
     let phase = obj["status"]["phase"].as_str().unwrap_or_default();
-    if obj["spec"]["nodeName"].as_str().unwrap_or_default().is_empty() || matches!(phase, "Succeeded" | "Failed") {
+    if obj["spec"]["nodeName"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+        || matches!(phase, "Succeeded" | "Failed")
+    {
         return 0;
     }
-    opts.grace.or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30).max(0)
+    opts.grace
+        .or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64())
+        .unwrap_or(30)
+        .max(0)
 }
 
 /// Deletes (or starts deleting) one object by name; returns (code, body).
@@ -72,24 +83,48 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResul
     let r = &ctx.r;
     let key = r.key(ctx.namespace(), name);
     for _ in 0..10 {
-        let kv = ctx.srv.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
+        let kv = ctx
+            .srv
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(r, name))?;
         let obj = object::decode(&kv, r)?;
-        if opts.uid.as_deref().is_some_and(|u| Some(u) != object::meta_str(&obj, "uid"))
-            || opts.resource_version.as_deref().is_some_and(|v| v != kv.mod_revision.to_string())
+        if opts
+            .uid
+            .as_deref()
+            .is_some_and(|u| Some(u) != object::meta_str(&obj, "uid"))
+            || opts
+                .resource_version
+                .as_deref()
+                .is_some_and(|v| v != kv.mod_revision.to_string())
         {
-            return Err(ApiError::new(409, "Conflict", format!(
-                "Operation cannot be fulfilled on {} \"{}\": Precondition failed", r.qualified_plural(), name
-            )));
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{}\": Precondition failed",
+                    r.qualified_plural(),
+                    name
+                ),
+            ));
         }
         let mut fins = object::finalizers(&obj);
         match opts.propagation.as_deref() {
-            Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") && gc::has_dependents(&ctx.srv, &obj).await => {
+            Some("Foreground")
+                if !fins.iter().any(|f| f == "foregroundDeletion")
+                    && gc::has_dependents(&ctx.srv, &obj).await =>
+            {
                 fins.push("foregroundDeletion".into())
             }
             Some("Orphan") => gc::orphan_dependents(&ctx.srv, &obj).await,
             _ => {}
         }
-        let grace = if r.plural == "pods" && r.builtin { pod_grace(&obj, opts) } else { 0 };
+        let grace = if r.plural == "pods" && r.builtin {
+            pod_grace(&obj, opts)
+        } else {
+            0
+        };
         let already_deleting = obj["metadata"].get("deletionTimestamp").is_some();
         if !fins.is_empty() || grace > 0 {
             if already_deleting && object::finalizers(&obj) == fins && grace > 0 {
@@ -100,7 +135,10 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResul
             meta.insert("finalizers".into(), json!(fins));
             if !already_deleting {
                 let when = chrono::Utc::now() + chrono::Duration::seconds(grace);
-                meta.insert("deletionTimestamp".into(), json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+                meta.insert(
+                    "deletionTimestamp".into(),
+                    json!(when.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
                 meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 if r.has_generation {
                     let g = meta.get("generation").and_then(Value::as_i64).unwrap_or(0) + 1;
@@ -110,7 +148,12 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResul
             if ctx.query.dry_run() {
                 return Ok((200, updated));
             }
-            match ctx.srv.store.update(&key, object::encode(&updated, r)?, kv.mod_revision).await {
+            match ctx
+                .srv
+                .store
+                .update(&key, object::encode(&updated, r)?, kv.mod_revision)
+                .await
+            {
                 Ok(kv) => {
                     let stored = object::decode(&kv, r)?;
                     if fins.iter().any(|f| f == "foregroundDeletion") {
@@ -130,7 +173,11 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResul
                 let mut last = obj.clone();
                 object::set_resource_version(&mut last, rev);
                 crd::after_delete(&ctx.srv, r, &last);
-                let body = if r.return_deleted_object { last } else { success_status(r, name, object::meta_str(&obj, "uid")) };
+                let body = if r.return_deleted_object {
+                    last
+                } else {
+                    success_status(r, name, object::meta_str(&obj, "uid"))
+                };
                 return Ok((200, body));
             }
             Err(StoreError::Conflict { .. }) => continue,
@@ -153,7 +200,11 @@ pub async fn delete_collection(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         let sub_ctx = Ctx {
             srv: ctx.srv.clone(),
             r: ctx.r.clone(),
-            path: crate::path::ResourcePath { namespace: ns, name: Some(name.clone()), ..ctx.path.clone() },
+            path: crate::path::ResourcePath {
+                namespace: ns,
+                name: Some(name.clone()),
+                ..ctx.path.clone()
+            },
             query: ctx.query.clone(),
             headers: ctx.headers.clone(),
             identity: ctx.identity.clone(),

@@ -41,12 +41,20 @@ pub struct Ctx {
 impl Ctx {
     /// The namespace from the URL (namespaced resources only).
     pub fn namespace(&self) -> Option<&str> {
-        if self.r.namespaced { self.path.namespace.as_deref() } else { None }
+        if self.r.namespaced {
+            self.path.namespace.as_deref()
+        } else {
+            None
+        }
     }
 
     /// The store key of the object named in the URL.
     pub fn key(&self) -> ApiResult<String> {
-        let name = self.path.name.as_deref().ok_or_else(ApiError::method_not_allowed)?;
+        let name = self
+            .path
+            .name
+            .as_deref()
+            .ok_or_else(ApiError::method_not_allowed)?;
         if self.r.namespaced && self.path.namespace.is_none() {
             return Err(ApiError::no_route());
         }
@@ -77,7 +85,13 @@ impl Ctx {
         self.headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|s| s.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+            .map(|s| {
+                s.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default()
     }
 
@@ -98,11 +112,16 @@ pub fn parse_body(body: &Bytes) -> ApiResult<Value> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v) => Ok(v),
-        Err(json_err) => serde_yaml::from_slice::<Value>(body)
-            .map_err(|_| ApiError::bad_request(format!("the object provided is unrecognized: {json_err}"))),
+        Err(json_err) => serde_yaml::from_slice::<Value>(body).map_err(|_| {
+            ApiError::bad_request(format!("the object provided is unrecognized: {json_err}"))
+        }),
     }
     .and_then(|v| {
-        if v.is_object() { Ok(v) } else { Err(ApiError::bad_request("the request body must be an object")) }
+        if v.is_object() {
+            Ok(v)
+        } else {
+            Err(ApiError::bad_request("the request body must be an object"))
+        }
     })
 }
 
@@ -132,7 +151,12 @@ pub fn check_type(r: &ResourceInfo, obj: &mut Value) -> ApiResult<()> {
 /// A JSON response with `Warning` headers.
 pub fn json_response(code: u16, body: &Value, warnings: &[String]) -> Response {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
-    let mut resp = (status, [(http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    let mut resp = (
+        status,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
     for w in warnings {
         if let Ok(v) = HeaderValue::from_str(&format!("299 - {:?}", w)) {
             resp.headers_mut().append(http::header::WARNING, v);

@@ -40,7 +40,10 @@ impl PatchType {
 /// Applies a non-apply patch document to `target` (strategic merge picks list strategies by the
 /// target's `kind`).
 pub fn apply_patch(pt: PatchType, target: &Value, body: &Bytes) -> ApiResult<Value> {
-    let kind = target.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind = target
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let out = match pt {
         PatchType::Json => patch::json_patch(target, body),
         PatchType::Merge => patch::merge_patch(target, body),
@@ -56,17 +59,26 @@ pub fn apply_patch(pt: PatchType, target: &Value, body: &Bytes) -> ApiResult<Val
 pub async fn patch(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Response> {
     let pt = PatchType::from_content_type(&ctx.content_type())?;
     if pt == PatchType::Strategic && !ctx.r.builtin {
-        return Err(ApiError::unsupported_media_type("application/strategic-merge-patch+json"));
+        return Err(ApiError::unsupported_media_type(
+            "application/strategic-merge-patch+json",
+        ));
     }
     if pt == PatchType::Apply {
         return apply(ctx, body, sub).await;
     }
     if ctx.query.flag("force") {
-        return Err(ApiError::bad_request("force may only be specified with apply patches"));
+        return Err(ApiError::bad_request(
+            "force may only be specified with apply patches",
+        ));
     }
     let key = ctx.key()?;
     for _ in 0..5 {
-        let kv = ctx.srv.store.get(&key).await?.ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
+        let kv = ctx
+            .srv
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
         let old = object::decode(&kv, &ctx.r)?;
         let mut patched = apply_patch(pt, &old, body)?;
         let precondition = object::meta_str(&patched, "resourceVersion").map(String::from);
@@ -76,7 +88,9 @@ pub async fn patch(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Resp
         }
         check_type(&ctx.r, &mut patched)?;
         if object::name(&patched) != Some(ctx.name()) {
-            return Err(ApiError::bad_request("the name of the object cannot be changed by a patch"));
+            return Err(ApiError::bad_request(
+                "the name of the object cannot be changed by a patch",
+            ));
         }
         let mut merged = merge_update(ctx, &old, patched, sub)?;
         let warnings = admit(ctx, &mut merged)?;
@@ -105,20 +119,28 @@ async fn apply(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Response
     // A body without a name (common for status applies) addresses the object in the URL.
     match object::name(&applied) {
         None => {
-            object::meta_mut(&mut applied).insert("name".into(), Value::String(ctx.name().to_string()));
+            object::meta_mut(&mut applied)
+                .insert("name".into(), Value::String(ctx.name().to_string()));
         }
         Some(n) if n != ctx.name() => {
-            return Err(ApiError::bad_request("the name of the object in the apply body does not match the URL"));
+            return Err(ApiError::bad_request(
+                "the name of the object in the apply body does not match the URL",
+            ));
         }
         Some(_) => {}
     }
     if ctx.r.namespaced {
         if let Some(ns) = object::meta_str(&applied, "namespace") {
             if Some(ns) != ctx.namespace() {
-                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
         }
-        object::meta_mut(&mut applied).insert("namespace".into(), Value::String(ctx.namespace().unwrap_or_default().into()));
+        object::meta_mut(&mut applied).insert(
+            "namespace".into(),
+            Value::String(ctx.namespace().unwrap_or_default().into()),
+        );
     }
     let force = ctx.query.flag("force");
     let part = applied_part(applied, sub, ctx.r.status_subresource);
@@ -127,7 +149,12 @@ async fn apply(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Response
     let key = ctx.key()?;
     for _ in 0..5 {
         let now = object::now();
-        let w = Writer { manager: &manager, api_version: &api_version, time: &now, subresource: sub };
+        let w = Writer {
+            manager: &manager,
+            api_version: &api_version,
+            time: &now,
+            subresource: sub,
+        };
         let Some(kv) = ctx.srv.store.get(&key).await? else {
             if sub.is_some() {
                 return Err(ApiError::not_found(&ctx.r, ctx.name()));
@@ -170,7 +197,8 @@ fn applied_part(mut applied: Value, sub: Option<&str>, status_subresource: bool)
 /// fields as `FieldManagerConflict` causes).
 fn apply_error(e: ApplyError) -> ApiError {
     match &e {
-        ApplyError::Conflicts(_) => ApiError::new(409, "Conflict", e.to_string()).with_details_raw(json!({"causes": e.causes()})),
+        ApplyError::Conflicts(_) => ApiError::new(409, "Conflict", e.to_string())
+            .with_details_raw(json!({"causes": e.causes()})),
         ApplyError::Invalid(_) => ApiError::bad_request(e.to_string()),
     }
 }

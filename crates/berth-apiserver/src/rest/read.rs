@@ -2,8 +2,8 @@
 
 use axum::response::Response;
 use base64::Engine;
-use chrono::Utc;
 use berth_store::RangeOptions;
+use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{Ctx, json_response};
@@ -17,7 +17,13 @@ pub async fn get(ctx: &Ctx) -> ApiResult<Response> {
     let obj = load(ctx).await?.0;
     let body = if ctx.wants_table() {
         let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-        table::table(table::columns_for(&ctx.r), std::slice::from_ref(&obj), meta, include_object(ctx)?, Utc::now())
+        table::table(
+            table::columns_for(&ctx.r),
+            std::slice::from_ref(&obj),
+            meta,
+            include_object(ctx)?,
+            Utc::now(),
+        )
     } else {
         obj
     };
@@ -35,7 +41,12 @@ pub fn include_object(ctx: &Ctx) -> ApiResult<IncludeObject> {
 /// Reads the object named in the URL with its mod revision; 404 when absent.
 pub async fn load(ctx: &Ctx) -> ApiResult<(Value, i64)> {
     let key = ctx.key()?;
-    let kv = ctx.srv.store.get(&key).await?.ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
+    let kv = ctx
+        .srv
+        .store
+        .get(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
     Ok((object::decode(&kv, &ctx.r)?, kv.mod_revision))
 }
 
@@ -52,7 +63,10 @@ impl Selectors {
     pub fn from_ctx(ctx: &Ctx) -> ApiResult<Self> {
         Ok(Selectors {
             labels: LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or_default())?,
-            fields: FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or_default(), &ctx.r)?,
+            fields: FieldSelector::parse(
+                ctx.query.get("fieldSelector").unwrap_or_default(),
+                &ctx.r,
+            )?,
         })
     }
 
@@ -83,8 +97,13 @@ fn decode_continue(token: &str) -> ApiResult<ContinueToken> {
 }
 
 fn encode_continue(rv: i64, start: &str) -> String {
-    let t = ContinueToken { v: "meta.k8s.io/v1".into(), rv, start: start.into() };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).unwrap_or_default())
+    let t = ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv,
+        start: start.into(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&t).unwrap_or_default())
 }
 
 /// A page of matching objects at one revision.
@@ -102,13 +121,18 @@ pub struct Page {
 /// Reads one page of the collection.
 pub async fn list_page(ctx: &Ctx, sel: &Selectors, limit: Option<usize>) -> ApiResult<Page> {
     let prefix = ctx.r.collection_prefix(ctx.namespace());
-    let mut opts = RangeOptions { limit, ..Default::default() };
+    let mut opts = RangeOptions {
+        limit,
+        ..Default::default()
+    };
     if let Some(tok) = ctx.query.get("continue") {
         let t = decode_continue(tok)?;
         opts.revision = Some(t.rv);
         opts.start_after = Some(t.start);
     } else if ctx.query.get("resourceVersionMatch") == Some("Exact") {
-        let rv = ctx.query.int("resourceVersion")?.ok_or_else(|| ApiError::bad_request("resourceVersionMatch=Exact needs a resourceVersion"))?;
+        let rv = ctx.query.int("resourceVersion")?.ok_or_else(|| {
+            ApiError::bad_request("resourceVersionMatch=Exact needs a resourceVersion")
+        })?;
         opts.revision = Some(rv);
     }
     let res = ctx.srv.store.range(&prefix, opts.clone()).await.map_err(|e| match e {
@@ -129,14 +153,24 @@ pub async fn list_page(ctx: &Ctx, sel: &Selectors, limit: Option<usize>) -> ApiR
         _ => None,
     };
     // Exact only on the first page; later pages do not know how many keys came before.
-    let remaining = (opts.start_after.is_none() && continue_token.is_some()).then(|| res.count.saturating_sub(res.kvs.len()));
-    Ok(Page { items, revision: res.revision, continue_token, remaining })
+    let remaining = (opts.start_after.is_none() && continue_token.is_some())
+        .then(|| res.count.saturating_sub(res.kvs.len()));
+    Ok(Page {
+        items,
+        revision: res.revision,
+        continue_token,
+        remaining,
+    })
 }
 
 /// LIST of a collection.
 pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
     let sel = Selectors::from_ctx(ctx)?;
-    let limit = ctx.query.int("limit")?.filter(|l| *l > 0).map(|l| l as usize);
+    let limit = ctx
+        .query
+        .int("limit")?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let page = list_page(ctx, &sel, limit).await?;
     let mut meta = json!({"resourceVersion": page.revision.to_string()});
     if let Some(c) = &page.continue_token {
@@ -148,7 +182,13 @@ pub async fn list(ctx: &Ctx) -> ApiResult<Response> {
         }
     }
     let body = if ctx.wants_table() {
-        table::table(table::columns_for(&ctx.r), &page.items, meta, include_object(ctx)?, Utc::now())
+        table::table(
+            table::columns_for(&ctx.r),
+            &page.items,
+            meta,
+            include_object(ctx)?,
+            Utc::now(),
+        )
     } else {
         json!({"kind": ctx.r.list_kind, "apiVersion": ctx.r.api_version(), "metadata": meta, "items": page.items})
     };

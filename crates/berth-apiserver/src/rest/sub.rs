@@ -14,7 +14,12 @@ fn scale_of(ctx: &Ctx, obj: &Value) -> ApiResult<Value> {
     let paths = ctx.r.scale.as_ref().ok_or_else(ApiError::no_route)?;
     let m = &obj["metadata"];
     let mut status = json!({"replicas": object::get_path(obj, &paths.status_replicas_path).and_then(Value::as_i64).unwrap_or(0)});
-    if let Some(sel) = paths.label_selector_path.as_deref().and_then(|p| object::get_path(obj, p)).and_then(Value::as_str) {
+    if let Some(sel) = paths
+        .label_selector_path
+        .as_deref()
+        .and_then(|p| object::get_path(obj, p))
+        .and_then(Value::as_str)
+    {
         status["selector"] = json!(sel);
     }
     Ok(json!({
@@ -31,14 +36,22 @@ pub async fn scale(ctx: &Ctx, method: &http::Method, body: &Bytes) -> ApiResult<
     let paths = ctx.r.scale.clone().ok_or_else(ApiError::no_route)?;
     let key = ctx.key()?;
     for _ in 0..5 {
-        let kv = ctx.srv.store.get(&key).await?.ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
+        let kv = ctx
+            .srv
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
         let old = object::decode(&kv, &ctx.r)?;
         let current = scale_of(ctx, &old)?;
         let wanted = match *method {
             http::Method::GET => return Ok(json_response(200, &current, &[])),
             http::Method::PUT => {
                 let s = parse_body(body)?;
-                if let Some(rv) = s["metadata"]["resourceVersion"].as_str().filter(|v| !v.is_empty()) {
+                if let Some(rv) = s["metadata"]["resourceVersion"]
+                    .as_str()
+                    .filter(|v| !v.is_empty())
+                {
                     if rv != kv.mod_revision.to_string() {
                         return Err(ApiError::conflict(&ctx.r, ctx.name()));
                     }
@@ -59,18 +72,28 @@ pub async fn scale(ctx: &Ctx, method: &http::Method, body: &Bytes) -> ApiResult<
             _ => return Err(ApiError::method_not_allowed()),
         };
         let replicas = wanted["spec"]["replicas"].as_i64().ok_or_else(|| {
-            ApiError::invalid(&ctx.r, ctx.name(), vec![crate::error::Cause {
-                reason: "FieldValueRequired".into(),
-                message: "Required value".into(),
-                field: "spec.replicas".into(),
-            }])
+            ApiError::invalid(
+                &ctx.r,
+                ctx.name(),
+                vec![crate::error::Cause {
+                    reason: "FieldValueRequired".into(),
+                    message: "Required value".into(),
+                    field: "spec.replicas".into(),
+                }],
+            )
         })?;
         if replicas < 0 {
-            return Err(ApiError::invalid(&ctx.r, ctx.name(), vec![crate::error::Cause {
-                reason: "FieldValueInvalid".into(),
-                message: format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                field: "spec.replicas".into(),
-            }]));
+            return Err(ApiError::invalid(
+                &ctx.r,
+                ctx.name(),
+                vec![crate::error::Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: format!(
+                        "Invalid value: {replicas}: must be greater than or equal to 0"
+                    ),
+                    field: "spec.replicas".into(),
+                }],
+            ));
         }
         let mut new = old.clone();
         object::set_path(&mut new, &paths.spec_replicas_path, json!(replicas));
@@ -92,34 +115,66 @@ pub async fn binding(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
     let b = parse_body(body)?;
     if let Some(n) = object::name(&b) {
         if n != ctx.name() {
-            return Err(ApiError::bad_request(format!("the name of the binding ({n}) does not match the name of the pod ({})", ctx.name())));
-        }
-    }
-    let node = b["target"]["name"].as_str().filter(|s| !s.is_empty()).ok_or_else(|| ApiError::bad_request("binding target name is required"))?;
-    let key = ctx.key()?;
-    for _ in 0..5 {
-        let kv = ctx.srv.store.get(&key).await?.ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
-        let old = object::decode(&kv, &ctx.r)?;
-        if let Some(cur) = old["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
-            return Err(ApiError::new(409, "Conflict", format!(
-                "Operation cannot be fulfilled on pods/binding \"{}\": pod {} is already assigned to node \"{cur}\"",
-                ctx.name(), ctx.name()
+            return Err(ApiError::bad_request(format!(
+                "the name of the binding ({n}) does not match the name of the pod ({})",
+                ctx.name()
             )));
         }
+    }
+    let node = b["target"]["name"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("binding target name is required"))?;
+    let key = ctx.key()?;
+    for _ in 0..5 {
+        let kv = ctx
+            .srv
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
+        let old = object::decode(&kv, &ctx.r)?;
+        if let Some(cur) = old["spec"]["nodeName"].as_str().filter(|s| !s.is_empty()) {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on pods/binding \"{}\": pod {} is already assigned to node \"{cur}\"",
+                    ctx.name(),
+                    ctx.name()
+                ),
+            ));
+        }
         if old["metadata"].get("deletionTimestamp").is_some() {
-            return Err(ApiError::new(409, "Conflict", format!("pod {} is being deleted, cannot be assigned to a host", ctx.name())));
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "pod {} is being deleted, cannot be assigned to a host",
+                    ctx.name()
+                ),
+            ));
         }
         let mut new = old.clone();
         new["spec"]["nodeName"] = json!(node);
         if let Some(ann) = b["metadata"]["annotations"].as_object() {
             let meta = object::meta_mut(&mut new);
-            let mut merged = meta.get("annotations").and_then(Value::as_object).cloned().unwrap_or_default();
+            let mut merged = meta
+                .get("annotations")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
             merged.extend(ann.clone());
             meta.insert("annotations".into(), Value::Object(merged));
         }
-        let mut conds: Vec<Value> = new["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let mut conds: Vec<Value> = new["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         conds.retain(|c| c["type"] != "PodScheduled");
-        conds.push(json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": object::now()}));
+        conds.push(
+            json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": object::now()}),
+        );
         new["status"]["conditions"] = Value::Array(conds);
         match commit(ctx, &key, kv.mod_revision, new, Some("binding"), &old).await {
             Ok(_) => {

@@ -25,7 +25,10 @@ use crate::table;
 /// Where the watch starts.
 enum Start {
     /// Synthetic ADDED for the current state, then live; `bookmark_end` marks a streaming list.
-    Snapshot { bookmark_end: bool, at_least: Option<i64> },
+    Snapshot {
+        bookmark_end: bool,
+        at_least: Option<i64>,
+    },
     /// Every change after this revision.
     After(i64),
 }
@@ -46,10 +49,16 @@ fn start_of(ctx: &Ctx) -> ApiResult<Start> {
             None | Some("0") => None,
             Some(_) => q.int("resourceVersion")?,
         };
-        return Ok(Start::Snapshot { bookmark_end: true, at_least });
+        return Ok(Start::Snapshot {
+            bookmark_end: true,
+            at_least,
+        });
     }
     match rv {
-        None | Some("0") => Ok(Start::Snapshot { bookmark_end: false, at_least: None }),
+        None | Some("0") => Ok(Start::Snapshot {
+            bookmark_end: false,
+            at_least: None,
+        }),
         Some(_) => Ok(Start::After(q.int("resourceVersion")?.unwrap_or(0))),
     }
 }
@@ -76,7 +85,8 @@ pub async fn watch(ctx: Ctx) -> ApiResult<Response> {
             _ = run(&ctx, &sel, start, &tx) => {}
         }
     });
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>));
+    let body =
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, Infallible>));
     Response::builder()
         .status(200)
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -90,7 +100,12 @@ async fn send(tx: &mpsc::Sender<Bytes>, ctx: &Ctx, typ: &str, obj: Value) -> boo
     let obj = if ctx.wants_table() && matches!(typ, "ADDED" | "MODIFIED" | "DELETED") {
         // includeObject was checked when the watch started.
         let include = super::read::include_object(ctx).unwrap_or_default();
-        table::watch_event_table(table::columns_for(&ctx.r), &obj, include, chrono::Utc::now())
+        table::watch_event_table(
+            table::columns_for(&ctx.r),
+            &obj,
+            include,
+            chrono::Utc::now(),
+        )
     } else {
         obj
     };
@@ -120,24 +135,32 @@ async fn run(ctx: &Ctx, sel: &Selectors, start: Start, tx: &mpsc::Sender<Bytes>)
             // history: make it relist, as for an expired revision.
             match ctx.srv.store.current_revision().await {
                 Ok(cur) if rev > cur => {
-                    return send_error(tx, ctx, ApiError::expired(format!("too large resource version: {rev} (current {cur})"))).await;
+                    return send_error(
+                        tx,
+                        ctx,
+                        ApiError::expired(format!(
+                            "too large resource version: {rev} (current {cur})"
+                        )),
+                    )
+                    .await;
                 }
                 Ok(_) => rev,
                 Err(e) => return send_error(tx, ctx, e.into()).await,
             }
         }
-        Start::Snapshot { bookmark_end, at_least } => {
-            match initial_events(ctx, sel, &prefix, tx, at_least).await {
-                Ok(Some(rev)) => {
-                    if bookmark_end && !send(tx, ctx, "BOOKMARK", bookmark(ctx, rev, true)).await {
-                        return;
-                    }
-                    rev
+        Start::Snapshot {
+            bookmark_end,
+            at_least,
+        } => match initial_events(ctx, sel, &prefix, tx, at_least).await {
+            Ok(Some(rev)) => {
+                if bookmark_end && !send(tx, ctx, "BOOKMARK", bookmark(ctx, rev, true)).await {
+                    return;
                 }
-                Ok(None) => return,
-                Err(e) => return send_error(tx, ctx, e).await,
+                rev
             }
-        }
+            Ok(None) => return,
+            Err(e) => return send_error(tx, ctx, e).await,
+        },
     };
     let mut stream = match ctx.srv.store.watch(&prefix, from).await {
         Ok(s) => s,
@@ -183,7 +206,11 @@ async fn initial_events(
     if let Some(min) = at_least {
         let cur = ctx.srv.store.current_revision().await?;
         if min > cur {
-            return Err(ApiError::new(504, "Timeout", format!("Too large resource version: {min}, current: {cur}")));
+            return Err(ApiError::new(
+                504,
+                "Timeout",
+                format!("Too large resource version: {min}, current: {cur}"),
+            ));
         }
     }
     let res = ctx.srv.store.range(prefix, RangeOptions::default()).await?;
@@ -202,15 +229,22 @@ async fn forward(ctx: &Ctx, sel: &Selectors, ev: WatchEvent, tx: &mpsc::Sender<B
     match ev {
         WatchEvent::Put { kv, prev } => {
             let Some(new) = decoded(&kv) else { return true };
-            let old_matched = prev.as_ref().and_then(decoded).is_some_and(|o| sel.matches(&o));
+            let old_matched = prev
+                .as_ref()
+                .and_then(decoded)
+                .is_some_and(|o| sel.matches(&o));
             match (old_matched, sel.matches(&new)) {
-                (_, true) => send(tx, ctx, if old_matched { "MODIFIED" } else { "ADDED" }, new).await,
+                (_, true) => {
+                    send(tx, ctx, if old_matched { "MODIFIED" } else { "ADDED" }, new).await
+                }
                 (true, false) => send(tx, ctx, "DELETED", new).await,
                 (false, false) => true,
             }
         }
         WatchEvent::Delete { prev, revision } => {
-            let Some(mut old) = decoded(&prev) else { return true };
+            let Some(mut old) = decoded(&prev) else {
+                return true;
+            };
             if !sel.matches(&old) {
                 return true;
             }

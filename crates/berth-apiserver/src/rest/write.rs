@@ -7,11 +7,11 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::{Ctx, check_type, json_response, parse_body};
+use crate::crd;
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::object;
-use crate::query::FieldValidation;
-use crate::crd;
 use crate::patch::{self, Writer};
+use crate::query::FieldValidation;
 
 /// Prunes, checks unknown fields and validates `obj`; returns Warning texts.
 pub fn admit(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
@@ -22,7 +22,10 @@ pub fn admit(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
         if !unknown.is_empty() {
             match fv {
                 FieldValidation::Strict => {
-                    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+                    let list: Vec<String> = unknown
+                        .iter()
+                        .map(|f| format!("unknown field \"{f}\""))
+                        .collect();
                     return Err(ApiError::bad_request(format!(
                         "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                         ctx.r.kind,
@@ -31,7 +34,9 @@ pub fn admit(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
                         list.join(", ")
                     )));
                 }
-                FieldValidation::Warn => warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\""))),
+                FieldValidation::Warn => {
+                    warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
+                }
                 FieldValidation::Ignore => {}
             }
         }
@@ -39,7 +44,11 @@ pub fn admit(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
     let name = object::name(obj).unwrap_or_default().to_string();
     let mut causes: Vec<Cause> = Vec::new();
     if let Some(p) = object::name_problem(&name) {
-        causes.push(Cause { reason: "FieldValueInvalid".into(), message: p, field: "metadata.name".into() });
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: p,
+            field: "metadata.name".into(),
+        });
     }
     if let Some(schema) = &ctx.r.schema {
         causes.extend(crate::schema::validate(obj, schema));
@@ -54,15 +63,27 @@ pub fn admit(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
     if ctx.r.plural == "customresourcedefinitions" && ctx.r.builtin {
         causes.extend(crd::validate(obj));
     }
-    if causes.is_empty() { Ok(warnings) } else { Err(ApiError::invalid(&ctx.r, &name, causes)) }
+    if causes.is_empty() {
+        Ok(warnings)
+    } else {
+        Err(ApiError::invalid(&ctx.r, &name, causes))
+    }
 }
 
 /// Fills in namespace/name of a new object from the URL; 400 on a mismatch.
 fn place(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
     let meta = object::meta_mut(obj);
     if ctx.r.namespaced {
-        let url_ns = ctx.path.namespace.clone().ok_or_else(|| ApiError::bad_request("a namespace must be given in the URL"))?;
-        match meta.get("namespace").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+        let url_ns = ctx
+            .path
+            .namespace
+            .clone()
+            .ok_or_else(|| ApiError::bad_request("a namespace must be given in the URL"))?;
+        match meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
             Some(ns) if ns != url_ns => {
                 return Err(ApiError::bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request",
@@ -79,10 +100,20 @@ fn place(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
 }
 
 async fn ensure_namespace(ctx: &Ctx) -> ApiResult<()> {
-    let Some(ns) = ctx.namespace() else { return Ok(()) };
-    if ctx.srv.store.get(&format!("/registry/namespaces/{ns}")).await?.is_none() {
-        return Err(ApiError::new(404, "NotFound", format!("namespaces \"{ns}\" not found"))
-            .with_details_raw(json!({"name": ns, "kind": "namespaces"})));
+    let Some(ns) = ctx.namespace() else {
+        return Ok(());
+    };
+    if ctx
+        .srv
+        .store
+        .get(&format!("/registry/namespaces/{ns}"))
+        .await?
+        .is_none()
+    {
+        return Err(
+            ApiError::new(404, "NotFound", format!("namespaces \"{ns}\" not found"))
+                .with_details_raw(json!({"name": ns, "kind": "namespaces"})),
+        );
     }
     Ok(())
 }
@@ -97,18 +128,27 @@ pub async fn create(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
 }
 
 /// Creates `obj` (already type-checked and placed); returns (201, stored object, warnings).
-pub async fn create_object(ctx: &Ctx, mut obj: Value, operation: &str) -> ApiResult<(u16, Value, Vec<String>)> {
+pub async fn create_object(
+    ctx: &Ctx,
+    mut obj: Value,
+    operation: &str,
+) -> ApiResult<(u16, Value, Vec<String>)> {
     if object::name(&obj).is_none() {
         match object::meta_str(&obj, "generateName").map(String::from) {
             Some(prefix) => {
-                object::meta_mut(&mut obj).insert("name".into(), json!(object::generate_name(&prefix)));
+                object::meta_mut(&mut obj)
+                    .insert("name".into(), json!(object::generate_name(&prefix)));
             }
             None => {
-                return Err(ApiError::invalid(&ctx.r, "", vec![Cause {
-                    reason: "FieldValueRequired".into(),
-                    message: "Required value: name or generateName is required".into(),
-                    field: "metadata.name".into(),
-                }]));
+                return Err(ApiError::invalid(
+                    &ctx.r,
+                    "",
+                    vec![Cause {
+                        reason: "FieldValueRequired".into(),
+                        message: "Required value: name or generateName is required".into(),
+                        field: "metadata.name".into(),
+                    }],
+                ));
             }
         }
     }
@@ -124,7 +164,12 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, operation: &str) -> ApiRes
     let manager = ctx.field_manager();
     {
         let meta = object::meta_mut(&mut obj);
-        for f in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"] {
+        for f in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+        ] {
             meta.remove(f);
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -141,8 +186,18 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, operation: &str) -> ApiRes
     }
     if operation == "Update" {
         // Against an empty object every field is a change: the creator's entry owns them all.
-        let w = Writer { manager: &manager, api_version: &ctx.r.api_version(), time: &now, subresource: None };
-        patch::record_update(&json!({}), &mut obj, w, &patch::list_types(&ctx.r.kind, ctx.r.schema.as_ref()));
+        let w = Writer {
+            manager: &manager,
+            api_version: &ctx.r.api_version(),
+            time: &now,
+            subresource: None,
+        };
+        patch::record_update(
+            &json!({}),
+            &mut obj,
+            w,
+            &patch::list_types(&ctx.r.kind, ctx.r.schema.as_ref()),
+        );
     }
     if ctx.r.plural == "customresourcedefinitions" && ctx.r.builtin {
         crd::default_and_accept(&mut obj);
@@ -155,9 +210,16 @@ pub async fn create_object(ctx: &Ctx, mut obj: Value, operation: &str) -> ApiRes
         }
         return Ok((201, obj, warnings));
     }
-    let kv = match ctx.srv.store.create(&key, object::encode(&obj, &ctx.r)?).await {
+    let kv = match ctx
+        .srv
+        .store
+        .create(&key, object::encode(&obj, &ctx.r)?)
+        .await
+    {
         Ok(kv) => kv,
-        Err(StoreError::AlreadyExists { .. }) => return Err(ApiError::already_exists(&ctx.r, &name)),
+        Err(StoreError::AlreadyExists { .. }) => {
+            return Err(ApiError::already_exists(&ctx.r, &name));
+        }
         Err(e) => return Err(e.into()),
     };
     let stored = object::decode(&kv, &ctx.r)?;
@@ -179,7 +241,11 @@ fn default_status(ctx: &Ctx, obj: &mut Value) {
         "pods" => "Pending",
         _ => return,
     };
-    if obj["status"]["phase"].as_str().unwrap_or_default().is_empty() {
+    if obj["status"]["phase"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
         if !obj["status"].is_object() {
             obj["status"] = json!({});
         }
@@ -221,15 +287,29 @@ pub fn merge_update(ctx: &Ctx, old: &Value, mut new: Value, sub: Option<&str>) -
     if old_meta.get("deletionTimestamp").is_some() {
         let old_fins = object::finalizers(old);
         if let Some(added) = new_fins.iter().find(|f| !old_fins.contains(f)) {
-            return Err(ApiError::invalid(r, ctx.name(), vec![Cause {
-                reason: "FieldValueForbidden".into(),
-                message: format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"),
-                field: "metadata.finalizers".into(),
-            }]));
+            return Err(ApiError::invalid(
+                r,
+                ctx.name(),
+                vec![Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: format!(
+                        "Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers [\"{added}\"]"
+                    ),
+                    field: "metadata.finalizers".into(),
+                }],
+            ));
         }
     }
     let meta = object::meta_mut(&mut new);
-    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "name", "namespace"] {
+    for f in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "name",
+        "namespace",
+    ] {
         match old_meta.get(f) {
             Some(v) => {
                 meta.insert(f.into(), v.clone());
@@ -244,7 +324,10 @@ pub fn merge_update(ctx: &Ctx, old: &Value, mut new: Value, sub: Option<&str>) -
             meta.insert("managedFields".into(), mf.clone());
         }
     }
-    if r.has_generation && object::spec_part(old, r.status_subresource) != object::spec_part(&new, r.status_subresource) {
+    if r.has_generation
+        && object::spec_part(old, r.status_subresource)
+            != object::spec_part(&new, r.status_subresource)
+    {
         let g = old_meta["generation"].as_i64().unwrap_or(0) + 1;
         object::meta_mut(&mut new).insert("generation".into(), json!(g));
     }
@@ -256,15 +339,39 @@ pub fn merge_update(ctx: &Ctx, old: &Value, mut new: Value, sub: Option<&str>) -
 
 /// Writes an updated object with compare-and-swap; completes a pending deletion when the last
 /// finalizer is gone. Returns the stored object (or the last state if it was deleted).
-pub async fn commit(ctx: &Ctx, key: &str, expected: i64, mut obj: Value, sub: Option<&str>, old: &Value) -> ApiResult<Value> {
+pub async fn commit(
+    ctx: &Ctx,
+    key: &str,
+    expected: i64,
+    mut obj: Value,
+    sub: Option<&str>,
+    old: &Value,
+) -> ApiResult<Value> {
     let (manager, api_version, now) = (ctx.field_manager(), ctx.r.api_version(), object::now());
-    let w = Writer { manager: &manager, api_version: &api_version, time: &now, subresource: sub };
-    patch::record_update(old, &mut obj, w, &patch::list_types(&ctx.r.kind, ctx.r.schema.as_ref()));
+    let w = Writer {
+        manager: &manager,
+        api_version: &api_version,
+        time: &now,
+        subresource: sub,
+    };
+    patch::record_update(
+        old,
+        &mut obj,
+        w,
+        &patch::list_types(&ctx.r.kind, ctx.r.schema.as_ref()),
+    );
     commit_as(ctx, key, expected, obj, old, true).await
 }
 
 /// Like [`commit`] but without Update bookkeeping (apply records its own entry).
-pub async fn commit_as(ctx: &Ctx, key: &str, expected: i64, obj: Value, old: &Value, _update: bool) -> ApiResult<Value> {
+pub async fn commit_as(
+    ctx: &Ctx,
+    key: &str,
+    expected: i64,
+    obj: Value,
+    old: &Value,
+    _update: bool,
+) -> ApiResult<Value> {
     if ctx.query.dry_run() {
         return Ok(obj);
     }
@@ -273,7 +380,12 @@ pub async fn commit_as(ctx: &Ctx, key: &str, expected: i64, obj: Value, old: &Va
         // repeated apply restamps its managedFields entry: the stored object stays as it was.
         return Ok(old.clone());
     }
-    let kv = match ctx.srv.store.update(key, object::encode(&obj, &ctx.r)?, expected).await {
+    let kv = match ctx
+        .srv
+        .store
+        .update(key, object::encode(&obj, &ctx.r)?, expected)
+        .await
+    {
         Ok(kv) => kv,
         Err(StoreError::Conflict { .. }) => return Err(ApiError::conflict(&ctx.r, ctx.name())),
         Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(&ctx.r, ctx.name())),
@@ -283,8 +395,14 @@ pub async fn commit_as(ctx: &Ctx, key: &str, expected: i64, obj: Value, old: &Va
     // An object being deleted goes once its last finalizer is removed — unless it is in a graceful
     // deletion (a Pod with deletionGracePeriodSeconds > 0), which only its node agent ends, with a
     // DELETE of grace 0 after the containers stopped; status writes meanwhile must not end it.
-    let graceful = stored["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
-    if stored["metadata"].get("deletionTimestamp").is_some() && object::finalizers(&stored).is_empty() && !graceful {
+    let graceful = stored["metadata"]["deletionGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(0)
+        > 0;
+    if stored["metadata"].get("deletionTimestamp").is_some()
+        && object::finalizers(&stored).is_empty()
+        && !graceful
+    {
         if let Ok((rev, _)) = ctx.srv.store.delete(key, kv.mod_revision).await {
             let mut last = stored.clone();
             object::set_resource_version(&mut last, rev);
@@ -319,13 +437,19 @@ pub async fn update(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Res
     let old = object::decode(&kv, &ctx.r)?;
     match object::meta_str(&new, "resourceVersion") {
         Some("0") | None if !ctx.r.builtin => {
-            return Err(ApiError::invalid(&ctx.r, ctx.name(), vec![Cause {
-                reason: "FieldValueInvalid".into(),
-                message: "Invalid value: 0x0: must be specified for an update".into(),
-                field: "metadata.resourceVersion".into(),
-            }]));
+            return Err(ApiError::invalid(
+                &ctx.r,
+                ctx.name(),
+                vec![Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: "Invalid value: 0x0: must be specified for an update".into(),
+                    field: "metadata.resourceVersion".into(),
+                }],
+            ));
         }
-        Some(rv) if rv != "0" && rv != kv.mod_revision.to_string() => return Err(ApiError::conflict(&ctx.r, ctx.name())),
+        Some(rv) if rv != "0" && rv != kv.mod_revision.to_string() => {
+            return Err(ApiError::conflict(&ctx.r, ctx.name()));
+        }
         _ => {}
     }
     let mut merged = merge_update(ctx, &old, new, sub)?;

@@ -88,13 +88,19 @@ impl SandboxStore {
     pub fn open(root: &Path, network: Option<Network>) -> Result<Self, SandboxError> {
         let dir = root.join("sandboxes");
         std::fs::create_dir_all(&dir).map_err(io_at(&dir))?;
-        Ok(Self { dir, network: std::sync::RwLock::new(network.map(Arc::new)) })
+        Ok(Self {
+            dir,
+            network: std::sync::RwLock::new(network.map(Arc::new)),
+        })
     }
 
     /// The pod network sandboxes are attached to from now on, if any.
     pub fn network(&self) -> Option<Arc<Network>> {
         // A poisoned lock only means a panic elsewhere while swapping an Arc: the value is intact.
-        self.network.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.network
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Attaches future sandboxes to `network` (existing ones keep their addresses).

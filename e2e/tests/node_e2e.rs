@@ -388,7 +388,7 @@ async fn rolling_update_under_load_loses_no_request() {
         before.is_disjoint(&after),
         "every Pod replaced: before {before:?}, after {after:?}"
     );
-    let failed = failed.lock().unwrap();
+    let failed = failed.lock().unwrap().clone();
     assert!(
         failed.is_empty(),
         "{} of {} requests failed during the rollout: {:?}",

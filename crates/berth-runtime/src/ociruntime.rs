@@ -70,11 +70,16 @@ fn needs_hidden_unified(runtime: &Path) -> bool {
         && is_hybrid()
 }
 
-/// v1 controllers under a tmpfs at /sys/fs/cgroup plus a cgroup2 mount at its `unified`.
+/// v1 controllers under a tmpfs at /sys/fs/cgroup plus a cgroup2 mount at its `unified`. Read
+/// once: the answer decides how every runtime command is started, and the host's layout does
+/// not change under a running process.
 fn is_hybrid() -> bool {
     use nix::sys::statfs::{CGROUP2_SUPER_MAGIC, TMPFS_MAGIC, statfs};
-    let kind = |p: &str| statfs(p).map(|s| s.filesystem_type()).ok();
-    kind("/sys/fs/cgroup") == Some(TMPFS_MAGIC) && kind(UNIFIED) == Some(CGROUP2_SUPER_MAGIC)
+    static HYBRID: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HYBRID.get_or_init(|| {
+        let kind = |p: &str| statfs(p).map(|s| s.filesystem_type()).ok();
+        kind("/sys/fs/cgroup") == Some(TMPFS_MAGIC) && kind(UNIFIED) == Some(CGROUP2_SUPER_MAGIC)
+    })
 }
 
 fn hide_unified(cmd: &mut Command) {
@@ -143,6 +148,10 @@ mod tests {
         hide_unified(&mut cmd);
         let out = cmd.output().expect("sh");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
-        assert!(is_hybrid(), "the host still has its cgroup2 mount");
+        let ours = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+        assert!(
+            ours.contains(" /sys/fs/cgroup/unified "),
+            "the host still has its cgroup2 mount"
+        );
     }
 }

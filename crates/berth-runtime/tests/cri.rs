@@ -919,11 +919,12 @@ async fn bad_images_are_refused(tmp: &Path) {
     server.await.expect("join").expect("serve");
 }
 
-/// Runs a streaming exec: sends `input` then closes stdin (v5), collects stdout, stderr and the
-/// error-channel status.
-async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+/// Opens an exec's one-time URL as a WebSocket speaking `v5.channel.k8s.io`, checking that the
+/// server chose that protocol.
+async fn open_exec(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut req = url
         .replace("http://", "ws://")
         .into_client_request()
@@ -932,7 +933,7 @@ async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
         "Sec-WebSocket-Protocol",
         "v5.channel.k8s.io".parse().expect("header"),
     );
-    let (mut ws, resp) = tokio_tungstenite::connect_async(req)
+    let (ws, resp) = tokio_tungstenite::connect_async(req)
         .await
         .expect("websocket");
     assert_eq!(
@@ -941,6 +942,15 @@ async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
             .map(|v| v.to_str().unwrap_or("")),
         Some("v5.channel.k8s.io")
     );
+    ws
+}
+
+/// Runs a streaming exec: sends `input` then closes stdin (v5), collects stdout, stderr and the
+/// error-channel status.
+async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mut ws = open_exec(url).await;
     let mut stdin = vec![0u8];
     stdin.extend_from_slice(input);
     ws.send(Message::Binary(stdin.into())).await.expect("stdin");
@@ -965,18 +975,8 @@ async fn exec_stream(url: &str, input: &[u8]) -> (String, String, String) {
 /// line, types `hello`, and returns everything the terminal showed and the exit status.
 async fn exec_tty_stream(url: &str) -> (String, String) {
     use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    let mut req = url
-        .replace("http://", "ws://")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "v5.channel.k8s.io".parse().expect("header"),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req)
-        .await
-        .expect("websocket");
+    use tokio_tungstenite::tungstenite::Message;
+    let mut ws = open_exec(url).await;
     let mut resize = vec![4u8];
     resize.extend_from_slice(br#"{"Width":120,"Height":40}"#);
     ws.send(Message::Binary(resize.into()))

@@ -138,10 +138,9 @@ fn read_stdin() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 }
 
 /// Sends the local terminal's size now and after every SIGWINCH.
-async fn follow_size(sizes: futures::channel::mpsc::Sender<kube::api::TerminalSize>) {
+async fn follow_size(mut sizes: futures::channel::mpsc::Sender<kube::api::TerminalSize>) {
     use futures::SinkExt;
     use tokio::signal::unix::{SignalKind, signal};
-    let mut sizes = sizes;
     let Ok(mut changes) = signal(SignalKind::window_change()) else {
         return;
     };

@@ -1,0 +1,1 @@
+//! `berth-bench`: the benchmarks behind `berth bench`.

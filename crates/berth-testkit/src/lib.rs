@@ -1,0 +1,1 @@
+//! `berth-testkit`: test images and fixtures shared by tests and benchmarks.

@@ -1,0 +1,1 @@
+//! `berth-tls`: TLS material and the one accept loop that serves HTTPS for the API server, the registry and the node endpoint.

@@ -1,5 +1,6 @@
 //! Durability of `berth server`: state survives a restart, and a kill -9 during a burst of
 //! concurrent creates keeps every acknowledged write.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::collections::BTreeSet;
 

@@ -1,5 +1,6 @@
 //! The real `kubectl` against `berth server`: apply (client- and server-side), printer columns,
 //! scale, explain, delete, watch, api-resources, and bad input that must change nothing.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::path::Path;
 use std::process::Output;

@@ -1,5 +1,6 @@
 //! kube-rs against ModelServices (a CRD served by `berth server`): CRUD, status and scale
 //! subresources, generation, finalizers, and garbage collection of owned Pods.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The API surface as kubectl uses it on built-in kinds: client-side apply's 3-way strategic merge
 //! patches (dropped keys, env vars and labels disappear; re-applying prints `unchanged`),
 //! server-side apply removing fields a manager stops applying, and `kubectl get` columns.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::path::Path;
 use std::process::Output;

@@ -1,5 +1,6 @@
 //! kube-rs watchers against a real `berth server`: the default list+watch and streaming lists see
 //! create, update and delete in order.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::time::Duration;
 

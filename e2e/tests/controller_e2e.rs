@@ -1,6 +1,7 @@
 //! The controllers against a real `berth server`: the tests play the node agent (a Ready Node
 //! with capacity, Pods flipped to Ready, terminating Pods finalized) while the ModelService
 //! controller and the scheduler run in-process.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::collections::BTreeSet;
 use std::future::Future;

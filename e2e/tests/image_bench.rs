@@ -1,4 +1,5 @@
 //! `berth bench image` runs end to end on a small image and prints both tools' figures.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::process::{Command, Stdio};
 

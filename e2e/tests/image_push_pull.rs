@@ -2,6 +2,7 @@
 //! round trips against Debian's `docker-registry` and against `berth registry`, with the source
 //! image made by `umoci` (busybox-static layer) and placed with `skopeo`. Each test has its own
 //! data dirs, docker config dir and registries, so they run in parallel.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

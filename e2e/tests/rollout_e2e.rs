@@ -1,6 +1,7 @@
 //! `berth rollout status` against a real `berth server` with its controllers: the test plays the
 //! node agent (a Ready Node, Pods flipped Ready, terminating Pods finalized) so the rollout's
 //! progress is under its control.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::io::Read as _;
 use std::process::{Output, Stdio};

@@ -13,6 +13,7 @@
 //! - deleting a Pod stops and removes its sandbox and containers, then the Pod object.
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! docker-registry on loopback and pulled through CRI, one pod sandbox (loopback only).
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 mod support;
 

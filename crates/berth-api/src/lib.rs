@@ -4,6 +4,7 @@
 //! - [`validation`]: every problem of an object, with Kubernetes field paths and reasons;
 //! - [`names`], [`image_ref`], [`quantity`]: the grammars validation relies on, reusable by the
 //!   API server and clients.
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
 
 pub mod image_ref;
 pub mod modelservice;

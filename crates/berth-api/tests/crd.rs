@@ -1,4 +1,5 @@
 //! The CRD berth serves: its shape, and that the committed manifest is exactly `berth crd`'s output.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use serde_json::Value;
 

@@ -1,4 +1,5 @@
 //! ModelService validation as a user sees it: every problem, each with its Kubernetes field path.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use berth_api::{ErrorType, ModelService, validate, validate_value};
 use serde_json::{Value, json};

@@ -7,6 +7,8 @@
 //!
 //! Writes go through [`patch`] (patch formats, server-side apply, managedFields); reads can be
 //! Tables ([`table`]); discovery and OpenAPI documents come from [`discovery`] and [`openapi`].
+#![cfg_attr(test, allow(unused_crate_dependencies))]
+// unit tests see every dev-dependency
 
 // Guard-then-act steps read more plainly as nested `if`s than as long let-chains.
 #![allow(clippy::collapsible_if)]

@@ -10,6 +10,7 @@
 //! - [`nodeipam`]: gives each Node a pod CIDR out of the cluster CIDR.
 //!
 //! [`run`] runs all controllers against one API server until the future is dropped.
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
 
 pub mod fit;
 pub mod modelservice;

@@ -1,4 +1,5 @@
 //! A CRI client and server talk over a Unix socket, with messages above tonic's 4 MiB default.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use berth_cri::v1::image_service_server::ImageService;
 use berth_cri::v1::*;

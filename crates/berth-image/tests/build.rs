@@ -1,5 +1,6 @@
 //! The Dockerfile builder on local contexts (no registry): cache hits and invalidation, digest
 //! changes when content changes, stage inheritance, ENTRYPOINT/CMD rules, and step errors.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -2,6 +2,7 @@
 //! (`[registry] --port P --data-dir D [--registry-auth MODE] [--address A]`), so that
 //! `berth bench registry --berth-bin target/release/examples/serve` can measure an optimized
 //! registry without an optimized build of the whole `berth` binary.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::path::PathBuf;
 

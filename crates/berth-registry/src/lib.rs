@@ -25,6 +25,7 @@
 //! registry.serve(listener).await?;
 //! # Ok(()) }
 //! ```
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
 
 mod api;
 pub mod auth;

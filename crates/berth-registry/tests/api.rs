@@ -1,4 +1,5 @@
 //! The registry's HTTP API as clients see it (distribution-spec v1.1 behaviours).
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 mod common;
 

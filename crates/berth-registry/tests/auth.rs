@@ -1,4 +1,5 @@
 //! Access control: anonymous pull, protected push, Basic credentials and bearer tokens.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Garbage collection of blobs no manifest references.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 mod common;
 

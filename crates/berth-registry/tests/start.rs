@@ -1,4 +1,5 @@
 //! `berth_registry::start`, the entry point `berth server` uses.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use berth_registry::{AuthMode, Config};
 

@@ -1,4 +1,5 @@
 //! The registry served over HTTPS with a PEM certificate and key.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use berth_registry::{AuthMode, Config, Registry};
 

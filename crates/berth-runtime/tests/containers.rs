@@ -3,6 +3,7 @@
 //!
 //! This test binary is also the shim: the store starts `<this exe> shim ...`, exactly the way
 //! the runtime starts `berth shim ...`.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //! run in a pod sandbox, exec'd into, stopped, removed, leaving no mounts behind.
 //!
 //! This test binary is also the shim (`<this exe> shim ...`).
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

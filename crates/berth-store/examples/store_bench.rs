@@ -3,6 +3,7 @@
 //!
 //! `cargo run --release -p berth-store --example store_bench [writes-per-level]`
 //! The database goes in a temporary directory that is removed afterwards.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

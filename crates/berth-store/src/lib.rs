@@ -13,6 +13,7 @@
 //! module for the layout), and [`spawn_auto_compaction`] keeps its history bounded.
 //! `cargo run --release -p berth-store --example store_bench` prints a micro figure of its write
 //! throughput and latency.
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
 
 use std::pin::Pin;
 

@@ -1,4 +1,5 @@
 //! Behaviour of the redb store as the API server sees it through the `Store` trait.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::sync::Arc;
 use std::time::Duration;

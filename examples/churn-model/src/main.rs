@@ -5,6 +5,7 @@
 //! Environment: `MODEL_PATH` (weights JSON, default /app/models/churn.json), `PORT` (default
 //! 8000), `LOG_LEVEL` (error/warn/info/debug, default info). `--healthcheck` probes a running
 //! server on `PORT` and exits 0 when it is healthy.
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
 
 mod app;
 mod healthcheck;

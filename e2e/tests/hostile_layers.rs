@@ -1,7 +1,8 @@
 //! `berth pull --unpack` of hostile images: each of berth-testkit's hostile layers is pushed as an
 //! image to Debian's `docker-registry` with `skopeo`, then pulled and unpacked by the berth binary.
 //! Every escape is refused with an error naming it, and nothing is written outside the unpack
-//! directory; the one layer that is confined instead (absolute paths) lands inside it.
+//! directory; the one layer that is confined instead (absolute paths) lands inside it. A benign
+//! image unpacked the same way is the control.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -56,4 +57,39 @@ fn pull_unpack_refuses_hostile_layers_and_writes_nothing_outside() {
         }
         hostile::assert_outside_untouched(&outside);
     }
+}
+
+/// The control: a benign image (the busybox test image) unpacks completely, links intact.
+#[test]
+fn pull_unpack_writes_a_benign_image_root_filesystem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = DockerRegistry::start().unwrap();
+    let layout = berth_runtime::testimage::busybox_layout(tmp.path()).unwrap();
+    let image = format!("{}/test/busybox:latest", reg.host());
+    skopeo_copy(
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{image}"),
+        None,
+    )
+    .unwrap();
+    let dir = tmp.path().join("rootfs");
+    let out = pull_unpack(tmp.path(), &image, &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("bin/busybox")).unwrap(),
+        std::fs::read("/bin/busybox").unwrap()
+    );
+    assert_eq!(
+        std::fs::read_link(dir.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("etc/passwd"))
+            .unwrap()
+            .contains("app:x:1000")
+    );
 }

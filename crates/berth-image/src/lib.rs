@@ -7,7 +7,7 @@
 //! - [`rootfs`]: a local image's root filesystem unpacked into a directory (`berth pull
 //!   --unpack`, `COPY --from`), through berth-oci's confined unpacker.
 //! - [`layout`]: OCI image layout directories; [`archive`]: `docker save`-style archives.
-//! - [`reference`], [`digest`], [`manifest`]: image names, content digests, manifests and indexes.
+//! - `reference`, `digest`, `manifest`: image names, content digests, manifests and indexes.
 //! - [`build`]: `berth build` (Dockerfile builds), with [`dockerfile`] (parsing), [`layer`]
 //!   (writing reproducible layers), [`context`] (`.dockerignore` selection of the build context)
 //!   and [`sources`] (`COPY`/`ADD` source globs).

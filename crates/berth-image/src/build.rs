@@ -14,13 +14,16 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::client::RegistryClient;
+use crate::context::Ignore;
 use crate::digest::Digest;
 use crate::dockerfile::{self, CommandForm, Instruction, Line};
 use crate::error::{Error, Result};
-use crate::layer::{self, Ignore, LayerBuilder};
+use crate::layer::{self, LayerBuilder};
 use crate::local::LocalImages;
 use crate::manifest::{self, Descriptor, Manifest};
 use crate::reference::Reference;
+use crate::rootfs;
+use crate::sources::resolve_sources;
 
 /// Build errors.
 #[derive(Debug, thiserror::Error)]
@@ -554,79 +557,16 @@ impl Run<'_, '_> {
             }
         };
         let dir = tempfile::tempdir().map_err(|e| Error::io("create", "temp dir", e))?;
-        for layer_desc in &stage.layers {
-            layer::extract(
-                &self.b.images.content().path(&layer_desc.digest),
-                dir.path(),
-            )?;
-        }
+        rootfs::unpack_layers(
+            self.b.images.content(),
+            &stage.layers,
+            &stage.diff_ids,
+            dir.path(),
+        )
+        .map_err(|e| Run::fail(l, format!("COPY --from={from}: {e}")))?;
         let p = dir.path().to_path_buf();
         self.rootfs.insert(key, dir);
         Ok(p)
-    }
-}
-
-/// Expands sources (globs allowed) under `root`: (absolute path, path relative to root).
-fn resolve_sources(
-    root: &Path,
-    rel: &str,
-    keep: &dyn Fn(&Path) -> bool,
-) -> std::result::Result<Vec<(PathBuf, PathBuf)>, String> {
-    let rel_trim = rel.trim_end_matches('/');
-    if Path::new(rel_trim)
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!("{rel}: source outside the build context"));
-    }
-    if !rel_trim.contains(['*', '?', '[']) {
-        let abs = if rel_trim.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(rel_trim)
-        };
-        let ok = std::fs::symlink_metadata(&abs).is_ok()
-            && (rel_trim.is_empty() || keep(Path::new(rel_trim)));
-        // A symlinked directory on the way must not lead out of the context (or stage root).
-        if ok && !inside(root, abs.parent().unwrap_or(root)) {
-            return Err(format!("{rel}: resolves outside the build context"));
-        }
-        return Ok(if ok {
-            vec![(abs, PathBuf::from(rel_trim))]
-        } else {
-            vec![]
-        });
-    }
-    let re = layer::glob_regex(rel_trim).ok_or_else(|| format!("invalid pattern {rel}"))?;
-    let mut out = Vec::new();
-    walk(root, root, &mut |abs, relp| {
-        if re.is_match(&relp.to_string_lossy()) && keep(relp) {
-            out.push((abs.to_path_buf(), relp.to_path_buf()));
-        }
-    });
-    out.sort();
-    Ok(out)
-}
-
-/// Whether `p` (after resolving symlinks) lies under `root`.
-fn inside(root: &Path, p: &Path) -> bool {
-    match (root.canonicalize(), p.canonicalize()) {
-        (Ok(r), Ok(p)) => p.starts_with(r),
-        _ => false,
-    }
-}
-
-fn walk(root: &Path, dir: &Path, f: &mut dyn FnMut(&Path, &Path)) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.filter_map(|e| e.ok()) {
-        let p = e.path();
-        let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
-        f(&p, &rel);
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            walk(root, &p, f);
-        }
     }
 }
 
@@ -768,26 +708,12 @@ fn parse_duration_ns(s: &str) -> std::result::Result<u64, String> {
     Ok(total)
 }
 
-/// RFC 3339 UTC time of a Unix timestamp (no chrono dependency needed for this).
+/// RFC 3339 UTC time of a Unix timestamp, to the second (`1970-01-01T00:00:00Z`).
 fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (proleptic Gregorian), after Howard Hinnant's well-known algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]

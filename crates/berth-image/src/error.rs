@@ -74,6 +74,17 @@ pub enum Error {
     /// A local image name is not known.
     #[error("image {0} not found locally")]
     ImageNotFound(String),
+    /// A layer's media type names no compression berth can undo.
+    #[error(transparent)]
+    MediaType(#[from] berth_oci::unpack::UnsupportedMediaType),
+    /// A layer could not be unpacked (it tries to leave the root, or is malformed).
+    #[error("layer {layer}: {source}")]
+    Unpack {
+        /// The layer blob's digest.
+        layer: String,
+        /// What the unpacker refused or failed at.
+        source: berth_oci::unpack::UnpackError,
+    },
 }
 
 impl Error {

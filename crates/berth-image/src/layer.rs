@@ -1,4 +1,4 @@
-//! Reproducible layer tarballs, `.dockerignore` matching, and layer extraction.
+//! Writing layers: reproducible layer tarballs from files, directories and archives.
 //!
 //! A layer is written with entries sorted by path, a fixed mtime, uid/gid given by the caller
 //! (`--chown`, else 0), no user/group names and no extended attributes, gzip-compressed with a
@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write};
+
+use berth_oci::unpack::Compression;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
@@ -327,17 +329,13 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
-/// Wraps a reader in gzip or zstd decompression when its magic bytes say so.
+/// Opens a possibly gzip- or zstd-compressed file as a reader of its uncompressed bytes.
 fn decompressor(mut f: std::fs::File) -> std::io::Result<Box<dyn std::io::Read>> {
     use std::io::{Seek as _, SeekFrom};
     let mut magic = [0u8; 4];
     let n = f.read(&mut magic)?;
     f.seek(SeekFrom::Start(0))?;
-    Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(f)),
-        [0x28, 0xb5, 0x2f, 0xfd] => Box::new(zstd::Decoder::new(f)?),
-        _ => Box::new(f),
-    })
+    Compression::detect(&magic[..n]).reader(f)
 }
 
 /// Whether the file looks like a tar archive (gzip/zstd-compressed or plain ustar).
@@ -350,135 +348,6 @@ pub fn is_archive(path: &Path) -> bool {
     };
     let mut head = vec![0u8; 512];
     r.read_exact(&mut head).is_ok() && &head[257..262] == b"ustar"
-}
-
-/// Applies a layer blob onto `root` (as a container runtime would), honouring whiteouts.
-pub fn extract(blob: &Path, root: &Path) -> Result<()> {
-    let f = std::fs::File::open(blob).map_err(|e| Error::io("open", blob, e))?;
-    let mut ar = tar::Archive::new(decompressor(f).map_err(|e| Error::io("read", blob, e))?);
-    ar.set_preserve_permissions(true);
-    ar.set_unpack_xattrs(false);
-    for entry in ar.entries().map_err(|e| Error::io("read layer", blob, e))? {
-        let mut entry = entry.map_err(|e| Error::io("read layer", blob, e))?;
-        let path = entry
-            .path()
-            .map_err(|e| Error::io("read layer", blob, e))?
-            .into_owned();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if let Some(hidden) = name.strip_prefix(".wh.") {
-            let dir = root.join(path.parent().unwrap_or(Path::new("")));
-            if hidden == ".wh..opq" {
-                let _ = std::fs::remove_dir_all(&dir);
-                let _ = std::fs::create_dir_all(&dir);
-            } else {
-                let victim = dir.join(hidden);
-                let _ = std::fs::remove_dir_all(&victim).or_else(|_| std::fs::remove_file(&victim));
-            }
-            continue;
-        }
-        entry
-            .unpack_in(root)
-            .map_err(|e| Error::io("unpack", root.join(&path), e))?;
-    }
-    Ok(())
-}
-
-/// `.dockerignore` rules: glob patterns, `!` re-includes, last match wins, a match on a parent
-/// directory applies to everything below it.
-#[derive(Debug, Default)]
-pub struct Ignore {
-    rules: Vec<(regex::Regex, bool)>,
-}
-
-impl Ignore {
-    /// Reads `CONTEXT/.dockerignore` (none means nothing is ignored).
-    pub fn load(context: &Path) -> Result<Self> {
-        match std::fs::read_to_string(context.join(".dockerignore")) {
-            Ok(s) => Ok(Ignore::parse(&s)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Ignore::default()),
-            Err(e) => Err(Error::io("read", context.join(".dockerignore"), e)),
-        }
-    }
-
-    /// Parses the file's text.
-    pub fn parse(text: &str) -> Self {
-        let rules = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter_map(|l| {
-                let (neg, pat) = match l.strip_prefix('!') {
-                    Some(p) => (true, p.trim()),
-                    None => (false, l),
-                };
-                let pat = pat
-                    .trim_start_matches("./")
-                    .trim_start_matches('/')
-                    .trim_end_matches('/');
-                glob_regex(pat).map(|r| (r, neg))
-            })
-            .collect();
-        Ignore { rules }
-    }
-
-    /// Whether `rel` (relative to the context) is excluded.
-    pub fn excluded(&self, rel: &Path) -> bool {
-        let rel = rel.to_string_lossy();
-        let mut prefixes: Vec<&str> = rel.match_indices('/').map(|(i, _)| &rel[..i]).collect();
-        prefixes.push(&rel);
-        let mut out = false;
-        for (re, neg) in &self.rules {
-            if prefixes.iter().any(|p| re.is_match(p)) {
-                out = !neg;
-            }
-        }
-        out
-    }
-}
-
-/// Converts a path glob (`*`, `?`, `[...]`, `**`) into an anchored regex.
-pub fn glob_regex(pat: &str) -> Option<regex::Regex> {
-    let mut re = String::from("^");
-    let mut chars = pat.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '*' if chars.peek() == Some(&'*') => {
-                chars.next();
-                if chars.peek() == Some(&'/') {
-                    chars.next();
-                    re.push_str("(?:.*/)?");
-                } else {
-                    re.push_str(".*");
-                }
-            }
-            '*' => re.push_str("[^/]*"),
-            '?' => re.push_str("[^/]"),
-            '[' => {
-                re.push('[');
-                if chars.peek() == Some(&'!') || chars.peek() == Some(&'^') {
-                    chars.next();
-                    re.push('^');
-                }
-                for c in chars.by_ref() {
-                    if c == ']' {
-                        break;
-                    }
-                    if c == '\\' {
-                        re.push_str("\\\\");
-                    } else {
-                        re.push(c);
-                    }
-                }
-                re.push(']');
-            }
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    regex::Regex::new(&re).ok()
 }
 
 #[cfg(test)]
@@ -534,25 +403,13 @@ mod tests {
             ]
         );
         let root = tempfile::tempdir().unwrap();
-        extract(&store.path(&l1.digest), root.path()).unwrap();
+        let blob = std::fs::File::open(store.path(&l1.digest)).unwrap();
+        let tar = Compression::Gzip.reader(blob).unwrap();
+        berth_oci::unpack::unpack_layer(tar, root.path(), berth_oci::unpack::Mode::Flatten)
+            .unwrap();
         assert_eq!(
             std::fs::read_to_string(root.path().join("opt/a/link")).unwrap(),
             "hello"
         );
-    }
-
-    #[test]
-    fn dockerignore_last_match_wins_and_parents_apply() {
-        let ig = Ignore::parse("# comment\n*\n!dist/app\n!models/\nmodels/*.tmp\n");
-        assert!(ig.excluded(Path::new("Dockerfile")));
-        assert!(ig.excluded(Path::new("src/main.rs")));
-        assert!(!ig.excluded(Path::new("dist/app")));
-        assert!(ig.excluded(Path::new("dist/other")));
-        assert!(!ig.excluded(Path::new("models/churn.json")));
-        assert!(ig.excluded(Path::new("models/x.tmp")));
-        let ig = Ignore::parse("**/*.log\n.git\n");
-        assert!(ig.excluded(Path::new("a/b/c.log")) && ig.excluded(Path::new("c.log")));
-        assert!(ig.excluded(Path::new(".git/config")));
-        assert!(!ig.excluded(Path::new("a/b/c.txt")));
     }
 }

@@ -1,15 +1,25 @@
 //! `berth-image`: OCI image content store, layouts, distribution client and Dockerfile builds.
 //!
 //! - [`store::ContentStore`]: blobs by digest, verified streaming writes.
-//! - [`client::RegistryClient`]: pull/push against OCI distribution registries.
+//! - [`client::RegistryClient`]: pull/push against OCI distribution registries; [`auth`]: registry
+//!   credentials and token authentication.
 //! - [`local::LocalImages`]: named images on this machine (`berth images`).
-//! - [`layout`]: OCI image layout directories.
+//! - [`rootfs`]: a local image's root filesystem unpacked into a directory (`berth pull
+//!   --unpack`, `COPY --from`), through berth-oci's confined unpacker.
+//! - [`layout`]: OCI image layout directories; [`archive`]: `docker save`-style archives.
+//! - `reference`, `digest`, `manifest`: image names, content digests, manifests and indexes.
+//! - [`build`]: `berth build` (Dockerfile builds), with [`dockerfile`] (parsing), [`layer`]
+//!   (writing reproducible layers), [`context`] (`.dockerignore` selection of the build context)
+//!   and [`sources`] (`COPY`/`ADD` source globs).
+//! - [`synthetic`]: random images for benchmarks and tests.
+//! - [`error`]: the crate's error type.
 #![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
 
 pub mod archive;
 pub mod auth;
 pub mod build;
 pub mod client;
+pub mod context;
 pub mod digest;
 pub mod dockerfile;
 pub mod error;
@@ -18,6 +28,8 @@ pub mod layout;
 pub mod local;
 pub mod manifest;
 pub mod reference;
+pub mod rootfs;
+pub mod sources;
 pub mod store;
 pub mod synthetic;
 

@@ -1,5 +1,6 @@
 //! The Dockerfile builder on local contexts (no registry): cache hits and invalidation, digest
-//! changes when content changes, stage inheritance, ENTRYPOINT/CMD rules, and step errors.
+//! changes when content changes, stage inheritance, ENTRYPOINT/CMD rules, step errors, and
+//! `COPY --from` hostile images (refused by the confined unpacker, nothing written outside).
 #![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::collections::HashMap;
@@ -156,4 +157,62 @@ fn step_errors_name_the_line() {
         "{err}"
     );
     assert!(images.list().unwrap().is_empty());
+}
+
+/// Tags a local image `hostile-<name>:1` of one gzip layer made of `tar`; returns its name.
+fn hostile_image(images: &LocalImages, name: &str, tar: &[u8]) -> String {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, tar).unwrap();
+    let layer = gz.finish().unwrap();
+    let store = images.content();
+    let layer_digest = store.write_bytes(&layer).unwrap();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [berth_image::Digest::of(tar).to_string()]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": store.write_bytes(&config).unwrap().to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": layer_digest.to_string(), "size": layer.len()}],
+    }))
+    .unwrap();
+    let image = format!("hostile-{name}:1");
+    let digest = store.write_bytes(&manifest).unwrap();
+    images
+        .tag(&Reference::parse(&image).unwrap(), &digest)
+        .unwrap();
+    image
+}
+
+#[test]
+fn copy_from_a_hostile_image_is_refused_and_writes_nothing_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let outside = berth_testkit::hostile::outside_dir(tmp.path()).unwrap();
+    let images = LocalImages::open(tmp.path().join("images")).unwrap();
+    for layer in berth_testkit::hostile::hostile_layers(&outside).unwrap() {
+        let image = hostile_image(&images, layer.name, &layer.tar);
+        // The one layer not refused puts `evil` at `<outside>` inside the image's root.
+        let evil = outside.join("evil");
+        let df = format!(
+            "FROM scratch\nCOPY --from={image} {} /evil\n",
+            evil.display()
+        );
+        let result = build(&images, &ctx, &df, "out:1");
+        if layer.refused {
+            let err = result.expect_err(layer.name);
+            assert!(
+                matches!(&err, BuildError::Step { line: 2, message } if message.contains("escapes")),
+                "{}: {err}",
+                layer.name
+            );
+        } else {
+            result.unwrap_or_else(|e| panic!("{}: {e}", layer.name));
+        }
+        berth_testkit::hostile::assert_outside_untouched(&outside);
+    }
 }

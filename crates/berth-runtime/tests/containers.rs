@@ -297,8 +297,12 @@ fn upper_layer_whiteouts_hide_lower_files() {
     }
     let upper = f.tmp.path().join("upper-layer");
     std::fs::create_dir(&upper).expect("upper");
-    berth_runtime::snapshot::unpack_layer(&b.into_inner().expect("tar")[..], &upper)
-        .expect("unpack");
+    berth_oci::unpack::unpack_layer(
+        &b.into_inner().expect("tar")[..],
+        &upper,
+        berth_oci::unpack::Mode::Snapshot,
+    )
+    .expect("unpack");
     let layers = vec![f.layer.clone(), upper];
     let script = "test -e /bin/cat && echo cat-visible; test -e /etc/passwd && echo passwd-visible; echo $(busybox cat /etc/motd)";
     f.store

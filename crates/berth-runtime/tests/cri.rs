@@ -916,6 +916,25 @@ async fn bad_images_are_refused(tmp: &Path) {
         .filter(|p| p.to_string_lossy().contains(&layer_hex))
         .collect();
     assert!(kept.is_empty(), "corrupt blob kept: {kept:?}");
+
+    // 3. Every hostile layer of berth-testkit's catalogue, pulled: refused with the escape named
+    // (absolute paths are confined to the snapshot instead), nothing written outside.
+    let outside = berth_testkit::hostile::outside_dir(tmp).expect("outside");
+    for layer in berth_testkit::hostile::hostile_layers(&outside).expect("layers") {
+        let image = format!("127.0.0.1:{}/hostile/{}:latest", registry.port, layer.name);
+        push(
+            &write_layout(tmp, layer.name, &layer.tar).expect("layout"),
+            &image,
+        );
+        let result = c.image.pull_image(pull(image)).await;
+        if layer.refused {
+            let err = result.expect_err(layer.name);
+            assert!(err.message().contains("escapes"), "{}: {err}", layer.name);
+        } else {
+            result.expect(layer.name);
+        }
+        berth_testkit::hostile::assert_outside_untouched(&outside);
+    }
     let _ = stop_tx.send(());
     server.await.expect("join").expect("serve");
 }

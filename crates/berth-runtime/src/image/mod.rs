@@ -10,7 +10,9 @@ use berth_image::{ContentStore, Digest, Reference, RegistryClient};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::snapshot::{Compression, SnapshotError, SnapshotStore, chain_ids};
+use berth_oci::unpack::Compression;
+
+use crate::snapshot::{SnapshotError, SnapshotStore, chain_ids};
 
 pub mod healthcheck;
 
@@ -169,7 +171,8 @@ impl ImageStore {
             if self.snapshots.exists(chain) {
                 continue;
             }
-            let compression = Compression::from_media_type(&layer.media_type)?;
+            let compression =
+                Compression::from_media_type(&layer.media_type).map_err(SnapshotError::from)?;
             let blob = self.content.path(&layer.digest);
             let (snaps, chain, diff_id) = (self.snapshots.clone(), chain.clone(), diff_id.clone());
             tokio::task::spawn_blocking(move || snaps.unpack(&chain, &diff_id, compression, &blob))

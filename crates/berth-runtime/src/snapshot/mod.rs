@@ -1,16 +1,13 @@
 //! Layer snapshots: each image layer unpacked once into `snapshots/<chain id>/`, used as an
-//! overlayfs lower dir by every container of every image that shares that layer chain.
-
-mod fsat;
-pub mod unpack;
+//! overlayfs lower dir by every container of every image that shares that layer chain. The
+//! unpacking itself is berth-oci's confined unpacker, in its overlayfs snapshot mode.
 
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
+use berth_oci::unpack::{Compression, Mode, UnpackError, UnsupportedMediaType, unpack_layer};
 use sha2::{Digest, Sha256};
-
-pub use unpack::{UnpackError, unpack_layer};
 
 /// Why a snapshot could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -27,8 +24,8 @@ pub enum SnapshotError {
         actual: String,
     },
     /// A layer media type this runtime cannot decompress.
-    #[error("unsupported layer media type {0}")]
-    MediaType(String),
+    #[error(transparent)]
+    MediaType(#[from] UnsupportedMediaType),
     /// A filesystem error outside a layer entry.
     #[error("snapshot {path}: {source}")]
     Io {
@@ -37,44 +34,6 @@ pub enum SnapshotError {
         /// The underlying error.
         source: io::Error,
     },
-}
-
-/// How a layer blob is compressed, from its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain tar.
-    None,
-    /// gzip (`+gzip`, Docker's `tar.gzip`).
-    Gzip,
-    /// zstd (`+zstd`).
-    Zstd,
-}
-
-impl Compression {
-    /// Picks the decompressor for an OCI or Docker layer media type.
-    pub fn from_media_type(media_type: &str) -> Result<Self, SnapshotError> {
-        if media_type.ends_with("+gzip")
-            || media_type.ends_with(".tar.gzip")
-            || media_type.ends_with(".tar.gz")
-        {
-            Ok(Self::Gzip)
-        } else if media_type.ends_with("+zstd") {
-            Ok(Self::Zstd)
-        } else if media_type.ends_with(".tar") {
-            Ok(Self::None)
-        } else {
-            Err(SnapshotError::MediaType(media_type.to_string()))
-        }
-    }
-
-    /// Wraps a compressed stream into a reader of the uncompressed tar.
-    pub fn reader<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
-        Ok(match self {
-            Self::None => Box::new(r),
-            Self::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
-            Self::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
-        })
-    }
 }
 
 /// The chain ids of a list of diff ids (bottom layer first), as the OCI image spec defines them:
@@ -152,7 +111,7 @@ impl SnapshotStore {
         let reader = compression
             .reader(io::BufReader::new(file))
             .map_err(io(blob))?;
-        let actual = unpack_layer(reader, tmp.path())?;
+        let actual = unpack_layer(reader, tmp.path(), Mode::Snapshot)?;
         if actual != diff_id {
             return Err(SnapshotError::DiffIdMismatch {
                 expected: diff_id.to_string(),

@@ -1,14 +1,14 @@
-//! Unpacker tests: real layers unpack faithfully; malicious layers are refused and write nothing
-//! outside the snapshot. They need root (chown, mknod, trusted xattrs), as CI runs them.
+//! Snapshot store tests: layers are unpacked once, verified against their diff id, and hostile
+//! layers (berth-testkit's catalogue) are refused with nothing written outside and no partial
+//! snapshot kept. The unpacker's own tests live with it in berth-oci. They need root.
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::Path;
+
+use berth_testkit::hostile;
 
 use super::*;
 
-/// Appends an entry whose raw name (and link name) bytes are written verbatim, because the tar
-/// crate's safe setters refuse `..`, which is exactly what these tests need to produce.
+/// Appends an entry whose raw name (and link name) bytes are written verbatim.
 fn raw_entry(
     b: &mut tar::Builder<Vec<u8>>,
     path: &str,
@@ -39,222 +39,11 @@ fn tar_of(f: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
     b.into_inner().expect("finish tar")
 }
 
-/// A fresh `<tmp>/snap` to unpack into, next to `<tmp>/outside` which must stay untouched.
-fn dirs() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let snap = tmp.path().join("snap");
-    let outside = tmp.path().join("outside");
-    fs::create_dir(&snap).expect("snap");
-    fs::create_dir(&outside).expect("outside");
-    fs::write(outside.join("secret"), b"keep").expect("secret");
-    (tmp, snap, outside)
-}
-
-fn assert_outside_untouched(outside: &Path) {
-    let names: Vec<_> = fs::read_dir(outside)
-        .expect("read outside")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
-    assert_eq!(
-        names,
-        vec![std::ffi::OsString::from("secret")],
-        "something was written outside"
-    );
-    assert_eq!(fs::read(outside.join("secret")).expect("secret"), b"keep");
-}
-
-#[test]
-fn unpacks_files_dirs_links_devices_with_attributes_and_diff_id() {
-    let (_tmp, snap, _) = dirs();
-    let data = tar_of(|b| {
-        raw_entry(b, "bin/", tar::EntryType::Directory, "", b"", 0o755);
-        raw_entry(
-            b,
-            "bin/busybox",
-            tar::EntryType::Regular,
-            "",
-            b"#!elf",
-            0o4755,
-        );
-        raw_entry(
-            b,
-            "bin/sh",
-            tar::EntryType::Symlink,
-            "/bin/busybox",
-            b"",
-            0o777,
-        );
-        raw_entry(
-            b,
-            "bin/hard",
-            tar::EntryType::Link,
-            "bin/busybox",
-            b"",
-            0o755,
-        );
-        raw_entry(b, "deep/er/file", tar::EntryType::Regular, "", b"x", 0o640);
-        raw_entry(b, "dev/fifo", tar::EntryType::Fifo, "", b"", 0o600);
-    });
-    let diff_id = unpack_layer(&data[..], &snap).expect("unpack");
-    assert_eq!(
-        diff_id,
-        format!("sha256:{}", hex::encode(Sha256::digest(&data)))
-    );
-
-    let bb = fs::metadata(snap.join("bin/busybox")).expect("busybox");
-    assert_eq!(
-        bb.permissions().mode() & 0o7777,
-        0o4755,
-        "setuid bit kept after chown"
-    );
-    assert_eq!((bb.uid(), bb.gid()), (1000, 1001));
-    assert_eq!(bb.mtime(), 1_600_000_000);
-    assert_eq!(fs::read(snap.join("bin/busybox")).expect("read"), b"#!elf");
-    assert_eq!(
-        fs::read_link(snap.join("bin/sh")).expect("link"),
-        Path::new("/bin/busybox")
-    );
-    assert_eq!(
-        fs::metadata(snap.join("bin/hard")).expect("hard").ino(),
-        bb.ino()
-    );
-    assert_eq!(
-        fs::metadata(snap.join("deep/er/file"))
-            .expect("deep")
-            .permissions()
-            .mode()
-            & 0o777,
-        0o640
-    );
-    assert!(
-        fs::symlink_metadata(snap.join("dev/fifo"))
-            .expect("fifo")
-            .file_type()
-            .is_fifo()
-    );
-}
-
-#[test]
-fn whiteouts_become_char_devices_and_opaque_dirs_get_the_xattr() {
-    let (_tmp, snap, _) = dirs();
-    let data = tar_of(|b| {
-        raw_entry(b, "etc/.wh.gone", tar::EntryType::Regular, "", b"", 0o644);
-        raw_entry(
-            b,
-            "var/.wh..wh..opq",
-            tar::EntryType::Regular,
-            "",
-            b"",
-            0o644,
-        );
-    });
-    unpack_layer(&data[..], &snap).expect("unpack");
-    let wh = fs::symlink_metadata(snap.join("etc/gone")).expect("whiteout");
-    assert!(wh.file_type().is_char_device());
-    assert_eq!(wh.rdev(), 0);
-    assert!(!snap.join("etc/.wh.gone").exists());
-    let mut buf = [0u8; 4];
-    let p = fsat::cstr(snap.join("var").as_os_str()).expect("cstr");
-    let key = fsat::cstr(std::ffi::OsStr::new("trusted.overlay.opaque")).expect("key");
-    // SAFETY: valid C strings and a buffer with its length.
-    let n = unsafe { libc::getxattr(p.as_ptr(), key.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert_eq!(n, 1, "opaque xattr present");
-    assert_eq!(buf[0], b'y');
-    assert!(!snap.join("var/.wh..wh..opq").exists());
-}
-
-#[test]
-fn refuses_parent_dir_paths() {
-    let (_tmp, snap, outside) = dirs();
-    let data = tar_of(|b| {
-        raw_entry(
-            b,
-            "../outside/evil",
-            tar::EntryType::Regular,
-            "",
-            b"pwn",
-            0o644,
-        )
-    });
-    let err = unpack_layer(&data[..], &snap).expect_err("must refuse");
-    assert!(matches!(err, UnpackError::Escape { .. }), "{err}");
-    assert_outside_untouched(&outside);
-}
-
-#[test]
-fn refuses_writing_through_an_absolute_symlink() {
-    let (_tmp, snap, outside) = dirs();
-    let data = tar_of(|b| {
-        raw_entry(
-            b,
-            "escape",
-            tar::EntryType::Symlink,
-            outside.to_str().expect("utf8"),
-            b"",
-            0o777,
-        );
-        raw_entry(b, "escape/evil", tar::EntryType::Regular, "", b"pwn", 0o644);
-    });
-    let err = unpack_layer(&data[..], &snap).expect_err("must refuse");
-    assert!(matches!(err, UnpackError::Escape { .. }), "{err}");
-    assert_outside_untouched(&outside);
-}
-
-#[test]
-fn refuses_hardlinks_to_outside() {
-    let (_tmp, snap, outside) = dirs();
-    let data = tar_of(|b| {
-        raw_entry(
-            b,
-            "h",
-            tar::EntryType::Link,
-            "../outside/secret",
-            b"",
-            0o644,
-        )
-    });
-    assert!(matches!(
-        unpack_layer(&data[..], &snap),
-        Err(UnpackError::Escape { .. })
-    ));
-    // Through a symlinked parent too.
-    let (_tmp2, snap2, outside2) = dirs();
-    let data = tar_of(|b| {
-        raw_entry(
-            b,
-            "s",
-            tar::EntryType::Symlink,
-            outside2.to_str().expect("utf8"),
-            b"",
-            0o777,
-        );
-        raw_entry(b, "h", tar::EntryType::Link, "s/secret", b"", 0o644);
-    });
-    assert!(matches!(
-        unpack_layer(&data[..], &snap2),
-        Err(UnpackError::Escape { .. })
-    ));
-    assert!(!snap.join("h").exists() && !snap2.join("h").exists());
-    assert_outside_untouched(&outside);
-    assert_outside_untouched(&outside2);
-    assert_eq!(
-        fs::metadata(outside2.join("secret"))
-            .expect("secret")
-            .nlink(),
-        1
-    );
-}
-
-#[test]
-fn refuses_whiteout_of_parent() {
-    let (_tmp, snap, outside) = dirs();
-    for path in [".wh...", "outside/.wh..", "../.wh.outside"] {
-        let data = tar_of(|b| raw_entry(b, path, tar::EntryType::Regular, "", b"", 0o644));
-        let err = unpack_layer(&data[..], &snap).expect_err(path);
-        assert!(matches!(err, UnpackError::Escape { .. }), "{path}: {err}");
-    }
-    assert_outside_untouched(&outside);
-    assert!(snap.parent().expect("parent").join("outside").is_dir());
+/// Writes `data` gzip-compressed to `path`.
+fn gzip_blob(path: &Path, data: &[u8]) {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, data).expect("gzip");
+    fs::write(path, gz.finish().expect("gzip")).expect("blob");
 }
 
 #[test]
@@ -263,10 +52,8 @@ fn store_unpacks_gzip_once_and_rejects_a_wrong_diff_id() {
     let store = SnapshotStore::open(tmp.path().join("snapshots")).expect("store");
     let data = tar_of(|b| raw_entry(b, "hello", tar::EntryType::Regular, "", b"world", 0o644));
     let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &data).expect("gzip");
     let blob = tmp.path().join("blob");
-    fs::write(&blob, gz.finish().expect("gzip")).expect("blob");
+    gzip_blob(&blob, &data);
     let compression =
         Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+gzip").expect("mt");
 
@@ -303,5 +90,43 @@ fn chain_ids_follow_the_oci_definition() {
             "sha256:{}",
             hex::encode(Sha256::digest(b"sha256:a sha256:b"))
         )
+    );
+}
+
+#[test]
+fn store_refuses_hostile_layers_and_keeps_no_partial_snapshot() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let outside = hostile::outside_dir(tmp.path()).expect("outside");
+    let store = SnapshotStore::open(tmp.path().join("snapshots")).expect("store");
+    let compression =
+        Compression::from_media_type("application/vnd.oci.image.layer.v1.tar+gzip").expect("mt");
+    for layer in hostile::hostile_layers(&outside).expect("layers") {
+        let blob = tmp.path().join(layer.name);
+        gzip_blob(&blob, &layer.tar);
+        let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&layer.tar)));
+        let chain = format!("sha256:{}", hex::encode(Sha256::digest(layer.name)));
+        let result = store.unpack(&chain, &diff_id, compression, &blob);
+        if layer.refused {
+            let err = result.expect_err(layer.name);
+            assert!(
+                matches!(err, SnapshotError::Unpack(UnpackError::Escape { .. })),
+                "{}: {err}",
+                layer.name
+            );
+            assert!(err.to_string().contains("escapes"), "{err}");
+            assert!(!store.exists(&chain), "{}: partial snapshot", layer.name);
+        } else {
+            let dir = result.expect(layer.name);
+            let inside = dir.join(outside.strip_prefix("/").expect("absolute"));
+            assert_eq!(fs::read(inside.join("evil")).expect("confined"), b"pwn");
+        }
+        hostile::assert_outside_untouched(&outside);
+    }
+    // Only the one accepted snapshot remains: refused ones left no temp dirs behind.
+    assert_eq!(
+        fs::read_dir(tmp.path().join("snapshots"))
+            .expect("ls")
+            .count(),
+        1
     );
 }

@@ -221,6 +221,9 @@ pub struct PullArgs {
     common: Common,
     /// Image reference ([REGISTRY/]REPO[:TAG][@DIGEST]).
     reference: String,
+    /// Also write the image's root filesystem (all layers, whiteouts applied) into DIR.
+    #[arg(long, value_name = "DIR")]
+    unpack: Option<PathBuf>,
 }
 
 /// Runs `berth pull`.
@@ -233,6 +236,12 @@ pub fn pull(args: PullArgs) -> anyhow::Result<()> {
         .map_err(|e| with_login_hint(e, &r.registry))?;
     images.tag(&r, &pulled.manifest_digest)?;
     println!("{r}: digest: {}", pulled.manifest_digest);
+    if let Some(dir) = &args.unpack {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        berth_image::rootfs::unpack_image(&images, &pulled.manifest_digest, dir)
+            .with_context(|| format!("unpack {r} into {}", dir.display()))?;
+        eprintln!("unpacked {r} into {}", dir.display());
+    }
     Ok(())
 }
 

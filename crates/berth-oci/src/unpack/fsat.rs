@@ -1,7 +1,7 @@
 //! Thin safe wrappers over the `*at` syscalls the unpacker needs.
 //!
 //! Every operation is relative to a directory file descriptor and never follows a symlink in its
-//! last component, so that a layer can only ever touch paths inside the snapshot root.
+//! last component, so that a layer can only ever touch paths inside the unpack root.
 
 use std::ffi::CString;
 use std::io;
@@ -23,7 +23,7 @@ fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Opens an existing directory by absolute path (the snapshot root itself).
+/// Opens an existing directory by path (the unpack root itself).
 pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
     let p = cstr(path.as_os_str())?;
     // SAFETY: p is a valid NUL-terminated string; the fd returned is owned by us.
@@ -90,7 +90,7 @@ pub fn remove_all(dir: RawFd, name: &CString) -> io::Result<()> {
 }
 
 /// Lists the entry names of an open directory (without `.` and `..`).
-fn list_dir(dir: RawFd) -> io::Result<Vec<CString>> {
+pub fn list_dir(dir: RawFd) -> io::Result<Vec<CString>> {
     // Reading through /proc/self/fd keeps us on the already-confined descriptor.
     let path = format!("/proc/self/fd/{dir}");
     let mut out = Vec::new();

@@ -6,7 +6,8 @@
 //! the [`resources`] registry; objects are JSON in a [`berth_store::Store`] ([`object`]).
 //!
 //! Writes go through [`patch`] (patch formats, server-side apply, managedFields); reads can be
-//! Tables ([`table`]); discovery and OpenAPI documents come from [`discovery`] and [`openapi`].
+//! Tables ([`table`], CRD columns through [`jsonpath`]); discovery and OpenAPI documents come
+//! from [`discovery`] and [`openapi`].
 
 // Guard-then-act steps read more plainly as nested `if`s than as long let-chains.
 #![allow(clippy::collapsible_if)]
@@ -18,6 +19,7 @@ pub mod error;
 pub mod extensions;
 pub mod gc;
 pub mod handler;
+pub mod jsonpath;
 pub mod kubeconfig;
 pub mod nodeproxy;
 pub mod object;

@@ -6,9 +6,9 @@
 //! the [`resources`] registry; objects are JSON in a [`berth_store::Store`] ([`object`]).
 //!
 //! Writes go through [`patch`] (patch formats, server-side apply, managedFields); reads can be
-//! Tables ([`table`]); discovery and OpenAPI documents come from [`discovery`] and [`openapi`].
-#![cfg_attr(test, allow(unused_crate_dependencies))]
-// unit tests see every dev-dependency
+//! Tables ([`table`], CRD columns through [`jsonpath`]); discovery and OpenAPI documents come
+//! from [`discovery`] and [`openapi`].
+#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
 
 // Guard-then-act steps read more plainly as nested `if`s than as long let-chains.
 #![allow(clippy::collapsible_if)]
@@ -20,6 +20,7 @@ pub mod error;
 pub mod extensions;
 pub mod gc;
 pub mod handler;
+pub mod jsonpath;
 pub mod kubeconfig;
 pub mod nodeproxy;
 pub mod object;

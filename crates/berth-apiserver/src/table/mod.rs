@@ -1,26 +1,19 @@
 //! Server-side Tables (meta.k8s.io/v1 `Table`) for `kubectl get`: the columns kube-apiserver
-//! prints for built-in kinds, and CRD `additionalPrinterColumns` evaluated as simple JSONPath.
+//! prints for built-in kinds, and CRD `additionalPrinterColumns` evaluated as simple JSONPath
+//! ([`crate::jsonpath`]).
 //!
 //! Pure: objects in, Table JSON out; the current time is a parameter so ages are testable.
+//! This module assembles Tables and renders custom columns; the kubectl columns of built-in
+//! kinds are in `builtin`.
+
+mod builtin;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use crate::jsonpath::jsonpath;
 pub use crate::resources::PrinterColumn;
 use crate::resources::ResourceInfo;
-
-/// Kinds whose kubectl columns [`Columns::Builtin`] knows.
-const BUILTIN_KINDS: &[&str] = &[
-    "Pod",
-    "Node",
-    "Namespace",
-    "ConfigMap",
-    "Secret",
-    "Service",
-    "Event",
-    "Lease",
-    "CustomResourceDefinition",
-];
 
 /// The columns of a served resource: kubectl's for known built-in kinds, else its printer
 /// columns (CRDs' `additionalPrinterColumns`).
@@ -28,7 +21,7 @@ pub fn columns_for(r: &ResourceInfo) -> Columns<'_> {
     // events.k8s.io Events have another shape (regarding/note) than the core ones kubectl's
     // Event columns read.
     let core_shape = r.kind != "Event" || r.group.is_empty();
-    if r.builtin && core_shape && BUILTIN_KINDS.contains(&r.kind.as_str()) {
+    if r.builtin && core_shape && builtin::KINDS.contains(&r.kind.as_str()) {
         Columns::Builtin(&r.kind)
     } else {
         Columns::Custom(&r.printer_columns)
@@ -136,59 +129,13 @@ fn row_object(o: &Value, include: IncludeObject) -> Value {
     }
 }
 
-/// (name, type, priority) of a built-in kind's columns after NAME.
-fn builtin_columns(kind: &str) -> &'static [(&'static str, &'static str, i32)] {
-    match kind {
-        "Pod" => &[
-            ("Ready", "string", 0),
-            ("Status", "string", 0),
-            ("Restarts", "string", 0),
-            ("Age", "string", 0),
-            ("IP", "string", 1),
-            ("Node", "string", 1),
-        ],
-        "Node" => &[
-            ("Status", "string", 0),
-            ("Roles", "string", 0),
-            ("Age", "string", 0),
-            ("Version", "string", 0),
-            ("Internal-IP", "string", 1),
-        ],
-        "Namespace" => &[("Status", "string", 0), ("Age", "string", 0)],
-        "ConfigMap" => &[("Data", "integer", 0), ("Age", "string", 0)],
-        "Secret" => &[
-            ("Type", "string", 0),
-            ("Data", "integer", 0),
-            ("Age", "string", 0),
-        ],
-        "Service" => &[
-            ("Type", "string", 0),
-            ("Cluster-IP", "string", 0),
-            ("External-IP", "string", 0),
-            ("Port(s)", "string", 0),
-            ("Age", "string", 0),
-            ("Selector", "string", 1),
-        ],
-        "Event" => &[
-            ("Last Seen", "string", 0),
-            ("Type", "string", 0),
-            ("Reason", "string", 0),
-            ("Object", "string", 0),
-            ("Message", "string", 0),
-        ],
-        "Lease" => &[("Holder", "string", 0), ("Age", "string", 0)],
-        "CustomResourceDefinition" => &[("Created At", "date", 0)],
-        _ => &[("Age", "string", 0)],
-    }
-}
-
 fn column_definitions(columns: Columns<'_>) -> Vec<Value> {
     let mut defs = vec![
         json!({"name": "Name", "type": "string", "format": "name", "priority": 0,
         "description": "Name must be unique within a namespace."}),
     ];
     match columns {
-        Columns::Builtin(kind) => defs.extend(builtin_columns(kind).iter().map(|(n, t, p)| {
+        Columns::Builtin(kind) => defs.extend(builtin::columns(kind).iter().map(|(n, t, p)| {
             json!({"name": n, "type": t, "format": "", "description": "", "priority": p})
         })),
         Columns::Custom(cols) => {
@@ -211,7 +158,7 @@ fn cells(columns: Columns<'_>, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut cells = vec![o.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
     let created = text(o, "/metadata/creationTimestamp");
     match columns {
-        Columns::Builtin(kind) => cells.extend(builtin_cells(kind, o, &age(&created, now), now)),
+        Columns::Builtin(kind) => cells.extend(builtin::cells(kind, o, &age(&created, now), now)),
         Columns::Custom(cols) => {
             cells.extend(cols.iter().map(|c| custom_cell(o, c, now)));
             if !custom_has_age(cols) {
@@ -222,212 +169,13 @@ fn cells(columns: Columns<'_>, o: &Value, now: DateTime<Utc>) -> Vec<Value> {
     cells
 }
 
-fn builtin_cells(kind: &str, o: &Value, age_: &str, now: DateTime<Utc>) -> Vec<Value> {
-    match kind {
-        "Pod" => pod_cells(o, age_),
-        "Node" => node_cells(o, age_),
-        "Namespace" => vec![json!(or_none(text(o, "/status/phase"))), json!(age_)],
-        "ConfigMap" => vec![
-            json!(count(o, "/data") + count(o, "/binaryData")),
-            json!(age_),
-        ],
-        "Secret" => vec![
-            json!(or_none(text(o, "/type"))),
-            json!(count(o, "/data")),
-            json!(age_),
-        ],
-        "Service" => service_cells(o, age_),
-        "Event" => event_cells(o, now),
-        "Lease" => vec![json!(text(o, "/spec/holderIdentity")), json!(age_)],
-        "CustomResourceDefinition" => vec![json!(text(o, "/metadata/creationTimestamp"))],
-        _ => vec![json!(age_)],
-    }
-}
-
+/// The value at `pointer` as text (strings as they are, other values as JSON, none empty).
 fn text(o: &Value, pointer: &str) -> String {
     match o.pointer(pointer) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
         Some(v) => v.to_string(),
     }
-}
-
-fn or_none(s: String) -> String {
-    if s.is_empty() { "<none>".into() } else { s }
-}
-
-fn count(o: &Value, pointer: &str) -> usize {
-    o.pointer(pointer)
-        .and_then(Value::as_object)
-        .map_or(0, |m| m.len())
-}
-
-fn pod_cells(o: &Value, age_: &str) -> Vec<Value> {
-    let statuses = o
-        .pointer("/status/containerStatuses")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let total = o
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let ready = statuses.iter().filter(|s| s["ready"] == true).count();
-    let restarts: i64 = statuses
-        .iter()
-        .filter_map(|s| s["restartCount"].as_i64())
-        .sum();
-    vec![
-        json!(format!("{ready}/{total}")),
-        json!(pod_status(o, statuses)),
-        json!(restarts.to_string()),
-        json!(age_),
-        json!(or_none(text(o, "/status/podIP"))),
-        json!(or_none(text(o, "/spec/nodeName"))),
-    ]
-}
-
-/// The STATUS column: Terminating, else a container's waiting/terminated reason, else the
-/// status reason or phase.
-fn pod_status(o: &Value, statuses: &[Value]) -> String {
-    if o.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
-    {
-        return "Terminating".into();
-    }
-    let mut reason = o
-        .pointer("/status/reason")
-        .and_then(Value::as_str)
-        .or_else(|| o.pointer("/status/phase").and_then(Value::as_str))
-        .unwrap_or("Pending")
-        .to_string();
-    for s in statuses.iter().rev() {
-        if let Some(r) = s.pointer("/state/waiting/reason").and_then(Value::as_str) {
-            reason = r.to_string();
-        } else if let Some(t) = s.pointer("/state/terminated") {
-            reason = match (
-                t["reason"].as_str(),
-                t["signal"].as_i64(),
-                t["exitCode"].as_i64(),
-            ) {
-                (Some(r), _, _) => r.to_string(),
-                (None, Some(sig), _) => format!("Signal:{sig}"),
-                (None, None, code) => format!("ExitCode:{}", code.unwrap_or(0)),
-            };
-        }
-    }
-    reason
-}
-
-fn node_cells(o: &Value, age_: &str) -> Vec<Value> {
-    let conditions = o
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let ready = conditions.iter().find(|c| c["type"] == "Ready");
-    let mut status = match ready.map(|c| &c["status"]) {
-        Some(Value::String(s)) if s == "True" => "Ready".to_string(),
-        Some(_) => "NotReady".to_string(),
-        None => "Unknown".to_string(),
-    };
-    if o.pointer("/spec/unschedulable") == Some(&Value::Bool(true)) {
-        status.push_str(",SchedulingDisabled");
-    }
-    let roles: Vec<&str> = o
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
-        .collect();
-    let internal_ip = o
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
-        .and_then(|a| a["address"].as_str())
-        .unwrap_or("<none>");
-    vec![
-        json!(status),
-        json!(or_none(roles.join(","))),
-        json!(age_),
-        json!(text(o, "/status/nodeInfo/kubeletVersion")),
-        json!(internal_ip),
-    ]
-}
-
-fn service_cells(o: &Value, age_: &str) -> Vec<Value> {
-    let ports: Vec<String> = o
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let proto = p["protocol"].as_str().unwrap_or("TCP");
-            match p["nodePort"].as_i64() {
-                Some(np) => format!("{}:{np}/{proto}", p["port"]),
-                None => format!("{}/{proto}", p["port"]),
-            }
-        })
-        .collect();
-    let external: Vec<String> = o
-        .pointer("/status/loadBalancer/ingress")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|i| {
-            i["ip"]
-                .as_str()
-                .or_else(|| i["hostname"].as_str())
-                .map(String::from)
-        })
-        .chain(
-            o.pointer("/spec/externalIPs")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(String::from)),
-        )
-        .collect();
-    let selector: Vec<String> = o
-        .pointer("/spec/selector")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-        .collect();
-    vec![
-        json!(if o.pointer("/spec/type").is_some() {
-            text(o, "/spec/type")
-        } else {
-            "ClusterIP".into()
-        }),
-        json!(or_none(text(o, "/spec/clusterIP"))),
-        json!(or_none(external.join(","))),
-        json!(or_none(ports.join(","))),
-        json!(age_),
-        json!(or_none(selector.join(","))),
-    ]
-}
-
-fn event_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let last = [
-        "/lastTimestamp",
-        "/eventTime",
-        "/metadata/creationTimestamp",
-    ]
-    .iter()
-    .map(|p| text(o, p))
-    .find(|s| !s.is_empty())
-    .unwrap_or_default();
-    let kind = text(o, "/involvedObject/kind").to_lowercase();
-    vec![
-        json!(age(&last, now)),
-        json!(text(o, "/type")),
-        json!(text(o, "/reason")),
-        json!(format!("{kind}/{}", text(o, "/involvedObject/name"))),
-        json!(text(o, "/message")),
-    ]
 }
 
 fn custom_cell(o: &Value, c: &PrinterColumn, now: DateTime<Utc>) -> Value {
@@ -449,107 +197,6 @@ fn custom_cell(o: &Value, c: &PrinterColumn, now: DateTime<Utc>) -> Value {
                 .collect::<Vec<_>>()
                 .join(",")
         ),
-    }
-}
-
-/// Evaluates a simple JSONPath: `.a.b`, `.a[0]`, `.a[*].b`, `.a[?(@.k=="v")].b` (also `{...}`
-/// wrapped). Returns every matched value.
-pub fn jsonpath<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
-    let path = path
-        .trim()
-        .trim_start_matches('{')
-        .trim_end_matches('}')
-        .trim();
-    let mut cur: Vec<&Value> = vec![obj];
-    for step in steps(path) {
-        cur = cur.into_iter().flat_map(|v| apply_step(v, &step)).collect();
-    }
-    cur
-}
-
-#[derive(Debug, PartialEq)]
-enum Step {
-    Field(String),
-    Index(usize),
-    All,
-    Filter { field: String, value: String },
-}
-
-fn steps(path: &str) -> Vec<Step> {
-    let mut out = Vec::new();
-    let mut rest = path.trim_start_matches('$');
-    while !rest.is_empty() {
-        if let Some(r) = rest.strip_prefix('[') {
-            let Some(end) = bracket_end(r) else { break };
-            let inner = r[..end].trim();
-            out.push(if inner == "*" {
-                Step::All
-            } else if let Ok(i) = inner.parse() {
-                Step::Index(i)
-            } else if let Some(f) = parse_filter(inner) {
-                f
-            } else {
-                Step::Field(inner.trim_matches(['\'', '"']).to_string())
-            });
-            rest = &r[end + 1..];
-        } else {
-            let r = rest.strip_prefix('.').unwrap_or(rest);
-            let end = r.find(['.', '[']).unwrap_or(r.len());
-            if end > 0 {
-                out.push(Step::Field(r[..end].to_string()));
-            }
-            rest = &r[end..];
-        }
-    }
-    out
-}
-
-/// The index of the `]` closing a bracket whose content starts at `s` (quotes respected).
-fn bracket_end(s: &str) -> Option<usize> {
-    let mut quote = None;
-    for (i, ch) in s.char_indices() {
-        match (ch, quote) {
-            ('"' | '\'', None) => quote = Some(ch),
-            (c, Some(q)) if c == q => quote = None,
-            (']', None) => return Some(i),
-            _ => {}
-        }
-    }
-    None
-}
-
-/// `?(@.type=="Ready")` -> a filter on `type`.
-fn parse_filter(inner: &str) -> Option<Step> {
-    let body = inner
-        .strip_prefix('?')?
-        .trim()
-        .strip_prefix('(')?
-        .strip_suffix(')')?;
-    let (lhs, rhs) = body.split_once("==")?;
-    let field = lhs.trim().strip_prefix("@.")?.to_string();
-    let value = rhs.trim().trim_matches(['"', '\'']).to_string();
-    Some(Step::Filter { field, value })
-}
-
-fn apply_step<'a>(v: &'a Value, step: &Step) -> Vec<&'a Value> {
-    match step {
-        Step::Field(f) => v.get(f).into_iter().collect(),
-        Step::Index(i) => v.get(i).into_iter().collect(),
-        Step::All => match v {
-            Value::Array(a) => a.iter().collect(),
-            Value::Object(m) => m.values().collect(),
-            _ => Vec::new(),
-        },
-        Step::Filter { field, value } => v
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|item| match item.get(field) {
-                Some(Value::String(s)) => s == value,
-                Some(other) => &other.to_string() == value,
-                None => false,
-            })
-            .collect(),
     }
 }
 
@@ -799,15 +446,6 @@ mod tests {
         let mut crd_like = by("", "ConfigMap").clone();
         crd_like.builtin = false;
         assert!(matches!(columns_for(&crd_like), Columns::Custom(_)));
-    }
-
-    #[test]
-    fn jsonpath_forms() {
-        let o = json!({"a":{"b":[{"c":1,"n":"x"},{"c":2,"n":"y"}]}});
-        assert_eq!(jsonpath(&o, ".a.b[1].c"), vec![&json!(2)]);
-        assert_eq!(jsonpath(&o, "{.a.b[*].c}"), vec![&json!(1), &json!(2)]);
-        assert_eq!(jsonpath(&o, ".a.b[?(@.n=='y')].c"), vec![&json!(2)]);
-        assert!(jsonpath(&o, ".a.zz").is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - [`node`]: names, ports and teardown of a node under test;
 //! - [`http`]: a minimal HTTP client for requests through service ports;
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers;
-//! - [`runtime`]: a `berth runtime` under test (test images come from `berth_runtime::testimage`).
+//! - [`runtime`]: a `berth runtime` under test (test images come from `berth_testkit::busybox`).
 
 pub mod http;
 pub mod node;

@@ -18,7 +18,6 @@ pub mod local;
 pub mod manifest;
 pub mod reference;
 pub mod store;
-pub mod synthetic;
 
 pub use client::{ClientOptions, Progress, ProgressEvent, PulledImage, RegistryClient};
 pub use digest::Digest;

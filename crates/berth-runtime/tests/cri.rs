@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_cri::v1 as cri;
-use berth_runtime::testimage::{busybox_layout, write_layout};
 use berth_runtime::{CriService, RuntimeConfig, shim};
+use berth_testkit::busybox::{busybox_layout, write_layout};
 
 /// Debian's docker-registry on a free loopback port; killed on drop.
 struct Registry {

@@ -66,6 +66,5 @@ impl Drop for Registry {
 
 /// Writes the busybox test image as an OCI layout (tag `latest`) in `dir`; returns the layout.
 pub fn busybox(dir: &Path) -> PathBuf {
-    berth_runtime::testimage::busybox_layout(dir)
-        .expect("busybox layout (busybox-static installed)")
+    berth_testkit::busybox::busybox_layout(dir).expect("busybox layout (busybox-static installed)")
 }

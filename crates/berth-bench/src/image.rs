@@ -4,11 +4,13 @@
 //! Build with `--release` for meaningful figures.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use berth_image::{LocalImages, Reference};
+
+use crate::peers::RegistryChild;
 
 /// Arguments of `berth bench image`.
 #[derive(clap::Args)]
@@ -45,7 +47,7 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
         .enable_all()
         .build()?;
     let layers = u32::try_from(args.layers).context("too many layers")?;
-    let manifest = rt.block_on(berth_image::synthetic::random_image(
+    let manifest = rt.block_on(berth_testkit::synthetic::random_image(
         images.content(),
         layers,
         args.size_mb * 1_000_000 / args.layers,
@@ -133,7 +135,7 @@ fn timed_with_registry(
     tag: &str,
     f: impl Fn(&str) -> Result<()>,
 ) -> Result<Duration> {
-    let reg = Registry::start(&args.docker_registry, &work.join(tag))?;
+    let reg = RegistryChild::docker_registry(&args.docker_registry, &work.join(tag))?;
     let t = Instant::now();
     f(&reg.host())?;
     Ok(t.elapsed())
@@ -148,7 +150,7 @@ fn timed_with_registry_prefilled(
     data: &str,
     f: impl Fn(&str) -> Result<()>,
 ) -> Result<Duration> {
-    let reg = Registry::start(&args.docker_registry, &work.join(tag))?;
+    let reg = RegistryChild::docker_registry(&args.docker_registry, &work.join(tag))?;
     run_cmd(Command::new(exe).args([
         "push",
         "--data-dir",
@@ -170,55 +172,4 @@ fn run_cmd(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
-}
-
-/// A docker-registry on a free loopback port with storage under `dir`; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    fn start(bin: &Path, dir: &Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        std::fs::create_dir_all(dir.join("storage"))?;
-        let cfg = dir.join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("storage").display()
-            ),
-        )?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let reg = Registry { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(reg.host()).is_err() {
-            if Instant::now() > deadline {
-                bail!("docker-registry did not start on {}", reg.host());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(reg)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -673,8 +673,10 @@ async fn api_checks(node: &mut Node, server: berth_apiserver::Running, client: k
 }
 
 async fn logs_and_exec(tmp: &Path) {
-    let registry = Registry::start(tmp);
-    let image = registry.push(&busybox(&tmp.join("image")), "busybox");
+    let registry = Registry::start().expect("docker-registry installed");
+    let image = registry
+        .push(&busybox(&tmp.join("image")), "busybox")
+        .expect("push");
     let mut service = open_runtime(tmp);
     service.start_streaming().await.expect("streaming server");
     let runtime = Runtime::serve(service, &tmp.join("cri.sock")).await;

@@ -23,7 +23,7 @@ use kube::Client;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
 use tokio::sync::mpsc;
 
-use crate::proc::{Reaped, free_port};
+use crate::proc::Reaped;
 use crate::stats;
 
 /// Arguments of `berth bench api`.
@@ -419,7 +419,7 @@ struct Server {
 
 impl Server {
     fn start(bin: &Path, dir: &Path) -> Result<Self> {
-        let port = free_port()?;
+        let port = berth_testkit::try_free_port()?;
         let log = dir.join("server.log");
         let out = std::fs::File::create(&log)?;
         let child = Command::new(bin)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use berth_image::{LocalImages, Reference};
 
-use crate::peers::RegistryChild;
+use berth_testkit::peer::DockerRegistry;
 
 /// Arguments of `berth bench image`.
 #[derive(clap::Args)]
@@ -67,7 +67,7 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("locate berth executable")?;
     let data = src_data.to_string_lossy().to_string();
 
-    let berth_push = timed_with_registry(args, work, "berth-push", |host| {
+    let berth_push = timed_with_registry(args, |host| {
         run_cmd(Command::new(&exe).args([
             "push",
             "--data-dir",
@@ -76,17 +76,16 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
             &format!("{host}/bench/image:1"),
         ]))
     })?;
-    let berth_pull =
-        timed_with_registry_prefilled(args, work, "berth-pull", &exe, &data, |host| {
-            let d = work.join("berth-pulled");
-            run_cmd(
-                Command::new(&exe)
-                    .args(["pull", "--data-dir"])
-                    .arg(&d)
-                    .arg(format!("{host}/bench/image:1")),
-            )
-        })?;
-    let skopeo_push = timed_with_registry(args, work, "skopeo-push", |host| {
+    let berth_pull = timed_with_registry_prefilled(args, &exe, &data, |host| {
+        let d = work.join("berth-pulled");
+        run_cmd(
+            Command::new(&exe)
+                .args(["pull", "--data-dir"])
+                .arg(&d)
+                .arg(format!("{host}/bench/image:1")),
+        )
+    })?;
+    let skopeo_push = timed_with_registry(args, |host| {
         run_cmd(
             Command::new("skopeo")
                 .args(["copy", "--dest-tls-verify=false"])
@@ -94,16 +93,15 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
                 .arg(format!("docker://{host}/bench/image:1")),
         )
     })?;
-    let skopeo_pull =
-        timed_with_registry_prefilled(args, work, "skopeo-pull", &exe, &data, |host| {
-            let d = work.join("skopeo-pulled");
-            run_cmd(
-                Command::new("skopeo")
-                    .args(["copy", "--src-tls-verify=false"])
-                    .arg(format!("docker://{host}/bench/image:1"))
-                    .arg(format!("oci:{}:1", d.display())),
-            )
-        })?;
+    let skopeo_pull = timed_with_registry_prefilled(args, &exe, &data, |host| {
+        let d = work.join("skopeo-pulled");
+        run_cmd(
+            Command::new("skopeo")
+                .args(["copy", "--src-tls-verify=false"])
+                .arg(format!("docker://{host}/bench/image:1"))
+                .arg(format!("oci:{}:1", d.display())),
+        )
+    })?;
     let rate = |d: Duration| mb / d.as_secs_f64();
     println!(
         "{:<8} {:>12} {:>12} {:>10}",
@@ -129,13 +127,8 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
 }
 
 /// Times `f` against a fresh, empty registry.
-fn timed_with_registry(
-    args: &Args,
-    work: &Path,
-    tag: &str,
-    f: impl Fn(&str) -> Result<()>,
-) -> Result<Duration> {
-    let reg = RegistryChild::docker_registry(&args.docker_registry, &work.join(tag))?;
+fn timed_with_registry(args: &Args, f: impl Fn(&str) -> Result<()>) -> Result<Duration> {
+    let reg = DockerRegistry::start_with(&args.docker_registry)?;
     let t = Instant::now();
     f(&reg.host())?;
     Ok(t.elapsed())
@@ -144,13 +137,11 @@ fn timed_with_registry(
 /// Times `f` against a fresh registry that already holds the image (pushed untimed by berth).
 fn timed_with_registry_prefilled(
     args: &Args,
-    work: &Path,
-    tag: &str,
     exe: &Path,
     data: &str,
     f: impl Fn(&str) -> Result<()>,
 ) -> Result<Duration> {
-    let reg = RegistryChild::docker_registry(&args.docker_registry, &work.join(tag))?;
+    let reg = DockerRegistry::start_with(&args.docker_registry)?;
     run_cmd(Command::new(exe).args([
         "push",
         "--data-dir",

@@ -17,7 +17,6 @@ use clap::Subcommand;
 pub mod api;
 mod host;
 pub mod image;
-mod peers;
 pub mod pods;
 mod proc;
 pub mod registry;

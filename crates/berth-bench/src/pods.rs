@@ -20,8 +20,6 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 
 use crate::host::{Host, StartedServer};
-use crate::peers::push_busybox;
-use crate::proc::free_port;
 use crate::stats::{ms, quantile};
 
 /// Arguments of `berth bench pods`.
@@ -92,7 +90,8 @@ pub fn server_argv(
     cidr: &str,
     oci_runtime: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let (api, registry) = (free_port()?.to_string(), free_port()?.to_string());
+    let free_port = || anyhow::Ok(berth_testkit::try_free_port()?.to_string());
+    let (api, registry) = (free_port()?, free_port()?);
     let dir = dir.to_string_lossy().to_string();
     let argv = [
         "server",
@@ -158,7 +157,8 @@ async fn measure_all(
     let registry = running
         .registry
         .context("the bench server has no registry")?;
-    let image = push_busybox(&scratch.dir.join("busybox"), registry.port())?;
+    let image = format!("127.0.0.1:{}/bench/busybox:latest", registry.port());
+    berth_testkit::busybox::push_busybox(&scratch.dir.join("busybox"), &image, None)?;
     println!(
         "pod startup: apply of a ModelService with N replicas (busybox `sleep`) on one in-process node"
     );

@@ -1,4 +1,4 @@
-//! Child processes of the benchmarks: free ports, readiness waits, and a guard that stops a child
+//! Child processes of the benchmarks: readiness waits, and a guard that stops a child
 //! gracefully when the benchmark is done with it (or fails half-way).
 
 use std::process::Child;
@@ -7,13 +7,6 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-
-/// A free TCP port on loopback (free when asked; the child binds it moments later).
-pub(crate) fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 /// Polls `ready` until it holds, for at most `within`.
 pub(crate) fn wait_for(

@@ -10,12 +10,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use crate::peers::{RegistryChild, skopeo_copy};
-use crate::proc::{Reaped, free_port};
+use berth_testkit::peer::{DockerRegistry, http_status, skopeo_copy};
+
+use crate::proc::{Reaped, wait_for};
 use crate::stats::median;
 
 /// Arguments of `berth bench registry`.
@@ -75,18 +76,19 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
     let mut peer = Figures::default();
     for run in 0..args.runs {
         for (name, figures) in [("berth", &mut berth), ("docker-registry", &mut peer)] {
-            let server = match name {
-                "berth" => berth_registry(
-                    args.berth_bin.as_deref(),
-                    &work.join(format!("berth-{run}")),
-                )?,
-                _ => RegistryChild::docker_registry(
-                    &args.docker_registry,
-                    &work.join(format!("peer-{run}")),
-                )?,
+            let pulled = work.join(format!("pulled-{name}-{run}"));
+            // Each registry stops (its guard drops) before the next one starts.
+            let (push, pull) = match name {
+                "berth" => {
+                    let dir = work.join(format!("berth-{run}"));
+                    let (_berth, host) = berth_registry(args.berth_bin.as_deref(), &dir)?;
+                    push_pull(&host, &layout, &pulled)?
+                }
+                _ => {
+                    let peer = DockerRegistry::start_with(&args.docker_registry)?;
+                    push_pull(&peer.host(), &layout, &pulled)?
+                }
             };
-            let (push, pull) =
-                push_pull(&server, &layout, &work.join(format!("pulled-{name}-{run}")))?;
             eprintln!(
                 "run {}: {name:<16} push {:>7.1} MB/s  pull {:>7.1} MB/s",
                 run + 1,
@@ -124,13 +126,13 @@ fn report(mb: f64, berth: &Figures, peer: &Figures) {
 
 /// Times `skopeo copy` of the layout into the registry and back out into a fresh layout;
 /// returns (push seconds, pull seconds) and checks the pulled manifest is the pushed one.
-fn push_pull(server: &RegistryChild, layout: &Path, pulled: &Path) -> Result<(f64, f64)> {
-    let remote = format!("docker://{}/bench/model:v1", server.host());
+fn push_pull(host: &str, layout: &Path, pulled: &Path) -> Result<(f64, f64)> {
+    let remote = format!("docker://{host}/bench/model:v1");
     let t = Instant::now();
-    skopeo_copy(&format!("oci:{}:bench", layout.display()), &remote)?;
+    skopeo_copy(&format!("oci:{}:bench", layout.display()), &remote, None)?;
     let push = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    skopeo_copy(&remote, &format!("oci:{}:bench", pulled.display()))?;
+    skopeo_copy(&remote, &format!("oci:{}:bench", pulled.display()), None)?;
     let pull = t.elapsed().as_secs_f64();
     let want = std::fs::read(layout.join("index.json"))?;
     let got = std::fs::read(pulled.join("index.json"))?;
@@ -156,9 +158,10 @@ fn tempfile_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// `berth registry` (`bin`, default this executable) without auth, storage under `dir`.
-fn berth_registry(bin: Option<&Path>, dir: &Path) -> Result<RegistryChild> {
-    let port = free_port()?;
+/// `berth registry` (`bin`, default this executable) without auth, storage under `dir`; returns
+/// once `GET /v2/` answers, with the child (stopped on drop) and its `HOST:PORT`.
+fn berth_registry(bin: Option<&Path>, dir: &Path) -> Result<(Reaped, String)> {
+    let port = berth_testkit::try_free_port()?;
     let bin = match bin {
         Some(b) => b.to_path_buf(),
         None => std::env::current_exe()?,
@@ -177,5 +180,11 @@ fn berth_registry(bin: Option<&Path>, dir: &Path) -> Result<RegistryChild> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()?;
-    RegistryChild::ready(Reaped(child), port)
+    let mut child = Reaped(child);
+    let host = format!("127.0.0.1:{port}");
+    wait_for("berth registry", Duration::from_secs(20), || {
+        child.check_alive("berth registry")?;
+        Ok(http_status(&host, "/v2/").is_ok_and(|s| s == 200))
+    })?;
+    Ok((child, host))
 }

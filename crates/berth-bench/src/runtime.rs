@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use berth_cri::v1 as cri;
 
-use crate::peers::{RegistryChild, push_busybox};
 use crate::proc::{Reaped, wait_for};
 use crate::stats;
+use berth_testkit::peer::DockerRegistry;
 
 /// Arguments of `berth bench runtime`.
 #[derive(clap::Args)]
@@ -157,9 +157,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::process::id()
     )));
     std::fs::create_dir_all(tmp.path())?;
-    let registry =
-        RegistryChild::docker_registry(Path::new("docker-registry"), &tmp.path().join("registry"))?;
-    let image = push_busybox(tmp.path(), registry.port())?;
+    let registry = DockerRegistry::start_with(Path::new("docker-registry"))?;
+    let image = format!("127.0.0.1:{}/bench/busybox:latest", registry.port());
+    berth_testkit::busybox::push_busybox(tmp.path(), &image, None)?;
     let socket = tmp.path().join("cri.sock");
     let root = tmp.path().join("root");
     let bridge = "berthbench0";

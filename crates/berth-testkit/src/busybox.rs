@@ -37,6 +37,15 @@ pub fn busybox_layout(dir: &Path) -> Result<PathBuf> {
     write_layout(dir, "layout", &layer_tar)
 }
 
+/// Writes the busybox layout under `dir` and pushes it to `image` (`HOST/REPO:TAG`) with
+/// skopeo, with optional `user:password` credentials.
+pub fn push_busybox(dir: &Path, image: &str, creds: Option<&str>) -> anyhow::Result<()> {
+    let layout = busybox_layout(dir).map_err(|e| {
+        anyhow::anyhow!("writing the busybox layout (is busybox-static installed?): {e}")
+    })?;
+    crate::peer::push_layout(&layout, image, creds)
+}
+
 /// Writes an OCI layout (one gzip layer made of `layer_tar`) at `dir/name`.
 pub fn write_layout(dir: &Path, name: &str, layer_tar: &[u8]) -> Result<PathBuf> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());

@@ -5,10 +5,12 @@
 //! - [`server`]: a `berth server` under test (`TestServer`, also as a whole node);
 //! - [`node`]: names, ports and teardown of a node under test;
 //! - [`http`]: a minimal HTTP client for requests through service ports;
+//! - [`kubectl`]: kubectl against a test server, asserting success or failure;
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers (berth-testkit's, re-exported);
 //! - [`runtime`]: a `berth runtime` under test (test images come from `berth_testkit::busybox`).
 
 pub mod http;
+pub mod kubectl;
 pub mod node;
 pub mod runtime;
 pub mod server;

@@ -7,13 +7,17 @@
 //! - [`http`]: a minimal HTTP client for requests through service ports;
 //! - [`kubectl`]: kubectl against a test server, asserting success or failure;
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers (berth-testkit's, re-exported);
+//! - [`registry`]: a `berth registry` under test;
+//! - [`umoci`]: OCI layouts made by `umoci`, an independent producer;
 //! - [`runtime`]: a `berth runtime` under test (test images come from `berth_testkit::busybox`).
 
 pub mod http;
 pub mod kubectl;
 pub mod node;
+pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod umoci;
 
 use std::path::PathBuf;
 

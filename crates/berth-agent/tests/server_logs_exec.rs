@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_agent::AgentConfig;
 use berth_agent::labels;
@@ -83,26 +83,7 @@ impl Node {
     }
 
     async fn wait_exited(&mut self, id: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let status = self
-                .cri
-                .runtime
-                .container_status(cri::ContainerStatusRequest {
-                    container_id: id.into(),
-                    verbose: false,
-                })
-                .await
-                .expect("status")
-                .into_inner()
-                .status
-                .expect("status");
-            if status.state() == cri::ContainerState::ContainerExited {
-                return;
-            }
-            assert!(Instant::now() < deadline, "container {id} did not exit");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        berth_testkit::cri::wait_exited(&mut self.cri, id, WAIT).await;
     }
 }
 

@@ -20,26 +20,9 @@ fn push(layout: &Path, dest: &str) {
     push_layout(layout, dest, None).expect("skopeo push");
 }
 
+/// Waits (at most 30 s) for the container `id` to exit; returns its status.
 async fn wait_exited(client: &mut berth_cri::CriClient, id: &str) -> cri::ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = client
-            .runtime
-            .container_status(cri::ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .expect("status");
-        if s.state == cri::ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "container did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    berth_testkit::cri::wait_exited(client, id, Duration::from_secs(30)).await
 }
 
 fn container(

@@ -2,7 +2,9 @@
 //! runtime's and the agent's tests drive a runtime exactly as a kubelet-like client would.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use berth_cri::v1 as cri;
 use berth_cri::{CriClient, CriError};
 use berth_runtime::CriService;
 use tokio::sync::oneshot;
@@ -48,5 +50,29 @@ impl ServedRuntime {
     pub async fn stop(self) -> Result<Result<(), CriError>, JoinError> {
         let _ = self.stop.send(());
         self.task.await
+    }
+}
+
+/// Polls the container `id` until it has exited; returns its status. Panics after `patience`,
+/// so a container that never exits fails the test instead of hanging it.
+pub async fn wait_exited(c: &mut CriClient, id: &str, patience: Duration) -> cri::ContainerStatus {
+    let deadline = Instant::now() + patience;
+    loop {
+        let status = c
+            .runtime
+            .container_status(cri::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .expect("status")
+            .into_inner()
+            .status
+            .expect("status");
+        if status.state() == cri::ContainerState::ContainerExited {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "container {id} did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

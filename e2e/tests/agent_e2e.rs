@@ -155,7 +155,7 @@ async fn a_separate_agent_restarts_without_touching_its_containers() {
 
     // A bare Pod bound to n1, its image in a peer registry (Debian's docker-registry).
     let registry = berth_e2e::peer::DockerRegistry::start().unwrap();
-    let layout = berth_runtime::testimage::busybox_layout(data.path()).unwrap();
+    let layout = berth_testkit::busybox::busybox_layout(data.path()).unwrap();
     let image = format!("{}/test/busybox:latest", registry.host());
     berth_e2e::peer::skopeo_copy(
         &format!("oci:{}:latest", layout.display()),

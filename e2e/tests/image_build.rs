@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use berth_e2e::peer::{DockerRegistry, skopeo_copy};
+use berth_e2e::umoci::umoci;
 use berth_e2e::{berth_bin, repo_root};
 use serde_json::Value;
 
@@ -192,12 +193,7 @@ fn fixture_build_with_args_archives_chown_and_a_registry_base() {
             "/etc/base-file",
         ],
     ] {
-        let out = Command::new("umoci").args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        umoci(&args);
     }
     let base = format!("{}/base/img:1", reg.host());
     skopeo_copy(&format!("oci:{l}:base"), &format!("docker://{base}"), None).unwrap();

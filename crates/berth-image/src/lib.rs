@@ -31,7 +31,6 @@ pub mod reference;
 pub mod rootfs;
 pub mod sources;
 pub mod store;
-pub mod synthetic;
 
 pub use client::{ClientOptions, Progress, ProgressEvent, PulledImage, RegistryClient};
 pub use digest::Digest;

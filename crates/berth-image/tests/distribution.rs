@@ -62,7 +62,7 @@ impl Drop for Registry {
 /// A local store holding a synthetic 2-layer image tagged `t/img:1`.
 async fn source(dir: &Path) -> (LocalImages, berth_image::Digest, u64) {
     let images = LocalImages::open(dir.join("images")).unwrap();
-    let d = berth_image::synthetic::random_image(images.content(), 2, 3_000_000, 7)
+    let d = berth_testkit::synthetic::random_image(images.content(), 2, 3_000_000, 7)
         .await
         .unwrap();
     let size = images

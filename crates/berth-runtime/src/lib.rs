@@ -27,6 +27,5 @@ pub mod server;
 pub mod shim;
 pub mod snapshot;
 pub mod stream;
-pub mod testimage;
 
 pub use server::{CriService, RuntimeConfig, StartError};

@@ -451,7 +451,7 @@ impl RuntimeService for CriService {
         if cidr.is_empty() {
             return Ok(Response::new(cri::UpdateRuntimeConfigResponse {}));
         }
-        let parsed = crate::network::Cidr::parse(&cidr).ok_or_else(|| {
+        let parsed = crate::network::Cidr::parse_pod_cidr(&cidr).ok_or_else(|| {
             Status::invalid_argument(format!(
                 "runtime_config.network_config.pod_cidr {cidr:?}: expected an IPv4 CIDR with a prefix of 8..30"
             ))
@@ -869,7 +869,7 @@ fn saved_pod_network(net_dir: &std::path::Path) -> Option<crate::network::Networ
     let (bridge, cidr) = text.trim().split_once(' ')?;
     Some(crate::network::NetworkConfig {
         bridge: bridge.to_string(),
-        cidr: crate::network::Cidr::parse(cidr)?,
+        cidr: crate::network::Cidr::parse_pod_cidr(cidr)?,
     })
 }
 
@@ -960,12 +960,16 @@ impl CriService {
         let config = crate::network::NetworkConfig { bridge, cidr };
         let network =
             crate::network::Network::open(&self.net_dir, config.clone()).map_err(|e| {
-                Status::internal(format!("pod network {}/{}: {e}", cidr.network, cidr.prefix))
+                Status::internal(format!(
+                    "pod network {}/{}: {e}",
+                    cidr.network(),
+                    cidr.prefix()
+                ))
             })?;
-        let saved = format!("{} {}/{}\n", config.bridge, cidr.network, cidr.prefix);
+        let saved = format!("{} {}/{}\n", config.bridge, cidr.network(), cidr.prefix());
         crate::shim::write_atomic(&self.net_dir.join(POD_NETWORK_FILE), saved.as_bytes())
             .map_err(|e| Status::internal(format!("saving the pod network: {e}")))?;
-        tracing::info!(bridge = %config.bridge, cidr = %format!("{}/{}", cidr.network, cidr.prefix), "pod network set over CRI");
+        tracing::info!(bridge = %config.bridge, cidr = %format!("{}/{}", cidr.network(), cidr.prefix()), "pod network set over CRI");
         self.sandboxes.set_network(network);
         Ok(())
     }

@@ -23,10 +23,9 @@ pub mod template;
 
 use std::time::Duration;
 
-/// Label carrying the owning ModelService's name on every Pod it creates.
-pub const MODELSERVICE_LABEL: &str = "berth.dev/modelservice";
-/// Label carrying the hash of the Pod template a Pod was created from.
-pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+// The label keys live in `berth_api::labels`; re-exported for callers that still name them
+// through the controller (the benchmarks, until they import them from berth-api).
+pub use berth_api::labels::{MODELSERVICE_LABEL, TEMPLATE_HASH_LABEL};
 
 /// Settings of the controllers.
 #[derive(Debug, Clone)]

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_api::{ModelService, ModelServiceSpec};
-use berth_controller::{ControllerOptions, MODELSERVICE_LABEL, TEMPLATE_HASH_LABEL};
+use berth_api::labels::{MODELSERVICE_LABEL, TEMPLATE_HASH_LABEL};
+use berth_controller::ControllerOptions;
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};

@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use berth_api::{ModelService, ModelServiceSpec};
-use berth_controller::MODELSERVICE_LABEL;
+use berth_api::labels::MODELSERVICE_LABEL;
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt as _;

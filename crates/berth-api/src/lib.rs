@@ -2,11 +2,13 @@
 //!
 //! - [`modelservice`]: the `ModelService` type (`berth.dev/v1alpha1`) and its spec/status;
 //! - [`validation`]: every problem of an object, with Kubernetes field paths and reasons;
+//! - [`labels`]: the label keys the controllers, the agent and the CLI share;
 //! - [`names`], [`image_ref`], [`quantity`]: the grammars validation relies on, reusable by the
 //!   API server and clients.
 #![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
 
 pub mod image_ref;
+pub mod labels;
 pub mod modelservice;
 pub mod names;
 pub mod quantity;

@@ -199,7 +199,7 @@ struct Measured {
 async fn measure(client: &kube::Client, image: &str, n: u32) -> anyhow::Result<Measured> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let config = watcher::Config::default()
-        .labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
+        .labels(&format!("{}={NAME}", berth_api::labels::MODELSERVICE_LABEL));
     let mut events = std::pin::pin!(watcher(pods, config).default_backoff().applied_objects());
     let ms: ModelService = serde_json::from_value(serde_json::json!({
         "apiVersion": "berth.dev/v1alpha1", "kind": "ModelService",
@@ -276,7 +276,7 @@ async fn delete_and_wait(client: &kube::Client, data_dir: &Path) -> anyhow::Resu
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let lp =
-        ListParams::default().labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
+        ListParams::default().labels(&format!("{}={NAME}", berth_api::labels::MODELSERVICE_LABEL));
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let api_left = pods.list(&lp).await?.items.len();

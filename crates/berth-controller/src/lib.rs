@@ -24,10 +24,6 @@ pub mod template;
 
 use std::time::Duration;
 
-/// Label carrying the owning ModelService's name on every Pod it creates.
-pub const MODELSERVICE_LABEL: &str = "berth.dev/modelservice";
-/// Label carrying the hash of the Pod template a Pod was created from.
-pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
 /// Settings of the controllers.
 #[derive(Debug, Clone)]

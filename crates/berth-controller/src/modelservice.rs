@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use berth_api::labels::TEMPLATE_HASH_LABEL;
 use berth_api::{ModelService, ModelServiceStatus};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -14,10 +15,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::ControllerOptions;
 use crate::rollout::{self, Bounds, Counts};
 use crate::status::{self, Observed};
 use crate::template::PodTemplate;
-use crate::{ControllerOptions, TEMPLATE_HASH_LABEL};
 
 /// Errors of one ModelService reconcile.
 #[derive(Debug, thiserror::Error)]

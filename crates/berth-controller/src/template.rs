@@ -8,7 +8,7 @@ use berth_api::{ModelServiceSpec, PullPolicy};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use sha2::{Digest, Sha256};
 
-use crate::MODELSERVICE_LABEL;
+use berth_api::labels::MODELSERVICE_LABEL;
 
 /// Name of the single container of every ModelService Pod.
 pub const CONTAINER_NAME: &str = "model";

@@ -71,7 +71,7 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
         insecure_registries: vec![],
         network: Some(berth_runtime::network::NetworkConfig {
             bridge: "berthtest0".into(),
-            cidr: berth_runtime::network::Cidr::parse("10.77.0.0/24").expect("cidr"),
+            cidr: berth_runtime::network::Cidr::parse_pod_cidr("10.77.0.0/24").expect("cidr"),
         }),
     };
     let mut service = CriService::open(&config).expect("open");

@@ -10,10 +10,11 @@ use flate2::{Compression, GzBuilder};
 use serde_json::json;
 use std::io::Write as _;
 
-use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
-use crate::manifest::{self, Descriptor, Manifest};
 use crate::store::ContentStore;
+use berth_oci::digest::{Digest, Hasher};
+use berth_oci::manifest::{self, Descriptor, Manifest};
+use berth_oci::media;
 
 /// Writes an image of `layers` random layers of `layer_size` uncompressed bytes each into
 /// `store`; `seed` makes different images differ. Returns the manifest digest.
@@ -40,9 +41,9 @@ pub async fn random_image(
     let config = serde_json::to_vec(&config).map_err(|e| Error::json("image config", e))?;
     let m = Manifest {
         schema_version: 2,
-        media_type: Some(manifest::OCI_MANIFEST.into()),
+        media_type: Some(media::OCI_MANIFEST.into()),
         config: Descriptor {
-            media_type: manifest::OCI_CONFIG.into(),
+            media_type: media::OCI_CONFIG.into(),
             digest: store.write_bytes(&config)?,
             size: config.len() as u64,
             platform: None,
@@ -83,7 +84,7 @@ async fn random_layer(
     blob.write(&out).await?;
     let (digest, size) = blob.commit().await?;
     let desc = Descriptor {
-        media_type: manifest::OCI_LAYER_GZIP.into(),
+        media_type: media::OCI_LAYER_GZIP.into(),
         digest,
         size,
         platform: None,

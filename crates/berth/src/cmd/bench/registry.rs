@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use berth_registry::digest::{Algorithm, Digest, Hasher};
+use berth_oci::digest::{Algorithm, Digest, Hasher};
 
 /// Arguments of `berth bench registry`.
 #[derive(clap::Args)]
@@ -314,7 +314,7 @@ fn write_layout(dir: &Path, layers: u64, layer_size: u64) -> Result<u64> {
 }
 
 fn write_blob(blobs: &Path, bytes: &[u8]) -> Result<Digest> {
-    let d = Digest::of(Algorithm::Sha256, bytes);
+    let d = Digest::of_with(Algorithm::Sha256, bytes);
     std::fs::write(blobs.join(d.hex()), bytes)?;
     Ok(d)
 }
@@ -466,6 +466,6 @@ mod tests {
             String::from_utf8_lossy(&out.stderr)
         );
         assert_eq!(out.stdout.len(), 200_000);
-        assert_eq!(Digest::of(Algorithm::Sha256, &out.stdout), diff_id);
+        assert_eq!(Digest::of_with(Algorithm::Sha256, &out.stdout), diff_id);
     }
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 use berth_oci::unpack::{self, Compression, Mode};
 use serde_json::Value;
 
-use crate::digest::Digest;
+use berth_oci::digest::Digest;
 use crate::error::{Error, Result};
 use crate::local::LocalImages;
-use crate::manifest::Descriptor;
+use berth_oci::manifest::Descriptor;
 use crate::store::ContentStore;
 
 /// Unpacks the local image whose manifest is `manifest` into the existing directory `dest`.

@@ -29,11 +29,8 @@
 
 mod api;
 pub mod auth;
-pub mod digest;
 pub mod error;
 pub mod gc;
-pub mod manifest;
-pub mod name;
 pub mod storage;
 mod upload;
 

@@ -780,7 +780,7 @@ async fn errors_use_the_spec_json_form() {
 async fn sha512_blobs_are_accepted() {
     let reg = start(AuthMode::None).await;
     let data = b"sha512 content";
-    let d = berth_registry::digest::Digest::of(berth_registry::digest::Algorithm::Sha512, data);
+    let d = berth_oci::digest::Digest::of_with(berth_oci::digest::Algorithm::Sha512, data);
     let r = reg
         .client
         .post(reg.url(&format!("/v2/app/blobs/uploads/?digest={d}")))

@@ -40,7 +40,7 @@ fn gc_removes_only_unreferenced_blobs_and_refuses_while_serving() {
     assert_eq!(report.blobs_removed, 1);
     assert_eq!(report.bytes_freed, b"never referenced".len() as u64);
     let blob =
-        |d: &berth_registry::digest::Digest| reg.storage_root().join("blobs/sha256").join(d.hex());
+        |d: &berth_oci::digest::Digest| reg.storage_root().join("blobs/sha256").join(d.hex());
     assert!(!blob(&orphan).exists());
     for d in kept.iter().chain([&manifest_digest]) {
         assert!(blob(d).exists(), "{d} must be kept");

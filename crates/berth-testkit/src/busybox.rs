@@ -52,7 +52,7 @@ pub fn write_layout(dir: &Path, name: &str, layer_tar: &[u8]) -> Result<PathBuf>
     gz.write_all(layer_tar)?;
     let layer = gz.finish()?;
     let config = serde_json::json!({
-        "architecture": crate::host_arch(), "os": "linux",
+        "architecture": berth_oci::manifest::host_arch(), "os": "linux",
         "config": { "Cmd": ["sh"], "User": "app", "Env": ["PATH=/bin"] },
         "rootfs": { "type": "layers", "diff_ids": [sha(layer_tar)] },
     });

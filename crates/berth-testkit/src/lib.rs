@@ -36,8 +36,3 @@ pub fn try_free_port() -> std::io::Result<u16> {
 pub fn free_port() -> u16 {
     try_free_port().expect("bind 127.0.0.1:0")
 }
-
-/// The image architecture of this machine, as OCI configs spell it (`amd64`, `arm64`).
-fn host_arch() -> &'static str {
-    berth_image::manifest::host_arch()
-}

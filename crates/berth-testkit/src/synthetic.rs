@@ -96,7 +96,7 @@ async fn write_image(
         bytes += size;
     }
     let config = json!({
-        "architecture": crate::host_arch(),
+        "architecture": berth_oci::manifest::host_arch(),
         "os": "linux",
         "config": {},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -161,7 +161,7 @@ async fn random_layer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_image::manifest::Manifest;
+    use berth_oci::manifest::Manifest;
     use std::io::Read as _;
 
     #[tokio::test]

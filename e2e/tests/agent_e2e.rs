@@ -2,7 +2,8 @@
 //! and driving a separate `berth runtime` over CRI: the split a second machine uses. The agent is
 //! killed while its Pod runs; the container keeps running and the restarted agent adopts it.
 //! Needs root.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,7 @@
 //! The real `kubectl` against `berth server`: apply (client- and server-side), printer columns,
 //! scale, explain, delete, watch, api-resources, and bad input that must change nothing.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use berth_e2e::kubectl::{fails, ok, run, write};
 use berth_e2e::server::TestServer;

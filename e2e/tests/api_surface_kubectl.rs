@@ -1,7 +1,8 @@
 //! The API surface as kubectl uses it on built-in kinds: client-side apply's 3-way strategic merge
 //! patches (dropped keys, env vars and labels disappear; re-applying prints `unchanged`),
 //! server-side apply removing fields a manager stops applying, and `kubectl get` columns.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use berth_e2e::kubectl::{ok, write};
 use berth_e2e::server::TestServer;

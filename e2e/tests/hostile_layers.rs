@@ -3,7 +3,8 @@
 //! Every escape is refused with an error naming it, and nothing is written outside the unpack
 //! directory; the one layer that is confined instead (absolute paths) lands inside it. A benign
 //! image unpacked the same way is the control.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

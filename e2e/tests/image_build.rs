@@ -2,7 +2,8 @@
 //! digests with and without the build cache) and a fixture exercising ARG/--build-arg, ADD of a
 //! tar archive, --chown, globs, WORKDIR, ENTRYPOINT, a base image pulled from a registry, and
 //! the RUN error.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -2,7 +2,8 @@
 //! round trips against Debian's `docker-registry` and against `berth registry`, with the source
 //! image made by `umoci` (busybox-static layer) and placed with `skopeo`. Each test has its own
 //! data dirs, docker config dir and registries, so they run in parallel.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

@@ -1,7 +1,8 @@
 //! `berth registry` against the real `skopeo`: push an OCI image built on the fly (busybox-static
 //! layer, via `umoci`), pull it back byte for byte, with and without credentials; garbage
 //! collection through `berth registry gc`; and a copy into Debian's docker-registry.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -13,7 +13,8 @@
 //! - deleting a Pod stops and removes its sandbox and containers, then the Pod object.
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 

@@ -3,7 +3,8 @@
 //! docker-registry on loopback and pulled through CRI, one pod sandbox (loopback only).
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 

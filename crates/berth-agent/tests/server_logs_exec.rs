@@ -5,7 +5,8 @@
 //! in-process API server (pods/log, pods/exec) with kube-rs and the real kubectl.
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 

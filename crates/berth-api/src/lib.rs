@@ -6,7 +6,8 @@
 //! - [`names`], [`quantity`]: the grammars validation relies on, reusable by the API server and
 //!   clients (image references are `berth_oci::reference`'s);
 //! - [`image`]: defaults derived from a container's image, such as its pull policy.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod image;
 pub mod labels;

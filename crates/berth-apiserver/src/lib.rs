@@ -8,8 +8,8 @@
 //! Writes go through [`patch`] (patch formats, server-side apply, managedFields); reads can be
 //! Tables ([`table`], CRD columns through [`jsonpath`]); discovery and OpenAPI documents come
 //! from [`discovery`] and [`openapi`].
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
-
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 // Guard-then-act steps read more plainly as nested `if`s than as long let-chains.
 #![allow(clippy::collapsible_if)]
 

@@ -11,7 +11,8 @@
 //! (`berth server`, `berth registry`, `berth runtime`, `berth push`) run
 //! [`std::env::current_exe`], which is that binary. The one thing only the binary can do, start
 //! `berth server` in its own process, it lends through [`Host`].
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 use clap::Subcommand;
 

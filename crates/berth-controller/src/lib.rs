@@ -10,7 +10,8 @@
 //! - [`nodeipam`]: gives each Node a pod CIDR out of the cluster CIDR.
 //!
 //! [`run`] runs all controllers against one API server until the future is dropped.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod fit;
 pub mod modelservice;
@@ -23,7 +24,6 @@ pub mod status;
 pub mod template;
 
 use std::time::Duration;
-
 
 /// Settings of the controllers.
 #[derive(Debug, Clone)]

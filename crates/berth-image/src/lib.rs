@@ -13,7 +13,8 @@
 //!   and [`sources`] (`COPY`/`ADD` source globs).
 //! - [`synthetic`]: random images for benchmarks and tests.
 //! - [`error`]: the crate's error type.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod archive;
 pub mod auth;

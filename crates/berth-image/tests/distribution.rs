@@ -1,7 +1,8 @@
 //! The distribution client against Debian's `docker-registry` (started per test on a free
 //! loopback port with storage in a temp dir): monolithic and chunked pushes, pulls with
 //! progress, index resolution to linux/amd64, and OCI layout export/import read by skopeo.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,8 @@
 //! The client against a small in-test registry: Basic challenges answered with credentials from
 //! a docker config.json, refusal without them, and a blob whose bytes do not match its digest
 //! (the pull fails and the store keeps nothing of it).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,8 @@
 //! - [`node`]: carving node pod CIDRs out of the cluster CIDR (the controller's node IPAM);
 //! - [`pod`]: the addresses of a node's pod CIDR (gateway, pod range) and the host-local allocator
 //!   that hands them to sandboxes (the runtime's IPAM).
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod cidr;
 pub mod node;

@@ -8,7 +8,8 @@
 //!   registry checks pushes against;
 //! - [`unpack`]: the one confined layer unpacker (and the one media type -> decompressor
 //!   chooser), used for runtime snapshots, `berth pull --unpack` and `COPY --from` in builds.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod digest;
 pub mod manifest;

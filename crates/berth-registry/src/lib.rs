@@ -25,7 +25,8 @@
 //! registry.serve(listener).await?;
 //! # Ok(()) }
 //! ```
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod api;
 pub mod auth;

@@ -1,5 +1,6 @@
 //! The registry's HTTP API as clients see it (distribution-spec v1.1 behaviours).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod common;
 

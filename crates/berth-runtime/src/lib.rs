@@ -14,7 +14,8 @@
 //!
 //! Every container is supervised by its own detached `berth shim` process (runc create/start,
 //! CRI log format, exit record), so containers outlive the runtime process.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod cgroup;
 pub mod container;

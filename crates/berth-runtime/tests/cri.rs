@@ -3,7 +3,8 @@
 //! run in a pod sandbox, exec'd into, stopped, removed, leaving no mounts behind.
 //!
 //! This test binary is also the shim (`<this exe> shim ...`).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -813,7 +814,11 @@ async fn bad_images_are_refused(tmp: &Path) {
     // (absolute paths are confined to the snapshot instead), nothing written outside.
     let outside = berth_testkit::hostile::outside_dir(tmp).expect("outside");
     for layer in berth_testkit::hostile::hostile_layers(&outside).expect("layers") {
-        let image = format!("127.0.0.1:{}/hostile/{}:latest", registry.port(), layer.name);
+        let image = format!(
+            "127.0.0.1:{}/hostile/{}:latest",
+            registry.port(),
+            layer.name
+        );
         push(
             &write_layout(tmp, layer.name, &layer.tar).expect("layout"),
             &image,

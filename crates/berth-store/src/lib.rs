@@ -13,7 +13,8 @@
 //! module for the layout), and [`spawn_auto_compaction`] keeps its history bounded.
 //! `cargo run --release -p berth-store --example store_bench` prints a micro figure of its write
 //! throughput and latency.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 use std::pin::Pin;
 

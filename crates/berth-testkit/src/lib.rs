@@ -10,7 +10,8 @@
 //! - [`hostile`]: layers that try to write or delete outside the unpack root, for the tests of
 //!   every caller of berth-oci's unpacker.
 //! - here: free loopback ports.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod busybox;
 pub mod cri;

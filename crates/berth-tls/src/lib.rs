@@ -5,7 +5,8 @@
 //! - [`config`]: rustls server configurations from PEM (in memory or files), with ALPN;
 //! - [`serve`]: the accept loop: TCP accept, TLS handshake per connection, HTTP/1.1 (with
 //!   upgrades) or HTTP/2 through hyper-util's auto builder.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod cert;
 pub mod config;

@@ -1,5 +1,6 @@
 //! The accept loop end to end: HTTPS answers, both HTTP versions, shutdown stops accepting.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -3,7 +3,8 @@
 //! `main` stays synchronous on purpose: `berth shim` must start its container while the process is
 //! still single-threaded (libcontainer forks), so no tokio runtime exists before a subcommand asks
 //! for one through [`rt::block_on`].
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod client;
 mod cmd;

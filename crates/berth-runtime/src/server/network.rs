@@ -88,7 +88,11 @@ impl CriService {
         let bridge = current.map_or_else(|| self.pod_bridge.clone(), |n| n.config().bridge.clone());
         let config = NetworkConfig { bridge, cidr };
         let network = Network::open(&self.net_dir, config.clone()).map_err(|e| {
-            Status::internal(format!("pod network {}/{}: {e}", cidr.network(), cidr.prefix()))
+            Status::internal(format!(
+                "pod network {}/{}: {e}",
+                cidr.network(),
+                cidr.prefix()
+            ))
         })?;
         let saved = format!("{} {}/{}\n", config.bridge, cidr.network(), cidr.prefix());
         crate::shim::write_atomic(&self.net_dir.join(POD_NETWORK_FILE), saved.as_bytes())

@@ -10,6 +10,8 @@
 //! - [`registry`]: a `berth registry` under test;
 //! - [`umoci`]: OCI layouts made by `umoci`, an independent producer;
 //! - [`runtime`]: a `berth runtime` under test (test images come from `berth_testkit::busybox`).
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod http;
 pub mod kubectl;

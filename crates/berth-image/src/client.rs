@@ -121,7 +121,7 @@ impl RegistryClient {
     fn url(&self, r: &Reference, tail: &str) -> String {
         format!(
             "{}://{}/v2/{}/{}",
-            self.scheme(&r.registry()),
+            self.scheme(r.registry()),
             r.registry(),
             r.repository(),
             tail
@@ -141,7 +141,7 @@ impl RegistryClient {
             if push { "pull,push" } else { "pull" }
         );
         let resp = self
-            .with_auth(&r.registry(), &scope, build())
+            .with_auth(r.registry(), &scope, build())
             .send()
             .await
             .map_err(http_err)?;
@@ -160,8 +160,8 @@ impl RegistryClient {
                 registry: r.registry().to_string(),
                 reason: format!("401 with unusable challenge {header:?}"),
             })?;
-        self.authenticate(&r.registry(), &scope, challenge).await?;
-        self.with_auth(&r.registry(), &scope, build())
+        self.authenticate(r.registry(), &scope, challenge).await?;
+        self.with_auth(r.registry(), &scope, build())
             .send()
             .await
             .map_err(http_err)
@@ -498,7 +498,7 @@ impl RegistryClient {
             let url = with_digest(&location, &d.digest);
             let resp = self
                 .with_auth(
-                    &r.registry(),
+                    r.registry(),
                     &scope,
                     self.http
                         .put(&url)
@@ -534,7 +534,7 @@ impl RegistryClient {
             .header(reqwest::header::CONTENT_LENGTH, d.size)
             .body(reqwest::Body::wrap_stream(stream));
         let resp = self
-            .with_auth(&r.registry(), &scope, req)
+            .with_auth(r.registry(), &scope, req)
             .send()
             .await
             .map_err(http_err)?;
@@ -574,7 +574,7 @@ impl RegistryClient {
                 )
                 .body(buf);
             let resp = self
-                .with_auth(&r.registry(), scope, req)
+                .with_auth(r.registry(), scope, req)
                 .send()
                 .await
                 .map_err(http_err)?;
@@ -603,7 +603,7 @@ impl RegistryClient {
         } else {
             Ok(format!(
                 "{}://{}{}",
-                self.scheme(&r.registry()),
+                self.scheme(r.registry()),
                 r.registry(),
                 loc
             ))

@@ -13,7 +13,10 @@
 //! - `runc/` — the OCI runtime's own state root.
 //!
 //! Every container is supervised by its own detached `berth shim` process (runc create/start,
-//! CRI log format, exit record), so containers outlive the runtime process.
+//! CRI log format, exit record), so containers outlive the runtime process. [`server`] holds the
+//! CRI services, one module per verb family; [`ociruntime`] builds the runc/crun commands;
+//! [`cgroup`] reads and limits container cgroups (v1 and v2); [`stream`] serves exec, attach and
+//! port-forward streams.
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 

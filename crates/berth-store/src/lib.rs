@@ -1,5 +1,4 @@
-//! `berth-store`: a revisioned key-value store with watch, shaped like etcd's KV API
-//! (design.md section 3).
+//! `berth-store`: a revisioned key-value store with watch, shaped like etcd's KV API.
 //!
 //! Every write bumps one global revision by exactly one. Each key remembers the revision that
 //! created it and the revision that last modified it; writes are compare-and-swap on that

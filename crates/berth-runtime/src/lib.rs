@@ -15,8 +15,8 @@
 //! Every container is supervised by its own detached `berth shim` process (runc create/start,
 //! CRI log format, exit record), so containers outlive the runtime process. [`server`] holds the
 //! CRI services, one module per verb family; [`ociruntime`] builds the runc/crun commands;
-//! [`cgroup`] reads and limits container cgroups (v1 and v2); [`stream`] serves exec, attach and
-//! port-forward streams.
+//! [`cgroup`] reads and limits container cgroups (v1 and v2); [`stream`] serves exec streams
+//! (with terminals).
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 

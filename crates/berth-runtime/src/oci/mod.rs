@@ -11,7 +11,7 @@ use oci_spec::runtime::{
     LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Process, Root, Spec, User,
 };
 
-pub use seccomp::{SeccompProfile, runtime_default as default_seccomp};
+pub use seccomp::SeccompProfile;
 pub use user::{ResolvedUser, resolve as resolve_user};
 
 /// Why a spec could not be generated.
@@ -479,7 +479,11 @@ fn seccomp_section(
     if p.privileged {
         return Ok(None);
     }
-    seccomp::section(&p.seccomp, &capabilities(p)?)
+    let caps = linux_capabilities(p)?
+        .permitted()
+        .clone()
+        .unwrap_or_default();
+    seccomp::section(&p.seccomp, &caps)
 }
 
 /// Generates the runtime spec for a container whose rootfs is (or will be mounted) at `rootfs`.

@@ -139,6 +139,12 @@ pub fn section(
 
 /// Reads a `Localhost` profile (OCI `LinuxSeccomp` JSON).
 pub fn load(path: &Path) -> Result<LinuxSeccomp, OciError> {
+    if path.as_os_str().is_empty() {
+        return Err(OciError::SeccompProfile {
+            path: path.to_path_buf(),
+            reason: "a Localhost profile needs the profile's path (localhost_ref)".into(),
+        });
+    }
     let text = std::fs::read(path).map_err(|e| OciError::SeccompProfile {
         path: path.to_path_buf(),
         reason: e.to_string(),

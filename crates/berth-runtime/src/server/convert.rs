@@ -247,6 +247,83 @@ mod tests {
         assert!(credentials_of(&cri::AuthConfig::default()).is_none());
     }
 
+    fn sandbox(config: cri::PodSandboxConfig) -> SandboxInfo {
+        SandboxInfo {
+            id: "sb".into(),
+            netns_path: "/sb/netns".into(),
+            hostname: "h".into(),
+            hostname_path: "/sb/hostname".into(),
+            hosts_path: "/sb/hosts".into(),
+            resolv_conf_path: "/sb/resolv.conf".into(),
+            log_directory: None,
+            ip: None,
+            ready: true,
+            created_at_ns: 1,
+            config,
+        }
+    }
+
+    fn profile(t: cri::security_profile::ProfileType, r: &str) -> cri::SecurityProfile {
+        cri::SecurityProfile {
+            profile_type: t as i32,
+            localhost_ref: r.into(),
+        }
+    }
+
+    #[test]
+    fn seccomp_and_host_namespaces_come_from_the_container_then_the_sandbox() {
+        use cri::security_profile::ProfileType;
+        let node = cri::NamespaceMode::Node as i32;
+        let pod_sc = cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                network: node,
+                pid: node,
+                ..Default::default()
+            }),
+            seccomp: Some(profile(ProfileType::Unconfined, "")),
+            ..Default::default()
+        };
+        let sb = sandbox(cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(pod_sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let inherits = container_params(&cri::ContainerConfig::default(), &sb);
+        assert!(inherits.host_network && inherits.host_pid && !inherits.host_ipc);
+        assert_eq!(inherits.seccomp, SeccompProfile::Unconfined);
+        let own_sc = cri::LinuxContainerSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                ipc: node,
+                ..Default::default()
+            }),
+            seccomp: Some(profile(ProfileType::Localhost, "/p.json")),
+            capabilities: Some(cri::Capability {
+                add_ambient_capabilities: vec!["NET_RAW".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let own = cri::ContainerConfig {
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(own_sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let p = container_params(&own, &sb);
+        assert!(p.host_network && !p.host_pid && p.host_ipc);
+        assert_eq!(p.seccomp, SeccompProfile::Localhost("/p.json".into()));
+        assert_eq!(p.add_ambient_capabilities, vec!["NET_RAW".to_string()]);
+        let plain = container_params(
+            &cri::ContainerConfig::default(),
+            &sandbox(Default::default()),
+        );
+        assert!(!plain.host_network && !plain.host_pid && !plain.host_ipc);
+        assert_eq!(plain.seccomp, SeccompProfile::RuntimeDefault);
+    }
+
     #[test]
     fn image_user_maps_to_uid_or_username() {
         let cfg = |user: &str| -> oci_spec::image::ImageConfiguration {

@@ -448,8 +448,16 @@ async fn scenarios(env: &mut Env) {
         .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
         .unwrap_or_default();
     assert!(message.contains("non-numeric user (app)"), "{message}");
+    confinement(env).await;
     let gone = DeleteParams::default();
-    for name in ["once", "nopull", "nonroot"] {
+    for name in [
+        "once",
+        "nopull",
+        "nonroot",
+        "hostnet",
+        "unconfined",
+        "scratch",
+    ] {
         let uid = env
             .pods()
             .get(name)
@@ -547,6 +555,105 @@ async fn scenarios(env: &mut Env) {
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(veths.is_empty(), "veths left on the bridge: {veths:?}");
+}
+
+/// Creates a Pod from `spec` (its `nodeName` and grace period added).
+async fn create_pod_spec(env: &Env, name: &str, mut spec: serde_json::Value) {
+    spec["nodeName"] = json!(NODE);
+    spec["terminationGracePeriodSeconds"] = json!(2);
+    let pod: Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("pod");
+    env.pods()
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod");
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or_default()
+}
+
+/// Containers run under the default seccomp filter (`Seccomp: 2`) unless `Unconfined` is asked;
+/// hostNetwork and hostPath are honoured (the node's interfaces and files, the node's IP as the
+/// pod IP); a volume berth lacks is refused with CreateContainerConfigError, never dropped.
+async fn confinement(env: &Env) {
+    // Exits 0 only when /proc/self/status says `Seccomp: <want>`.
+    let seccomp_is = |want: &str| {
+        format!(
+            "while read k v; do [ \"$k\" = Seccomp: ] && break; done < /proc/self/status; [ \"$v\" = {want} ]"
+        )
+    };
+    let host_dir = env.tmp.join("host-dir");
+    std::fs::create_dir_all(&host_dir).expect("host dir");
+    std::fs::write(host_dir.join("marker"), "node").expect("marker");
+    // The node's bridge is visible, and the node's file is mounted.
+    let script = format!(
+        "{} || exit 1; case \"$(cat /proc/net/dev)\" in *{}:*) ;; *) exit 2;; esac; [ \"$(cat /h/marker)\" = node ] || exit 3",
+        seccomp_is("2"),
+        env.bridge
+    );
+    create_pod_spec(
+        env,
+        "hostnet",
+        json!({
+            "restartPolicy": "Never", "hostNetwork": true,
+            "volumes": [{"name": "h", "hostPath": {"path": host_dir, "type": "Directory"}}],
+            "containers": [{"name": "app", "image": env.image, "command": ["sh", "-c", script],
+                            "volumeMounts": [{"name": "h", "mountPath": "/h", "readOnly": true}]}]
+        }),
+    )
+    .await;
+    create_pod_spec(env, "unconfined", json!({
+        "restartPolicy": "Never",
+        "securityContext": {"seccompProfile": {"type": "Unconfined"}},
+        "containers": [{"name": "app", "image": env.image, "command": ["sh", "-c", seccomp_is("0")]}]
+    }))
+    .await;
+    create_pod_spec(
+        env,
+        "scratch",
+        json!({
+            "volumes": [{"name": "s", "emptyDir": {}}],
+            "containers": [{"name": "app", "image": env.image, "command": ["sleep", "100"],
+                            "volumeMounts": [{"name": "s", "mountPath": "/s"}]}]
+        }),
+    )
+    .await;
+    for name in ["hostnet", "unconfined"] {
+        let p = env
+            .wait_pod(name, "finished", |p| {
+                matches!(phase(p), "Succeeded" | "Failed")
+            })
+            .await;
+        assert_eq!(phase(&p), "Succeeded", "{name}: {:?}", container_status(&p));
+    }
+    let p = env.pods().get("hostnet").await.expect("hostnet");
+    let pod_ip = p.status.as_ref().and_then(|s| s.pod_ip.clone());
+    assert_eq!(pod_ip, Some(LOCALHOST.to_string()), "the node's IP");
+    let refused = env
+        .wait_pod("scratch", "CreateContainerConfigError", |p| {
+            container_status(p)
+                .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                .is_some_and(|r| r == "CreateContainerConfigError")
+        })
+        .await;
+    let message = container_status(&refused)
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref()?.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains("emptyDir volumes are not supported"),
+        "{message}"
+    );
+    assert!(
+        env.containers(refused.metadata.uid.as_deref().expect("uid"))
+            .await
+            .is_empty()
+    );
 }
 
 /// Cgroup directories (any hierarchy, under berth's `/berth/<runtime>/`) named after container `id`.

@@ -7,13 +7,17 @@
 //! their CRI labels, so restarting the agent duplicates nothing.
 //!
 //! - [`spec`]: Pod spec -> CRI configs;
+//! - [`confine`]: host namespaces and seccomp profiles passed through CRI;
+//! - [`volumes`]: volume mounts (hostPath honoured, what berth lacks refused);
 //! - [`decide`]: the pure decisions (next step, restart policy, stale instances, grace);
 //! - [`status`]: the pure status computation;
 //! - [`worker`]: the per-Pod loop that drives CRI and writes status and Events.
 
+pub mod confine;
 pub mod decide;
 pub mod spec;
 pub mod status;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::{HashMap, HashSet};

@@ -9,6 +9,7 @@ use berth_cri::v1 as cri;
 use k8s_openapi::api::core::v1::{Container, Pod, ResourceRequirements, SecurityContext};
 use kube::ResourceExt;
 
+use super::confine::{self, Confinement};
 use crate::labels;
 
 /// The CFS period the agent uses with a cpu limit (the kernel's default, as the kubelet).
@@ -73,6 +74,13 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_dir: String) -> cri::PodSandb
         port_mappings,
         labels: pod_labels(pod),
         annotations: pod.annotations().clone().into_iter().collect(),
+        linux: Some(cri::LinuxPodSandboxConfig {
+            security_context: Some(cri::LinuxSandboxSecurityContext {
+                namespace_options: Some(confine::namespace_options(pod)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -121,12 +129,14 @@ pub fn image(container: &Container) -> String {
     container.image.clone().unwrap_or_default()
 }
 
-/// The container's CRI config for instance number `restart_count`.
+/// The container's CRI config for instance number `restart_count`, confined as `confinement`
+/// says (its mounts and seccomp profile).
 pub fn container_config(
     pod: &Pod,
     container: &Container,
     restart_count: u32,
     fields: &FieldValues,
+    confinement: &Confinement,
 ) -> cri::ContainerConfig {
     let mut labels = pod_labels(pod);
     labels.insert(labels::CONTAINER_NAME.into(), container.name.clone());
@@ -155,9 +165,10 @@ pub fn container_config(
         labels,
         annotations,
         log_path: format!("{}/{}.log", container.name, restart_count),
+        mounts: confinement.mounts.clone(),
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(resources(container.resources.as_ref())),
-            security_context: Some(security(container.security_context.as_ref())),
+            security_context: Some(security(pod, container, confinement)),
         }),
         ..Default::default()
     }
@@ -230,10 +241,20 @@ pub fn resources(res: Option<&ResourceRequirements>) -> cri::LinuxContainerResou
     out
 }
 
-/// The container's Linux security context.
-pub fn security(sc: Option<&SecurityContext>) -> cri::LinuxContainerSecurityContext {
-    let Some(sc) = sc else {
-        return Default::default();
+/// The container's Linux security context: its own settings, the Pod's host namespaces and
+/// the seccomp profile settled in `confinement`.
+pub fn security(
+    pod: &Pod,
+    container: &Container,
+    confinement: &Confinement,
+) -> cri::LinuxContainerSecurityContext {
+    let from_pod = cri::LinuxContainerSecurityContext {
+        namespace_options: Some(confine::namespace_options(pod)),
+        seccomp: confinement.seccomp.clone(),
+        ..Default::default()
+    };
+    let Some(sc) = container.security_context.as_ref() else {
+        return from_pod;
     };
     cri::LinuxContainerSecurityContext {
         capabilities: sc.capabilities.as_ref().map(|c| cri::Capability {
@@ -246,7 +267,7 @@ pub fn security(sc: Option<&SecurityContext>) -> cri::LinuxContainerSecurityCont
         run_as_group: sc.run_as_group.map(|value| cri::Int64Value { value }),
         readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
         no_new_privs: sc.allow_privilege_escalation == Some(false),
-        ..Default::default()
+        ..from_pod
     }
 }
 
@@ -375,7 +396,7 @@ mod tests {
             node_name: "n1".into(),
             host_ip: "1.2.3.4".into(),
         };
-        let cfg = container_config(&p, c, 3, &fields);
+        let cfg = container_config(&p, c, 3, &fields, &Confinement::default());
         let env: Vec<(String, String)> = cfg
             .envs
             .iter()
@@ -440,6 +461,41 @@ mod tests {
             ("p", "ns", "u1", 1)
         );
         assert_eq!(cfg.hostname, "p");
+        let ns = cfg
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options;
+        assert_eq!(ns, Some(confine::namespace_options(&p)));
+    }
+
+    #[test]
+    fn containers_carry_host_namespaces_seccomp_and_mounts() {
+        let p: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"hostPID": true, "containers": [{"name": "a", "image": "i"}]}
+        }))
+        .unwrap();
+        let c = &p.spec.as_ref().unwrap().containers[0];
+        let confinement = Confinement {
+            mounts: vec![cri::Mount {
+                host_path: "/srv".into(),
+                container_path: "/srv".into(),
+                ..Default::default()
+            }],
+            seccomp: Some(cri::SecurityProfile {
+                profile_type: cri::security_profile::ProfileType::Unconfined as i32,
+                localhost_ref: String::new(),
+            }),
+        };
+        let cfg = container_config(&p, c, 0, &FieldValues::default(), &confinement);
+        assert_eq!(cfg.mounts, confinement.mounts);
+        let sc = cfg.linux.unwrap().security_context.unwrap();
+        assert_eq!(sc.seccomp, confinement.seccomp);
+        let ns = sc.namespace_options.unwrap();
+        assert_eq!(ns.pid, cri::NamespaceMode::Node as i32);
+        assert_eq!(ns.network, cri::NamespaceMode::Pod as i32);
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! OCI runtime spec generation: from an image's config and a container's (CRI-derived) settings
 //! to the `config.json` runc executes. Pure logic apart from reading the rootfs' passwd/group.
 
+mod seccomp;
 mod user;
 
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCpu, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids,
-    LinuxResources, Mount, Process, Root, Spec, User,
+    Capabilities, Capability, LinuxCapabilities, LinuxCpu, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, Mount, Process, Root, Spec, User,
 };
 
+pub use seccomp::SeccompProfile;
 pub use user::{ResolvedUser, resolve as resolve_user};
 
 /// Why a spec could not be generated.
@@ -27,6 +29,14 @@ pub enum OciError {
     /// A capability name this runtime does not know.
     #[error("unknown capability {0:?}")]
     Capability(String),
+    /// A `Localhost` seccomp profile that is missing or not a valid OCI seccomp profile.
+    #[error("seccomp profile {path}: {reason}")]
+    SeccompProfile {
+        /// The profile's path on the node.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// oci-spec refused a value.
     #[error("building the OCI spec: {0}")]
     Spec(String),
@@ -79,8 +89,14 @@ pub struct ContainerParams {
     pub supplemental_groups: Vec<u32>,
     /// Bind mounts (volumes).
     pub mounts: Vec<BindMount>,
-    /// The sandbox network namespace to join; a new one when `None`.
+    /// The sandbox network namespace to join; a new one when `None` (unless `host_network`).
     pub netns_path: Option<PathBuf>,
+    /// Share the node's network (and UTS) namespace instead of a pod one.
+    pub host_network: bool,
+    /// Share the node's PID namespace.
+    pub host_pid: bool,
+    /// Share the node's IPC namespace.
+    pub host_ipc: bool,
     /// The pod hostname.
     pub hostname: String,
     /// Sandbox files bind-mounted at /etc/hostname, /etc/hosts, /etc/resolv.conf.
@@ -99,6 +115,11 @@ pub struct ContainerParams {
     pub add_capabilities: Vec<String>,
     /// Capabilities dropped from the default set (`ALL` drops every one).
     pub drop_capabilities: Vec<String>,
+    /// Capabilities the process keeps across execve as a non-root user (the ambient set; none
+    /// unless asked).
+    pub add_ambient_capabilities: Vec<String>,
+    /// The seccomp filter (berth's default unless the container asks otherwise).
+    pub seccomp: SeccompProfile,
 }
 
 /// The capabilities a container gets by default (the list containerd and Docker use).
@@ -263,6 +284,29 @@ pub fn capabilities(p: &ContainerParams) -> Result<Capabilities, OciError> {
     Ok(caps)
 }
 
+/// The process' capability sets: bounding, effective and permitted from [`capabilities`]; the
+/// ambient set (and the inheritable set it needs) only as asked, so that a non-root process
+/// holds no capability after execve unless the spec says so. Every set is written out because
+/// oci-spec's builder fills unset ones with its own defaults.
+fn linux_capabilities(p: &ContainerParams) -> Result<LinuxCapabilities, OciError> {
+    let mut caps = capabilities(p)?;
+    let ambient: Capabilities = p
+        .add_ambient_capabilities
+        .iter()
+        .map(|c| parse_cap(c))
+        .collect::<Result<_, _>>()?;
+    // An ambient capability must also be permitted (and bounded) to be raised at all.
+    caps.extend(ambient.iter().copied());
+    oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(ambient.clone())
+        .ambient(ambient)
+        .build()
+        .map_err(spec_err)
+}
+
 fn spec_err(e: impl std::fmt::Display) -> OciError {
     OciError::Spec(e.to_string())
 }
@@ -359,17 +403,20 @@ fn resources(p: &ContainerParams) -> Result<LinuxResources, OciError> {
     Ok(res)
 }
 
+/// The namespaces the container gets; a host namespace is shared by leaving it out. A pod on
+/// the host network also keeps the node's hostname (UTS), as the kubelet's pods do.
 fn namespaces(p: &ContainerParams) -> Vec<LinuxNamespace> {
     let kinds = [
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Mount,
-        LinuxNamespaceType::Network,
+        (LinuxNamespaceType::Pid, p.host_pid),
+        (LinuxNamespaceType::Ipc, p.host_ipc),
+        (LinuxNamespaceType::Uts, p.host_network),
+        (LinuxNamespaceType::Mount, false),
+        (LinuxNamespaceType::Network, p.host_network),
     ];
     kinds
         .into_iter()
-        .map(|k| {
+        .filter(|(_, host)| !host)
+        .map(|(k, _)| {
             let mut ns = LinuxNamespace::default();
             ns.set_typ(k);
             if k == LinuxNamespaceType::Network {
@@ -399,13 +446,7 @@ fn process(
     gids.dedup();
     user.set_additional_gids(if gids.is_empty() { None } else { Some(gids) });
 
-    let caps = capabilities(p)?;
-    let linux_caps = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
-        .bounding(caps.clone())
-        .effective(caps.clone())
-        .permitted(caps)
-        .build()
-        .map_err(spec_err)?;
+    let linux_caps = linux_capabilities(p)?;
     let cwd = p
         .working_dir
         .clone()
@@ -430,6 +471,21 @@ fn process(
     Ok(proc_)
 }
 
+/// The seccomp filter: the asked profile, except that a privileged container runs without one
+/// (as with Docker and containerd, since it holds every capability anyway).
+fn seccomp_section(
+    p: &ContainerParams,
+) -> Result<Option<oci_spec::runtime::LinuxSeccomp>, OciError> {
+    if p.privileged {
+        return Ok(None);
+    }
+    let caps = linux_capabilities(p)?
+        .permitted()
+        .clone()
+        .unwrap_or_default();
+    seccomp::section(&p.seccomp, &caps)
+}
+
 /// Generates the runtime spec for a container whose rootfs is (or will be mounted) at `rootfs`.
 /// `rootfs` is also where /etc/passwd and /etc/group are read to resolve user names.
 pub fn generate(
@@ -438,7 +494,8 @@ pub fn generate(
     rootfs: &Path,
 ) -> Result<Spec, OciError> {
     let mut spec = Spec::default();
-    spec.set_hostname(if p.hostname.is_empty() {
+    // On the host's UTS namespace the node's hostname stays (runc refuses to set one there).
+    spec.set_hostname(if p.hostname.is_empty() || p.host_network {
         None
     } else {
         Some(p.hostname.clone())
@@ -453,6 +510,7 @@ pub fn generate(
     linux.set_namespaces(Some(namespaces(p)));
     linux.set_resources(Some(resources(p)?));
     linux.set_cgroups_path(p.cgroups_path.clone());
+    linux.set_seccomp(seccomp_section(p)?);
     if p.privileged {
         linux.set_masked_paths(None);
         linux.set_readonly_paths(None);

@@ -227,3 +227,81 @@ fn privileged_gets_every_capability_and_no_masks() {
     assert!(json["linux"].get("maskedPaths").is_none());
     assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
 }
+
+#[test]
+fn non_root_gets_no_ambient_capabilities_unless_asked() {
+    let r = rootfs();
+    let mut params = ContainerParams {
+        command: s(&["/bin/true"]),
+        run_as_user: Some(1000),
+        ..Default::default()
+    };
+    let json =
+        serde_json::to_value(generate(None, &params, r.path()).expect("spec")).expect("json");
+    let caps = &json["process"]["capabilities"];
+    assert_eq!(caps["ambient"], serde_json::json!([]));
+    assert_eq!(caps["inheritable"], serde_json::json!([]));
+    assert!(!caps["bounding"].as_array().expect("bounding").is_empty());
+    params.add_ambient_capabilities = s(&["NET_BIND_SERVICE"]);
+    let json =
+        serde_json::to_value(generate(None, &params, r.path()).expect("spec")).expect("json");
+    let caps = &json["process"]["capabilities"];
+    assert_eq!(caps["ambient"], serde_json::json!(["CAP_NET_BIND_SERVICE"]));
+    assert_eq!(
+        caps["inheritable"],
+        serde_json::json!(["CAP_NET_BIND_SERVICE"])
+    );
+}
+
+#[test]
+fn seccomp_is_on_by_default_and_off_only_when_asked() {
+    let r = rootfs();
+    let mut params = ContainerParams {
+        command: s(&["/bin/true"]),
+        ..Default::default()
+    };
+    let json =
+        serde_json::to_value(generate(None, &params, r.path()).expect("spec")).expect("json");
+    assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ALLOW");
+    let denied = json["linux"]["seccomp"]["syscalls"].to_string();
+    assert!(denied.contains("\"mount\"") && denied.contains("\"kexec_load\""));
+    params.seccomp = SeccompProfile::Unconfined;
+    let json =
+        serde_json::to_value(generate(None, &params, r.path()).expect("spec")).expect("json");
+    assert!(json["linux"].get("seccomp").is_none());
+    params.seccomp = SeccompProfile::Localhost(r.path().join("none.json"));
+    assert!(matches!(
+        generate(None, &params, r.path()),
+        Err(OciError::SeccompProfile { .. })
+    ));
+}
+
+#[test]
+fn host_namespaces_are_shared_by_leaving_them_out() {
+    let r = rootfs();
+    let kinds = |p: &ContainerParams| -> Vec<String> {
+        let json = serde_json::to_value(generate(None, p, r.path()).expect("spec")).expect("json");
+        json["linux"]["namespaces"]
+            .as_array()
+            .expect("ns")
+            .iter()
+            .map(|n| n["type"].as_str().expect("type").to_string())
+            .collect()
+    };
+    let mut params = ContainerParams {
+        command: s(&["/bin/true"]),
+        hostname: "pod".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        kinds(&params),
+        s(&["pid", "ipc", "uts", "mount", "network"])
+    );
+    params.host_network = true;
+    params.host_pid = true;
+    params.host_ipc = true;
+    assert_eq!(kinds(&params), s(&["mount"]));
+    let json =
+        serde_json::to_value(generate(None, &params, r.path()).expect("spec")).expect("json");
+    assert!(json.get("hostname").is_none());
+}

@@ -1,5 +1,6 @@
-//! Pod sandboxes: `sandboxes/<id>/` holds the pinned netns, hostname, hosts, resolv.conf and
-//! `sandbox.json`; all state is on disk so a restarted runtime knows its sandboxes.
+//! Pod sandboxes: `sandboxes/<id>/` holds the pinned netns (none for a pod on the node's network),
+//! hostname, hosts, resolv.conf and `sandbox.json`; all state is on disk so a restarted runtime
+//! knows its sandboxes.
 
 pub mod netns;
 
@@ -46,7 +47,7 @@ struct SandboxRecord {
 pub struct SandboxInfo {
     /// Sandbox id.
     pub id: String,
-    /// The pinned network namespace.
+    /// The pinned network namespace (absent when the pod is on the node's network).
     pub netns_path: PathBuf,
     /// Pod hostname.
     pub hostname: String,
@@ -58,7 +59,8 @@ pub struct SandboxInfo {
     pub resolv_conf_path: PathBuf,
     /// The pod's log directory.
     pub log_directory: Option<PathBuf>,
-    /// The pod IP, when networking assigned one.
+    /// The pod IP, when networking assigned one (never on the node's network: the node's IP is
+    /// the pod's, as the agent knows it).
     pub ip: Option<IpAddr>,
     /// Ready (not stopped).
     pub ready: bool,
@@ -66,6 +68,23 @@ pub struct SandboxInfo {
     pub created_at_ns: i64,
     /// The CRI config.
     pub config: PodSandboxConfig,
+}
+
+impl SandboxInfo {
+    /// Whether the pod shares the node's network namespace (CRI network mode NODE).
+    pub fn host_network(&self) -> bool {
+        host_network(&self.config)
+    }
+}
+
+/// Whether `config` asks for the node's network namespace (CRI network mode NODE).
+pub fn host_network(config: &PodSandboxConfig) -> bool {
+    config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .is_some_and(|n| n.network == berth_cri::v1::NamespaceMode::Node as i32)
 }
 
 /// The sandboxes of one runtime.
@@ -155,7 +174,11 @@ impl SandboxStore {
         config: PodSandboxConfig,
     ) -> Result<SandboxInfo, SandboxError> {
         let pin = dir.join("netns");
-        netns::create(&pin).map_err(io_at(&pin))?;
+        let host_net = host_network(&config);
+        // A pod on the node's network has no namespace of its own, and no address of its own.
+        if !host_net {
+            netns::create(&pin).map_err(io_at(&pin))?;
+        }
         let hostname = if config.hostname.is_empty() {
             config
                 .metadata
@@ -177,7 +200,7 @@ impl SandboxStore {
             ),
         )?;
         write("resolv.conf", resolv_conf(&config))?;
-        let ip = match self.network() {
+        let ip = match self.network().filter(|_| !host_net) {
             Some(net) => Some(IpAddr::V4(net.attach(id, &pin).map_err(io_at(&pin))?)),
             None => None,
         };

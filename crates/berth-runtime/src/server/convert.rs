@@ -6,7 +6,7 @@ use berth_cri::v1 as cri;
 use super::meta::CriMeta;
 use crate::container::{ContainerState, ContainerStatus};
 use crate::image::ImageRecord;
-use crate::oci::{BindMount, ContainerParams, Resources};
+use crate::oci::{BindMount, ContainerParams, Resources, SeccompProfile};
 use crate::sandbox::SandboxInfo;
 
 /// The CRI state of a container state.
@@ -28,6 +28,13 @@ pub(super) fn container_params(
     let res = linux.resources.unwrap_or_default();
     let caps = sc.capabilities.unwrap_or_default();
     let positive = |v: i64| (v > 0).then_some(v);
+    let pod_sc = sandbox_security(sandbox);
+    let namespaces = sc
+        .namespace_options
+        .clone()
+        .or_else(|| pod_sc.namespace_options.clone())
+        .unwrap_or_default();
+    let node = cri::NamespaceMode::Node as i32;
     ContainerParams {
         command: req.command.clone(),
         args: req.args.clone(),
@@ -56,6 +63,10 @@ pub(super) fn container_params(
             })
             .collect(),
         netns_path: Some(sandbox.netns_path.clone()),
+        // The network is the sandbox's: only the sandbox decides whether it is the node's.
+        host_network: sandbox.host_network(),
+        host_pid: namespaces.pid == node,
+        host_ipc: namespaces.ipc == node,
         hostname: sandbox.hostname.clone(),
         etc_files: vec![
             (sandbox.hostname_path.clone(), "/etc/hostname"),
@@ -75,6 +86,30 @@ pub(super) fn container_params(
         allow_privilege_escalation: false,
         add_capabilities: caps.add_capabilities,
         drop_capabilities: caps.drop_capabilities,
+        add_ambient_capabilities: caps.add_ambient_capabilities,
+        seccomp: seccomp_profile(sc.seccomp.as_ref().or(pod_sc.seccomp.as_ref())),
+    }
+}
+
+/// The sandbox's Linux security context (empty when it has none).
+fn sandbox_security(sandbox: &SandboxInfo) -> cri::LinuxSandboxSecurityContext {
+    sandbox
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.clone())
+        .unwrap_or_default()
+}
+
+/// The seccomp profile a CRI `SecurityProfile` names; none named means the runtime default.
+fn seccomp_profile(p: Option<&cri::SecurityProfile>) -> SeccompProfile {
+    use cri::security_profile::ProfileType;
+    match p.map(|p| (p.profile_type(), p)) {
+        None | Some((ProfileType::RuntimeDefault, _)) => SeccompProfile::RuntimeDefault,
+        Some((ProfileType::Unconfined, _)) => SeccompProfile::Unconfined,
+        Some((ProfileType::Localhost, p)) => {
+            SeccompProfile::Localhost(p.localhost_ref.clone().into())
+        }
     }
 }
 
@@ -210,6 +245,83 @@ mod tests {
             ("alice", "s3cret")
         );
         assert!(credentials_of(&cri::AuthConfig::default()).is_none());
+    }
+
+    fn sandbox(config: cri::PodSandboxConfig) -> SandboxInfo {
+        SandboxInfo {
+            id: "sb".into(),
+            netns_path: "/sb/netns".into(),
+            hostname: "h".into(),
+            hostname_path: "/sb/hostname".into(),
+            hosts_path: "/sb/hosts".into(),
+            resolv_conf_path: "/sb/resolv.conf".into(),
+            log_directory: None,
+            ip: None,
+            ready: true,
+            created_at_ns: 1,
+            config,
+        }
+    }
+
+    fn profile(t: cri::security_profile::ProfileType, r: &str) -> cri::SecurityProfile {
+        cri::SecurityProfile {
+            profile_type: t as i32,
+            localhost_ref: r.into(),
+        }
+    }
+
+    #[test]
+    fn seccomp_and_host_namespaces_come_from_the_container_then_the_sandbox() {
+        use cri::security_profile::ProfileType;
+        let node = cri::NamespaceMode::Node as i32;
+        let pod_sc = cri::LinuxSandboxSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                network: node,
+                pid: node,
+                ..Default::default()
+            }),
+            seccomp: Some(profile(ProfileType::Unconfined, "")),
+            ..Default::default()
+        };
+        let sb = sandbox(cri::PodSandboxConfig {
+            linux: Some(cri::LinuxPodSandboxConfig {
+                security_context: Some(pod_sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let inherits = container_params(&cri::ContainerConfig::default(), &sb);
+        assert!(inherits.host_network && inherits.host_pid && !inherits.host_ipc);
+        assert_eq!(inherits.seccomp, SeccompProfile::Unconfined);
+        let own_sc = cri::LinuxContainerSecurityContext {
+            namespace_options: Some(cri::NamespaceOption {
+                ipc: node,
+                ..Default::default()
+            }),
+            seccomp: Some(profile(ProfileType::Localhost, "/p.json")),
+            capabilities: Some(cri::Capability {
+                add_ambient_capabilities: vec!["NET_RAW".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let own = cri::ContainerConfig {
+            linux: Some(cri::LinuxContainerConfig {
+                security_context: Some(own_sc),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let p = container_params(&own, &sb);
+        assert!(p.host_network && !p.host_pid && p.host_ipc);
+        assert_eq!(p.seccomp, SeccompProfile::Localhost("/p.json".into()));
+        assert_eq!(p.add_ambient_capabilities, vec!["NET_RAW".to_string()]);
+        let plain = container_params(
+            &cri::ContainerConfig::default(),
+            &sandbox(Default::default()),
+        );
+        assert!(!plain.host_network && !plain.host_pid && !plain.host_ipc);
+        assert_eq!(plain.seccomp, SeccompProfile::RuntimeDefault);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::events::EventType;
 
 use super::Worker;
+use crate::pod::confine::Confinement;
 use crate::pod::decide::{self, Next};
 use crate::pod::spec::{self, FieldValues};
 use crate::pod::status::Instance;
@@ -106,6 +107,14 @@ impl Worker {
             self.track(&c.name).waiting = Some(("CreateContainerConfigError".into(), msg));
             return false;
         }
+        let confinement = match Confinement::of(&self.pod, c, &self.ctx.config.data_dir) {
+            Ok(confinement) => confinement,
+            Err(msg) => {
+                self.event(EventType::Warning, "Failed", format!("Error: {msg}"));
+                self.track(&c.name).waiting = Some(("CreateContainerConfigError".into(), msg));
+                return false;
+            }
+        };
         self.ensure_liveness(c).await;
         let Some(sandbox) = self.sandbox.as_ref() else {
             return false;
@@ -117,7 +126,13 @@ impl Worker {
         };
         let req = cri::CreateContainerRequest {
             pod_sandbox_id: sandbox.id.clone(),
-            config: Some(spec::container_config(&self.pod, c, restart_count, &fields)),
+            config: Some(spec::container_config(
+                &self.pod,
+                c,
+                restart_count,
+                &fields,
+                &confinement,
+            )),
             sandbox_config: Some(sandbox.config.clone()),
         };
         let id = match self.ctx.cri.runtime.clone().create_container(req).await {

@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 use super::{Sandbox, Worker, remove_sandbox};
 use crate::labels;
 use crate::pod::status::{self, PodView};
-use crate::pod::{decide, spec};
+use crate::pod::{confine, decide, spec};
 
 impl Worker {
     /// Stops the sandbox of a Pod whose containers have all ended for good (as the kubelet
@@ -103,12 +103,16 @@ impl Worker {
                 verbose: false,
             })
             .await?;
-        let ip = st
-            .into_inner()
-            .status
-            .and_then(|s| s.network)
-            .map(|n| n.ip)
-            .filter(|ip| !ip.is_empty());
+        // On the node's network the pod's IP is the node's, as the kubelet reports it.
+        let ip = if confine::host_network(&self.pod) {
+            Some(self.ctx.config.node_ip.to_string())
+        } else {
+            st.into_inner()
+                .status
+                .and_then(|s| s.network)
+                .map(|n| n.ip)
+                .filter(|ip| !ip.is_empty())
+        };
         tracing::debug!(pod = %self.pod.name_any(), took = ?began.elapsed(), "sandbox ready");
         self.sandbox = Some(Sandbox { id, ip, config });
         Ok(())

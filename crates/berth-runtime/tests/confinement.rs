@@ -155,7 +155,7 @@ fn a_host_network_sandbox_shares_the_node_network() {
         &f.tmp.path().join("net"),
         NetworkConfig {
             bridge: "berthconf0".into(),
-            cidr: Cidr::parse("10.79.0.0/24").expect("cidr"),
+            cidr: Cidr::parse_pod_cidr("10.79.0.0/24").expect("cidr"),
         },
     )
     .expect("network");

@@ -193,19 +193,12 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
     };
     let url = format!("https://{host}:{}", addr.port());
     let kubeconfig = server_dir.join("kubeconfig.yaml");
-    let tmp = server_dir.join("kubeconfig.yaml.tmp");
-    // Written via rename so a reader never sees half a file (tests wait for it to appear).
-    std::fs::write(
-        &tmp,
-        crate::kubeconfig::render(&url, &tls.ca_pem, state.auth.admin_token()),
+    // Written atomically so a reader never sees half a file (tests wait for it to appear).
+    berth_fs::write_atomic_private(
+        &kubeconfig,
+        crate::kubeconfig::render(&url, &tls.ca_pem, state.auth.admin_token()).as_bytes(),
     )
     .map_err(io("writing kubeconfig"))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .map_err(io("kubeconfig permissions"))?;
-    }
-    std::fs::rename(&tmp, &kubeconfig).map_err(io("writing kubeconfig"))?;
 
     let app = axum::Router::new()
         .fallback(crate::handler::handle)

@@ -43,21 +43,18 @@ fn read(path: &Path) -> Result<String, TlsError> {
     })
 }
 
+/// Writes one PEM file atomically; keys are private (0600) from their creation.
 fn write(path: &Path, data: &str) -> Result<(), TlsError> {
-    std::fs::write(path, data).map_err(|source| TlsError::Io {
+    let is_key = path.extension().is_some_and(|e| e == "key");
+    let written = if is_key {
+        berth_fs::write_atomic_private(path, data.as_bytes())
+    } else {
+        berth_fs::write_atomic(path, data.as_bytes())
+    };
+    written.map_err(|source| TlsError::Io {
         path: path.into(),
         source,
-    })?;
-    if path.extension().is_some_and(|e| e == "key") {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
-            |source| TlsError::Io {
-                path: path.into(),
-                source,
-            },
-        )?;
-    }
-    Ok(())
+    })
 }
 
 /// Loads the TLS material from `dir`, generating it first if any file is missing.

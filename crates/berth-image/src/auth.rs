@@ -139,24 +139,12 @@ impl DockerConfig {
 
     /// Writes the file (mode 0600, via a temp file and rename).
     pub fn save(&self, path: &Path) -> Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io("create", dir, e))?;
         }
-        let tmp = path.with_extension("json.tmp");
         let bytes =
             serde_json::to_vec_pretty(&self.value).map_err(|e| Error::json("docker config", e))?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| Error::io("create", &tmp, e))?;
-        f.write_all(&bytes)
-            .map_err(|e| Error::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))
+        berth_fs::write_atomic_private(path, &bytes).map_err(|e| Error::io("write", path, e))
     }
 }
 

@@ -58,12 +58,8 @@ impl LocalImages {
 
     fn save(&self, names: &BTreeMap<String, ImageEntry>) -> Result<()> {
         let p = self.names_path();
-        let tmp = self
-            .dir
-            .join(format!("names.json.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(names).map_err(|e| Error::json("names", e))?;
-        std::fs::write(&tmp, bytes).map_err(|e| Error::io("write", &tmp, e))?;
-        std::fs::rename(&tmp, &p).map_err(|e| Error::io("rename", &p, e))
+        berth_fs::write_atomic(&p, &bytes).map_err(|e| Error::io("write", &p, e))
     }
 
     /// Runs a read-modify-write of `names.json` under an exclusive file lock, so that

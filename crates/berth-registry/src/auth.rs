@@ -100,22 +100,12 @@ impl Credentials {
     }
 
     fn create(path: &Path) -> io::Result<Self> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let creds = Credentials {
             user: "berth".to_string(),
             password: hex::encode(rand::random::<[u8; 24]>()),
         };
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        writeln!(f, "{}:{}", creds.user, creds.password)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        let line = format!("{}:{}\n", creds.user, creds.password);
+        berth_fs::write_atomic_private(path, line.as_bytes())?;
         tracing::info!(path = %path.display(), "generated registry credentials");
         Ok(creds)
     }

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Names of repositories never start with `_`, so the `_` directories cannot collide with nested
-//! repositories, and tags never start with `.`, so `.tmp-*` files cannot collide with tags.
+//! repositories, and tags never start with `.`, so the `.tmp*` files of
+//! [`berth_fs::write_atomic`] cannot collide with tags.
 //! Every visible file appears by `rename`, so an interrupted write leaves nothing visible.
 
 use std::collections::HashMap;
@@ -456,16 +457,15 @@ async fn create_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `bytes` to a temp file beside `path`, then renames it over `path`.
-pub async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` atomically (see [`berth_fs::write_atomic`]), creating the parent first.
+/// Manifests can be megabytes and the write ends in fsyncs, so it runs on the blocking pool
+/// rather than stalling a runtime worker.
+async fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     create_parent(path).await?;
-    let tmp = path.with_file_name(format!(".tmp-{}", uuid::Uuid::new_v4()));
-    tokio::fs::write(&tmp, bytes).await?;
-    if let Err(e) = tokio::fs::rename(&tmp, path).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e);
-    }
-    Ok(())
+    let (path, bytes) = (path.to_path_buf(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || berth_fs::write_atomic(&path, &bytes))
+        .await
+        .map_err(io::Error::other)?
 }
 
 async fn remove_if_exists(path: &Path) -> io::Result<bool> {

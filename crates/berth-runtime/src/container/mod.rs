@@ -176,7 +176,7 @@ impl ContainerStore {
         let json =
             serde_json::to_vec_pretty(record).map_err(|e| io_at(dir)(io::Error::other(e)))?;
         let path = dir.join("state.json");
-        shim::write_atomic(&path, &json).map_err(io_at(&path))
+        berth_fs::write_atomic(&path, &json).map_err(io_at(&path))
     }
 
     /// Creates the container: overlay rootfs, config.json, and a shim holding it `created`.
@@ -283,7 +283,8 @@ impl ContainerStore {
         };
         let json =
             serde_json::to_vec(&record).map_err(|e| io_at(state_dir)(io::Error::other(e)))?;
-        shim::write_atomic(&state_dir.join(shim::EXIT_FILE), &json).map_err(io_at(state_dir))?;
+        berth_fs::write_atomic(&state_dir.join(shim::EXIT_FILE), &json)
+            .map_err(io_at(state_dir))?;
         Ok(record)
     }
 

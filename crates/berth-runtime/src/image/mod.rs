@@ -134,7 +134,7 @@ impl ImageStore {
 
     fn save(&self, r: &ImageRecord) -> Result<(), ImageError> {
         let json = serde_json::to_vec_pretty(r).map_err(io::Error::other)?;
-        crate::shim::write_atomic(&self.record_path(&r.id), &json)?;
+        berth_fs::write_atomic(&self.record_path(&r.id), &json)?;
         Ok(())
     }
 

@@ -151,7 +151,7 @@ impl SandboxStore {
     fn save(&self, dir: &Path, r: &SandboxRecord) -> Result<(), SandboxError> {
         let json = serde_json::to_vec(r).map_err(|e| io_at(dir)(io::Error::other(e)))?;
         let p = dir.join("sandbox.json");
-        crate::shim::write_atomic(&p, &json).map_err(io_at(&p))
+        berth_fs::write_atomic(&p, &json).map_err(io_at(&p))
     }
 
     /// Creates a sandbox: netns, hostname, hosts and resolv.conf.

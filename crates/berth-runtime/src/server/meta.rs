@@ -76,7 +76,7 @@ impl CriService {
     pub(super) fn save_meta(&self, id: &str, meta: &CriMeta) -> Result<(), Status> {
         let dir = self.containers.path(id).map_err(container_status)?;
         let json = serde_json::to_vec(meta).map_err(internal)?;
-        crate::shim::write_atomic(&dir.join(META_FILE), &json).map_err(internal)
+        berth_fs::write_atomic(&dir.join(META_FILE), &json).map_err(internal)
     }
 
     /// The ids of the containers of sandbox `sandbox_id`.

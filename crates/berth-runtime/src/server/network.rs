@@ -95,7 +95,7 @@ impl CriService {
             ))
         })?;
         let saved = format!("{} {}/{}\n", config.bridge, cidr.network(), cidr.prefix());
-        crate::shim::write_atomic(&self.net_dir.join(POD_NETWORK_FILE), saved.as_bytes())
+        berth_fs::write_atomic(&self.net_dir.join(POD_NETWORK_FILE), saved.as_bytes())
             .map_err(|e| Status::internal(format!("saving the pod network: {e}")))?;
         tracing::info!(bridge = %config.bridge, cidr = %format!("{}/{}", cidr.network(), cidr.prefix()), "pod network set over CRI");
         self.sandboxes.set_network(network);

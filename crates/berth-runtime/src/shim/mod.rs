@@ -118,17 +118,6 @@ pub fn read_exit(state_dir: &Path) -> Option<ExitRecord> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Writes `data` to `path` atomically (temp file in the same dir + rename).
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(tmp, path)
-}
-
 static REOPEN_LOG: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigusr1(_: libc::c_int) {
@@ -194,7 +183,7 @@ pub fn run(cfg: &ShimConfig) -> Result<(), ShimError> {
         reason: reason.to_string(),
     };
     let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
-    write_atomic(&cfg.state_dir.join(EXIT_FILE), &json)?;
+    berth_fs::write_atomic(&cfg.state_dir.join(EXIT_FILE), &json)?;
     let _ = runtime_cmd(cfg)
         .args(["delete", "--force", &cfg.id])
         .stdout(Stdio::null())

@@ -5,16 +5,25 @@
 //! - [`server`]: a `berth server` under test (`TestServer`, also as a whole node);
 //! - [`node`]: names, ports and teardown of a node under test;
 //! - [`http`]: a minimal HTTP client for requests through service ports;
-//! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers;
-//! - [`runtime`]: a `berth runtime` under test (test images come from `berth_runtime::testimage`).
+//! - [`kubectl`]: kubectl against a test server, asserting success or failure;
+//! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers (berth-testkit's, re-exported);
+//! - [`registry`]: a `berth registry` under test;
+//! - [`umoci`]: OCI layouts made by `umoci`, an independent producer;
+//! - [`runtime`]: a `berth runtime` under test (test images come from `berth_testkit::busybox`).
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod http;
+pub mod kubectl;
 pub mod node;
-pub mod peer;
+pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod umoci;
 
 use std::path::PathBuf;
+
+pub use berth_testkit::{free_port, peer};
 
 /// The `berth` binary under test: `$BERTH_BIN`, else `target/<profile>/berth` beside the test
 /// executable (cargo puts test executables in `target/<profile>/deps/`).
@@ -42,12 +51,4 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("e2e/ sits in the repository root")
         .to_path_buf()
-}
-
-/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }

@@ -215,20 +215,14 @@ fn remove_cgroups(data_dir: &Path) {
     }
 }
 
-/// Pushes the busybox test image (berth_runtime::testimage: sh, httpd with CGI, sleep ...) to the
+/// Pushes the busybox test image (berth_testkit::busybox: sh, httpd with CGI, sleep ...) to the
 /// registry on `registry_port` of the node whose data dir is `work`; returns its reference.
 pub fn push_busybox(work: &Path, registry_port: u16) -> anyhow::Result<String> {
-    let dir = work.join("busybox-image");
-    let layout = berth_runtime::testimage::busybox_layout(&dir)?;
     let image = format!("127.0.0.1:{registry_port}/test/busybox:latest");
     // The node's registry lets anyone pull but wants its credentials for a push.
     let creds = std::fs::read_to_string(work.join("registry/credentials")).unwrap_or_default();
     let creds = Some(creds.trim()).filter(|c| !c.is_empty());
-    crate::peer::skopeo_copy(
-        &format!("oci:{}:latest", layout.display()),
-        &format!("docker://{image}"),
-        creds,
-    )?;
+    berth_testkit::busybox::push_busybox(&work.join("busybox-image"), &image, creds)?;
     Ok(image)
 }
 

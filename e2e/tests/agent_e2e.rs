@@ -2,7 +2,8 @@
 //! and driving a separate `berth runtime` over CRI: the split a second machine uses. The agent is
 //! killed while its Pod runs; the container keeps running and the restarted agent adopts it.
 //! Needs root.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -155,7 +156,7 @@ async fn a_separate_agent_restarts_without_touching_its_containers() {
 
     // A bare Pod bound to n1, its image in a peer registry (Debian's docker-registry).
     let registry = berth_e2e::peer::DockerRegistry::start().unwrap();
-    let layout = berth_runtime::testimage::busybox_layout(data.path()).unwrap();
+    let layout = berth_testkit::busybox::busybox_layout(data.path()).unwrap();
     let image = format!("{}/test/busybox:latest", registry.host());
     berth_e2e::peer::skopeo_copy(
         &format!("oci:{}:latest", layout.display()),

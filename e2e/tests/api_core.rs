@@ -1,7 +1,8 @@
 //! Built-in resources through kube-rs: pods/binding, graceful pod deletion, events served as both
 //! core/v1 and events.k8s.io/v1, lease upserts, namespace deletion, the node token's limits and
 //! streaming-list validation.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::time::Duration;
 

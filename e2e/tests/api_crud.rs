@@ -1,5 +1,6 @@
 //! kube-rs CRUD against a real `berth server`, and the errors a client sees.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::core::v1::ConfigMap;

@@ -1,6 +1,7 @@
 //! Durability of `berth server`: state survives a restart, and a kill -9 during a burst of
 //! concurrent creates keeps every acknowledged write.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 

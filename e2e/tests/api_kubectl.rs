@@ -1,10 +1,9 @@
 //! The real `kubectl` against `berth server`: apply (client- and server-side), printer columns,
 //! scale, explain, delete, watch, api-resources, and bad input that must change nothing.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Output;
-
+use berth_e2e::kubectl::{fails, ok, run, write};
 use berth_e2e::server::TestServer;
 
 /// The example manifests shipped with berth.
@@ -41,40 +40,6 @@ fn expected_header() -> Vec<String> {
         }
     }
     cols
-}
-
-fn run(server: &TestServer, args: &[&str]) -> Output {
-    server.kubectl().args(args).output().expect("run kubectl")
-}
-
-/// Runs kubectl, asserting success; returns stdout.
-fn ok(server: &TestServer, args: &[&str]) -> String {
-    let out = run(server, args);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs kubectl, asserting failure; returns stderr.
-fn fails(server: &TestServer, args: &[&str]) -> String {
-    let out = run(server, args);
-    assert!(
-        !out.status.success(),
-        "kubectl {args:?} unexpectedly succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn write(dir: &Path, name: &str, content: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p.to_string_lossy().into_owned()
 }
 
 /// A server with the ModelService CRD established, and a directory for manifests.

@@ -1,6 +1,7 @@
 //! kube-rs against ModelServices (a CRD served by `berth server`): CRUD, status and scale
 //! subresources, generation, finalizers, and garbage collection of owned Pods.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::time::Duration;
 

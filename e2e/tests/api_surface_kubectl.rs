@@ -1,35 +1,11 @@
 //! The API surface as kubectl uses it on built-in kinds: client-side apply's 3-way strategic merge
 //! patches (dropped keys, env vars and labels disappear; re-applying prints `unchanged`),
 //! server-side apply removing fields a manager stops applying, and `kubectl get` columns.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Output;
-
+use berth_e2e::kubectl::{ok, write};
 use berth_e2e::server::TestServer;
-
-fn run(server: &TestServer, args: &[&str]) -> Output {
-    server.kubectl().args(args).output().expect("run kubectl")
-}
-
-/// Runs kubectl, asserting success; returns stdout.
-fn ok(server: &TestServer, args: &[&str]) -> String {
-    let out = run(server, args);
-    assert!(
-        out.status.success(),
-        "kubectl {args:?} failed: {}{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn write(dir: &Path, name: &str, content: &str) -> String {
-    let p = dir.join(name);
-    std::fs::write(&p, content).unwrap();
-    p.to_string_lossy().into_owned()
-}
 
 fn configmap(data: &str, labels: &str) -> String {
     format!(

@@ -1,6 +1,7 @@
 //! kube-rs watchers against a real `berth server`: the default list+watch and streaming lists see
 //! create, update and delete in order.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! `berth apply/get/describe/delete/scale` against a real `berth server`, run as a user would
 //! (the binary, a kubeconfig in KUBECONFIG), checking what they print and what the server holds.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Output, Stdio};

@@ -1,7 +1,8 @@
 //! The controllers against a real `berth server`: the tests play the node agent (a Ready Node
 //! with capacity, Pods flipped to Ready, terminating Pods finalized) while the ModelService
 //! controller and the scheduler run in-process.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -9,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use berth_api::labels::{MODELSERVICE_LABEL, TEMPLATE_HASH_LABEL};
 use berth_api::{ModelService, ModelServiceSpec};
-use berth_controller::{ControllerOptions, MODELSERVICE_LABEL, TEMPLATE_HASH_LABEL};
+use berth_controller::ControllerOptions;
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};

@@ -3,7 +3,8 @@
 //! Every escape is refused with an error naming it, and nothing is written outside the unpack
 //! directory; the one layer that is confined instead (absolute paths) lands inside it. A benign
 //! image unpacked the same way is the control.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -33,7 +34,7 @@ fn pull_unpack_refuses_hostile_layers_and_writes_nothing_outside() {
     let outside = hostile::outside_dir(tmp.path()).unwrap();
     for layer in hostile::hostile_layers(&outside).unwrap() {
         let layout =
-            berth_runtime::testimage::write_layout(tmp.path(), layer.name, &layer.tar).unwrap();
+            berth_testkit::busybox::write_layout(tmp.path(), layer.name, &layer.tar).unwrap();
         let image = format!("{}/hostile/{}:latest", reg.host(), layer.name);
         skopeo_copy(
             &format!("oci:{}:latest", layout.display()),
@@ -65,7 +66,7 @@ fn pull_unpack_refuses_hostile_layers_and_writes_nothing_outside() {
 fn pull_unpack_writes_a_benign_image_root_filesystem() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = DockerRegistry::start().unwrap();
-    let layout = berth_runtime::testimage::busybox_layout(tmp.path()).unwrap();
+    let layout = berth_testkit::busybox::busybox_layout(tmp.path()).unwrap();
     let image = format!("{}/test/busybox:latest", reg.host());
     skopeo_copy(
         &format!("oci:{}:latest", layout.display()),

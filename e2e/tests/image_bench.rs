@@ -1,5 +1,6 @@
 //! `berth bench image` runs end to end on a small image and prints both tools' figures.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
 

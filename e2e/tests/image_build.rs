@@ -2,12 +2,14 @@
 //! digests with and without the build cache) and a fixture exercising ARG/--build-arg, ADD of a
 //! tar archive, --chown, globs, WORKDIR, ENTRYPOINT, a base image pulled from a registry, and
 //! the RUN error.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use berth_e2e::peer::{DockerRegistry, skopeo_copy};
+use berth_e2e::umoci::umoci;
 use berth_e2e::{berth_bin, repo_root};
 use serde_json::Value;
 
@@ -192,12 +194,7 @@ fn fixture_build_with_args_archives_chown_and_a_registry_base() {
             "/etc/base-file",
         ],
     ] {
-        let out = Command::new("umoci").args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        umoci(&args);
     }
     let base = format!("{}/base/img:1", reg.host());
     skopeo_copy(&format!("oci:{l}:base"), &format!("docker://{base}"), None).unwrap();

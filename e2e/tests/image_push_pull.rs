@@ -2,14 +2,16 @@
 //! round trips against Debian's `docker-registry` and against `berth registry`, with the source
 //! image made by `umoci` (busybox-static layer) and placed with `skopeo`. Each test has its own
 //! data dirs, docker config dir and registries, so they run in parallel.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-use berth_e2e::peer::{self, DockerRegistry, skopeo, skopeo_copy, skopeo_raw_manifest};
-use berth_e2e::{berth_bin, free_port};
+use berth_e2e::berth_bin;
+use berth_e2e::peer::{DockerRegistry, skopeo, skopeo_copy, skopeo_raw_manifest};
+use berth_e2e::registry::BerthRegistry;
+use berth_e2e::umoci::busybox_layout;
 
 /// Runs berth with `DOCKER_CONFIG` pointing into `home` (never the user's real config).
 fn berth(home: &Path, args: &[&str]) -> Output {
@@ -52,87 +54,6 @@ fn sha256(bytes: &[u8]) -> String {
             .next()
             .unwrap()
     )
-}
-
-/// An OCI layout at `<dir>/oci` tagged `base`: an empty umoci image plus /bin/busybox.
-fn busybox_layout(dir: &Path) -> PathBuf {
-    let layout = dir.join("oci");
-    let l = layout.to_str().unwrap().to_string();
-    for args in [
-        vec!["init", "--layout", &l],
-        vec!["new", "--image", &format!("{l}:base")],
-        vec![
-            "insert",
-            "--image",
-            &format!("{l}:base"),
-            "/bin/busybox",
-            "/bin/busybox",
-        ],
-        vec!["gc", "--layout", &l],
-    ] {
-        let out = Command::new("umoci")
-            .args(&args)
-            .output()
-            .expect("umoci installed");
-        assert!(
-            out.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    layout
-}
-
-/// `berth registry` on a free port with its own data dir; killed on drop.
-struct BerthRegistry {
-    child: Child,
-    port: u16,
-    data: tempfile::TempDir,
-}
-
-impl BerthRegistry {
-    fn start() -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(data.path().join("registry.log")).unwrap();
-        let child = Command::new(berth_bin())
-            .args(["registry", "--port", &port.to_string(), "--data-dir"])
-            .arg(data.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut reg = BerthRegistry { child, port, data };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while peer::http_status(&reg.host(), "/v2/").is_err() {
-            assert!(
-                reg.child.try_wait().unwrap().is_none(),
-                "berth registry exited"
-            );
-            assert!(Instant::now() < deadline, "berth registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn creds(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("registry/credentials"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-}
-
-impl Drop for BerthRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -203,7 +124,7 @@ fn pull_push_round_trip_through_docker_registry_keeps_digests() {
 fn push_to_berth_registry_needs_credentials_and_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
     let peer_reg = DockerRegistry::start().unwrap();
-    let berth_reg = BerthRegistry::start();
+    let berth_reg = BerthRegistry::start("push");
     let layout = busybox_layout(tmp.path());
     let src = format!("{}/src/busybox:v1", peer_reg.host());
     skopeo_copy(
@@ -236,7 +157,7 @@ fn push_to_berth_registry_needs_credentials_and_round_trips() {
     assert!(!tmp.path().join("docker/config.json").exists());
 
     // Login with the registry's generated credentials (read from its data dir), then push.
-    let reg_data = berth_reg.data.path().to_str().unwrap();
+    let reg_data = berth_reg.data_dir().to_str().unwrap();
     ok(berth(
         tmp.path(),
         &["login", "--data-dir", reg_data, &berth_reg.host()],

@@ -3,7 +3,8 @@
 //! timestamps, follow until the container ends, previous after a restart, ms/NAME) and
 //! `berth exec` / `kubectl exec` (output, stdin, terminals, exit codes) through the API server's pods/log and
 //! pods/exec and the agent's node endpoint. Needs root (CI runs as root).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};

@@ -4,7 +4,8 @@
 //!
 //! Each test has a node of its own (bridge, pod CIDR and ports: `TestServer::start_node`), so they
 //! run in parallel.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

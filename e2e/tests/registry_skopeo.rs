@@ -1,141 +1,16 @@
 //! `berth registry` against the real `skopeo`: push an OCI image built on the fly (busybox-static
 //! layer, via `umoci`), pull it back byte for byte, with and without credentials; garbage
 //! collection through `berth registry gc`; and a copy into Debian's docker-registry.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use berth_e2e::peer::{self, DockerRegistry, skopeo, skopeo_copy, skopeo_raw_manifest};
-use berth_e2e::{berth_bin, free_port};
-
-/// A `berth registry` process with its own data dir, stopped on drop.
-struct BerthRegistry {
-    child: Child,
-    port: u16,
-    data: tempfile::TempDir,
-}
-
-impl BerthRegistry {
-    fn start(auth: &str) -> Self {
-        Self::start_with(auth, &[])
-    }
-
-    /// Starts it with extra flags; with `--tls-cert`, readiness is a TCP connect (the plain-HTTP
-    /// probe cannot talk to a TLS port).
-    fn start_with(auth: &str, extra: &[&str]) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let tls = extra.contains(&"--tls-cert");
-        let port = free_port();
-        let log = std::fs::File::create(data.path().join("registry.log")).unwrap();
-        let child = Command::new(berth_bin())
-            .args([
-                "registry",
-                "--port",
-                &port.to_string(),
-                "--registry-auth",
-                auth,
-                "--data-dir",
-            ])
-            .arg(data.path())
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut reg = BerthRegistry { child, port, data };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            assert!(
-                reg.child.try_wait().unwrap().is_none(),
-                "berth registry exited:\n{}",
-                reg.log()
-            );
-            let up = if tls {
-                std::net::TcpStream::connect(reg.host()).is_ok()
-            } else {
-                peer::http_status(&reg.host(), "/v2/").is_ok()
-            };
-            if up {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "berth registry did not start:\n{}",
-                reg.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn creds(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("registry/credentials"))
-            .unwrap()
-            .trim()
-            .to_string()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.data.path().join("registry.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM, wait for a clean exit, and hand back the data dir.
-    fn stop(mut self) -> tempfile::TempDir {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = self.child.wait().unwrap();
-        assert!(
-            status.success(),
-            "berth registry did not exit cleanly ({status}):\n{}",
-            self.log()
-        );
-        let data = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.data, data)
-    }
-}
-
-impl Drop for BerthRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// An OCI layout at `<dir>/oci` with tag `base`: an empty umoci image plus /bin/busybox.
-fn busybox_layout(dir: &Path) -> PathBuf {
-    let layout = dir.join("oci");
-    let umoci = |args: &[&str]| {
-        let out = Command::new("umoci")
-            .args(args)
-            .output()
-            .expect("umoci installed");
-        assert!(
-            out.status.success(),
-            "umoci {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let l = layout.to_str().unwrap();
-    umoci(&["init", "--layout", l]);
-    umoci(&["new", "--image", &format!("{l}:base")]);
-    umoci(&[
-        "insert",
-        "--image",
-        &format!("{l}:base"),
-        "/bin/busybox",
-        "/bin/busybox",
-    ]);
-    // Drop the blobs of the empty image `insert` replaced, so the layout holds one image.
-    umoci(&["gc", "--layout", l]);
-    layout
-}
+use berth_e2e::berth_bin;
+use berth_e2e::peer::{DockerRegistry, skopeo, skopeo_copy, skopeo_raw_manifest};
+use berth_e2e::registry::BerthRegistry;
+use berth_e2e::umoci::busybox_layout;
 
 /// Every blob file of an OCI layout: name -> bytes.
 fn layout_blobs(layout: &Path) -> Vec<(String, Vec<u8>)> {
@@ -248,7 +123,7 @@ fn push_without_credentials_is_refused() {
     assert!(wrong.is_err());
     // Nothing of it is visible.
     assert!(skopeo_raw_manifest(&format!("docker://{}/e2e/anon:v1", reg.host()), None).is_err());
-    assert!(!reg.data.path().join("registry/repos/e2e/anon").exists());
+    assert!(!reg.data_dir().join("registry/repos/e2e/anon").exists());
 }
 
 #[test]
@@ -291,7 +166,7 @@ fn gc_after_delete_frees_the_image_and_refuses_while_serving() {
             .unwrap()
     };
 
-    let busy = gc(reg.data.path());
+    let busy = gc(reg.data_dir());
     assert!(
         !busy.status.success(),
         "gc must refuse while the registry serves the directory"

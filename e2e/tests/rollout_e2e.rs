@@ -1,14 +1,15 @@
 //! `berth rollout status` against a real `berth server` with its controllers: the test plays the
 //! node agent (a Ready Node, Pods flipped Ready, terminating Pods finalized) so the rollout's
 //! progress is under its control.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::io::Read as _;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
-use berth_controller::MODELSERVICE_LABEL;
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt as _;

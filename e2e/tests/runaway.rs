@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
-use berth_controller::MODELSERVICE_LABEL;
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::ResourceExt;

@@ -1,6 +1,7 @@
 //! `berth runtime` and `berth bench runtime` as processes (root, as CI runs). The CRI behaviour
 //! itself is covered through the socket by crates/berth-runtime/tests/{cri,containers}.rs.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use berth_e2e::runtime::{TestRuntime, in_private_netns};
 

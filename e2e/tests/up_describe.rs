@@ -2,7 +2,8 @@
 //! the test writes the Pod status and Events itself): `berth get pods -o wide` shows node, IP and
 //! restarts; `berth describe pod` shows conditions and Events written through core/v1 and through
 //! events.k8s.io/v1 (how kube-runtime's Recorder, and so the agent, records them).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::core::v1::{Event, ObjectReference, Pod};

@@ -2,7 +2,8 @@
 //! pushed, applied and becomes Ready, the printed curl line works through the service port,
 //! SIGTERM stops it cleanly, and a second `berth up` on the same data dir resumes without
 //! duplicate Pods. Ports, bridge and pod CIDR are the test's own; everything is removed at the end.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};

@@ -17,7 +17,8 @@
 //! - [`server`]: the node's HTTPS endpoint the API server proxies `pods/log` and `pods/exec` to.
 //!
 //! [`run`] runs all of it until the future is dropped.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod agent;
 pub mod backoff;

@@ -13,7 +13,8 @@
 //! - deleting a Pod stops and removes its sandbox and containers, then the Pod object.
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 
@@ -567,8 +568,10 @@ fn cgroups_of(id: &str) -> Vec<std::path::PathBuf> {
 }
 
 async fn agent_core(tmp: &Path) {
-    let registry = Registry::start(tmp);
-    let image = registry.push(&busybox(&tmp.join("img")), "busybox");
+    let registry = Registry::start().expect("docker-registry installed");
+    let image = registry
+        .push(&busybox(&tmp.join("img")), "busybox")
+        .expect("push");
 
     let pid = std::process::id();
     let bridge = format!("bca{:05x}", pid & 0xfffff);

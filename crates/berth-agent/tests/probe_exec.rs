@@ -3,7 +3,8 @@
 //! docker-registry on loopback and pulled through CRI, one pod sandbox (loopback only).
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 
@@ -201,7 +202,7 @@ async fn checks(c: &mut berth_cri::CriClient, plain: (&str, &str), healthy: (&st
 }
 
 async fn exec_probes_and_healthcheck(tmp: &Path) {
-    let registry = Registry::start(tmp);
+    let registry = Registry::start().expect("docker-registry installed");
     let plain_layout = busybox(&tmp.join("plain"));
     let healthy_layout = busybox(&tmp.join("healthy"));
     add_healthcheck(
@@ -211,8 +212,8 @@ async fn exec_probes_and_healthcheck(tmp: &Path) {
             "Interval": 1_000_000_000u64, "Timeout": 2_000_000_000u64, "Retries": 4,
         }),
     );
-    let plain_image = registry.push(&plain_layout, "plain");
-    let healthy_image = registry.push(&healthy_layout, "healthy");
+    let plain_image = registry.push(&plain_layout, "plain").expect("push");
+    let healthy_image = registry.push(&healthy_layout, "healthy").expect("push");
 
     let runtime = Runtime::serve(open_runtime(tmp), &tmp.join("cri.sock")).await;
     let mut c = runtime.cri.clone();

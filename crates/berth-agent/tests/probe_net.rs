@@ -1,7 +1,8 @@
 //! httpGet and tcpSocket probe loops against local listeners on 127.0.0.1 (no root needed):
 //! verdict changes after the thresholds, failure messages, timeouts against a silent server,
 //! startup probes ending after success, and dropping a probe stopping it.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 

@@ -2,7 +2,8 @@
 //! a new connection per request (what `curl` does), over one kept-alive connection, and a bulk
 //! upload. Every exchange is checked; the figures are printed, not asserted:
 //! `cargo test -p berth-agent --test proxy_bench -- --nocapture`.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 

@@ -4,7 +4,8 @@
 //!
 //! Each backend greets a connection with its name and a newline, then echoes what the client sent
 //! once the client half-closes, so a reply shows both who served it and that bytes went both ways.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 

@@ -5,7 +5,8 @@
 //! in-process API server (pods/log, pods/exec) with kube-rs and the real kubectl.
 //!
 //! This test binary is also the runtime's shim (`<this exe> shim ...`), hence `harness = false`.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod support;
 
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_agent::AgentConfig;
 use berth_agent::labels;
@@ -84,26 +85,7 @@ impl Node {
     }
 
     async fn wait_exited(&mut self, id: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let status = self
-                .cri
-                .runtime
-                .container_status(cri::ContainerStatusRequest {
-                    container_id: id.into(),
-                    verbose: false,
-                })
-                .await
-                .expect("status")
-                .into_inner()
-                .status
-                .expect("status");
-            if status.state() == cri::ContainerState::ContainerExited {
-                return;
-            }
-            assert!(Instant::now() < deadline, "container {id} did not exit");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        berth_testkit::cri::wait_exited(&mut self.cri, id, WAIT).await;
     }
 }
 
@@ -674,8 +656,10 @@ async fn api_checks(node: &mut Node, server: berth_apiserver::Running, client: k
 }
 
 async fn logs_and_exec(tmp: &Path) {
-    let registry = Registry::start(tmp);
-    let image = registry.push(&busybox(&tmp.join("image")), "busybox");
+    let registry = Registry::start().expect("docker-registry installed");
+    let image = registry
+        .push(&busybox(&tmp.join("image")), "busybox")
+        .expect("push");
     let mut service = open_runtime(tmp);
     service.start_streaming().await.expect("streaming server");
     let runtime = Runtime::serve(service, &tmp.join("cri.sock")).await;

@@ -2,11 +2,15 @@
 //!
 //! - [`modelservice`]: the `ModelService` type (`berth.dev/v1alpha1`) and its spec/status;
 //! - [`validation`]: every problem of an object, with Kubernetes field paths and reasons;
-//! - [`names`], [`image_ref`], [`quantity`]: the grammars validation relies on, reusable by the
-//!   API server and clients.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+//! - [`labels`]: the label keys the controllers, the agent and the CLI share;
+//! - [`names`], [`quantity`]: the grammars validation relies on, reusable by the API server and
+//!   clients (image references are `berth_oci::reference`'s);
+//! - [`image`]: defaults derived from a container's image, such as its pull policy.
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
-pub mod image_ref;
+pub mod image;
+pub mod labels;
 pub mod modelservice;
 pub mod names;
 pub mod quantity;

@@ -149,6 +149,17 @@ pub enum PullPolicy {
     Never,
 }
 
+impl PullPolicy {
+    /// The policy as Kubernetes spells it in `imagePullPolicy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::Always => "Always",
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
 /// Replacement strategy of a ModelService (only rolling updates exist).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

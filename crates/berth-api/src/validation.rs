@@ -10,7 +10,6 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
-use crate::image_ref::ImageRef;
 use crate::modelservice::{ModelService, ModelServiceSpec};
 use crate::names;
 use crate::quantity::parse_quantity;
@@ -264,7 +263,7 @@ fn validate_spec(spec: &ModelServiceSpec, errs: &mut Vec<FieldError>) {
 fn validate_image(image: &str, errs: &mut Vec<FieldError>) {
     if image.is_empty() {
         errs.push(FieldError::required("spec.image", ""));
-    } else if let Err(e) = ImageRef::parse(image) {
+    } else if let Err(e) = berth_oci::Reference::parse(image) {
         errs.push(FieldError::invalid(
             "spec.image",
             json!(image),

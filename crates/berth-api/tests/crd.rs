@@ -1,5 +1,6 @@
 //! The CRD berth serves: its shape, and that the committed manifest is exactly `berth crd`'s output.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use serde_json::Value;
 

@@ -1,5 +1,6 @@
 //! ModelService validation as a user sees it: every problem, each with its Kubernetes field path.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use berth_api::{ErrorType, ModelService, validate, validate_value};
 use serde_json::{Value, json};

@@ -8,8 +8,16 @@
 //! Writes go through [`patch`] (patch formats, server-side apply, managedFields); reads can be
 //! Tables ([`table`], CRD columns through [`jsonpath`]); discovery and OpenAPI documents come
 //! from [`discovery`] and [`openapi`].
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
-
+//!
+//! Beside them: [`crd`] (serving stored CustomResourceDefinitions), [`schema`] (their structural
+//! schemas: pruning, defaults, validation), [`query`] and [`selector`] (list options, label and
+//! field selectors), [`protobuf`] (the protobuf bodies kubectl sends for a few core types),
+//! [`gc`] (ownerReference garbage collection), [`extensions`] and [`nodeproxy`] (subresources
+//! served by node agents: pods/log, pods/exec), [`state`] (the server's shared state),
+//! [`error`] (metav1.Status errors), and [`tls`] and [`kubeconfig`] (the server's certificate
+//! files under its data dir, and the admin kubeconfig).
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 // Guard-then-act steps read more plainly as nested `if`s than as long let-chains.
 #![allow(clippy::collapsible_if)]
 

@@ -7,9 +7,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_store::Store;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -65,13 +62,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Serves until the accept loop ends (it only ends on a listener error).
+    /// Serves until the accept loop ends (it never does on its own: accept errors are survived).
     pub async fn wait(self) {
         let _ = self.accept.await;
         self.gc.abort();
     }
 
-    /// Stops accepting connections and stops background tasks.
+    /// Stops accepting connections, ends open ones and stops background tasks.
     pub fn stop(&self) {
         self.accept.abort();
         self.gc.abort();
@@ -213,36 +210,12 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
     let app = axum::Router::new()
         .fallback(crate::handler::handle)
         .with_state(state.clone());
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config);
-    let accept = tokio::spawn(async move {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            };
-            let acceptor = acceptor.clone();
-            let app = app.clone();
-            tokio::spawn(async move {
-                let tls = match acceptor.accept(tcp).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                };
-                let svc = TowerToHyperService::new(app);
-                if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                    .await
-                {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                }
-            });
-        }
-    });
+    let accept = tokio::spawn(berth_tls::serve_router(
+        listener,
+        tls_config,
+        app,
+        std::future::pending(),
+    ));
     if state.options.compact_on_start {
         compact_now(&state).await?;
     }

@@ -1,17 +1,12 @@
-//! The server's TLS material: a CA and a serving certificate signed by it, generated on first start
-//! under `<data>/server/tls/` and reused afterwards.
-//!
-//! A separate CA matters: rustls (kube-rs) rejects a self-signed leaf used as
-//! `certificate-authority-data` (kube-rs#1767).
+//! Where the API server keeps its TLS material and what its serving certificate names: a CA and
+//! a serving certificate signed by it (made by `berth-tls`), generated on first start under
+//! `<data>/server/tls/` and reused afterwards.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType,
-};
+use berth_tls::{Alpn, CertificateAuthority, Sans};
 
 /// Errors while creating or loading TLS material.
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +18,11 @@ pub enum TlsError {
         source: std::io::Error,
     },
     /// Certificate generation failed.
-    #[error("generating certificate: {0}")]
-    Rcgen(#[from] rcgen::Error),
-    /// rustls rejected the material.
-    #[error("tls configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-    /// A PEM file held no usable key or certificate.
-    #[error("no {what} found in {path}")]
-    Missing { what: &'static str, path: PathBuf },
+    #[error(transparent)]
+    Cert(#[from] berth_tls::CertError),
+    /// The serving certificate or key is unusable.
+    #[error(transparent)]
+    Config(#[from] berth_tls::ConfigError),
 }
 
 /// The PEM files of the server's TLS identity.
@@ -88,58 +80,34 @@ pub fn load_or_create(dir: &Path) -> Result<TlsMaterial, TlsError> {
 }
 
 fn generate(dir: &Path) -> Result<(), TlsError> {
-    let ca_key = KeyPair::generate()?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "berth-ca");
-    ca_params.distinguished_name = dn;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca_params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let ca_cert = ca_params.self_signed(&ca_key)?;
-    let issuer = Issuer::new(ca_params, &ca_key);
+    let ca = CertificateAuthority::generate("berth-ca")?;
+    let serving = ca.issue_serving("berth-apiserver", &serving_sans())?;
+    write(&dir.join("ca.key"), &ca.key_pem())?;
+    write(&dir.join("server.key"), &serving.key_pem)?;
+    write(&dir.join("server.crt"), &serving.cert_pem)?;
+    // The CA certificate is written last: its presence marks the set as complete.
+    write(&dir.join("ca.crt"), &ca.cert_pem())?;
+    Ok(())
+}
 
-    let mut params = CertificateParams::new(vec![
+/// The names clients reach the API server by: localhost, the in-cluster service name, the host
+/// name, loopback and the host's own addresses.
+fn serving_sans() -> Sans {
+    let mut dns = vec![
         "localhost".to_string(),
         "kubernetes.default.svc".to_string(),
-    ])?;
-    for ip in host_addresses() {
-        params.subject_alt_names.push(SanType::IpAddress(ip));
-    }
+    ];
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let host = host.trim();
-        if !host.is_empty() && host != "localhost" {
-            if let Ok(name) = host.to_string().try_into() {
-                params.subject_alt_names.push(SanType::DnsName(name));
-            }
+        // Certificate DNS names are ASCII; a host name that is not is left out.
+        if !host.is_empty() && host != "localhost" && host.is_ascii() {
+            dns.push(host.to_string());
         }
     }
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "berth-apiserver");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::ExplicitNoCa;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_after = rcgen::date_time_ymd(2099, 1, 1);
-    let key = KeyPair::generate()?;
-    let cert = params.signed_by(&key, &issuer)?;
-
-    write(&dir.join("ca.key"), &ca_key.serialize_pem())?;
-    write(&dir.join("server.key"), &key.serialize_pem())?;
-    write(
-        &dir.join("server.crt"),
-        &format!("{}{}", cert.pem(), ca_cert.pem()),
-    )?;
-    // The CA certificate is written last: its presence marks the set as complete.
-    write(&dir.join("ca.crt"), &ca_cert.pem())?;
-    Ok(())
+    Sans {
+        dns,
+        ips: host_addresses(),
+    }
 }
 
 /// Loopback plus the host's own addresses (as the kernel reports them), for IP SANs.
@@ -166,27 +134,9 @@ fn host_addresses() -> Vec<IpAddr> {
 
 /// A rustls server configuration (HTTP/2 and HTTP/1.1 via ALPN) from the material.
 pub fn server_config(m: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let certs: Vec<_> = rustls_pemfile::certs(&mut read(&m.cert_path)?.as_bytes())
-        .filter_map(|c| c.ok())
-        .collect();
-    if certs.is_empty() {
-        return Err(TlsError::Missing {
-            what: "certificate",
-            path: m.cert_path.clone(),
-        });
-    }
-    let key = rustls_pemfile::private_key(&mut read(&m.key_path)?.as_bytes())
-        .ok()
-        .flatten()
-        .ok_or_else(|| TlsError::Missing {
-            what: "private key",
-            path: m.key_path.clone(),
-        })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok(berth_tls::server_config_from_files(
+        &m.cert_path,
+        &m.key_path,
+        Alpn::H2AndHttp11,
+    )?)
 }

@@ -1,7 +1,8 @@
 //! The API server started in-process over the in-memory store (the library entry point), checked
 //! with kube-rs: idle watches get bookmarks, and streaming lists end their initial events with the
 //! `k8s.io/initial-events-end` bookmark.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

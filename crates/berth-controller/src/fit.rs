@@ -7,7 +7,7 @@ use berth_api::quantity::parse_quantity;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 
-use crate::MODELSERVICE_LABEL;
+use berth_api::labels::MODELSERVICE_LABEL;
 
 /// cpu (cores) and memory (bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]

@@ -12,7 +12,8 @@
 //! - [`nodeipam`]: gives each Node a pod CIDR out of the cluster CIDR.
 //!
 //! [`run`] runs all controllers against one API server until the future is dropped.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod fit;
 pub mod modelservice;
@@ -26,11 +27,6 @@ pub mod status;
 pub mod template;
 
 use std::time::Duration;
-
-/// Label carrying the owning ModelService's name on every Pod it creates.
-pub const MODELSERVICE_LABEL: &str = "berth.dev/modelservice";
-/// Label carrying the hash of the Pod template a Pod was created from.
-pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 
 /// Settings of the controllers.
 #[derive(Debug, Clone)]

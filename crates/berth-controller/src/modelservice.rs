@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_api::labels::TEMPLATE_HASH_LABEL;
 use berth_api::{ModelService, ModelServiceStatus};
 use futures::StreamExt;
 use futures::future::join_all;
@@ -18,11 +19,11 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use crate::ControllerOptions;
 use crate::rollout::{self, Bounds, Counts, Plan};
 use crate::slowstart::{self, Batches, Owner, Verdict};
 use crate::status::{self, Observed};
 use crate::template::PodTemplate;
-use crate::{ControllerOptions, TEMPLATE_HASH_LABEL};
 
 /// Errors of one ModelService reconcile.
 #[derive(Debug, thiserror::Error)]

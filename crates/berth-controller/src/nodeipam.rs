@@ -4,10 +4,9 @@
 //! others' ranges through their node IPs.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
-use std::str::FromStr;
 use std::sync::Arc;
 
+use berth_net::Ipv4Cidr;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
@@ -30,85 +29,6 @@ pub enum Error {
     Exhausted(Ipv4Cidr, String),
 }
 
-/// An IPv4 network in CIDR notation (`10.88.0.0/16`), always stored with its host bits cleared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Ipv4Cidr {
-    network: u32,
-    prefix: u8,
-}
-
-/// Why a CIDR did not parse.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0:?} is not an IPv4 CIDR like 10.88.0.0/16")]
-pub struct CidrParseError(String);
-
-impl Ipv4Cidr {
-    /// The network `addr/prefix` (host bits cleared); `None` for a prefix over 32.
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Option<Self> {
-        (prefix <= 32).then(|| Ipv4Cidr {
-            network: u32::from(addr) & Self::mask(prefix),
-            prefix,
-        })
-    }
-
-    /// The prefix length.
-    pub fn prefix(&self) -> u8 {
-        self.prefix
-    }
-
-    fn mask(prefix: u8) -> u32 {
-        if prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(prefix))
-        }
-    }
-
-    /// Whether the two networks share any address.
-    pub fn overlaps(&self, other: &Ipv4Cidr) -> bool {
-        let p = self.prefix.min(other.prefix);
-        self.network & Self::mask(p) == other.network & Self::mask(p)
-    }
-
-    /// The `index`-th subnet of length `prefix` inside this network, if it exists.
-    pub fn subnet(&self, prefix: u8, index: u32) -> Option<Ipv4Cidr> {
-        if prefix < self.prefix || prefix > 32 {
-            return None;
-        }
-        let count = 1u64 << (prefix - self.prefix);
-        if u64::from(index) >= count {
-            return None;
-        }
-        let step = if prefix == 32 {
-            1
-        } else {
-            1u32 << (32 - prefix)
-        };
-        Some(Ipv4Cidr {
-            network: self.network + index * step,
-            prefix,
-        })
-    }
-}
-
-impl std::fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", Ipv4Addr::from(self.network), self.prefix)
-    }
-}
-
-impl FromStr for Ipv4Cidr {
-    type Err = CidrParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || CidrParseError(s.to_string());
-        let (addr, prefix) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv4Addr = addr.parse().map_err(|_| bad())?;
-        let prefix: u8 = prefix.parse().map_err(|_| bad())?;
-        Ipv4Cidr::new(addr, prefix).ok_or_else(bad)
-    }
-}
-
 /// How node pod CIDRs are carved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeIpamOptions {
@@ -116,13 +36,6 @@ pub struct NodeIpamOptions {
     pub cluster_cidr: Ipv4Cidr,
     /// Prefix length of each node's range (24 = 254 pods per node).
     pub node_mask: u8,
-}
-
-/// The first range of `opts.node_mask` bits in the cluster CIDR that overlaps none of `used`.
-pub fn allocate(opts: &NodeIpamOptions, used: &BTreeSet<Ipv4Cidr>) -> Option<Ipv4Cidr> {
-    (0u32..)
-        .map_while(|i| opts.cluster_cidr.subnet(opts.node_mask, i))
-        .find(|c| !used.iter().any(|u| u.overlaps(c)))
 }
 
 struct Ctx {
@@ -177,7 +90,7 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     let used: BTreeSet<Ipv4Cidr> = all.items.iter().filter_map(pod_cidr).collect();
-    let cidr = allocate(&ctx.opts, &used)
+    let cidr = berth_net::node::allocate(ctx.opts.cluster_cidr, ctx.opts.node_mask, &used)
         .ok_or_else(|| Error::Exhausted(ctx.opts.cluster_cidr, name.clone()))?;
     let patch = json!({ "spec": { "podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()] } });
     ctx.nodes
@@ -185,53 +98,4 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .await?;
     info!(node = %name, %cidr, "pod CIDR allocated");
     Ok(Action::await_change())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cidr(s: &str) -> Ipv4Cidr {
-        s.parse().expect("cidr")
-    }
-
-    #[test]
-    fn parses_and_normalises() {
-        assert_eq!(cidr("10.88.3.7/16").to_string(), "10.88.0.0/16");
-        assert!("10.88.0.0/33".parse::<Ipv4Cidr>().is_err());
-        assert!("10.88.0.0".parse::<Ipv4Cidr>().is_err());
-        assert!("ten/8".parse::<Ipv4Cidr>().is_err());
-    }
-
-    #[test]
-    fn allocates_the_first_free_range_and_skips_overlaps() {
-        let opts = NodeIpamOptions {
-            cluster_cidr: cidr("10.88.0.0/16"),
-            node_mask: 24,
-        };
-        let mut used = BTreeSet::new();
-        assert_eq!(allocate(&opts, &used), Some(cidr("10.88.0.0/24")));
-        used.insert(cidr("10.88.0.0/24"));
-        used.insert(cidr("10.88.1.0/25")); // a hand-set range overlapping the second /24
-        assert_eq!(allocate(&opts, &used), Some(cidr("10.88.2.0/24")));
-    }
-
-    #[test]
-    fn reports_exhaustion() {
-        let opts = NodeIpamOptions {
-            cluster_cidr: cidr("10.88.0.0/23"),
-            node_mask: 24,
-        };
-        let used: BTreeSet<_> = [cidr("10.88.0.0/24"), cidr("10.88.1.0/24")].into();
-        assert_eq!(allocate(&opts, &used), None);
-        let bigger = NodeIpamOptions {
-            cluster_cidr: cidr("10.88.0.0/24"),
-            node_mask: 16,
-        };
-        assert_eq!(
-            allocate(&bigger, &BTreeSet::new()),
-            None,
-            "node ranges larger than the cluster's"
-        );
-    }
 }

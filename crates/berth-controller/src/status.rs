@@ -10,7 +10,7 @@
 use berth_api::{ModelServiceCondition, ModelServiceStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::MODELSERVICE_LABEL;
+use berth_api::labels::MODELSERVICE_LABEL;
 
 /// What the controller observed in one reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

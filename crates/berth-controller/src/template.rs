@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use berth_api::image_ref::ImageRef;
-use berth_api::{ModelServiceSpec, PullPolicy};
+use berth_api::ModelServiceSpec;
+use berth_api::image::default_pull_policy;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use sha2::{Digest, Sha256};
 
-use crate::MODELSERVICE_LABEL;
+use berth_api::labels::MODELSERVICE_LABEL;
 
 /// Name of the single container of every ModelService Pod.
 pub const CONTAINER_NAME: &str = "model";
@@ -68,22 +68,11 @@ fn non_empty<T: Clone>(v: &[T]) -> Option<Vec<T>> {
     (!v.is_empty()).then(|| v.to_vec())
 }
 
-/// The spec's pull policy, defaulted like Kubernetes: `Always` for `:latest` or untagged images
-/// (without digest), else `IfNotPresent`.
+/// The spec's pull policy, else the default for its image.
 fn pull_policy(spec: &ModelServiceSpec) -> &'static str {
-    let policy = spec
-        .image_pull_policy
-        .unwrap_or_else(|| match ImageRef::parse(&spec.image) {
-            Ok(r) if r.digest.is_none() && r.tag.as_deref().is_none_or(|t| t == "latest") => {
-                PullPolicy::Always
-            }
-            _ => PullPolicy::IfNotPresent,
-        });
-    match policy {
-        PullPolicy::Always => "Always",
-        PullPolicy::IfNotPresent => "IfNotPresent",
-        PullPolicy::Never => "Never",
-    }
+    spec.image_pull_policy
+        .unwrap_or_else(|| default_pull_policy(&spec.image))
+        .as_str()
 }
 
 #[cfg(test)]

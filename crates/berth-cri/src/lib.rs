@@ -5,7 +5,8 @@
 //! drive berth's runtime. This crate adds what both sides need around the generated code:
 //! 16 MiB message limits (as kubelet and containerd use; tonic's default is 4 MiB), a client that
 //! dials a Unix socket, and a server that listens on one.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 use std::path::{Path, PathBuf};
 

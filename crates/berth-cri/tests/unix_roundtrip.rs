@@ -1,5 +1,6 @@
 //! A CRI client and server talk over a Unix socket, with messages above tonic's 4 MiB default.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use berth_cri::v1::image_service_server::ImageService;
 use berth_cri::v1::*;

@@ -7,10 +7,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Descriptor, Document, Manifest};
 use crate::store::ContentStore;
+use berth_oci::digest::Digest;
+use berth_oci::manifest::{Descriptor, Document, Manifest};
+use berth_oci::media;
 
 /// One entry of Docker's `manifest.json`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,8 +42,8 @@ pub fn save(
     };
     let index = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": manifest::OCI_INDEX,
-        "manifests": [{"mediaType": m.media_type.clone().unwrap_or_else(|| manifest::OCI_MANIFEST.into()), "digest": manifest_digest, "size": bytes.len(),
+        "mediaType": media::OCI_INDEX,
+        "manifests": [{"mediaType": m.media_type.clone().unwrap_or_else(|| media::OCI_MANIFEST.into()), "digest": manifest_digest, "size": bytes.len(),
                        "annotations": tags.first().map(|t| serde_json::json!({"io.containerd.image.name": t})).unwrap_or_default()}]
     });
     let file = std::fs::File::create(path).map_err(|e| Error::io("create", path, e))?;
@@ -102,7 +103,7 @@ pub fn load(path: &Path, store: &ContentStore) -> Result<(Digest, Vec<String>)> 
             annotations: Default::default(),
         })
     };
-    let config = add(&entry.config, manifest::OCI_CONFIG)?;
+    let config = add(&entry.config, media::OCI_CONFIG)?;
     let layers = entry
         .layers
         .iter()
@@ -116,7 +117,7 @@ pub fn load(path: &Path, store: &ContentStore) -> Result<(Digest, Vec<String>)> 
             add(
                 l,
                 if gz == Some(true) {
-                    manifest::OCI_LAYER_GZIP
+                    media::OCI_LAYER_GZIP
                 } else {
                     "application/vnd.oci.image.layer.v1.tar"
                 },
@@ -125,7 +126,7 @@ pub fn load(path: &Path, store: &ContentStore) -> Result<(Digest, Vec<String>)> 
         .collect::<Result<Vec<_>>>()?;
     let m = Manifest {
         schema_version: 2,
-        media_type: Some(manifest::OCI_MANIFEST.into()),
+        media_type: Some(media::OCI_MANIFEST.into()),
         config,
         layers,
         annotations: Default::default(),
@@ -138,7 +139,7 @@ pub fn load(path: &Path, store: &ContentStore) -> Result<(Digest, Vec<String>)> 
 fn store_file(store: &ContentStore, p: &Path) -> Result<(Digest, u64)> {
     let tmp = store.ingest_path();
     let size = std::fs::copy(p, &tmp).map_err(|e| Error::io("copy", p, e))?;
-    let mut h = crate::digest::Hasher::new();
+    let mut h = berth_oci::digest::Hasher::new();
     let mut f = std::fs::File::open(&tmp).map_err(|e| Error::io("open", &tmp, e))?;
     std::io::copy(&mut f, &mut h).map_err(|e| Error::io("read", &tmp, e))?;
     let digest = h.finish();

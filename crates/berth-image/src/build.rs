@@ -15,15 +15,16 @@ use serde_json::{Value, json};
 
 use crate::client::RegistryClient;
 use crate::context::Ignore;
-use crate::digest::Digest;
 use crate::dockerfile::{self, CommandForm, Instruction, Line};
 use crate::error::{Error, Result};
 use crate::layer::{self, LayerBuilder};
 use crate::local::LocalImages;
-use crate::manifest::{self, Descriptor, Manifest};
-use crate::reference::Reference;
 use crate::rootfs;
 use crate::sources::resolve_sources;
+use berth_oci::Reference;
+use berth_oci::digest::Digest;
+use berth_oci::manifest::{self, Descriptor, Manifest};
+use berth_oci::media;
 
 /// Build errors.
 #[derive(Debug, thiserror::Error)]
@@ -194,9 +195,9 @@ impl<'a> Builder<'a> {
         let config_digest = store.write_bytes(&config_bytes)?;
         let m = Manifest {
             schema_version: 2,
-            media_type: Some(manifest::OCI_MANIFEST.into()),
+            media_type: Some(media::OCI_MANIFEST.into()),
             config: Descriptor {
-                media_type: manifest::OCI_CONFIG.into(),
+                media_type: media::OCI_CONFIG.into(),
                 digest: config_digest.clone(),
                 size: config_bytes.len() as u64,
                 platform: None,
@@ -522,7 +523,7 @@ impl Run<'_, '_> {
         };
         let stage = self.stage(l)?;
         stage.layers.push(Descriptor {
-            media_type: manifest::OCI_LAYER_GZIP.into(),
+            media_type: media::OCI_LAYER_GZIP.into(),
             digest,
             size,
             platform: None,

@@ -12,11 +12,12 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 use crate::auth::{AuthConfig, Challenge};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{self, Descriptor, Document, Manifest};
-use crate::reference::Reference;
 use crate::store::ContentStore;
+use berth_oci::Reference;
+use berth_oci::digest::Digest;
+use berth_oci::manifest::{self, Descriptor, Document, Manifest};
+use berth_oci::media;
 
 /// Progress of one blob transfer.
 #[derive(Clone, Debug)]
@@ -120,9 +121,9 @@ impl RegistryClient {
     fn url(&self, r: &Reference, tail: &str) -> String {
         format!(
             "{}://{}/v2/{}/{}",
-            self.scheme(&r.registry),
-            r.registry,
-            r.repository,
+            self.scheme(r.registry()),
+            r.registry(),
+            r.repository(),
             tail
         )
     }
@@ -136,11 +137,11 @@ impl RegistryClient {
     ) -> Result<Response> {
         let scope = format!(
             "repository:{}:{}",
-            r.repository,
+            r.repository(),
             if push { "pull,push" } else { "pull" }
         );
         let resp = self
-            .with_auth(&r.registry, &scope, build())
+            .with_auth(r.registry(), &scope, build())
             .send()
             .await
             .map_err(http_err)?;
@@ -156,11 +157,11 @@ impl RegistryClient {
             .as_deref()
             .and_then(Challenge::parse)
             .ok_or_else(|| Error::Auth {
-                registry: r.registry.clone(),
+                registry: r.registry().to_string(),
                 reason: format!("401 with unusable challenge {header:?}"),
             })?;
-        self.authenticate(&r.registry, &scope, challenge).await?;
-        self.with_auth(&r.registry, &scope, build())
+        self.authenticate(r.registry(), &scope, challenge).await?;
+        self.with_auth(r.registry(), &scope, build())
             .send()
             .await
             .map_err(http_err)
@@ -304,7 +305,7 @@ impl RegistryClient {
             .send(r, false, || {
                 self.http
                     .get(&url)
-                    .header(reqwest::header::ACCEPT, manifest::ACCEPT_ALL)
+                    .header(reqwest::header::ACCEPT, media::ACCEPT_ALL)
             })
             .await?;
         let resp = check(resp, "GET", &url).await?;
@@ -434,7 +435,7 @@ impl RegistryClient {
         let media = m
             .media_type
             .clone()
-            .unwrap_or_else(|| manifest::OCI_MANIFEST.to_string());
+            .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
         let url = self.url(r, &format!("manifests/{}", r.object()));
         let resp = self
             .send(r, true, || {
@@ -475,7 +476,7 @@ impl RegistryClient {
         }
         let start_url = self.url(r, "blobs/uploads/");
         let mount_query: Vec<(&str, String)> = match mount_from {
-            Some(from) if from != r.repository => {
+            Some(from) if from != r.repository() => {
                 vec![("mount", d.digest.to_string()), ("from", from.to_string())]
             }
             _ => vec![],
@@ -489,7 +490,7 @@ impl RegistryClient {
         }
         let resp = check(resp, "POST", &start_url).await?;
         let mut location = self.location(r, &resp, &start_url)?;
-        let scope = format!("repository:{}:pull,push", r.repository);
+        let scope = format!("repository:{}:pull,push", r.repository());
         if let Some(chunk) = self.opts.chunk_size.filter(|c| *c > 0 && *c < d.size) {
             location = self
                 .upload_chunks(r, d, store, &location, chunk, &scope, &report)
@@ -497,7 +498,7 @@ impl RegistryClient {
             let url = with_digest(&location, &d.digest);
             let resp = self
                 .with_auth(
-                    &r.registry,
+                    r.registry(),
                     &scope,
                     self.http
                         .put(&url)
@@ -533,7 +534,7 @@ impl RegistryClient {
             .header(reqwest::header::CONTENT_LENGTH, d.size)
             .body(reqwest::Body::wrap_stream(stream));
         let resp = self
-            .with_auth(&r.registry, &scope, req)
+            .with_auth(r.registry(), &scope, req)
             .send()
             .await
             .map_err(http_err)?;
@@ -573,7 +574,7 @@ impl RegistryClient {
                 )
                 .body(buf);
             let resp = self
-                .with_auth(&r.registry, scope, req)
+                .with_auth(r.registry(), scope, req)
                 .send()
                 .await
                 .map_err(http_err)?;
@@ -602,8 +603,8 @@ impl RegistryClient {
         } else {
             Ok(format!(
                 "{}://{}{}",
-                self.scheme(&r.registry),
-                r.registry,
+                self.scheme(r.registry()),
+                r.registry(),
                 loc
             ))
         }

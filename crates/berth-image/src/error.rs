@@ -2,6 +2,10 @@
 
 use std::path::PathBuf;
 
+use berth_oci::digest::InvalidDigest;
+use berth_oci::manifest::ManifestError;
+use berth_oci::reference::ReferenceError;
+
 /// Errors of content storage, registries and image handling.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,7 +19,7 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A digest string is not `sha256:<64 lowercase hex>`.
+    /// A digest string is not `algorithm:<lowercase hex>` of a known algorithm.
     #[error("invalid digest {0:?}")]
     InvalidDigest(String),
     /// Received content does not hash to the digest it was announced with.
@@ -30,8 +34,8 @@ pub enum Error {
     #[error("blob {0} not found in the content store")]
     BlobNotFound(String),
     /// An image reference could not be parsed.
-    #[error("invalid image reference {0:?}: {1}")]
-    InvalidReference(String, &'static str),
+    #[error("invalid image reference: {0}")]
+    InvalidReference(#[from] ReferenceError),
     /// JSON (manifest, index, config, credentials) could not be decoded or encoded.
     #[error("{what}: {source}")]
     Json {
@@ -102,6 +106,26 @@ impl Error {
         Error::Json {
             what: what.into(),
             source,
+        }
+    }
+}
+
+impl From<InvalidDigest> for Error {
+    fn from(e: InvalidDigest) -> Self {
+        Error::InvalidDigest(e.0)
+    }
+}
+
+/// Keeps the messages the image client gave before the manifest code moved to berth-oci.
+impl From<ManifestError> for Error {
+    fn from(e: ManifestError) -> Self {
+        match e {
+            ManifestError::Json(source) => Error::json("manifest", source),
+            ManifestError::Decode { what, source } => Error::json(what, source),
+            ManifestError::Digest(d) => Error::InvalidDigest(d),
+            ManifestError::MediaType(_) | ManifestError::NoPlatform { .. } => {
+                Error::Manifest(e.to_string())
+            }
         }
     }
 }

@@ -10,9 +10,9 @@ use std::io::{Read as _, Write};
 use berth_oci::unpack::Compression;
 use std::path::{Path, PathBuf};
 
-use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::store::ContentStore;
+use berth_oci::digest::{Digest, Hasher};
 
 /// What a layer entry holds.
 #[derive(Clone, Debug)]

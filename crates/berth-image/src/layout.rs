@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{Descriptor, Document, Index, OCI_INDEX, OCI_MANIFEST};
 use crate::store::ContentStore;
+use berth_oci::digest::Digest;
+use berth_oci::manifest::{Descriptor, Document, Index};
+use berth_oci::media::{OCI_INDEX, OCI_MANIFEST};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 

@@ -13,29 +13,25 @@
 //!   and [`sources`] (`COPY`/`ADD` source globs).
 //! - [`synthetic`]: random images for benchmarks and tests.
 //! - [`error`]: the crate's error type.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod archive;
 pub mod auth;
 pub mod build;
 pub mod client;
 pub mod context;
-pub mod digest;
 pub mod dockerfile;
 pub mod error;
 pub mod layer;
 pub mod layout;
 pub mod local;
-pub mod manifest;
-pub mod reference;
 pub mod rootfs;
 pub mod sources;
 pub mod store;
-pub mod synthetic;
 
+pub use berth_oci::{Digest, Reference};
 pub use client::{ClientOptions, Progress, ProgressEvent, PulledImage, RegistryClient};
-pub use digest::Digest;
 pub use error::{Error, Result};
 pub use local::LocalImages;
-pub use reference::Reference;
 pub use store::ContentStore;

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::manifest::{Document, Manifest};
-use crate::reference::Reference;
 use crate::store::ContentStore;
+use berth_oci::Reference;
+use berth_oci::digest::Digest;
+use berth_oci::manifest::{Document, Manifest};
 
 /// One tagged image.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -107,7 +107,7 @@ impl LocalImages {
             if let Some(e) = names.get(&r.to_string()) {
                 return Ok(e.manifest.clone());
             }
-            if let Some(d) = &r.digest
+            if let Some(d) = r.digest()
                 && self.store.exists(d)
             {
                 return Ok(d.clone());
@@ -188,14 +188,14 @@ mod tests {
         let images = std::sync::Arc::new(LocalImages::open(dir.path()).unwrap());
         let config = images.content().write_bytes(b"{}").unwrap();
         let layer = images.content().write_bytes(b"layer").unwrap();
-        let desc = |d: &Digest, n: usize| crate::manifest::Descriptor {
+        let desc = |d: &Digest, n: usize| berth_oci::manifest::Descriptor {
             media_type: "x".into(),
             digest: d.clone(),
             size: n as u64,
             platform: None,
             annotations: Default::default(),
         };
-        let m = crate::manifest::Manifest {
+        let m = berth_oci::manifest::Manifest {
             schema_version: 2,
             media_type: None,
             config: desc(&config, 2),

@@ -6,11 +6,11 @@ use std::path::Path;
 use berth_oci::unpack::{self, Compression, Mode};
 use serde_json::Value;
 
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::local::LocalImages;
-use crate::manifest::Descriptor;
 use crate::store::ContentStore;
+use berth_oci::digest::Digest;
+use berth_oci::manifest::Descriptor;
 
 /// Unpacks the local image whose manifest is `manifest` into the existing directory `dest`.
 pub fn unpack_image(images: &LocalImages, manifest: &Digest, dest: &Path) -> Result<()> {

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
+use berth_oci::digest::{Digest, Hasher};
 
 /// A directory of blobs by digest. Cheap to clone (shared lock table).
 #[derive(Clone)]

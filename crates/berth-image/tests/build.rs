@@ -1,7 +1,8 @@
 //! The Dockerfile builder on local contexts (no registry): cache hits and invalidation, digest
 //! changes when content changes, stage inheritance, ENTRYPOINT/CMD rules, step errors, and
 //! `COPY --from` hostile images (refused by the confined unpacker, nothing written outside).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::path::Path;

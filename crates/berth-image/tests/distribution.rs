@@ -1,15 +1,17 @@
 //! The distribution client against Debian's `docker-registry` (started per test on a free
 //! loopback port with storage in a temp dir): monolithic and chunked pushes, pulls with
 //! progress, index resolution to linux/amd64, and OCI layout export/import read by skopeo.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_image::manifest::{self, Descriptor, Index, Platform};
 use berth_image::{ClientOptions, ContentStore, LocalImages, Reference, RegistryClient};
+use berth_oci::manifest::{Descriptor, Index, Platform};
+use berth_oci::media;
 
 struct Registry {
     child: Child,
@@ -62,7 +64,7 @@ impl Drop for Registry {
 /// A local store holding a synthetic 2-layer image tagged `t/img:1`.
 async fn source(dir: &Path) -> (LocalImages, berth_image::Digest, u64) {
     let images = LocalImages::open(dir.join("images")).unwrap();
-    let d = berth_image::synthetic::random_image(images.content(), 2, 3_000_000, 7)
+    let d = berth_testkit::synthetic::random_image(images.content(), 2, 3_000_000, 7)
         .await
         .unwrap();
     let size = images
@@ -144,7 +146,7 @@ async fn an_index_resolves_to_the_linux_amd64_manifest() {
         .unwrap();
     let mbytes = images.content().read(&digest).unwrap();
     let entry = |arch: &str, attest: bool| Descriptor {
-        media_type: manifest::OCI_MANIFEST.into(),
+        media_type: media::OCI_MANIFEST.into(),
         digest: digest.clone(),
         size: mbytes.len() as u64,
         platform: Some(Platform {
@@ -165,7 +167,7 @@ async fn an_index_resolves_to_the_linux_amd64_manifest() {
     // The only amd64 entry that is not an attestation is the last one.
     let index = Index {
         schema_version: 2,
-        media_type: Some(manifest::OCI_INDEX.into()),
+        media_type: Some(media::OCI_INDEX.into()),
         manifests: vec![
             entry("arm64", false),
             entry("amd64", true),
@@ -180,7 +182,7 @@ async fn an_index_resolves_to_the_linux_amd64_manifest() {
             "http://{}/v2/multi/img/manifests/multi",
             reg.host()
         ))
-        .header("Content-Type", manifest::OCI_INDEX)
+        .header("Content-Type", media::OCI_INDEX)
         .body(ibytes.clone())
         .send()
         .await
@@ -252,8 +254,8 @@ async fn docker_archives_save_for_skopeo_and_load_from_skopeo() {
     let store = ContentStore::open(tmp.path().join("loaded")).unwrap();
     let (loaded, tags) = berth_image::archive::load(&legacy, &store).unwrap();
     assert!(tags.len() == 1 && tags[0].ends_with("t/img:2"), "{tags:?}");
-    let Ok(berth_image::manifest::Document::Manifest(m)) =
-        berth_image::manifest::Document::parse(&store.read(&loaded).unwrap(), None)
+    let Ok(berth_oci::manifest::Document::Manifest(m)) =
+        berth_oci::manifest::Document::parse(&store.read(&loaded).unwrap(), None)
     else {
         panic!("not a manifest")
     };

@@ -1,7 +1,8 @@
 //! The client against a small in-test registry: Basic challenges answered with credentials from
 //! a docker config.json, refusal without them, and a blob whose bytes do not match its digest
 //! (the pull fails and the store keeps nothing of it).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
@@ -9,8 +10,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use axum::response::Response;
 use berth_image::auth::AuthConfig;
-use berth_image::manifest::{self, Descriptor, Manifest};
 use berth_image::{ClientOptions, ContentStore, Digest, Error, Reference, RegistryClient};
+use berth_oci::manifest::{Descriptor, Manifest};
+use berth_oci::media;
 
 const GOOD_LAYER: &[u8] = b"layer bytes";
 const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
@@ -25,9 +27,9 @@ fn manifest_bytes() -> Vec<u8> {
     };
     let m = Manifest {
         schema_version: 2,
-        media_type: Some(manifest::OCI_MANIFEST.into()),
-        config: d(manifest::OCI_CONFIG, CONFIG),
-        layers: vec![d(manifest::OCI_LAYER_GZIP, GOOD_LAYER)],
+        media_type: Some(media::OCI_MANIFEST.into()),
+        config: d(media::OCI_CONFIG, CONFIG),
+        layers: vec![d(media::OCI_LAYER_GZIP, GOOD_LAYER)],
         annotations: BTreeMap::new(),
     };
     serde_json::to_vec(&m).unwrap()
@@ -54,7 +56,7 @@ async fn handle(req: Request<Body>) -> Response {
         .unwrap_or(("", ""));
     let body: Vec<u8> = if rest.starts_with("manifests/") {
         return Response::builder()
-            .header("Content-Type", manifest::OCI_MANIFEST)
+            .header("Content-Type", media::OCI_MANIFEST)
             .body(Body::from(manifest_bytes()))
             .unwrap();
     } else if rest == format!("blobs/{}", Digest::of(CONFIG)) {

@@ -2,7 +2,8 @@
 //! (`[registry] --port P --data-dir D [--registry-auth MODE] [--address A]`), so that
 //! `berth bench registry --berth-bin target/release/examples/serve` can measure an optimized
 //! registry without an optimized build of the whole `berth` binary.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::path::PathBuf;
 

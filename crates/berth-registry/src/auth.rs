@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use http::HeaderMap;
-use rand::Rng as _;
 
 use crate::storage::lock;
 
@@ -105,7 +104,7 @@ impl Credentials {
         use std::os::unix::fs::OpenOptionsExt as _;
         let creds = Credentials {
             user: "berth".to_string(),
-            password: random_hex(24),
+            password: hex::encode(rand::random::<[u8; 24]>()),
         };
         let tmp = path.with_extension("tmp");
         let mut f = std::fs::OpenOptions::new()
@@ -120,12 +119,6 @@ impl Credentials {
         tracing::info!(path = %path.display(), "generated registry credentials");
         Ok(creds)
     }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill(&mut buf[..]);
-    hex::encode(buf)
 }
 
 /// Decides requests and issues tokens.
@@ -229,7 +222,7 @@ impl Auth {
             Grant::Nothing => Grant::Pull,
             g => g,
         };
-        let token = random_hex(32);
+        let token = hex::encode(rand::random::<[u8; 32]>());
         let now = Instant::now();
         let mut tokens = lock(&self.tokens);
         // Drop expired tokens here too, so anonymous token requests cannot grow the map forever.
@@ -240,7 +233,7 @@ impl Auth {
             access_token: token.clone(),
             token,
             expires_in: TOKEN_TTL.as_secs(),
-            issued_at: rfc3339_now(),
+            issued_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         })
     }
 }
@@ -249,51 +242,33 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Current UTC time as RFC 3339, without pulling in a date crate.
-fn rfc3339_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (
-        if m <= 2 {
-            era * 400 + yoe + 1
-        } else {
-            era * 400 + yoe
-        },
-        m,
-        d,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_819), (2027, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    fn tokens_are_random_hex_issued_at_an_rfc3339_utc_second() {
+        let creds = Credentials {
+            user: "u".into(),
+            password: "p".into(),
+        };
+        let auth = Auth::new(AuthMode::Push, creds);
+        let t = auth
+            .issue_token(&HeaderMap::new())
+            .expect("anonymous pull token");
+        assert_eq!(t.token.len(), 64);
+        assert!(t.token.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(
+            t.token,
+            auth.issue_token(&HeaderMap::new()).expect("t").token
+        );
+        assert_eq!(
+            t.issued_at.len(),
+            "2027-01-01T00:00:00Z".len(),
+            "{}",
+            t.issued_at
+        );
+        assert!(t.issued_at.ends_with('Z'));
+        chrono::DateTime::parse_from_rfc3339(&t.issued_at).expect("RFC 3339");
     }
 }

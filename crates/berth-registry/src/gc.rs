@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use crate::digest::Digest;
-use crate::manifest::Manifest;
 use crate::storage::Storage;
 use crate::{OpenError, registry_dir, take_lock};
+use berth_oci::digest::Digest;
+use berth_oci::manifest::Summary;
 
 /// What a collection removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ fn mark(storage: &Storage, repos: &[String]) -> Result<HashSet<Digest>, OpenErro
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
-            match Manifest::parse(&bytes, None) {
+            match Summary::parse(&bytes, None) {
                 Ok(parsed) => marked.extend(parsed.blobs),
                 // Whatever it names cannot be proven unreferenced, so collecting would be unsafe.
                 Err(e) => {

@@ -25,17 +25,14 @@
 //! registry.serve(listener).await?;
 //! # Ok(()) }
 //! ```
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod api;
 pub mod auth;
-pub mod digest;
 pub mod error;
 pub mod gc;
-pub mod manifest;
-pub mod name;
 pub mod storage;
-pub mod tls;
 mod upload;
 
 use std::fs::File;
@@ -170,8 +167,10 @@ impl Registry {
         key: &Path,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> io::Result<()> {
-        let config = tls::server_config(cert, key)?;
+        let config = berth_tls::server_config_from_files(cert, key, berth_tls::Alpn::H2AndHttp11)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
         tracing::info!(addr = ?listener.local_addr().ok(), auth = ?self.state.auth.mode(), "registry listening (TLS)");
-        tls::serve(listener, config, self.router(), shutdown).await
+        berth_tls::serve_router(listener, config, self.router(), shutdown).await;
+        Ok(())
     }
 }

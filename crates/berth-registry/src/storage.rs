@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use crate::digest::{Algorithm, Digest};
-use crate::name::{RepoName, Tag};
+use berth_oci::digest::{Algorithm, Digest};
+use berth_oci::reference::{RepoName, Tag};
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +242,7 @@ impl Storage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if &Digest::of(d.algorithm(), &bytes) != d {
+        if &Digest::of_with(d.algorithm(), &bytes) != d {
             self.quarantine(d).await?;
             return Err(StorageError::Corrupt(d.clone()));
         }

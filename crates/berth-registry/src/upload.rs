@@ -12,9 +12,9 @@ use futures::StreamExt;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use uuid::Uuid;
 
-use crate::digest::{Algorithm, Hasher};
-use crate::name::RepoName;
 use crate::storage::lock;
+use berth_oci::digest::{Algorithm, Hasher};
+use berth_oci::reference::RepoName;
 
 /// Sessions idle longer than this are dropped (with their staging file).
 const IDLE_EXPIRY: Duration = Duration::from_secs(3600);

@@ -1,5 +1,6 @@
 //! The registry's HTTP API as clients see it (distribution-spec v1.1 behaviours).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod common;
 
@@ -780,7 +781,7 @@ async fn errors_use_the_spec_json_form() {
 async fn sha512_blobs_are_accepted() {
     let reg = start(AuthMode::None).await;
     let data = b"sha512 content";
-    let d = berth_registry::digest::Digest::of(berth_registry::digest::Algorithm::Sha512, data);
+    let d = berth_oci::digest::Digest::of_with(berth_oci::digest::Algorithm::Sha512, data);
     let r = reg
         .client
         .post(reg.url(&format!("/v2/app/blobs/uploads/?digest={d}")))

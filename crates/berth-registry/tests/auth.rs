@@ -1,5 +1,6 @@
 //! Access control: anonymous pull, protected push, Basic credentials and bearer tokens.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod common;
 

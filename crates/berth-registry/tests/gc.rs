@@ -1,5 +1,6 @@
 //! Garbage collection of blobs no manifest references.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 mod common;
 
@@ -40,7 +41,7 @@ fn gc_removes_only_unreferenced_blobs_and_refuses_while_serving() {
     assert_eq!(report.blobs_removed, 1);
     assert_eq!(report.bytes_freed, b"never referenced".len() as u64);
     let blob =
-        |d: &berth_registry::digest::Digest| reg.storage_root().join("blobs/sha256").join(d.hex());
+        |d: &berth_oci::digest::Digest| reg.storage_root().join("blobs/sha256").join(d.hex());
     assert!(!blob(&orphan).exists());
     for d in kept.iter().chain([&manifest_digest]) {
         assert!(blob(d).exists(), "{d} must be kept");

@@ -1,5 +1,6 @@
 //! `berth_registry::start`, the entry point `berth server` uses.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use berth_registry::{AuthMode, Config};
 

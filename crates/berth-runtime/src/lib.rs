@@ -13,8 +13,12 @@
 //! - `runc/` — the OCI runtime's own state root.
 //!
 //! Every container is supervised by its own detached `berth shim` process (runc create/start,
-//! CRI log format, exit record), so containers outlive the runtime process.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+//! CRI log format, exit record), so containers outlive the runtime process. [`server`] holds the
+//! CRI services, one module per verb family; [`ociruntime`] builds the runc/crun commands;
+//! [`cgroup`] reads and limits container cgroups (v1 and v2); [`stream`] serves exec streams
+//! (with terminals).
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod cgroup;
 pub mod container;
@@ -27,6 +31,5 @@ pub mod server;
 pub mod shim;
 pub mod snapshot;
 pub mod stream;
-pub mod testimage;
 
 pub use server::{CriService, RuntimeConfig, StartError};

@@ -3,7 +3,8 @@
 //!
 //! This test binary is also the shim: the store starts `<this exe> shim ...`, exactly the way
 //! the runtime starts `berth shim ...`.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -3,96 +3,28 @@
 //! run in a pod sandbox, exec'd into, stopped, removed, leaving no mounts behind.
 //!
 //! This test binary is also the shim (`<this exe> shim ...`).
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_cri::v1 as cri;
-use berth_runtime::testimage::{busybox_layout, write_layout};
 use berth_runtime::{CriService, RuntimeConfig, shim};
+use berth_testkit::busybox::{busybox_layout, write_layout};
+use berth_testkit::cri::ServedRuntime;
+use berth_testkit::peer::{DockerRegistry, push_layout};
 
-/// Debian's docker-registry on a free loopback port; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let config = dir.join("registry.yml");
-        std::fs::write(&config, format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("registry").display()
-        )).expect("config");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry installed");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "registry did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry { child, port }
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Pushes the OCI layout at `layout` (tag `latest`) to `dest`.
 fn push(layout: &Path, dest: &str) {
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:latest", layout.display()),
-            &format!("docker://{dest}"),
-        ])
-        .output()
-        .expect("skopeo installed");
-    assert!(
-        out.status.success(),
-        "skopeo: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    push_layout(layout, dest, None).expect("skopeo push");
 }
 
+/// Waits (at most 30 s) for the container `id` to exit; returns its status.
 async fn wait_exited(client: &mut berth_cri::CriClient, id: &str) -> cri::ContainerStatus {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = client
-            .runtime
-            .container_status(cri::ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .expect("status")
-            .into_inner()
-            .status
-            .expect("status");
-        if s.state == cri::ContainerState::ContainerExited as i32 {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "container did not exit");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    berth_testkit::cri::wait_exited(client, id, Duration::from_secs(30)).await
 }
 
 fn container(
@@ -127,9 +59,9 @@ fn container(
 }
 
 async fn lifecycle_through_the_socket(tmp: &Path) {
-    let registry = Registry::start(tmp);
+    let registry = DockerRegistry::start().expect("docker-registry installed");
     let layout = busybox_layout(tmp).expect("busybox layout (busybox-static installed)");
-    let image = format!("127.0.0.1:{}/test/busybox:latest", registry.port);
+    let image = format!("127.0.0.1:{}/test/busybox:latest", registry.port());
     push(&layout, &image);
 
     let root = tmp.join("root");
@@ -140,25 +72,12 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
         insecure_registries: vec![],
         network: Some(berth_runtime::network::NetworkConfig {
             bridge: "berthtest0".into(),
-            cidr: berth_runtime::network::Cidr::parse("10.77.0.0/24").expect("cidr"),
+            cidr: berth_runtime::network::Cidr::parse_pod_cidr("10.77.0.0/24").expect("cidr"),
         }),
     };
     let mut service = CriService::open(&config).expect("open");
     service.start_streaming().await.expect("streaming server");
-    let socket = tmp.join("cri.sock");
-    let listener = berth_cri::bind(&socket).expect("bind");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(
-        listener,
-        service.clone(),
-        service,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let mut c = berth_cri::connect(&format!("unix://{}", socket.display()))
-        .await
-        .expect("connect");
+    let (mut c, stop_tx, server) = serve_at(service, tmp, "cri").await;
 
     let v = c
         .runtime
@@ -585,20 +504,7 @@ async fn lifecycle_through_the_socket(tmp: &Path) {
     // A restarted runtime (fresh services over the same root, on a new socket) knows the same
     // sandboxes and containers, still running.
     let service2 = CriService::open(&config).expect("reopen");
-    let socket2 = tmp.join("cri2.sock");
-    let listener2 = berth_cri::bind(&socket2).expect("bind 2");
-    let (stop2_tx, stop2_rx) = tokio::sync::oneshot::channel::<()>();
-    let server2 = tokio::spawn(berth_cri::serve(
-        listener2,
-        service2.clone(),
-        service2,
-        async {
-            let _ = stop2_rx.await;
-        },
-    ));
-    let mut c2 = berth_cri::connect(&format!("unix://{}", socket2.display()))
-        .await
-        .expect("connect 2");
+    let (mut c2, stop2_tx, server2) = serve_at(service2, tmp, "cri2").await;
     let listed = c2
         .runtime
         .list_containers(cri::ListContainersRequest::default())
@@ -788,7 +694,7 @@ fn evil_layer() -> Vec<u8> {
 }
 
 async fn bad_images_are_refused(tmp: &Path) {
-    let registry = Registry::start(tmp);
+    let registry = DockerRegistry::start().expect("docker-registry installed");
     let root = tmp.join("root");
     let config = RuntimeConfig {
         root: root.clone(),
@@ -798,20 +704,7 @@ async fn bad_images_are_refused(tmp: &Path) {
         network: None,
     };
     let service = CriService::open(&config).expect("open");
-    let socket = tmp.join("cri.sock");
-    let listener = berth_cri::bind(&socket).expect("bind");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(
-        listener,
-        service.clone(),
-        service,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let mut c = berth_cri::connect(&format!("unix://{}", socket.display()))
-        .await
-        .expect("connect");
+    let (mut c, stop_tx, server) = serve_at(service, tmp, "cri").await;
     let pull = |image: String| cri::PullImageRequest {
         image: Some(cri::ImageSpec {
             image,
@@ -821,7 +714,7 @@ async fn bad_images_are_refused(tmp: &Path) {
     };
 
     // 1. A layer escaping the snapshot: the pull fails and nothing lands outside the root.
-    let evil = format!("127.0.0.1:{}/test/evil:latest", registry.port);
+    let evil = format!("127.0.0.1:{}/test/evil:latest", registry.port());
     push(
         &write_layout(tmp, "evil", &evil_layer()).expect("layout"),
         &evil,
@@ -861,7 +754,7 @@ async fn bad_images_are_refused(tmp: &Path) {
     );
 
     // 2. A registry serving a corrupted layer blob: the digest check fails the pull.
-    let good = format!("127.0.0.1:{}/test/corrupt:latest", registry.port);
+    let good = format!("127.0.0.1:{}/test/corrupt:latest", registry.port());
     let mut small = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_ustar();
     h.set_size(5);
@@ -884,7 +777,7 @@ async fn bad_images_are_refused(tmp: &Path) {
     )
     .expect("json");
     let layer_hex = manifest["layers"][0]["digest"].as_str().expect("layer")[7..].to_string();
-    let blob = walk_files(&tmp.join("registry"))
+    let blob = walk_files(&registry.storage_dir())
         .into_iter()
         .find(|p| p.ends_with("data") && p.parent().is_some_and(|d| d.ends_with(&layer_hex)))
         .expect("layer blob in registry storage");
@@ -921,7 +814,11 @@ async fn bad_images_are_refused(tmp: &Path) {
     // (absolute paths are confined to the snapshot instead), nothing written outside.
     let outside = berth_testkit::hostile::outside_dir(tmp).expect("outside");
     for layer in berth_testkit::hostile::hostile_layers(&outside).expect("layers") {
-        let image = format!("127.0.0.1:{}/hostile/{}:latest", registry.port, layer.name);
+        let image = format!(
+            "127.0.0.1:{}/hostile/{}:latest",
+            registry.port(),
+            layer.name
+        );
         push(
             &write_layout(tmp, layer.name, &layer.tar).expect("layout"),
             &image,
@@ -1085,21 +982,8 @@ async fn serve_at(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), berth_cri::CriError>>,
 ) {
-    let socket = tmp.join(format!("{name}.sock"));
-    let listener = berth_cri::bind(&socket).expect("bind");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(berth_cri::serve(
-        listener,
-        service.clone(),
-        service,
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
-    let c = berth_cri::connect(&format!("unix://{}", socket.display()))
-        .await
-        .expect("connect");
-    (c, stop_tx, server)
+    let served = ServedRuntime::serve(service, &tmp.join(format!("{name}.sock"))).await;
+    (served.cri, served.stop, served.task)
 }
 
 async fn sandbox_ip(c: &mut berth_cri::CriClient, name: &str) -> (String, String) {

@@ -3,7 +3,8 @@
 //!
 //! `cargo run --release -p berth-store --example store_bench [writes-per-level]`
 //! The database goes in a temporary directory that is removed afterwards.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,4 @@
-//! `berth-store`: a revisioned key-value store with watch, shaped like etcd's KV API
-//! (design.md section 3).
+//! `berth-store`: a revisioned key-value store with watch, shaped like etcd's KV API.
 //!
 //! Every write bumps one global revision by exactly one. Each key remembers the revision that
 //! created it and the revision that last modified it; writes are compare-and-swap on that
@@ -13,7 +12,8 @@
 //! module for the layout), and [`spawn_auto_compaction`] keeps its history bounded.
 //! `cargo run --release -p berth-store --example store_bench` prints a micro figure of its write
 //! throughput and latency.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 use std::pin::Pin;
 

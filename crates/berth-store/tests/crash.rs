@@ -4,7 +4,8 @@
 //! given the database path in an env var). The child writes from many tasks at once and prints one
 //! line per acknowledged write; the parent kills it with SIGKILL mid-burst, reopens the file and
 //! checks every acknowledged write is there, with a gap-free revision sequence.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -1,5 +1,6 @@
 //! Behaviour of the redb store as the API server sees it through the `Store` trait.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::time::Duration;

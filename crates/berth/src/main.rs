@@ -1,9 +1,10 @@
-//! `berth`: one binary for every role (design.md section 1).
+//! `berth`: one binary for every role (server, agent, registry, runtime, shim, client, images, bench).
 //!
 //! `main` stays synchronous on purpose: `berth shim` must start its container while the process is
-//! still single-threaded (libcontainer forks), so no tokio runtime exists before a subcommand asks
+//! still single-threaded (it forks the OCI runtime, runc or crun), so no tokio runtime exists before a subcommand asks
 //! for one through [`rt::block_on`].
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod client;
 mod cmd;

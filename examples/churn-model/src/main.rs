@@ -5,7 +5,8 @@
 //! Environment: `MODEL_PATH` (weights JSON, default /app/models/churn.json), `PORT` (default
 //! 8000), `LOG_LEVEL` (error/warn/info/debug, default info). `--healthcheck` probes a running
 //! server on `PORT` and exits 0 when it is healthy.
-#![cfg_attr(test, allow(unused_crate_dependencies))] // unit tests see every dev-dependency
+// Unit tests see every dev-dependency.
+#![cfg_attr(test, allow(unused_crate_dependencies))]
 
 mod app;
 mod healthcheck;

@@ -1,6 +1,7 @@
 //! The churn-model binary as a user (or kubelet) sees it: HTTP routes, status codes, metrics,
 //! the --healthcheck mode, and graceful shutdown on SIGTERM with a request in flight.
-#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+// A test crate: unwraps are fine here, and it sees every dev-dependency.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -101,26 +101,18 @@ pub fn should_pull(container: &Container, present: bool) -> Result<bool, String>
     }
 }
 
-/// The effective imagePullPolicy: given, else Always for `:latest` or untagged images, else
-/// IfNotPresent.
+/// The effective imagePullPolicy: given, else the default for the image
+/// ([`berth_api::image::default_pull_policy`]).
 pub fn pull_policy(container: &Container) -> String {
-    if let Some(p) = container
+    match container
         .image_pull_policy
         .clone()
         .filter(|p| !p.is_empty())
     {
-        return p;
-    }
-    let image = image(container);
-    let name = image.split('@').next().unwrap_or_default();
-    let last = name.rsplit('/').next().unwrap_or_default();
-    let tag = last.split_once(':').map(|(_, t)| t);
-    if image.contains('@') {
-        return "IfNotPresent".into();
-    }
-    match tag {
-        None | Some("latest") => "Always".into(),
-        Some(_) => "IfNotPresent".into(),
+        Some(p) => p,
+        None => berth_api::image::default_pull_policy(&image(container))
+            .as_str()
+            .to_string(),
     }
 }
 

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use berth_api::ModelService;
-use berth_controller::MODELSERVICE_LABEL;
+use berth_api::labels::MODELSERVICE_LABEL;
 use k8s_openapi::api::core::v1::{ContainerPort, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;

@@ -19,7 +19,7 @@ pub mod table;
 use std::fmt::Debug;
 
 use berth_api::ModelService;
-use berth_controller::MODELSERVICE_LABEL;
+use berth_api::labels::MODELSERVICE_LABEL;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;

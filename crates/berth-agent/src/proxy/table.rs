@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use berth_api::ModelService;
-use berth_controller::MODELSERVICE_LABEL;
+use berth_api::labels::MODELSERVICE_LABEL;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::events::Recorder;
 use kube::{Resource, ResourceExt};

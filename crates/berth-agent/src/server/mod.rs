@@ -15,7 +15,6 @@
 pub mod exec;
 pub mod find;
 pub mod logs;
-pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,7 +27,6 @@ use http::{Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -40,9 +38,12 @@ pub type Body = BoxBody<Bytes, std::io::Error>;
 /// Errors starting the node endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The certificate or the TLS configuration.
+    /// The certificate.
+    #[error("node endpoint certificate: {0}")]
+    Cert(#[from] berth_tls::CertError),
+    /// The TLS configuration.
     #[error("node endpoint TLS: {0}")]
-    Tls(#[from] tls::TlsError),
+    Tls(#[from] berth_tls::ConfigError),
     /// Binding the port.
     #[error("binding the node endpoint on {addr}: {source}")]
     Bind {
@@ -79,54 +80,29 @@ pub async fn serve(
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?
         .port();
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(config.node_ip)?);
+    let cert = node_certificate(config.node_ip)?;
+    // HTTP/1.1 only: exec is a connection upgrade, which HTTP/2 connections cannot do.
+    let tls = berth_tls::server_config(&cert.cert_pem, &cert.key_pem, berth_tls::Alpn::Http11)?;
     let shared = Arc::new(Shared {
         cri,
         token: config.server_token.clone(),
     });
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(route(&shared, req).await) }
+    });
     tracing::info!(port, "node endpoint (logs, exec) listening");
-    Ok((port, accept_loop(listener, acceptor, shared)))
+    Ok((
+        port,
+        berth_tls::serve(listener, tls, service, std::future::pending()),
+    ))
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    shared: Arc<Shared>,
-) {
-    // Connections are tracked so they end when the endpoint's future is dropped.
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "node endpoint accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        while conns.try_join_next().is_some() {}
-        let acceptor = acceptor.clone();
-        let shared = shared.clone();
-        conns.spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "node endpoint TLS handshake failed");
-                    return;
-                }
-            };
-            let svc = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(&shared, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), svc)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "node endpoint connection ended with an error");
-            }
-        });
-    }
+/// A fresh self-signed certificate for `localhost` and `ip`, made in memory at every start:
+/// nobody verifies it (the API server connects without verification, as kube-apiserver does
+/// without a kubelet CA), so persisting it would buy nothing.
+fn node_certificate(ip: std::net::IpAddr) -> Result<berth_tls::CertifiedKey, berth_tls::CertError> {
+    berth_tls::self_signed(vec!["localhost".to_string(), ip.to_string()])
 }
 
 /// What a request path addresses: `(namespace, pod, container)`.

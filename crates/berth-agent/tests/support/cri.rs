@@ -3,11 +3,9 @@
 
 use std::path::Path;
 
+use berth_cri::CriClient;
 use berth_cri::v1 as cri;
-use berth_cri::{CriClient, CriError};
 use berth_runtime::{CriService, RuntimeConfig};
-use tokio::sync::oneshot;
-use tokio::task::{JoinError, JoinHandle};
 
 /// The runtime's configuration for a test under `tmp`: root `tmp/root`, this test binary as the
 /// shim (see [`super::harness::main`]), runc, no pod network (sandboxes get only loopback).
@@ -26,45 +24,8 @@ pub fn open_runtime(tmp: &Path) -> CriService {
     CriService::open(&runtime_config(tmp)).expect("open runtime")
 }
 
-/// A runtime served in-process on a Unix socket, and a client of it.
-pub struct Runtime {
-    /// The socket's endpoint, `unix://...`.
-    pub endpoint: String,
-    /// A client connected to [`Runtime::endpoint`].
-    pub cri: CriClient,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), CriError>>,
-}
-
-impl Runtime {
-    /// Serves `service` (both CRI services) on the Unix socket `socket` and connects to it.
-    pub async fn serve(service: CriService, socket: &Path) -> Runtime {
-        let listener = berth_cri::bind(socket).expect("bind");
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(berth_cri::serve(
-            listener,
-            service.clone(),
-            service,
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
-        let endpoint = format!("unix://{}", socket.display());
-        let cri = berth_cri::connect(&endpoint).await.expect("connect");
-        Runtime {
-            endpoint,
-            cri,
-            stop,
-            task,
-        }
-    }
-
-    /// Stops serving; returns how the server task ended.
-    pub async fn stop(self) -> Result<Result<(), CriError>, JoinError> {
-        let _ = self.stop.send(());
-        self.task.await
-    }
-}
+/// A runtime served in-process on a Unix socket, and a client of it (berth-testkit's).
+pub type Runtime = berth_testkit::cri::ServedRuntime;
 
 /// The CRI image spec naming `image`.
 pub fn image_spec(image: &str) -> Option<cri::ImageSpec> {

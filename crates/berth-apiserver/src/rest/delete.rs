@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::read::{Selectors, list_page};
+use super::retry::{Attempt, retry_on_conflict};
 use super::{Ctx, json_response, success_status};
 use crate::error::{ApiError, ApiResult};
 use crate::{crd, gc, object};
@@ -81,12 +82,12 @@ fn pod_grace(obj: &Value, opts: &DeleteOptions) -> i64 {
 /// Deletes (or starts deleting) one object by name; returns (code, body).
 pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<(u16, Value)> {
     let r = &ctx.r;
-    let key = r.key(ctx.namespace(), name);
-    for _ in 0..10 {
+    let key = &r.key(ctx.namespace(), name);
+    retry_on_conflict(10, r, name, move || async move {
         let kv = ctx
             .srv
             .store
-            .get(&key)
+            .get(key)
             .await?
             .ok_or_else(|| ApiError::not_found(r, name))?;
         let obj = object::decode(&kv, r)?;
@@ -128,7 +129,7 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResul
         let already_deleting = obj["metadata"].get("deletionTimestamp").is_some();
         if !fins.is_empty() || grace > 0 {
             if already_deleting && object::finalizers(&obj) == fins && grace > 0 {
-                return Ok((200, obj));
+                return Ok(Attempt::Done((200, obj)));
             }
             let mut updated = obj.clone();
             let meta = object::meta_mut(&mut updated);
@@ -146,12 +147,12 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResul
                 }
             }
             if ctx.query.dry_run() {
-                return Ok((200, updated));
+                return Ok(Attempt::Done((200, updated)));
             }
-            match ctx
+            return match ctx
                 .srv
                 .store
-                .update(&key, object::encode(&updated, r)?, kv.mod_revision)
+                .update(key, object::encode(&updated, r)?, kv.mod_revision)
                 .await
             {
                 Ok(kv) => {
@@ -159,16 +160,17 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResul
                     if fins.iter().any(|f| f == "foregroundDeletion") {
                         gc::spawn_foreground(ctx.srv.clone(), r.clone(), stored.clone());
                     }
-                    return Ok((200, stored));
+                    Ok(Attempt::Done((200, stored)))
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+                Err(StoreError::Conflict { .. }) => Ok(Attempt::Conflict),
+                Err(e) => Err(e.into()),
+            };
         }
         if ctx.query.dry_run() {
-            return Ok((200, success_status(r, name, object::meta_str(&obj, "uid"))));
+            let status = success_status(r, name, object::meta_str(&obj, "uid"));
+            return Ok(Attempt::Done((200, status)));
         }
-        match ctx.srv.store.delete(&key, kv.mod_revision).await {
+        match ctx.srv.store.delete(key, kv.mod_revision).await {
             Ok((rev, _)) => {
                 let mut last = obj.clone();
                 object::set_resource_version(&mut last, rev);
@@ -178,14 +180,14 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResul
                 } else {
                     success_status(r, name, object::meta_str(&obj, "uid"))
                 };
-                return Ok((200, body));
+                Ok(Attempt::Done((200, body)))
             }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(StoreError::NotFound { .. }) => return Err(ApiError::not_found(r, name)),
-            Err(e) => return Err(e.into()),
+            Err(StoreError::Conflict { .. }) => Ok(Attempt::Conflict),
+            Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(r, name)),
+            Err(e) => Err(e.into()),
         }
-    }
-    Err(ApiError::conflict(r, name))
+    })
+    .await
 }
 
 /// DELETE on a collection (with selectors).

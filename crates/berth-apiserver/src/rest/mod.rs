@@ -4,6 +4,7 @@
 pub mod delete;
 pub mod patch;
 pub mod read;
+pub mod retry;
 pub mod sub;
 pub mod watch;
 pub mod write;

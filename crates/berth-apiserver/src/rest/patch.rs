@@ -5,6 +5,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use super::retry::{Attempt, retry_on_conflict};
 use super::write::{admit, commit, create_object, merge_update};
 use super::{Ctx, check_type, json_response, parse_body};
 use crate::error::{ApiError, ApiResult};
@@ -71,12 +72,12 @@ pub async fn patch(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Resp
             "force may only be specified with apply patches",
         ));
     }
-    let key = ctx.key()?;
-    for _ in 0..5 {
+    let key = &ctx.key()?;
+    retry_on_conflict(5, &ctx.r, ctx.name(), move || async move {
         let kv = ctx
             .srv
             .store
-            .get(&key)
+            .get(key)
             .await?
             .ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
         let old = object::decode(&kv, &ctx.r)?;
@@ -94,14 +95,14 @@ pub async fn patch(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Resp
         }
         let mut merged = merge_update(ctx, &old, patched, sub)?;
         let warnings = admit(ctx, &mut merged)?;
-        match commit(ctx, &key, kv.mod_revision, merged, sub, &old).await {
-            Ok(stored) => return Ok(json_response(200, &stored, &warnings)),
+        match commit(ctx, key, kv.mod_revision, merged, sub, &old).await {
+            Ok(stored) => Ok(Attempt::Done(json_response(200, &stored, &warnings))),
             // Somebody wrote in between: patches without a precondition are retried on fresh state.
-            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
-            Err(e) => return Err(e),
+            Err(e) if e.code == 409 && e.reason == "Conflict" => Ok(Attempt::Conflict),
+            Err(e) => Err(e),
         }
-    }
-    Err(ApiError::conflict(&ctx.r, ctx.name()))
+    })
+    .await
 }
 
 /// Server-side apply (`application/apply-patch+yaml`).
@@ -146,34 +147,35 @@ async fn apply(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Response
     let part = applied_part(applied, sub, ctx.r.status_subresource);
     let api_version = ctx.r.api_version();
     let list_types = patch::list_types(&ctx.r.kind, ctx.r.schema.as_ref());
-    let key = ctx.key()?;
-    for _ in 0..5 {
+    let key = &ctx.key()?;
+    let (manager, api_version, part, list_types) = (&manager, &api_version, &part, &list_types);
+    retry_on_conflict(5, &ctx.r, ctx.name(), move || async move {
         let now = object::now();
         let w = Writer {
-            manager: &manager,
-            api_version: &api_version,
+            manager,
+            api_version,
             time: &now,
             subresource: sub,
         };
-        let Some(kv) = ctx.srv.store.get(&key).await? else {
+        let Some(kv) = ctx.srv.store.get(key).await? else {
             if sub.is_some() {
                 return Err(ApiError::not_found(&ctx.r, ctx.name()));
             }
-            let obj = patch::apply(None, &part, w, force, &list_types).map_err(apply_error)?;
+            let obj = patch::apply(None, part, w, force, list_types).map_err(apply_error)?;
             let (code, stored, warnings) = create_object(ctx, obj, "Apply").await?;
-            return Ok(json_response(code, &stored, &warnings));
+            return Ok(Attempt::Done(json_response(code, &stored, &warnings)));
         };
         let old = object::decode(&kv, &ctx.r)?;
-        let live = patch::apply(Some(&old), &part, w, force, &list_types).map_err(apply_error)?;
+        let live = patch::apply(Some(&old), part, w, force, list_types).map_err(apply_error)?;
         let mut merged = merge_update(ctx, &old, live, sub)?;
         let warnings = admit(ctx, &mut merged)?;
-        match super::write::commit_as(ctx, &key, kv.mod_revision, merged, &old, false).await {
-            Ok(stored) => return Ok(json_response(200, &stored, &warnings)),
-            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
-            Err(e) => return Err(e),
+        match super::write::commit_as(ctx, key, kv.mod_revision, merged, &old, false).await {
+            Ok(stored) => Ok(Attempt::Done(json_response(200, &stored, &warnings))),
+            Err(e) if e.code == 409 && e.reason == "Conflict" => Ok(Attempt::Conflict),
+            Err(e) => Err(e),
         }
-    }
-    Err(ApiError::conflict(&ctx.r, ctx.name()))
+    })
+    .await
 }
 
 /// The part of an applied configuration a manager owns through `sub`: only `status` through

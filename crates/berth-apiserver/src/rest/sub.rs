@@ -5,6 +5,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::patch::{PatchType, apply_patch};
+use super::retry::{Attempt, retry_on_conflict};
 use super::write::commit;
 use super::{Ctx, json_response, parse_body};
 use crate::error::{ApiError, ApiResult};
@@ -34,18 +35,18 @@ fn scale_of(ctx: &Ctx, obj: &Value) -> ApiResult<Value> {
 /// GET/PUT/PATCH on `<object>/scale`.
 pub async fn scale(ctx: &Ctx, method: &http::Method, body: &Bytes) -> ApiResult<Response> {
     let paths = ctx.r.scale.clone().ok_or_else(ApiError::no_route)?;
-    let key = ctx.key()?;
-    for _ in 0..5 {
+    let (key, paths) = (&ctx.key()?, &paths);
+    retry_on_conflict(5, &ctx.r, ctx.name(), move || async move {
         let kv = ctx
             .srv
             .store
-            .get(&key)
+            .get(key)
             .await?
             .ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
         let old = object::decode(&kv, &ctx.r)?;
         let current = scale_of(ctx, &old)?;
         let wanted = match *method {
-            http::Method::GET => return Ok(json_response(200, &current, &[])),
+            http::Method::GET => return Ok(Attempt::Done(json_response(200, &current, &[]))),
             http::Method::PUT => {
                 let s = parse_body(body)?;
                 if let Some(rv) = s["metadata"]["resourceVersion"]
@@ -101,13 +102,17 @@ pub async fn scale(ctx: &Ctx, method: &http::Method, body: &Bytes) -> ApiResult<
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
             object::meta_mut(&mut new).insert("generation".into(), json!(g));
         }
-        match commit(ctx, &key, kv.mod_revision, new, Some("scale"), &old).await {
-            Ok(stored) => return Ok(json_response(200, &scale_of(ctx, &stored)?, &[])),
-            Err(e) if e.code == 409 && *method == http::Method::PATCH => continue,
-            Err(e) => return Err(e),
+        match commit(ctx, key, kv.mod_revision, new, Some("scale"), &old).await {
+            Ok(stored) => Ok(Attempt::Done(json_response(
+                200,
+                &scale_of(ctx, &stored)?,
+                &[],
+            ))),
+            Err(e) if e.code == 409 && *method == http::Method::PATCH => Ok(Attempt::Conflict),
+            Err(e) => Err(e),
         }
-    }
-    Err(ApiError::conflict(&ctx.r, ctx.name()))
+    })
+    .await
 }
 
 /// POST `pods/<name>/binding`: assigns the pod to a node (409 if already assigned).
@@ -125,12 +130,12 @@ pub async fn binding(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
         .as_str()
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::bad_request("binding target name is required"))?;
-    let key = ctx.key()?;
-    for _ in 0..5 {
+    let (key, b) = (&ctx.key()?, &b);
+    retry_on_conflict(5, &ctx.r, ctx.name(), move || async move {
         let kv = ctx
             .srv
             .store
-            .get(&key)
+            .get(key)
             .await?
             .ok_or_else(|| ApiError::not_found(&ctx.r, ctx.name()))?;
         let old = object::decode(&kv, &ctx.r)?;
@@ -176,14 +181,14 @@ pub async fn binding(ctx: &Ctx, body: &Bytes) -> ApiResult<Response> {
             json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": object::now()}),
         );
         new["status"]["conditions"] = Value::Array(conds);
-        match commit(ctx, &key, kv.mod_revision, new, Some("binding"), &old).await {
+        match commit(ctx, key, kv.mod_revision, new, Some("binding"), &old).await {
             Ok(_) => {
                 let s = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201});
-                return Ok(json_response(201, &s, &[]));
+                Ok(Attempt::Done(json_response(201, &s, &[])))
             }
-            Err(e) if e.code == 409 => continue,
-            Err(e) => return Err(e),
+            Err(e) if e.code == 409 => Ok(Attempt::Conflict),
+            Err(e) => Err(e),
         }
-    }
-    Err(ApiError::conflict(&ctx.r, ctx.name()))
+    })
+    .await
 }

@@ -10,9 +10,9 @@ use http::{Method, StatusCode, header};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{AppState, empty};
-use crate::digest::Digest;
 use crate::error::{ApiError, ErrorCode};
-use crate::name::RepoName;
+use berth_oci::digest::Digest;
+use berth_oci::reference::RepoName;
 
 /// Read buffer for streamed blobs.
 const READ_BUFFER: usize = 256 * 1024;

@@ -7,11 +7,12 @@ use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 
 use super::{AppState, pagination, query_param};
-use crate::digest::Digest;
 use crate::error::{ApiError, ErrorCode};
-use crate::manifest::{Manifest, OCI_INDEX};
-use crate::name::RepoName;
 use crate::storage::StorageError;
+use berth_oci::digest::Digest;
+use berth_oci::manifest::Summary;
+use berth_oci::media::OCI_INDEX;
+use berth_oci::reference::RepoName;
 
 /// One page of a sorted list: entries after `last` (exclusive), at most `n`, and whether more follow.
 fn page(all: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>, bool) {
@@ -108,7 +109,7 @@ pub(super) async fn referrers(
         let Ok(Some((bytes, media_type))) = st.storage.get_manifest(repo, &d).await else {
             continue;
         };
-        let Ok(m) = Manifest::parse(&bytes, None) else {
+        let Ok(m) = Summary::parse(&bytes, None) else {
             continue;
         };
         if filter.is_some() && m.artifact_type != filter {

@@ -9,11 +9,11 @@ use futures::StreamExt;
 use http::{Method, StatusCode, header};
 
 use super::{AppState, empty, query_pairs};
-use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiError, ErrorCode};
-use crate::manifest::Manifest;
-use crate::name::{Reference, RepoName, Tag};
 use crate::storage::StorageError;
+use berth_oci::digest::{Algorithm, Digest};
+use berth_oci::manifest::Summary;
+use berth_oci::reference::{RepoName, Tag, TagOrDigest};
 
 /// Largest manifest accepted (the spec asks registries to accept at least 4 MiB).
 pub const MAX_MANIFEST: usize = 4 * 1024 * 1024;
@@ -24,7 +24,7 @@ pub(super) async fn handle(
     reference: &str,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let r = Reference::parse(reference).ok_or_else(|| bad_reference(reference))?;
+    let r = TagOrDigest::parse(reference).ok_or_else(|| bad_reference(reference))?;
     let method = req.method().clone();
     match method {
         Method::GET | Method::HEAD => get(st, &repo, &r, method == Method::GET).await,
@@ -48,10 +48,10 @@ fn bad_reference(reference: &str) -> ApiError {
     }
 }
 
-fn manifest_unknown(r: &Reference) -> ApiError {
+fn manifest_unknown(r: &TagOrDigest) -> ApiError {
     let what = match r {
-        Reference::Tag(t) => t.as_str().to_string(),
-        Reference::Digest(d) => d.to_string(),
+        TagOrDigest::Tag(t) => t.as_str().to_string(),
+        TagOrDigest::Digest(d) => d.to_string(),
     };
     ApiError::new(
         ErrorCode::ManifestUnknown,
@@ -63,11 +63,11 @@ fn manifest_unknown(r: &Reference) -> ApiError {
 async fn resolve(
     st: &AppState,
     repo: &RepoName,
-    r: &Reference,
+    r: &TagOrDigest,
 ) -> Result<Option<Digest>, ApiError> {
     match r {
-        Reference::Digest(d) => Ok(Some(d.clone())),
-        Reference::Tag(t) => Ok(st
+        TagOrDigest::Digest(d) => Ok(Some(d.clone())),
+        TagOrDigest::Tag(t) => Ok(st
             .storage
             .resolve_tag(repo, t)
             .await
@@ -78,7 +78,7 @@ async fn resolve(
 async fn get(
     st: &AppState,
     repo: &RepoName,
-    r: &Reference,
+    r: &TagOrDigest,
     with_body: bool,
 ) -> Result<Response, ApiError> {
     let d = resolve(st, repo, r)
@@ -128,7 +128,7 @@ async fn read_limited(body: Body) -> Result<Vec<u8>, ApiError> {
 async fn put(
     st: &AppState,
     repo: &RepoName,
-    r: Reference,
+    r: TagOrDigest,
     req: Request,
 ) -> Result<Response, ApiError> {
     let declared = req
@@ -150,11 +150,11 @@ async fn put(
         .map(str::to_string);
     let extra_tags = tag_params(req.uri())?;
     let bytes = read_limited(req.into_body()).await?;
-    let m = Manifest::parse(&bytes, content_type.as_deref())
+    let m = Summary::parse(&bytes, content_type.as_deref())
         .map_err(|e| ApiError::new(ErrorCode::ManifestInvalid, e.to_string()))?;
     let d = match &r {
-        Reference::Digest(want) => {
-            let got = Digest::of(want.algorithm(), &bytes);
+        TagOrDigest::Digest(want) => {
+            let got = Digest::of_with(want.algorithm(), &bytes);
             if &got != want {
                 return Err(StorageError::DigestMismatch {
                     expected: want.clone(),
@@ -164,7 +164,7 @@ async fn put(
             }
             got
         }
-        Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
+        TagOrDigest::Tag(_) => Digest::of_with(Algorithm::Sha256, &bytes),
     };
     check_references(st, repo, &m).await?;
     st.storage
@@ -172,7 +172,7 @@ async fn put(
         .await
         .map_err(StorageError::from)?;
     let mut tags = extra_tags;
-    if let Reference::Tag(t) = r {
+    if let TagOrDigest::Tag(t) = r {
         tags.push(t);
     }
     for t in &tags {
@@ -210,7 +210,7 @@ fn tag_params(uri: &http::Uri) -> Result<Vec<Tag>, ApiError> {
 
 /// Every config/layer blob must be in the repository and every child of an index must be a
 /// manifest of the repository; a missing `subject` is allowed.
-async fn check_references(st: &AppState, repo: &RepoName, m: &Manifest) -> Result<(), ApiError> {
+async fn check_references(st: &AppState, repo: &RepoName, m: &Summary) -> Result<(), ApiError> {
     for b in &m.blobs {
         if !st.storage.repo_has_blob(repo, b).await {
             return Err(ApiError::new(
@@ -230,17 +230,17 @@ async fn check_references(st: &AppState, repo: &RepoName, m: &Manifest) -> Resul
     Ok(())
 }
 
-async fn delete(st: &AppState, repo: &RepoName, r: &Reference) -> Result<Response, ApiError> {
+async fn delete(st: &AppState, repo: &RepoName, r: &TagOrDigest) -> Result<Response, ApiError> {
     let deleted = match r {
-        Reference::Tag(t) => st
+        TagOrDigest::Tag(t) => st
             .storage
             .delete_tag(repo, t)
             .await
             .map_err(StorageError::from)?,
-        Reference::Digest(d) => {
+        TagOrDigest::Digest(d) => {
             // The subject is needed to drop the referrers entry; unreadable manifests have none.
             let subject = match st.storage.get_manifest(repo, d).await {
-                Ok(Some((bytes, _))) => Manifest::parse(&bytes, None).ok().and_then(|m| m.subject),
+                Ok(Some((bytes, _))) => Summary::parse(&bytes, None).ok().and_then(|m| m.subject),
                 _ => None,
             };
             st.storage

@@ -16,9 +16,9 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use crate::auth::{Access, Auth, SERVICE};
 use crate::error::{ApiError, ErrorCode};
-use crate::name::RepoName;
 use crate::storage::Storage;
 use crate::upload::Uploads;
+use berth_oci::reference::RepoName;
 
 /// Shared state of every request.
 pub struct AppState {

@@ -9,11 +9,11 @@ use http::{HeaderMap, Method, StatusCode, header};
 use tokio::sync::OwnedMutexGuard;
 
 use super::{AppState, empty, query_param};
-use crate::digest::{Algorithm, Digest};
 use crate::error::{ApiError, ErrorCode};
-use crate::name::RepoName;
 use crate::storage::{StorageError, hash_file};
 use crate::upload::{AppendError, Session};
+use berth_oci::digest::{Algorithm, Digest};
+use berth_oci::reference::RepoName;
 
 pub(super) async fn handle(
     st: &Arc<AppState>,

@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use berth_registry::{AuthMode, Config, Registry, digest::Algorithm, digest::Digest};
+use berth_oci::digest::{Algorithm, Digest};
+use berth_registry::{AuthMode, Config, Registry};
 
 pub struct TestRegistry {
     pub dir: tempfile::TempDir,
@@ -30,7 +31,7 @@ pub async fn start(auth: AuthMode) -> TestRegistry {
 }
 
 pub fn sha256(b: &[u8]) -> Digest {
-    Digest::of(Algorithm::Sha256, b)
+    Digest::of_with(Algorithm::Sha256, b)
 }
 
 impl TestRegistry {

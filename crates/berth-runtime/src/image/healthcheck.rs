@@ -19,7 +19,7 @@ impl ImageStore {
     /// The image's config blob (id = its digest) as JSON, Docker extensions included. Falls back
     /// to the parsed config when the blob is gone from the content store.
     pub fn config_json(&self, record: &ImageRecord) -> Result<serde_json::Value, ImageError> {
-        let digest = Digest::parse(&record.id)?;
+        let digest = Digest::parse(&record.id).map_err(berth_image::Error::from)?;
         if self.content.exists(&digest) {
             let raw = self.content.read(&digest)?;
             if let Ok(value) = serde_json::from_slice(&raw) {

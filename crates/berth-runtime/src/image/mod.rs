@@ -145,12 +145,12 @@ impl ImageStore {
         name: &str,
         credentials: Option<berth_image::auth::Credentials>,
     ) -> Result<ImageRecord, ImageError> {
-        let reference = Reference::parse(name)?;
+        let reference = Reference::parse(name).map_err(berth_image::Error::from)?;
         let client = match credentials {
             None => self.client.clone(),
             Some(c) => {
                 let mut auth = berth_image::auth::AuthConfig::from_environment();
-                auth.explicit.insert(reference.registry.clone(), c);
+                auth.explicit.insert(reference.registry().to_string(), c);
                 RegistryClient::new(berth_image::ClientOptions {
                     insecure: self.insecure.clone(),
                     auth,
@@ -195,7 +195,7 @@ impl ImageStore {
         if !record.repo_digests.contains(&digest_ref) {
             record.repo_digests.push(digest_ref);
         }
-        if reference.tag.is_some() && reference.digest.is_none() {
+        if reference.tag().is_some() && reference.digest().is_none() {
             let tag = reference.to_string();
             // A tag names one image: take it away from whichever image had it before.
             for mut other in self

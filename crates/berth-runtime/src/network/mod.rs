@@ -36,7 +36,11 @@ impl Network {
     /// Opens IPAM under `dir` and makes sure the bridge exists, is up and has the gateway.
     pub fn open(dir: &Path, config: NetworkConfig) -> io::Result<Self> {
         let ipam = Ipam::open(
-            &dir.join(format!("{}-{}", config.cidr.network, config.cidr.prefix)),
+            &dir.join(format!(
+                "{}-{}",
+                config.cidr.network(),
+                config.cidr.prefix()
+            )),
             config.cidr,
         )?;
         let net = Self { config, ipam };
@@ -51,7 +55,7 @@ impl Network {
 
     fn ensure_bridge(&self) -> io::Result<()> {
         let cidr = self.config.cidr;
-        netlink::ensure_bridge(&self.config.bridge, cidr.gateway(), cidr.prefix)?;
+        netlink::ensure_bridge(&self.config.bridge, cidr.gateway(), cidr.prefix())?;
         // Pods reach beyond the node through the host's routing.
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
         Ok(())
@@ -73,7 +77,7 @@ impl Network {
             host_name: &veth,
             bridge: &self.config.bridge,
             addr,
-            prefix: self.config.cidr.prefix,
+            prefix: self.config.cidr.prefix(),
             gateway: self.config.cidr.gateway(),
         };
         netlink::add_pod_veth(netns, link)

@@ -51,7 +51,7 @@ fn saved_pod_network(net_dir: &Path) -> Option<NetworkConfig> {
     let (bridge, cidr) = text.trim().split_once(' ')?;
     Some(NetworkConfig {
         bridge: bridge.to_string(),
-        cidr: Cidr::parse(cidr)?,
+        cidr: Cidr::parse_pod_cidr(cidr)?,
     })
 }
 
@@ -68,7 +68,7 @@ pub(super) async fn update_runtime_config(
     if cidr.is_empty() {
         return Ok(cri::UpdateRuntimeConfigResponse {});
     }
-    let parsed = Cidr::parse(&cidr).ok_or_else(|| {
+    let parsed = Cidr::parse_pod_cidr(&cidr).ok_or_else(|| {
         Status::invalid_argument(format!(
             "runtime_config.network_config.pod_cidr {cidr:?}: expected an IPv4 CIDR with a prefix of 8..30"
         ))
@@ -88,12 +88,16 @@ impl CriService {
         let bridge = current.map_or_else(|| self.pod_bridge.clone(), |n| n.config().bridge.clone());
         let config = NetworkConfig { bridge, cidr };
         let network = Network::open(&self.net_dir, config.clone()).map_err(|e| {
-            Status::internal(format!("pod network {}/{}: {e}", cidr.network, cidr.prefix))
+            Status::internal(format!(
+                "pod network {}/{}: {e}",
+                cidr.network(),
+                cidr.prefix()
+            ))
         })?;
-        let saved = format!("{} {}/{}\n", config.bridge, cidr.network, cidr.prefix);
+        let saved = format!("{} {}/{}\n", config.bridge, cidr.network(), cidr.prefix());
         crate::shim::write_atomic(&self.net_dir.join(POD_NETWORK_FILE), saved.as_bytes())
             .map_err(|e| Status::internal(format!("saving the pod network: {e}")))?;
-        tracing::info!(bridge = %config.bridge, cidr = %format!("{}/{}", cidr.network, cidr.prefix), "pod network set over CRI");
+        tracing::info!(bridge = %config.bridge, cidr = %format!("{}/{}", cidr.network(), cidr.prefix()), "pod network set over CRI");
         self.sandboxes.set_network(network);
         Ok(())
     }

@@ -163,7 +163,10 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         tags: tags.clone(),
     };
     // Base images are pulled with the credentials of the first tag's registry (bare names: local).
-    let registry = tags.first().map(|t| t.registry.clone()).unwrap_or_default();
+    let registry = tags
+        .first()
+        .map(|t| t.registry().to_string())
+        .unwrap_or_default();
     let client = args.common.client(&registry)?;
     let log = |line: &str| eprintln!("{line}");
     let builder = berth_image::build::Builder::new(&images, &client, &log);
@@ -198,9 +201,9 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
         Some(d) => Reference::parse(d)?,
         None => src.clone(),
     };
-    let client = args.common.client(&dest.registry)?;
+    let client = args.common.client(dest.registry())?;
     // Mounting only helps when pushing between repositories of the same registry.
-    let mount_from = (src.registry == dest.registry).then_some(src.repository.clone());
+    let mount_from = (src.registry() == dest.registry()).then_some(src.repository().to_string());
     let digest = runtime()?
         .block_on(client.push_image(
             &dest,
@@ -209,7 +212,7 @@ pub fn push(args: PushArgs) -> anyhow::Result<()> {
             mount_from.as_deref(),
             progress_bars("push"),
         ))
-        .map_err(|e| with_login_hint(e, &dest.registry))?;
+        .map_err(|e| with_login_hint(e, dest.registry()))?;
     println!("{dest}: digest: {digest}");
     Ok(())
 }
@@ -230,10 +233,10 @@ pub struct PullArgs {
 pub fn pull(args: PullArgs) -> anyhow::Result<()> {
     let images = args.common.images()?;
     let r = Reference::parse(&args.reference)?;
-    let client = args.common.client(&r.registry)?;
+    let client = args.common.client(r.registry())?;
     let pulled = runtime()?
         .block_on(client.pull_image(&r, images.content(), progress_bars("pull")))
-        .map_err(|e| with_login_hint(e, &r.registry))?;
+        .map_err(|e| with_login_hint(e, r.registry()))?;
     images.tag(&r, &pulled.manifest_digest)?;
     println!("{r}: digest: {}", pulled.manifest_digest);
     if let Some(dir) = &args.unpack {
@@ -285,9 +288,9 @@ pub fn images(args: ImagesArgs) -> anyhow::Result<()> {
         }
         let repo = r.name();
         let repo = repo
-            .strip_prefix(&format!("{}/", berth_image::reference::DEFAULT_REGISTRY))
+            .strip_prefix(&format!("{}/", berth_oci::reference::DEFAULT_REGISTRY))
             .unwrap_or(&repo);
-        let tag = r.tag.clone().unwrap_or_else(|| "<none>".into());
+        let tag = r.tag().unwrap_or("<none>");
         println!(
             "{:<40} {:<16} {:<14} {:<22} {}",
             repo,
@@ -380,7 +383,7 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
     let registry = args
         .registry
         .clone()
-        .unwrap_or_else(|| berth_image::reference::DEFAULT_REGISTRY.to_string());
+        .unwrap_or_else(|| berth_oci::reference::DEFAULT_REGISTRY.to_string());
     let password = if args.password_stdin {
         let mut s = String::new();
         std::io::stdin()

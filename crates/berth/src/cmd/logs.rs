@@ -95,7 +95,7 @@ async fn logs(args: Args) -> anyhow::Result<()> {
 
 /// Streams every Pod of the ModelService `ms` (concurrently when following), lines prefixed.
 async fn service_logs(pods: &Api<Pod>, ms: &str, args: &Args) -> anyhow::Result<()> {
-    let selector = format!("{}={ms}", berth_controller::MODELSERVICE_LABEL);
+    let selector = format!("{}={ms}", berth_api::labels::MODELSERVICE_LABEL);
     let mut list = pods
         .list(&ListParams::default().labels(&selector))
         .await

@@ -29,7 +29,7 @@ pub struct Args {
 
 /// Runs `berth runtime` until SIGTERM/SIGINT; containers keep running (their shims own them).
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let cidr = berth_runtime::network::Cidr::parse(&args.pod_cidr).ok_or_else(|| {
+    let cidr = berth_runtime::network::Cidr::parse_pod_cidr(&args.pod_cidr).ok_or_else(|| {
         anyhow::anyhow!(
             "--pod-cidr {:?}: expected an IPv4 CIDR with a prefix of 8..30",
             args.pod_cidr

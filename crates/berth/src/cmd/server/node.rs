@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use berth_controller::nodeipam::Ipv4Cidr;
+use berth_net::Ipv4Cidr;
 use berth_runtime::{CriService, RuntimeConfig};
 
 /// Node flags of `berth server`.

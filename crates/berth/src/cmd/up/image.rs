@@ -55,7 +55,7 @@ pub async fn build_and_push(
     let images = LocalImages::open(&dir)
         .with_context(|| format!("opening the image store {}", dir.display()))?;
     let reference = Reference::parse(image_ref)?;
-    let client = registry_client(data_dir, &reference.registry)?;
+    let client = registry_client(data_dir, reference.registry())?;
     let opts = BuildOptions {
         context: source.example_dir(),
         dockerfile: None,

@@ -83,7 +83,7 @@ pub async fn until_ready(
     tokio::time::timeout(within, follow(client, name, namespace)).await.map_err(|_| {
         anyhow::anyhow!(
             "not ready after {within:?}: see `berth describe ms {name}` and `berth get pods -l {}={name}`",
-            berth_controller::MODELSERVICE_LABEL
+            berth_api::labels::MODELSERVICE_LABEL
         )
     })?
 }
@@ -105,7 +105,7 @@ async fn follow(client: &kube::Client, name: &str, namespace: &str) -> anyhow::R
     let pods = watcher(
         Api::<Pod>::namespaced(client.clone(), namespace),
         watcher::Config::default()
-            .labels(&format!("{}={name}", berth_controller::MODELSERVICE_LABEL)),
+            .labels(&format!("{}={name}", berth_api::labels::MODELSERVICE_LABEL)),
     )
     .default_backoff()
     .filter_map(|e| async move {

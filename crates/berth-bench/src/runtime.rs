@@ -2,11 +2,15 @@
 //! (a `berth runtime` child process) against `runc run` of an equivalent bundle, same image.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use berth_cri::v1 as cri;
+
+use crate::proc::{Reaped, wait_for};
+use crate::stats;
+use berth_testkit::peer::DockerRegistry;
 
 /// Arguments of `berth bench runtime`.
 #[derive(clap::Args)]
@@ -16,72 +20,9 @@ pub struct Args {
     iterations: usize,
 }
 
-/// A child process killed (and reaped) on drop.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        // SIGTERM first so `berth runtime` removes its socket; the registry does not care.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        if Instant::now() > deadline {
-            bail!("{what} did not become ready");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
-fn start_registry(dir: &Path) -> anyhow::Result<(Reaped, u16)> {
-    let port = free_port()?;
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("registry").display()
-        ),
-    )?;
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(&config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("docker-registry (Debian package docker-registry) is needed")?;
-    let reg = Reaped(child);
-    wait_for("docker-registry", || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    })?;
-    Ok((reg, port))
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// The median of `v` (`run` measures at least one).
+fn median(v: &[Duration]) -> Duration {
+    stats::median(v).unwrap_or_default()
 }
 
 async fn bench_cri(socket: &Path, image: &str, iterations: usize) -> anyhow::Result<Vec<Duration>> {
@@ -216,21 +157,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::process::id()
     )));
     std::fs::create_dir_all(tmp.path())?;
-    let layout =
-        berth_runtime::testimage::busybox_layout(tmp.path()).context("busybox-static is needed")?;
-    let (_registry, port) = start_registry(tmp.path())?;
-    let image = format!("127.0.0.1:{port}/bench/busybox:latest");
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:latest", layout.display()),
-            &format!("docker://{image}"),
-        ])
-        .output()?;
-    if !out.status.success() {
-        bail!("skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let registry = DockerRegistry::start_with(Path::new("docker-registry"))?;
+    let image = format!("127.0.0.1:{}/bench/busybox:latest", registry.port());
+    berth_testkit::busybox::push_busybox(tmp.path(), &image, None)?;
     let socket = tmp.path().join("cri.sock");
     let root = tmp.path().join("root");
     let bridge = "berthbench0";
@@ -252,8 +181,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .stderr(Stdio::null())
             .spawn()?,
     );
-    wait_for("berth runtime", || socket.exists())?;
-    let cri = crate::rt::block_on(bench_cri(&socket, &image, iterations))?;
+    wait_for("berth runtime", Duration::from_secs(30), || {
+        Ok(socket.exists())
+    })?;
+    let cri = crate::block_on(bench_cri(&socket, &image, iterations))?;
     drop(runtime);
     let _ = Command::new("ip").args(["link", "del", bridge]).status();
     let cri = cri?;
@@ -263,7 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .find(|p| p.is_dir())
         .context("the pulled image's snapshot")?;
     let runc = bench_runc(tmp.path(), &snapshot, iterations)?;
-    let (m_cri, m_runc) = (median(cri), median(runc));
+    let (m_cri, m_runc) = (median(&cri), median(&runc));
     println!(
         "container create+start+exit of /bin/true, busybox image, {iterations} runs each (median):"
     );

@@ -4,7 +4,7 @@
 //! [`DockerRegistry::start`] runs a private registry on a free loopback port with its storage in a
 //! temp dir; dropping it kills the process and removes the storage. [`skopeo`] and
 //! [`skopeo_copy`] run the real `skopeo` with TLS verification off (all registries here are
-//! plain-HTTP on loopback).
+//! plain-HTTP on loopback); [`push_layout`] pushes an OCI layout such as the busybox test image.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -29,21 +29,26 @@ impl DockerRegistry {
     /// Starts `docker-registry` with a generated config (filesystem storage in a temp dir,
     /// deletes enabled, no auth) and waits until `GET /v2/` answers.
     pub fn start() -> Result<Self> {
+        DockerRegistry::start_with(Path::new(DOCKER_REGISTRY_BIN))
+    }
+
+    /// [`DockerRegistry::start`] with the registry binary at `bin`.
+    pub fn start_with(bin: &Path) -> Result<Self> {
         let dir = tempfile::tempdir().context("temp dir for docker-registry")?;
-        let port = crate::free_port();
+        let port = crate::try_free_port()?;
         let storage = dir.path().join("storage");
         std::fs::create_dir_all(&storage)?;
         let config = dir.path().join("config.yml");
         std::fs::write(&config, config_yaml(&storage, port))?;
         let log = std::fs::File::create(dir.path().join("registry.log"))?;
-        let child = Command::new(DOCKER_REGISTRY_BIN)
+        let child = Command::new(bin)
             .arg("serve")
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("spawn {DOCKER_REGISTRY_BIN}"))?;
+            .with_context(|| format!("spawn {} (Debian package docker-registry)", bin.display()))?;
         let mut reg = DockerRegistry { child, port, dir };
         reg.wait_ready(Duration::from_secs(20))?;
         Ok(reg)
@@ -62,6 +67,14 @@ impl DockerRegistry {
     /// Where its storage lives (inside the temp dir removed on drop).
     pub fn storage_dir(&self) -> PathBuf {
         self.dir.path().join("storage")
+    }
+
+    /// Pushes the OCI layout at `layout` (tag `latest`) as `test/<name>:latest`; returns the
+    /// image reference.
+    pub fn push(&self, layout: &Path, name: &str) -> Result<String> {
+        let image = format!("{}/test/{name}:latest", self.host());
+        push_layout(layout, &image, None)?;
+        Ok(image)
     }
 
     /// The registry's log (stdout and stderr), for failure messages.
@@ -144,6 +157,16 @@ pub fn skopeo_copy(src: &str, dst: &str, dest_creds: Option<&str>) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// Pushes the OCI layout at `layout` (its tag `latest`) to `image` (`HOST/REPO:TAG`), with
+/// optional `user:password` credentials.
+pub fn push_layout(layout: &Path, image: &str, creds: Option<&str>) -> Result<()> {
+    skopeo_copy(
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{image}"),
+        creds,
+    )
 }
 
 /// `skopeo inspect --raw docker://REF` (TLS off): the manifest bytes as the registry serves them.

@@ -4,11 +4,13 @@
 //! Build with `--release` for meaningful figures.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use berth_image::{LocalImages, Reference};
+
+use berth_testkit::peer::DockerRegistry;
 
 /// Arguments of `berth bench image`.
 #[derive(clap::Args)]
@@ -45,7 +47,7 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
         .enable_all()
         .build()?;
     let layers = u32::try_from(args.layers).context("too many layers")?;
-    let manifest = rt.block_on(berth_image::synthetic::random_image(
+    let manifest = rt.block_on(berth_testkit::synthetic::random_image(
         images.content(),
         layers,
         args.size_mb * 1_000_000 / args.layers,
@@ -65,7 +67,7 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
     let exe = std::env::current_exe().context("locate berth executable")?;
     let data = src_data.to_string_lossy().to_string();
 
-    let berth_push = timed_with_registry(args, work, "berth-push", |host| {
+    let berth_push = timed_with_registry(args, |host| {
         run_cmd(Command::new(&exe).args([
             "push",
             "--data-dir",
@@ -74,17 +76,16 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
             &format!("{host}/bench/image:1"),
         ]))
     })?;
-    let berth_pull =
-        timed_with_registry_prefilled(args, work, "berth-pull", &exe, &data, |host| {
-            let d = work.join("berth-pulled");
-            run_cmd(
-                Command::new(&exe)
-                    .args(["pull", "--data-dir"])
-                    .arg(&d)
-                    .arg(format!("{host}/bench/image:1")),
-            )
-        })?;
-    let skopeo_push = timed_with_registry(args, work, "skopeo-push", |host| {
+    let berth_pull = timed_with_registry_prefilled(args, &exe, &data, |host| {
+        let d = work.join("berth-pulled");
+        run_cmd(
+            Command::new(&exe)
+                .args(["pull", "--data-dir"])
+                .arg(&d)
+                .arg(format!("{host}/bench/image:1")),
+        )
+    })?;
+    let skopeo_push = timed_with_registry(args, |host| {
         run_cmd(
             Command::new("skopeo")
                 .args(["copy", "--dest-tls-verify=false"])
@@ -92,16 +93,15 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
                 .arg(format!("docker://{host}/bench/image:1")),
         )
     })?;
-    let skopeo_pull =
-        timed_with_registry_prefilled(args, work, "skopeo-pull", &exe, &data, |host| {
-            let d = work.join("skopeo-pulled");
-            run_cmd(
-                Command::new("skopeo")
-                    .args(["copy", "--src-tls-verify=false"])
-                    .arg(format!("docker://{host}/bench/image:1"))
-                    .arg(format!("oci:{}:1", d.display())),
-            )
-        })?;
+    let skopeo_pull = timed_with_registry_prefilled(args, &exe, &data, |host| {
+        let d = work.join("skopeo-pulled");
+        run_cmd(
+            Command::new("skopeo")
+                .args(["copy", "--src-tls-verify=false"])
+                .arg(format!("docker://{host}/bench/image:1"))
+                .arg(format!("oci:{}:1", d.display())),
+        )
+    })?;
     let rate = |d: Duration| mb / d.as_secs_f64();
     println!(
         "{:<8} {:>12} {:>12} {:>10}",
@@ -127,13 +127,8 @@ fn bench(args: &Args, work: &Path) -> Result<()> {
 }
 
 /// Times `f` against a fresh, empty registry.
-fn timed_with_registry(
-    args: &Args,
-    work: &Path,
-    tag: &str,
-    f: impl Fn(&str) -> Result<()>,
-) -> Result<Duration> {
-    let reg = Registry::start(&args.docker_registry, &work.join(tag))?;
+fn timed_with_registry(args: &Args, f: impl Fn(&str) -> Result<()>) -> Result<Duration> {
+    let reg = DockerRegistry::start_with(&args.docker_registry)?;
     let t = Instant::now();
     f(&reg.host())?;
     Ok(t.elapsed())
@@ -142,13 +137,11 @@ fn timed_with_registry(
 /// Times `f` against a fresh registry that already holds the image (pushed untimed by berth).
 fn timed_with_registry_prefilled(
     args: &Args,
-    work: &Path,
-    tag: &str,
     exe: &Path,
     data: &str,
     f: impl Fn(&str) -> Result<()>,
 ) -> Result<Duration> {
-    let reg = Registry::start(&args.docker_registry, &work.join(tag))?;
+    let reg = DockerRegistry::start_with(&args.docker_registry)?;
     run_cmd(Command::new(exe).args([
         "push",
         "--data-dir",
@@ -170,55 +163,4 @@ fn run_cmd(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
-}
-
-/// A docker-registry on a free loopback port with storage under `dir`; killed on drop.
-struct Registry {
-    child: Child,
-    port: u16,
-}
-
-impl Registry {
-    fn start(bin: &Path, dir: &Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        std::fs::create_dir_all(dir.join("storage"))?;
-        let cfg = dir.join("config.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.join("storage").display()
-            ),
-        )?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("spawn {}", bin.display()))?;
-        let reg = Registry { child, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(reg.host()).is_err() {
-            if Instant::now() > deadline {
-                bail!("docker-registry did not start on {}", reg.host());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(reg)
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

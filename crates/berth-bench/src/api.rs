@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -22,6 +22,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams, WatchEvent, WatchParams};
 use tokio::sync::mpsc;
+
+use crate::proc::Reaped;
+use crate::stats;
 
 /// Arguments of `berth bench api`.
 #[derive(clap::Args)]
@@ -62,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     );
     let dir = std::env::temp_dir().join(format!("berth-bench-api-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = crate::rt::block_on(bench(&args, &dir)).and_then(|r| r);
+    let result = crate::block_on(bench(&args, &dir)).and_then(|r| r);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -281,12 +284,7 @@ struct Sample {
 impl Sample {
     /// The `q`-th percentile (nearest rank) of the latencies.
     fn percentile(&self, q: usize) -> Duration {
-        let mut v = self.latencies.clone();
-        v.sort_unstable();
-        match v.len() {
-            0 => Duration::ZERO,
-            n => v[((n * q).div_ceil(100)).clamp(1, n) - 1],
-        }
+        stats::quantile(&self.latencies, q as f64 / 100.0)
     }
 
     fn per_second(&self) -> f64 {
@@ -316,7 +314,7 @@ fn print_row(op: &str, clients: usize, s: &Sample, write: bool) {
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.2}ms", d.as_secs_f64() * 1000.0)
+    format!("{:.2}ms", stats::ms(d))
 }
 
 /// Runs each client's work items one after another, all clients at once, timing every call.
@@ -412,18 +410,16 @@ async fn create_namespace(client: &Client, name: &str) -> Result<()> {
     }
 }
 
-/// The `berth server` child. Killed on drop if [`Server::stop`] was not reached.
+/// The `berth server` child, stopped (SIGTERM, then SIGKILL) by [`Server::stop`] or on drop.
 struct Server {
-    child: Option<Child>,
+    child: Option<Reaped>,
     dir: PathBuf,
     log: PathBuf,
 }
 
 impl Server {
     fn start(bin: &Path, dir: &Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = berth_testkit::try_free_port()?;
         let log = dir.join("server.log");
         let out = std::fs::File::create(&log)?;
         let child = Command::new(bin)
@@ -443,7 +439,7 @@ impl Server {
             .spawn()
             .with_context(|| format!("starting {} server", bin.display()))?;
         Ok(Server {
-            child: Some(child),
+            child: Some(Reaped(child)),
             dir: dir.to_path_buf(),
             log,
         })
@@ -454,17 +450,10 @@ impl Server {
         let deadline = Instant::now() + within;
         let kubeconfig = self.dir.join("server/kubeconfig.yaml");
         loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .map(Child::try_wait)
-                .transpose()?
-                .flatten()
-            {
-                bail!(
-                    "berth server exited with {status}; log: {}",
-                    self.log.display()
-                );
+            if let Some(child) = self.child.as_mut() {
+                child
+                    .check_alive("berth server")
+                    .with_context(|| format!("log: {}", self.log.display()))?;
             }
             if let Ok(config) = client_config(&kubeconfig).await {
                 let ns: Api<Namespace> = Api::all(Client::try_from(config.clone())?);
@@ -484,30 +473,7 @@ impl Server {
 
     /// SIGTERM, then SIGKILL if it has not exited after a few seconds.
     fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.child.take();
     }
 }
 

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use berth_api::ModelService;
-use clap::Parser as _;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt as _, watcher};
 
-use crate::cmd::server;
+use crate::host::{Host, StartedServer};
+use crate::stats::{ms, quantile};
 
 /// Arguments of `berth bench pods`.
 #[derive(clap::Args)]
@@ -40,13 +40,13 @@ const SLEEPER: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
 const NAMESPACE: &str = "default";
 
 /// Runs `berth bench pods`.
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, host: &dyn Host) -> anyhow::Result<()> {
     anyhow::ensure!(
         !args.replicas.is_empty() && args.replicas.iter().all(|n| *n > 0),
         "--replicas takes counts > 0"
     );
     let scratch = Scratch::new()?;
-    let result = crate::rt::block_on(bench(&args, &scratch))?;
+    let result = crate::block_on(bench(&args, &scratch, host))?;
     scratch.cleanup();
     result
 }
@@ -82,21 +82,17 @@ impl Scratch {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-/// `berth server` flags for the bench node, parsed by the server's own clap definition.
-fn server_args(s: &Scratch, oci_runtime: &str) -> anyhow::Result<server::Args> {
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        server: server::Args,
-    }
-    let (api, registry) = (free_port()?.to_string(), free_port()?.to_string());
-    let dir = s.dir.to_string_lossy().to_string();
+/// `berth server` flags for the bench node (the binary parses them with the server's own flag
+/// definitions): free ports, and a bridge and cluster CIDR of this run's own.
+pub fn server_argv(
+    dir: &Path,
+    bridge: &str,
+    cidr: &str,
+    oci_runtime: &str,
+) -> anyhow::Result<Vec<String>> {
+    let free_port = || anyhow::Ok(berth_testkit::try_free_port()?.to_string());
+    let (api, registry) = (free_port()?, free_port()?);
+    let dir = dir.to_string_lossy().to_string();
     let argv = [
         "server",
         "--data-dir",
@@ -110,9 +106,9 @@ fn server_args(s: &Scratch, oci_runtime: &str) -> anyhow::Result<server::Args> {
         "--registry-auth",
         "none",
         "--bridge",
-        &s.bridge,
+        bridge,
         "--cluster-cidr",
-        &s.cidr,
+        cidr,
         "--kubelet-port",
         "0",
         "--node-name",
@@ -123,38 +119,46 @@ fn server_args(s: &Scratch, oci_runtime: &str) -> anyhow::Result<server::Args> {
         "--oci-runtime",
         oci_runtime,
     ];
-    Ok(Cli::try_parse_from(argv)?.server)
+    Ok(argv.into_iter().map(str::to_string).collect())
 }
 
-async fn bench(args: &Args, scratch: &Scratch) -> anyhow::Result<()> {
-    let running = server::start(server_args(scratch, &args.oci_runtime)?)
+async fn bench(args: &Args, scratch: &Scratch, host: &dyn Host) -> anyhow::Result<()> {
+    let argv = server_argv(
+        &scratch.dir,
+        &scratch.bridge,
+        &scratch.cidr,
+        &args.oci_runtime,
+    )?;
+    let running = host
+        .start_server(argv)
         .await
         .context("starting the bench server")?;
     let result = async {
         let client = client(&running.kubeconfig).await?;
         let result = tokio::select! {
             r = measure_all(args, scratch, &running, &client) => r,
-            _ = crate::rt::shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+            _ = host.shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
         };
         // Also after an error or Ctrl-C: the bench's Pods must not outlive it.
         let cleaned = delete_and_wait(&client, &running.data_dir).await;
         result.and(cleaned)
     }
     .await;
-    running.stop().await;
+    running.stop.await;
     result
 }
 
 async fn measure_all(
     args: &Args,
     scratch: &Scratch,
-    running: &server::Running,
+    running: &StartedServer,
     client: &kube::Client,
 ) -> anyhow::Result<()> {
     let registry = running
         .registry
         .context("the bench server has no registry")?;
-    let image = push_busybox(&scratch.dir, registry.port())?;
+    let image = format!("127.0.0.1:{}/bench/busybox:latest", registry.port());
+    berth_testkit::busybox::push_busybox(&scratch.dir.join("busybox"), &image, None)?;
     println!(
         "pod startup: apply of a ModelService with N replicas (busybox `sleep`) on one in-process node"
     );
@@ -184,26 +188,6 @@ async fn client(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Pushes the busybox test image (berth_runtime::testimage) with skopeo; returns its reference.
-fn push_busybox(dir: &Path, port: u16) -> anyhow::Result<String> {
-    let layout = berth_runtime::testimage::busybox_layout(&dir.join("busybox"))
-        .context("busybox-static is needed")?;
-    let image = format!("127.0.0.1:{port}/bench/busybox:latest");
-    let out = Command::new("skopeo")
-        .args([
-            "copy",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:latest", layout.display()),
-            &format!("docker://{image}"),
-        ])
-        .output()
-        .context("skopeo (Debian package skopeo) is needed")?;
-    if !out.status.success() {
-        bail!("skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(image)
-}
-
 /// What one N measured.
 struct Measured {
     /// Apply -> all N Pods Ready.
@@ -215,7 +199,7 @@ struct Measured {
 async fn measure(client: &kube::Client, image: &str, n: u32) -> anyhow::Result<Measured> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let config = watcher::Config::default()
-        .labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
+        .labels(&format!("{}={NAME}", berth_api::labels::MODELSERVICE_LABEL));
     let mut events = std::pin::pin!(watcher(pods, config).default_backoff().applied_objects());
     let ms: ModelService = serde_json::from_value(serde_json::json!({
         "apiVersion": "berth.dev/v1alpha1", "kind": "ModelService",
@@ -287,12 +271,12 @@ async fn delete_and_wait(client: &kube::Client, data_dir: &Path) -> anyhow::Resu
     let services: Api<ModelService> = Api::namespaced(client.clone(), NAMESPACE);
     match services.delete(NAME, &DeleteParams::default()).await {
         Ok(_) => {}
-        Err(e) if crate::client::errors::is_not_found(&e) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => return Err(e.into()),
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let lp =
-        ListParams::default().labels(&format!("{}={NAME}", berth_controller::MODELSERVICE_LABEL));
+        ListParams::default().labels(&format!("{}={NAME}", berth_api::labels::MODELSERVICE_LABEL));
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let api_left = pods.list(&lp).await?.items.len();
@@ -377,18 +361,6 @@ fn runc(oci_runtime: &str, state: &Path) -> Command {
     c
 }
 
-/// The `q` quantile (nearest rank) of `v`.
-fn quantile(v: &[Duration], q: f64) -> Duration {
-    let mut v = v.to_vec();
-    v.sort();
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
-    v.get(rank - 1).copied().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 /// The runtime's file name, for the report.
 fn runtime_name(oci_runtime: &str) -> String {
     Path::new(oci_runtime)
@@ -423,31 +395,4 @@ fn cores() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantiles_are_nearest_rank() {
-        let v: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
-        assert_eq!(quantile(&v, 0.5), Duration::from_millis(50));
-        assert_eq!(quantile(&v, 0.99), Duration::from_millis(99));
-        assert_eq!(quantile(&v[..1], 0.99), Duration::from_millis(1));
-        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
-    }
-
-    #[test]
-    fn bench_server_flags_parse_and_avoid_the_defaults() {
-        let s = Scratch {
-            dir: "/var/tmp/x".into(),
-            bridge: "bbp00001".into(),
-            cidr: "10.170.0.0/16".into(),
-        };
-        let a = server_args(&s, "runc").unwrap();
-        assert_eq!(a.node.bridge, "bbp00001");
-        assert_ne!(a.registry.registry_port, 5000);
-        assert_ne!(a.api_port, 6443);
-    }
 }

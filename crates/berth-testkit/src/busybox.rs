@@ -5,14 +5,10 @@ use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::sha256 as sha;
 
 /// Where busybox-static installs its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
-
-fn sha(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
 
 /// Why the layout could not be written.
 pub type Result<T> = std::io::Result<T>;
@@ -23,7 +19,7 @@ pub fn busybox_layout(dir: &Path) -> Result<PathBuf> {
     let staging = dir.join("staging");
     std::fs::create_dir_all(staging.join("bin"))?;
     std::fs::create_dir_all(staging.join("etc"))?;
-    std::fs::copy("/bin/busybox", staging.join("bin/busybox"))?;
+    std::fs::copy(BUSYBOX, staging.join("bin/busybox"))?;
     for applet in [
         "sh", "echo", "id", "sleep", "true", "false", "cat", "httpd", "wget", "rm", "mkdir",
         "kill", "ls", "ps", "hostname", "test", "chmod", "nc", "stty", "tty",
@@ -41,13 +37,22 @@ pub fn busybox_layout(dir: &Path) -> Result<PathBuf> {
     write_layout(dir, "layout", &layer_tar)
 }
 
+/// Writes the busybox layout under `dir` and pushes it to `image` (`HOST/REPO:TAG`) with
+/// skopeo, with optional `user:password` credentials.
+pub fn push_busybox(dir: &Path, image: &str, creds: Option<&str>) -> anyhow::Result<()> {
+    let layout = busybox_layout(dir).map_err(|e| {
+        anyhow::anyhow!("writing the busybox layout (is busybox-static installed?): {e}")
+    })?;
+    crate::peer::push_layout(&layout, image, creds)
+}
+
 /// Writes an OCI layout (one gzip layer made of `layer_tar`) at `dir/name`.
 pub fn write_layout(dir: &Path, name: &str, layer_tar: &[u8]) -> Result<PathBuf> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(layer_tar)?;
     let layer = gz.finish()?;
     let config = serde_json::json!({
-        "architecture": berth_image::manifest::host_arch(), "os": "linux",
+        "architecture": berth_oci::manifest::host_arch(), "os": "linux",
         "config": { "Cmd": ["sh"], "User": "app", "Env": ["PATH=/bin"] },
         "rootfs": { "type": "layers", "diff_ids": [sha(layer_tar)] },
     });

@@ -1,5 +1,6 @@
-//! Repository names, tags and manifest references, validated per the distribution spec so that
-//! they are safe to map onto directories (no `..`, no empty or absolute components).
+//! Repository names and tags, validated per the distribution spec so that they are safe to map
+//! onto directories (no `..`, no empty or absolute components), and what a registry's
+//! `/manifests/<reference>` path names.
 
 use std::fmt;
 
@@ -7,6 +8,9 @@ use crate::digest::Digest;
 
 /// Longest repository name accepted (the spec suggests clients keep names under 255).
 const MAX_NAME: usize = 255;
+
+/// Longest tag accepted.
+const MAX_TAG: usize = 128;
 
 /// A validated repository name, e.g. `library/busybox`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,8 +39,8 @@ impl fmt::Display for RepoName {
     }
 }
 
-/// One path component: alphanumeric runs joined by `.`, `_`, `__` or runs of `-`.
-fn valid_component(c: &str) -> bool {
+/// One path component: lowercase alphanumeric runs joined by `.`, `_`, `__` or runs of `-`.
+pub(crate) fn valid_component(c: &str) -> bool {
     let b = c.as_bytes();
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
@@ -72,7 +76,8 @@ impl Tag {
         let b = s.as_bytes();
         let first = |x: u8| x.is_ascii_alphanumeric() || x == b'_';
         let rest = |x: u8| first(x) || x == b'.' || x == b'-';
-        let ok = !b.is_empty() && b.len() <= 128 && first(b[0]) && b[1..].iter().all(|&x| rest(x));
+        let ok =
+            !b.is_empty() && b.len() <= MAX_TAG && first(b[0]) && b[1..].iter().all(|&x| rest(x));
         ok.then(|| Tag(s.to_string()))
     }
 
@@ -82,22 +87,22 @@ impl Tag {
     }
 }
 
-/// What `/manifests/<reference>` names: a tag or a digest.
+/// What a registry's `/manifests/<reference>` path names: a tag or a digest.
 #[derive(Clone, Debug)]
-pub enum Reference {
+pub enum TagOrDigest {
     /// A tag.
     Tag(Tag),
     /// A digest.
     Digest(Digest),
 }
 
-impl Reference {
-    /// Parses a reference: anything with `:` must be a digest, everything else a tag.
+impl TagOrDigest {
+    /// Parses a path reference: anything with `:` must be a digest, everything else a tag.
     pub fn parse(s: &str) -> Option<Self> {
         if s.contains(':') {
-            s.parse().ok().map(Reference::Digest)
+            s.parse().ok().map(TagOrDigest::Digest)
         } else {
-            Tag::parse(s).map(Reference::Tag)
+            Tag::parse(s).map(TagOrDigest::Tag)
         }
     }
 }

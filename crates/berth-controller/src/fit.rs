@@ -1,5 +1,5 @@
 //! The scheduler's pure part: which nodes can take a Pod (readiness, nodeSelector, cpu/memory,
-//! host ports), why the others cannot, and which fitting node is best.
+//! the `pods` count, host ports), why the others cannot, and which fitting node is best.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,6 +42,8 @@ pub enum Reason {
     Unschedulable,
     /// A requested host port is taken.
     PortsTaken,
+    /// The node already runs as many Pods as its allocatable `pods` (`--max-pods`) allows.
+    TooManyPods,
 }
 
 impl Reason {
@@ -54,6 +56,7 @@ impl Reason {
             Reason::NotReady => "node(s) had untolerated taint {node.kubernetes.io/not-ready: }",
             Reason::Unschedulable => "node(s) were unschedulable",
             Reason::PortsTaken => "node(s) didn't have free ports for the requested pod ports",
+            Reason::TooManyPods => "Too many pods",
         }
     }
 }
@@ -108,6 +111,13 @@ fn allocatable(node: &Node) -> Resources {
     }
 }
 
+/// How many Pods the node takes: allocatable (else capacity) `pods`; `None` when it says nothing.
+fn max_pods(node: &Node) -> Option<f64> {
+    let st = node.status.as_ref()?;
+    let m = st.allocatable.as_ref().or(st.capacity.as_ref())?;
+    m.get("pods").and_then(|q| parse_quantity(&q.0).ok())
+}
+
 /// Whether the node's Ready condition is True.
 pub fn node_ready(node: &Node) -> bool {
     node.status
@@ -146,6 +156,9 @@ pub fn check(pod: &Pod, node: &Node, pods: &[Pod]) -> Vec<Reason> {
     let want = requests(pod);
     let cap = allocatable(node);
     let mut reasons = Vec::new();
+    if max_pods(node).is_some_and(|max| occupants(&name, pods).count() as f64 >= max) {
+        reasons.push(Reason::TooManyPods);
+    }
     if want.cpu > 0.0 && used.cpu + want.cpu > cap.cpu {
         reasons.push(Reason::InsufficientCpu);
     }
@@ -228,6 +241,7 @@ fn message(total: usize, tally: &BTreeMap<Reason, usize>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::json;
 
     fn node(name: &str, cpu: &str, mem: &str, ready: bool) -> Node {
@@ -317,6 +331,31 @@ mod tests {
         // For another service the less loaded node wins.
         assert_eq!(
             schedule(&pod("p", "z", "100m", "100Mi", None), &nodes, &running),
+            Decision::Bind("a".into())
+        );
+    }
+
+    #[test]
+    fn a_node_at_its_pod_limit_does_not_fit() {
+        let mut small = node("a", "4", "4Gi", true);
+        let alloc = small.status.as_mut().unwrap().allocatable.as_mut().unwrap();
+        alloc.insert("pods".into(), Quantity("3".into()));
+        let nodes = [small];
+        let mut running: Vec<Pod> = (0..3)
+            .map(|i| pod(&format!("q{i}"), "m", "10m", "1Mi", Some("a")))
+            .collect();
+        assert_eq!(
+            schedule(&pod("p", "m", "10m", "1Mi", None), &nodes, &running[..2]),
+            Decision::Bind("a".into())
+        );
+        assert_eq!(
+            schedule(&pod("p", "m", "10m", "1Mi", None), &nodes, &running),
+            Decision::Unschedulable("0/1 nodes are available: 1 Too many pods.".into())
+        );
+        // A finished Pod no longer counts.
+        running[0].status = serde_json::from_value(json!({"phase":"Succeeded"})).unwrap();
+        assert_eq!(
+            schedule(&pod("p", "m", "10m", "1Mi", None), &nodes, &running),
             Decision::Bind("a".into())
         );
     }

@@ -3,6 +3,8 @@
 //! - [`template`]: the Pod template derived from a ModelService spec and its stable hash;
 //! - [`rollout`]: rolling-update arithmetic (maxSurge / maxUnavailable, like Deployments);
 //! - [`modelservice`]: the ModelService controller (owns Pods, rolls templates, writes status);
+//! - [`slowstart`]: the slow-start batches (1, 2, 4, …, one burst per reconcile) it creates and
+//!   deletes Pods in, and when a change of the owner stops them;
 //! - [`status`]: the ModelService status and its Deployment-shaped conditions;
 //! - [`fit`]: the scheduler's pure node filtering and scoring;
 //! - [`scheduler`]: the scheduler controller (binds pending Pods through `pods/binding`);
@@ -20,6 +22,7 @@ pub mod nodelifecycle;
 mod outcome;
 pub mod rollout;
 pub mod scheduler;
+pub mod slowstart;
 pub mod status;
 pub mod template;
 

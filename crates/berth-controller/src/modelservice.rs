@@ -1,11 +1,15 @@
 //! The ModelService controller: keeps `replicas` Pods of the current template, rolls template
 //! changes within maxSurge / maxUnavailable gated on Pod readiness, and writes the status.
 
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_api::labels::TEMPLATE_HASH_LABEL;
 use berth_api::{ModelService, ModelServiceStatus};
 use futures::StreamExt;
+use futures::future::join_all;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -16,7 +20,8 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use crate::ControllerOptions;
-use crate::rollout::{self, Bounds, Counts};
+use crate::rollout::{self, Bounds, Counts, Plan};
+use crate::slowstart::{self, Batches, Owner, Verdict};
 use crate::status::{self, Observed};
 use crate::template::PodTemplate;
 
@@ -33,6 +38,9 @@ pub enum Error {
     #[error(transparent)]
     Bound(#[from] rollout::BoundError),
 }
+
+/// How soon a reconcile that stopped early (more than a burst to do, or a changed spec) goes on.
+const RESUME_AFTER: Duration = Duration::from_millis(200);
 
 struct Ctx {
     client: kube::Client,
@@ -88,39 +96,41 @@ async fn reconcile(ms: Arc<ModelService>, ctx: Arc<Ctx>) -> Result<Action, Error
         .into_iter()
         .partition::<Vec<_>, _>(|m| !is_finished(&m.pod));
     for m in &failed {
-        delete(&pods, &m.pod, "finished").await?;
+        delete_named(&pods, &m.pod.name_any(), "finished").await?;
     }
     let replicas = ms.spec.replicas;
     let bounds = Bounds::resolve(replicas, &ms.spec.max_surge(), &ms.spec.max_unavailable())?;
-    let counts = count(&members);
-    let plan = rollout::plan(replicas, bounds, counts);
-    for _ in 0..plan.create_new {
-        create(&pods, &ms, &name, &template, &hash).await?;
-    }
-    let victims = pick(&members, true, plan.delete_new, |_| true)
-        .chain(pick(&members, false, plan.delete_old_unready, |m| !m.ready))
-        .chain(pick(&members, false, plan.delete_old_ready, |m| m.ready));
-    let mut deleted = Vec::new();
-    for m in victims {
-        delete(&pods, &m.pod, "scale down or rollout").await?;
-        deleted.push(m.pod.name_any());
-    }
+    let plan = rollout::plan(replicas, bounds, count(&members));
+    let services: Api<ModelService> = Api::namespaced(ctx.client.clone(), &ns);
+    let owner = Watched {
+        api: &services,
+        name: &name,
+        planned: owner_of(&ms),
+    };
+    let applied = match apply(&owner, &pods, &ms, &members, plan, &template, &hash).await? {
+        Step::Applied(a) => a,
+        Step::Stopped(action) => return Ok(action),
+    };
     let remaining: Vec<&Member> = members
         .iter()
-        .filter(|m| !deleted.contains(&m.pod.name_any()))
+        .filter(|m| !applied.deleted.contains(&m.pod.name_any()))
         .collect();
     let observed = Observed {
         generation: ms.meta().generation,
         desired: replicas,
-        replicas: remaining.len() as i32 + plan.create_new,
+        replicas: remaining.len() as i32 + applied.created,
         ready: remaining.iter().filter(|m| m.ready).count() as i32,
-        updated: remaining.iter().filter(|m| m.current).count() as i32 + plan.create_new,
+        updated: remaining.iter().filter(|m| m.current).count() as i32 + applied.created,
         updated_ready: remaining.iter().filter(|m| m.current && m.ready).count() as i32,
         max_unavailable: bounds.max_unavailable,
         progress_deadline_seconds: ms.spec.progress_deadline_seconds(),
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let next = write_status(&ctx.client, &ns, &name, &ms, observed, now.clone()).await?;
+    if applied.unfinished {
+        // More than one burst to do: go on soon, after other services had their turn.
+        return Ok(Action::requeue(RESUME_AFTER));
+    }
     // A stalled rollout changes nothing that would wake the controller: look again when its
     // progress deadline would pass.
     Ok(
@@ -129,6 +139,137 @@ async fn reconcile(ms: Arc<ModelService>, ctx: Arc<Ctx>) -> Result<Action, Error
             None => Action::await_change(),
         },
     )
+}
+
+/// What the create and delete batches of one reconcile came to.
+struct Applied {
+    /// Pods created.
+    created: i32,
+    /// Names of the Pods deleted.
+    deleted: BTreeSet<String>,
+    /// Whether the plan was bigger than one burst, so that part of it is left for later.
+    unfinished: bool,
+}
+
+/// How the batches of one reconcile ended.
+enum Step {
+    /// They ran (maybe only one burst of them): write the status.
+    Applied(Applied),
+    /// The owner went away or changed meanwhile: end the reconcile with this action.
+    Stopped(Action),
+}
+
+/// Carries out `plan` in slow-start batches: first the creations, then the deletions.
+async fn apply(
+    owner: &Watched<'_>,
+    pods: &Api<Pod>,
+    ms: &ModelService,
+    members: &[Member],
+    plan: Plan,
+    template: &PodTemplate,
+    hash: &str,
+) -> Result<Step, Error> {
+    let want = usize::try_from(plan.create_new).unwrap_or(0);
+    let created = owner
+        .in_batches(0..want, |_| create(pods, ms, owner.name, template, hash))
+        .await?;
+    match created.verdict {
+        Verdict::Gone => {
+            // The garbage collector may have listed the service's Pods before the last batch
+            // was stored; those would never be collected, so take them back.
+            for pod in &created.last {
+                delete_named(pods, pod, "owner deleted while creating").await?;
+            }
+            return Ok(Step::Stopped(Action::await_change()));
+        }
+        Verdict::Changed => return Ok(Step::Stopped(Action::requeue(RESUME_AFTER))),
+        Verdict::Continue => {}
+    }
+    let victims: Vec<&Member> = pick(members, true, plan.delete_new, |_| true)
+        .chain(pick(members, false, plan.delete_old_unready, |m| !m.ready))
+        .chain(pick(members, false, plan.delete_old_ready, |m| m.ready))
+        .collect();
+    let to_delete = victims.len();
+    let deleted = owner
+        .in_batches(victims.into_iter(), |m| {
+            let pod = m.pod.metadata.name.as_deref().unwrap_or_default();
+            delete_named(pods, pod, "scale down or rollout")
+        })
+        .await?;
+    match deleted.verdict {
+        // The garbage collector takes the rest.
+        Verdict::Gone => Ok(Step::Stopped(Action::await_change())),
+        Verdict::Changed => Ok(Step::Stopped(Action::requeue(RESUME_AFTER))),
+        Verdict::Continue => Ok(Step::Applied(Applied {
+            created: i32::try_from(created.done.len()).unwrap_or(i32::MAX),
+            unfinished: created.done.len() < want || deleted.done.len() < to_delete,
+            deleted: deleted.done.into_iter().collect(),
+        })),
+    }
+}
+
+/// The owning ModelService as the reconcile planned for it, re-read between batches.
+struct Watched<'a> {
+    api: &'a Api<ModelService>,
+    name: &'a str,
+    planned: Owner,
+}
+
+/// The end of a run of batches.
+struct Run {
+    /// Names of the Pods acted on.
+    done: Vec<String>,
+    /// Names of the Pods of the last batch.
+    last: Vec<String>,
+    /// What the last look at the owner said.
+    verdict: Verdict,
+}
+
+impl Watched<'_> {
+    /// Runs `op` on `items` in slow-start batches (a batch's operations concurrently), looking
+    /// at the owner after each batch. Stops after a batch that had an error (the first error is
+    /// returned), when the owner is gone or changed, or after one burst.
+    async fn in_batches<T, F, Fut>(
+        &self,
+        items: impl ExactSizeIterator<Item = T>,
+        op: F,
+    ) -> Result<Run, Error>
+    where
+        F: Fn(T) -> Fut,
+        Fut: Future<Output = Result<String, Error>>,
+    {
+        let mut items = items;
+        let mut run = Run {
+            done: Vec::new(),
+            last: Vec::new(),
+            verdict: Verdict::Continue,
+        };
+        for size in Batches::new(items.len()) {
+            let results = join_all(items.by_ref().take(size).map(&op)).await;
+            let (ok, failed): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+            run.last = ok.into_iter().filter_map(Result::ok).collect();
+            run.done.extend(run.last.iter().cloned());
+            if let Some(Err(e)) = failed.into_iter().next() {
+                return Err(e);
+            }
+            let now = self.api.get_opt(self.name).await?;
+            run.verdict = slowstart::verdict(&self.planned, now.as_ref().map(owner_of).as_ref());
+            if run.verdict != Verdict::Continue {
+                break;
+            }
+        }
+        Ok(run)
+    }
+}
+
+/// What the batches watch of a ModelService.
+fn owner_of(ms: &ModelService) -> Owner {
+    Owner {
+        uid: ms.meta().uid.clone(),
+        generation: ms.meta().generation,
+        replicas: ms.spec.replicas,
+        deleting: ms.meta().deletion_timestamp.is_some(),
+    }
 }
 
 /// The service's non-terminating Pods that it controls.
@@ -210,7 +351,7 @@ async fn create(
     name: &str,
     t: &PodTemplate,
     hash: &str,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let mut labels = t.labels.clone();
     labels.insert(TEMPLATE_HASH_LABEL.to_string(), hash.to_string());
     let pod = Pod {
@@ -225,7 +366,7 @@ async fn create(
     };
     let created = pods.create(&PostParams::default(), &pod).await?;
     info!(modelservice = name, pod = %created.name_any(), "created pod");
-    Ok(())
+    Ok(created.name_any())
 }
 
 /// The controller reference to `ms`; blockOwnerDeletion so foreground deletion of the service
@@ -236,15 +377,15 @@ fn owner_ref(ms: &ModelService) -> Option<OwnerReference> {
     Some(o)
 }
 
-async fn delete(pods: &Api<Pod>, pod: &Pod, why: &str) -> Result<(), Error> {
-    let name = pod.name_any();
-    match pods.delete(&name, &DeleteParams::default()).await {
+/// Deletes Pod `name`; returns the name.
+async fn delete_named(pods: &Api<Pod>, name: &str, why: &str) -> Result<String, Error> {
+    match pods.delete(name, &DeleteParams::default()).await {
         Ok(_) => {
             info!(pod = %name, why, "deleted pod");
-            Ok(())
+            Ok(name.to_string())
         }
         // Someone else (GC, a user) was faster: the goal is met.
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(name.to_string()),
         Err(e) => Err(e.into()),
     }
 }

@@ -119,10 +119,15 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         .list(&ListParams::default())
         .await?
         .items;
-    let all = Api::<Pod>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items;
+    // Without nodes the answer does not depend on the Pods: spare the API server the list.
+    let all = if nodes.is_empty() {
+        Vec::new()
+    } else {
+        Api::<Pod>::all(ctx.client.clone())
+            .list(&ListParams::default())
+            .await?
+            .items
+    };
     match fit::schedule(&fresh, &nodes, &all) {
         Decision::Bind(node) => {
             bind(&pods_ns, &name, &node).await?;

@@ -30,6 +30,10 @@ pub struct NodeArgs {
     /// Port of the node endpoint (logs, exec) the API server proxies to; 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// Maximum number of Pods on this node (its `pods` capacity; the scheduler leaves the rest
+    /// Pending).
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
     /// Use this CRI runtime instead of the embedded one (e.g. unix:///run/containerd/containerd.sock).
     #[arg(long)]
     pub container_runtime_endpoint: Option<String>,
@@ -75,6 +79,7 @@ impl LocalNode {
         config.node_ip = args.node_ip.unwrap_or_else(default_node_ip);
         config.server_port = args.kubelet_port;
         config.server_token = read_node_token(data_dir)?;
+        config.max_pods = args.max_pods;
         config.proxy = !args.disable_proxy;
         config.proxy_bind = args.proxy_bind_address;
         eprintln!(

@@ -1,0 +1,167 @@
+//! A runaway replica count against a real `berth server` running its own controllers: the
+//! ModelService controller creates Pods in bounded slow-start batches and stops as soon as the
+//! service is deleted, and the scheduler leaves Pods beyond a node's `pods` capacity Pending.
+//! No agent runs; where a node is needed the test registers one, as an agent would.
+#![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use berth_api::labels::MODELSERVICE_LABEL;
+use berth_api::{ModelService, ModelServiceSpec};
+use berth_e2e::server::TestServer;
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const NS: &str = "default";
+
+async fn create_ms(client: &kube::Client, name: &str, replicas: i32) {
+    let spec: ModelServiceSpec = serde_json::from_value(json!({
+        "image": "localhost:5000/model:v1", "replicas": replicas,
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}))
+    .unwrap();
+    Api::<ModelService>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &ModelService::new(name, spec))
+        .await
+        .unwrap();
+}
+
+/// Names of the service's Pods, terminating ones included.
+async fn pod_names(client: &kube::Client, ms: &str) -> BTreeSet<String> {
+    let lp = ListParams::default().labels(&format!("{MODELSERVICE_LABEL}={ms}"));
+    Api::<Pod>::namespaced(client.clone(), NS)
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect()
+}
+
+async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `replicas: 1000000`, deleted within a second: within 5 s no Pod is being created any more,
+/// and within 60 s all are gone.
+#[tokio::test]
+async fn a_runaway_service_deleted_at_once_stops_creating_and_is_collected() {
+    let server = TestServer::start_with_controllers(&[]).await.unwrap();
+    let client = server.client().await.unwrap();
+    create_ms(&client, "runaway", 1_000_000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Api::<ModelService>::namespaced(client.clone(), NS)
+        .delete("runaway", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted = Instant::now();
+
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(deleted.elapsed())).await;
+    let at_5s = pod_names(&client, "runaway").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let at_7s = pod_names(&client, "runaway").await;
+    let new: Vec<&String> = at_7s.difference(&at_5s).collect();
+    assert!(
+        new.is_empty(),
+        "pods still being created 5 s after the delete: {new:?}"
+    );
+
+    let within = Duration::from_secs(60).saturating_sub(deleted.elapsed());
+    eventually("all pods of the deleted service gone", within, || async {
+        pod_names(&client, "runaway").await.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// Registers a Ready node that takes at most `max_pods` Pods, as an agent with `--max-pods` does.
+async fn node(client: &kube::Client, name: &str, max_pods: u32) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata":{"name":name}})).unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let res = json!({"cpu":"4","memory":"8Gi","pods":max_pods.to_string()});
+    let status = json!({"status":{"capacity":res,"allocatable":res,
+        "conditions":[{"type":"Ready","status":"True","reason":"KubeletReady"}]}});
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+fn node_of(p: &Pod) -> Option<&str> {
+    p.spec.as_ref().and_then(|s| s.node_name.as_deref())
+}
+
+/// With `pods: 3` on the only node, the fourth replica stays Pending with a FailedScheduling
+/// Event saying "Too many pods".
+#[tokio::test]
+async fn pods_beyond_a_nodes_max_pods_stay_pending() {
+    let server = TestServer::start_with_controllers(&[]).await.unwrap();
+    let client = server.client().await.unwrap();
+    node(&client, "small", 3).await;
+    create_ms(&client, "four", 4).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let lp = ListParams::default().labels(&format!("{MODELSERVICE_LABEL}=four"));
+    let message = "0/1 nodes are available: 1 Too many pods.";
+    let pending = eventually(
+        "3 bound pods and 1 unschedulable",
+        Duration::from_secs(60),
+        || async {
+            let all = pods.list(&lp).await.unwrap().items;
+            let bound = all.iter().filter(|p| node_of(p) == Some("small")).count();
+            let unbound: Vec<&Pod> = all.iter().filter(|p| node_of(p).is_none()).collect();
+            let marked = unbound.len() == 1
+                && unbound[0]
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter().any(|c| {
+                            c.type_ == "PodScheduled"
+                                && c.status == "False"
+                                && c.message.as_deref() == Some(message)
+                        })
+                    });
+            (all.len() == 4 && bound == 3 && marked).then(|| unbound[0].name_any())
+        },
+    )
+    .await;
+
+    let events: Api<Event> = Api::namespaced(client.clone(), NS);
+    eventually(
+        "FailedScheduling event",
+        Duration::from_secs(30),
+        || async {
+            let evs = events.list(&ListParams::default()).await.unwrap().items;
+            evs.iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("FailedScheduling")
+                        && e.involved_object.name.as_deref() == Some(pending.as_str())
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains("Too many pods"))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    // Still Pending a while later (the scheduler retries it every few seconds).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let p = pods.get(&pending).await.unwrap();
+    assert_eq!(node_of(&p), None);
+}

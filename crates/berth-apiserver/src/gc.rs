@@ -5,11 +5,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use berth_store::{KeyValue, RangeOptions, WatchEvent};
+use berth_store::{KeyValue, RangeOptions, StoreError, WatchEvent};
 use futures::StreamExt;
 use serde_json::Value;
 
 use crate::resources::ResourceInfo;
+use crate::rest::retry::{Attempt, retry};
 use crate::state::ApiServer;
 
 /// The distinct storage prefixes of all served resources (events are served twice, stored once).
@@ -102,36 +103,60 @@ fn pod_grace(key: &str, v: &Value) -> Option<i64> {
         .filter(|g| *g > 0)
 }
 
+/// How often a dependent written meanwhile (a status update, a scheduler binding) is read again
+/// before the collector gives up on it until the next pass.
+const DEPENDENT_ATTEMPTS: usize = 5;
+
 /// Deletes every dependent of `owner`. Dependents with finalizers, and pods still running on a
 /// node, get a deletionTimestamp instead (their finalizer holders or agents finish the job).
 async fn delete_dependents(srv: &ApiServer, owner: &Value) {
-    for (kv, mut v) in dependents(srv, owner).await {
-        let has_finalizers = v["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
-        let grace = pod_grace(&kv.key, &v);
-        let result = if has_finalizers || grace.is_some() {
-            if v["metadata"].get("deletionTimestamp").is_some() {
-                continue;
-            }
-            let when = chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0));
-            v["metadata"]["deletionTimestamp"] =
-                Value::String(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
-            v["metadata"]["deletionGracePeriodSeconds"] = Value::from(grace.unwrap_or(0));
-            match serde_json::to_vec(&v) {
-                Ok(bytes) => srv
-                    .store
-                    .update(&kv.key, bytes, kv.mod_revision)
-                    .await
-                    .map(|_| ()),
-                Err(_) => continue,
-            }
-        } else {
-            srv.store.delete(&kv.key, kv.mod_revision).await.map(|_| ())
-        };
-        if let Err(e) = result {
-            tracing::debug!(key = %kv.key, error = %e, "garbage collecting dependent");
+    for (kv, _) in dependents(srv, owner).await {
+        let key = kv.key;
+        // Each attempt reads the dependent afresh: one written since the listing fails the
+        // revision check, and without a retry it would never be collected.
+        let outcome = retry(DEPENDENT_ATTEMPTS, || collect_one(srv, &key)).await;
+        match outcome {
+            Ok(Some(())) => {}
+            Ok(None) => tracing::debug!(%key, "garbage collecting dependent: still changing"),
+            Err(e) => tracing::debug!(%key, error = %e, "garbage collecting dependent"),
         }
+    }
+}
+
+/// Deletes (or marks for deletion) the dependent at `key` at the revision just read.
+async fn collect_one(srv: &ApiServer, key: &str) -> Result<Attempt<()>, StoreError> {
+    let Some(kv) = srv.store.get(key).await? else {
+        return Ok(Attempt::Done(()));
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(&kv.value) else {
+        return Ok(Attempt::Done(()));
+    };
+    let has_finalizers = v["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    let grace = pod_grace(key, &v);
+    let result = if has_finalizers || grace.is_some() {
+        if v["metadata"].get("deletionTimestamp").is_some() {
+            return Ok(Attempt::Done(()));
+        }
+        let when = chrono::Utc::now() + chrono::Duration::seconds(grace.unwrap_or(0));
+        v["metadata"]["deletionTimestamp"] =
+            Value::String(when.format("%Y-%m-%dT%H:%M:%SZ").to_string());
+        v["metadata"]["deletionGracePeriodSeconds"] = Value::from(grace.unwrap_or(0));
+        let Ok(bytes) = serde_json::to_vec(&v) else {
+            return Ok(Attempt::Done(()));
+        };
+        srv.store
+            .update(key, bytes, kv.mod_revision)
+            .await
+            .map(|_| ())
+    } else {
+        srv.store.delete(key, kv.mod_revision).await.map(|_| ())
+    };
+    match result {
+        Ok(()) | Err(StoreError::NotFound { .. }) => Ok(Attempt::Done(())),
+        Err(StoreError::Conflict { .. }) => Ok(Attempt::Conflict),
+        Err(e) => Err(e),
     }
 }
 

@@ -25,15 +25,26 @@ pub async fn retry_on_conflict<T, F>(
     attempts: usize,
     r: &ResourceInfo,
     name: &str,
-    mut attempt: impl FnMut() -> F,
+    attempt: impl FnMut() -> F,
 ) -> ApiResult<T>
 where
     F: Future<Output = ApiResult<Attempt<T>>>,
 {
+    retry(attempts, attempt)
+        .await?
+        .ok_or_else(|| ApiError::conflict(r, name))
+}
+
+/// The loop under [`retry_on_conflict`], for callers without a request to answer (the garbage
+/// collector): `Ok(None)` when every one of the `attempts` lost its race.
+pub async fn retry<T, E, F>(attempts: usize, mut attempt: impl FnMut() -> F) -> Result<Option<T>, E>
+where
+    F: Future<Output = Result<Attempt<T>, E>>,
+{
     for _ in 0..attempts {
         if let Attempt::Done(answer) = attempt().await? {
-            return Ok(answer);
+            return Ok(Some(answer));
         }
     }
-    Err(ApiError::conflict(r, name))
+    Ok(None)
 }

@@ -16,7 +16,6 @@ use berth_runtime::container::ContainerStore;
 use berth_runtime::network::{Cidr, Network, NetworkConfig};
 use berth_runtime::oci::{ContainerParams, SeccompProfile};
 use berth_runtime::sandbox::SandboxStore;
-use berth_runtime::shim::{self, ShimConfig};
 
 /// An interface of the "node" (a bridge) that only a container on the node's network can see.
 const NODE_LINK: &str = "berthnode0";
@@ -206,11 +205,7 @@ fn a_host_network_sandbox_shares_the_node_network() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("shim") {
-        let cfg = ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
-        std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
-    }
+    berth_testkit::harness::shim_if_asked();
     // The "node" is a private network namespace (still single-threaded here) with a link of its own.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
     for ip_args in [
@@ -238,21 +233,5 @@ fn main() {
             a_host_network_sandbox_shares_the_node_network,
         ),
     ];
-    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
-    let mut failed = 0;
-    for (name, test) in tests {
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    berth_testkit::harness::run_tests(&tests);
 }

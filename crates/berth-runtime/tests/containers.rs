@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use berth_runtime::container::{ContainerState, ContainerStore};
 use berth_runtime::oci::{ContainerParams, Resources};
-use berth_runtime::shim::{self, ShimConfig};
+use berth_runtime::shim;
 
 /// A one-layer busybox image as an unpacked snapshot dir.
 fn busybox_layer(dir: &Path) -> PathBuf {
@@ -324,12 +324,7 @@ fn upper_layer_whiteouts_hide_lower_files() {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("shim") {
-        let cfg = ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
-        let code = if shim::run(&cfg).is_ok() { 0 } else { 1 };
-        std::process::exit(code);
-    }
+    berth_testkit::harness::shim_if_asked();
     let tests: [(&str, fn()); 6] = [
         (
             "upper_layer_whiteouts_hide_lower_files",
@@ -347,21 +342,5 @@ fn main() {
             a_container_whose_shim_died_is_ended,
         ),
     ];
-    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
-    let mut failed = 0;
-    for (name, test) in tests {
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    berth_testkit::harness::run_tests(&tests);
 }

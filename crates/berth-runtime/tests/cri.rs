@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_cri::v1 as cri;
-use berth_runtime::{CriService, RuntimeConfig, shim};
+use berth_runtime::{CriService, RuntimeConfig};
 use berth_testkit::busybox::{busybox_layout, write_layout};
 use berth_testkit::cri::ServedRuntime;
 use berth_testkit::peer::{DockerRegistry, push_layout};
@@ -1088,11 +1088,7 @@ async fn pod_cidr_over_cri(tmp: &Path) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("shim") {
-        let cfg = shim::ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
-        std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
-    }
+    berth_testkit::harness::shim_if_asked();
     // A private network namespace for the whole test (still single-threaded here): the bridge,
     // veths and the registry's loopback port vanish with the process.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare netns");
@@ -1102,7 +1098,7 @@ fn main() {
         .expect("ip");
     assert!(lo.success());
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let filter = args.iter().skip(1).find(|a| !a.starts_with('-')).cloned();
+    let filter = berth_testkit::harness::filter();
     let mut failed = false;
     for name in [
         "lifecycle_through_the_socket",

@@ -4,6 +4,7 @@
 //! - [`busybox`]: a busybox OCI image layout built from Debian's busybox-static, the image every
 //!   container test runs.
 //! - [`synthetic`]: images of random, incompressible layers, for transfer tests and benchmarks.
+//! - [`harness`]: `main` of the `harness = false` test binaries (shim dispatch, libtest-like runs).
 //! - [`cri`]: berth's CRI runtime served in-process on a Unix socket, with a client.
 //! - [`peer`]: the peers berth is tested and benchmarked against: Debian's `docker-registry` and
 //!   `skopeo`.
@@ -15,6 +16,7 @@
 
 pub mod busybox;
 pub mod cri;
+pub mod harness;
 pub mod hostile;
 pub mod peer;
 pub mod synthetic;

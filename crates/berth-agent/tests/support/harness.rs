@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use berth_runtime::shim;
-
 /// Runs the single scenario `name` of a `harness = false` test binary, as libtest would:
 /// - `<this exe> shim ...` (the runtime starting this binary as its shim, see
 ///   [`super::cri::runtime_config`]) runs the shim instead and exits;
@@ -14,12 +12,8 @@ use berth_runtime::shim;
 /// - else `scenario` runs on a new tokio runtime with a fresh directory under /var/tmp (named
 ///   `<prefix>...`), removed before a failure exits the process (which skips destructors).
 pub fn main(name: &str, prefix: &str, scenario: impl AsyncFnOnce(&Path)) {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("shim") {
-        let cfg = shim::ShimConfig::from_args(args[2..].iter().cloned()).expect("shim args");
-        std::process::exit(if shim::run(&cfg).is_ok() { 0 } else { 1 });
-    }
-    if let Some(filter) = args.iter().skip(1).find(|a| !a.starts_with('-'))
+    berth_testkit::harness::shim_if_asked();
+    if let Some(filter) = berth_testkit::harness::filter()
         && !name.contains(filter.as_str())
     {
         println!("running 0 tests");

@@ -8,34 +8,16 @@ use berth_testkit::hostile;
 
 use super::*;
 
-/// Appends an entry whose raw name (and link name) bytes are written verbatim.
-fn raw_entry(
-    b: &mut tar::Builder<Vec<u8>>,
-    path: &str,
-    kind: tar::EntryType,
-    link: &str,
-    data: &[u8],
-    mode: u32,
-) {
+/// A layer of one regular file `name` holding `data`.
+fn one_file_tar(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_ustar();
-    h.set_entry_type(kind);
     h.set_size(data.len() as u64);
-    h.set_mode(mode);
+    h.set_mode(0o644);
     h.set_uid(1000);
     h.set_gid(1001);
     h.set_mtime(1_600_000_000);
-    {
-        let old = h.as_old_mut();
-        old.name[..path.len()].copy_from_slice(path.as_bytes());
-        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-    }
-    h.set_cksum();
-    b.append(&h, data).expect("append");
-}
-
-fn tar_of(f: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    f(&mut b);
+    b.append_data(&mut h, name, data).expect("append");
     b.into_inner().expect("finish tar")
 }
 
@@ -50,7 +32,7 @@ fn gzip_blob(path: &Path, data: &[u8]) {
 fn store_unpacks_gzip_once_and_rejects_a_wrong_diff_id() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = SnapshotStore::open(tmp.path().join("snapshots")).expect("store");
-    let data = tar_of(|b| raw_entry(b, "hello", tar::EntryType::Regular, "", b"world", 0o644));
+    let data = one_file_tar("hello", b"world");
     let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
     let blob = tmp.path().join("blob");
     gzip_blob(&blob, &data);

@@ -156,14 +156,26 @@ fn push_to_berth_registry_needs_credentials_and_round_trips() {
     assert!(!bad.status.success());
     assert!(!tmp.path().join("docker/config.json").exists());
 
-    // Login with the registry's generated credentials (read from its data dir), then push.
-    let reg_data = berth_reg.data_dir().to_str().unwrap();
+    // Login with --data-dir keeps the credentials under that data dir, never in the user's
+    // Docker config. Without -u/-p, a loopback registry's generated credentials are read from
+    // the data dir's registry.
+    let host = berth_reg.host();
+    let reg_data = berth_reg.data_dir();
     ok(berth(
         tmp.path(),
-        &["login", "--data-dir", reg_data, &berth_reg.host()],
+        &["login", "--data-dir", reg_data.to_str().unwrap(), &host],
     ));
-    let stored = std::fs::read_to_string(tmp.path().join("docker/config.json")).unwrap();
-    assert!(stored.contains(&berth_reg.host()), "{stored}");
+    let stored = std::fs::read_to_string(reg_data.join("auth/config.json")).unwrap();
+    assert!(stored.contains(&host), "{stored}");
+    assert!(!tmp.path().join("docker/config.json").exists());
+    // A push with a data dir uses the credentials its own login stored there.
+    let creds = berth_reg.creds();
+    let (user, pass) = creds.split_once(':').unwrap();
+    ok(berth(
+        tmp.path(),
+        &["login", "--data-dir", d, &host, "-u", user, "-p", pass],
+    ));
+    assert!(!tmp.path().join("docker/config.json").exists());
     assert_eq!(
         printed_digest(&ok(berth(
             tmp.path(),
@@ -171,6 +183,10 @@ fn push_to_berth_registry_needs_credentials_and_round_trips() {
         ))),
         want
     );
+    // Without --data-dir, login writes the Docker-compatible config, as `docker login` does.
+    ok(berth(tmp.path(), &["login", &host, "-u", user, "-p", pass]));
+    let stored = std::fs::read_to_string(tmp.path().join("docker/config.json")).unwrap();
+    assert!(stored.contains(&host), "{stored}");
     let raw = skopeo_raw_manifest(&format!("docker://{dst}"), Some(&berth_reg.creds())).unwrap();
     assert_eq!(sha256(&raw), want);
 

@@ -18,7 +18,8 @@ use berth_image::{ClientOptions, LocalImages, Progress, Reference, RegistryClien
 /// Options shared by the image commands.
 #[derive(clap::Args, Clone)]
 pub struct Common {
-    /// Data directory; images live under DIR/images.
+    /// Data directory; images live under DIR/images, and `berth login --data-dir DIR` keeps
+    /// credentials in DIR/auth/config.json (without it: the Docker config).
     /// Default: /var/lib/berth as root, else $XDG_DATA_HOME/berth.
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -34,15 +35,28 @@ impl Common {
             .unwrap_or_else(super::server::default_data_dir)
     }
 
+    /// Where registry credentials are kept: with `--data-dir DIR`, DIR/auth/config.json (in the
+    /// Docker config format), so a data dir is self-contained; without it, the user's Docker
+    /// config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), as `docker login`.
+    fn credentials_file(&self) -> PathBuf {
+        match &self.data_dir {
+            Some(dir) => dir.join("auth/config.json"),
+            None => docker_config_path(),
+        }
+    }
+
     fn images(&self) -> anyhow::Result<LocalImages> {
         let dir = self.data_dir().join("images");
         LocalImages::open(&dir).with_context(|| format!("open image store {}", dir.display()))
     }
 
-    /// A client whose credentials for `registry` come from the docker config, else (loopback
-    /// only) from the local berth registry's credentials file.
+    /// A client whose credentials for `registry` come from [`Self::credentials_file`], else
+    /// (loopback only) from the local berth registry's credentials file.
     fn client(&self, registry: &str) -> anyhow::Result<RegistryClient> {
-        let mut auth = AuthConfig::from_environment();
+        let mut auth = AuthConfig {
+            docker_config: Some(self.credentials_file()),
+            ..AuthConfig::default()
+        };
         if auth.for_registry(registry).is_none()
             && is_loopback(registry)
             && let Some(c) = self.local_registry_credentials()
@@ -421,7 +435,7 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         chunk_size: None,
     })?;
     runtime()?.block_on(client.login_check(&registry))?;
-    let path = docker_config_path();
+    let path = args.common.credentials_file();
     let mut cfg = DockerConfig::load(&path)?;
     cfg.set(&registry, &creds);
     cfg.save(&path)?;

@@ -26,9 +26,9 @@ use berth_agent::{AgentConfig, labels};
 use berth_cri::v1 as cri;
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::LOCALHOST;
 use support::cri::{Runtime, open_runtime};
@@ -588,6 +588,17 @@ async fn confinement(env: &Env) {
             "while read k v; do [ \"$k\" = Seccomp: ] && break; done < /proc/self/status; [ \"$v\" = {want} ]"
         )
     };
+    // Pod Security admission lets host access and Unconfined only into a privileged namespace.
+    let privileged =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}});
+    Api::<Namespace>::all(env.client.clone())
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(&privileged),
+        )
+        .await
+        .expect("label the namespace privileged");
     let host_dir = env.tmp.join("host-dir");
     std::fs::create_dir_all(&host_dir).expect("host dir");
     std::fs::write(host_dir.join("marker"), "node").expect("marker");

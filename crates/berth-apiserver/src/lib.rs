@@ -12,10 +12,11 @@
 //! Beside them: [`crd`] (serving stored CustomResourceDefinitions), [`schema`] (their structural
 //! schemas: pruning, defaults, validation), [`query`] and [`selector`] (list options, label and
 //! field selectors), [`protobuf`] (the protobuf bodies kubectl sends for a few core types),
-//! [`gc`] (ownerReference garbage collection), [`extensions`] and [`nodeproxy`] (subresources
-//! served by node agents: pods/log, pods/exec), [`state`] (the server's shared state),
-//! [`error`] (metav1.Status errors), and [`tls`] and [`kubeconfig`] (the server's certificate
-//! files under its data dir, and the admin kubeconfig).
+//! [`gc`] (ownerReference garbage collection), [`podsecurity`] (Pod Security admission: the
+//! namespace's level decides which Pods are accepted), [`extensions`] and [`nodeproxy`]
+//! (subresources served by node agents: pods/log, pods/exec), [`state`] (the server's shared
+//! state), [`error`] (metav1.Status errors), and [`tls`] and [`kubeconfig`] (the server's
+//! certificate files under its data dir, and the admin kubeconfig).
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 // Guard-then-act steps read more plainly as nested `if`s than as long let-chains.
@@ -35,6 +36,7 @@ pub mod object;
 pub mod openapi;
 pub mod patch;
 pub mod path;
+pub mod podsecurity;
 pub mod protobuf;
 pub mod query;
 pub mod resources;

@@ -1,6 +1,7 @@
 //! The API server started in-process over the in-memory store (the library entry point), checked
 //! with kube-rs: idle watches get bookmarks, and streaming lists end their initial events with the
-//! `k8s.io/initial-events-end` bookmark.
+//! `k8s.io/initial-events-end` bookmark; Pod Security admission refuses host access where the
+//! namespace's level does not allow it, naming the field.
 // A test crate: unwraps are fine here, and it sees every dev-dependency.
 #![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
@@ -10,8 +11,8 @@ use std::time::Duration;
 use berth_apiserver::{Config, Options};
 use berth_store::MemStore;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 
 async fn start(dir: &std::path::Path) -> (berth_apiserver::Running, kube::Client) {
@@ -95,5 +96,77 @@ async fn streaming_list_ends_initial_events_with_a_marked_bookmark() {
         }
     }
     assert_eq!(added, ["a", "b"]);
+    running.stop();
+}
+
+fn pod(name: &str, spec: serde_json::Value) -> Pod {
+    let mut spec = spec;
+    spec["containers"] = json!([{"name": "app", "image": "busybox"}]);
+    serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+/// The Status of a refused write.
+fn refusal(result: kube::Result<Pod>) -> Box<kube::core::Status> {
+    match result {
+        Err(kube::Error::Api(status)) => status,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pod_security_refuses_host_network_where_not_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, client) = start(dir.path()).await;
+    let pp = PostParams::default();
+    let host_net = pod("web", json!({"hostNetwork": true}));
+    let default: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let status = refusal(default.create(&pp, &host_net).await);
+    assert_eq!(status.code, 403);
+    assert_eq!(status.reason, "Forbidden");
+    assert_eq!(
+        status.message,
+        "pods \"web\" is forbidden: violates PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"
+    );
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "infra",
+        "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}))
+    .unwrap();
+    namespaces.create(&pp, &ns).await.unwrap();
+    let infra: Api<Pod> = Api::namespaced(client, "infra");
+    let mut created = infra.create(&pp, &host_net).await.unwrap();
+    assert_eq!(created.spec.as_ref().unwrap().host_network, Some(true));
+
+    // Tightened later, the namespace still takes status writes to the Pod it already runs.
+    let baseline =
+        json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}});
+    namespaces
+        .patch("infra", &PatchParams::default(), &Patch::Merge(&baseline))
+        .await
+        .unwrap();
+    created.status = serde_json::from_value(json!({"phase": "Running"})).unwrap();
+    let written = infra.replace_status("web", &pp, &created).await.unwrap();
+    assert_eq!(written.status.unwrap().phase.as_deref(), Some("Running"));
+    running.stop();
+}
+
+#[tokio::test]
+async fn pod_security_refuses_unconfined_seccomp_in_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let (running, client) = start(dir.path()).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let unconfined = pod(
+        "free",
+        json!({"securityContext": {"seccompProfile": {"type": "Unconfined"}}}),
+    );
+    let status = refusal(pods.create(&PostParams::default(), &unconfined).await);
+    assert_eq!(status.code, 403);
+    assert!(
+        status
+            .message
+            .contains("pod must not set securityContext.seccompProfile.type to \"Unconfined\""),
+        "{}",
+        status.message
+    );
     running.stop();
 }

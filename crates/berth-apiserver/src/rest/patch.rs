@@ -11,6 +11,7 @@ use super::{Ctx, check_type, json_response, parse_body};
 use crate::error::{ApiError, ApiResult};
 use crate::object;
 use crate::patch::{self, ApplyError, PatchError, Writer};
+use crate::podsecurity;
 
 /// The patch formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +96,7 @@ pub async fn patch(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Resp
         }
         let mut merged = merge_update(ctx, &old, patched, sub)?;
         let warnings = admit(ctx, &mut merged)?;
+        podsecurity::admit(ctx, Some(&old), &merged, sub).await?;
         match commit(ctx, key, kv.mod_revision, merged, sub, &old).await {
             Ok(stored) => Ok(Attempt::Done(json_response(200, &stored, &warnings))),
             // Somebody wrote in between: patches without a precondition are retried on fresh state.
@@ -169,6 +171,7 @@ async fn apply(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Response
         let live = patch::apply(Some(&old), part, w, force, list_types).map_err(apply_error)?;
         let mut merged = merge_update(ctx, &old, live, sub)?;
         let warnings = admit(ctx, &mut merged)?;
+        podsecurity::admit(ctx, Some(&old), &merged, sub).await?;
         match super::write::commit_as(ctx, key, kv.mod_revision, merged, &old, false).await {
             Ok(stored) => Ok(Attempt::Done(json_response(200, &stored, &warnings))),
             Err(e) if e.code == 409 && e.reason == "Conflict" => Ok(Attempt::Conflict),

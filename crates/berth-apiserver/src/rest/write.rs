@@ -11,6 +11,7 @@ use crate::crd;
 use crate::error::{ApiError, ApiResult, Cause};
 use crate::object;
 use crate::patch::{self, Writer};
+use crate::podsecurity;
 use crate::query::FieldValidation;
 
 /// Prunes, checks unknown fields and validates `obj`; returns Warning texts.
@@ -159,6 +160,7 @@ pub async fn create_object(
         }
     }
     let warnings = admit(ctx, &mut obj)?;
+    podsecurity::admit(ctx, None, &obj, None).await?;
     default_status(ctx, &mut obj);
     let now = object::now();
     let manager = ctx.field_manager();
@@ -454,6 +456,7 @@ pub async fn update(ctx: &Ctx, body: &Bytes, sub: Option<&str>) -> ApiResult<Res
     }
     let mut merged = merge_update(ctx, &old, new, sub)?;
     let warnings = admit(ctx, &mut merged)?;
+    podsecurity::admit(ctx, Some(&old), &merged, sub).await?;
     let stored = commit(ctx, &key, kv.mod_revision, merged, sub, &old).await?;
     Ok(json_response(200, &stored, &warnings))
 }

@@ -199,9 +199,11 @@ fn a_host_network_sandbox_shares_the_node_network() {
     let (_, lines) = f.run("pod", links, in_pod);
     assert!(!lines.iter().any(|l| l.contains(NODE_LINK)), "{lines:?}");
     assert!(lines.iter().any(|l| l.contains("eth0")), "{lines:?}");
-    f.cleanup();
+    // The sandboxes live in the fixture's directory (the pod netns is a mount there): remove them
+    // before the fixture removes the directory.
     sandboxes.remove("hostnet").expect("remove host sandbox");
     sandboxes.remove("podnet").expect("remove pod sandbox");
+    f.cleanup();
 }
 
 fn main() {

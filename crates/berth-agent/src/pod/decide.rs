@@ -83,11 +83,7 @@ pub fn grace_period(pod: &Pod) -> Duration {
     let secs = pod
         .metadata
         .deletion_grace_period_seconds
-        .or(pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds))
-        .unwrap_or(30);
+        .unwrap_or_else(|| super::spec::termination_grace_seconds(pod));
     Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 

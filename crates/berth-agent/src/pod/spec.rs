@@ -16,6 +16,15 @@ use crate::labels;
 const CPU_PERIOD: i64 = 100_000;
 
 /// The CRI labels that identify a Pod's sandbox and containers.
+/// The Pod's terminationGracePeriodSeconds, 30 s when unset (kubelet's default): the one place
+/// the agent reads it, for stopping containers and the annotation the runtime keeps.
+pub fn termination_grace_seconds(pod: &Pod) -> i64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+}
+
 pub fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     HashMap::from([
         (labels::POD_NAME.to_string(), pod.name_any()),
@@ -140,11 +149,7 @@ pub fn container_config(
 ) -> cri::ContainerConfig {
     let mut labels = pod_labels(pod);
     labels.insert(labels::CONTAINER_NAME.into(), container.name.clone());
-    let grace = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(30);
+    let grace = termination_grace_seconds(pod);
     let annotations = HashMap::from([
         (labels::RESTART_COUNT.to_string(), restart_count.to_string()),
         (labels::GRACE_PERIOD.to_string(), grace.to_string()),

@@ -138,13 +138,7 @@ impl Worker {
         let id = match self.ctx.cri.runtime.clone().create_container(req).await {
             Ok(r) => r.into_inner().container_id,
             Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "Failed",
-                    format!("Error: {}", e.message()),
-                );
-                self.track(&c.name).waiting =
-                    Some(("CreateContainerError".into(), e.message().to_string()));
+                self.runtime_failed(&c.name, "CreateContainerError", e.message());
                 self.track(&c.name)
                     .backoff
                     .exited(Instant::now(), Duration::ZERO);
@@ -176,16 +170,15 @@ impl Worker {
                     format!("Started container {}", c.name),
                 );
             }
-            Err(e) => {
-                self.event(
-                    EventType::Warning,
-                    "Failed",
-                    format!("Error: {}", e.message()),
-                );
-                self.track(&c.name).waiting =
-                    Some(("RunContainerError".into(), e.message().to_string()));
-            }
+            Err(e) => self.runtime_failed(&c.name, "RunContainerError", e.message()),
         }
         true
+    }
+
+    /// A CRI call for container `name` failed: a Warning event, and the container waits with
+    /// `reason` (kubelet's CreateContainerError / RunContainerError) and the runtime's message.
+    fn runtime_failed(&mut self, name: &str, reason: &str, message: &str) {
+        self.event(EventType::Warning, "Failed", format!("Error: {message}"));
+        self.track(name).waiting = Some((reason.into(), message.to_string()));
     }
 }

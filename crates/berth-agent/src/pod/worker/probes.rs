@@ -143,12 +143,7 @@ impl Worker {
             c.name
         );
         self.event(EventType::Normal, "Killing", note);
-        let grace = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30);
+        let grace = spec::termination_grace_seconds(&self.pod);
         teardown::stop_container(&self.ctx.cri, id, grace).await;
     }
 }

@@ -10,7 +10,7 @@ use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::events::EventType;
 
 use super::{Sandbox, Worker, sandbox};
-use crate::pod::decide;
+use crate::pod::{decide, spec};
 
 impl Worker {
     /// Graceful deletion: Ready=False, drain, stop with the grace period, remove the sandbox, then
@@ -77,12 +77,7 @@ impl Worker {
         for t in self.tracks.values_mut() {
             t.probes.clear();
         }
-        let grace = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30);
+        let grace = spec::termination_grace_seconds(&self.pod);
         // A force-deleted Pod gets a short grace: its object is already gone.
         self.remove_all_sandboxes(grace.min(2)).await;
         tracing::info!(pod = %self.pod.name_any(), "pod gone; sandbox removed");

@@ -4,6 +4,7 @@
 //! One module per concern, each owned by the part it serves:
 //! - [`server`]: a `berth server` under test (`TestServer`, also as a whole node);
 //! - [`node`]: names, ports and teardown of a node under test;
+//! - [`events`]: Kubernetes Events a test waits for;
 //! - [`http`]: a minimal HTTP client for requests through service ports;
 //! - [`kubectl`]: kubectl against a test server, asserting success or failure;
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers (berth-testkit's, re-exported);
@@ -13,6 +14,7 @@
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
+pub mod events;
 pub mod http;
 pub mod kubectl;
 pub mod node;

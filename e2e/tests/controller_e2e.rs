@@ -410,15 +410,8 @@ async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
     let events: Api<Event> = Api::namespaced(f.client.clone(), NS);
     let name = huge[0].name_any();
     eventually("FailedScheduling event", || async {
-        let evs = events.list(&ListParams::default()).await.unwrap().items;
-        evs.iter()
-            .any(|e| {
-                e.reason.as_deref() == Some("FailedScheduling")
-                    && e.involved_object.name.as_deref() == Some(name.as_str())
-                    && e.message
-                        .as_deref()
-                        .is_some_and(|m| m.contains("Insufficient memory"))
-            })
+        berth_e2e::events::recorded(&events, "FailedScheduling", &name, "Insufficient memory")
+            .await
             .then_some(())
     })
     .await;

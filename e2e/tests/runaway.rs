@@ -146,15 +146,8 @@ async fn pods_beyond_a_nodes_max_pods_stay_pending() {
         "FailedScheduling event",
         Duration::from_secs(30),
         || async {
-            let evs = events.list(&ListParams::default()).await.unwrap().items;
-            evs.iter()
-                .any(|e| {
-                    e.reason.as_deref() == Some("FailedScheduling")
-                        && e.involved_object.name.as_deref() == Some(pending.as_str())
-                        && e.message
-                            .as_deref()
-                            .is_some_and(|m| m.contains("Too many pods"))
-                })
+            berth_e2e::events::recorded(&events, "FailedScheduling", &pending, "Too many pods")
+                .await
                 .then_some(())
         },
     )

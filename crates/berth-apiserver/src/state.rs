@@ -27,6 +27,9 @@ pub struct Options {
     /// Compact all history once at start (after one marker write), so every older
     /// resourceVersion is expired: for tests of client relisting, and for operators.
     pub compact_on_start: bool,
+    /// How often the garbage collector sweeps the whole store for objects whose owners are gone
+    /// (it also sweeps at start and follows deletions as they happen).
+    pub gc_interval: Duration,
 }
 
 impl Default for Options {
@@ -36,6 +39,7 @@ impl Default for Options {
             bookmark_interval: Duration::from_secs(30),
             compact_interval: Some(Duration::from_secs(300)),
             compact_on_start: false,
+            gc_interval: Duration::from_secs(30),
         }
     }
 }

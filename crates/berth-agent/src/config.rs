@@ -31,6 +31,9 @@ pub struct AgentConfig {
     pub proxy: bool,
     /// Address the service proxy listens on (every ModelService's `service.port` on it).
     pub proxy_bind: IpAddr,
+    /// How often sandboxes of Pods that no longer exist are looked for (besides after every full
+    /// list of the Pod watch).
+    pub orphan_check: Duration,
 }
 
 impl AgentConfig {
@@ -52,6 +55,7 @@ impl AgentConfig {
             max_pods: 110,
             proxy: true,
             proxy_bind: IpAddr::from([0, 0, 0, 0]),
+            orphan_check: Duration::from_secs(30),
         }
     }
 }

@@ -1,20 +1,23 @@
 //! Pod workers: one per Pod bound to this node.
 //!
 //! [`run`] watches the Pods with `spec.nodeName=<node>` and keeps one [`worker`] task per Pod UID,
-//! handing it every new version of its Pod (or `None` once the Pod is gone). After the first full
-//! list it removes sandboxes (and their containers) whose Pod no longer exists, so Pods deleted
-//! while the agent was down are cleaned up too. Workers adopt existing sandboxes and containers by
-//! their CRI labels, so restarting the agent duplicates nothing.
+//! handing it every new version of its Pod (or `None` once the Pod is gone). After every full
+//! list, and periodically, [`orphans`] removes sandboxes (and their containers) whose Pod no
+//! longer exists, so Pods deleted while the agent was down are cleaned up too. Workers adopt
+//! existing sandboxes and containers by their CRI labels, so restarting the agent duplicates
+//! nothing.
 //!
 //! - [`spec`]: Pod spec -> CRI configs;
 //! - [`confine`]: host namespaces and seccomp profiles passed through CRI;
 //! - [`volumes`]: volume mounts (hostPath honoured, what berth lacks refused);
+//! - [`orphans`]: removing the sandboxes of Pods that no longer exist;
 //! - [`decide`]: the pure decisions (next step, restart policy, stale instances, grace);
 //! - [`status`]: the pure status computation;
 //! - [`worker`]: the per-Pod loop that drives CRI and writes status and Events.
 
 pub mod confine;
 pub mod decide;
+pub mod orphans;
 pub mod spec;
 pub mod status;
 pub mod volumes;
@@ -24,7 +27,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use berth_cri::CriClient;
-use berth_cri::v1 as cri;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -34,7 +36,7 @@ use kube::runtime::watcher;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{AgentConfig, labels};
+use crate::AgentConfig;
 
 /// What every worker shares.
 pub struct Ctx {
@@ -74,44 +76,86 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), PodError> {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.node_name));
     let mut stream = watcher::watcher(api, cfg).boxed();
-    let mut workers: HashMap<String, Handle> = HashMap::new();
-    let mut listing: HashSet<String> = HashSet::new();
-    let mut orphans_checked = false;
-    while let Some(event) = stream.next().await {
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "pod watch error (retrying)");
-                continue;
-            }
-        };
-        workers.retain(|_, h| !h.task.is_finished());
+    let mut pods = Manager {
+        ctx: ctx.clone(),
+        workers: HashMap::new(),
+        listing: HashSet::new(),
+        orphan_check: None,
+    };
+    let every = ctx.config.orphan_check;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            event = stream.next() => match event {
+                Some(Ok(event)) => pods.handle(event),
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch error (retrying)"),
+                None => return Err(PodError::WatchEnded),
+            },
+            _ = tick.tick() => pods.check_orphans(),
+        }
+    }
+}
+
+/// The workers of this node's Pods and what the watch listed.
+struct Manager {
+    ctx: Arc<Ctx>,
+    workers: HashMap<String, Handle>,
+    /// UIDs seen in the current (re-)list of the watch.
+    listing: HashSet<String>,
+    /// The orphan check under way, if any (one at a time).
+    orphan_check: Option<JoinHandle<()>>,
+}
+
+impl Manager {
+    fn handle(&mut self, event: watcher::Event<Pod>) {
+        self.workers.retain(|_, h| !h.task.is_finished());
         match event {
-            watcher::Event::Init => listing.clear(),
+            watcher::Event::Init => self.listing.clear(),
             watcher::Event::InitApply(pod) => {
-                listing.insert(pod.uid().unwrap_or_default());
-                dispatch(&ctx, &mut workers, pod);
+                self.listing.insert(pod.uid().unwrap_or_default());
+                dispatch(&self.ctx, &mut self.workers, pod);
             }
-            watcher::Event::Apply(pod) => dispatch(&ctx, &mut workers, pod),
+            watcher::Event::Apply(pod) => dispatch(&self.ctx, &mut self.workers, pod),
             // The worker cleans up and ends; its handle goes once it has finished.
             watcher::Event::Delete(pod) => {
-                if let Some(h) = workers.get(&pod.uid().unwrap_or_default()) {
+                if let Some(h) = self.workers.get(&pod.uid().unwrap_or_default()) {
                     let _ = h.pod.send(None);
                 }
             }
             watcher::Event::InitDone => {
                 // Pods that vanished while the watch was re-listing.
-                for (_, h) in workers.iter().filter(|(u, _)| !listing.contains(*u)) {
+                for (_, h) in self
+                    .workers
+                    .iter()
+                    .filter(|(u, _)| !self.listing.contains(*u))
+                {
                     let _ = h.pod.send(None);
                 }
-                if !orphans_checked {
-                    orphans_checked = true;
-                    tokio::spawn(remove_orphans(ctx.clone(), listing.clone()));
-                }
+                self.check_orphans();
             }
         }
     }
-    Err(PodError::WatchEnded)
+
+    /// Starts an orphan check unless one is still running. Sandboxes of Pods a worker still
+    /// handles (running, or tearing down) are left to it.
+    fn check_orphans(&mut self) {
+        if self.orphan_check.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        self.workers.retain(|_, h| !h.task.is_finished());
+        let owned = self.workers.keys().cloned().collect();
+        self.orphan_check = Some(tokio::spawn(orphans::remove(self.ctx.clone(), owned)));
+    }
+}
+
+impl Drop for Manager {
+    /// A stopped agent removes nothing more.
+    fn drop(&mut self) {
+        if let Some(t) = &self.orphan_check {
+            t.abort();
+        }
+    }
 }
 
 /// Hands a Pod version to its worker, starting one for a new UID.
@@ -128,29 +172,4 @@ fn dispatch(ctx: &Arc<Ctx>, workers: &mut HashMap<String, Handle>, pod: Pod) {
     let (tx, rx) = watch::channel(Some(pod.clone()));
     let task = tokio::spawn(worker::Worker::new(ctx.clone(), pod, rx).run());
     workers.insert(uid, Handle { pod: tx, task });
-}
-
-/// Removes sandboxes (with their containers) of Pods not in `live` (UIDs of the first full list).
-async fn remove_orphans(ctx: Arc<Ctx>, live: HashSet<String>) {
-    let mut rt = ctx.cri.runtime.clone();
-    let sandboxes = match rt
-        .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-        .await
-    {
-        Ok(r) => r.into_inner().items,
-        Err(e) => {
-            tracing::warn!(error = %e, "listing sandboxes for orphan cleanup failed");
-            return;
-        }
-    };
-    for sb in sandboxes {
-        let Some(uid) = sb.labels.get(labels::POD_UID) else {
-            continue;
-        };
-        if live.contains(uid) {
-            continue;
-        }
-        tracing::info!(sandbox = %sb.id, pod_uid = %uid, "removing the sandbox of a Pod that no longer exists");
-        worker::remove_sandbox(&ctx.cri, &sb.id, 2).await;
-    }
 }

@@ -106,6 +106,8 @@ impl Index {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|o| o.uid)
+            // A reference without a uid names no object: nothing to find gone.
+            .filter(|u| !u.is_empty())
             .collect();
         if !owners.is_empty() {
             self.owned.push(Owned {

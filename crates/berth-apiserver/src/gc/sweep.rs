@@ -1,8 +1,8 @@
 //! The full sweep: one consistent read of the whole store (at one revision) indexes every
 //! object's uid, which objects have owners, and which are being deleted in the foreground; then
 //! every object whose owners no longer exist is collected ([`collect::release`]), and interrupted
-//! foreground deletions are carried on. Only uids and keys are held, never whole objects, and the
-//! store is read a page at a time.
+//! foreground deletions are carried on. Only uids and keys are kept, never whole objects; the
+//! store is read one resource at a time.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,9 +13,6 @@ use serde_json::json;
 
 use super::{collect, foreground};
 use crate::state::ApiServer;
-
-/// Keys read per store request.
-const PAGE: usize = 500;
 
 /// The parts of a stored object the sweep looks at.
 #[derive(Deserialize)]
@@ -73,30 +70,24 @@ impl Index {
         Ok(index)
     }
 
+    /// Reads one resource's objects at revision `at`. A whole prefix per request: a store serves
+    /// a past revision by rebuilding the prefix's view, so pages would rebuild it once each.
     async fn read_prefix(
         &mut self,
         srv: &ApiServer,
         prefix: &str,
         at: Revision,
     ) -> Result<(), StoreError> {
-        let mut start_after = None;
-        loop {
-            let opts = RangeOptions {
-                revision: Some(at),
-                limit: Some(PAGE),
-                start_after: start_after.take(),
-            };
-            let page = srv.store.range(prefix, opts).await?;
-            for kv in &page.kvs {
-                if let Ok(stored) = serde_json::from_slice::<Stored>(&kv.value) {
-                    self.add(&kv.key, stored.metadata);
-                }
-            }
-            match page.kvs.last() {
-                Some(last) if page.more => start_after = Some(last.key.clone()),
-                _ => return Ok(()),
+        let opts = RangeOptions {
+            revision: Some(at),
+            ..RangeOptions::default()
+        };
+        for kv in srv.store.range(prefix, opts).await?.kvs {
+            if let Ok(stored) = serde_json::from_slice::<Stored>(&kv.value) {
+                self.add(&kv.key, stored.metadata);
             }
         }
+        Ok(())
     }
 
     fn add(&mut self, key: &str, meta: Meta) {

@@ -13,7 +13,8 @@
 //! schemas: pruning, defaults, validation), [`query`] and [`selector`] (list options, label and
 //! field selectors), [`protobuf`] (the protobuf bodies kubectl sends for a few core types),
 //! [`gc`] (ownerReference garbage collection), [`podsecurity`] (Pod Security admission: the
-//! namespace's level decides which Pods are accepted), [`extensions`] and [`nodeproxy`]
+//! namespace's level decides which Pods are accepted), [`quota`] (ResourceQuota admission and
+//! status: creates past a namespace's hard limits are refused), [`extensions`] and [`nodeproxy`]
 //! (subresources served by node agents: pods/log, pods/exec), [`state`] (the server's shared
 //! state), [`error`] (metav1.Status errors), and [`tls`] and [`kubeconfig`] (the server's
 //! certificate files under its data dir, and the admin kubeconfig).
@@ -39,6 +40,7 @@ pub mod path;
 pub mod podsecurity;
 pub mod protobuf;
 pub mod query;
+pub mod quota;
 pub mod resources;
 pub mod rest;
 pub mod schema;

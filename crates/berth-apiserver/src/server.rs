@@ -174,6 +174,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
         auth,
         validators: cfg.validators,
         options: cfg.options,
+        quota_locks: crate::quota::Locks::default(),
     });
     // pods/log and pods/exec reach node agents with the node token (see auth.rs).
     let node_token = std::fs::read_to_string(server_dir.join("node-token"))
@@ -214,7 +215,11 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
     }
     let gc_state = state.clone();
     let gc = tokio::spawn(async move {
-        tokio::join!(crate::gc::run(gc_state.clone()), compactor(gc_state));
+        tokio::join!(
+            crate::gc::run(gc_state.clone()),
+            crate::quota::run(gc_state.clone()),
+            compactor(gc_state)
+        );
     });
     tracing::info!(%url, kubeconfig = %kubeconfig.display(), "API server listening");
     Ok(Running {

@@ -56,6 +56,8 @@ pub struct ApiServer {
     pub validators: HashMap<String, Validator>,
     /// Tunables.
     pub options: Options,
+    /// Per-namespace locks of ResourceQuota admission (check and write of a create as one step).
+    pub quota_locks: crate::quota::Locks,
 }
 
 impl ApiServer {

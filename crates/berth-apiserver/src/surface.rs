@@ -77,6 +77,7 @@ fn builtin_schema(r: &ResourceInfo) -> Option<KindSchema> {
             (("", "Event"), schema_of!(core::Event)),
             (("", "ConfigMap"), schema_of!(core::ConfigMap)),
             (("", "Secret"), schema_of!(core::Secret)),
+            (("", "ResourceQuota"), schema_of!(core::ResourceQuota)),
             (
                 ("coordination.k8s.io", "Lease"),
                 schema_of!(coordination::v1::Lease),

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -31,6 +32,9 @@ pub enum Error {
     /// An API call failed.
     #[error("API call failed: {0}")]
     Kube(#[from] kube::Error),
+    /// The API server refused to create a Pod (e.g. a ResourceQuota is exhausted).
+    #[error("creating a pod failed: {0}")]
+    Create(#[source] kube::Error),
     /// The object lacks a namespace or name (the API server always sets them).
     #[error("ModelService without namespace or name")]
     MissingMeta,
@@ -44,6 +48,7 @@ const RESUME_AFTER: Duration = Duration::from_millis(200);
 
 struct Ctx {
     client: kube::Client,
+    recorder: Recorder,
     opts: ControllerOptions,
 }
 
@@ -51,7 +56,16 @@ struct Ctx {
 pub async fn run(client: kube::Client, opts: ControllerOptions) -> Result<(), Error> {
     let services: Api<ModelService> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let ctx = Arc::new(Ctx { client, opts });
+    let reporter = Reporter {
+        controller: opts.reporter.clone(),
+        instance: opts.instance.clone(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let ctx = Arc::new(Ctx {
+        client,
+        recorder,
+        opts,
+    });
     Controller::new(services, watcher::Config::default())
         .owns(pods, watcher::Config::default())
         .run(reconcile, error_policy, ctx)
@@ -127,6 +141,13 @@ async fn reconcile(ms: Arc<ModelService>, ctx: Arc<Ctx>) -> Result<Action, Error
     };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let next = write_status(&ctx.client, &ns, &name, &ms, observed, now.clone()).await?;
+    if let Some(e) = applied.refused {
+        // Once per reconcile: the batches stopped at the first refusal. Retried by error_policy.
+        if let Error::Create(why) = &e {
+            failed_create(&ctx.recorder, &ms, why).await;
+        }
+        return Err(e);
+    }
     if applied.unfinished {
         // More than one burst to do: go on soon, after other services had their turn.
         return Ok(Action::requeue(RESUME_AFTER));
@@ -149,6 +170,8 @@ struct Applied {
     deleted: BTreeSet<String>,
     /// Whether the plan was bigger than one burst, so that part of it is left for later.
     unfinished: bool,
+    /// Why the API server refused a Pod, which stopped the creations (and skipped deletions).
+    refused: Option<Error>,
 }
 
 /// How the batches of one reconcile ended.
@@ -185,6 +208,16 @@ async fn apply(
         Verdict::Changed => return Ok(Step::Stopped(Action::requeue(RESUME_AFTER))),
         Verdict::Continue => {}
     }
+    if let Some(e) = created.failed {
+        // A refused Pod (a ResourceQuota, admission): keep what was created and report; the
+        // old Pods stay too, so a stalled rollout never takes away more than it added.
+        return Ok(Step::Applied(Applied {
+            created: i32::try_from(created.done.len()).unwrap_or(i32::MAX),
+            deleted: BTreeSet::new(),
+            unfinished: false,
+            refused: Some(e),
+        }));
+    }
     let victims: Vec<&Member> = pick(members, true, plan.delete_new, |_| true)
         .chain(pick(members, false, plan.delete_old_unready, |m| !m.ready))
         .chain(pick(members, false, plan.delete_old_ready, |m| m.ready))
@@ -196,6 +229,9 @@ async fn apply(
             delete_named(pods, pod, "scale down or rollout")
         })
         .await?;
+    if let Some(e) = deleted.failed {
+        return Err(e);
+    }
     match deleted.verdict {
         // The garbage collector takes the rest.
         Verdict::Gone => Ok(Step::Stopped(Action::await_change())),
@@ -204,6 +240,7 @@ async fn apply(
             created: i32::try_from(created.done.len()).unwrap_or(i32::MAX),
             unfinished: created.done.len() < want || deleted.done.len() < to_delete,
             deleted: deleted.done.into_iter().collect(),
+            refused: None,
         })),
     }
 }
@@ -223,12 +260,15 @@ struct Run {
     last: Vec<String>,
     /// What the last look at the owner said.
     verdict: Verdict,
+    /// The first error of the batch that ended the run, if one did.
+    failed: Option<Error>,
 }
 
 impl Watched<'_> {
     /// Runs `op` on `items` in slow-start batches (a batch's operations concurrently), looking
     /// at the owner after each batch. Stops after a batch that had an error (the first error is
-    /// returned), when the owner is gone or changed, or after one burst.
+    /// kept in [`Run::failed`]), when the owner is gone or changed, or after one burst. Only the
+    /// look at the owner fails the whole run.
     async fn in_batches<T, F, Fut>(
         &self,
         items: impl ExactSizeIterator<Item = T>,
@@ -243,6 +283,7 @@ impl Watched<'_> {
             done: Vec::new(),
             last: Vec::new(),
             verdict: Verdict::Continue,
+            failed: None,
         };
         for size in Batches::new(items.len()) {
             let results = join_all(items.by_ref().take(size).map(&op)).await;
@@ -250,7 +291,8 @@ impl Watched<'_> {
             run.last = ok.into_iter().filter_map(Result::ok).collect();
             run.done.extend(run.last.iter().cloned());
             if let Some(Err(e)) = failed.into_iter().next() {
-                return Err(e);
+                run.failed = Some(e);
+                break;
             }
             let now = self.api.get_opt(self.name).await?;
             run.verdict = slowstart::verdict(&self.planned, now.as_ref().map(owner_of).as_ref());
@@ -364,9 +406,33 @@ async fn create(
         spec: Some(t.spec.clone()),
         status: None,
     };
-    let created = pods.create(&PostParams::default(), &pod).await?;
+    let created = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .map_err(Error::Create)?;
     info!(modelservice = name, pod = %created.name_any(), "created pod");
     Ok(created.name_any())
+}
+
+/// Records a FailedCreate Event on the service with the API server's words, as the ReplicaSet
+/// controller does (`Error creating: pods "x" is forbidden: exceeded quota: ...`). Called once
+/// per reconcile: the batches stop at the first refusal.
+async fn failed_create(recorder: &Recorder, ms: &ModelService, e: &kube::Error) {
+    let why = match e {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "FailedCreate".to_string(),
+        note: Some(format!("Error creating: {why}")),
+        action: "Create".to_string(),
+        secondary: None,
+    };
+    if let Err(err) = recorder.publish(&event, &ms.object_ref(&())).await {
+        // The reconcile error is logged and retried anyway; a lost Event is not worth more.
+        warn!(error = %err, "could not record FailedCreate event");
+    }
 }
 
 /// The controller reference to `ms`; blockOwnerDeletion so foreground deletion of the service

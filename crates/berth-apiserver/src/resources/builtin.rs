@@ -168,6 +168,17 @@ pub fn builtins() -> Vec<ResourceInfo> {
             columns: &[("Type", "string", ".type", 0), AGE],
         }),
         builtin(Builtin {
+            group: "",
+            version: "v1",
+            kind: "ResourceQuota",
+            plural: "resourcequotas",
+            namespaced: true,
+            short_names: &["quota"],
+            status: true,
+            field_labels: &[],
+            columns: &[AGE],
+        }),
+        builtin(Builtin {
             group: "coordination.k8s.io",
             version: "v1",
             kind: "Lease",
@@ -208,7 +219,7 @@ pub fn builtins() -> Vec<ResourceInfo> {
                 r.return_deleted_object = true;
             }
             "leases" => r.create_on_update = true,
-            "namespaces" | "nodes" => r.has_generation = false,
+            "namespaces" | "nodes" | "resourcequotas" => r.has_generation = false,
             _ => {}
         }
     }

@@ -13,6 +13,7 @@ use crate::object;
 use crate::patch::{self, Writer};
 use crate::podsecurity;
 use crate::query::FieldValidation;
+use crate::quota;
 
 /// Prunes, checks unknown fields and validates `obj`; returns Warning texts.
 pub fn admit(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
@@ -63,6 +64,9 @@ pub fn admit(ctx: &Ctx, obj: &mut Value) -> ApiResult<Vec<String>> {
     }
     if ctx.r.plural == "customresourcedefinitions" && ctx.r.builtin {
         causes.extend(crd::validate(obj));
+    }
+    if quota::is_quotas(&ctx.r) {
+        causes.extend(quota::validate(obj));
     }
     if causes.is_empty() {
         Ok(warnings)
@@ -161,7 +165,10 @@ pub async fn create_object(
     }
     let warnings = admit(ctx, &mut obj)?;
     podsecurity::admit(ctx, None, &obj, None).await?;
+    // Held until the object is stored: no other create in the namespace is checked meanwhile.
+    let admitted = quota::admit(ctx, &obj).await?;
     default_status(ctx, &mut obj);
+    quota::initial_status(ctx, &mut obj).await?;
     let now = object::now();
     let manager = ctx.field_manager();
     {
@@ -225,6 +232,9 @@ pub async fn create_object(
         Err(e) => return Err(e.into()),
     };
     let stored = object::decode(&kv, &ctx.r)?;
+    if let Some(a) = admitted {
+        a.commit(&ctx.srv).await;
+    }
     crd::after_write(&ctx.srv, &ctx.r, &stored);
     Ok((201, stored, warnings))
 }

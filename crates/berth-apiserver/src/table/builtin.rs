@@ -1,5 +1,5 @@
 //! The columns kubectl prints for built-in kinds (Pod, Node, Namespace, ConfigMap, Secret,
-//! Service, Event, Lease, CustomResourceDefinition) and how each kind's cells are computed
+//! Service, Event, Lease, ResourceQuota, CustomResourceDefinition) and how each kind's cells are computed
 //! from the object, as kube-apiserver's table printers do.
 
 use chrono::{DateTime, Utc};
@@ -17,6 +17,7 @@ pub(super) const KINDS: &[&str] = &[
     "Service",
     "Event",
     "Lease",
+    "ResourceQuota",
     "CustomResourceDefinition",
 ];
 
@@ -61,6 +62,11 @@ pub(super) fn columns(kind: &str) -> &'static [(&'static str, &'static str, i32)
             ("Message", "string", 0),
         ],
         "Lease" => &[("Holder", "string", 0), ("Age", "string", 0)],
+        "ResourceQuota" => &[
+            ("Age", "string", 0),
+            ("Request", "string", 0),
+            ("Limit", "string", 0),
+        ],
         "CustomResourceDefinition" => &[("Created At", "date", 0)],
         _ => &[("Age", "string", 0)],
     }
@@ -84,9 +90,39 @@ pub(super) fn cells(kind: &str, o: &Value, age_: &str, now: DateTime<Utc>) -> Ve
         "Service" => service_cells(o, age_),
         "Event" => event_cells(o, now),
         "Lease" => vec![json!(text(o, "/spec/holderIdentity")), json!(age_)],
+        "ResourceQuota" => quota_cells(o, age_),
         "CustomResourceDefinition" => vec![json!(text(o, "/metadata/creationTimestamp"))],
         _ => vec![json!(age_)],
     }
+}
+
+/// REQUEST and LIMIT: `key: used/hard` of each `status.hard` key, sorted, `limits.*` keys in
+/// LIMIT (as kube-apiserver prints them).
+fn quota_cells(o: &Value, age_: &str) -> Vec<Value> {
+    let hard = o.pointer("/status/hard").and_then(Value::as_object);
+    let mut keys: Vec<&String> = hard.map(|h| h.keys().collect()).unwrap_or_default();
+    keys.sort();
+    let (mut request, mut limit) = (Vec::new(), Vec::new());
+    for k in keys {
+        let of = |part: &str| {
+            let v = &o["status"][part][k.as_str()];
+            v.as_str().map_or_else(|| v.to_string(), String::from)
+        };
+        let used = o["status"]["used"]
+            .get(k.as_str())
+            .map_or("0".into(), |_| of("used"));
+        let cell = format!("{k}: {used}/{}", of("hard"));
+        if k.starts_with("limits.") {
+            limit.push(cell);
+        } else {
+            request.push(cell);
+        }
+    }
+    vec![
+        json!(age_),
+        json!(request.join(", ")),
+        json!(limit.join(", ")),
+    ]
 }
 
 fn or_none(s: String) -> String {

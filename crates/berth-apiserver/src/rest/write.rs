@@ -160,6 +160,7 @@ pub async fn create_object(
         }
     }
     let warnings = admit(ctx, &mut obj)?;
+    crate::nodeauthz::admit_create(&ctx.identity, &ctx.r.group, &ctx.r.plural, &obj)?;
     podsecurity::admit(ctx, None, &obj, None).await?;
     default_status(ctx, &mut obj);
     let now = object::now();

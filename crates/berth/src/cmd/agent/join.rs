@@ -108,13 +108,11 @@ async fn settle_ca(req: &Request<'_>, token: &JoinToken) -> anyhow::Result<Strin
         ),
     };
     let actual = ca_fingerprint(&ca_pem).context("reading the CA certificate")?;
-    if let Some(pinned) = &token.ca_fingerprint {
-        if &actual != pinned {
-            bail!(
-                "the server's CA certificate has SHA-256 {actual}, but the join token pins {pinned}: \
-                 refusing to join (wrong token, or not the server it was made for)"
-            );
-        }
+    if let Some(pinned) = token.ca_fingerprint.as_ref().filter(|p| **p != actual) {
+        bail!(
+            "the server's CA certificate has SHA-256 {actual}, but the join token pins {pinned}: \
+             refusing to join (wrong token, or not the server it was made for)"
+        );
     }
     Ok(ca_pem)
 }

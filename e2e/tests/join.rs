@@ -28,10 +28,19 @@ struct Agent {
 impl Agent {
     /// Starts `berth agent` for node `name` with `token` against `s`.
     fn start(s: &TestServer, name: &str, token: &str) -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+        Agent::start_in(tempfile::tempdir().unwrap(), s, name, Some(token))
+    }
+
+    /// Starts `berth agent` with the data dir `dir` (and `--token` if given).
+    fn start_in(dir: tempfile::TempDir, s: &TestServer, name: &str, token: Option<&str>) -> Agent {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("agent.log"))
+            .unwrap();
         let child = Command::new(berth_e2e::berth_bin())
-            .args(["agent", "--server", &s.url(), "--token", token])
+            .args(["agent", "--server", &s.url()])
+            .args(token.map(|t| ["--token", t]).into_iter().flatten())
             .args([
                 "--node-name",
                 name,
@@ -79,6 +88,13 @@ impl Agent {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Kills the agent and hands back its data dir.
+    fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     /// A client with the node credential the agent saved.
@@ -210,9 +226,52 @@ async fn token_create_list_delete_round_trip() {
     let mut refused = Agent::start(&s, "n2", token);
     assert!(!refused.joined());
     assert!(refused.log().contains("unknown"), "{}", refused.log());
-    // Deleting the token does not revoke the credentials it bought.
+    // Deleting the token does not revoke the credentials it bought; deleting the credential does.
     let nodes: Api<Node> = Api::all(joined.client().await);
     nodes.get("n1").await.unwrap();
+    Api::<Secret>::namespaced(s.client().await.unwrap(), "kube-system")
+        .delete("node-credential-n1", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(code(nodes.get("n1").await.unwrap_err()), 401);
+}
+
+#[tokio::test]
+async fn a_joined_agent_restarts_without_the_token() {
+    let s = TestServer::start().await.unwrap();
+    let mut agent = Agent::start(&s, "n1", &default_token(&s));
+    assert!(agent.joined(), "{}", agent.log());
+    let dir = agent.stop();
+    let before = std::fs::read_to_string(dir.path().join("agent.log"))
+        .unwrap()
+        .len();
+    let again = Agent::start_in(dir, &s, "n1", None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // The agent names its node once it has an API client, before it looks for its runtime.
+    loop {
+        let log = again.log()[before..].to_string();
+        assert!(!log.contains("--token is needed"), "{log}");
+        if log.contains("berth agent: node n1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_fingerprint_needs_a_ca_file() {
+    let s = TestServer::start().await.unwrap();
+    let token = default_token(&s);
+    let (_, credential) = token.split_once("::").unwrap();
+    let mut agent = Agent::start(&s, "n1", credential);
+    assert!(!agent.joined());
+    assert!(
+        agent.log().contains("carries no CA fingerprint"),
+        "{}",
+        agent.log()
+    );
+    assert!(node_names(&s).await.is_empty());
 }
 
 #[tokio::test]

@@ -26,9 +26,10 @@ pub struct Args {
     /// token the API server presents to this node's endpoint (logs, exec).
     #[arg(long, env = "BERTH_NODE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// CA certificate (PEM) of the API server, with --server: needed when the token carries no
-    /// CA fingerprint; checked against the fingerprint when it does.
-    #[arg(long, requires = "server")]
+    /// CA certificate (PEM) of the API server. With --server: needed when the token carries no
+    /// CA fingerprint, checked against the fingerprint when it does. With --kubeconfig: trusted
+    /// instead of the kubeconfig's CA.
+    #[arg(long)]
     pub certificate_authority: Option<PathBuf>,
     /// Name of this machine's Node (default: the host name).
     #[arg(long)]
@@ -96,28 +97,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// --server, else from --kubeconfig (or the usual kubeconfig lookup).
 async fn client(args: &Args, node_name: &str) -> anyhow::Result<(kube::Client, String)> {
     let saved = join::Saved::under(&args.data_dir);
-    let (config, endpoint_token) = match (&args.server, &args.kubeconfig) {
-        (Some(server), _) => {
-            if !saved.exist() {
-                let Some(token) = &args.token else {
-                    anyhow::bail!(
-                        "--token is needed to join {server} (nothing saved in {})",
-                        args.data_dir.display()
-                    );
-                };
-                let req = join::Request {
-                    server,
-                    token,
-                    ca_file: args.certificate_authority.as_deref(),
-                    node_name,
-                };
-                join::join(&req, &saved).await?;
-            }
-            (
-                read_kubeconfig(&saved.kubeconfig).await?,
-                saved.read_endpoint_token()?,
-            )
-        }
+    let (mut config, endpoint_token) = match (&args.server, &args.kubeconfig) {
+        (Some(server), _) => joined(args, server, node_name, &saved).await?,
         (None, Some(path)) => {
             let endpoint_token = match &args.token {
                 Some(t) => t.clone(),
@@ -133,12 +114,43 @@ async fn client(args: &Args, node_name: &str) -> anyhow::Result<(kube::Client, S
             (config, args.token.clone().unwrap_or_default())
         }
     };
+    if let (None, Some(ca)) = (&args.server, &args.certificate_authority) {
+        config.root_cert_file = Some(ca.clone());
+    }
     anyhow::ensure!(
         !config.accept_invalid_certs,
         "the kubeconfig skips TLS verification; the agent never talks to an unverified server"
     );
     let client = kube::Client::try_from(config).context("creating the API client")?;
     Ok((client, endpoint_token))
+}
+
+/// The saved credentials of a joined agent, joining `server` with --token first if none are saved.
+async fn joined(
+    args: &Args,
+    server: &str,
+    node_name: &str,
+    saved: &join::Saved,
+) -> anyhow::Result<(kube::Config, String)> {
+    if !saved.exist() {
+        let Some(token) = &args.token else {
+            anyhow::bail!(
+                "--token is needed to join {server} (nothing saved in {})",
+                args.data_dir.display()
+            );
+        };
+        let req = join::Request {
+            server,
+            token,
+            ca_file: args.certificate_authority.as_deref(),
+            node_name,
+        };
+        join::join(&req, saved).await?;
+    }
+    Ok((
+        read_kubeconfig(&saved.kubeconfig).await?,
+        saved.read_endpoint_token()?,
+    ))
 }
 
 async fn read_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Config> {

@@ -216,20 +216,21 @@ async fn lease_put_creates_and_namespace_deletion_removes_contents() {
 }
 
 #[tokio::test]
-async fn node_token_is_limited_to_node_resources() {
+async fn a_join_token_is_no_api_credential() {
+    // Join tokens only buy a node credential (e2e/tests/join.rs covers what that may do).
     let server = TestServer::start().await.unwrap();
-    let mut cfg = server.kube_config().await.unwrap();
-    let node_token = std::fs::read_to_string(server.data_dir().join("server/node-token")).unwrap();
-    cfg.auth_info.token = Some(node_token.trim().to_string().into());
-    let node_client = kube::Client::try_from(cfg).unwrap();
-    let leases: Api<Lease> = Api::namespaced(node_client.clone(), "kube-node-lease");
-    leases.list(&ListParams::default()).await.unwrap();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(node_client);
-    assert_eq!(
-        code(crds.list(&ListParams::default()).await.unwrap_err()),
-        403
-    );
+    let join = std::fs::read_to_string(server.data_dir().join("server/node-token")).unwrap();
+    let (_, credential) = join.trim().split_once("::").unwrap();
+    for token in [join.trim(), credential] {
+        let mut cfg = server.kube_config().await.unwrap();
+        cfg.auth_info.token = Some(token.to_string().into());
+        let leases: Api<Lease> =
+            Api::namespaced(kube::Client::try_from(cfg).unwrap(), "kube-node-lease");
+        assert_eq!(
+            code(leases.list(&ListParams::default()).await.unwrap_err()),
+            401
+        );
+    }
 }
 
 #[tokio::test]

@@ -33,7 +33,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// Bound on any one step, so a broken endpoint fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(60);
-const TOKEN: &str = "node-secret";
+/// The key this test's API server derives node endpoint tokens from ...
+const ENDPOINT_KEY: &str = "node-endpoint-key-for-tests";
+/// ... and the token it derives from it for node `node-a`: HMAC-SHA256(key, "node-a").
+const TOKEN: &str = "a71706e83c85c3587a7794c1df782595b39d07da1323e04889af2711273beee1";
 const NS: &str = "default";
 const POD: &str = "web";
 
@@ -388,10 +391,11 @@ async fn checks(node: &mut Node, port: u16) {
     assert_eq!(code, 400, "{body}");
 }
 
-/// An API server (in-memory store) whose node token is [`TOKEN`], a client, and its kubeconfig.
+/// An API server (in-memory store) that presents [`TOKEN`] to node `node-a`, and a client.
 async fn api_server(dir: &Path) -> (berth_apiserver::Running, kube::Client) {
     std::fs::create_dir_all(dir.join("server")).expect("server dir");
-    std::fs::write(dir.join("server/node-token"), format!("{TOKEN}\n")).expect("node token");
+    let key = dir.join("server/node-endpoint-key");
+    std::fs::write(key, format!("{ENDPOINT_KEY}\n")).expect("endpoint key");
     support::api::start(dir, vec![]).await
 }
 

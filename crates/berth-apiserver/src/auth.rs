@@ -1,63 +1,43 @@
-//! Bearer-token authentication and a small authorizer.
+//! Bearer-token authentication.
 //!
-//! Tokens live in `<data>/server/`: `token` (the admin token, written into the kubeconfig) and
-//! `node-token` (the agents' join token). Each token maps to an [`Identity`] with fixed rights.
+//! Credentials: the admin token (`<data>/server/token`, written into the kubeconfig), and per-node
+//! credentials issued when an agent joins ([`crate::nodecred`]). Join tokens
+//! ([`crate::tokenstore`]) are no API credential: they only buy a node credential at
+//! `POST /v1-berth/join` ([`crate::join`]). What a node may do is decided by [`crate::nodeauthz`].
 
 use std::path::Path;
 
 use rand::Rng;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
+use crate::state::ApiServer;
 
 /// Who a request is from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Identity {
     /// Full access.
     Admin,
-    /// A node agent: may touch nodes, leases, pods (+status, +binding) and events, nothing else.
-    Node,
+    /// The agent of the named node, confined by the Node authorizer.
+    Node(String),
 }
 
 impl Identity {
-    /// The user name in messages.
-    pub fn user(&self) -> &'static str {
+    /// The user name in messages (`system:node:<name>` for nodes, as Kubernetes names them).
+    pub fn user(&self) -> String {
         match self {
-            Identity::Admin => "berth-admin",
-            Identity::Node => "system:node",
-        }
-    }
-
-    /// Whether this identity may use `resource` of `group` with HTTP `method`.
-    pub fn allowed(&self, group: &str, resource: &str, method: &http::Method) -> bool {
-        match self {
-            Identity::Admin => true,
-            Identity::Node => {
-                let read = matches!(*method, http::Method::GET | http::Method::HEAD);
-                matches!(
-                    (group, resource),
-                    (
-                        "",
-                        "nodes"
-                            | "pods"
-                            | "events"
-                            | "namespaces"
-                            | "services"
-                            | "endpoints"
-                            | "configmaps"
-                            | "secrets"
-                    ) | ("coordination.k8s.io", "leases")
-                        | ("events.k8s.io", "events") // The service proxy reads every ModelService's service port; it never writes them.
-                ) || (read && (group, resource) == ("berth.dev", "modelservices"))
-            }
+            Identity::Admin => "berth-admin".into(),
+            Identity::Node(name) => format!("system:node:{name}"),
         }
     }
 }
 
-/// The token table.
+/// The server's own secrets: the admin token, the key node endpoint tokens derive from, and the
+/// CA certificate joining agents fetch.
 #[derive(Debug, Clone)]
 pub struct Authenticator {
     admin: String,
-    node: String,
+    endpoint_key: String,
+    ca_pem: String,
 }
 
 /// Errors reading or writing token files.
@@ -74,10 +54,6 @@ fn random_token() -> String {
 }
 
 fn load_or_create_token(path: &Path) -> Result<String, TokenError> {
-    let err = |source| TokenError {
-        path: path.into(),
-        source,
-    };
     if let Ok(t) = std::fs::read_to_string(path) {
         let t = t.trim().to_string();
         if !t.is_empty() {
@@ -85,24 +61,24 @@ fn load_or_create_token(path: &Path) -> Result<String, TokenError> {
         }
     }
     let t = random_token();
-    std::fs::write(path, format!("{t}\n")).map_err(err)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    berth_fs::write_atomic_private(path, format!("{t}\n").as_bytes()).map_err(|source| {
+        TokenError {
+            path: path.into(),
+            source,
+        }
+    })?;
     Ok(t)
 }
 
 impl Authenticator {
-    /// Loads the tokens from `dir` (the server dir), creating them on first start.
-    pub fn load_or_create(dir: &Path) -> Result<Self, TokenError> {
+    /// Loads the admin token and the endpoint key from `dir` (the server dir), creating them on
+    /// first start; `ca_pem` is the cluster CA certificate.
+    pub fn load_or_create(dir: &Path, ca_pem: &str) -> Result<Self, TokenError> {
         Ok(Authenticator {
             admin: load_or_create_token(&dir.join("token"))?,
-            node: load_or_create_token(&dir.join("node-token"))?,
+            endpoint_key: load_or_create_token(&dir.join("node-endpoint-key"))?,
+            ca_pem: ca_pem.to_string(),
         })
-    }
-
-    /// An authenticator with the given tokens (tests).
-    pub fn with_tokens(admin: String, node: String) -> Self {
-        Authenticator { admin, node }
     }
 
     /// The admin token.
@@ -110,51 +86,37 @@ impl Authenticator {
         &self.admin
     }
 
-    /// Maps an `Authorization` header value to an identity; 401 when missing or unknown.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Identity, ApiError> {
-        let token = header
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(ApiError::unauthorized)?;
-        if constant_time_eq(token, &self.admin) {
-            Ok(Identity::Admin)
-        } else if constant_time_eq(token, &self.node) {
-            Ok(Identity::Node)
-        } else {
-            Err(ApiError::unauthorized())
+    /// The cluster CA certificate (PEM), served at `/cacerts`.
+    pub fn ca_pem(&self) -> &str {
+        &self.ca_pem
+    }
+
+    /// The token the API server presents to `node`'s endpoint (see [`crate::nodecred`]).
+    pub fn endpoint_token(&self, node: &str) -> String {
+        crate::nodecred::endpoint_token(&self.endpoint_key, node)
+    }
+}
+
+/// The bearer token of an `Authorization` header value.
+pub fn bearer(header: Option<&str>) -> Option<&str> {
+    header
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+}
+
+/// Maps an `Authorization` header value to an identity; 401 when missing, unknown or revoked.
+pub async fn authenticate(srv: &ApiServer, header: Option<&str>) -> ApiResult<Identity> {
+    let token = bearer(header).ok_or_else(ApiError::unauthorized)?;
+    if crate::secretstore::constant_time_eq(token, &srv.auth.admin) {
+        return Ok(Identity::Admin);
+    }
+    if crate::nodecred::is_credential(token) {
+        if let Some(node) = crate::nodecred::verify(srv, token).await? {
+            return Ok(Identity::Node(node));
         }
     }
-}
-
-/// Compares without an early exit, so timing does not leak how much of a token matched.
-fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_agents_may_read_but_not_write_modelservices() {
-        let node = Identity::Node;
-        assert!(node.allowed("berth.dev", "modelservices", &http::Method::GET));
-        assert!(!node.allowed("berth.dev", "modelservices", &http::Method::PATCH));
-        assert!(!node.allowed("berth.dev", "modelservices", &http::Method::DELETE));
-        assert!(node.allowed("", "pods", &http::Method::PATCH));
-        assert!(node.allowed("coordination.k8s.io", "leases", &http::Method::PUT));
-        assert!(!node.allowed(
-            "apiextensions.k8s.io",
-            "customresourcedefinitions",
-            &http::Method::GET
-        ));
-        assert!(Identity::Admin.allowed("berth.dev", "modelservices", &http::Method::DELETE));
-    }
+    Err(ApiError::unauthorized())
 }

@@ -55,11 +55,14 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         "/version" | "/version/" => return Ok(json_response(200, &version_info(), &[])),
         _ => {}
     }
+    if crate::join::serves(&path) {
+        return crate::join::handle(&srv, req).await;
+    }
     let auth = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let identity = srv.auth.authenticate(auth)?;
+    let identity = crate::auth::authenticate(&srv, auth).await?;
     let accept = req
         .headers()
         .get(http::header::ACCEPT)
@@ -83,21 +86,17 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         .registry
         .lookup(&rp.group, &rp.version, &rp.resource)
         .ok_or_else(ApiError::no_route)?;
-    if !identity.allowed(&r.group, &r.plural, req.method()) {
-        let verb = req.method().as_str().to_lowercase();
-        let ns = rp
-            .namespace
-            .as_deref()
-            .map(|n| format!(" in the namespace \"{n}\""))
-            .unwrap_or_default();
-        return Err(ApiError::forbidden(format!(
-            "{} is forbidden: User \"{}\" cannot {verb} resource \"{}\" in API group \"{}\"{ns}",
-            r.plural,
-            identity.user(),
-            r.plural,
-            r.group
-        )));
-    }
+    let watch = Query::parse(req.uri().query()).flag("watch");
+    let attributes = crate::nodeauthz::Attributes {
+        method: req.method(),
+        watch,
+        group: &r.group,
+        resource: &r.plural,
+        namespace: rp.namespace.as_deref().filter(|_| r.namespaced),
+        name: rp.name.as_deref(),
+        subresource: rp.subresource.as_deref(),
+    };
+    crate::nodeauthz::authorize(&srv, &identity, &attributes).await?;
     let (mut parts, body) = req.into_parts();
     // Taken before the body is read: extensions answering `101` (pods/exec) need the connection.
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();

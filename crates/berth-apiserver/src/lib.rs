@@ -1,7 +1,8 @@
 //! `berth-apiserver`: Kubernetes-compatible REST API server for berth.
 //!
 //! Request flow: [`server`] accepts HTTPS connections and hands every request to the one
-//! catch-all [`handler`], which authenticates ([`auth`]), parses the path ([`path`]) and dispatches
+//! catch-all [`handler`], which authenticates ([`auth`]), authorizes node credentials
+//! ([`nodeauthz`]), parses the path ([`path`]) and dispatches
 //! to discovery/OpenAPI ([`surface`]) or to the REST verbs ([`rest`]). Resources are described by
 //! the [`resources`] registry; objects are JSON in a [`berth_store::Store`] ([`object`]).
 //!
@@ -16,7 +17,9 @@
 //! namespace's level decides which Pods are accepted), [`quota`] (ResourceQuota admission and
 //! status: creates past a namespace's hard limits are refused), [`extensions`] and [`nodeproxy`]
 //! (subresources served by node agents: pods/log, pods/exec), [`state`] (the server's shared
-//! state), [`error`] (metav1.Status errors), and [`tls`] and [`kubeconfig`] (the server's
+//! state), [`join`] (how an agent joins: `/cacerts` and `/v1-berth/join`, with [`jointoken`] the
+//! token's text, [`tokenstore`] the join tokens kept as Secrets, [`nodecred`] the per-node
+//! credentials and [`secretstore`] the server's own Secrets), [`error`] (metav1.Status errors), and [`tls`] and [`kubeconfig`] (the server's
 //! certificate files under its data dir, and the admin kubeconfig).
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
@@ -30,8 +33,12 @@ pub mod error;
 pub mod extensions;
 pub mod gc;
 pub mod handler;
+pub mod join;
+pub mod jointoken;
 pub mod jsonpath;
 pub mod kubeconfig;
+pub mod nodeauthz;
+pub mod nodecred;
 pub mod nodeproxy;
 pub mod object;
 pub mod openapi;
@@ -44,12 +51,14 @@ pub mod quota;
 pub mod resources;
 pub mod rest;
 pub mod schema;
+pub mod secretstore;
 pub mod selector;
 pub mod server;
 pub mod state;
 pub mod surface;
 pub mod table;
 pub mod tls;
+pub mod tokenstore;
 
 pub use server::{Config, Running, ServerError, start};
 pub use state::{ApiServer, Options, Validator};

@@ -4,12 +4,13 @@
 //! The Pod's `spec.nodeName` names the Node; its `InternalIP` and
 //! `status.daemonEndpoints.kubeletEndpoint.Port` say where the agent's endpoint is. The request goes
 //! there over HTTPS without certificate verification (kube-apiserver's behaviour without
-//! `--kubelet-certificate-authority`), authenticated with the server's node token. Log bodies
+//! `--kubelet-certificate-authority`), authenticated with the token the server derives for that node
+//! ([`crate::nodecred::endpoint_token`]), which the node learnt when it joined. Log bodies
 //! stream through as they come (follow); an exec's WebSocket handshake is forwarded and, on `101`,
 //! both upgraded connections are copied into each other.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use axum::body::Body;
 use axum::response::Response;
@@ -25,7 +26,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extensions::SubresourceRequest;
 use crate::resources::ResourceInfo;
 use crate::rest::Ctx;
-use crate::state::ApiServer;
 
 /// Request headers forwarded to the agent besides the path: the upgrade handshake.
 const FORWARDED: [&str; 7] = [
@@ -37,24 +37,6 @@ const FORWARDED: [&str; 7] = [
     "sec-websocket-extensions",
     "x-stream-protocol-version",
 ];
-
-/// The node token of each running server in this process (tests run several servers).
-static TOKENS: Mutex<Vec<(Weak<ApiServer>, String)>> = Mutex::new(Vec::new());
-
-/// Remembers the token `srv` presents to node agents.
-pub fn set_node_token(srv: &Arc<ApiServer>, token: String) {
-    if let Ok(mut t) = TOKENS.lock() {
-        t.retain(|(w, _)| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(srv)));
-        t.push((Arc::downgrade(srv), token));
-    }
-}
-
-fn node_token(srv: &Arc<ApiServer>) -> Option<String> {
-    let t = TOKENS.lock().ok()?;
-    t.iter()
-        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(srv)))
-        .map(|(_, tok)| tok.clone())
-}
 
 /// Whether this module answers the request: `log` or `exec` of a core Pod.
 pub fn serves(ctx: &Ctx, subresource: &str) -> bool {
@@ -87,8 +69,7 @@ pub async fn handle(req: SubresourceRequest<'_>) -> ApiResult<Response> {
         ApiError::bad_request(format!("pod {name} does not have a host assigned"))
     })?;
     let (ip, port) = node_endpoint(ctx, node_name).await?;
-    let token =
-        node_token(&ctx.srv).ok_or_else(|| ApiError::internal("the server has no node token"))?;
+    let token = ctx.srv.auth.endpoint_token(node_name);
     let path = match req.subresource {
         "log" => "containerLogs",
         _ => "exec",

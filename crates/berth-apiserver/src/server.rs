@@ -1,4 +1,4 @@
-//! Starting the API server: TLS material, tokens, kubeconfig, bootstrap objects, the HTTPS
+//! Starting the API server: TLS material, tokens (the default join token), kubeconfig, bootstrap objects, the HTTPS
 //! listener (HTTP/1.1 + HTTP/2) and the background garbage collector.
 
 use std::collections::HashMap;
@@ -30,6 +30,9 @@ pub enum ServerError {
         what: String,
         source: std::io::Error,
     },
+    /// The default join token.
+    #[error(transparent)]
+    JoinToken(#[from] crate::tokenstore::DefaultTokenError),
     /// Bootstrapping objects failed.
     #[error("bootstrap: {0}")]
     Bootstrap(#[from] crate::error::ApiError),
@@ -167,7 +170,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
         .map_err(io(format!("creating {}", server_dir.display())))?;
     let tls = crate::tls::load_or_create(&server_dir.join("tls"))?;
     let tls_config = crate::tls::server_config(&tls)?;
-    let auth = Authenticator::load_or_create(&server_dir)?;
+    let auth = Authenticator::load_or_create(&server_dir, &tls.ca_pem)?;
     let state = Arc::new(ApiServer {
         store,
         registry: Arc::new(Registry::with_builtins()),
@@ -176,11 +179,10 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
         options: cfg.options,
         quota_locks: crate::quota::Locks::default(),
     });
-    // pods/log and pods/exec reach node agents with the node token (see auth.rs).
-    let node_token = std::fs::read_to_string(server_dir.join("node-token"))
-        .map_err(io("reading the node token"))?;
-    crate::nodeproxy::set_node_token(&state, node_token.trim().to_string());
     bootstrap_namespaces(&state).await?;
+    let fingerprint =
+        crate::jointoken::ca_fingerprint(&tls.ca_pem).map_err(crate::tls::TlsError::from)?;
+    crate::tokenstore::ensure_default(&state, &server_dir.join("node-token"), &fingerprint).await?;
     crate::crd::bootstrap(&state, &cfg.install_crds).await?;
 
     let listener = TcpListener::bind(cfg.listen)

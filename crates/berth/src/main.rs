@@ -60,6 +60,8 @@ enum Command {
     Runtime(cmd::runtime::Args),
     /// Run a node agent: register this machine as a Node and run the Pods bound to it.
     Agent(cmd::agent::Args),
+    /// Manage join tokens (`berth token create [--ttl 24h] | list | delete ID`).
+    Token(cmd::token::Args),
     /// Start everything on this machine, build and run the churn-model example, and wait.
     Up(cmd::up::Args),
     /// Print a container's logs (`berth logs POD|ms/NAME`).
@@ -102,6 +104,7 @@ fn main() -> std::process::ExitCode {
         Command::Registry(a) => cmd::registry::run(a),
         Command::Runtime(a) => cmd::runtime::run(a),
         Command::Agent(a) => cmd::agent::run(a),
+        Command::Token(a) => cmd::token::run(a),
         Command::Up(a) => cmd::up::run(a),
         Command::Logs(a) => cmd::logs::run(a),
         Command::Exec(a) => cmd::exec::run(a),

@@ -8,7 +8,7 @@ use berth_apiserver::{Config, Options, Running};
 use berth_store::MemStore;
 
 /// Starts an API server over the in-memory store on a free loopback port, its files under
-/// `data_dir` (e.g. `server/node-token` written before), installing `crds`; returns it and a
+/// `data_dir` (e.g. `server/node-endpoint-key` written before), installing `crds`; returns it and a
 /// client from the kubeconfig it wrote.
 pub async fn start(data_dir: &Path, crds: Vec<serde_json::Value>) -> (Running, kube::Client) {
     let config = Config {

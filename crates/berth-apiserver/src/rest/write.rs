@@ -164,6 +164,7 @@ pub async fn create_object(
         }
     }
     let warnings = admit(ctx, &mut obj)?;
+    crate::nodeauthz::admit_create(&ctx.identity, &ctx.r.group, &ctx.r.plural, &obj)?;
     podsecurity::admit(ctx, None, &obj, None).await?;
     // Held until the object is stored: no other create in the namespace is checked meanwhile.
     let admitted = quota::admit(ctx, &obj).await?;

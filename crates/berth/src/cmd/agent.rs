@@ -1,5 +1,10 @@
 //! `berth agent`: a node agent joining a server. It registers this machine as a Node, renews its
 //! Lease and runs the Pods bound to it through a CRI runtime (`berth runtime`, containerd, ...).
+//!
+//! Its credentials come from joining with a token ([`join`]) or from `--kubeconfig`; either way
+//! the server is verified against a CA certificate, never trusted blindly.
+
+mod join;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -9,19 +14,22 @@ use anyhow::Context;
 /// Arguments of this subcommand.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The API server's URL (with --token); alternatively --kubeconfig.
-    #[arg(long, requires = "token", conflicts_with = "kubeconfig")]
+    /// The API server's URL, e.g. https://HOST:6443 (joins with --token the first time, then
+    /// uses the credentials saved in --data-dir); alternatively --kubeconfig.
+    #[arg(long, conflicts_with = "kubeconfig")]
     pub server: Option<String>,
-    /// A kubeconfig for the API server.
+    /// A kubeconfig for the API server (instead of joining).
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
-    /// The node join token: the agent's credential with --server, and the token the API server
-    /// presents to this node's endpoint (logs, exec).
+    /// The join token (`B10<ca-sha256>::<id>.<secret>`, from DIR/server/node-token or `berth token
+    /// create`), with --server; only needed until the agent has joined. With --kubeconfig: the
+    /// token the API server presents to this node's endpoint (logs, exec).
     #[arg(long, env = "BERTH_NODE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
-    /// CA certificate (PEM) of the API server with --server; without it the server's certificate
-    /// is not verified.
-    #[arg(long, requires = "server")]
+    /// CA certificate (PEM) of the API server. With --server: needed when the token carries no
+    /// CA fingerprint, checked against the fingerprint when it does. With --kubeconfig: trusted
+    /// instead of the kubeconfig's CA.
+    #[arg(long)]
     pub certificate_authority: Option<PathBuf>,
     /// Name of this machine's Node (default: the host name).
     #[arg(long)]
@@ -56,20 +64,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("starting tokio")?;
     rt.block_on(async move {
-        let client = client(&args).await?;
+        std::fs::create_dir_all(&args.data_dir)
+            .with_context(|| format!("creating {}", args.data_dir.display()))?;
+        let node_name = node_name(&args)?;
+        let (client, endpoint_token) = client(&args, &node_name).await?;
         let mut config = berth_agent::AgentConfig::new(
-            node_name(&args)?,
+            node_name,
             args.container_runtime_endpoint.clone(),
             args.data_dir.clone(),
         );
         config.node_ip = args.node_ip;
         config.server_port = args.kubelet_port;
-        config.server_token = args.token.clone().unwrap_or_default();
+        config.server_token = endpoint_token;
         config.max_pods = args.max_pods;
         config.proxy = !args.disable_proxy;
         config.proxy_bind = args.proxy_bind_address;
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
         eprintln!(
             "berth agent: node {} ({}) on {}",
             config.node_name, config.node_ip, config.cri_endpoint
@@ -84,34 +93,72 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })
 }
 
-/// A client from --server/--token or --kubeconfig (else the usual kubeconfig lookup).
-async fn client(args: &Args) -> anyhow::Result<kube::Client> {
-    let config = match (&args.server, &args.kubeconfig) {
-        (Some(server), _) => {
-            let mut c = kube::Config::new(
-                server
-                    .parse()
-                    .with_context(|| format!("bad --server {server:?}"))?,
-            );
-            c.auth_info.token = args.token.clone().map(Into::into);
-            match &args.certificate_authority {
-                Some(ca) => c.root_cert_file = Some(ca.clone()),
-                None => c.accept_invalid_certs = true,
-            }
-            c
-        }
+/// A client and the node endpoint token: from the saved join (joining first if needed) with
+/// --server, else from --kubeconfig (or the usual kubeconfig lookup).
+async fn client(args: &Args, node_name: &str) -> anyhow::Result<(kube::Client, String)> {
+    let saved = join::Saved::under(&args.data_dir);
+    let (mut config, endpoint_token) = match (&args.server, &args.kubeconfig) {
+        (Some(server), _) => joined(args, server, node_name, &saved).await?,
         (None, Some(path)) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .context("loading the kubeconfig")?
+            let endpoint_token = match &args.token {
+                Some(t) => t.clone(),
+                None if saved.exist() => saved.read_endpoint_token()?,
+                None => String::new(),
+            };
+            (read_kubeconfig(path).await?, endpoint_token)
         }
-        (None, None) => kube::Config::infer()
-            .await
-            .context("no --server or --kubeconfig, and no kubeconfig found")?,
+        (None, None) => {
+            let config = kube::Config::infer()
+                .await
+                .context("no --server or --kubeconfig, and no kubeconfig found")?;
+            (config, args.token.clone().unwrap_or_default())
+        }
     };
-    kube::Client::try_from(config).context("creating the API client")
+    if let (None, Some(ca)) = (&args.server, &args.certificate_authority) {
+        config.root_cert_file = Some(ca.clone());
+    }
+    anyhow::ensure!(
+        !config.accept_invalid_certs,
+        "the kubeconfig skips TLS verification; the agent never talks to an unverified server"
+    );
+    let client = kube::Client::try_from(config).context("creating the API client")?;
+    Ok((client, endpoint_token))
+}
+
+/// The saved credentials of a joined agent, joining `server` with --token first if none are saved.
+async fn joined(
+    args: &Args,
+    server: &str,
+    node_name: &str,
+    saved: &join::Saved,
+) -> anyhow::Result<(kube::Config, String)> {
+    if !saved.exist() {
+        let Some(token) = &args.token else {
+            anyhow::bail!(
+                "--token is needed to join {server} (nothing saved in {})",
+                args.data_dir.display()
+            );
+        };
+        let req = join::Request {
+            server,
+            token,
+            ca_file: args.certificate_authority.as_deref(),
+            node_name,
+        };
+        join::join(&req, saved).await?;
+    }
+    Ok((
+        read_kubeconfig(&saved.kubeconfig).await?,
+        saved.read_endpoint_token()?,
+    ))
+}
+
+async fn read_kubeconfig(path: &std::path::Path) -> anyhow::Result<kube::Config> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .context("loading the kubeconfig")
 }
 
 /// --node-name, else the host name (lower-cased, as Node names must be).

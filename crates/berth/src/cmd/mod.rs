@@ -16,4 +16,5 @@ pub mod runtime;
 pub mod scale;
 pub mod server;
 pub mod shim;
+pub mod token;
 pub mod up;

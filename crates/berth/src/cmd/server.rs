@@ -187,7 +187,7 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
     let node = if args.disable_agent {
         None
     } else {
-        Some(node::LocalNode::start(&args.node, &data_dir, client).await?)
+        Some(node::LocalNode::start(&args.node, &data_dir, client, &api_server.state.auth).await?)
     };
     Ok(Running {
         kubeconfig: api_server.kubeconfig.clone(),

@@ -66,6 +66,7 @@ impl LocalNode {
         args: &NodeArgs,
         data_dir: &Path,
         client: kube::Client,
+        auth: &berth_apiserver::auth::Authenticator,
     ) -> anyhow::Result<Self> {
         let (endpoint, runtime) = match &args.container_runtime_endpoint {
             Some(e) => (e.clone(), None),
@@ -78,7 +79,8 @@ impl LocalNode {
             berth_agent::AgentConfig::new(node_name(args)?, endpoint, data_dir.join("agent"));
         config.node_ip = args.node_ip.unwrap_or_else(default_node_ip);
         config.server_port = args.kubelet_port;
-        config.server_token = read_node_token(data_dir)?;
+        // The embedded agent keeps the admin client; its endpoint expects what the server presents.
+        config.server_token = auth.endpoint_token(&config.node_name);
         config.max_pods = args.max_pods;
         config.proxy = !args.disable_proxy;
         config.proxy_bind = args.proxy_bind_address;
@@ -168,12 +170,4 @@ fn default_node_ip() -> IpAddr {
         Ok(s.local_addr()?.ip())
     };
     probe().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
-}
-
-/// The agents' join token the API server keeps (the API server presents it to node endpoints).
-fn read_node_token(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("server").join("node-token");
-    let token =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(token.trim().to_string())
 }

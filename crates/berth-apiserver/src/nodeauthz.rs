@@ -289,6 +289,7 @@ mod tests {
             auth: crate::auth::Authenticator::load_or_create(dir.path(), "").unwrap(),
             validators: Default::default(),
             options: Default::default(),
+            quota_locks: Default::default(),
         }
     }
 

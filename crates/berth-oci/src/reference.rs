@@ -42,7 +42,8 @@ pub enum ReferenceError {
     /// Empty string.
     #[error("must not be empty")]
     Empty,
-    /// The repository name exceeds 255 characters.
+    /// The repository name, with its registry (the default one for a bare name), exceeds 255
+    /// characters.
     #[error("repository name must not be more than {NAME_MAX} characters")]
     NameTooLong,
     /// A bad registry host.
@@ -80,10 +81,11 @@ impl Reference {
             ),
             None => (rest, None),
         };
-        if name.len() > NAME_MAX {
+        let (registry, repository) = split_registry(name);
+        // The limit is on the name the reference means, so that what it prints parses again.
+        if registry.unwrap_or(DEFAULT_REGISTRY).len() + 1 + repository.len() > NAME_MAX {
             return Err(ReferenceError::NameTooLong);
         }
-        let (registry, repository) = split_registry(name);
         if let Some(reg) = registry {
             check_registry(reg)?;
         }
@@ -245,6 +247,17 @@ fn parse_digest(d: &str) -> Result<Digest, ReferenceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_length_limit_counts_the_default_registry_so_printed_names_parse_again() {
+        let longest = "a".repeat(NAME_MAX - DEFAULT_REGISTRY.len() - 1);
+        let r = Reference::parse(&longest).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
+        assert!(matches!(
+            Reference::parse(&format!("{longest}a")),
+            Err(ReferenceError::NameTooLong)
+        ));
+    }
 
     #[test]
     fn parses_full_reference() {

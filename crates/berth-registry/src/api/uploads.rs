@@ -230,8 +230,11 @@ fn check_range(
         .with_header(header::LOCATION, &upload_location(repo, id))
         .with_header(header::RANGE, &range_value(s.offset))
     };
+    // `end - start + 1` overflows for `0-18446744073709551615`: no body can be that long either.
     match parsed {
-        Some((start, end)) if start == s.offset && end >= start => Ok(Some(end - start + 1)),
+        Some((start, end)) if start == s.offset && end >= start => {
+            (end - start).checked_add(1).map(Some).ok_or_else(invalid)
+        }
         _ => Err(invalid()),
     }
 }

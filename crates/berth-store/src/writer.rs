@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use redb::{Database, Durability, ReadableTable, Table};
+use redb::{Durability, ReadableTable, Table};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::codec::{decode_value, encode_event, encode_value};
-use crate::redb_store::{HISTORY, KV, META, META_COMPACTED, META_REVISION, backend};
+use crate::redb_store::{HISTORY, KV, META, META_COMPACTED, META_REVISION, SharedDb, backend};
 use crate::{KeyValue, Result, Revision, StoreError, WatchEvent};
 
 /// At most this many requests go into one transaction, so one commit cannot grow without bound.
@@ -59,7 +59,7 @@ pub(crate) struct Request {
 
 /// The writer thread's state.
 pub(crate) struct Writer {
-    pub db: Arc<Database>,
+    pub db: SharedDb,
     pub shared: Arc<Shared>,
     pub requests: mpsc::Receiver<Request>,
     pub events: broadcast::Sender<Batch>,
@@ -111,7 +111,9 @@ impl Writer {
     /// Runs `ops` in one transaction. The outer error fails the whole batch (nothing committed);
     /// inner errors are per-request compare-and-swap failures.
     fn apply(&mut self, ops: Vec<Op>) -> Result<Vec<Result<Outcome>>> {
-        let mut txn = self.db.begin_write().map_err(backend)?;
+        // Shared with readers; only a vacuum holds the database exclusively (and pauses writes).
+        let db = self.db.blocking_read();
+        let mut txn = db.begin_write().map_err(backend)?;
         txn.set_durability(Durability::Immediate).map_err(backend)?;
         let mut state = BatchState {
             revision: self.shared.revision.load(Ordering::SeqCst),

@@ -3,7 +3,9 @@
 //! * Size: at most [`MAX_BODY`] bytes (kube-apiserver's `MaxRequestBodyBytes`, 3 MiB). A declared
 //!   `Content-Length` above it is answered 413 before a byte of the body is read; a chunked body
 //!   is read only until it passes the limit. Either way the answer is sent without waiting for the
-//!   rest of the body, so a client still writing gets a 413 rather than a reset.
+//!   rest of the body, so a client still writing gets a 413 rather than a reset: the unread rest
+//!   is read and discarded in the background, within bounds ([`Rejected`]). Dropped at once,
+//!   HTTP/2 resets the stream (`CANCEL`) and clients lose the answer.
 //! * Nesting: JSON and YAML nested deeper than [`MAX_DEPTH`] levels are refused with 400 by a
 //!   linear pre-scan over the bytes, before any recursive parser (serde_json, serde_yaml's libyaml,
 //!   patch decoding) sees them. Without it a 200 KB body of `[[[[...` took libyaml seconds.
@@ -12,6 +14,7 @@
 //! ([`crate::object::encode`]).
 
 use axum::body::Body;
+use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 
@@ -32,32 +35,82 @@ pub fn too_large() -> ApiError {
     )
 }
 
-/// Reads a request body of at most [`MAX_BODY`] bytes (413 beyond) and checks its nesting
-/// (400 beyond [`MAX_DEPTH`]).
-pub async fn read(headers: &http::HeaderMap, body: Body) -> ApiResult<Bytes> {
+/// A body refused as too large, with the part of it that was not read.
+pub struct Rejected {
+    /// The answer (413).
+    pub error: ApiError,
+    unread: Body,
+}
+
+/// How much of a refused body is still read (and discarded) after the answer, so the client can
+/// finish sending and read the answer; beyond it the stream is reset.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How long a refused body is drained at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl IntoResponse for Rejected {
+    /// The error's Status, answered at once; the rest of the body is read and discarded in the
+    /// background (up to [`DRAIN_LIMIT`] bytes or [`DRAIN_TIME`]), so the client's upload ends
+    /// normally instead of with a reset stream.
+    fn into_response(self) -> Response {
+        tokio::spawn(drain(self.unread));
+        self.error.into_response()
+    }
+}
+
+/// Reads and discards what is left of a refused body, within the drain limits.
+async fn drain(mut unread: Body) {
+    let mut seen = 0;
+    let discard = async {
+        while let Some(Ok(frame)) = unread.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(DRAIN_TIME, discard).await.is_err() {
+        tracing::debug!("stopped draining a refused request body after {DRAIN_TIME:?}");
+    }
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes (413 beyond). Nesting is checked
+/// separately ([`check_depth`]), once the body is in its final form.
+pub async fn read(headers: &http::HeaderMap, body: Body) -> Result<Bytes, Rejected> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
-        return Err(too_large());
+        return Err(Rejected {
+            error: too_large(),
+            unread: body,
+        });
     }
-    let bytes = read_bounded(body).await?;
-    check_depth(&bytes)?;
-    Ok(bytes)
+    read_bounded(body).await
 }
 
 /// Collects the body frame by frame, stopping (413) as soon as it passes [`MAX_BODY`].
-async fn read_bounded(mut body: Body) -> ApiResult<Bytes> {
+async fn read_bounded(mut body: Body) -> Result<Bytes, Rejected> {
     let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > MAX_BODY {
-                return Err(too_large());
+        let data = match frame {
+            Ok(frame) => frame.into_data().unwrap_or_default(),
+            Err(e) => {
+                return Err(Rejected {
+                    error: ApiError::bad_request(format!("reading body: {e}")),
+                    unread: body,
+                });
             }
-            buf.extend_from_slice(&data);
+        };
+        if buf.len() + data.len() > MAX_BODY {
+            return Err(Rejected {
+                error: too_large(),
+                unread: body,
+            });
         }
+        buf.extend_from_slice(&data);
     }
     Ok(buf.freeze())
 }
@@ -271,18 +324,22 @@ mod tests {
     async fn bodies_over_the_limit_are_413() {
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::CONTENT_LENGTH, (MAX_BODY + 1).into());
-        let err = read(&headers, Body::from("{}")).await.unwrap_err();
+        let err = read(&headers, Body::from("{}")).await.err().unwrap().error;
         assert_eq!((err.code, err.reason), (413, "RequestEntityTooLarge"));
         assert_eq!(err.message, "Request entity too large: limit is 3145728");
 
         let chunks = (0..4).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024 * 1024]));
         let streamed = Body::from_stream(futures::stream::iter(chunks));
-        let err = read(&http::HeaderMap::new(), streamed).await.unwrap_err();
+        let err = read(&http::HeaderMap::new(), streamed)
+            .await
+            .err()
+            .unwrap()
+            .error;
         assert_eq!(err.code, 413);
 
-        let ok = read(&http::HeaderMap::new(), Body::from(vec![b' '; MAX_BODY]))
-            .await
-            .unwrap();
+        let Ok(ok) = read(&http::HeaderMap::new(), Body::from(vec![b' '; MAX_BODY])).await else {
+            panic!("a body of exactly the limit is refused");
+        };
         assert_eq!(ok.len(), MAX_BODY);
     }
 

@@ -99,7 +99,10 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
     // Taken before the body is read: extensions answering `101` (pods/exec) need the connection.
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let raw_query = parts.uri.query().map(str::to_string);
-    let mut body = crate::body::read(&parts.headers, body).await?;
+    let mut body = match crate::body::read(&parts.headers, body).await {
+        Ok(body) => body,
+        Err(rejected) => return Ok(rejected.into_response()),
+    };
     if is_protobuf(&parts.headers) {
         // kubectl's typed commands send protobuf; translate the kinds we know, else 415 (JSON retry).
         let obj = crate::protobuf::to_json(&body).ok_or_else(|| {

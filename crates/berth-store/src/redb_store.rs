@@ -52,7 +52,7 @@ pub struct StoreOptions {
     /// How many committed write batches a watcher may fall behind before it is dropped with
     /// [`StoreError::WatcherLagged`] (and must re-list). Default 4096.
     pub watch_buffer: usize,
-    /// Bytes of redb's page cache. Default 32 MiB: reads are served from the OS page cache as
+    /// Bytes of redb's page cache. Default 8 MiB: reads are served from the OS page cache as
     /// well, and a bigger cache only holds on to memory after large objects are gone.
     pub cache_size: usize,
 }
@@ -61,7 +61,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             watch_buffer: 4096,
-            cache_size: 32 * 1024 * 1024,
+            cache_size: 8 * 1024 * 1024,
         }
     }
 }

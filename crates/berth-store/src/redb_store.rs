@@ -10,8 +10,8 @@
 //! back to the file system. [`Store::vacuum`] does (redb's `Database::compact`), which needs the
 //! database to itself: the database sits behind a read-write lock that every read snapshot and
 //! every write batch holds shared, and the vacuum holds exclusively. While it runs (a fraction of
-//! a second for a store of a few hundred MB), reads and writes wait; it runs only after a
-//! compaction, once per compaction interval. redb's page cache is set explicitly
+//! a second for a store of a few hundred MB), reads and writes wait; so it runs only once
+//! compactions have removed at least 4 MiB of history since the last vacuum. redb's page cache is set explicitly
 //! ([`StoreOptions::cache_size`]): its default of 1 GiB kept whatever large objects once passed
 //! through it resident long after they were deleted.
 
@@ -65,6 +65,13 @@ impl Default for StoreOptions {
         }
     }
 }
+
+/// A vacuum runs only once compaction has removed this much history since the last one: it
+/// rewrites the file with reads and writes paused, which small amounts of churn are not worth.
+const VACUUM_MIN: u64 = 4 * 1024 * 1024;
+
+/// At most this many redb compaction passes per vacuum.
+const VACUUM_PASSES: usize = 16;
 
 /// The database, shared by readers and the writer, exclusive to a vacuum.
 pub(crate) type SharedDb = Arc<RwLock<Database>>;
@@ -478,11 +485,26 @@ impl Store for RedbStore {
     }
 
     async fn vacuum(&self) -> Result<bool> {
-        let db = self.inner.db.clone();
         let before = self.file_size()?;
+        // Only worth pausing reads and writes when compaction freed a good part of the file.
+        let reclaimable = self.inner.shared.reclaimable.load(Ordering::SeqCst);
+        if reclaimable < VACUUM_MIN {
+            return Ok(false);
+        }
+        self.inner.shared.reclaimable.store(0, Ordering::SeqCst);
+        let db = self.inner.db.clone();
         let compacted = tokio::task::spawn_blocking(move || {
             // Waits for every open snapshot and the current write batch; then both wait for it.
-            db.blocking_write().compact().map_err(backend)
+            let mut db = db.blocking_write();
+            // One call moves what it can; more calls move pages freed by the previous one.
+            let mut compacted = false;
+            for _ in 0..VACUUM_PASSES {
+                if !db.compact().map_err(backend)? {
+                    break;
+                }
+                compacted = true;
+            }
+            Ok::<_, StoreError>(compacted)
         })
         .await
         .map_err(backend)??;

@@ -7,7 +7,7 @@
 //! this thread assigns revisions, revisions have no gaps and events are published in order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use redb::{Durability, ReadableTable, Table};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub revision: AtomicI64,
     /// The revision history is compacted through.
     pub compacted: AtomicI64,
+    /// Bytes of history compaction removed since the last vacuum (what a vacuum could reclaim).
+    pub reclaimable: AtomicU64,
 }
 
 /// One write a caller asks for.
@@ -119,6 +121,7 @@ impl Writer {
             revision: self.shared.revision.load(Ordering::SeqCst),
             compacted: self.shared.compacted.load(Ordering::SeqCst),
             dirty: false,
+            freed: 0,
         };
         let mut results = Vec::with_capacity(ops.len());
         {
@@ -145,6 +148,9 @@ impl Writer {
         self.shared
             .compacted
             .store(state.compacted, Ordering::SeqCst);
+        self.shared
+            .reclaimable
+            .fetch_add(state.freed, Ordering::SeqCst);
         Ok(results)
     }
 }
@@ -155,6 +161,8 @@ struct BatchState {
     compacted: Revision,
     /// Whether anything was written (whether the transaction must be committed).
     dirty: bool,
+    /// Bytes of history entries compaction removed in this batch.
+    freed: u64,
 }
 
 type KvTable<'t> = Table<'t, &'static str, &'static [u8]>;
@@ -273,8 +281,12 @@ impl BatchState {
         if revision <= self.compacted {
             return Ok(Ok(None));
         }
+        let freed = &mut self.freed;
         history
-            .retain_in(..=revision, |_, _| false)
+            .retain_in(..=revision, |_, event| {
+                *freed += event.len() as u64;
+                false
+            })
             .map_err(backend)?;
         self.compacted = revision;
         self.dirty = true;

@@ -9,8 +9,8 @@
 //! Space: compaction deletes history entries, and redb reuses the freed pages but never gives them
 //! back to the file system. [`Store::vacuum`] does (redb's `Database::compact`), which needs the
 //! database to itself: the database sits behind a read-write lock that every read snapshot and
-//! every write batch holds shared, and the vacuum holds exclusively. While it runs (a fraction of
-//! a second for a store of a few hundred MB), reads and writes wait; so it runs only once
+//! every write batch holds shared, and the vacuum holds exclusively. While it runs (seconds for a
+//! store of a few hundred MB in a debug build), reads and writes wait; so it runs only once
 //! compactions have removed at least 4 MiB of history since the last vacuum. redb's page cache is set explicitly
 //! ([`StoreOptions::cache_size`]): its default of 1 GiB kept whatever large objects once passed
 //! through it resident long after they were deleted.

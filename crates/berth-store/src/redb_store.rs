@@ -11,9 +11,9 @@
 //! database to itself: the database sits behind a read-write lock that every read snapshot and
 //! every write batch holds shared, and the vacuum holds exclusively. While it runs (seconds for a
 //! store of a few hundred MB in a debug build), reads and writes wait; so it runs only once
-//! compactions have removed at least 4 MiB of history since the last vacuum. redb's page cache is set explicitly
-//! ([`StoreOptions::cache_size`]): its default of 1 GiB kept whatever large objects once passed
-//! through it resident long after they were deleted.
+//! compactions have removed at least 4 MiB of history since the last vacuum. redb's page cache is
+//! set explicitly ([`StoreOptions::cache_size`]): its default of 1 GiB could keep whatever large
+//! objects once passed through it resident long after they were deleted.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;

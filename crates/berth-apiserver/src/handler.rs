@@ -15,9 +15,6 @@ use crate::query::Query;
 use crate::rest::{self, Ctx, json_response};
 use crate::state::ApiServer;
 
-/// Largest accepted request body.
-const MAX_BODY: usize = 16 * 1024 * 1024;
-
 /// Handles every request.
 pub async fn handle(State(srv): State<Arc<ApiServer>>, req: Request<Body>) -> Response {
     let method = req.method().clone();
@@ -101,9 +98,10 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
     // Taken before the body is read: extensions answering `101` (pods/exec) need the connection.
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let raw_query = parts.uri.query().map(str::to_string);
-    let mut body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("reading body: {e}")))?;
+    let mut body = match crate::body::read(&parts.headers, body).await {
+        Ok(body) => body,
+        Err(rejected) => return Ok(rejected.into_response()),
+    };
     if is_protobuf(&parts.headers) {
         // kubectl's typed commands send protobuf; translate the kinds we know, else 415 (JSON retry).
         let obj = crate::protobuf::to_json(&body).ok_or_else(|| {
@@ -116,6 +114,7 @@ async fn dispatch(srv: Arc<ApiServer>, req: Request<Body>) -> ApiResult<Response
         );
     }
     reject_binary_body(&parts.headers)?;
+    crate::body::check_depth(&body)?;
     let ctx = Ctx {
         srv,
         r,

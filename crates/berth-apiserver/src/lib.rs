@@ -2,8 +2,9 @@
 //!
 //! Request flow: [`server`] accepts HTTPS connections and hands every request to the one
 //! catch-all [`handler`], which authenticates ([`auth`]), authorizes node credentials
-//! ([`nodeauthz`]), parses the path ([`path`]) and dispatches
-//! to discovery/OpenAPI ([`surface`]) or to the REST verbs ([`rest`]). Resources are described by
+//! ([`nodeauthz`]), reads the body within kube-apiserver's limits ([`body`]: size and nesting),
+//! parses the path ([`path`]) and dispatches to discovery/OpenAPI ([`surface`]) or to the REST
+//! verbs ([`rest`]). Resources are described by
 //! the [`resources`] registry; objects are JSON in a [`berth_store::Store`] ([`object`]).
 //!
 //! Writes go through [`patch`] (patch formats, server-side apply, managedFields); reads can be
@@ -27,6 +28,7 @@
 #![allow(clippy::collapsible_if)]
 
 pub mod auth;
+pub mod body;
 pub mod crd;
 pub mod discovery;
 pub mod error;

@@ -32,7 +32,22 @@ pub fn to_wire(mut obj: Value, r: &ResourceInfo) -> Value {
     obj
 }
 
-/// Encodes an object for storage (no resourceVersion; stored form of the resource).
+/// Largest stored object: etcd's default `--max-request-bytes` (1.5 MiB), which is what limits
+/// objects in Kubernetes.
+pub const MAX_OBJECT: usize = 1024 * 1024 * 3 / 2;
+
+/// The 413 kube-apiserver answers when etcd refuses a write as too large.
+pub fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "RequestEntityTooLarge",
+        "etcdserver: request is too large",
+    )
+}
+
+/// Encodes an object for storage (no resourceVersion; stored form of the resource). Every write
+/// (create, update, patch, apply, status, finalizers) encodes here, so this is where objects over
+/// [`MAX_OBJECT`] are refused with [`too_large`].
 pub fn encode(obj: &Value, r: &ResourceInfo) -> ApiResult<Vec<u8>> {
     let mut obj = obj.clone();
     if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -42,7 +57,11 @@ pub fn encode(obj: &Value, r: &ResourceInfo) -> ApiResult<Vec<u8>> {
         obj = rename_fields(obj, EVENT_FIELD_MAP.iter().copied());
         obj["apiVersion"] = json!("v1");
     }
-    serde_json::to_vec(&obj).map_err(ApiError::internal)
+    let bytes = serde_json::to_vec(&obj).map_err(ApiError::internal)?;
+    if bytes.len() > MAX_OBJECT {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// events.k8s.io/v1 field -> core/v1 field.

@@ -143,7 +143,8 @@ async fn compact_now(srv: &ApiServer) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Compacts history periodically to the revision seen one interval earlier.
+/// Compacts history periodically to the revision seen one interval earlier (then vacuums the
+/// store, so its file shrinks), and returns freed heap to the OS.
 async fn compactor(srv: Arc<ApiServer>) {
     let Some(every) = srv.options.compact_interval else {
         return;
@@ -151,15 +152,26 @@ async fn compactor(srv: Arc<ApiServer>) {
     let mut previous: Option<i64> = None;
     loop {
         tokio::time::sleep(every).await;
-        if let (Some(rev), Ok(compacted)) = (previous, srv.store.compacted_revision().await) {
-            if rev > compacted {
-                match srv.store.compact(rev).await {
-                    Ok(()) => tracing::debug!(revision = rev, "compacted"),
-                    Err(e) => tracing::warn!(error = %e, "compaction failed"),
-                }
+        if let Some(rev) = previous {
+            match berth_store::compact_and_vacuum(srv.store.as_ref(), rev).await {
+                Ok(Some(rev)) => tracing::debug!(revision = rev, "compacted"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "compaction failed"),
             }
         }
+        release_freed_memory();
         previous = srv.store.current_revision().await.ok();
+    }
+}
+
+/// Hands memory freed by deleted objects back to the OS. glibc keeps freed heap in its arenas
+/// (each thread's arena only shrinks from the top), so after large objects come and go the
+/// process stays at its high-water mark; `malloc_trim` releases the free pages of every arena.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -22,7 +22,8 @@ pub struct Options {
     /// How often an idle watch with `allowWatchBookmarks` gets a BOOKMARK.
     pub bookmark_interval: Duration,
     /// How often history is compacted (to the revision seen one interval earlier, like
-    /// kube-apiserver); `None` disables compaction.
+    /// kube-apiserver) and the store vacuumed; `None` disables both. `berth server
+    /// --compaction-interval`.
     pub compact_interval: Option<Duration>,
     /// Compact all history once at start (after one marker write), so every older
     /// resourceVersion is expired: for tests of client relisting, and for operators.

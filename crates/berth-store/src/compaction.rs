@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::{Revision, Store};
 
 /// Every `interval`, compacts history to `current_revision - keep_revisions` (when that is newer
-/// than what is already compacted). Must be called inside a tokio runtime. The task ends when the
+/// than what is already compacted) and vacuums the file. Must be called inside a tokio runtime. The task ends when the
 /// store is dropped; abort the handle to stop it earlier.
 pub fn spawn_auto_compaction<S: Store + ?Sized>(
     store: &Arc<S>,
@@ -37,10 +37,21 @@ pub async fn compact_once<S: Store + ?Sized>(
     keep_revisions: Revision,
 ) -> crate::Result<Option<Revision>> {
     let target = store.current_revision().await? - keep_revisions.max(0);
+    compact_and_vacuum(store, target).await
+}
+
+/// Compacts history through `target` (when that is newer than what is already compacted), then
+/// vacuums the store so the file shrinks by what compaction freed. Returns the revision compacted
+/// to, if any. The one compaction step of every periodic compactor.
+pub async fn compact_and_vacuum<S: Store + ?Sized>(
+    store: &S,
+    target: Revision,
+) -> crate::Result<Option<Revision>> {
     if target <= store.compacted_revision().await? {
         return Ok(None);
     }
     store.compact(target).await?;
     tracing::debug!(revision = target, "compacted store history");
+    store.vacuum().await?;
     Ok(Some(target))
 }

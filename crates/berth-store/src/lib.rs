@@ -9,7 +9,8 @@
 //! The API server only ever sees the [`Store`] trait, so an etcd backend can replace the embedded one.
 //!
 //! The embedded backend is [`RedbStore`] (one redb file, group-committed durable writes; see its
-//! module for the layout), and [`spawn_auto_compaction`] keeps its history bounded.
+//! module for the layout), and [`spawn_auto_compaction`] keeps its history bounded and its file
+//! small ([`compact_and_vacuum`]: compaction, then [`Store::vacuum`]).
 //! `cargo run --release -p berth-store --example store_bench` prints a micro figure of its write
 //! throughput and latency.
 // Unit tests see every dev-dependency.
@@ -26,7 +27,7 @@ mod redb_store;
 mod watch;
 mod writer;
 
-pub use compaction::{compact_once, spawn_auto_compaction};
+pub use compaction::{compact_and_vacuum, compact_once, spawn_auto_compaction};
 pub use mem_store::MemStore;
 pub use redb_store::{RedbStore, StoreOptions};
 
@@ -180,4 +181,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Discards history at and below `revision` (current values are kept).
     async fn compact(&self, revision: Revision) -> Result<()>;
+
+    /// Gives the space of deleted values and compacted history back to the file system; reads
+    /// and writes wait while it runs. Returns whether anything was reclaimed. Backends without a
+    /// file have nothing to do.
+    async fn vacuum(&self) -> Result<bool> {
+        Ok(false)
+    }
 }

@@ -5,6 +5,15 @@
 //! value) until compaction, and `meta` holds the current and compacted revisions. All writes go
 //! through the group-commit [`writer`](crate::writer); reads use redb's MVCC snapshots and never
 //! wait for the writer.
+//!
+//! Space: compaction deletes history entries, and redb reuses the freed pages but never gives them
+//! back to the file system. [`Store::vacuum`] does (redb's `Database::compact`), which needs the
+//! database to itself: the database sits behind a read-write lock that every read snapshot and
+//! every write batch holds shared, and the vacuum holds exclusively. While it runs (seconds for a
+//! store of a few hundred MB in a debug build), reads and writes wait; so it runs only once
+//! compactions have removed at least 4 MiB of history since the last vacuum. redb's page cache is
+//! set explicitly ([`StoreOptions::cache_size`]): its default of 1 GiB could keep whatever large
+//! objects once passed through it resident long after they were deleted.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -14,7 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{RwLock, broadcast, mpsc, oneshot};
 
 use crate::codec::{decode_event, decode_value, event_key};
 use crate::writer::{Batch, Op, Outcome, Request, Shared, Writer};
@@ -43,13 +52,29 @@ pub struct StoreOptions {
     /// How many committed write batches a watcher may fall behind before it is dropped with
     /// [`StoreError::WatcherLagged`] (and must re-list). Default 4096.
     pub watch_buffer: usize,
+    /// Bytes of redb's page cache. Default 8 MiB: reads are served from the OS page cache as
+    /// well, and a bigger cache only holds on to memory after large objects are gone.
+    pub cache_size: usize,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { watch_buffer: 4096 }
+        StoreOptions {
+            watch_buffer: 4096,
+            cache_size: 8 * 1024 * 1024,
+        }
     }
 }
+
+/// A vacuum runs only once compaction has removed this much history since the last one: it
+/// rewrites the file with reads and writes paused, which small amounts of churn are not worth.
+const VACUUM_MIN: u64 = 4 * 1024 * 1024;
+
+/// At most this many redb compaction passes per vacuum.
+const VACUUM_PASSES: usize = 16;
+
+/// The database, shared by readers and the writer, exclusive to a vacuum.
+pub(crate) type SharedDb = Arc<RwLock<Database>>;
 
 /// Maps any redb error to [`StoreError::Backend`].
 pub(crate) fn backend(e: impl Display) -> StoreError {
@@ -64,12 +89,13 @@ pub struct RedbStore {
 }
 
 struct Inner {
-    db: Arc<Database>,
+    db: SharedDb,
     shared: Arc<Shared>,
     /// `None` only while dropping.
     requests: Option<mpsc::Sender<Request>>,
     events: broadcast::Sender<Batch>,
     writer: Option<std::thread::JoinHandle<()>>,
+    path: std::path::PathBuf,
 }
 
 impl Drop for Inner {
@@ -108,8 +134,12 @@ impl RedbStore {
 
     /// Like [`RedbStore::open`], with explicit options.
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
-        let db = Arc::new(Database::create(path.as_ref()).map_err(backend)?);
+        let db = Database::builder()
+            .set_cache_size(options.cache_size)
+            .create(path.as_ref())
+            .map_err(backend)?;
         let shared = Arc::new(init_tables(&db)?);
+        let db = Arc::new(RwLock::new(db));
         let (requests, rx) = mpsc::channel(REQUEST_QUEUE);
         let (events, _) = broadcast::channel(options.watch_buffer.max(1));
         let writer = Writer {
@@ -130,6 +160,7 @@ impl RedbStore {
                 requests: Some(requests),
                 events,
                 writer: Some(writer),
+                path: path.as_ref().to_path_buf(),
             }),
         })
     }
@@ -151,10 +182,18 @@ impl RedbStore {
         T: Send + 'static,
         F: FnOnce(&Snapshot) -> Result<T> + Send + 'static,
     {
-        let db = self.inner.db.clone();
+        // Held until the snapshot is gone, so a vacuum never finds a read transaction open.
+        let db = self.inner.db.clone().read_owned().await;
         tokio::task::spawn_blocking(move || f(&Snapshot::begin(&db)?))
             .await
             .map_err(backend)?
+    }
+
+    /// The size of the store's file in bytes.
+    pub fn file_size(&self) -> Result<u64> {
+        std::fs::metadata(&self.inner.path)
+            .map(|m| m.len())
+            .map_err(backend)
     }
 }
 
@@ -443,5 +482,38 @@ impl Store for RedbStore {
 
     async fn compact(&self, revision: Revision) -> Result<()> {
         self.write(Op::Compact { revision }).await.map(|_| ())
+    }
+
+    async fn vacuum(&self) -> Result<bool> {
+        let before = self.file_size()?;
+        // Only worth pausing reads and writes when compaction freed a good part of the file.
+        let reclaimable = self.inner.shared.reclaimable.load(Ordering::SeqCst);
+        if reclaimable < VACUUM_MIN {
+            return Ok(false);
+        }
+        self.inner.shared.reclaimable.store(0, Ordering::SeqCst);
+        let db = self.inner.db.clone();
+        let compacted = tokio::task::spawn_blocking(move || {
+            // Waits for every open snapshot and the current write batch; then both wait for it.
+            let mut db = db.blocking_write();
+            // One call moves what it can; more calls move pages freed by the previous one.
+            let mut compacted = false;
+            for _ in 0..VACUUM_PASSES {
+                if !db.compact().map_err(backend)? {
+                    break;
+                }
+                compacted = true;
+            }
+            Ok::<_, StoreError>(compacted)
+        })
+        .await
+        .map_err(backend)??;
+        tracing::debug!(
+            before,
+            after = self.file_size().ok(),
+            compacted,
+            "vacuumed the store file"
+        );
+        Ok(compacted)
     }
 }

@@ -7,13 +7,13 @@
 //! this thread assigns revisions, revisions have no gaps and events are published in order.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use redb::{Database, Durability, ReadableTable, Table};
+use redb::{Durability, ReadableTable, Table};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::codec::{decode_value, encode_event, encode_value};
-use crate::redb_store::{HISTORY, KV, META, META_COMPACTED, META_REVISION, backend};
+use crate::redb_store::{HISTORY, KV, META, META_COMPACTED, META_REVISION, SharedDb, backend};
 use crate::{KeyValue, Result, Revision, StoreError, WatchEvent};
 
 /// At most this many requests go into one transaction, so one commit cannot grow without bound.
@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub revision: AtomicI64,
     /// The revision history is compacted through.
     pub compacted: AtomicI64,
+    /// Bytes of history compaction removed since the last vacuum (what a vacuum could reclaim).
+    pub reclaimable: AtomicU64,
 }
 
 /// One write a caller asks for.
@@ -59,7 +61,7 @@ pub(crate) struct Request {
 
 /// The writer thread's state.
 pub(crate) struct Writer {
-    pub db: Arc<Database>,
+    pub db: SharedDb,
     pub shared: Arc<Shared>,
     pub requests: mpsc::Receiver<Request>,
     pub events: broadcast::Sender<Batch>,
@@ -111,12 +113,15 @@ impl Writer {
     /// Runs `ops` in one transaction. The outer error fails the whole batch (nothing committed);
     /// inner errors are per-request compare-and-swap failures.
     fn apply(&mut self, ops: Vec<Op>) -> Result<Vec<Result<Outcome>>> {
-        let mut txn = self.db.begin_write().map_err(backend)?;
+        // Shared with readers; only a vacuum holds the database exclusively (and pauses writes).
+        let db = self.db.blocking_read();
+        let mut txn = db.begin_write().map_err(backend)?;
         txn.set_durability(Durability::Immediate).map_err(backend)?;
         let mut state = BatchState {
             revision: self.shared.revision.load(Ordering::SeqCst),
             compacted: self.shared.compacted.load(Ordering::SeqCst),
             dirty: false,
+            freed: 0,
         };
         let mut results = Vec::with_capacity(ops.len());
         {
@@ -143,6 +148,9 @@ impl Writer {
         self.shared
             .compacted
             .store(state.compacted, Ordering::SeqCst);
+        self.shared
+            .reclaimable
+            .fetch_add(state.freed, Ordering::SeqCst);
         Ok(results)
     }
 }
@@ -153,6 +161,8 @@ struct BatchState {
     compacted: Revision,
     /// Whether anything was written (whether the transaction must be committed).
     dirty: bool,
+    /// Bytes of history entries compaction removed in this batch.
+    freed: u64,
 }
 
 type KvTable<'t> = Table<'t, &'static str, &'static [u8]>;
@@ -271,8 +281,12 @@ impl BatchState {
         if revision <= self.compacted {
             return Ok(Ok(None));
         }
+        let freed = &mut self.freed;
         history
-            .retain_in(..=revision, |_, _| false)
+            .retain_in(..=revision, |_, event| {
+                *freed += event.len() as u64;
+                false
+            })
             .map_err(backend)?;
         self.compacted = revision;
         self.dirty = true;

@@ -324,8 +324,14 @@ async fn watch_from_a_compacted_revision_is_an_error() {
 #[tokio::test]
 async fn a_watcher_that_falls_behind_is_dropped_with_lagged() {
     let dir = tempfile::tempdir().unwrap();
-    let s =
-        RedbStore::open_with(dir.path().join("s.redb"), StoreOptions { watch_buffer: 4 }).unwrap();
+    let s = RedbStore::open_with(
+        dir.path().join("s.redb"),
+        StoreOptions {
+            watch_buffer: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut slow = s.watch("/l/", 0).await.unwrap();
     for i in 0..12 {
         s.create(&format!("/l/{i}"), vec![]).await.unwrap();
@@ -427,4 +433,53 @@ async fn auto_compaction_keeps_the_newest_revisions_and_stops_with_the_store() {
         .await
         .expect("compaction task must stop")
         .unwrap();
+}
+
+/// Large values written and deleted leave the file big until compaction plus vacuum, after
+/// which it shrinks back, while reads and writes keep working.
+#[tokio::test]
+async fn compaction_and_vacuum_shrink_the_file_after_large_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.create("/small/keep", b"kept".to_vec()).await.unwrap();
+    let empty = s.file_size().unwrap();
+    let mut revs = Vec::new();
+    for i in 0..20 {
+        let kv = s
+            .create(&format!("/big/{i}"), vec![b'x'; 1024 * 1024])
+            .await
+            .unwrap();
+        revs.push(kv.mod_revision);
+    }
+    for (i, rev) in revs.iter().enumerate() {
+        s.delete(&format!("/big/{i}"), *rev).await.unwrap();
+    }
+    let grown = s.file_size().unwrap();
+    assert!(
+        grown > 20 * 1024 * 1024,
+        "file {grown} bytes after 20 MiB of writes"
+    );
+
+    let current = s.current_revision().await.unwrap();
+    let compacted = berth_store::compact_and_vacuum(&s, current).await.unwrap();
+    assert_eq!(compacted, Some(current));
+    let shrunk = s.file_size().unwrap();
+    assert!(
+        shrunk < grown / 4 && shrunk < empty + 4 * 1024 * 1024,
+        "file {shrunk} bytes after vacuum (was {grown}, {empty} before the big values)"
+    );
+    assert_eq!(s.get("/small/keep").await.unwrap().unwrap().value, b"kept");
+    s.create("/small/after", b"1".to_vec()).await.unwrap();
+    assert_eq!(
+        s.range("/small/", RangeOptions::default())
+            .await
+            .unwrap()
+            .count,
+        2
+    );
+    // Nothing left to compact: no second vacuum.
+    assert_eq!(
+        berth_store::compact_and_vacuum(&s, current).await.unwrap(),
+        None
+    );
 }

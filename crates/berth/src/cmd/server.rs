@@ -34,6 +34,10 @@ pub struct Args {
     /// How long a node may stay silent (no Lease renewal) before it counts as lost.
     #[arg(long, default_value = "40s", value_parser = parse_seconds)]
     pub node_grace_period: std::time::Duration,
+    /// How often history older than one interval is compacted and the store file vacuumed
+    /// (its freed space returned to the file system); `0` turns both off.
+    #[arg(long, default_value = "5m", value_parser = parse_seconds)]
+    pub compaction_interval: std::time::Duration,
     /// Serve only legacy discovery (APIVersions/APIGroupList), not aggregated discovery.
     #[arg(long)]
     pub legacy_discovery: bool,
@@ -155,6 +159,7 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
         options: Options {
             legacy_discovery: args.legacy_discovery,
             compact_on_start: args.compact_on_start,
+            compact_interval: Some(args.compaction_interval).filter(|d| !d.is_zero()),
             ..Options::default()
         },
         install_crds: builtin_crds(),

@@ -390,7 +390,11 @@ mod tests {
     fn place(n: usize, ms: &str, nodes: &[Node], mut pods: Vec<Pod>) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
         for i in 0..n {
-            let Decision::Bind(at) = schedule(&pod(&format!("{ms}{i}"), ms, "100m", "100Mi", None), nodes, &pods) else {
+            let Decision::Bind(at) = schedule(
+                &pod(&format!("{ms}{i}"), ms, "100m", "100Mi", None),
+                nodes,
+                &pods,
+            ) else {
                 panic!("replica {i} did not fit");
             };
             *counts.entry(at.clone()).or_default() += 1;
@@ -445,8 +449,10 @@ mod tests {
             )
         );
         p.spec.as_mut().unwrap().tolerations = Some(
-            serde_json::from_value(json!([{"key":"dedicated","operator":"Equal","value":"gpu","effect":"NoSchedule"}]))
-                .unwrap(),
+            serde_json::from_value(
+                json!([{"key":"dedicated","operator":"Equal","value":"gpu","effect":"NoSchedule"}]),
+            )
+            .unwrap(),
         );
         assert_eq!(schedule(&p, &nodes, &[]), Decision::Bind("a".into()));
     }

@@ -130,7 +130,10 @@ mod tests {
                 {"key":"dedicated","value":"ml","effect":"NoSchedule"}]}}))
         .unwrap();
         let mut pod: Pod = serde_json::from_value(json!({"spec":{"containers":[]}})).unwrap();
-        assert_eq!(describe(untolerated(&pod, &node).unwrap()), "{dedicated: ml}");
+        assert_eq!(
+            describe(untolerated(&pod, &node).unwrap()),
+            "{dedicated: ml}"
+        );
         assert!(cordoned_for(&pod, &node));
         pod.spec.as_mut().unwrap().tolerations = Some(vec![
             tol(json!({"key":"dedicated","operator":"Exists"})),

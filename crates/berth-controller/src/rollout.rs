@@ -1,8 +1,6 @@
 //! Rolling-update arithmetic, Deployment style: how many Pods of the new template to create and
 //! how many old ones may go, given what exists and what is Ready.
 
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-
 // The bounds are shared with the API server's eviction check: one home, in berth-api.
 pub use berth_api::bounds::{BoundError, Bounds};
 
@@ -64,6 +62,7 @@ pub fn plan(replicas: i32, bounds: Bounds, c: Counts) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn pct(s: &str) -> IntOrString {
         IntOrString::String(s.to_string())

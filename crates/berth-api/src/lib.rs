@@ -5,10 +5,12 @@
 //! - [`labels`]: the label keys the controllers, the agent and the CLI share;
 //! - [`names`], [`quantity`]: the grammars validation relies on, reusable by the API server and
 //!   clients (image references are `berth_oci::reference`'s);
+//! - [`bounds`]: rolling-update bounds (maxSurge/maxUnavailable) resolved against replicas;
 //! - [`image`]: defaults derived from a container's image, such as its pull policy.
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
+pub mod bounds;
 pub mod image;
 pub mod labels;
 pub mod modelservice;

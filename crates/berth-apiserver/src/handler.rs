@@ -178,6 +178,9 @@ async fn verb(
         (Some("binding"), true, "POST") if ctx.r.builtin && ctx.r.plural == "pods" => {
             rest::sub::binding(&ctx, body).await
         }
+        (Some("eviction"), true, "POST") if ctx.r.builtin && ctx.r.plural == "pods" => {
+            crate::eviction::evict(&ctx, body).await
+        }
         (Some(other), true, _) => {
             match crate::extensions::handle(crate::extensions::SubresourceRequest {
                 ctx: &ctx,

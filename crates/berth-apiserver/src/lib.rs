@@ -16,7 +16,9 @@
 //! field selectors), [`protobuf`] (the protobuf bodies kubectl sends for a few core types),
 //! [`gc`] (ownerReference garbage collection), [`podsecurity`] (Pod Security admission: the
 //! namespace's level decides which Pods are accepted), [`quota`] (ResourceQuota admission and
-//! status: creates past a namespace's hard limits are refused), [`extensions`] and [`nodeproxy`]
+//! status: creates past a namespace's hard limits are refused), [`eviction`] (pods/eviction,
+//! refused with 429 when it would take a ModelService below its rollout's Ready minimum),
+//! [`extensions`] and [`nodeproxy`]
 //! (subresources served by node agents: pods/log, pods/exec), [`state`] (the server's shared
 //! state), [`join`] (how an agent joins: `/cacerts` and `/v1-berth/join`, with [`jointoken`] the
 //! token's text, [`tokenstore`] the join tokens kept as Secrets, [`nodecred`] the per-node
@@ -32,6 +34,7 @@ pub mod body;
 pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod eviction;
 pub mod extensions;
 pub mod gc;
 pub mod handler;

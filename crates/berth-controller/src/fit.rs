@@ -1,5 +1,6 @@
-//! The scheduler's pure part: which nodes can take a Pod (readiness, nodeSelector, cpu/memory,
-//! the `pods` count, host ports), why the others cannot, and which fitting node is best.
+//! The scheduler's pure part: which nodes can take a Pod (readiness, cordon, taints, nodeSelector,
+//! cpu/memory, the `pods` count, host ports), why the others cannot, and which fitting node is
+//! best: the one with the fewest replicas of the same ModelService, so replicas spread evenly.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -8,6 +9,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 
 use berth_api::labels::MODELSERVICE_LABEL;
+
+use crate::taints;
 
 /// cpu (cores) and memory (bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -28,7 +31,7 @@ impl Resources {
 }
 
 /// Why a node cannot take a Pod; the text is what Kubernetes prints in FailedScheduling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     /// cpu requests do not fit in what is left of allocatable.
     InsufficientCpu,
@@ -38,8 +41,10 @@ pub enum Reason {
     SelectorMismatch,
     /// The node is not Ready.
     NotReady,
-    /// The node is cordoned (`spec.unschedulable`).
+    /// The node is cordoned (`spec.unschedulable`) and the Pod does not tolerate that.
     Unschedulable,
+    /// The node has a NoSchedule/NoExecute taint the Pod does not tolerate (`{key: value}`).
+    UntoleratedTaint(String),
     /// A requested host port is taken.
     PortsTaken,
     /// The node already runs as many Pods as its allocatable `pods` (`--max-pods`) allows.
@@ -48,16 +53,18 @@ pub enum Reason {
 
 impl Reason {
     /// The Kubernetes wording.
-    pub fn text(self) -> &'static str {
-        match self {
+    pub fn text(&self) -> String {
+        let fixed = match self {
             Reason::InsufficientCpu => "Insufficient cpu",
             Reason::InsufficientMemory => "Insufficient memory",
             Reason::SelectorMismatch => "node(s) didn't match Pod's node affinity/selector",
             Reason::NotReady => "node(s) had untolerated taint {node.kubernetes.io/not-ready: }",
             Reason::Unschedulable => "node(s) were unschedulable",
+            Reason::UntoleratedTaint(t) => return format!("node(s) had untolerated taint {t}"),
             Reason::PortsTaken => "node(s) didn't have free ports for the requested pod ports",
             Reason::TooManyPods => "Too many pods",
-        }
+        };
+        fixed.to_string()
     }
 }
 
@@ -142,8 +149,11 @@ pub fn check(pod: &Pod, node: &Node, pods: &[Pod]) -> Vec<Reason> {
     if !node_ready(node) {
         return vec![Reason::NotReady];
     }
-    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+    if taints::cordoned_for(pod, node) {
         return vec![Reason::Unschedulable];
+    }
+    if let Some(t) = taints::untolerated(pod, node) {
+        return vec![Reason::UntoleratedTaint(taints::describe(t))];
     }
     let selector = pod.spec.as_ref().and_then(|s| s.node_selector.as_ref());
     if selector.is_some_and(|sel| sel.iter().any(|(k, v)| node.labels().get(k) != Some(v))) {
@@ -373,5 +383,77 @@ mod tests {
             schedule(&p, &nodes, &[running]),
             Decision::Unschedulable("0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports.".into())
         );
+    }
+
+    /// Schedules `n` replicas of `ms` one after the other, as the scheduler does, and counts
+    /// them per node.
+    fn place(n: usize, ms: &str, nodes: &[Node], mut pods: Vec<Pod>) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for i in 0..n {
+            let Decision::Bind(at) = schedule(
+                &pod(&format!("{ms}{i}"), ms, "100m", "100Mi", None),
+                nodes,
+                &pods,
+            ) else {
+                panic!("replica {i} did not fit");
+            };
+            *counts.entry(at.clone()).or_default() += 1;
+            pods.push(pod(&format!("{ms}{i}"), ms, "100m", "100Mi", Some(&at)));
+        }
+        counts
+    }
+
+    #[test]
+    fn six_replicas_over_three_equal_nodes_land_two_each() {
+        let nodes = [
+            node("a", "4", "4Gi", true),
+            node("b", "4", "4Gi", true),
+            node("c", "4", "4Gi", true),
+        ];
+        let counts = place(6, "m", &nodes, Vec::new());
+        assert_eq!(counts.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+    }
+
+    #[test]
+    fn a_full_node_leaves_the_others_to_take_more() {
+        // a has room for one replica only (250m cpu, 100m each after another service's 100m).
+        let nodes = [
+            node("a", "250m", "4Gi", true),
+            node("b", "4", "4Gi", true),
+            node("c", "4", "4Gi", true),
+        ];
+        let other = vec![pod("x", "other", "100m", "100Mi", Some("a"))];
+        let counts = place(6, "m", &nodes, other);
+        assert_eq!(counts.get("a"), Some(&1));
+        assert_eq!(counts.values().sum::<usize>(), 6);
+        assert!(counts["b"].abs_diff(counts["c"]) <= 1);
+    }
+
+    #[test]
+    fn taints_and_cordons_are_reported_like_kubernetes() {
+        let mut tainted = node("a", "4", "4Gi", true);
+        tainted.spec = serde_json::from_value(
+            json!({"taints":[{"key":"dedicated","value":"gpu","effect":"NoSchedule"}]}),
+        )
+        .unwrap();
+        let mut cordoned = node("b", "4", "4Gi", true);
+        cordoned.spec = serde_json::from_value(json!({"unschedulable":true})).unwrap();
+        let nodes = [tainted, cordoned, node("c", "4", "4Gi", true)];
+        let mut p = pod("p", "m", "100m", "1Mi", None);
+        p.spec.as_mut().unwrap().node_selector =
+            Some(BTreeMap::from([("zone".into(), "a".into())]));
+        assert_eq!(
+            schedule(&p, &nodes, &[]),
+            Decision::Unschedulable(
+                "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, 1 node(s) had untolerated taint {dedicated: gpu}, 1 node(s) were unschedulable.".into()
+            )
+        );
+        p.spec.as_mut().unwrap().tolerations = Some(
+            serde_json::from_value(
+                json!([{"key":"dedicated","operator":"Equal","value":"gpu","effect":"NoSchedule"}]),
+            )
+            .unwrap(),
+        );
+        assert_eq!(schedule(&p, &nodes, &[]), Decision::Bind("a".into()));
     }
 }

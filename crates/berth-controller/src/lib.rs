@@ -6,7 +6,8 @@
 //! - [`slowstart`]: the slow-start batches (1, 2, 4, …, one burst per reconcile) it creates and
 //!   deletes Pods in, and when a change of the owner stops them;
 //! - [`status`]: the ModelService status and its Deployment-shaped conditions;
-//! - [`fit`]: the scheduler's pure node filtering and scoring;
+//! - [`fit`]: the scheduler's pure node filtering and scoring (replicas spread over nodes);
+//! - [`taints`]: taints and tolerations with Kubernetes' matching rules;
 //! - [`scheduler`]: the scheduler controller (binds pending Pods through `pods/binding`);
 //! - [`nodelifecycle`]: marks nodes with expired Leases `Ready=Unknown` and deletes their Pods;
 //! - [`nodeipam`]: gives each Node a pod CIDR out of the cluster CIDR.
@@ -24,6 +25,7 @@ pub mod rollout;
 pub mod scheduler;
 pub mod slowstart;
 pub mod status;
+pub mod taints;
 pub mod template;
 
 use std::time::Duration;

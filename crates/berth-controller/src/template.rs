@@ -43,6 +43,7 @@ impl PodTemplate {
         let pod_spec = PodSpec {
             containers: vec![container],
             node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+            tolerations: non_empty(&spec.tolerations),
             restart_policy: Some("Always".to_string()),
             ..PodSpec::default()
         };
@@ -122,6 +123,11 @@ mod tests {
         let mut s = spec("reg:5000/m:latest");
         s.command = vec!["serve".into()];
         s.node_selector = BTreeMap::from([("gpu".into(), "yes".into())]);
+        s.tolerations = vec![k8s_openapi::api::core::v1::Toleration {
+            key: Some("dedicated".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }];
         let t = PodTemplate::from_spec("m", &s);
         let c = &t.spec.containers[0];
         assert_eq!(c.image.as_deref(), Some("reg:5000/m:latest"));
@@ -136,6 +142,7 @@ mod tests {
                 .map(String::as_str),
             Some("yes")
         );
+        assert_eq!(t.spec.tolerations, Some(s.tolerations.clone()));
         assert_eq!(
             t.labels.get(MODELSERVICE_LABEL).map(String::as_str),
             Some("m")

@@ -206,13 +206,23 @@ pub fn builtins() -> Vec<ResourceInfo> {
             "pods" => {
                 r.categories = vec!["all".into()];
                 r.return_deleted_object = true;
-                r.extra_subresources = vec![ExtraSubresource {
-                    name: "binding".into(),
-                    group: String::new(),
-                    version: "v1".into(),
-                    kind: "Binding".into(),
-                    verbs: vec!["create".into()],
-                }];
+                r.extra_subresources = vec![
+                    ExtraSubresource {
+                        name: "binding".into(),
+                        group: String::new(),
+                        version: "v1".into(),
+                        kind: "Binding".into(),
+                        verbs: vec!["create".into()],
+                    },
+                    // kubectl drain uses evictions only when discovery lists this entry.
+                    ExtraSubresource {
+                        name: "eviction".into(),
+                        group: "policy".into(),
+                        version: "v1".into(),
+                        kind: "Eviction".into(),
+                        verbs: vec!["create".into()],
+                    },
+                ];
             }
             "services" => {
                 r.categories = vec!["all".into()];

@@ -79,7 +79,8 @@ pub fn decide(
     // An unusable bound (validation refuses those) lets nothing go below replicas.
     let unavailable = spec.bounds().map(|b| b.max_unavailable).unwrap_or(0);
     let needed = i64::from(spec.replicas) - i64::from(unavailable);
-    if ready - 1 >= needed {
+    // Allowed while one fewer Ready Pod still meets the budget.
+    if ready > needed {
         Verdict::Allow
     } else {
         Verdict::Refuse {

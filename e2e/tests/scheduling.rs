@@ -134,11 +134,9 @@ impl FakeAgents {
                 for p in all.iter().filter(|_| !f.load(Ordering::SeqCst)) {
                     let name = p.name_any();
                     if p.metadata.deletion_timestamp.is_some() {
-                        if f.load(Ordering::SeqCst) {
-                            let _ = pods
-                                .delete(&name, &DeleteParams::default().grace_period(0))
-                                .await;
-                        }
+                        let _ = pods
+                            .delete(&name, &DeleteParams::default().grace_period(0))
+                            .await;
                     } else if node_of(p).is_some() && !ready(p) {
                         let status = json!({"status":{"phase":"Running","conditions":[
                             {"type":"Ready","status":"True"},{"type":"PodScheduled","status":"True"}]}});
@@ -233,9 +231,7 @@ async fn replicas_spread_and_selectors_and_taints_are_honoured() {
 /// on the drained node: evictions go one at a time (a second one is refused with 429), the drain
 /// completes as replacements become Ready elsewhere, and the service never has fewer than 2
 /// Ready Pods.
-// Two threads: kubectl runs blocking while the fake agents go on (with one, they starved while
-// kubectl drain ran; this fix has not been re-run in time).
-#[ignore = "not yet seen passing; run with --ignored"]
+// Two threads: kubectl runs blocking while the fake agents go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_moves_a_service_off_a_node_without_dropping_it() {
     let server = TestServer::start_with_controllers(&[]).await.unwrap();

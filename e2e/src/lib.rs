@@ -10,7 +10,8 @@
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers (berth-testkit's, re-exported);
 //! - [`registry`]: a `berth registry` under test;
 //! - [`umoci`]: OCI layouts made by `umoci`, an independent producer;
-//! - [`runtime`]: a `berth runtime` under test (test images come from `berth_testkit::busybox`).
+//! - [`runtime`]: a `berth runtime` under test (test images come from `berth_testkit::busybox`);
+//! - [`wait`]: the one poll loop tests wait with.
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod runtime;
 pub mod server;
 pub mod umoci;
+pub mod wait;
 
 use std::path::PathBuf;
 

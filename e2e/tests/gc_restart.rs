@@ -5,43 +5,19 @@
 #![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
 use berth_e2e::node::{container_processes, push_busybox};
 use berth_e2e::server::TestServer;
+use berth_e2e::wait::eventually_logged;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 const NS: &str = "default";
 const NAME: &str = "sleepers";
-
-/// Polls `f` every 200 ms until it yields a value or `within` passes (then panics with `what` and
-/// the server's log tail).
-async fn eventually<T, F, Fut>(s: &TestServer, what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let log = s.log();
-            let tail: Vec<&str> = log.lines().rev().take(80).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!(
-                "timed out after {within:?} waiting for {what}; server log tail:\n{}",
-                tail.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// The Pods of the ModelService.
 async fn pods_of(client: &kube::Client) -> Option<Vec<Pod>> {
@@ -84,7 +60,7 @@ async fn pods_of_a_service_deleted_just_before_a_crash_are_collected_after_resta
         .await
         .unwrap();
     let ids: BTreeSet<String> =
-        eventually(&s, "2 running Pods", Duration::from_secs(180), || async {
+        eventually_logged(&s, "2 running Pods", Duration::from_secs(180), || async {
             let ids: BTreeSet<String> = pods_of(&client)
                 .await?
                 .iter()
@@ -105,14 +81,14 @@ async fn pods_of_a_service_deleted_just_before_a_crash_are_collected_after_resta
 
     s.start_again(&[]).await.unwrap();
     let client = s.client().await.unwrap();
-    eventually(
+    eventually_logged(
         &s,
         "the Pods collected",
         Duration::from_secs(60),
         || async { pods_of(&client).await?.is_empty().then_some(()) },
     )
     .await;
-    eventually(
+    eventually_logged(
         &s,
         "their containers stopped",
         Duration::from_secs(60),

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use berth_api::ModelService;
 use berth_e2e::node::{Leftovers, push_busybox, push_churn_model};
 use berth_e2e::server::TestServer;
+use berth_e2e::wait::eventually_logged;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -26,31 +27,6 @@ const NS: &str = "default";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/// Polls `f` every 200 ms until it yields a value or `within` passes (then panics with `what` and
-/// the server's log tail).
-async fn eventually<T, F, Fut>(s: &TestServer, what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            let log = s.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!(
-                "timed out after {within:?} waiting for {what}; server log tail:\n{}",
-                tail.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 use berth_e2e::http::request as http;
 
@@ -134,7 +110,7 @@ async fn live_pods(client: &kube::Client, ms: &str) -> Vec<Pod> {
 /// status says n/n ready.
 async fn wait_ready(s: &TestServer, client: &kube::Client, ms: &str, n: usize) -> Vec<Pod> {
     let api: Api<ModelService> = Api::namespaced(client.clone(), NS);
-    eventually(
+    eventually_logged(
         s,
         &format!("{n} Ready pods of {ms}"),
         Duration::from_secs(180),
@@ -161,7 +137,7 @@ async fn wait_ready(s: &TestServer, client: &kube::Client, ms: &str, n: usize) -
 async fn wait_clean(s: &TestServer) {
     let node = s.node().expect("node server").clone();
     let dir = s.data_dir().to_path_buf();
-    let left = eventually(s, "the node to be clean", Duration::from_secs(90), || {
+    let left = eventually_logged(s, "the node to be clean", Duration::from_secs(90), || {
         let left = node.leftovers(&dir);
         async move { (left == Leftovers::default()).then_some(left) }
     })
@@ -285,7 +261,7 @@ async fn churn_model_serves_predictions_scales_and_cleans_up() {
             .output(),
     );
     let lp = ListParams::default().labels("berth.dev/modelservice=churn-model");
-    eventually(&s, "pods to go", Duration::from_secs(60), || async {
+    eventually_logged(&s, "pods to go", Duration::from_secs(60), || async {
         pods(&client)
             .list(&lp)
             .await
@@ -353,7 +329,7 @@ async fn rolling_update_under_load_loses_no_request() {
         .berth()
         .args(["rollout", "status", "ms/churn-model", "--timeout", "3m"])
         .output();
-    let after = eventually(
+    let after = eventually_logged(
         &s,
         "the rollout to finish",
         Duration::from_secs(180),
@@ -438,7 +414,7 @@ async fn probes_restarts_and_replacement_heal_the_service() {
     assert_eq!(code, 200);
     let unready = unready.trim().to_string();
     let other = names.iter().find(|n| **n != unready).unwrap().clone();
-    eventually(
+    eventually_logged(
         &s,
         "the Pod to turn not Ready",
         Duration::from_secs(30),
@@ -465,7 +441,7 @@ async fn probes_restarts_and_replacement_heal_the_service() {
     // A failing liveness probe restarts the container (the only Ready Pod answers /cgi-bin/sick).
     let (_, sick) = http(port, "GET", "/cgi-bin/sick", "").unwrap();
     assert_eq!(sick.trim(), other);
-    eventually(
+    eventually_logged(
         &s,
         "the liveness restart",
         Duration::from_secs(60),
@@ -496,7 +472,7 @@ async fn probes_restarts_and_replacement_heal_the_service() {
             .unwrap()
             .success()
     );
-    eventually(
+    eventually_logged(
         &s,
         "the killed container to be restarted",
         Duration::from_secs(60),
@@ -613,7 +589,7 @@ async fn an_unschedulable_service_reports_why_and_harms_nothing() {
                  "resources": {"requests": {"memory": "100000Gi"}}}
     });
     berth_apply(&s, &huge);
-    let (pod, message) = eventually(
+    let (pod, message) = eventually_logged(
         &s,
         "PodScheduled=False",
         Duration::from_secs(60),

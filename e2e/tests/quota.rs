@@ -5,32 +5,17 @@
 // A test crate: unwraps are fine here, and it sees every dev-dependency.
 #![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
 use berth_e2e::kubectl::{fails, ok, write};
 use berth_e2e::server::TestServer;
+use berth_e2e::wait::eventually;
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ResourceQuota};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
-
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn namespace(client: &kube::Client, name: &str) {
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();

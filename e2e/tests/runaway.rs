@@ -5,12 +5,12 @@
 #![allow(unused_crate_dependencies, clippy::unwrap_used)] // test crate: unwraps allowed; sees every dev-dependency
 
 use std::collections::BTreeSet;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
 use berth_e2e::server::TestServer;
+use berth_e2e::wait::eventually;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -40,21 +40,6 @@ async fn pod_names(client: &kube::Client, ms: &str) -> BTreeSet<String> {
         .iter()
         .map(|p| p.name_any())
         .collect()
-}
-
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// `replicas: 1000000`, deleted within a second: within 5 s no Pod is being created any more,

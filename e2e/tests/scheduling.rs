@@ -8,36 +8,21 @@
 #![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
 use berth_e2e::kubectl;
 use berth_e2e::server::TestServer;
+use berth_e2e::wait::eventually;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 const NS: &str = "default";
-
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Registers a Ready node labelled `zone=<name>`, as an agent would.
 async fn node(client: &kube::Client, name: &str) {

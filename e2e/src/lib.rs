@@ -5,6 +5,7 @@
 //! - [`server`]: a `berth server` under test (`TestServer`, also as a whole node);
 //! - [`node`]: names, ports and teardown of a node under test;
 //! - [`events`]: Kubernetes Events a test waits for;
+//! - [`fake`]: Nodes registered by a test that runs no agent;
 //! - [`http`]: a minimal HTTP client for requests through service ports;
 //! - [`kubectl`]: kubectl against a test server, asserting success or failure;
 //! - [`peer`]: Debian's `docker-registry` and `skopeo` as peers (berth-testkit's, re-exported);
@@ -16,6 +17,7 @@
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod events;
+pub mod fake;
 pub mod http;
 pub mod kubectl;
 pub mod node;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use berth_api::labels::{MODELSERVICE_LABEL, TEMPLATE_HASH_LABEL};
 use berth_api::{ModelService, ModelServiceSpec};
 use berth_controller::ControllerOptions;
+use berth_e2e::fake::register_node;
 use berth_e2e::server::TestServer;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
@@ -67,19 +68,9 @@ impl Fixture {
 
     /// Registers a Ready node with the given allocatable cpu and memory, as an agent would.
     async fn node(&self, name: &str, cpu: &str, memory: &str) {
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let node: Node = serde_json::from_value(
-            json!({"metadata":{"name":name,"labels":{"kubernetes.io/hostname":name}}}),
-        )
-        .unwrap();
-        nodes.create(&PostParams::default(), &node).await.unwrap();
-        let status = json!({"status":{"capacity":{"cpu":cpu,"memory":memory,"pods":"110"},
-            "allocatable":{"cpu":cpu,"memory":memory,"pods":"110"},
-            "conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"agent is posting ready status"}]}});
-        nodes
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .unwrap();
+        let labels = json!({"kubernetes.io/hostname": name});
+        let resources = json!({"cpu": cpu, "memory": memory, "pods": "110"});
+        register_node(&self.client, name, labels, resources).await;
     }
 
     async fn create_ms(&self, name: &str, replicas: i32, memory: &str) -> ModelService {

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
+use berth_e2e::fake::register_node;
 use berth_e2e::server::TestServer;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -42,16 +43,8 @@ impl Cluster {
     }
 
     async fn node(&self) {
-        let nodes: Api<Node> = Api::all(self.client.clone());
-        let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).unwrap();
-        nodes.create(&PostParams::default(), &node).await.unwrap();
-        let status = json!({"status": {"capacity": {"cpu": "8", "memory": "16Gi", "pods": "110"},
-            "allocatable": {"cpu": "8", "memory": "16Gi", "pods": "110"},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}});
-        nodes
-            .patch_status("n1", &PatchParams::default(), &Patch::Merge(&status))
-            .await
-            .unwrap();
+        let resources = json!({"cpu": "8", "memory": "16Gi", "pods": "110"});
+        register_node(&self.client, "n1", json!({}), resources).await;
     }
 
     async fn create(&self, name: &str, replicas: i32) {

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
+use berth_e2e::fake::register_node;
 use berth_e2e::server::TestServer;
 use berth_e2e::wait::eventually;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 
 const NS: &str = "default";
@@ -96,16 +97,8 @@ async fn a_runaway_service_deleted_at_once_stops_creating_and_is_collected() {
 
 /// Registers a Ready node that takes at most `max_pods` Pods, as an agent with `--max-pods` does.
 async fn node(client: &kube::Client, name: &str, max_pods: u32) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(json!({"metadata":{"name":name}})).unwrap();
-    nodes.create(&PostParams::default(), &node).await.unwrap();
-    let res = json!({"cpu":"4","memory":"8Gi","pods":max_pods.to_string()});
-    let status = json!({"status":{"capacity":res,"allocatable":res,
-        "conditions":[{"type":"Ready","status":"True","reason":"KubeletReady"}]}});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
+    let resources = json!({"cpu": "4", "memory": "8Gi", "pods": max_pods.to_string()});
+    register_node(client, name, json!({}), resources).await;
 }
 
 fn node_of(p: &Pod) -> Option<&str> {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use berth_api::labels::MODELSERVICE_LABEL;
 use berth_api::{ModelService, ModelServiceSpec};
+use berth_e2e::fake::register_node;
 use berth_e2e::kubectl;
 use berth_e2e::server::TestServer;
 use berth_e2e::wait::eventually;
@@ -26,17 +27,8 @@ const NS: &str = "default";
 
 /// Registers a Ready node labelled `zone=<name>`, as an agent would.
 async fn node(client: &kube::Client, name: &str) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node =
-        serde_json::from_value(json!({"metadata":{"name":name,"labels":{"zone":name}}})).unwrap();
-    nodes.create(&PostParams::default(), &node).await.unwrap();
-    let res = json!({"cpu":"4","memory":"8Gi","pods":"110"});
-    let status = json!({"status":{"capacity":res,"allocatable":res,
-        "conditions":[{"type":"Ready","status":"True","reason":"KubeletReady"}]}});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
+    let resources = json!({"cpu": "4", "memory": "8Gi", "pods": "110"});
+    register_node(client, name, json!({"zone": name}), resources).await;
 }
 
 async fn create_ms(client: &kube::Client, name: &str, spec: serde_json::Value) {

@@ -40,18 +40,6 @@ use crate::state::ApiServer;
 /// How often [`run`] recomputes every quota's `status.used`.
 const REFRESH_EVERY: Duration = Duration::from_secs(5);
 
-/// The keys a Pod is charged under.
-const POD_KEYS: &[&str] = &[
-    "pods",
-    "count/pods",
-    "cpu",
-    "memory",
-    "requests.cpu",
-    "requests.memory",
-    "limits.cpu",
-    "limits.memory",
-];
-
 /// Keys that require every container to state the amount (Kubernetes' backward-compatible
 /// "validation set"; no other resource ever joins it).
 const MUST_SPECIFY: &[&str] = &[
@@ -62,6 +50,11 @@ const MUST_SPECIFY: &[&str] = &[
     "limits.cpu",
     "limits.memory",
 ];
+
+/// Whether a Pod is charged under `key`: its count, or one of the compute amounts above.
+fn pod_key(key: &str) -> bool {
+    key == "pods" || key == "count/pods" || MUST_SPECIFY.contains(&key)
+}
 
 /// Amounts per quota key, in thousandths of the unit (millicores, millibytes, milli-objects),
 /// which keeps sums of Pod requests exact.
@@ -389,13 +382,13 @@ fn counted(srv: &ApiServer, key: &str) -> Option<Arc<ResourceInfo>> {
 
 /// Whether berth counts quota key `key`.
 fn known(srv: &ApiServer, key: &str) -> bool {
-    POD_KEYS.contains(&key) || counted(srv, key).is_some()
+    pod_key(key) || counted(srv, key).is_some()
 }
 
 /// Whether a create of resource `r` is charged under quota key `key`.
 fn charges(r: &ResourceInfo, key: &str) -> bool {
     if is_pods(r) {
-        POD_KEYS.contains(&key)
+        pod_key(key)
     } else {
         key.strip_prefix("count/") == Some(r.qualified_plural().as_str())
     }
@@ -408,7 +401,7 @@ fn is_pods(r: &ResourceInfo) -> bool {
 /// What namespace `ns` uses now of the quota keys `keys`.
 async fn usage(srv: &ApiServer, ns: &str, keys: &BTreeSet<&str>) -> ApiResult<Usage> {
     let mut used = Usage::new();
-    if keys.iter().any(|k| POD_KEYS.contains(k)) {
+    if keys.iter().any(|k| pod_key(k)) {
         let pods = srv
             .registry
             .lookup("", "v1", "pods")
@@ -425,7 +418,7 @@ async fn usage(srv: &ApiServer, ns: &str, keys: &BTreeSet<&str>) -> ApiResult<Us
             }
         }
     }
-    for key in keys.iter().filter(|k| !POD_KEYS.contains(k)) {
+    for key in keys.iter().filter(|k| !pod_key(k)) {
         if let Some(r) = counted(srv, key) {
             let one = RangeOptions {
                 limit: Some(1),

@@ -34,6 +34,10 @@ pub struct AgentConfig {
     /// How often sandboxes of Pods that no longer exist are looked for (besides after every full
     /// list of the Pod watch).
     pub orphan_check: Duration,
+    /// The cluster's pod network. When set, the agent routes to every other node's pod CIDR
+    /// through that node's InternalIP and masquerades pod traffic leaving this network; `None`
+    /// leaves the host's routes and NAT alone (a single node, or a network managed elsewhere).
+    pub cluster_cidr: Option<berth_net::Ipv4Cidr>,
 }
 
 impl AgentConfig {
@@ -56,6 +60,7 @@ impl AgentConfig {
             proxy: true,
             proxy_bind: IpAddr::from([0, 0, 0, 0]),
             orphan_check: Duration::from_secs(30),
+            cluster_cidr: None,
         }
     }
 }

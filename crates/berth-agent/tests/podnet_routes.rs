@@ -3,12 +3,15 @@
 //! its pod CIDR as a stand-in for its pods. [`PodNet::sync`] runs inside a machine's namespace
 //! against Node objects, and the test checks the routes (`ip route show proto 98`), that a "pod"
 //! reaches a pod of another node by IP through them, that traffic leaving the cluster is
-//! masqueraded, and that routes follow a changed address and go with a removed node.
+//! masqueraded, and that routes follow a changed address and go with a removed node. The last
+//! test runs the agent's loop ([`podnet::run`]) against an in-process API server instead.
 //!
 //! Namespace names carry the test process's id; a guard deletes every namespace (and with them
 //! every link) even when an assertion fails.
 // A test crate: unwraps are fine here, and it sees every dev-dependency.
 #![allow(unused_crate_dependencies, clippy::unwrap_used)]
+
+mod support;
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
@@ -16,9 +19,10 @@ use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use berth_agent::podnet::PodNet;
+use berth_agent::podnet::{self, PodNet};
 use berth_net::Ipv4Cidr;
 use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use nix::sched::{CloneFlags, setns};
 use serde_json::json;
 
@@ -349,4 +353,63 @@ fn pod_traffic_leaving_the_cluster_is_masqueraded() {
         host_ip(1).to_string()
     );
     server.join().unwrap();
+}
+
+#[test]
+fn the_agent_loop_follows_the_node_objects() {
+    let lab = Lab::new("watch", 3);
+    let dir = tempfile::tempdir().unwrap();
+    // Everything on one thread inside machine 1: the API server listens on its loopback, and
+    // the loop's blocking syncs run on threads started from there, so in its namespace too.
+    in_ns(lab.machine(1), || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (server, client) = support::api::start(dir.path(), Vec::new()).await;
+            let nodes: Api<Node> = Api::all(client.clone());
+            for node in three_nodes() {
+                nodes.create(&PostParams::default(), &node).await.unwrap();
+                let status = json!({"status": node.status});
+                let name = kube::ResourceExt::name_any(&node);
+                let patch = Patch::Merge(&status);
+                nodes
+                    .patch_status(&name, &PatchParams::default(), &patch)
+                    .await
+                    .unwrap();
+            }
+            let run = tokio::spawn(podnet::run(client.clone(), PodNet::new("n1", cluster())));
+            wait_for_routes(
+                &lab,
+                &[
+                    "10.77.2.0/24 via 192.168.77.2",
+                    "10.77.3.0/24 via 192.168.77.3",
+                ],
+            )
+            .await;
+
+            nodes.delete("n3", &DeleteParams::default()).await.unwrap();
+            wait_for_routes(&lab, &["10.77.2.0/24 via 192.168.77.2"]).await;
+            assert!(!run.is_finished(), "the loop keeps running");
+            run.abort();
+            server.stop();
+        });
+    });
+}
+
+/// Waits (generously: the watch is much faster) until machine 1's berth routes are `want`.
+async fn wait_for_routes(lab: &Lab, want: &[&str]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let routes = lab.berth_routes(1);
+        if routes == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "routes {routes:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -19,12 +19,14 @@ use super::masquerade::{self, MasqueradeError};
 /// Where IPv4 forwarding is switched on (per network namespace).
 const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
-/// The pod network state of one node, kept between syncs so that a failure is logged once
-/// rather than on every sync.
+/// The pod network state of one node, kept between syncs so that one-time setup runs once and
+/// a failure is logged once rather than on every sync.
 #[derive(Debug)]
 pub struct PodNet {
     node_name: String,
     cluster: Ipv4Cidr,
+    /// Whether IPv4 forwarding was switched on (or tried: once is enough).
+    forwarding_set: bool,
     /// The pod CIDR masquerading was last set up for.
     masqueraded: Option<Ipv4Cidr>,
     /// Whether the missing iptables was already reported.
@@ -47,6 +49,7 @@ impl PodNet {
         PodNet {
             node_name: node_name.into(),
             cluster,
+            forwarding_set: false,
             masqueraded: None,
             iptables_missing: false,
             failing: BTreeSet::new(),
@@ -56,8 +59,11 @@ impl PodNet {
     /// One pass over `nodes` (all Nodes of the cluster): forwarding, routes, masquerading.
     /// Returns the route changes it made or tried.
     pub fn sync(&mut self, nodes: &[Node]) -> Result<RoutePlan, SyncError> {
-        if let Err(e) = std::fs::write(IP_FORWARD, "1") {
-            tracing::warn!(error = %e, "cannot enable IPv4 forwarding; pods of other nodes cannot reach this node's pods");
+        if !self.forwarding_set {
+            self.forwarding_set = true;
+            if let Err(e) = std::fs::write(IP_FORWARD, "1") {
+                tracing::warn!(error = %e, "cannot enable IPv4 forwarding; pods of other nodes cannot reach this node's pods");
+            }
         }
         let own = nodes.iter().find(|n| n.name_any() == self.node_name);
         if let Some(cidr) = own.and_then(pod_cidr) {
@@ -72,8 +78,9 @@ impl PodNet {
         for r in &changes.replace {
             self.apply(*r, "replace", route::replace);
         }
+        // A failure the plan no longer asks about is over.
         self.failing
-            .retain(|r| desired.get(&r.dest) == Some(&r.via));
+            .retain(|r| changes.replace.contains(r) || changes.delete.contains(r));
         Ok(changes)
     }
 

@@ -1,6 +1,7 @@
 //! Runs the agent's parts together: connects to the runtime, starts the node endpoint, registers
 //! the Node (and hands its pod CIDR to the runtime), then runs the Lease heartbeat, the node
-//! status refresh, the pod workers and the service proxy until one fails or the future is dropped.
+//! status refresh, the pod workers, the service proxy and (with a cluster CIDR) the pod network
+//! routes until one fails or the future is dropped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use berth_cri::v1 as cri;
 use kube::runtime::events::{Recorder, Reporter};
 
 use crate::node::{self, MachineInfo};
-use crate::{AgentConfig, lease, pod, proxy, server};
+use crate::{AgentConfig, lease, pod, podnet, proxy, server};
 
 /// The reporting component of the agent's Events.
 pub const REPORTER: &str = "berth-agent";
@@ -40,6 +41,9 @@ pub enum AgentError {
     /// The service proxy stopped.
     #[error(transparent)]
     Proxy(#[from] proxy::ProxyError),
+    /// The pod network loop stopped.
+    #[error(transparent)]
+    PodNet(#[from] podnet::PodNetError),
     /// The node endpoint stopped.
     #[error("the node endpoint stopped")]
     ServerStopped,
@@ -87,6 +91,18 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), AgentE
         config: config.clone(),
         recorder,
     });
+    let routes = config.cluster_cidr.map(|cluster| {
+        podnet::run(
+            client.clone(),
+            podnet::PodNet::new(&config.node_name, cluster),
+        )
+    });
+    let podnet = async move {
+        match routes {
+            Some(routes) => routes.await,
+            None => std::future::pending().await,
+        }
+    };
     let proxy_client = client.clone();
     let proxy = async move {
         if config.proxy {
@@ -101,6 +117,7 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), AgentE
         () = node::refresh_loop(client.clone(), ctx.config.clone(), info, port, NODE_STATUS_EVERY) => Ok(()),
         r = pod::run(ctx.clone()) => r.map_err(Into::into),
         r = proxy => r.map_err(Into::into),
+        r = podnet => r.map_err(Into::into),
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`pod`]: one worker per bound Pod that drives it through CRI to its spec and writes status
 //!   and Events back;
 //! - [`probe`]: readiness, liveness and startup probes (httpGet, tcpSocket, exec);
+//! - [`podnet`]: routes to the other nodes' pod CIDRs and masquerading of pod traffic leaving
+//!   the cluster (when [`AgentConfig::cluster_cidr`] is set);
 //! - [`proxy`]: the service proxy (a ModelService's `service.port` on this node, balanced over its
 //!   Ready Pods);
 //! - [`server`]: the node's HTTPS endpoint the API server proxies `pods/log` and `pods/exec` to.
@@ -27,6 +29,7 @@ pub mod labels;
 pub mod lease;
 pub mod node;
 pub mod pod;
+pub mod podnet;
 pub mod probe;
 pub mod proxy;
 pub mod server;

@@ -1,6 +1,7 @@
 //! Pod networking: a Linux bridge with the gateway address, one veth pair per sandbox (host end
 //! on the bridge, pod end eth0 in the sandbox netns) and IPAM. Links, addresses and routes are
-//! set over rtnetlink in-process ([`netlink`]): no `ip` processes on the pod start path.
+//! set over rtnetlink in-process ([`netlink`] for the pod's veth, [`berth_net::netlink`] for the
+//! rest): no `ip` processes on the pod start path.
 
 pub mod hostport;
 pub mod ipam;
@@ -55,7 +56,7 @@ impl Network {
 
     fn ensure_bridge(&self) -> io::Result<()> {
         let cidr = self.config.cidr;
-        netlink::ensure_bridge(&self.config.bridge, cidr.gateway(), cidr.prefix())?;
+        berth_net::netlink::ensure_bridge(&self.config.bridge, cidr.gateway(), cidr.prefix())?;
         // Pods reach beyond the node through the host's routing.
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
         Ok(())
@@ -88,7 +89,7 @@ impl Network {
         let veth = host_veth(sandbox_id);
         // Not a sysfs check: /sys/class/net shows the netns sysfs was mounted in, which is not
         // ours when the runtime runs in a private netns (as tests do).
-        netlink::delete_link(&veth)?;
+        berth_net::netlink::delete_link(&veth)?;
         if let Some(a) = addr {
             self.ipam.release(a, sandbox_id)?;
         }

@@ -1,24 +1,18 @@
-//! The link, address and route operations pod networking needs, done over rtnetlink in-process
-//! instead of spawning `ip`/`nsenter` (about seven processes per sandbox before).
-//!
-//! A netlink socket acts in the network namespace it was opened in. Every operation therefore
-//! runs on a fresh, short-lived `std::thread` with its own current-thread tokio runtime: the
-//! thread opens a host socket first and, when the pod is involved, `setns`es into the pinned pod
-//! netns and opens a second socket there. The thread ends afterwards, so no shared thread (a
-//! tokio worker, the blocking pool) is ever left in another namespace, and callers may be sync
-//! code inside or outside a tokio runtime.
+//! A pod's veth pair, done over rtnetlink in-process instead of spawning `ip`/`nsenter` (about
+//! seven processes per sandbox before). The generic machinery (one short-lived thread per
+//! operation, link lookups, bridges) lives in [`berth_net::netlink`]; this is the pod-specific
+//! part: the host end on the bridge, eth0 created directly inside the pod's netns.
 
 use std::fs::File;
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use futures::TryStreamExt;
+use berth_net::netlink::{nl_err, on_thread, require_index, set_up, with_handle};
 use nix::sched::{CloneFlags, setns};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 /// A pod-side veth: what [`add_pod_veth`] creates.
 #[derive(Debug, Clone, Copy)]
@@ -38,123 +32,10 @@ pub struct PodLink<'a> {
 /// The name the pod side of every veth gets inside its netns.
 const POD_IFNAME: &str = "eth0";
 
-fn nl_err(e: rtnetlink::Error) -> io::Error {
-    match e {
-        rtnetlink::Error::NetlinkError(m) => m.to_io(),
-        other => io::Error::other(other.to_string()),
-    }
-}
-
-fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
-    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
-}
-
-/// Runs `f` with a netlink handle for the calling thread's current network namespace.
-async fn with_handle<T, F, Fut>(f: F) -> io::Result<T>
-where
-    F: FnOnce(Handle) -> Fut,
-    Fut: Future<Output = io::Result<T>>,
-{
-    let (conn, handle, _) = rtnetlink::new_connection()?;
-    let driver = tokio::spawn(conn);
-    let out = f(handle).await;
-    driver.abort();
-    out
-}
-
-/// Runs `body` on a dedicated thread with a private current-thread runtime.
-fn on_thread<T: Send + 'static>(
-    body: impl FnOnce(&tokio::runtime::Runtime) -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()?;
-        body(&rt)
-    })
-    .join()
-    .map_err(|_| io::Error::other("netlink thread panicked"))?
-}
-
-/// The index of the link called `name` in the handle's netns; `None` when there is none.
-async fn link_index(handle: &Handle, name: &str) -> io::Result<Option<u32>> {
-    let mut links = handle.link().get().match_name(name.to_string()).execute();
-    match links.try_next().await {
-        Ok(link) => Ok(link.map(|l| l.header.index)),
-        Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
-        Err(e) => Err(nl_err(e)),
-    }
-}
-
-async fn require_index(handle: &Handle, name: &str) -> io::Result<u32> {
-    link_index(handle, name)
-        .await?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no link {name:?}")))
-}
-
-async fn set_up(handle: &Handle, index: u32) -> io::Result<()> {
-    let msg = LinkUnspec::new_with_index(index).up().build();
-    handle.link().set(msg).execute().await.map_err(nl_err)
-}
-
-/// Makes sure bridge `name` exists, carries `gateway/prefix` and is up. Idempotent, and safe
-/// against a concurrent runtime creating the same bridge.
-pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> io::Result<()> {
-    let name = name.to_string();
-    on_thread(move |rt| {
-        rt.block_on(with_handle(|h| async move {
-            if link_index(&h, &name).await?.is_none() {
-                match h.link().add(LinkBridge::new(&name).build()).execute().await {
-                    Err(e) if !is_errno(&e, libc::EEXIST) => return Err(nl_err(e)),
-                    _ => {}
-                }
-            }
-            let index = require_index(&h, &name).await?;
-            match h
-                .address()
-                .add(index, IpAddr::V4(gateway), prefix)
-                .execute()
-                .await
-            {
-                Err(e) if !is_errno(&e, libc::EEXIST) => return Err(nl_err(e)),
-                _ => {}
-            }
-            set_up(&h, index).await
-        }))
-    })
-}
-
-/// Deletes link `name` from the host netns; a missing link is fine.
-pub fn delete_link(name: &str) -> io::Result<()> {
-    let name = name.to_string();
-    on_thread(move |rt| {
-        rt.block_on(with_handle(|h| async move {
-            let Some(index) = link_index(&h, &name).await? else {
-                return Ok(());
-            };
-            match h.link().del(index).execute().await {
-                Err(e) if !is_errno(&e, libc::ENODEV) => Err(nl_err(e)),
-                _ => Ok(()),
-            }
-        }))
-    })
-}
-
-/// Brings `lo` up in the calling thread's netns (for a thread that just unshared a new one).
-pub fn lo_up_here() -> io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()?;
-    rt.block_on(with_handle(|h| async move {
-        let index = require_index(&h, "lo").await?;
-        set_up(&h, index).await
-    }))
-}
-
 /// Creates the veth pair of a pod: `link.host_name` on the host (enslaved to the bridge, up) and
 /// eth0 created directly inside the netns pinned at `netns` (addressed, up, default route via
 /// the gateway), so eth0 never exists on the host and cannot clash with a host interface.
-/// `lo` is the netns creator's job ([`lo_up_here`]).
+/// `lo` is the netns creator's job ([`berth_net::netlink::lo_up_here`]).
 pub fn add_pod_veth(netns: &Path, link: PodLink<'_>) -> io::Result<()> {
     let pod_ns = File::open(netns)?;
     let host_name = link.host_name.to_string();
@@ -213,7 +94,12 @@ mod tests {
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpListener, TcpStream};
 
+    use std::future::Future;
+
+    use berth_net::netlink::{delete_link, ensure_bridge, link_index, lo_up_here};
+    use futures::TryStreamExt;
     use nix::sched::unshare;
+    use rtnetlink::Handle;
     use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
 
     use super::*;

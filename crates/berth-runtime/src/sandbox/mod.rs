@@ -131,7 +131,7 @@ impl SandboxStore {
         let Some(net) = self.network() else {
             // No pod network (yet): still remove a veth a previous configuration left.
             let veth = crate::network::host_veth(id);
-            let _ = crate::network::netlink::delete_link(&veth);
+            let _ = berth_net::netlink::delete_link(&veth);
             return Ok(());
         };
         let v4 = match ip {

@@ -21,7 +21,7 @@ pub fn create(pin: &Path) -> io::Result<()> {
             None::<&str>,
         )?;
         // A netlink socket opened on this thread now lives in the new namespace.
-        crate::network::netlink::lo_up_here()
+        berth_net::netlink::lo_up_here()
         // The thread ends here, so its namespace change dies with it; the pin keeps the netns.
     })
     .join()

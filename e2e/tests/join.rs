@@ -384,6 +384,7 @@ async fn anonymous_calls_to_the_node_endpoint_get_401() {
 /// (no `--container-runtime-endpoint`), a bridge of its own; killed and torn down on drop.
 struct WholeNode {
     child: Child,
+    args: Vec<String>,
     setup: NodeSetup,
     dir: tempfile::TempDir,
 }
@@ -396,21 +397,63 @@ impl WholeNode {
             .prefix("berth-e2e-whole-node-")
             .tempdir_in("/var/tmp")
             .unwrap();
-        let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
-        let child = Command::new(berth_e2e::berth_bin())
-            .args(["agent", "--server", &s.url(), "--token", &default_token(s)])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--node-name", name, "--node-ip", "127.0.0.1"])
-            .args(["--kubelet-port", "0", "--proxy-bind-address", "127.0.0.1"])
-            .args(["--bridge", &setup.bridge, "--cluster-cidr", cluster_cidr])
-            .arg("--disable-pod-routes")
+        let args = Self::args(s, name, cluster_cidr, &setup.bridge, dir.path());
+        let child = Self::spawn(&args, dir.path());
+        WholeNode {
+            child,
+            args,
+            setup,
+            dir,
+        }
+    }
+
+    fn args(s: &TestServer, name: &str, cidr: &str, bridge: &str, dir: &Path) -> Vec<String> {
+        let dir = dir.to_string_lossy();
+        [
+            "agent",
+            "--server",
+            &s.url(),
+            "--token",
+            &default_token(s),
+            "--data-dir",
+            &dir,
+            "--node-name",
+            name,
+            "--node-ip",
+            "127.0.0.1",
+            "--kubelet-port",
+            "0",
+            "--proxy-bind-address",
+            "127.0.0.1",
+            "--bridge",
+            bridge,
+            "--cluster-cidr",
+            cidr,
+            "--disable-pod-routes",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    }
+
+    fn spawn(args: &[String], dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .unwrap();
+        Command::new(berth_e2e::berth_bin())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .unwrap();
-        WholeNode { child, setup, dir }
+            .unwrap()
+    }
+
+    /// Starts the stopped agent again, as before.
+    fn restart(&mut self) {
+        self.child = Self::spawn(&self.args, self.dir.path());
     }
 
     fn log(&self) -> String {
@@ -487,11 +530,13 @@ async fn one_agent_command_makes_a_whole_node() {
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
-    let pod_ip = eventually("the Pod Running with an IP", within, || async {
+    let running_pod = || async {
         let st = pods.get("sleeper").await.ok()?.status?;
-        (st.phase.as_deref() == Some("Running")).then_some(st.pod_ip?)
-    })
-    .await;
+        let c = st.container_statuses?.into_iter().next()?;
+        let ip = st.pod_ip?;
+        (st.phase.as_deref() == Some("Running")).then_some((ip, c.container_id?, c.restart_count))
+    };
+    let (pod_ip, id, _) = eventually("the Pod Running with an IP", within, running_pod).await;
     assert!(in_cidr(&pod_ip, &pod_cidr), "pod IP {pod_ip} in {pod_cidr}");
     let data_dir = node.dir.path().to_path_buf();
     let running = || {
@@ -509,4 +554,20 @@ async fn one_agent_command_makes_a_whole_node() {
         node.log()
     );
     assert!(running(), "the container outlives the agent");
+
+    // The agent started again adopts it: the same container, never restarted, not duplicated.
+    node.restart();
+    eventually("the agent back", within, || async {
+        let log = node.log();
+        (log.matches("berth agent: node n1").count() == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = eventually("the Pod Running again", within, running_pod).await;
+    assert_eq!(again, (pod_ip, id, 0), "the same container, adopted");
+    let sleeps = berth_e2e::node::container_processes(&data_dir)
+        .iter()
+        .filter(|p| p.comm == "sleep")
+        .count();
+    assert_eq!(sleeps, 1, "one container, not two");
 }

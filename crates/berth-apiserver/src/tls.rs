@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use berth_tls::{Alpn, CertificateAuthority, Sans};
+use berth_tls::{Alpn, CertificateAuthority, CertifiedKey, Sans};
 
 /// Errors while creating or loading TLS material.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,7 @@ pub fn load_or_create(
 fn generate(dir: &Path, sans: &Sans) -> Result<(), TlsError> {
     let ca = CertificateAuthority::generate(CA_NAME)?;
     write(&dir.join("ca.key"), &ca.key_pem())?;
-    issue(dir, &ca, sans)?;
+    write_serving(dir, &ca.issue_serving(SERVING_NAME, sans)?, sans)?;
     // The CA certificate is written last: its presence marks the set as complete.
     write(&dir.join("ca.crt"), &ca.cert_pem())?;
     Ok(())
@@ -109,18 +109,20 @@ fn reissue(dir: &Path, sans: &Sans) -> Result<(), TlsError> {
     let ca_pem = read(&dir.join("ca.crt"))?;
     let ca = CertificateAuthority::load(CA_NAME, &ca_pem, &read(&dir.join("ca.key"))?)?;
     tracing::info!(dns = ?sans.dns, ips = ?sans.ips, "re-issuing the API serving certificate");
-    issue(dir, &ca, sans)?;
-    // What clients will check: refuse to serve a certificate that does not chain to the CA.
-    let served = read(&dir.join("server.crt"))?;
-    berth_tls::verify_serving(&served, &ca_pem, "localhost")?;
-    Ok(())
+    let serving = ca.issue_serving(SERVING_NAME, sans)?;
+    // What clients will check: never replace the certificate with one that does not chain to
+    // the CA; the start fails with the reason instead, the old files untouched.
+    berth_tls::verify_serving(&serving.cert_pem, &ca_pem, "localhost")?;
+    write_serving(dir, &serving, sans)
 }
 
-/// Writes a serving certificate and key for `sans`, then the record of its names. The record
+/// The serving certificate's common name.
+const SERVING_NAME: &str = "berth-apiserver";
+
+/// Writes the serving certificate and key, then the record of the names they carry. The record
 /// goes first and comes back last, so a crash in between leaves no record: the next start
 /// re-issues rather than trusting a key and certificate that may not match.
-fn issue(dir: &Path, ca: &CertificateAuthority, sans: &Sans) -> Result<(), TlsError> {
-    let serving = ca.issue_serving("berth-apiserver", sans)?;
+fn write_serving(dir: &Path, serving: &CertifiedKey, sans: &Sans) -> Result<(), TlsError> {
     let record = dir.join(SANS_FILE);
     match std::fs::remove_file(&record) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

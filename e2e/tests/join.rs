@@ -1,5 +1,6 @@
 //! Joining a machine with a join token: `berth agent --server URL --token TOKEN` against a `berth
-//! server --disable-agent`, and what the node credential it gets may do (the Node authorizer).
+//! server --disable-agent`, what the node credential it gets may do (the Node authorizer), and
+//! the serving certificate naming an address added later (`--tls-san`) under the same CA.
 //!
 //! Most agents here have no container runtime (their CRI endpoint does not exist): joining comes
 //! first, so they join, save their credentials and then wait for a runtime; the tests use the
@@ -570,4 +571,38 @@ async fn one_agent_command_makes_a_whole_node() {
         .filter(|p| p.comm == "sleep")
         .count();
     assert_eq!(sleeps, 1, "one container, not two");
+}
+
+/// The subject alternative names of the certificate the server at `port` serves (openssl).
+fn served_sans(port: u16) -> String {
+    let fetch = format!(
+        "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null \
+         | openssl x509 -noout -ext subjectAltName"
+    );
+    let out = Command::new("sh").args(["-c", &fetch]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_tls_san_added_later_is_served_and_the_token_stays_valid() {
+    let mut s = TestServer::start().await.unwrap();
+    let token = default_token(&s);
+    assert!(!served_sans(s.port()).contains("api.berth.test"));
+    s.stop().unwrap();
+    s.start_again(&["--tls-san", "api.berth.test", "--tls-san", "192.0.2.7"])
+        .await
+        .unwrap();
+    let sans = served_sans(s.port());
+    assert!(sans.contains("DNS:api.berth.test"), "{sans}");
+    assert!(sans.contains("IP Address:192.0.2.7"), "{sans}");
+    assert!(sans.contains("IP Address:127.0.0.1"), "{sans}");
+    assert_eq!(
+        default_token(&s),
+        token,
+        "the CA, and so the token, unchanged"
+    );
+    // The CA clients already hold verifies the new certificate: agents still join with the token.
+    let mut agent = Agent::start(&s, "n1", &token);
+    assert!(agent.joined(), "{}", agent.log());
+    assert_eq!(node_names(&s).await, ["n1"]);
 }

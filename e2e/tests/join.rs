@@ -1,10 +1,12 @@
 //! Joining a machine with a join token: `berth agent --server URL --token TOKEN` against a `berth
-//! server --disable-agent`, and what the node credential it gets may do (the Node authorizer).
+//! server --disable-agent`, what the node credential it gets may do (the Node authorizer), and
+//! the serving certificate naming an address added later (`--tls-san`) under the same CA.
 //!
-//! The agents here have no container runtime (their CRI endpoint does not exist): joining comes
+//! Most agents here have no container runtime (their CRI endpoint does not exist): joining comes
 //! first, so they join, save their credentials and then wait for a runtime; the tests use the
 //! saved credentials, and kill the agents. The node endpoint is tested on a whole node
-//! (`TestServer::start_node`, root).
+//! (`TestServer::start_node`, root), and one agent is a whole node by itself ([`WholeNode`]:
+//! the embedded runtime, a Pod running on it; root).
 // A test crate: unwraps are fine here, and it sees every dev-dependency.
 #![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
@@ -12,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use berth_e2e::node::NodeSetup;
 use berth_e2e::server::TestServer;
-use k8s_openapi::api::core::v1::{Node, Secret};
+use berth_e2e::wait::eventually;
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
 };
@@ -47,6 +51,7 @@ impl Agent {
                 "--kubelet-port",
                 "0",
                 "--disable-proxy",
+                "--disable-pod-routes",
             ])
             .arg("--container-runtime-endpoint")
             .arg(format!(
@@ -374,4 +379,230 @@ async fn anonymous_calls_to_the_node_endpoint_get_401() {
     );
     let admin = format!("Authorization: Bearer {}", s.token());
     assert_eq!(status(Some(admin)), "401", "nor does the admin token");
+}
+
+/// `berth agent` as one command makes a machine a node: the embedded runtime under its data dir
+/// (no `--container-runtime-endpoint`), a bridge of its own; killed and torn down on drop.
+struct WholeNode {
+    child: Child,
+    args: Vec<String>,
+    setup: NodeSetup,
+    dir: tempfile::TempDir,
+}
+
+impl WholeNode {
+    /// Joins `s` as node `name` with pods in `cluster_cidr`.
+    fn start(s: &TestServer, name: &str, cluster_cidr: &str) -> WholeNode {
+        let setup = NodeSetup::new();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-e2e-whole-node-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let args = Self::args(s, name, cluster_cidr, &setup.bridge, dir.path());
+        let child = Self::spawn(&args, dir.path());
+        WholeNode {
+            child,
+            args,
+            setup,
+            dir,
+        }
+    }
+
+    fn args(s: &TestServer, name: &str, cidr: &str, bridge: &str, dir: &Path) -> Vec<String> {
+        let dir = dir.to_string_lossy();
+        [
+            "agent",
+            "--server",
+            &s.url(),
+            "--token",
+            &default_token(s),
+            "--data-dir",
+            &dir,
+            "--node-name",
+            name,
+            "--node-ip",
+            "127.0.0.1",
+            "--kubelet-port",
+            "0",
+            "--proxy-bind-address",
+            "127.0.0.1",
+            "--bridge",
+            bridge,
+            "--cluster-cidr",
+            cidr,
+            "--disable-pod-routes",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
+    }
+
+    fn spawn(args: &[String], dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("agent.log"))
+            .unwrap();
+        Command::new(berth_e2e::berth_bin())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Starts the stopped agent again, as before.
+    fn restart(&mut self) {
+        self.child = Self::spawn(&self.args, self.dir.path());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// Asks the agent to stop (SIGTERM, as a service manager does) and waits until it has.
+    fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "agent ignored SIGTERM: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for WholeNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.setup.teardown(self.dir.path());
+    }
+}
+
+/// Whether `ip` lies in the IPv4 network `cidr` (`A.B.C.D/N`).
+fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let (net, len) = cidr.split_once('/').unwrap();
+    let (net, len): (std::net::Ipv4Addr, u32) = (net.parse().unwrap(), len.parse().unwrap());
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+#[tokio::test]
+async fn one_agent_command_makes_a_whole_node() {
+    // The control plane with its registry, no node of its own.
+    let s = TestServer::start_node(&["--disable-agent"]).await.unwrap();
+    let cluster = s.node().unwrap().cluster_cidr.clone();
+    let image = berth_e2e::node::push_busybox(s.data_dir(), s.registry_port().unwrap()).unwrap();
+    let mut node = WholeNode::start(&s, "n1", &cluster);
+    let client = s.client().await.unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let within = Duration::from_secs(60);
+    let pod_cidr = eventually("n1 registered with a pod CIDR", within, || async {
+        nodes.get("n1").await.ok()?.spec?.pod_cidr
+    })
+    .await;
+    assert!(
+        in_cidr(pod_cidr.split('/').next().unwrap(), &cluster),
+        "{pod_cidr} in {cluster}"
+    );
+    let socket = node.dir.path().join("runtime/cri.sock");
+    assert!(
+        socket.exists(),
+        "the embedded runtime listens under the data dir"
+    );
+    assert!(
+        node.log()
+            .contains(&format!("on unix://{}", socket.display())),
+        "{}",
+        node.log()
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "sleeper"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "main", "image": image, "command": ["sleep", "3600"]}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let running_pod = || async {
+        let st = pods.get("sleeper").await.ok()?.status?;
+        let c = st.container_statuses?.into_iter().next()?;
+        let ip = st.pod_ip?;
+        (st.phase.as_deref() == Some("Running")).then_some((ip, c.container_id?, c.restart_count))
+    };
+    let (pod_ip, id, _) = eventually("the Pod Running with an IP", within, running_pod).await;
+    assert!(in_cidr(&pod_ip, &pod_cidr), "pod IP {pod_ip} in {pod_cidr}");
+    let data_dir = node.dir.path().to_path_buf();
+    let running = || {
+        berth_e2e::node::container_processes(&data_dir)
+            .iter()
+            .any(|p| p.comm == "sleep")
+    };
+    assert!(running(), "the container runs under the agent's runtime");
+
+    // Stopping the agent stops its runtime, not the containers (their shims own them).
+    node.terminate();
+    assert!(
+        node.log().contains("stopping (containers keep running)"),
+        "{}",
+        node.log()
+    );
+    assert!(running(), "the container outlives the agent");
+
+    // The agent started again adopts it: the same container, never restarted, not duplicated.
+    node.restart();
+    eventually("the agent back", within, || async {
+        let log = node.log();
+        (log.matches("berth agent: node n1").count() == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = eventually("the Pod Running again", within, running_pod).await;
+    assert_eq!(again, (pod_ip, id, 0), "the same container, adopted");
+    let sleeps = berth_e2e::node::container_processes(&data_dir)
+        .iter()
+        .filter(|p| p.comm == "sleep")
+        .count();
+    assert_eq!(sleeps, 1, "one container, not two");
+}
+
+/// The subject alternative names of the certificate the server at `port` serves (openssl).
+fn served_sans(port: u16) -> String {
+    let fetch = format!(
+        "openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null \
+         | openssl x509 -noout -ext subjectAltName"
+    );
+    let out = Command::new("sh").args(["-c", &fetch]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_tls_san_added_later_is_served_and_the_token_stays_valid() {
+    let mut s = TestServer::start().await.unwrap();
+    let token = default_token(&s);
+    assert!(!served_sans(s.port()).contains("api.berth.test"));
+    s.stop().unwrap();
+    s.start_again(&["--tls-san", "api.berth.test", "--tls-san", "192.0.2.7"])
+        .await
+        .unwrap();
+    let sans = served_sans(s.port());
+    assert!(sans.contains("DNS:api.berth.test"), "{sans}");
+    assert!(sans.contains("IP Address:192.0.2.7"), "{sans}");
+    assert!(sans.contains("IP Address:127.0.0.1"), "{sans}");
+    assert_eq!(
+        default_token(&s),
+        token,
+        "the CA, and so the token, unchanged"
+    );
+    // The CA clients already hold verifies the new certificate: agents still join with the token.
+    let mut agent = Agent::start(&s, "n1", &token);
+    assert!(agent.joined(), "{}", agent.log());
+    assert_eq!(node_names(&s).await, ["n1"]);
 }

@@ -50,6 +50,9 @@ pub struct Config {
     pub install_crds: Vec<Value>,
     /// Extra validators keyed by `group/Kind`.
     pub validators: HashMap<String, Validator>,
+    /// Names (DNS names or IP addresses) the serving certificate carries beside localhost, the
+    /// host name and addresses and the listen address (`berth server --tls-san`).
+    pub tls_sans: Vec<String>,
 }
 
 /// A running server.
@@ -193,7 +196,7 @@ pub async fn start(cfg: Config, store: Arc<dyn Store>) -> Result<Running, Server
     let server_dir = cfg.data_dir.join("server");
     std::fs::create_dir_all(&server_dir)
         .map_err(io(format!("creating {}", server_dir.display())))?;
-    let tls = crate::tls::load_or_create(&server_dir.join("tls"))?;
+    let tls = crate::tls::load_or_create(&server_dir.join("tls"), &cfg.tls_sans, cfg.listen.ip())?;
     let tls_config = crate::tls::server_config(&tls)?;
     let auth = Authenticator::load_or_create(&server_dir, &tls.ca_pem)?;
     let state = Arc::new(ApiServer {

@@ -30,6 +30,7 @@ async fn start(
         },
         install_crds: Vec::new(),
         validators: Default::default(),
+        tls_sans: Vec::new(),
     };
     let running = berth_apiserver::start(cfg, store.clone()).await.unwrap();
     let kc = kube::config::Kubeconfig::read_from(&running.kubeconfig).unwrap();

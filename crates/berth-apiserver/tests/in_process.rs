@@ -25,6 +25,7 @@ async fn start(dir: &std::path::Path) -> (berth_apiserver::Running, kube::Client
         },
         install_crds: Vec::new(),
         validators: Default::default(),
+        tls_sans: Vec::new(),
     };
     let running = berth_apiserver::start(cfg, Arc::new(MemStore::new()))
         .await

@@ -17,6 +17,7 @@ pub async fn start(data_dir: &Path, crds: Vec<serde_json::Value>) -> (Running, k
         options: Options::default(),
         install_crds: crds,
         validators: Default::default(),
+        tls_sans: Vec::new(),
     };
     let server = berth_apiserver::start(config, Arc::new(MemStore::new()))
         .await

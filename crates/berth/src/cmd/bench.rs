@@ -63,7 +63,7 @@ mod tests {
         )
         .unwrap();
         let a = parse_server_args(&argv).unwrap();
-        assert_eq!(a.node.bridge, "bbp00001");
+        assert_eq!(a.node.runtime.runtime.bridge, "bbp00001");
         assert_ne!(a.registry.registry_port, 5000);
         assert_ne!(a.api_port, 6443);
     }

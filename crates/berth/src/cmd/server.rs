@@ -25,6 +25,11 @@ pub struct Args {
     /// Address the API listens on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
+    /// Another name (DNS name or IP address) the API's serving certificate carries, beside
+    /// localhost, the host name and the host's addresses; repeatable. The certificate is re-issued
+    /// by the same CA at start when it lacks one, so join tokens stay valid.
+    #[arg(long = "tls-san", value_name = "NAME_OR_IP")]
+    pub tls_sans: Vec<String>,
     /// Do not run a local node agent and runtime (a control plane only).
     #[arg(long)]
     pub disable_agent: bool,
@@ -164,6 +169,7 @@ pub async fn start(args: Args) -> anyhow::Result<Running> {
         },
         install_crds: builtin_crds(),
         validators: validators(),
+        tls_sans: args.tls_sans.clone(),
     };
     let api_server = berth_apiserver::start(config, store)
         .await

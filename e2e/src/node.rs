@@ -61,6 +61,8 @@ impl NodeSetup {
             "127.0.0.1",
             "--proxy-bind-address",
             "127.0.0.1",
+            // Parallel test nodes share the host's routes and NAT table: leave them alone.
+            "--disable-pod-routes",
         ]
         .iter()
         .map(|s| s.to_string())

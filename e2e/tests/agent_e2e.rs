@@ -87,6 +87,10 @@ fn start_agent(s: &TestServer, rt: &Runtime, data: &std::path::Path) -> Child {
             "--kubelet-port",
             "0",
             "--disable-proxy",
+            "--node-ip",
+            "127.0.0.1",
+            // The host's routes and NAT table are shared with parallel tests: leave them alone.
+            "--disable-pod-routes",
         ])
         .arg("--container-runtime-endpoint")
         .arg(format!("unix://{}", rt.socket().display()))

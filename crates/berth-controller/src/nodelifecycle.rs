@@ -10,7 +10,9 @@
 //! than the grace period are not taken for lost. Nodes that never had a Lease are left alone:
 //! without a heartbeat there is nothing to judge. A Lease seen for the first time counts as
 //! renewed then, so restarting the server after a long stop does not evict every Pod before the
-//! agents had a chance to renew.
+//! agents had a chance to renew. When no node at all has been heard from within the grace period,
+//! lost nodes are marked but their Pods are kept (as Kubernetes stops evicting in a fully
+//! disrupted zone): there is nowhere to move them, and the silence is likelier the server's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +48,9 @@ const RETRY_CAP: Duration = Duration::from_millis(500);
 /// check earlier).
 const EXPIRY_SLACK: Duration = Duration::from_millis(200);
 
+/// How often a lost node's Pods are reconsidered while no node is alive.
+const FULL_DISRUPTION_RECHECK: Duration = Duration::from_secs(1);
+
 /// Errors of one node check.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,6 +83,18 @@ impl Heartbeats {
             *entry = (renewed, now);
         }
         entry.1
+    }
+
+    /// Whether some node other than `node` was heard from within `grace`: if none was, the
+    /// silence is more likely this controller's (or the network's) than every node's, and
+    /// there would be nowhere to move Pods to anyway.
+    fn others_alive(&self, node: &str, grace: Duration) -> bool {
+        let now = Timestamp::now();
+        let Ok(seen) = self.0.lock() else {
+            return false;
+        };
+        seen.iter()
+            .any(|(n, (_, heard))| n != node && staleness(*heard, now, grace).is_err())
     }
 
     fn forget(&self, node: &str) {
@@ -184,6 +201,10 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
         Ok(()) => {
             let node = mark_unknown(&ctx.client, &node).await?;
             set_taints(&ctx.client, &node, with_unreachable).await?;
+            if !ctx.heartbeats.others_alive(&name, ctx.opts.node_grace) {
+                debug!(node = %name, "no node is alive: keeping the lost node's Pods for now");
+                return Ok(Action::requeue(FULL_DISRUPTION_RECHECK));
+            }
             evict(&ctx.client, &name).await?;
             // Nothing changes until the agent renews the Lease, which triggers a reconcile.
             Ok(Action::await_change())
@@ -347,6 +368,22 @@ mod tests {
         assert!(next > heard);
         beats.forget("n1");
         assert!(beats.heard("n1", skewed) > heard);
+    }
+
+    #[test]
+    fn pods_stay_when_no_node_is_alive() {
+        let beats = Heartbeats::default();
+        let grace = Duration::from_millis(50);
+        beats.heard("lost", at(1));
+        // Alone: no other node to move to.
+        assert!(!beats.others_alive("lost", grace));
+        beats.heard("other", at(1));
+        assert!(beats.others_alive("lost", grace));
+        // The other one falls silent too.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!beats.others_alive("lost", grace));
+        beats.heard("other", at(2));
+        assert!(beats.others_alive("lost", grace));
     }
 
     fn taint(key: &str, effect: &str) -> Taint {

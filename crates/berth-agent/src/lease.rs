@@ -7,6 +7,8 @@
 //! first renewal that succeeds after failures bumps a counter ([`Reconnects`]): the server may
 //! have taken the node for lost meanwhile, so the agent re-lists its Pods and re-posts its status.
 
+use std::time::Duration;
+
 use k8s_openapi::Resource;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{Namespace, Node};
@@ -47,6 +49,9 @@ pub fn lease(config: &AgentConfig, node_uid: &str, now: Timestamp) -> Lease {
     }
 }
 
+/// The shortest renewal period honoured.
+const MIN_PERIOD: Duration = Duration::from_millis(100);
+
 /// Counts the agent's returns to the server after renewals failed: receivers wake on each.
 pub type Reconnects = watch::Receiver<u64>;
 
@@ -77,14 +82,16 @@ pub async fn run(
 ) {
     ensure_namespace(&client).await;
     let api: Api<Lease> = Api::namespaced(client, NAMESPACE);
-    let mut beat = tokio::time::interval(config.lease_renew);
+    // A zero period would make the interval panic, and a tiny one flood the server.
+    let period = config.lease_renew.max(MIN_PERIOD);
+    let mut beat = tokio::time::interval(period);
     // A beat missed under load is skipped, not made up for in a burst.
     beat.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut failures = 0u32;
     loop {
         beat.tick().await;
         let desired = lease(&config, &node_uid, Timestamp::now());
-        let error = match tokio::time::timeout(config.lease_renew, renew(&api, &desired)).await {
+        let error = match tokio::time::timeout(period, renew(&api, &desired)).await {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(_) => Some("no answer within one renewal period".to_string()),
@@ -93,7 +100,7 @@ pub async fn run(
             None if failures > 0 => {
                 tracing::info!(failures, "renewing the node lease works again");
                 failures = 0;
-                reconnected.send_modify(|n| *n += 1);
+                reconnected.send_modify(|n| *n = n.wrapping_add(1));
             }
             None => {}
             // The first failure of a run is worth a warning; the rest of it would flood the log.

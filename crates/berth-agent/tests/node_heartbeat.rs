@@ -1,6 +1,6 @@
 //! The node's heartbeat across a cut link: the agent's Lease loop and Node status loop talk to an
-//! in-process API server through a TCP relay the test can cut (bytes and new connections held,
-//! as a link that drops packets until it comes back) and restore.
+//! in-process API server through a TCP relay the test can cut and restore (connections from before
+//! the cut stay dead, the Node watch among them).
 //!
 //! While cut, renewals stop (each gives up after one beat, none piles up); the server, as the
 //! node lifecycle controller would, marks the Node `Ready=Unknown`. Once restored, renewals
@@ -11,8 +11,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use berth_agent::node::{self, MachineInfo};
@@ -23,73 +21,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use support::{LOCALHOST, eventually, listen};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use support::relay::{Relay, client_via};
+use support::{LOCALHOST, eventually};
 
 /// How long a test waits for something the agent does within a few beats.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// Waits while the link is cut.
-async fn while_cut(cut: &AtomicBool) {
-    while cut.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Copies one direction, holding the bytes while the link is cut.
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, cut: Arc<AtomicBool>) {
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        while_cut(&cut).await;
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
-/// A relay on a free loopback port to `upstream`; returns its address and the switch that cuts it.
-async fn relay(upstream: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
-    let (listener, addr) = listen().await;
-    let cut = Arc::new(AtomicBool::new(false));
-    let switch = cut.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let cut = cut.clone();
-            tokio::spawn(async move {
-                while_cut(&cut).await;
-                let Ok(server) = TcpStream::connect(upstream).await else {
-                    return;
-                };
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                tokio::spawn(pump(cr, sw, cut.clone()));
-                pump(sr, cw, cut).await;
-            });
-        }
-    });
-    (addr, switch)
-}
-
-/// A client of the API server at `kubeconfig` that connects through `via` instead.
-async fn client_via(kubeconfig: &std::path::Path, via: SocketAddr) -> kube::Client {
-    let mut kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    for c in &mut kc.clusters {
-        if let Some(cluster) = c.cluster.as_mut() {
-            cluster.server = Some(format!("https://{via}"));
-        }
-    }
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 fn ready_of(n: &Node) -> Option<String> {
     let conds = n.status.as_ref()?.conditions.as_ref()?;
@@ -109,8 +45,8 @@ async fn after_a_cut_link_the_lease_resumes_and_the_node_posts_ready_again() {
     let dir = tempfile::tempdir().unwrap();
     let (server, admin) = support::api::start(dir.path(), Vec::new()).await;
     let upstream = SocketAddr::new(LOCALHOST, server.addr.port());
-    let (via, cut) = relay(upstream).await;
-    let agent_client = client_via(&server.kubeconfig, via).await;
+    let link = Relay::start(upstream).await;
+    let agent_client = client_via(&server.kubeconfig, link.addr).await;
 
     let mut config = AgentConfig::new("n1", "unix:///unused.sock", dir.path().into());
     config.lease_renew = Duration::from_millis(200);
@@ -167,8 +103,7 @@ async fn after_a_cut_link_the_lease_resumes_and_the_node_posts_ready_again() {
     )
     .await;
 
-    cut.store(true, Ordering::SeqCst);
-    // Let a renewal that was on its way land, then renewals stop.
+    link.cut();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let during = renewed(&leases, "n1").await.unwrap();
     // The server takes the node for lost meanwhile.
@@ -190,7 +125,7 @@ async fn after_a_cut_link_the_lease_resumes_and_the_node_posts_ready_again() {
         Some("Unknown")
     );
 
-    cut.store(false, Ordering::SeqCst);
+    link.restore();
     eventually(
         PATIENCE,
         Duration::from_millis(50),

@@ -437,13 +437,13 @@ async fn pods_that_fit_nowhere_stay_pending_with_a_reason() {
     }));
 }
 
-/// Renews (or creates) the node's heartbeat Lease now, as the agent does every few seconds.
+/// Renews (or creates) the node's heartbeat Lease now, as the agent does every second.
 async fn heartbeat(client: &kube::Client, node: &str) {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
     let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
     let lease: Lease = serde_json::from_value(
         json!({"metadata":{"name":node,"namespace":"kube-node-lease"},
-        "spec":{"holderIdentity":node,"leaseDurationSeconds":40,"renewTime":now}}),
+        "spec":{"holderIdentity":node,"leaseDurationSeconds":5,"renewTime":now}}),
     )
     .unwrap();
     let pp = PatchParams::apply("test-agent").force();
@@ -461,13 +461,26 @@ fn ready_of(n: &Node) -> Option<String> {
         .map(|c| c.status.clone())
 }
 
+/// The effects of the node's `node.kubernetes.io/unreachable` taints, sorted.
+fn unreachable_effects(n: &Node) -> Vec<String> {
+    let taints = n.spec.as_ref().and_then(|s| s.taints.clone());
+    let mut effects: Vec<String> = taints
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.key == "node.kubernetes.io/unreachable")
+        .map(|t| t.effect)
+        .collect();
+    effects.sort();
+    effects
+}
+
+/// At the default grace period: a node whose Lease stops renewing turns Ready=Unknown and is
+/// tainted unreachable (NoSchedule and NoExecute), its Pods are replaced on the live node and
+/// none lands back on it; once it renews again and posts Ready=True (as its agent does when it
+/// sees its Node not Ready), the taints go and it takes Pods again.
 #[tokio::test]
 async fn pods_of_a_silent_node_move_to_a_live_one() {
-    let opts = ControllerOptions {
-        node_grace: Duration::from_secs(3),
-        ..ControllerOptions::default()
-    };
-    let f = setup_with(opts).await;
+    let f = setup().await;
     f.node("alive", "8", "16Gi").await;
     f.node("doomed", "8", "16Gi").await;
     // Both agents beat until "doomed" falls silent.
@@ -490,9 +503,15 @@ async fn pods_of_a_silent_node_move_to_a_live_one() {
 
     silent.store(true, Ordering::SeqCst);
     let nodes: Api<Node> = Api::all(f.client.clone());
-    eventually("doomed node Ready=Unknown", || async {
-        (ready_of(&nodes.get("doomed").await.unwrap()).as_deref() == Some("Unknown")).then_some(())
-    })
+    eventually(
+        "doomed node Ready=Unknown and tainted unreachable",
+        || async {
+            let n = nodes.get("doomed").await.unwrap();
+            (ready_of(&n).as_deref() == Some("Unknown")
+                && unreachable_effects(&n) == ["NoExecute", "NoSchedule"])
+            .then_some(())
+        },
+    )
     .await;
     let pods = eventually("both replicas on the live node", || async {
         let live = f.live_pods("spread").await;
@@ -500,9 +519,42 @@ async fn pods_of_a_silent_node_move_to_a_live_one() {
     })
     .await;
     assert_eq!(pods.len(), 2);
+    let alive = nodes.get("alive").await.unwrap();
+    assert_eq!(ready_of(&alive).as_deref(), Some("True"));
+    assert!(unreachable_effects(&alive).is_empty());
+
+    // Back: the Lease renews, but the taints stay until the node posts Ready=True.
+    silent.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
-        ready_of(&nodes.get("alive").await.unwrap()).as_deref(),
-        Some("True")
+        unreachable_effects(&nodes.get("doomed").await.unwrap()).len(),
+        2
+    );
+    let ready = json!({"status": {"conditions": [{"type": "Ready", "status": "True",
+        "reason": "KubeletReady", "message": "agent is posting ready status"}]}});
+    nodes
+        .patch_status("doomed", &PatchParams::default(), &Patch::Merge(&ready))
+        .await
+        .unwrap();
+    eventually("doomed node untainted", || async {
+        unreachable_effects(&nodes.get("doomed").await.unwrap())
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    // And it takes Pods again: two more replicas spread onto it.
+    f.services()
+        .patch(
+            "spread",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"replicas": 4}})),
+        )
+        .await
+        .unwrap();
+    let pods = f.converge("spread", 4, false).await;
+    assert_eq!(
+        pods.iter().filter(|p| node_of(p) == Some("doomed")).count(),
+        2
     );
     beats.abort();
 }

@@ -111,11 +111,13 @@ pub async fn run(client: kube::Client, config: AgentConfig) -> Result<(), AgentE
             std::future::pending().await
         }
     };
+    // Bumped by the Lease loop when renewals work again after failing (see lease.rs).
+    let (reconnected, reconnects) = tokio::sync::watch::channel(0u64);
     tokio::select! {
         () = serve => Err(AgentError::ServerStopped),
-        () = lease::run(client.clone(), ctx.config.clone(), node_uid) => Ok(()),
-        () = node::refresh_loop(client.clone(), ctx.config.clone(), info, port, NODE_STATUS_EVERY) => Ok(()),
-        r = pod::run(ctx.clone()) => r.map_err(Into::into),
+        () = lease::run(client.clone(), ctx.config.clone(), node_uid, reconnected) => Ok(()),
+        () = node::status_loop(client.clone(), ctx.config.clone(), info, port, NODE_STATUS_EVERY, reconnects.clone()) => Ok(()),
+        r = pod::run(ctx.clone(), reconnects) => r.map_err(Into::into),
         r = proxy => r.map_err(Into::into),
         r = podnet => r.map_err(Into::into),
     }

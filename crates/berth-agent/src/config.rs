@@ -21,9 +21,10 @@ pub struct AgentConfig {
     pub server_token: String,
     /// The agent's own state directory (certificates, checkpoints).
     pub data_dir: PathBuf,
-    /// How often the Lease is renewed.
+    /// How often the Lease is renewed (default 1 s; each renewal may take at most this long).
     pub lease_renew: Duration,
-    /// Lease duration written into the Lease (`spec.leaseDurationSeconds`).
+    /// Lease duration written into the Lease (`spec.leaseDurationSeconds`; default 5 s, the
+    /// server's default `--node-grace-period`, which is what actually decides).
     pub lease_duration: Duration,
     /// Maximum number of Pods this node accepts (`capacity.pods`).
     pub max_pods: u32,
@@ -54,8 +55,8 @@ impl AgentConfig {
             server_port: 10250,
             server_token: String::new(),
             data_dir,
-            lease_renew: Duration::from_secs(10),
-            lease_duration: Duration::from_secs(40),
+            lease_renew: Duration::from_secs(1),
+            lease_duration: Duration::from_secs(5),
             max_pods: 110,
             proxy: true,
             proxy_bind: IpAddr::from([0, 0, 0, 0]),

@@ -2,7 +2,9 @@
 //!
 //! The agent creates its Node (or updates the one a previous run left), publishes capacity,
 //! addresses, node info and the node endpoint's port in the status with a `Ready=True` condition,
-//! and refreshes that status periodically. The server assigns `spec.podCIDR`; the agent waits a
+//! and keeps that status current ([`status_loop`]): periodically, right after a return from a
+//! silence, and whenever the Node's Ready condition is not True (the server marked the node
+//! lost while it was silent). The server assigns `spec.podCIDR`; the agent waits a
 //! bounded time for it and hands it to the runtime over CRI `UpdateRuntimeConfig`.
 
 use std::collections::BTreeMap;
@@ -19,7 +21,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 use crate::AgentConfig;
@@ -208,24 +210,79 @@ async fn write_status(
         .await
 }
 
-/// Refreshes the Node's status every `every` (heartbeat of the Ready condition) until dropped.
-pub async fn refresh_loop(
+/// Why [`status_loop`] posts the status now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Post {
+    /// The periodic heartbeat.
+    Heartbeat,
+    /// Lease renewals work again after failing: the server may have marked the node lost.
+    Reconnected,
+    /// The Node's Ready condition is not True (or missing).
+    NotReady,
+}
+
+/// Whether the Node as the server has it says anything but `Ready=True`.
+fn shows_not_ready(node: &Node) -> bool {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    ready.is_none_or(|c| c.status != "True")
+}
+
+/// Keeps the Node's status current until dropped: posts it every `every` (heartbeat of the
+/// Ready condition), when `reconnects` ticks, and when the Node (watched by name) shows Ready
+/// other than True — at most once per second for the last, so a server that keeps marking the
+/// node lost (its Lease still stale) is not answered in a tight loop.
+pub async fn status_loop(
     client: kube::Client,
     config: AgentConfig,
     info: MachineInfo,
     port: u16,
     every: Duration,
+    mut reconnects: crate::lease::Reconnects,
 ) {
     let api: Api<Node> = Api::all(client);
-    let since = Time(Timestamp::now());
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", config.node_name));
+    let mut own = watcher::watcher(api.clone(), cfg)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = Time(Timestamp::now());
+    let mut last_repair = tokio::time::Instant::now();
+    let mut repair_due = false;
     loop {
-        tokio::time::sleep(every).await;
-        let mut st = status(&config, &info, port, Time(Timestamp::now()));
+        let why = tokio::select! {
+            _ = heartbeat.tick() => Post::Heartbeat,
+            Ok(()) = reconnects.changed() => Post::Reconnected,
+            Some(node) = own.next() => {
+                if let Ok(node) = node {
+                    repair_due = shows_not_ready(&node);
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(last_repair + Duration::from_secs(1)), if repair_due => {
+                Post::NotReady
+            }
+        };
+        let now = Time(Timestamp::now());
+        if why == Post::NotReady {
+            // Ready goes back to True: that is a transition.
+            last_repair = tokio::time::Instant::now();
+            since = now.clone();
+        }
+        repair_due = false;
+        let mut st = status(&config, &info, port, now);
         if let Some(c) = st.conditions.as_mut().and_then(|c| c.first_mut()) {
             c.last_transition_time = Some(since.clone());
         }
-        if let Err(e) = write_status(&api, &config.node_name, &st).await {
-            tracing::warn!(error = %e, "refreshing the node status failed");
+        match write_status(&api, &config.node_name, &st).await {
+            Ok(_) if why != Post::Heartbeat => tracing::info!(?why, "posted Ready=True"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "posting the node status failed"),
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - a container that always exits goes into CrashLoopBackOff with growing delays (10 s, then 20 s);
 //! - restartPolicy Never ends Succeeded; an image that cannot be pulled shows ImagePullBackOff;
 //! - a running Pod force-deleted has its sandbox and containers removed;
+//! - the agent's link to the server dies and comes back (its connections from before stay dead,
+//!   the Pod watch among them): a Pod force-deleted meanwhile is stopped once it is back;
 //! - restarting the agent adopts the running container (same id, no duplicate sandbox or
 //!   container), and removes the sandbox of a Pod force-deleted while it was down;
 //! - deleting a Pod stops and removes its sandbox and containers, then the Pod object.
@@ -33,6 +35,7 @@ use serde_json::json;
 use support::LOCALHOST;
 use support::cri::{Runtime, open_runtime};
 use support::registry::{Registry, busybox};
+use support::relay::{Relay, client_via};
 use tokio::task::JoinHandle;
 
 const NODE: &str = "core-node";
@@ -50,7 +53,11 @@ async fn until(failure: &str, check: impl AsyncFnMut() -> bool) {
 struct Env {
     tmp: std::path::PathBuf,
     image: String,
+    /// The test's own client, straight to the server.
     client: kube::Client,
+    /// The agent's link to the server, and its client through it.
+    link: Relay,
+    agent_client: kube::Client,
     cri: berth_cri::CriClient,
     endpoint: String,
     agent: Option<JoinHandle<Result<(), berth_agent::AgentError>>>,
@@ -65,12 +72,15 @@ impl Env {
         c.server_port = 0;
         c.proxy = false;
         c.lease_renew = Duration::from_secs(1);
+        // Only the list after each (re-)list of the watch looks for orphans here, so the cut-link
+        // scenario shows that re-list.
+        c.orphan_check = Duration::from_secs(3600);
         c
     }
 
     fn start_agent(&mut self) {
         self.agent = Some(tokio::spawn(berth_agent::run(
-            self.client.clone(),
+            self.agent_client.clone(),
             self.config(),
         )));
     }
@@ -493,6 +503,34 @@ async fn scenarios(env: &mut Env) {
     })
     .await;
 
+    // The link dies (the agent's connections with it, its Pod watch among them) and comes back; a
+    // Pod force-deleted meanwhile goes once the agent is back: its first good Lease renewal
+    // makes it list its Pods again.
+    let cut = env
+        .create_pod("cut", "Always", json!(["sleep", "3600"]))
+        .await;
+    let cut_uid = cut.metadata.uid.clone().expect("uid");
+    env.wait_pod("cut", "Running", running).await;
+    env.link.cut();
+    env.pods()
+        .delete("cut", &force)
+        .await
+        .expect("force delete");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        env.sandboxes(&cut_uid).await.len(),
+        1,
+        "a cut-off agent cannot know"
+    );
+    env.link.restore();
+    until(
+        "the Pod deleted while cut off keeps its sandbox",
+        async || {
+            env.sandboxes(&cut_uid).await.is_empty() && env.containers(&cut_uid).await.is_empty()
+        },
+    )
+    .await;
+
     // Restart the agent; meanwhile the crash Pod is force-deleted.
     env.stop_agent().await;
     env.pods()
@@ -707,10 +745,14 @@ async fn agent_core(tmp: &Path) {
         .await
         .expect("create node");
 
+    let link = Relay::start(server.addr).await;
+    let agent_client = client_via(&server.kubeconfig, link.addr).await;
     let mut env = Env {
         tmp: tmp.to_path_buf(),
         image,
         client,
+        link,
+        agent_client,
         cri: runtime.cri.clone(),
         endpoint: runtime.endpoint.clone(),
         agent: None,

@@ -41,6 +41,9 @@ pub enum Reason {
     SelectorMismatch,
     /// The node is not Ready.
     NotReady,
+    /// The node's Ready condition is Unknown: its heartbeat stopped (the node lifecycle
+    /// controller taints it `node.kubernetes.io/unreachable`).
+    Unreachable,
     /// The node is cordoned (`spec.unschedulable`) and the Pod does not tolerate that.
     Unschedulable,
     /// The node has a NoSchedule/NoExecute taint the Pod does not tolerate (`{key: value}`).
@@ -59,6 +62,9 @@ impl Reason {
             Reason::InsufficientMemory => "Insufficient memory",
             Reason::SelectorMismatch => "node(s) didn't match Pod's node affinity/selector",
             Reason::NotReady => "node(s) had untolerated taint {node.kubernetes.io/not-ready: }",
+            Reason::Unreachable => {
+                "node(s) had untolerated taint {node.kubernetes.io/unreachable: }"
+            }
             Reason::Unschedulable => "node(s) were unschedulable",
             Reason::UntoleratedTaint(t) => return format!("node(s) had untolerated taint {t}"),
             Reason::PortsTaken => "node(s) didn't have free ports for the requested pod ports",
@@ -125,12 +131,18 @@ fn max_pods(node: &Node) -> Option<f64> {
     m.get("pods").and_then(|q| parse_quantity(&q.0).ok())
 }
 
+/// The status of the node's Ready condition (`True`, `False`, `Unknown`), if it has one.
+pub fn ready_status(node: &Node) -> Option<&str> {
+    let conds = node.status.as_ref()?.conditions.as_ref()?;
+    conds
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
+}
+
 /// Whether the node's Ready condition is True.
 pub fn node_ready(node: &Node) -> bool {
-    node.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    ready_status(node) == Some("True")
 }
 
 /// Pods that occupy a node: bound to it and not finished.
@@ -146,8 +158,10 @@ fn occupants<'a>(node: &str, pods: &'a [Pod]) -> impl Iterator<Item = &'a Pod> {
 
 /// Every reason `node` cannot take `pod` given the `pods` that exist (empty = it fits).
 pub fn check(pod: &Pod, node: &Node, pods: &[Pod]) -> Vec<Reason> {
-    if !node_ready(node) {
-        return vec![Reason::NotReady];
+    match ready_status(node) {
+        Some("True") => {}
+        Some("Unknown") => return vec![Reason::Unreachable],
+        _ => return vec![Reason::NotReady],
     }
     if taints::cordoned_for(pod, node) {
         return vec![Reason::Unschedulable];
@@ -324,6 +338,31 @@ mod tests {
         p.spec.as_mut().unwrap().node_selector =
             Some(BTreeMap::from([("zone".into(), "c".into())]));
         assert_eq!(schedule(&p, &nodes, &[]), Decision::Bind("c".into()));
+    }
+
+    #[test]
+    fn lost_nodes_are_skipped_until_ready_and_untainted() {
+        let mut lost = node("lost", "4", "4Gi", true);
+        lost.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "Unknown".into();
+        lost.spec = serde_json::from_value(json!({"taints":[
+            {"key":"node.kubernetes.io/unreachable","effect":"NoSchedule"},
+            {"key":"node.kubernetes.io/unreachable","effect":"NoExecute"}]}))
+        .unwrap();
+        let p = pod("p", "m", "100m", "1Gi", None);
+        assert_eq!(
+            schedule(&p, std::slice::from_ref(&lost), &[]),
+            Decision::Unschedulable(
+                "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/unreachable: }.".into()
+            )
+        );
+        // Back and Ready, but the taints not lifted yet: still skipped.
+        lost.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "True".into();
+        assert!(matches!(
+            schedule(&p, std::slice::from_ref(&lost), &[]),
+            Decision::Unschedulable(m) if m.contains("{node.kubernetes.io/unreachable: }")
+        ));
+        lost.spec = None;
+        assert_eq!(schedule(&p, &[lost], &[]), Decision::Bind("lost".into()));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - [`fit`]: the scheduler's pure node filtering and scoring (replicas spread over nodes);
 //! - [`taints`]: taints and tolerations with Kubernetes' matching rules;
 //! - [`scheduler`]: the scheduler controller (binds pending Pods through `pods/binding`);
-//! - [`nodelifecycle`]: marks nodes with expired Leases `Ready=Unknown` and deletes their Pods;
+//! - [`nodelifecycle`]: marks nodes with expired Leases `Ready=Unknown` and unreachable, deletes
+//!   their Pods, and lifts the taints when they are back;
 //! - [`nodeipam`]: gives each Node a pod CIDR out of the cluster CIDR.
 //!
 //! [`run`] runs all controllers against one API server until the future is dropped.
@@ -39,7 +40,8 @@ pub struct ControllerOptions {
     pub instance: Option<String>,
     /// How long to wait before retrying a failed reconcile.
     pub retry_after: Duration,
-    /// How old a node's Lease may get before the node counts as lost.
+    /// How old a node's Lease may get before the node counts as lost (default 5 s, as
+    /// `berth server --node-grace-period`).
     pub node_grace: Duration,
     /// Pod CIDR allocation for nodes (`None`: nodes keep whatever podCIDR they have).
     pub node_ipam: Option<nodeipam::NodeIpamOptions>,
@@ -51,7 +53,7 @@ impl Default for ControllerOptions {
             reporter: "berth-controller".to_string(),
             instance: None,
             retry_after: Duration::from_secs(2),
-            node_grace: Duration::from_secs(40),
+            node_grace: Duration::from_secs(5),
             node_ipam: None,
         }
     }

@@ -1,8 +1,10 @@
 //! Pod workers: one per Pod bound to this node.
 //!
 //! [`run`] watches the Pods with `spec.nodeName=<node>` and keeps one [`worker`] task per Pod UID,
-//! handing it every new version of its Pod (or `None` once the Pod is gone). After every full
-//! list, and periodically, [`orphans`] removes sandboxes (and their containers) whose Pod no
+//! handing it every new version of its Pod (or `None` once the Pod is gone). The watch starts
+//! over with a full list whenever the agent returns from a silence (its Lease renewals failed:
+//! the server may have deleted its Pods meanwhile, and a watch connection from before the
+//! silence may be dead without knowing it). After every full list, and periodically, [`orphans`] removes sandboxes (and their containers) whose Pod no
 //! longer exists, so Pods deleted while the agent was down are cleaned up too. Workers adopt
 //! existing sandboxes and containers by their CRI labels, so restarting the agent duplicates
 //! nothing.
@@ -71,11 +73,12 @@ impl Drop for Handle {
     }
 }
 
-/// Watches this node's Pods and runs their workers until dropped.
-pub async fn run(ctx: Arc<Ctx>) -> Result<(), PodError> {
+/// Watches this node's Pods and runs their workers until dropped; each tick of `relist` starts
+/// the watch over with a full list (so Pods deleted meanwhile stop and their sandboxes go).
+pub async fn run(ctx: Arc<Ctx>, mut relist: crate::lease::Reconnects) -> Result<(), PodError> {
     let api: Api<Pod> = Api::all(ctx.client.clone());
     let cfg = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.node_name));
-    let mut stream = watcher::watcher(api, cfg).boxed();
+    let mut stream = watcher::watcher(api.clone(), cfg.clone()).boxed();
     let mut pods = Manager {
         ctx: ctx.clone(),
         workers: HashMap::new(),
@@ -93,6 +96,10 @@ pub async fn run(ctx: Arc<Ctx>) -> Result<(), PodError> {
                 None => return Err(PodError::WatchEnded),
             },
             _ = tick.tick() => pods.check_orphans(),
+            Ok(()) = relist.changed() => {
+                tracing::info!("back in touch with the server: listing this node's Pods again");
+                stream = watcher::watcher(api.clone(), cfg.clone()).boxed();
+            }
         }
     }
 }

@@ -271,6 +271,59 @@ mod tests {
         drop((l1, l2));
     }
 
+    /// An endpoint that never answers a SYN, as a Pod behind a cut link: a listener with a
+    /// backlog of 0 whose queue is full (one connection queued, one more pending) drops further
+    /// SYNs silently, so connecting to it hangs as long as the kernel retries (about 2 min)
+    /// unless the caller gives up. (A TEST-NET address would do on some machines, but may be
+    /// routed, or refused at once, on others.) The listener and the held connections must be
+    /// kept alive while it is used.
+    async fn blackhole() -> (TcpListener, Vec<tokio::task::JoinHandle<()>>, SocketAddr) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let l = socket.listen(0).unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            held.push(tokio::spawn(async move {
+                if let Ok(s) = TcpStream::connect(addr).await {
+                    std::future::pending::<()>().await;
+                    drop(s);
+                }
+            }));
+        }
+        // Let the queue fill before anyone relies on it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        (l, held, addr)
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_does_not_answer_is_skipped_after_the_connect_timeout() {
+        let (_hole, held, dead) = blackhole().await;
+        // The hole really hangs (this is what a client without a timeout would sit in).
+        let hung = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(dead)).await;
+        assert!(hung.is_err(), "the blackhole answered: {hung:?}");
+        let (good, a) = listener().await;
+        let b = Backends::default();
+        b.set(vec![dead, a]);
+        // Every connection reaches the good endpoint, the one that meets the hole after
+        // CONNECT_TIMEOUT, far below the kernel's two minutes; the hole is then tried last.
+        let started = Instant::now();
+        for _ in 0..4 {
+            let s = b.connect(Duration::ZERO).await.unwrap();
+            assert_eq!(s.peer_addr().unwrap(), a);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(b.counters.endpoint_errors.load(Ordering::Relaxed), 1);
+        for h in held {
+            h.abort();
+        }
+        drop(good);
+    }
+
     #[tokio::test]
     async fn all_endpoints_down_is_an_error() {
         let (closed, a) = listener().await;

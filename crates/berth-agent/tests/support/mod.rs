@@ -6,6 +6,7 @@
 //! - [`cri`]: berth's CRI runtime in-process, images, sandboxes and containers through CRI;
 //! - [`api`]: an in-process API server over the in-memory store;
 //! - [`probe`]: starting probe loops and reading their updates;
+//! - [`relay`]: a TCP relay that plays a network link the test can cut;
 //! - here: loopback ports, polling, the leftover-mounts check.
 
 #![allow(dead_code)]
@@ -15,6 +16,7 @@ pub mod cri;
 pub mod harness;
 pub mod probe;
 pub mod registry;
+pub mod relay;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long)]
     pub disable_controllers: bool,
     /// How long a node may stay silent (no Lease renewal) before it counts as lost.
-    #[arg(long, default_value = "40s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "5s", value_parser = parse_seconds)]
     pub node_grace_period: std::time::Duration,
     /// How often history older than one interval is compacted and the store file vacuumed
     /// (its freed space returned to the file system); `0` turns both off.

@@ -111,6 +111,7 @@ impl Cluster {
             cluster.add_node(i)?;
         }
         cluster.wait_nodes_ready().await?;
+        cluster.route_pod_ranges().await?;
         Ok(cluster)
     }
 
@@ -413,6 +414,22 @@ impl Cluster {
             Ok(())
         })
         .await
+    }
+
+    /// Routes each node's pod range through the node in the host's namespace: the host can
+    /// reach every Pod, and a node reaches another node's Pods through its default route.
+    async fn route_pod_ranges(&mut self) -> Result<(), LaunchError> {
+        let client = self.client().await?;
+        let names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let cidrs = ready::pod_cidrs(&client, &names, NODES_WAIT).await?;
+        for (node, cidr) in self.nodes.iter().zip(&cidrs) {
+            if !self.record.host_routes.contains(cidr) {
+                self.record.host_routes.push(cidr.clone());
+            }
+            self.record.save(&self.spec.data_dir)?;
+            net::route_via(cidr, node.ip)?;
+        }
+        net::enable_forwarding()
     }
 
     fn logs_dir(&self) -> PathBuf {

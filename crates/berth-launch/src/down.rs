@@ -31,33 +31,28 @@ impl Report {
 }
 
 impl std::fmt::Display for Report {
+    /// Counts for processes, mounts and cgroups (there are many); names for the network.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.is_empty() {
             return writeln!(f, "nothing to remove");
         }
-        let line = |f: &mut std::fmt::Formatter<'_>, what: &str, items: Vec<String>| {
-            if items.is_empty() {
-                return Ok(());
-            }
-            writeln!(f, "{what} ({}): {}", items.len(), items.join(" "))
-        };
-        line(
-            f,
-            "processes",
-            self.processes.iter().map(u32::to_string).collect(),
-        )?;
-        line(f, "mounts", self.mounts.clone())?;
-        line(f, "network namespaces", self.netns.clone())?;
-        line(f, "links", self.links.clone())?;
-        line(f, "routes", self.routes.clone())?;
-        line(
-            f,
-            "cgroups",
-            self.cgroups
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
-        )
+        let counts = [
+            ("processes killed", self.processes.len()),
+            ("mounts unmounted", self.mounts.len()),
+            ("cgroups removed", self.cgroups.len()),
+        ];
+        for (what, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
+            writeln!(f, "{what}: {n}")?;
+        }
+        let names = [
+            ("network namespaces deleted", &self.netns),
+            ("links deleted", &self.links),
+            ("routes deleted", &self.routes),
+        ];
+        for (what, items) in names.into_iter().filter(|(_, v)| !v.is_empty()) {
+            writeln!(f, "{what}: {}", items.join(" "))?;
+        }
+        Ok(())
     }
 }
 
@@ -144,8 +139,11 @@ mod tests {
             ..Report::default()
         };
         let text = report.to_string();
-        assert!(text.contains("processes (2): 12 13"), "{text}");
-        assert!(text.contains("network namespaces (1): berth-t-1"), "{text}");
+        assert!(text.contains("processes killed: 2"), "{text}");
+        assert!(
+            text.contains("network namespaces deleted: berth-t-1"),
+            "{text}"
+        );
         assert!(!text.contains("mounts"), "{text}");
     }
 }

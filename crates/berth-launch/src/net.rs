@@ -114,6 +114,18 @@ pub(crate) fn delete_bridge(bridge: &str) -> Vec<String> {
     gone
 }
 
+/// Turns IPv4 forwarding on in the host's namespace (left on, as berth's runtime leaves it: the
+/// host may route for other pods too).
+pub(crate) fn enable_forwarding() -> Result<(), LaunchError> {
+    let path = Path::new("/proc/sys/net/ipv4/ip_forward");
+    std::fs::write(path, "1").map_err(crate::error::io_at(path))
+}
+
+/// Routes `dest` through `via` in the host's namespace (replacing a route to `dest`).
+pub(crate) fn route_via(dest: &str, via: Ipv4Addr) -> Result<(), LaunchError> {
+    ip(&["route", "replace", dest, "via", &via.to_string()])
+}
+
 /// Deletes the host route to `dest`; true if there was one.
 pub(crate) fn delete_route(dest: &str) -> bool {
     ip(&["route", "del", dest]).is_ok()

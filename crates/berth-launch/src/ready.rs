@@ -104,3 +104,37 @@ pub(crate) async fn nodes(
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// Waits until every Node in `names` has a pod range (`spec.podCIDR`); returns them in order.
+pub(crate) async fn pod_cidrs(
+    client: &kube::Client,
+    names: &[String],
+    within: Duration,
+) -> Result<Vec<String>, LaunchError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let deadline = Instant::now() + within;
+    loop {
+        let mut cidrs = Vec::new();
+        for name in names {
+            let cidr = api
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|n| n.spec.and_then(|s| s.pod_cidr))
+                .filter(|c| !c.is_empty());
+            cidrs.extend(cidr);
+        }
+        if cidrs.len() == names.len() {
+            return Ok(cidrs);
+        }
+        if Instant::now() > deadline {
+            return Err(LaunchError::NotReady {
+                what: "the nodes' pod ranges (spec.podCIDR)".into(),
+                secs: within.as_secs(),
+                hint: String::new(),
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}

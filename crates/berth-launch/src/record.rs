@@ -97,7 +97,7 @@ mod tests {
                 cgroup_parents: vec!["0123456789ab".into()],
                 pids: vec![7],
             }],
-            host_routes: vec![],
+            host_routes: vec!["10.88.1.0/24".into()],
         };
         record.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap(), Some(record));

@@ -1,25 +1,43 @@
 //! A cluster on one machine (needs root): the launcher (`berth_launch`, what `berth up --nodes`
 //! runs) starts a server and three nodes, each in its own network namespace on a bridge; all three
 //! Nodes become Ready; then `berth down` leaves the machine as it found it: no namespace, link,
-//! route, mount, cgroup or process of the cluster is left (snapshots before and after).
+//! route, mount, cgroup or process of the cluster is left (snapshots before and after). And
+//! `berth up --nodes 3` as a user runs it: the example's six replicas land two per node, each
+//! node's service address answers, and after Ctrl-C `berth down` leaves nothing behind.
 //!
 //! The snapshots keep only entries that can be this cluster's (its tag, data dir, addresses,
 //! cgroup parents): other tests may create and remove their own at the same time.
 // A test crate: unwraps are fine here, and it sees every dev-dependency.
 #![allow(unused_crate_dependencies, clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use berth_launch::{Cluster, ClusterSpec, Logs};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 
 /// What identifies this cluster's traces in host-wide listings.
 struct Markers(Vec<String>);
 
 impl Markers {
+    /// The data dir, `extra`, and the cgroup parents of the nodes `<tag>-n1..3` (their container
+    /// cgroups are named after their runtime roots, made here ahead of the launch).
+    fn new(data_dir: &Path, tag: &str, extra: &[String]) -> Markers {
+        let mut markers = vec![data_dir.to_string_lossy().to_string()];
+        markers.extend(extra.iter().cloned());
+        for i in 1..=3 {
+            let root = data_dir.join(format!("nodes/{tag}-n{i}/runtime"));
+            std::fs::create_dir_all(&root).unwrap();
+            markers.push(berth_launch::cleanup::cgroup_parent(&root).unwrap());
+        }
+        Markers(markers)
+    }
+
     fn ours(&self, line: &str) -> bool {
         self.0.iter().any(|m| line.contains(m.as_str()))
     }
@@ -125,19 +143,15 @@ async fn three_nodes_start_ready_and_berth_down_leaves_nothing() {
         .tempdir_in("/var/tmp")
         .unwrap();
     let data_dir = std::fs::canonicalize(dir.path()).unwrap();
-    let mut markers = vec![
-        tag.clone(),
-        data_dir.to_string_lossy().to_string(),
-        format!("10.{a}.{b}."),
-        format!("10.{}.", 240 + pid % 10),
-    ];
-    // The nodes' container cgroups are named after their runtime roots.
-    for i in 1..=3 {
-        let root = data_dir.join(format!("nodes/{tag}-n{i}/runtime"));
-        std::fs::create_dir_all(&root).unwrap();
-        markers.push(berth_launch::cleanup::cgroup_parent(&root).unwrap());
-    }
-    let markers = Markers(markers);
+    let markers = Markers::new(
+        &data_dir,
+        &tag,
+        &[
+            tag.clone(),
+            format!("10.{a}.{b}."),
+            format!("10.{}.", 240 + pid % 10),
+        ],
+    );
     let before = snapshot(&markers, &data_dir);
 
     let spec = ClusterSpec {
@@ -186,11 +200,17 @@ async fn three_nodes_start_ready_and_berth_down_leaves_nothing() {
     // down` and stay zombies of this process, invisible to the snapshot), then take it down with
     // the CLI, twice.
     std::mem::forget(cluster);
+    berth_down_twice(&data_dir);
+    assert_eq!(snapshot(&markers, &data_dir), before);
+}
+
+/// `berth down --data-dir DIR`, twice (the second finds nothing to remove).
+fn berth_down_twice(data_dir: &Path) {
     for round in 0..2 {
         let out = Command::new(berth_e2e::berth_bin())
             .arg("down")
             .arg("--data-dir")
-            .arg(&data_dir)
+            .arg(data_dir)
             .output()
             .unwrap();
         assert!(
@@ -198,6 +218,176 @@ async fn three_nodes_start_ready_and_berth_down_leaves_nothing() {
             "berth down (round {round}): {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.contains("nothing to remove"),
+            round == 1,
+            "round {round}: {stdout}"
+        );
     }
+}
+
+/// `berth up --nodes 3` in the background; stdout lines come through a channel.
+struct Up {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    dir: PathBuf,
+}
+
+impl Up {
+    fn start(dir: &Path, args: &[String]) -> Up {
+        let stderr = std::fs::File::create(dir.join("up.stderr")).unwrap();
+        let mut child = Command::new(berth_e2e::berth_bin())
+            .args(["up", "--nodes", "3", "--ready-timeout", "300s"])
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--source-dir")
+            .arg(berth_e2e::repo_root())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Up {
+            child,
+            lines,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// The stdout lines up to and including the one containing `marker`.
+    fn until(&self, marker: &str, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.contains(marker);
+                    seen.push(line);
+                    if done {
+                        return seen;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let stderr = std::fs::read_to_string(self.dir.join("up.stderr")).unwrap_or_default();
+        panic!("no {marker:?} from berth up; stdout {seen:?}; stderr:\n{stderr}");
+    }
+
+    /// SIGTERM (as Ctrl-C), then waits for it to exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "berth up exited with {status}");
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn berth_up_spreads_the_example_over_three_nodes_and_berth_down_cleans_up() {
+    let pid = std::process::id();
+    let (a, b) = (230 + pid % 10, pid % 250);
+    let cidr_octet = 245 + pid % 10;
+    let dir = tempfile::Builder::new()
+        .prefix("berth-e2e-upn-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let data_dir = std::fs::canonicalize(dir.path()).unwrap();
+    // `berth up --nodes` always uses the tag "up": bridge bu-up, veths buupv<i>, netns berth-up-<i>.
+    let markers = Markers::new(
+        &data_dir,
+        "up",
+        &[
+            "bu-up".into(),
+            "buupv".into(),
+            "berth-up-".into(),
+            format!("10.{a}.{b}."),
+            format!("10.{cidr_octet}."),
+        ],
+    );
+    let before = snapshot(&markers, &data_dir);
+    let service_port = berth_e2e::free_port();
+    let up = Up::start(
+        &data_dir,
+        &[
+            "--node-subnet".into(),
+            format!("10.{a}.{b}.0/24"),
+            "--cluster-cidr".into(),
+            format!("10.{cidr_octet}.0.0/16"),
+            "--api-port".into(),
+            berth_e2e::free_port().to_string(),
+            "--registry-port".into(),
+            berth_e2e::free_port().to_string(),
+            "--service-port".into(),
+            service_port.to_string(),
+        ],
+    );
+    let printed = up.until("berth up keeps running", Duration::from_secs(600));
+
+    // Six replicas, two on each node.
+    let client = berth_launch_client(&data_dir).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for p in pods.list(&ListParams::default()).await.unwrap().items {
+        let node = p.spec.and_then(|s| s.node_name).unwrap_or_default();
+        *per_node.entry(node).or_default() += 1;
+    }
+    let want: BTreeMap<String, usize> = (1..=3).map(|i| (format!("up-n{i}"), 2)).collect();
+    assert_eq!(per_node, want);
+
+    // The printed address of every node answers.
+    for i in 1..=3 {
+        let ip = format!("10.{a}.{b}.{}", 10 + i);
+        assert!(
+            printed
+                .iter()
+                .any(|l| l.contains(&format!("{ip}:{service_port}/predict"))),
+            "{printed:?}"
+        );
+        for _ in 0..3 {
+            let addr = format!("{ip}:{service_port}").parse().unwrap();
+            let (status, body) = berth_e2e::http::request_to(addr, "POST", "/predict", PREDICT)
+                .unwrap_or_else(|e| panic!("{addr}: {e}"));
+            assert_eq!(status, 200, "{addr}: {body}");
+            assert!(body.contains("churn_probability"), "{addr}: {body}");
+        }
+    }
+
+    up.stop();
+    berth_down_twice(&data_dir);
     assert_eq!(snapshot(&markers, &data_dir), before);
+}
+
+/// A request churn-model answers.
+const PREDICT: &str = r#"{"tenure_months": 2, "monthly_charges": 95.5, "support_tickets": 5, "contract_monthly": true, "paperless_billing": 1, "num_products": 1}"#;
+
+/// A client with the admin kubeconfig of the cluster at `data_dir`.
+async fn berth_launch_client(data_dir: &Path) -> kube::Client {
+    let path = data_dir.join("server/server/kubeconfig.yaml");
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
 }

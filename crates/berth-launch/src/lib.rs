@@ -6,7 +6,9 @@
 //! one `berth agent` per node, each inside its own network namespace (`berth-<tag>-<i>`, pinned
 //! under /run/netns so `ip netns list` shows it) whose `eth0` is a veth on that bridge with address
 //! `.(10+i)`. Every daemon runs in its own session (Ctrl-C on the launcher reaches only the
-//! launcher) with its output in `DIR/logs/<name>.log` unless [`Logs::Inherit`].
+//! launcher) with its output in `DIR/logs/<name>.log` unless [`Logs::Inherit`]. Once the nodes
+//! are Ready, the host routes each node's pod range through that node, so the host and every node
+//! reach every Pod.
 //!
 //! Everything about to be made is written to `DIR/launch.json` *before* it is made ([`record`]),
 //! so [`down`] removes all of it even after the launcher crashed: processes (daemons, shims and

@@ -154,6 +154,7 @@ async fn three_nodes_start_ready_and_berth_down_leaves_nothing() {
     );
     let before = snapshot(&markers, &data_dir);
 
+    let api_port = berth_e2e::free_port();
     let spec = ClusterSpec {
         tag: tag.clone(),
         data_dir: data_dir.clone(),
@@ -161,13 +162,13 @@ async fn three_nodes_start_ready_and_berth_down_leaves_nothing() {
         berth_exe: berth_e2e::berth_bin(),
         subnet: subnet.parse().unwrap(),
         cluster_cidr: cluster_cidr.parse().unwrap(),
-        api_port: berth_e2e::free_port(),
+        api_port,
         registry_port: berth_e2e::free_port(),
         server_args: vec![],
         agent_args: vec![],
         logs: Logs::Files,
     };
-    let cluster = Cluster::start(spec).await.unwrap();
+    let mut cluster = Cluster::start(spec).await.unwrap();
 
     // Every node Ready, each in its namespace at its own address.
     let nodes: Api<Node> = Api::all(cluster.client().await.unwrap());
@@ -193,6 +194,44 @@ async fn three_nodes_start_ready_and_berth_down_leaves_nothing() {
             .unwrap();
         assert!(String::from_utf8_lossy(&addrs.stdout).contains(&format!("{}/24", node.ip)));
     }
+    // A killed node has no process left; restarted, its daemons run again.
+    let node_dir = cluster.nodes()[1].data_dir.clone();
+    assert!(!berth_launch::cleanup::processes_naming(&node_dir).is_empty());
+    cluster.stop_node(1).unwrap();
+    assert!(berth_launch::cleanup::processes_naming(&node_dir).is_empty());
+    cluster.start_node(1).unwrap();
+    assert!(!berth_launch::cleanup::processes_naming(&node_dir).is_empty());
+
+    // A cut link keeps node 1 from the server; restored, it reaches it again.
+    let server = format!("{}/{api_port}", cluster.server_ip());
+    let reaches = |c: &Cluster| {
+        (0..10).any(|_| {
+            c.command_in(0, "bash")
+                .unwrap()
+                .args([
+                    "-c",
+                    &format!("timeout 2 bash -c 'echo > /dev/tcp/{server}'"),
+                ])
+                .status()
+                .unwrap()
+                .success()
+        })
+    };
+    assert!(reaches(&cluster));
+    cluster.cut_link(0).unwrap();
+    let cut = cluster
+        .command_in(0, "bash")
+        .unwrap()
+        .args([
+            "-c",
+            &format!("timeout 2 bash -c 'echo > /dev/tcp/{server}'"),
+        ])
+        .status()
+        .unwrap();
+    assert!(!cut.success());
+    cluster.restore_link(0).unwrap();
+    assert!(reaches(&cluster));
+
     let during = snapshot(&markers, &data_dir);
     assert_ne!(during, before, "the cluster left no trace to compare");
 

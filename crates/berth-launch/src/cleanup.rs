@@ -30,11 +30,12 @@ pub struct ContainerProcess {
     pub container_id: String,
 }
 
-/// The processes in containers under cgroup parent `parent` (see [`cgroup_parent`]).
+/// The processes in containers under cgroup parent `parent` (see [`cgroup_parent`]); zombies
+/// (dead, waiting to be reaped, yet still listing their cgroup) are not.
 pub fn container_processes(parent: &str) -> Vec<ContainerProcess> {
     let marker = format!("/berth/{parent}/");
     let mut out = Vec::new();
-    for (pid, path) in pids() {
+    for (pid, path) in pids().filter(|(_, path)| !is_zombie(path)) {
         let cgroups = std::fs::read_to_string(path.join("cgroup")).unwrap_or_default();
         let Some(id) = cgroups
             .lines()
@@ -84,7 +85,8 @@ fn names_dir(arg: &str, dir: &str) -> bool {
 
 /// SIGKILLs the processes of a data dir (command line naming `dir`, or in a container under one
 /// of `cgroup_parents`) until none is left (a few rounds: a shim may start a process while dying);
-/// returns the pids it killed.
+/// returns the pids it killed. Waits for each round to die: a process stays visible, command line
+/// and all, until the kernel has torn it down, which takes a while under load.
 pub fn kill_processes(dir: &Path, cgroup_parents: &[String]) -> Vec<u32> {
     let mut killed = Vec::new();
     for _ in 0..10 {
@@ -98,12 +100,23 @@ pub fn kill_processes(dir: &Path, cgroup_parents: &[String]) -> Vec<u32> {
         for pid in &round {
             kill(*pid, libc::SIGKILL);
         }
+        wait_dead(&round, std::time::Duration::from_secs(10));
         killed.extend(round);
-        std::thread::sleep(std::time::Duration::from_millis(100));
     }
     killed.sort_unstable();
     killed.dedup();
     killed
+}
+
+/// Waits until every process in `pids` is dead (gone, or a zombie: no command line), at most
+/// `within`.
+fn wait_dead(pids: &[u32], within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let alive =
+        |pid: &u32| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+    while pids.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// Sends `signal` to `pid` (a process already gone is fine).
@@ -197,6 +210,15 @@ fn pids() -> impl Iterator<Item = (u32, PathBuf)> {
             let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
             Some((pid, e.path()))
         })
+}
+
+/// Whether the process at `/proc/<pid>` (`path`) is a zombie (state `Z`, or gone).
+fn is_zombie(path: &Path) -> bool {
+    let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+    // The state is the first field after the parenthesised command name.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .is_none_or(|state| state == "Z" || state == "X")
 }
 
 /// This process and every ancestor up to init.

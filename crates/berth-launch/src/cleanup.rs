@@ -259,7 +259,13 @@ mod tests {
         let marker = dir.path().join("marker");
         std::fs::write(&marker, "").unwrap();
         let mut child = Command::new("tail").arg("-f").arg(&marker).spawn().unwrap();
-        let found = processes_naming(dir.path());
+        // Until it has exec'd, the child shows this test's command line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut found = processes_naming(dir.path());
+        while !found.contains(&child.id()) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            found = processes_naming(dir.path());
+        }
         let killed = kill_processes(dir.path(), &[]);
         let _ = child.wait();
         assert!(found.contains(&child.id()), "{found:?}");

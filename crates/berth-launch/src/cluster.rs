@@ -494,3 +494,41 @@ async fn wait_api(client: &kube::Client, within: Duration) -> Result<(), LaunchE
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(tag: &str, nodes: u32, subnet: &str, cluster_cidr: &str) -> ClusterSpec {
+        ClusterSpec {
+            tag: tag.into(),
+            data_dir: "/nonexistent".into(),
+            nodes,
+            berth_exe: "berth".into(),
+            subnet: subnet.parse().unwrap(),
+            cluster_cidr: cluster_cidr.parse().unwrap(),
+            api_port: 6443,
+            registry_port: 5000,
+            server_args: vec![],
+            agent_args: vec![],
+            logs: crate::Logs::Files,
+        }
+    }
+
+    #[test]
+    fn a_spec_names_links_of_at_most_15_characters_and_keeps_networks_apart() {
+        let ok = spec("up", 3, "10.99.0.0/24", "10.88.0.0/16");
+        assert_eq!(validate(&ok).unwrap(), Ipv4Addr::new(10, 99, 0, 1));
+        assert_eq!(ok.bridge(), "bu-up");
+        assert!(validate(&spec("abcdefgh", 3, "10.99.0.0/24", "10.88.0.0/16")).is_ok());
+        for bad in ["abcdefghi", "", "Up", "u-p"] {
+            assert!(
+                validate(&spec(bad, 3, "10.99.0.0/24", "10.88.0.0/16")).is_err(),
+                "{bad}"
+            );
+        }
+        // .11 to .13 do not fit in a /29; the node network may not lie in the pod network.
+        assert!(validate(&spec("up", 3, "10.99.0.0/29", "10.88.0.0/16")).is_err());
+        assert!(validate(&spec("up", 3, "10.88.5.0/24", "10.88.0.0/16")).is_err());
+    }
+}

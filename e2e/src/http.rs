@@ -7,7 +7,17 @@ use std::time::Duration;
 
 /// A minimal HTTP/1.0 request to 127.0.0.1:`port`; returns (status, body).
 pub fn request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port))?;
+    request_to(([127, 0, 0, 1], port).into(), method, path, body)
+}
+
+/// A minimal HTTP/1.0 request to `addr` (e.g. a node's service port); returns (status, body).
+pub fn request_to(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    let mut conn = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     conn.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(
         conn,

@@ -10,8 +10,6 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use sha2::Digest;
-
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Names and ports of one node under test.
@@ -69,152 +67,28 @@ impl NodeSetup {
         .collect()
     }
 
-    /// Removes everything the node at `data_dir` may have left: processes, mounts, network, cgroups.
+    /// Removes everything the node at `data_dir` may have left: processes, mounts, network,
+    /// cgroups (the launcher's teardown, [`berth_launch::down`], plus this node's bridge).
     pub fn teardown(&self, data_dir: &Path) {
-        let dir = data_dir.to_string_lossy().to_string();
-        for _ in 0..5 {
-            if kill_processes_of(data_dir) == 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        unmount_under(&dir);
-        remove_bridge(&self.bridge);
-        remove_cgroups(data_dir);
+        let _ = berth_launch::down(data_dir);
+        berth_launch::cleanup::delete_bridge(&self.bridge);
     }
 }
 
 /// The runtime's cgroup parent for the node at `data_dir` (`<hash>` of `/berth/<hash>`: the
 /// runtime names it after its canonical root, `data_dir/runtime`).
 pub fn cgroup_parent(data_dir: &Path) -> Option<String> {
-    let canonical = std::fs::canonicalize(data_dir.join("runtime")).ok()?;
-    let hash = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
-    Some(hash.iter().map(|b| format!("{b:02x}")).collect::<String>()[..12].to_string())
+    berth_launch::cleanup::cgroup_parent(&data_dir.join("runtime"))
 }
 
-/// A process running in one of a node's containers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerProcess {
-    /// Host pid.
-    pub pid: u32,
-    /// Command name (`/proc/PID/comm`).
-    pub comm: String,
-    /// The container it runs in (the last element of its cgroup path).
-    pub container_id: String,
-}
+pub use berth_launch::cleanup::ContainerProcess;
 
 /// The processes in the containers of the node at `data_dir`, found by their cgroup
 /// (`/berth/<parent>/<container id>`): a container's root is not visible from the host's view.
 pub fn container_processes(data_dir: &Path) -> Vec<ContainerProcess> {
-    let Some(parent) = cgroup_parent(data_dir) else {
-        return Vec::new();
-    };
-    let marker = format!("/berth/{parent}/");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cgroups = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
-        let Some(id) = cgroups
-            .lines()
-            .find_map(|l| l.split_once(&marker).map(|(_, id)| id.to_string()))
-        else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(entry.path().join("comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        out.push(ContainerProcess {
-            pid,
-            comm,
-            container_id: id,
-        });
-    }
-    out
-}
-
-/// SIGKILLs the node's container processes and shims (their command line names the data dir);
-/// returns how many it found.
-fn kill_processes_of(data_dir: &Path) -> usize {
-    let dir = data_dir.to_string_lossy().to_string();
-    let me = std::process::id();
-    let mut pids: Vec<u32> = container_processes(data_dir)
-        .into_iter()
-        .map(|p| p.pid)
-        .collect();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if pid != me && String::from_utf8_lossy(&cmdline).contains(&dir) {
-            pids.push(pid);
-        }
-    }
-    for pid in &pids {
-        let _ = Command::new("kill")
-            .args(["-KILL", &pid.to_string()])
-            .status();
-    }
-    pids.len()
-}
-
-/// Lazily unmounts every mount point under `dir`, deepest first.
-fn unmount_under(dir: &str) {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<String> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .filter(|p| p.starts_with(dir))
-        .map(str::to_string)
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for p in points {
-        let _ = Command::new("umount").args(["-l", &p]).status();
-    }
-}
-
-/// Deletes the veths attached to `bridge`, then the bridge.
-fn remove_bridge(bridge: &str) {
-    if !Path::new("/sys/class/net").join(bridge).exists() {
-        return;
-    }
-    let brif = Path::new("/sys/class/net").join(bridge).join("brif");
-    for port in std::fs::read_dir(brif).into_iter().flatten().flatten() {
-        let _ = Command::new("ip")
-            .args(["link", "del", &port.file_name().to_string_lossy()])
-            .status();
-    }
-    let _ = Command::new("ip").args(["link", "del", bridge]).status();
-}
-
-/// Removes the runtime's container cgroups (`/berth/<hash of the root>/<id>`) in every hierarchy.
-fn remove_cgroups(data_dir: &Path) {
-    let Some(parent) = cgroup_parent(data_dir) else {
-        return;
-    };
-    let mut hierarchies: Vec<std::path::PathBuf> = vec!["/sys/fs/cgroup".into()];
-    hierarchies.extend(
-        std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path()),
-    );
-    for h in hierarchies {
-        let p = h.join("berth").join(&parent);
-        if !p.is_dir() {
-            continue;
-        }
-        for child in std::fs::read_dir(&p).into_iter().flatten().flatten() {
-            if child.path().is_dir() {
-                let _ = std::fs::remove_dir(child.path());
-            }
-        }
-        let _ = std::fs::remove_dir(&p);
-    }
+    cgroup_parent(data_dir)
+        .map(|parent| berth_launch::cleanup::container_processes(&parent))
+        .unwrap_or_default()
 }
 
 /// Pushes the busybox test image (berth_testkit::busybox: sh, httpd with CGI, sleep ...) to the
@@ -304,26 +178,13 @@ impl NodeSetup {
                 .collect()
         };
         let runtime = data_dir.join("runtime");
-        let dir = data_dir.to_string_lossy().to_string();
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mounts = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&dir))
-            .map(str::to_string)
+        let mounts = berth_launch::cleanup::mounts_under(data_dir);
+        let cgroups = cgroup_parent(data_dir)
+            .map(|parent| berth_launch::cleanup::cgroups_of(&parent))
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.display().to_string())
             .collect();
-        let mut cgroups = Vec::new();
-        if let Some(parent) = cgroup_parent(data_dir) {
-            for h in std::fs::read_dir("/sys/fs/cgroup")
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                for c in names(h.path().join("berth").join(&parent)) {
-                    cgroups.push(format!("{}/{c}", h.path().display()));
-                }
-            }
-        }
         let processes = container_processes(data_dir)
             .into_iter()
             .map(|p| format!("{} {}", p.pid, p.comm))

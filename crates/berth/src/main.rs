@@ -64,6 +64,8 @@ enum Command {
     Token(cmd::token::Args),
     /// Start everything on this machine, build and run the churn-model example, and wait.
     Up(cmd::up::Args),
+    /// Stop what `berth up` started and remove its containers, namespaces, bridges and mounts.
+    Down(cmd::down::Args),
     /// Print a container's logs (`berth logs POD|ms/NAME`).
     Logs(cmd::logs::Args),
     /// Run a command in a container (`berth exec POD -- CMD`).
@@ -84,7 +86,12 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The shim logs to its own file; everything else logs to stderr.
     if !matches!(cli.command, Command::Shim(_) | Command::OciRuntime(_)) {
-        init_tracing(&cli.log_level);
+        // `berth up` keeps the terminal for progress and results (unless --verbose).
+        let log_file = match &cli.command {
+            Command::Up(a) => cmd::up::log_file(a),
+            _ => None,
+        };
+        init_tracing(&cli.log_level, log_file.as_deref());
     }
     let result = match cli.command {
         Command::Server(a) => cmd::server::run(a),
@@ -106,6 +113,7 @@ fn main() -> std::process::ExitCode {
         Command::Agent(a) => cmd::agent::run(a),
         Command::Token(a) => cmd::token::run(a),
         Command::Up(a) => cmd::up::run(a),
+        Command::Down(a) => cmd::down::run(a),
         Command::Logs(a) => cmd::logs::run(a),
         Command::Exec(a) => cmd::exec::run(a),
         Command::Rollout(a) => cmd::rollout::run(a),
@@ -122,11 +130,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(filter: &str) {
+/// Logs to stderr, or appends to `file` (falling back to stderr if it cannot be opened).
+fn init_tracing(filter: &str, file: Option<&std::path::Path>) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file.and_then(open_log) {
+        Some(f) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .init(),
+        None => builder.with_writer(std::io::stderr).init(),
+    }
+}
+
+/// Opens `path` for appending, creating its directory.
+fn open_log(path: &std::path::Path) -> Option<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).ok()?;
+    }
+    std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(path)
+        .ok()
 }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod crd;
 pub mod delete;
 pub mod describe;
+pub mod down;
 pub mod exec;
 pub mod get;
 pub mod image;

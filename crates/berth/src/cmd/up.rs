@@ -3,9 +3,14 @@
 //! it into the embedded registry, applies the example's ModelService, waits until its Pods are
 //! Ready, prints how to call it, and runs until Ctrl-C / SIGTERM. Running it again on the same data
 //! dir resumes: the apply is idempotent, the build is cached and the push skips existing blobs.
+//!
+//! With `--nodes N` it launches a cluster instead: a server plus N nodes, each in its own network
+//! namespace ([`nodes`]). Either way the terminal shows progress and results only: the daemons'
+//! logs go to DIR/logs/ unless `--verbose`.
 
 mod example;
 mod image;
+mod nodes;
 mod wait;
 
 use std::path::PathBuf;
@@ -32,12 +37,45 @@ pub struct Args {
     /// How long to wait for the example's Pods to become Ready.
     #[arg(long, default_value = "5m", value_parser = parse_minutes_or_seconds)]
     pub ready_timeout: Duration,
+    /// Launch a cluster of this many nodes, each in its own network namespace (0: this machine
+    /// is the one node, in-process). Of the server flags, --data-dir, --api-port,
+    /// --registry-port, --cluster-cidr and --node-grace-period apply to the cluster.
+    #[arg(long, default_value_t = 0)]
+    pub nodes: u32,
+    /// The nodes' network with --nodes: .1 is the server (host side of the bridge), .11… the nodes.
+    #[arg(long, default_value = "10.99.0.0/24", value_parser = nodes::parse_subnet)]
+    pub node_subnet: berth_net::Ipv4Cidr,
+    /// Show the daemons' logs here instead of writing them to DIR/logs/.
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// Where `berth up`'s own log lines go: None (stderr) with --verbose, else DIR/logs/server.log
+/// (DIR/logs/up.log with --nodes, whose daemons write server.log and <node>.log themselves).
+pub fn log_file(args: &Args) -> Option<PathBuf> {
+    if args.verbose {
+        return None;
+    }
+    let dir = args
+        .server
+        .data_dir
+        .clone()
+        .unwrap_or_else(server::default_data_dir)
+        .join("logs");
+    Some(dir.join(if args.nodes > 0 {
+        "up.log"
+    } else {
+        "server.log"
+    }))
 }
 
 /// Runs `berth up`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     require_root()?;
     let source = example::Source::locate(args.source_dir.as_deref())?;
+    if args.nodes > 0 {
+        return crate::rt::block_on(nodes::up(args, source))?;
+    }
     crate::rt::block_on(up(args, source))?
 }
 

@@ -115,9 +115,14 @@ pub async fn apply(client: &kube::Client, manifest: &Value) -> anyhow::Result<()
     }
 }
 
-/// The command line that calls the example through its service port.
+/// The command line that calls the example through its service port on this machine.
 pub fn curl_line(port: u64) -> String {
-    format!("curl -X POST localhost:{port}/predict -d '{PREDICT_BODY}'")
+    curl_line_to("localhost", port)
+}
+
+/// The command line that calls the example through its service port on `host`.
+pub fn curl_line_to(host: &str, port: u64) -> String {
+    format!("curl -X POST {host}:{port}/predict -d '{PREDICT_BODY}'")
 }
 
 #[cfg(test)]

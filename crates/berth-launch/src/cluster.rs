@@ -13,13 +13,8 @@ use crate::{ClusterSpec, LaunchError, cleanup, net, proc, ready};
 const SERVER_WAIT: Duration = Duration::from_secs(120);
 /// How long the nodes may take to become Ready.
 const NODES_WAIT: Duration = Duration::from_secs(180);
-/// How long a separate runtime may take to open its socket.
-const RUNTIME_WAIT: Duration = Duration::from_secs(60);
 /// How long a daemon may take to stop after SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// The pod range a separate `berth runtime` starts with: never used (the agent hands it the
-/// Node's range before any Pod runs), so a link-local /30 that cannot collide with pod routes.
-const RUNTIME_PLACEHOLDER_CIDR: &str = "169.254.77.0/30";
 
 /// One node of a [`Cluster`].
 #[derive(Debug)]
@@ -35,36 +30,6 @@ pub struct Node {
     veth: String,
     cgroup_parents: Vec<String>,
     agent: Option<Child>,
-    runtime: Option<Child>,
-}
-
-/// What this `berth` binary's daemons accept (flags added by later work are used when present).
-#[derive(Debug, Clone, Copy)]
-struct Caps {
-    /// `berth agent` runs the embedded runtime (it takes `--insecure-registry`).
-    agent_runtime: bool,
-    /// `berth agent --cluster-cidr`.
-    agent_cluster_cidr: bool,
-    /// `berth server --tls-san`.
-    server_tls_san: bool,
-}
-
-impl Caps {
-    fn of(exe: &Path) -> Caps {
-        let help = |sub: &str| {
-            Command::new(exe)
-                .args([sub, "--help"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-                .unwrap_or_default()
-        };
-        let agent = help("agent");
-        Caps {
-            agent_runtime: agent.contains("--insecure-registry"),
-            agent_cluster_cidr: agent.contains("--cluster-cidr"),
-            server_tls_san: help("server").contains("--tls-san"),
-        }
-    }
 }
 
 /// A server and its nodes on this machine. Dropping it without [`Cluster::stop`] or
@@ -73,7 +38,6 @@ impl Caps {
 pub struct Cluster {
     spec: ClusterSpec,
     server_ip: Ipv4Addr,
-    caps: Caps,
     record: Record,
     server: Option<Child>,
     nodes: Vec<Node>,
@@ -94,7 +58,6 @@ impl Cluster {
         let spec = ClusterSpec { data_dir, ..spec };
         let record = Record::load(&spec.data_dir)?.unwrap_or_default();
         let mut cluster = Cluster {
-            caps: Caps::of(&spec.berth_exe),
             record: Record {
                 tag: spec.tag.clone(),
                 ..record
@@ -150,21 +113,18 @@ impl Cluster {
         &self.spec.data_dir
     }
 
-    /// The log file of daemon `name` (`server`, a node's name, `<node>-runtime`).
+    /// The log file of daemon `name` (`server` or a node's name).
     pub fn log_path(&self, name: &str) -> PathBuf {
         proc::log_path(&self.spec.data_dir.join("logs"), name)
     }
 
-    /// Kills node `i` as a machine dies: SIGKILL to its agent, its runtime, its shims and every
-    /// process in its containers. Its namespace and data dir stay for [`Cluster::start_node`].
+    /// Kills node `i` as a machine dies: SIGKILL to its agent (with its embedded runtime), its
+    /// shims and every process in its containers. Its namespace and data dir stay for
+    /// [`Cluster::start_node`].
     pub fn stop_node(&mut self, i: usize) -> Result<(), LaunchError> {
         let node = self.nodes.get_mut(i).ok_or(LaunchError::NoNode(i))?;
-        for child in [node.agent.take(), node.runtime.take()]
-            .into_iter()
-            .flatten()
-        {
-            let mut child = child;
-            proc::stop(&mut child, libc::SIGKILL, Duration::ZERO);
+        if let Some(mut agent) = node.agent.take() {
+            proc::stop(&mut agent, libc::SIGKILL, Duration::ZERO);
         }
         cleanup::kill_processes(&node.data_dir, &node.cgroup_parents);
         Ok(())
@@ -201,11 +161,8 @@ impl Cluster {
     pub fn stop(mut self) {
         self.finished = true;
         for node in &mut self.nodes {
-            for mut child in [node.agent.take(), node.runtime.take()]
-                .into_iter()
-                .flatten()
-            {
-                proc::stop(&mut child, libc::SIGTERM, STOP_GRACE);
+            if let Some(mut agent) = node.agent.take() {
+                proc::stop(&mut agent, libc::SIGTERM, STOP_GRACE);
             }
         }
         if let Some(mut server) = self.server.take() {
@@ -224,7 +181,7 @@ impl Cluster {
         let children = self
             .nodes
             .iter_mut()
-            .flat_map(|n| [n.agent.take(), n.runtime.take()])
+            .map(|n| n.agent.take())
             .chain([self.server.take()]);
         for mut child in children.flatten() {
             proc::stop(&mut child, libc::SIGKILL, Duration::ZERO);
@@ -248,9 +205,8 @@ impl Cluster {
             .args(["--api-port", &self.spec.api_port.to_string()])
             .args(["--registry-port", &self.spec.registry_port.to_string()])
             .args(["--cluster-cidr", &self.spec.cluster_cidr.to_string()]);
-        if self.caps.server_tls_san {
-            cmd.args(["--tls-san", &self.server_ip.to_string()]);
-        }
+        // Nodes reach the server at the bridge address: its certificate must name it.
+        cmd.args(["--tls-san", &self.server_ip.to_string()]);
         cmd.args(&self.spec.server_args);
         let server = proc::spawn_daemon(cmd, "server", self.spec.logs, &self.logs_dir())?;
         self.record.server_pid = Some(server.id());
@@ -289,7 +245,6 @@ impl Cluster {
             ip,
             data_dir,
             agent: None,
-            runtime: None,
         };
         self.nodes.push(node);
         let index = self.nodes.len() - 1;
@@ -324,15 +279,10 @@ impl Cluster {
         self.record.save(&self.spec.data_dir)
     }
 
-    /// Starts node `i`'s agent (0-based), and first a separate runtime if the agent has none.
+    /// Starts node `i`'s agent (0-based): a whole node, with its embedded runtime under its
+    /// data dir, joined with the server's token.
     fn start_node_daemons(&mut self, i: usize) -> Result<(), LaunchError> {
         let node = &self.nodes[i];
-        let runtime = if self.caps.agent_runtime {
-            None
-        } else {
-            Some(self.start_runtime(node)?)
-        };
-        let socket = node.data_dir.join("cri.sock");
         let mut cmd = proc::in_netns(&node.netns, &self.spec.berth_exe)?;
         cmd.arg("agent")
             .args(["--server", &self.server_url()])
@@ -340,59 +290,15 @@ impl Cluster {
             .args(["--node-ip", &node.ip.to_string()])
             .arg("--data-dir")
             .arg(&node.data_dir)
+            .args(["--insecure-registry", &self.registry().to_string()])
+            .args(["--cluster-cidr", &self.spec.cluster_cidr.to_string()])
             // Not on the command line: anyone may read that.
             .env("BERTH_NODE_TOKEN", &self.token);
-        if self.caps.agent_runtime {
-            cmd.args(["--insecure-registry", &self.registry().to_string()]);
-        } else {
-            cmd.arg("--container-runtime-endpoint")
-                .arg(format!("unix://{}", socket.display()));
-        }
-        if self.caps.agent_cluster_cidr {
-            cmd.args(["--cluster-cidr", &self.spec.cluster_cidr.to_string()]);
-        }
         cmd.args(&self.spec.agent_args);
         let agent = proc::spawn_daemon(cmd, &node.name, self.spec.logs, &self.logs_dir())?;
-        let pids = [Some(agent.id()), runtime.as_ref().map(Child::id)]
-            .into_iter()
-            .flatten()
-            .collect();
-        let node = &mut self.nodes[i];
-        node.agent = Some(agent);
-        node.runtime = runtime;
+        let pids = vec![agent.id()];
+        self.nodes[i].agent = Some(agent);
         self.remember(i, pids)
-    }
-
-    /// `berth runtime` for `node` in its namespace (until `berth agent` embeds one); waits for
-    /// its socket.
-    fn start_runtime(&self, node: &Node) -> Result<Child, LaunchError> {
-        let socket = node.data_dir.join("cri.sock");
-        let _ = std::fs::remove_file(&socket);
-        let mut cmd = proc::in_netns(&node.netns, &self.spec.berth_exe)?;
-        cmd.arg("runtime")
-            .arg("--listen")
-            .arg(format!("unix://{}", socket.display()))
-            .arg("--root")
-            .arg(node.data_dir.join("runtime"))
-            .args(["--insecure-registry", &self.registry().to_string()])
-            .args(["--pod-cidr", RUNTIME_PLACEHOLDER_CIDR, "--bridge", "berth0"]);
-        let name = format!("{}-runtime", node.name);
-        let mut child = proc::spawn_daemon(cmd, &name, self.spec.logs, &self.logs_dir())?;
-        let log = self.log_path(&name);
-        let deadline = std::time::Instant::now() + RUNTIME_WAIT;
-        while !socket.exists() {
-            ready::check_alive(&mut child, &name, &log)?;
-            if std::time::Instant::now() > deadline {
-                proc::stop(&mut child, libc::SIGKILL, Duration::ZERO);
-                return Err(LaunchError::NotReady {
-                    what: name,
-                    secs: RUNTIME_WAIT.as_secs(),
-                    hint: format!(": see {}", log.display()),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(child)
     }
 
     /// Waits until every node is Ready, failing early when a daemon exits.

@@ -3,6 +3,8 @@
 //!
 //! One module per concern, each owned by the part it serves:
 //! - [`server`]: a `berth server` under test (`TestServer`, also as a whole node);
+//! - [`cluster`]: a server and several nodes under test (`TestCluster`, on the launcher
+//!   `berth up --nodes` uses);
 //! - [`node`]: names, ports and teardown of a node under test;
 //! - [`events`]: Kubernetes Events a test waits for;
 //! - [`fake`]: Nodes registered by a test that runs no agent;
@@ -12,10 +14,12 @@
 //! - [`registry`]: a `berth registry` under test;
 //! - [`umoci`]: OCI layouts made by `umoci`, an independent producer;
 //! - [`runtime`]: a `berth runtime` under test (test images come from `berth_testkit::busybox`);
-//! - [`wait`]: the one poll loop tests wait with.
+//! - [`wait`]: the one poll loop tests wait with;
+//! - [`workload`]: the ModelServices tests run.
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
+pub mod cluster;
 pub mod events;
 pub mod fake;
 pub mod http;
@@ -26,6 +30,7 @@ pub mod runtime;
 pub mod server;
 pub mod umoci;
 pub mod wait;
+pub mod workload;
 
 use std::path::PathBuf;
 

@@ -46,7 +46,8 @@ where
     }
 }
 
-async fn poll<T, F, Fut>(within: Duration, mut f: F) -> Option<T>
+/// Polls `f` until it yields a value or `within` has passed.
+pub async fn poll<T, F, Fut>(within: Duration, mut f: F) -> Option<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,

@@ -18,6 +18,7 @@ use berth_api::ModelService;
 use berth_e2e::node::{Leftovers, push_busybox, push_churn_model};
 use berth_e2e::server::TestServer;
 use berth_e2e::wait::eventually_logged;
+use berth_e2e::workload::web_service;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -165,28 +166,6 @@ async fn events_of(client: &kube::Client, pod: &str) -> Vec<(String, String)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// A busybox web server ModelService: `/` answers the pod's host name; `/cgi-bin/unready` makes the
-/// answering pod fail its readiness probe, `/cgi-bin/sick` its liveness probe.
-fn web_service(image: &str, name: &str, replicas: i32, service_port: u16) -> Value {
-    let script = r#"mkdir -p /www/cgi-bin && hostname > /www/index.html && echo ok > /www/ready && echo ok > /www/alive &&
-printf '#!/bin/sh\necho Content-Type: text/plain\necho\nrm -f /www/ready\nhostname\n' > /www/cgi-bin/unready &&
-printf '#!/bin/sh\necho Content-Type: text/plain\necho\nrm -f /www/alive\nhostname\n' > /www/cgi-bin/sick &&
-chmod +x /www/cgi-bin/unready /www/cgi-bin/sick && exec httpd -f -p 8080 -h /www"#;
-    json!({
-        "apiVersion": "berth.dev/v1alpha1", "kind": "ModelService",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {
-            "image": image, "replicas": replicas,
-            "command": ["sh", "-c", script],
-            "ports": [{"name": "http", "containerPort": 8080}],
-            "securityContext": {"runAsUser": 0},
-            "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
-            "livenessProbe": {"httpGet": {"path": "/alive", "port": "http"}, "periodSeconds": 1, "failureThreshold": 2},
-            "service": {"port": service_port, "targetPort": "http"}
-        }
-    })
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-//! The node network with iproute2: the bridge on the host, one pinned network namespace per node
-//! and the veth between them. Removal functions treat "already gone" as success.
+//! The node network: the bridge on the host (berth-net's rtnetlink), one pinned network
+//! namespace per node and the veth between them (iproute2, which pins namespaces where
+//! `ip netns` shows them). Removal functions treat "already gone" as success.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -38,15 +39,13 @@ pub(crate) fn netns_exists(name: &str) -> bool {
     Path::new("/run/netns").join(name).exists()
 }
 
-/// The bridge `name` with `addr/prefix`, up (kept if it exists).
+/// The bridge `name` with `addr/prefix`, up (kept if it exists): berth-net's, as the runtime's
+/// pod bridges.
 pub(crate) fn ensure_bridge(name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), LaunchError> {
-    if !link_exists(name) {
-        ip(&["link", "add", name, "type", "bridge"])?;
-    }
-    let cidr = format!("{addr}/{prefix}");
-    // `replace` is idempotent where `add` fails on an address the bridge already has.
-    ip(&["addr", "replace", &cidr, "dev", name])?;
-    ip(&["link", "set", name, "up"])
+    berth_net::netlink::ensure_bridge(name, addr, prefix).map_err(|e| LaunchError::Command {
+        command: format!("creating bridge {name} with {addr}/{prefix}"),
+        message: e.to_string(),
+    })
 }
 
 /// The namespace `netns` (pinned, kept if it exists) with `lo` up and `eth0` as the far end of
@@ -90,7 +89,7 @@ pub(crate) fn set_link(name: &str, up: bool) -> Result<(), LaunchError> {
 
 /// Deletes link `name`; true if it existed.
 pub(crate) fn delete_link(name: &str) -> bool {
-    link_exists(name) && ip(&["link", "del", name]).is_ok()
+    link_exists(name) && berth_net::netlink::delete_link(name).is_ok()
 }
 
 /// Deletes the pinned namespace `name` (its veth end goes with it); true if it existed.

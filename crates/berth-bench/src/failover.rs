@@ -72,12 +72,17 @@ pub fn run(args: Args, host: &dyn Host) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Launches the cluster, measures, and takes the cluster down whatever happened.
+/// Launches the cluster, measures, and takes the cluster down whatever happened (Ctrl-C while
+/// it starts drops [`Cluster::start`], which removes what it made so far).
 async fn bench(args: &Args, dir: &Path, host: &dyn Host) -> anyhow::Result<Vec<Duration>> {
-    let mut cluster = launch(dir, args.node_grace_period).await?;
+    let mut stop = host.shutdown_signal();
+    let mut cluster = tokio::select! {
+        c = launch(dir, args.node_grace_period) => c?,
+        _ = &mut stop => bail!("interrupted"),
+    };
     let result = tokio::select! {
         r = measure_all(&mut cluster, args, dir) => r,
-        _ = host.shutdown_signal() => Err(anyhow::anyhow!("interrupted")),
+        _ = &mut stop => Err(anyhow::anyhow!("interrupted")),
     };
     eprintln!("bench failover: removing the bench cluster");
     let down = cluster.down().context("removing the bench cluster");

@@ -17,6 +17,7 @@
 use clap::Subcommand;
 
 pub mod api;
+pub mod failover;
 mod host;
 pub mod image;
 pub mod pods;
@@ -46,9 +47,12 @@ enum What {
     Runtime(runtime::Args),
     /// Pods: apply -> N Ready and per-Pod startup latency on an in-process node, beside `runc run`.
     Pods(pods::Args),
+    /// Failover: node death -> all replicas Ready elsewhere, p50/p99 on a three-node cluster.
+    Failover(failover::Args),
 }
 
-/// Runs `berth bench`; `host` starts the in-process server `berth bench pods` needs.
+/// Runs `berth bench`; `host` starts the in-process server `berth bench pods` needs and tells
+/// when the user asks to stop.
 pub fn run(args: Args, host: &dyn Host) -> anyhow::Result<()> {
     match args.what {
         What::Api(a) => api::run(a),
@@ -56,6 +60,7 @@ pub fn run(args: Args, host: &dyn Host) -> anyhow::Result<()> {
         What::Image(a) => image::run(a),
         What::Runtime(a) => runtime::run(a),
         What::Pods(a) => pods::run(a, host),
+        What::Failover(a) => failover::run(a, host),
     }
 }
 

@@ -9,10 +9,12 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use berth_net::netlink::{nl_err, on_thread, require_index, set_up, with_handle};
+use berth_net::netlink::{is_errno, nl_err, on_thread, require_index, set_up, with_handle};
 use nix::sched::{CloneFlags, setns};
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
-use rtnetlink::{LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage};
+use rtnetlink::{Handle, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 /// A pod-side veth: what [`add_pod_veth`] creates.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +69,8 @@ pub fn add_pod_veth(netns: &Path, link: PodLink<'_>) -> io::Result<()> {
                 .controller(br)
                 .up()
                 .build();
-            host.link().set(msg).execute().await.map_err(nl_err)
+            host.link().set(msg).execute().await.map_err(nl_err)?;
+            forget_neighbour(&host, br, addr).await
         });
         host_driver.abort();
         result?;
@@ -89,6 +92,24 @@ pub fn add_pod_veth(netns: &Path, link: PodLink<'_>) -> io::Result<()> {
     })
 }
 
+/// Deletes the bridge's neighbour (ARP) entry for `addr`, if there is one. Addresses are handed
+/// out again as soon as a Pod is gone: an entry still naming the old Pod's MAC stays REACHABLE
+/// for up to about 45 s (then DELAY and PROBE, 8 s more), and meanwhile the node's probes and
+/// proxied connections to the new Pod go nowhere.
+async fn forget_neighbour(host: &Handle, bridge: u32, addr: Ipv4Addr) -> io::Result<()> {
+    let mut msg = NeighbourMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.ifindex = bridge;
+    msg.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+            addr,
+        )));
+    match host.neighbours().del(msg).execute().await {
+        Err(e) if !is_errno(&e, libc::ENOENT) => Err(nl_err(e)),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -99,8 +120,8 @@ mod tests {
     use berth_net::netlink::{delete_link, ensure_bridge, link_index, lo_up_here};
     use futures::TryStreamExt;
     use nix::sched::unshare;
-    use rtnetlink::Handle;
     use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
+    use rtnetlink::packet_route::neighbour::NeighbourState;
 
     use super::*;
     use crate::sandbox::netns;
@@ -142,7 +163,7 @@ mod tests {
     }
 
     fn round_trip(to: SocketAddr) -> io::Result<[u8; 4]> {
-        let mut s = TcpStream::connect(to)?;
+        let mut s = TcpStream::connect_timeout(&to, std::time::Duration::from_secs(10))?;
         s.write_all(b"ping")?;
         let mut buf = [0u8; 4];
         s.read_exact(&mut buf)?;
@@ -151,7 +172,7 @@ mod tests {
 
     /// The whole pod wiring in a private "host" netns (so the real host is untouched and the
     /// names cannot clash with a parallel test): bridge, veth, addresses, default route,
-    /// connectivity both ways, deletion.
+    /// connectivity both ways (also when a stale ARP entry named the address), deletion.
     fn pod_veth_scenario(dir: &Path) -> io::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET)?;
         lo_up_here()?;
@@ -166,6 +187,25 @@ mod tests {
             let lo = require_index(&h, "lo").await?;
             h.address()
                 .add(lo, IpAddr::V4(outside), 32)
+                .execute()
+                .await
+                .map_err(nl_err)
+        })?;
+
+        // What a deleted Pod that had the same address leaves behind: the bridge's ARP entry
+        // with its MAC (permanent here, so only its deletion lets the new Pod be reached). The
+        // bridge gets a MAC of its own first, as it has from its first Pod on a real node:
+        // otherwise it takes the new veth's and that change flushes every entry.
+        here(|h| async move {
+            let br = require_index(&h, "brtest0").await?;
+            let mac = LinkUnspec::new_with_index(br)
+                .address(vec![0x02, 0, 0, 0, 0, 0x01])
+                .build();
+            h.link().set(mac).execute().await.map_err(nl_err)?;
+            h.neighbours()
+                .add(br, IpAddr::V4(pod_ip))
+                .link_layer_address(&[0x02, 0, 0, 0, 0, 0x99])
+                .state(NeighbourState::Permanent)
                 .execute()
                 .await
                 .map_err(nl_err)

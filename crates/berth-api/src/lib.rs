@@ -6,11 +6,13 @@
 //! - [`names`], [`quantity`]: the grammars validation relies on, reusable by the API server and
 //!   clients (image references are `berth_oci::reference`'s);
 //! - [`bounds`]: rolling-update bounds (maxSurge/maxUnavailable) resolved against replicas;
-//! - [`image`]: defaults derived from a container's image, such as its pull policy.
+//! - [`image`]: defaults derived from a container's image, such as its pull policy;
+//! - [`duration`]: durations as the CLI's flags take them (`90s`, `5m`, `1h`).
 // Unit tests see every dev-dependency.
 #![cfg_attr(test, allow(unused_crate_dependencies))]
 
 pub mod bounds;
+pub mod duration;
 pub mod image;
 pub mod labels;
 pub mod modelservice;

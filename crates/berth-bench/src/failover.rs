@@ -34,7 +34,7 @@ pub struct Args {
     replicas: u32,
     /// The server's --node-grace-period: how long a silent node counts as alive (as `berth
     /// server`, e.g. 5s or 1m).
-    #[arg(long, default_value = "5s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "5s", value_parser = berth_api::duration::parse)]
     node_grace_period: Duration,
 }
 
@@ -404,18 +404,6 @@ fn report(times: &[Duration], replicas: u32, grace: Duration) -> String {
 /// `d` in seconds with two decimals.
 fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
-}
-
-/// A duration as `berth server` takes it: `40s`, `2m` or plain seconds.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let (digits, unit) = match s.strip_suffix('m') {
-        Some(d) => (d, 60),
-        None => (s.strip_suffix('s').unwrap_or(s), 1),
-    };
-    digits
-        .parse::<u64>()
-        .map(|n| Duration::from_secs(n * unit))
-        .map_err(|_| format!("{s:?} is not a duration like 5s or 1m"))
 }
 
 #[cfg(test)]

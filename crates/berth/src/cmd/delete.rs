@@ -41,19 +41,9 @@ pub struct Args {
     pub conn: ConnArgs,
 }
 
-/// Parses `90`, `30s`, `2m`, `1h`.
+/// Parses `90`, `30s`, `2m`, `1h` (no days: kubectl's `--timeout` takes none).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (digits, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("invalid duration {s:?} (use s, m or h)")),
-    };
-    Ok(Duration::from_secs(secs))
+    berth_api::duration::parse(s)
 }
 
 /// One object to delete.

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use berth_api::ModelService;
 use futures::StreamExt as _;
 use kube::api::Api;
@@ -34,7 +33,7 @@ pub struct StatusArgs {
     #[arg(required = true, num_args = 1..=2)]
     pub targets: Vec<String>,
     /// Give up after this long (e.g. 90s, 5m); 0 waits forever.
-    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, default_value = "0s", value_parser = berth_api::duration::parse)]
     pub timeout: Duration,
     /// Keep watching until the rollout finishes; `--watch=false` prints the state once.
     #[arg(short = 'w', long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -194,21 +193,6 @@ fn target_name(args: &[String]) -> anyhow::Result<String> {
     }
 }
 
-/// Parses `90s`, `5m`, `1h` or plain seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (digits, unit) = match s.chars().last() {
-        Some('h') => (&s[..s.len() - 1], 3600),
-        Some('m') => (&s[..s.len() - 1], 60),
-        Some('s') => (&s[..s.len() - 1], 1),
-        _ => (s, 1),
-    };
-    digits
-        .parse::<u64>()
-        .map(|n| Duration::from_secs(n * unit))
-        .with_context(|| format!("{s:?} is not a duration like 90s, 5m or 1h"))
-        .map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,8 +284,14 @@ mod tests {
             "churn"
         );
         assert!(target_name(&["pods/x".into()]).is_err());
-        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
-        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
-        assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            berth_api::duration::parse("5m").unwrap(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            berth_api::duration::parse("90").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert!(berth_api::duration::parse("soon").is_err());
     }
 }

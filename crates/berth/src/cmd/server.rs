@@ -37,11 +37,11 @@ pub struct Args {
     #[arg(long)]
     pub disable_controllers: bool,
     /// How long a node may stay silent (no Lease renewal) before it counts as lost.
-    #[arg(long, default_value = "5s", value_parser = parse_seconds)]
+    #[arg(long, default_value = "5s", value_parser = berth_api::duration::parse)]
     pub node_grace_period: std::time::Duration,
     /// How often history older than one interval is compacted and the store file vacuumed
     /// (its freed space returned to the file system); `0` turns both off.
-    #[arg(long, default_value = "5m", value_parser = parse_seconds)]
+    #[arg(long, default_value = "5m", value_parser = berth_api::duration::parse)]
     pub compaction_interval: std::time::Duration,
     /// Serve only legacy discovery (APIVersions/APIGroupList), not aggregated discovery.
     #[arg(long)]
@@ -237,16 +237,4 @@ fn start_controllers(client: kube::Client, args: &Args) -> tokio::task::JoinHand
             tracing::error!(error = %err, "controllers stopped");
         }
     })
-}
-
-/// Parses `40s`, `2m` or a plain number of seconds.
-fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
-    let (digits, unit) = match s.strip_suffix('m') {
-        Some(d) => (d, 60),
-        None => (s.strip_suffix('s').unwrap_or(s), 1),
-    };
-    digits
-        .parse::<u64>()
-        .map(|n| std::time::Duration::from_secs(n * unit))
-        .map_err(|_| format!("{s:?} is not a duration like 40s or 2m"))
 }

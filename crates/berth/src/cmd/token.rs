@@ -164,19 +164,15 @@ fn time_left(expiry: &str) -> String {
     }
 }
 
-/// Parses `24h`, `30m`, `90s`, `2d` or a plain number of seconds.
+/// Parses `24h`, `30m`, `90s`, `2d` or a plain number of seconds: the flags' durations plus days.
 fn parse_ttl(s: &str) -> Result<Duration, String> {
-    let (digits, unit) = match s.char_indices().last() {
-        Some((i, 'd')) => (&s[..i], 86_400),
-        Some((i, 'h')) => (&s[..i], 3600),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 's')) => (&s[..i], 1),
-        _ => (s, 1),
-    };
-    digits
-        .parse::<u64>()
-        .map(|n| Duration::from_secs(n * unit))
-        .map_err(|_| format!("{s:?} is not a duration like 24h, 30m or 90s"))
+    match s.strip_suffix('d') {
+        Some(days) => days
+            .parse::<u64>()
+            .map(|n| Duration::from_secs(n.saturating_mul(86_400)))
+            .map_err(|_| format!("{s:?} is not a duration like 24h, 30m or 90s")),
+        None => berth_api::duration::parse(s),
+    }
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub source_dir: Option<PathBuf>,
     /// How long to wait for the example's Pods to become Ready.
-    #[arg(long, default_value = "5m", value_parser = parse_minutes_or_seconds)]
+    #[arg(long, default_value = "5m", value_parser = berth_api::duration::parse)]
     pub ready_timeout: Duration,
     /// Launch a cluster of this many nodes, each in its own network namespace (0: this machine
     /// is the one node, in-process). Of the server flags, --data-dir, --api-port,
@@ -167,18 +167,6 @@ fn require_root() -> anyhow::Result<()> {
         "berth up runs containers and needs root (network namespaces, mounts, cgroups): run it with sudo"
     );
     Ok(())
-}
-
-/// Parses `5m`, `90s` or plain seconds.
-fn parse_minutes_or_seconds(s: &str) -> Result<Duration, String> {
-    let (digits, unit) = match s.strip_suffix('m') {
-        Some(d) => (d, 60),
-        None => (s.strip_suffix('s').unwrap_or(s), 1),
-    };
-    digits
-        .parse::<u64>()
-        .map(|n| Duration::from_secs(n * unit))
-        .map_err(|_| format!("{s:?} is not a duration like 90s or 5m"))
 }
 
 #[cfg(test)]

@@ -47,7 +47,12 @@ impl TestCluster {
             agent_args: Vec::new(),
             logs: Logs::Files,
         };
-        let cluster = Cluster::start(spec).await?;
+        let logs = dir.path().join("logs");
+        let cluster = match Cluster::start(spec).await {
+            Ok(c) => c,
+            // The logs go with the temp dir: say what the daemons said before they do.
+            Err(e) => anyhow::bail!("{e}\n{}", tails_of(&logs, 40)),
+        };
         Ok(TestCluster { cluster, _dir: dir })
     }
 
@@ -88,19 +93,7 @@ impl TestCluster {
 
     /// The tails of every daemon's log (for a failure message).
     pub fn logs_tail(&self, lines: usize) -> String {
-        let mut names = vec!["server".to_string()];
-        names.extend(self.cluster.nodes().iter().map(|n| n.name.clone()));
-        let mut out = String::new();
-        for name in names {
-            let log = std::fs::read_to_string(self.cluster.log_path(&name)).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
-            out.push_str(&format!("---- {name}\n"));
-            for l in tail.into_iter().rev() {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-        out
+        tails_of(&self.cluster.data_dir().join("logs"), lines)
     }
 
     /// Polls `f` until it yields, panicking with `what` and the daemons' log tails after `within`.
@@ -117,6 +110,21 @@ impl TestCluster {
             ),
         }
     }
+}
+
+/// The last `lines` lines of every log file in `dir`.
+fn tails_of(dir: &std::path::Path, lines: usize) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        out.push_str(&format!("---- {}\n", entry.path().display()));
+        for l in tail.into_iter().rev() {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The Pods of ModelService `ms` in `ns` that are Ready and not being deleted, with their node.
